@@ -1,0 +1,1 @@
+"""The `vigil` command's groups, one module each; `vigil.cli` assembles them."""

@@ -1,0 +1,1 @@
+"""Vigil's domain core: pure values and rules, no I/O and no frameworks."""
