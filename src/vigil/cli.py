@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+from vigil.commands import server as server_cmds
+from vigil.config import SettingsError
 
 app = typer.Typer(
     help="Vigil: open-source endpoint detection and response.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command()(server_cmds.setup)
+app.command()(server_cmds.server)
+app.command()(server_cmds.up)
+app.command("onboarding-package")(server_cmds.onboarding_package)
+app.command()(server_cmds.offboard)
+app.add_typer(server_cmds.docs_app, name="docs")
+
+# Errors a user can act on; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (server_cmds.CommandError, SettingsError)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except USER_ERRORS as e:
+        print(f"vigil: error: {e}", file=sys.stderr)
+        sys.exit(2)

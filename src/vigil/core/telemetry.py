@@ -136,7 +136,13 @@ DEVICE_NETWORK_EVENTS = Table(
         *_INITIATING,
         _ADDITIONAL,
     ),
-    ("ConnectionSuccess", "ConnectionAttempt", "ConnectionFailed", "InboundConnectionAccepted", "ListeningConnectionCreated"),
+    (
+        "ConnectionSuccess",
+        "ConnectionAttempt",
+        "ConnectionFailed",
+        "InboundConnectionAccepted",
+        "ListeningConnectionCreated",
+    ),
 )
 
 DEVICE_LOGON_EVENTS = Table(

@@ -1,0 +1,242 @@
+"""Server-side commands: setup, server, up, onboarding packages, offboarding, generated docs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+
+from vigil.config import Settings, data_dir_from_env, load_settings
+from vigil.core.clock import SystemClock
+from vigil.core.telemetry import schema_markdown
+from vigil.deploy.onboarding import create_package, parse_duration
+from vigil.deploy.setup import SetupReport, run_setup
+from vigil.server.app import create_app
+from vigil.store import db
+from vigil.store import devices as device_store
+
+console = Console(stderr=True)
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Vigil's data directory (default $VIGIL_DATA_DIR or /var/lib/vigil)")
+]
+
+
+class CommandError(Exception):
+    """A user-facing failure of a command; the CLI prints it and exits non-zero."""
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    d = data_dir_from_env(data_dir)
+    if not (d / "vigil.toml").exists():
+        raise CommandError(f"{d} is not set up yet; run `vigil setup --data-dir {d}` first")
+    return load_settings(d)
+
+
+def _print_setup(report: SetupReport) -> None:
+    if not report.changed:
+        console.print(f"Vigil is already set up in {report.settings.data_dir}; nothing changed.")
+        return
+    for item in report.created:
+        console.print(f"[green]created[/] {item}")
+    if report.admin_password:
+        console.print(
+            f"\n[bold]Administrator:[/] {report.admin_username}\n[bold]Password:[/] {report.admin_password}\n"
+            "This password is shown once. Store it now."
+        )
+
+
+def setup(
+    data_dir: DataDir = None,
+    listen: Annotated[str | None, typer.Option(help="host:port the server listens on")] = None,
+    public_url: Annotated[str | None, typer.Option(help="URL agents use to reach the server")] = None,
+    retention_days: Annotated[int | None, typer.Option(help="days of telemetry kept (30–186)")] = None,
+    admin: Annotated[str, typer.Option(help="name of the first administrator")] = "admin",
+) -> None:
+    """Create the data directory, internal CA, server certificate, database and first administrator."""
+    overrides: dict[str, object] = {}
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise CommandError(f"--listen {listen!r}: use host:port, e.g. 0.0.0.0:8443")
+        overrides.update(listen_host=host, listen_port=int(port))
+    if public_url:
+        overrides["public_url"] = public_url
+    if retention_days is not None:
+        overrides["retention_days"] = retention_days
+    _print_setup(run_setup(data_dir_from_env(data_dir), SystemClock(), admin_username=admin, overrides=overrides))
+
+
+def _uvicorn_config(settings: Settings) -> uvicorn.Config:
+    app = create_app(settings)
+    tls = {}
+    if settings.tls:
+        tls = {"ssl_certfile": str(settings.server_cert), "ssl_keyfile": str(settings.server_key)}
+    return uvicorn.Config(
+        app, host=settings.listen_host, port=settings.listen_port, log_level="info", access_log=False,
+        **tls,  # type: ignore[arg-type]
+    )
+
+
+def server(data_dir: DataDir = None) -> None:
+    """Run the Vigil server (agent API, REST API and portal)."""
+    settings = _settings(data_dir)
+    console.print(f"Vigil server on {settings.url} (portal {settings.url}/, API {settings.url}/api/docs)")
+    uvicorn.Server(_uvicorn_config(settings)).run()
+
+
+def onboarding_package(
+    data_dir: DataDir = None,
+    group: Annotated[str | None, typer.Option(help="device group the devices join")] = None,
+    expires: Annotated[str, typer.Option(help="token lifetime: 30m, 12h, 7d, 2w")] = "7d",
+    uses: Annotated[int, typer.Option(help="how many devices may enroll with it")] = 1,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the package")] = Path(
+        "vigil-onboarding.json"
+    ),
+) -> None:
+    """Write an onboarding package: server URL, CA pin and an expiring enrollment token."""
+    settings = _settings(data_dir)
+    try:
+        lifetime = parse_duration(expires)
+    except ValueError as e:
+        raise CommandError(f"--expires: {e}") from None
+    engine = db.make_engine(settings.db_url)
+    try:
+        db.upgrade(engine)
+        with engine.begin() as conn:
+            pkg = create_package(
+                conn, settings, group=group, lifetime=lifetime, uses=uses, created_by=f"cli:{_whoami()}",
+                now=SystemClock().now(),
+            )
+    except (device_store.NotFound, ValueError) as e:
+        raise CommandError(str(e)) from None
+    finally:
+        engine.dispose()
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pkg.model_dump_json(indent=2))
+    console.print(
+        f"Wrote {output}: group {pkg.group!r}, {uses} use(s), expires {pkg.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+        f"On the endpoint: vigil agent enroll {output.name} && vigil agent run"
+    )
+
+
+def offboard(device: Annotated[str, typer.Argument(help="device id or host name")], data_dir: DataDir = None) -> None:
+    """Revoke a device's identity: its agent can no longer send or receive anything."""
+    settings = _settings(data_dir)
+    engine = db.make_engine(settings.db_url)
+    try:
+        with engine.begin() as conn:
+            found = device_store.find_devices(conn, device)
+            if not found:
+                raise CommandError(f"no device matches {device!r}")
+            if len(found) > 1:
+                ids = ", ".join(f"{r.id} ({r.computer_dns_name})" for r in found)
+                raise CommandError(f"{device!r} matches several devices: {ids}; give the device id")
+            done = device_store.offboard_device(conn, found[0].id, SystemClock().now())
+    finally:
+        engine.dispose()
+    row = found[0]
+    console.print(f"{'Offboarded' if done else 'Already offboarded:'} {row.computer_dns_name} ({row.id}).")
+
+
+def _whoami() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return str(os.getuid())
+
+
+def _wait_healthy(url: str, ca: Path, stop: threading.Event, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if httpx.get(f"{url}/api/health", verify=str(ca), timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _start_local_agent(settings: Settings, stop: threading.Event, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Enroll (once) and start the local agent as a child process, once the server answers."""
+    if not _wait_healthy(settings.url, settings.ca_cert, stop):
+        console.print("[red]The server did not become healthy; the local agent was not started.[/]")
+        return
+    state = settings.data_dir / "agent"
+    state.mkdir(mode=0o700, exist_ok=True)
+    vigil = [sys.executable, "-m", "vigil", "agent"]
+    if not (state / "identity.json").exists():
+        engine = db.make_engine(settings.db_url)
+        with engine.begin() as conn:
+            pkg = create_package(
+                conn, settings, group=None, lifetime=parse_duration("1h"), uses=1, created_by="vigil up",
+                now=SystemClock().now(),
+            )
+        engine.dispose()
+        package = state / "onboarding.json"
+        package.write_text(pkg.model_dump_json())
+        package.chmod(0o600)
+        done = subprocess.run([*vigil, "enroll", str(package), "--state-dir", str(state)], check=False)
+        package.unlink()
+        if done.returncode != 0:
+            console.print("[red]The local agent could not enroll; see above.[/]")
+            return
+    if not stop.is_set():
+        procs.append(subprocess.Popen([*vigil, "run", "--state-dir", str(state)]))
+        console.print("Local agent started.")
+
+
+def up(data_dir: DataDir = None) -> None:
+    """Set up if needed, then run the server on SQLite with a local agent enrolled to it."""
+    d = data_dir_from_env(data_dir)
+    report = run_setup(d, SystemClock())
+    _print_setup(report)
+    settings = report.settings
+    creds = settings.data_dir / "admin-credentials.json"
+    if report.admin_password:
+        # `vigil up` is the evaluation path: keep the generated credentials where the operator can find them.
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"username": report.admin_username, "password": report.admin_password}, f)
+    stop = threading.Event()
+    procs: list[subprocess.Popen[bytes]] = []
+    starter = threading.Thread(target=_start_local_agent, args=(settings, stop, procs), daemon=True)
+    starter.start()
+    console.print(
+        f"\n[bold]Portal:[/] {settings.url}/   (CA certificate: {settings.ca_cert})\n"
+        f"[bold]Sign in:[/] see {creds}" if creds.exists() else f"\n[bold]Portal:[/] {settings.url}/"
+    )
+    try:
+        uvicorn.Server(_uvicorn_config(settings)).run()
+    finally:
+        stop.set()
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help=True)
+
+
+@docs_app.command("schema")
+def docs_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Print (or write) the telemetry schema reference generated from the declared schema."""
+    text = schema_markdown()
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)

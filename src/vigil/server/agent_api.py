@@ -1,0 +1,125 @@
+"""The agent API: enrollment, telemetry ingest and heartbeats, under /agent/v1."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from vigil.core.telemetry import SchemaError, validate_events
+from vigil.server.auth import authenticated_device, services
+from vigil.server.errors import APIError
+from vigil.store import devices as device_store
+from vigil.wire import (
+    ENROLL_PATH,
+    HEARTBEAT_PATH,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    TELEMETRY_PATH,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    TelemetryAck,
+)
+
+router = APIRouter(tags=["agent"])
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post(ENROLL_PATH, response_model=EnrollResponse)
+def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
+    svc = services(request)
+    ip = _client_ip(request)
+    if not svc.enroll_limiter.allow(ip):
+        raise APIError(429, "rate_limited", "too many enrollment attempts; wait a minute",
+                       headers={"Retry-After": "60"})
+    now = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            token_id, group_id = device_store.redeem_token(conn, body.token, now)
+            device_id, credential = device_store.register_device(
+                conn, token_id=token_id, group_id=group_id, hostname=body.hostname,
+                os_platform=body.os_platform, os_version=body.os_version,
+                agent_version=body.agent_version, machine_id=body.machine_id, ip=ip, now=now,
+            )
+    except device_store.EnrollmentRefused as e:
+        raise APIError(401, "enrollment_refused", e.reason, field="token") from None
+    return EnrollResponse(device_id=device_id, credential=credential)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, decompressed, refusing anything past MAX_BATCH_BYTES (zip bombs too)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BATCH_BYTES:
+        raise APIError(413, "batch_too_large", f"body over {MAX_BATCH_BYTES} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BATCH_BYTES:
+            raise APIError(413, "batch_too_large", f"body over {MAX_BATCH_BYTES} bytes")
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "identity":
+        return bytes(raw)
+    if encoding != "gzip":
+        raise APIError(415, "unsupported_encoding", f"content-encoding {encoding!r}; use gzip or none")
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(bytes(raw), MAX_BATCH_BYTES + 1)
+    except zlib.error as e:
+        raise APIError(400, "bad_encoding", f"body is not valid gzip: {e}") from None
+    if len(out) > MAX_BATCH_BYTES or d.unconsumed_tail:
+        raise APIError(413, "batch_too_large", f"decompressed body over {MAX_BATCH_BYTES} bytes")
+    return out
+
+
+def _parse_batch(body: bytes) -> tuple[str, list[Any]]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise APIError(400, "malformed_json", f"body is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise APIError(422, "invalid_batch", "batch must be a JSON object")
+    unknown = set(doc) - {"batch_id", "events"}
+    if unknown:
+        raise APIError(422, "invalid_batch", f"unknown key {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    batch_id, events = doc.get("batch_id"), doc.get("events")
+    if not isinstance(batch_id, str) or not 8 <= len(batch_id) <= 64:
+        raise APIError(422, "invalid_batch", "batch_id must be a string of 8 to 64 characters", field="batch_id")
+    if not isinstance(events, list):
+        raise APIError(422, "invalid_batch", "events must be a list", field="events")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise APIError(413, "batch_too_large", f"{len(events)} events; at most {MAX_BATCH_EVENTS} per batch",
+                       field="events")
+    return batch_id, events
+
+
+@router.post(TELEMETRY_PATH, response_model=TelemetryAck)
+async def telemetry(request: Request, device_id: str = authenticated_device) -> TelemetryAck:
+    batch_id, events = _parse_batch(await _read_body(request))
+    try:
+        rows = validate_events(events, device_id)
+    except SchemaError as e:
+        raise APIError(422, "invalid_batch", str(e), field=e.where) from None
+    # Storing is blocking I/O; keep it off the event loop.
+    return await run_in_threadpool(services(request).ingest.ingest, device_id, batch_id, rows)
+
+
+@router.post(HEARTBEAT_PATH, response_model=HeartbeatResponse)
+def heartbeat(body: Heartbeat, request: Request, device_id: str = authenticated_device) -> HeartbeatResponse:
+    svc = services(request)
+    now = svc.clock.now()
+    ips = [ip for ip in body.ip_addresses if not ip.startswith("127.") and ip != "::1"]
+    with svc.engine.begin() as conn:
+        device_store.touch_device(
+            conn, device_id, now, agent_version=body.agent_version,
+            counters=body.counters.model_dump(), sensors=body.sensors,
+            last_ip=(ips[0] if ips else _client_ip(request)), last_external_ip=_client_ip(request),
+        )
+    return HeartbeatResponse(server_time=now)

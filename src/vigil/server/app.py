@@ -1,0 +1,53 @@
+"""Builds the server's ASGI application from settings: the composition root of `vigil server`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import vigil
+from vigil.config import Settings
+from vigil.core.clock import Clock, SystemClock
+from vigil.server import agent_api, api, errors, portal
+from vigil.server.ingest import AfterIngest, IngestPipeline
+from vigil.server.services import RateLimiter, Services
+from vigil.store import db
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: sa.Engine | None = None,
+    clock: Clock | None = None,
+    after_ingest: list[AfterIngest] | None = None,
+) -> FastAPI:
+    clock = clock or SystemClock()
+    engine = engine or db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    svc = Services(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        secret_key=settings.secret_key_file.read_bytes(),
+        ingest=IngestPipeline(engine, clock, after_ingest),
+        enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
+        version=vigil.__version__,
+    )
+    app = FastAPI(
+        title="Vigil",
+        version=vigil.__version__,
+        description="Vigil's REST API: Defender for Endpoint's paths and field names, self-hosted.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.services = svc
+    errors.install(app)
+    app.include_router(agent_api.router)
+    app.include_router(api.router)
+    app.include_router(portal.router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
+    return app

@@ -1,0 +1,119 @@
+"""The web portal: server-rendered pages over the same services as the API."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from vigil.core.rbac import Permission
+from vigil.server import api
+from vigil.server.auth import (
+    CSRF_COOKIE,
+    PERMISSION_ATTR,
+    PUBLIC,
+    SESSION_COOKIE,
+    TOKEN_LIFETIME_SECONDS,
+    Principal,
+    current_principal,
+    issue_token,
+    services,
+)
+from vigil.server.errors import APIError
+from vigil.store.users import verify_login
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+router = APIRouter(include_in_schema=False)
+
+
+def page(permission: Permission) -> Any:
+    """Like ``requires`` for pages: an anonymous visitor is sent to the sign-in page instead."""
+
+    def check(request: Request) -> Principal:
+        principal = current_principal(request)
+        if principal is None:
+            raise APIError(303, "login_required", "sign in first", headers={"Location": "/login"})
+        if permission not in principal.permissions:
+            raise APIError(403, "forbidden", f"this page needs the permission '{permission}'")
+        return principal
+
+    setattr(check, PERMISSION_ATTR, permission)
+    return Depends(check)
+
+
+def _public() -> Any:
+    def allow() -> None:
+        return None
+
+    setattr(allow, PERMISSION_ATTR, PUBLIC)
+    return Depends(allow)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(_: None = _public()) -> Response:
+    return RedirectResponse("/devices", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str | None = None, _: None = _public()) -> Response:
+    csrf = secrets.token_urlsafe(24)
+    resp = templates.TemplateResponse(request, "login.html", {"csrf": csrf, "error": error, "user": None})
+    resp.set_cookie(CSRF_COOKIE, csrf, secure=_secure(request), samesite="strict", httponly=False)
+    return resp
+
+
+@router.post("/login")
+def login_submit(
+    request: Request, username: str = Form(...), password: str = Form(...), csrf: str = Form(...),
+    _: None = _public(),
+) -> Response:
+    svc = services(request)
+    if not secrets.compare_digest(csrf, request.cookies.get(CSRF_COOKIE, "")):
+        return RedirectResponse("/login?error=Your+session+expired%2C+try+again", status_code=303)
+    if not svc.login_limiter.allow(request.client.host if request.client else "?"):
+        return RedirectResponse("/login?error=Too+many+attempts%2C+wait+a+minute", status_code=303)
+    with svc.engine.connect() as conn:
+        user = verify_login(conn, username, password)
+    if user is None:
+        return RedirectResponse("/login?error=Wrong+user+name+or+password", status_code=303)
+    resp = RedirectResponse("/devices", status_code=303)
+    resp.set_cookie(
+        SESSION_COOKIE, issue_token(svc, user), max_age=TOKEN_LIFETIME_SECONDS, httponly=True,
+        secure=_secure(request), samesite="strict",
+    )
+    return resp
+
+
+@router.post("/logout")
+def logout(_: None = _public()) -> Response:
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/devices", response_class=HTMLResponse)
+def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
+    machines = api.list_machines(request)
+    return templates.TemplateResponse(request, "devices.html", {"machines": machines, "user": who.user})
+
+
+@router.get("/devices/{machine_id}", response_class=HTMLResponse)
+def device_page(
+    machine_id: str, request: Request, table: str = "DeviceProcessEvents",
+    who: Principal = page(Permission.VIEW_DATA_SECOPS),
+) -> Response:
+    machine = api.get_machine(request, machine_id)
+    tables = None if table == "all" else [table]
+    events = api.machine_timeline(request, machine_id, None, None, tables, 500)
+    return templates.TemplateResponse(
+        request, "device.html",
+        {"m": machine, "events": events, "table": table, "tables": ["all", *api.TABLES], "user": who.user},
+    )

@@ -1,0 +1,111 @@
+"""Every table Vigil stores: the control plane, and the telemetry tables generated from the declared schema."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from vigil.core import telemetry as t
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UtcDateTime = sa.DateTime(timezone=True)
+
+device_groups = sa.Table(
+    "device_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    # Rank 1 is matched first; the default group has no rank and matches last.
+    sa.Column("rank", sa.Integer, nullable=True),
+    sa.Column("automation_level", sa.String(64), nullable=False, default="FullRemediation"),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("computer_dns_name", sa.String(255), nullable=False),
+    sa.Column("os_platform", sa.String(32), nullable=False),
+    sa.Column("os_version", sa.String(128), nullable=False, default=""),
+    sa.Column("os_build", sa.String(128), nullable=False, default=""),
+    sa.Column("agent_version", sa.String(32), nullable=False, default=""),
+    sa.Column("machine_id", sa.String(128), nullable=False, default=""),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("device_groups.id"), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    sa.Column("credential_hash", sa.String(64), nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("last_ip", sa.String(64), nullable=True),
+    sa.Column("last_external_ip", sa.String(64), nullable=True),
+    sa.Column("counters", sa.JSON, nullable=False, default=dict),
+    sa.Column("sensors", sa.JSON, nullable=False, default=dict),
+    sa.Column("offboarded_at", UtcDateTime, nullable=True),
+    sa.Column("enrollment_token_id", sa.Integer, sa.ForeignKey("enrollment_tokens.id"), nullable=True),
+)
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("device_groups.id"), nullable=True),
+    sa.Column("max_uses", sa.Integer, nullable=False),
+    sa.Column("uses", sa.Integer, nullable=False, default=0),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+telemetry_batches = sa.Table(
+    "telemetry_batches",
+    metadata,
+    sa.Column("device_id", sa.String(40), primary_key=True),
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(128), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+)
+
+_SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine] = {
+    t.ColumnType.STRING: sa.Text(),
+    t.ColumnType.INT: sa.Integer(),
+    t.ColumnType.LONG: sa.BigInteger(),
+    t.ColumnType.BOOL: sa.Boolean(),
+    t.ColumnType.DATETIME: UtcDateTime,
+    t.ColumnType.DYNAMIC: sa.Text(),  # JSON text: validated on ingest, queried with JSON functions
+}
+
+
+def _telemetry_table(decl: t.Table) -> sa.Table:
+    cols = [sa.Column(c.name, _SA_TYPES[c.type], nullable=not c.required) for c in decl.columns]
+    return sa.Table(
+        decl.name,
+        metadata,
+        *cols,
+        sa.Index(f"ix_{decl.name}_device_time", "DeviceId", "Timestamp"),
+        sa.Index(f"ix_{decl.name}_time", "Timestamp"),
+    )
+
+
+telemetry_tables: dict[str, sa.Table] = {name: _telemetry_table(d) for name, d in t.TABLES.items()}
