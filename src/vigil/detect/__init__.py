@@ -1,1 +1,36 @@
-"""Vigil detect."""
+"""Vigil's Sigma engine: load SigmaHQ-format rules, compile them once, match events fast.
+
+Public API::
+
+    report = load_rules([Path("rules/")])      # LoadReport(ruleset, errors, notes)
+    report.ruleset.match_telemetry("DeviceProcessEvents", row)   # -> list[RuleHit]
+    report.ruleset.match_windows(flat_event)                     # -> list[RuleHit]
+"""
+
+from vigil.detect.events import flatten_evtx
+from vigil.detect.model import (
+    ErrorKind,
+    LoadReport,
+    LogSource,
+    RuleFilter,
+    RuleHit,
+    RuleInfo,
+    RuleLoadError,
+    RuleNote,
+)
+from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules
+
+__all__ = [
+    "CompiledRules",
+    "ErrorKind",
+    "LoadReport",
+    "LogSource",
+    "RuleFilter",
+    "RuleHit",
+    "RuleInfo",
+    "RuleLoadError",
+    "RuleNote",
+    "RuleSet",
+    "flatten_evtx",
+    "load_rules",
+]

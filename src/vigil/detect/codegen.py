@@ -1,0 +1,162 @@
+"""Compile IR trees into one Python module: a function per index bucket that tests all its rules inline."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vigil.detect.ir import And, Atom, Node, Not, Op
+
+# Past this many alternatives, `a in v or b in v ...` loses to one regex search.
+_MAX_INLINE_CONTAINS = 10
+
+
+@dataclass(frozen=True)
+class CompiledBinding:
+    """A rule bound to one index key, its tree already in the source's field names."""
+
+    rule_index: int
+    domain: str
+    key: tuple[str, str]
+    tree: Node
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.consts: dict[str, str] = {}  # source -> name
+
+    def const(self, source: str) -> str:
+        name = self.consts.get(source)
+        if name is None:
+            name = f"_k{len(self.consts)}"
+            self.consts[source] = name
+        return name
+
+    def atom(self, a: Atom, v: str, o: str, low: str) -> str:
+        """The test of atom `a` on one value: `v` lower-cased, `o` original (None when absent)."""
+        s = o if a.cased else v
+        vals = a.values
+        op = a.op
+        if op is Op.EQ:
+            if len(vals) == 1:
+                return f"{s} == {vals[0]!r}"
+            return f"{s} in {self.const(f'frozenset({tuple(sorted(vals))!r})')}"
+        if op is Op.CONTAINS:
+            if len(vals) <= _MAX_INLINE_CONTAINS:
+                inner = " or ".join(f"{x!r} in {s}" for x in vals)
+            else:
+                pat = "|".join(re.escape(x) for x in sorted(vals, key=len, reverse=True))
+                inner = f"{self.const(f're.compile({pat!r}, re.S).search')}({s}) is not None"
+            return f"({s} is not None and ({inner}))"
+        if op is Op.STARTSWITH:
+            return f"({s} is not None and {s}.startswith({tuple(vals)!r}))"
+        if op is Op.ENDSWITH:
+            return f"({s} is not None and {s}.endswith({tuple(vals)!r}))"
+        if op is Op.GLOB:
+            pat = "|".join(f"(?:{x})" for x in vals)
+            return f"({s} is not None and {self.const(f're.compile({pat!r}, re.S).fullmatch')}({s}) is not None)"
+        if op is Op.REGEX:
+            fn = self.const(f"re.compile({vals[0]!r}, {a.flags}).search")
+            return f"({o} is not None and {fn}({o}) is not None)"
+        if op is Op.ANY or op is Op.EXISTS:
+            return f"{o} is not None"
+        if op is Op.NOT_EXISTS:
+            return f"{o} is None"
+        if op is Op.NULL:
+            return f"({o} is None or {o} == '')"
+        if op is Op.CIDR:
+            nets = ", ".join(f"ipaddress.ip_network({x!r})" for x in vals)
+            return f"_cidr({o}, {self.const(f'({nets},)')})"
+        if op is Op.CMP:
+            return f"_cmp({o}, {a.arg!r}, {float(vals[0])!r})"
+        if op is Op.FIELDREF:
+            return f"_fref({v}, {low}.get({vals[0]!r}), {a.arg!r})"
+        raise AssertionError(f"unhandled op {op}")  # pragma: no cover - every Op is handled above
+
+    def keyword(self, a: Atom, low: str, orig: str) -> str:
+        source = orig if a.cased else low
+        return f"any({self.atom(a, 'x', 'x', low)} for x in _vals({source}))"
+
+
+def _tree_tuple(node: Node, atoms: list[str], em: _Emitter) -> str:
+    if isinstance(node, Atom):
+        body = em.keyword(node, "L", "O") if node.field is None else em.atom(node, "v", "o", "L")
+        atoms.append(f"lambda v, o, L, O: {body}")
+        return f"('a', {len(atoms) - 1}, {node.field!r})"
+    if isinstance(node, Not):
+        return f"('!', {_tree_tuple(node.child, atoms, em)})"
+    kind = "&" if isinstance(node, And) else "|"
+    return f"({kind!r}, ({''.join(_tree_tuple(c, atoms, em) + ', ' for c in node.children)}))"
+
+
+class _Bucket:
+    def __init__(self, em: _Emitter) -> None:
+        self.em = em
+        self.fields: dict[str, int] = {}
+        self.orig_used: set[int] = set()
+
+    def var(self, field: str, original: bool) -> str:
+        i = self.fields.setdefault(field, len(self.fields))
+        if original:
+            self.orig_used.add(i)
+            return f"o{i}"
+        return f"l{i}"
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Atom):
+            if node.field is None:
+                return self.em.keyword(node, "L", "O")
+            needs_orig = node.cased or node.op in (
+                Op.REGEX, Op.ANY, Op.EXISTS, Op.NOT_EXISTS, Op.NULL, Op.CIDR, Op.CMP)
+            v = self.var(node.field, False)
+            o = self.var(node.field, True) if needs_orig else "None"
+            return self.em.atom(node, v, o, "L")
+        if isinstance(node, Not):
+            return f"(not {self.expr(node.child)})"
+        joiner = " and " if isinstance(node, And) else " or "
+        return "(" + joiner.join(self.expr(c) for c in node.children) + ")"
+
+
+def generate_module(bindings: Sequence[CompiledBinding]) -> str:
+    """Python source defining A (atom tests), T (trees), R (rule index per binding) and WIN/TEL buckets."""
+    em = _Emitter()
+    atoms: list[str] = []
+    trees: list[str] = []
+    groups: dict[tuple[str, tuple[str, str]], list[int]] = defaultdict(list)
+    for i, b in enumerate(bindings):
+        trees.append(_tree_tuple(b.tree, atoms, em))
+        groups[(b.domain, b.key)].append(i)
+
+    functions: list[str] = []
+    tables: dict[str, list[str]] = {"windows": [], "telemetry": []}
+    for n, ((domain, key), members) in enumerate(groups.items()):
+        bucket = _Bucket(em)
+        body = [f"    if {bucket.expr(bindings[i].tree)}:\n        r.append({i})" for i in members]
+        head = ["    g = L.get", "    h = O.get"]
+        for field, i in bucket.fields.items():
+            head.append(f"    l{i} = g({field!r})")
+            if i in bucket.orig_used:
+                head.append(f"    o{i} = h({field!r})")
+        functions.append("\n".join([f"def b{n}(L, O):", *head, "    r = []", *body, "    return r",
+                                     f"b{n}.members = {members!r}"]))
+        tables[domain].append(f"    {key!r}: b{n},")
+
+    lines = ["import re", "import ipaddress", ""]
+    lines += [f"{name} = {source}" for source, name in em.consts.items()]
+    lines.append("A = [")
+    lines += [f"    {a}," for a in atoms]
+    lines.append("]")
+    lines.append("T = [")
+    lines += [f"    {t}," for t in trees]
+    lines.append("]")
+    lines.append(f"R = {[b.rule_index for b in bindings]!r}")
+    lines += functions
+    lines.append("WIN = {")
+    lines += tables["windows"]
+    lines.append("}")
+    lines.append("TEL = {")
+    lines += tables["telemetry"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""The detection engine's value types: rule metadata, hits, load errors and the load report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vigil.core.attack import AttackTactic
+from vigil.core.severity import RuleLevel, Severity
+
+if TYPE_CHECKING:
+    from vigil.detect.ruleset import RuleSet
+
+
+@dataclass(frozen=True)
+class LogSource:
+    product: str | None = None
+    category: str | None = None
+    service: str | None = None
+
+    def __str__(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("product", self.product), ("category", self.category),
+                                          ("service", self.service)) if v]
+        return ",".join(parts) or "(empty)"
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What an analyst needs to know about a rule; the compiled matcher lives elsewhere."""
+
+    id: str
+    title: str
+    description: str
+    level: RuleLevel
+    status: str
+    tags: tuple[str, ...]
+    author: str
+    references: tuple[str, ...]
+    techniques: tuple[str, ...]
+    tactics: tuple[AttackTactic, ...]
+    logsource: LogSource
+    path: Path | None
+    falsepositives: tuple[str, ...] = ()
+
+    @property
+    def severity(self) -> Severity:
+        return self.level.severity
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One rule matching one event."""
+
+    rule_id: str
+    title: str
+    description: str
+    level: RuleLevel
+    severity: Severity
+    status: str
+    tags: tuple[str, ...]
+    author: str
+    references: tuple[str, ...]
+    techniques: tuple[str, ...]
+    tactics: tuple[AttackTactic, ...]
+    path: Path | None
+    matched_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, rule: RuleInfo, matched_fields: tuple[str, ...] = ()) -> RuleHit:
+        return cls(
+            rule_id=rule.id,
+            title=rule.title,
+            description=rule.description,
+            level=rule.level,
+            severity=rule.level.severity,
+            status=rule.status,
+            tags=rule.tags,
+            author=rule.author,
+            references=rule.references,
+            techniques=rule.techniques,
+            tactics=rule.tactics,
+            path=rule.path,
+            matched_fields=matched_fields,
+        )
+
+
+class ErrorKind(StrEnum):
+    READ = "read"  # the file could not be read or is not YAML
+    PARSE = "parse"  # pySigma rejected the rule
+    UNSUPPORTED = "unsupported"  # valid Sigma that the engine cannot run (correlations, placeholders...)
+    DUPLICATE = "duplicate"  # another rule already has this id
+
+
+@dataclass(frozen=True)
+class RuleLoadError:
+    """A rule (or file) that did not load, with where and why."""
+
+    path: Path | None
+    kind: ErrorKind
+    reason: str
+    rule_id: str | None = None
+    title: str | None = None
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.path else "<string>"
+        rule = f" [{self.rule_id}]" if self.rule_id else ""
+        return f"{where}{rule}: {self.kind}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RuleNote:
+    """A rule that loaded but cannot see any event source (for example no Vigil telemetry for auditd)."""
+
+    path: Path | None
+    rule_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<string>'} [{self.rule_id}]: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    ruleset: RuleSet
+    errors: tuple[RuleLoadError, ...] = ()
+    notes: tuple[RuleNote, ...] = ()
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class RuleFilter:
+    """Which rules to keep: a minimum level, allowed statuses and required tags (any of them)."""
+
+    min_level: RuleLevel | None = None
+    statuses: frozenset[str] = field(default_factory=frozenset)
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def keeps(self, rule: RuleInfo) -> bool:
+        if self.min_level is not None and rule.level.rank < self.min_level.rank:
+            return False
+        if self.statuses and rule.status not in self.statuses:
+            return False
+        return not self.tags or any(t.lower() in self.tags for t in rule.tags)

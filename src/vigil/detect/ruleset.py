@@ -1,0 +1,195 @@
+"""A compiled rule set: index by event source, run the generated matchers, build hits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vigil.detect.codegen import CompiledBinding, generate_module
+from vigil.detect.events import Scalar, flatten_evtx, views
+from vigil.detect.ir import fields_of, rename_fields
+from vigil.detect.loading import LoadedRule, load_paths
+from vigil.detect.mappings import ANY, SourceMapping, default_mappings
+from vigil.detect.model import (
+    ErrorKind,
+    LoadReport,
+    RuleFilter,
+    RuleHit,
+    RuleInfo,
+    RuleLoadError,
+    RuleNote,
+)
+from vigil.detect.runtime import NAMESPACE, evaluate
+
+Bucket = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], list[int]]
+
+TABLE_KEY = "_table"  # in JSON-lines input, names the telemetry table of a row
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    """Everything a worker process needs to rebuild a RuleSet: plain data, no code objects."""
+
+    rules: tuple[RuleInfo, ...]
+    source: str
+
+
+class RuleSet:
+    """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
+
+    def __init__(self, compiled: CompiledRules) -> None:
+        self.rules = compiled.rules
+        self._compiled = compiled
+        ns: dict[str, Any] = dict(NAMESPACE)
+        exec(compile(compiled.source, "<vigil-rules>", "exec"), ns)  # noqa: S102 - our own generated code
+        self._atoms = ns["A"]
+        self._trees = ns["T"]
+        self._rule_of: list[int] = ns["R"]
+        self._win: dict[tuple[str, str], Bucket] = ns["WIN"]
+        self._tel: dict[tuple[str, str], Bucket] = ns["TEL"]
+        self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
+        self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
+
+    @staticmethod
+    def _members_of(fn: Bucket) -> list[int]:
+        members: list[int] = getattr(fn, "members")  # noqa: B009 - set by the generated module
+        return members
+
+    @classmethod
+    def compile(
+        cls, rules: Sequence[LoadedRule], mappings: Sequence[SourceMapping] | None = None
+    ) -> tuple[RuleSet, list[RuleNote]]:
+        mappings = default_mappings() if mappings is None else mappings
+        bindings: list[CompiledBinding] = []
+        notes: list[RuleNote] = []
+        for index, rule in enumerate(rules):
+            fields = fields_of(rule.tree)
+            reasons: list[str] = []
+            bound = False
+            for mapping in mappings:
+                found, reason = mapping.bind(rule.info.logsource, fields)
+                for b in found:
+                    bindings.append(CompiledBinding(index, b.domain, b.key, rename_fields(rule.tree, dict(b.fields))))
+                    bound = True
+                product = rule.info.logsource.product
+                if reason and (not product or product.lower() == mapping.product):
+                    reasons.append(reason)
+            if not bound:
+                why = "; ".join(reasons) or f"no mapping for product {rule.info.logsource.product!r}"
+                notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
+        source = generate_module(bindings)
+        return cls(CompiledRules(tuple(r.info for r in rules), source)), notes
+
+    def export(self) -> CompiledRules:
+        return self._compiled
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    # -- matching -------------------------------------------------------------------------------
+
+    def match_windows(self, event: Mapping[str, Any]) -> list[RuleHit]:
+        """Rules matching a flattened Windows event (see `flatten_evtx`); Channel/EventID pick the rules."""
+        low, orig, multi = views(event)
+        key = (low.get("Channel"), orig.get("EventID"))
+        buckets = self._win_cache.get(key)
+        if buckets is None:
+            buckets = self._lookup(self._win, self._win_cache, key)
+        return self._run(buckets, low, orig, multi)
+
+    def match_evtx_record(self, record: Mapping[str, Any]) -> list[RuleHit]:
+        """Rules matching a pyevtx JSON record (`{"Event": {"System": ..., "EventData": ...}}`)."""
+        return self.match_windows(flatten_evtx(record))
+
+    def match_telemetry(self, table: str, row: Mapping[str, Any]) -> list[RuleHit]:
+        """Rules matching a Vigil telemetry row (Defender column names) of `table`."""
+        low, orig, multi = views(row)
+        key = (table, orig.get("ActionType"))
+        buckets = self._tel_cache.get(key)
+        if buckets is None:
+            buckets = self._lookup(self._tel, self._tel_cache, key)
+        return self._run(buckets, low, orig, multi)
+
+    def match_event(self, event: Mapping[str, Any]) -> list[RuleHit]:
+        """Dispatch on shape: pyevtx record, telemetry row (with `_table`), or flattened Windows event."""
+        if "Event" in event and isinstance(event["Event"], Mapping):
+            return self.match_evtx_record(event)
+        table = event.get(TABLE_KEY)
+        if isinstance(table, str):
+            return self.match_telemetry(table, {k: v for k, v in event.items() if k != TABLE_KEY})
+        return self.match_windows(event)
+
+    @staticmethod
+    def _lookup(
+        table: Mapping[tuple[str, str], Bucket], cache: dict[tuple[Any, Any], tuple[Bucket, ...]],
+        key: tuple[Any, Any],
+    ) -> tuple[Bucket, ...]:
+        source = key[0].lower() if isinstance(key[0], str) else key[0]
+        sub = key[1] if isinstance(key[1], str) else ANY
+        found: list[Bucket] = []
+        for k in ((source, sub), (source, ANY), (ANY, ANY)):
+            fn = table.get(k)
+            if fn is not None and fn not in found:
+                found.append(fn)
+        result = tuple(found)
+        if len(cache) < 4096:  # bounded: keys come from event data
+            cache[key] = result
+        return result
+
+    def _run(
+        self, buckets: tuple[Bucket, ...], low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool
+    ) -> list[RuleHit]:
+        if not buckets:
+            return []
+        ids: list[int] = []
+        if multi:
+            atoms, trees = self._atoms, self._trees
+            for fn in buckets:
+                ids.extend(i for i in self._members_of(fn) if evaluate(trees[i], atoms, low, orig))
+        else:
+            for fn in buckets:
+                found = fn(low, orig)
+                if found:
+                    ids.extend(found)
+        if not ids:
+            return []
+        hits: list[RuleHit] = []
+        seen: set[int] = set()
+        for i in ids:
+            rule_index = self._rule_of[i]
+            if rule_index in seen:
+                continue
+            seen.add(rule_index)
+            trace: set[str] = set()
+            evaluate(self._trees[i], self._atoms, low, orig, trace)
+            hits.append(RuleHit.of(self.rules[rule_index], tuple(sorted(trace))))
+        return hits
+
+
+def load_rules(
+    paths: Iterable[Path],
+    *,
+    rule_filter: RuleFilter | None = None,
+    mappings: Sequence[SourceMapping] | None = None,
+) -> LoadReport:
+    """Load every rule under `paths`; broken rules are reported in the report, the rest compile."""
+    rules: list[LoadedRule] = []
+    errors: list[RuleLoadError] = []
+    seen: dict[str, Path | None] = {}
+    files = 0
+    for file, loaded, errs in load_paths(paths):
+        files += file is not None
+        errors.extend(errs)
+        for rule in loaded:
+            if rule.info.id in seen:
+                errors.append(RuleLoadError(file, ErrorKind.DUPLICATE,
+                                            f"rule id already loaded from {seen[rule.info.id]}",
+                                            rule.info.id, rule.info.title))
+                continue
+            seen[rule.info.id] = file
+            if rule_filter is None or rule_filter.keeps(rule.info):
+                rules.append(rule)
+    ruleset, notes = RuleSet.compile(rules, mappings)
+    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=files)

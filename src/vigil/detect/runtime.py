@@ -1,0 +1,125 @@
+"""Helpers the generated matchers call, and the tree walker for list-valued fields and match evidence."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from vigil.detect.events import Scalar
+
+# An atom test: (lower-cased value, original value, lower-cased event, original event) -> bool
+AtomTest = Callable[[Any, Any, Mapping[str, Scalar], Mapping[str, Scalar]], bool]
+# Trees: ("&", children), ("|", children), ("!", child), ("a", atom index, field or None)
+Tree = tuple[Any, ...]
+
+
+def cidr(value: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    if value is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in n for n in networks if n.version == ip.version)
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(int(value, 0)) if value[:2].lower() in ("0x", "0o", "0b") else float(value)
+    except ValueError:
+        return None
+
+
+def compare(value: str | None, op: str, number: float) -> bool:
+    if value is None:
+        return False
+    n = _number(value.strip())
+    if n is None:
+        return False
+    if op == "<":
+        return n < number
+    if op == "<=":
+        return n <= number
+    if op == ">":
+        return n > number
+    if op == ">=":
+        return n >= number
+    return n != number
+
+
+def fieldref(value: str | None, other: Scalar | None, mode: str) -> bool:
+    if value is None or other is None or other.__class__ is tuple:
+        return False
+    assert isinstance(other, str)
+    if mode == "eq":
+        return value == other
+    if mode == "startswith":
+        return value.startswith(other)
+    if mode == "endswith":
+        return value.endswith(other)
+    return other in value
+
+
+def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
+    """Every string of an event, list elements included: what a keyword search looks at."""
+    for v in event.values():
+        if v.__class__ is tuple:
+            yield from v
+        else:
+            yield v  # type: ignore[misc]
+
+
+NAMESPACE: dict[str, Any] = {
+    "_cidr": cidr,
+    "_cmp": compare,
+    "_fref": fieldref,
+    "_vals": all_values,
+    "ipaddress": ipaddress,
+}
+
+
+def evaluate(
+    tree: Tree,
+    atoms: list[AtomTest],
+    low: Mapping[str, Scalar],
+    orig: Mapping[str, Scalar],
+    trace: set[str] | None = None,
+) -> bool:
+    """Walk a rule's tree; a list-valued field matches when any element does.
+
+    With `trace`, the fields of atoms that held (outside negations) are collected.
+    """
+    kind = tree[0]
+    if kind == "a":
+        test = atoms[tree[1]]
+        field = tree[2]
+        if field is None:
+            ok = test(None, None, low, orig)
+        else:
+            v = low.get(field)
+            if v.__class__ is tuple:
+                o = orig[field]
+                ok = any(test(vi, oi, low, orig) for vi, oi in zip(v, o, strict=True))
+            else:
+                ok = test(v, orig.get(field), low, orig)
+        if ok and trace is not None and field is not None:
+            trace.add(field)
+        return ok
+    if kind == "&":
+        acc: set[str] | None = set() if trace is not None else None
+        for child in tree[1]:
+            if not evaluate(child, atoms, low, orig, acc):
+                return False
+        if trace is not None and acc:
+            trace |= acc
+        return True
+    if kind == "|":
+        for child in tree[1]:
+            local: set[str] | None = set() if trace is not None else None
+            if evaluate(child, atoms, low, orig, local):
+                if trace is not None and local:
+                    trace |= local
+                return True
+        return False
+    return not evaluate(tree[1], atoms, low, orig, None)
