@@ -1,0 +1,150 @@
+"""The composition root: builds spool, sensors and uploader from the settings and runs them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from vigil import __version__
+from vigil.agent.clock import Clock, SystemClock, iso
+from vigil.agent.config import AgentConfig
+from vigil.agent.errors import AgentError
+from vigil.agent.identity import Identity, load_identity
+from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth
+from vigil.agent.sensors.registry import SensorRegistry, default_registry
+from vigil.agent.spool import SPOOL_FILE, Spool
+from vigil.agent.transport import AgentTransport
+from vigil.agent.uploader import Uploader
+
+log = logging.getLogger(__name__)
+
+META_SENSORS = "sensors"
+META_PID = "agent_pid"
+META_STARTED = "started_at"
+
+
+class Agent:
+    """A wired agent; ``start`` and ``stop`` are its whole lifecycle."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        identity: Identity,
+        spool: Spool,
+        sensors: dict[str, Sensor],
+        transport: AgentTransport,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.spool = spool
+        self.sensors = sensors
+        self.clock = clock
+        self._transport = transport
+        self._saved_health = ""
+        self.uploader = Uploader(
+            spool, transport, identity, config, clock, self.sensor_health, device_name=socket.getfqdn()
+        )
+
+    def sensor_health(self) -> dict[str, str]:
+        health = {name: str(s.health()) for name, s in self.sensors.items()}
+        text = json.dumps(health, sort_keys=True)
+        if text != self._saved_health:  # the health command reads it from the spool database
+            self.spool.set_meta(META_SENSORS, text)
+            self._saved_health = text
+        return health
+
+    def start(self) -> dict[str, SensorHealth]:
+        self.spool.set_meta(META_PID, str(os.getpid()))
+        self.spool.set_meta(META_STARTED, iso(self.clock.now()))
+        reached: dict[str, SensorHealth] = {}
+        for name, sensor in self.sensors.items():
+            try:
+                reached[name] = sensor.start()
+            except AgentError as e:
+                reached[name] = SensorHealth(HealthState.UNAVAILABLE, str(e))
+            level = logging.INFO if reached[name].state is HealthState.ACTIVE else logging.WARNING
+            log.log(level, "sensor %s: %s", name, reached[name])
+        self.sensor_health()
+        self._agent_event("AgentStarted", {"ClientVersion": __version__,
+                                           "Sensors": {n: str(h) for n, h in reached.items()}})
+        self.uploader.start()
+        log.info("agent %s running as device %s, reporting to %s",
+                 __version__, self.identity.device_id, self.identity.server_url)
+        return reached
+
+    def stop(self) -> None:
+        """Stop sensors first (they flush what they hold), then give the uploader its flush deadline."""
+        for name, sensor in self.sensors.items():
+            try:
+                sensor.stop()
+            except (AgentError, OSError) as e:
+                log.error("sensor %s did not stop cleanly: %s", name, e)
+        self._agent_event("AgentStopped", {"ClientVersion": __version__})
+        self.uploader.stop()
+        self._transport.close()
+        self.spool.set_meta(META_PID, "")
+        self.spool.close()
+        log.info("agent stopped")
+
+    def _agent_event(self, action: str, details: dict[str, object]) -> None:
+        self.spool.append([{
+            "table": "DeviceEvents",
+            "Timestamp": iso(self.clock.now()),
+            "ActionType": action,
+            "ProcessId": os.getpid(),
+            "AdditionalFields": details,
+        }])
+
+
+def build_agent(
+    config: AgentConfig,
+    *,
+    clock: Clock | None = None,
+    registry: SensorRegistry | None = None,
+    http_transport: httpx.BaseTransport | None = None,
+) -> Agent:
+    """Wire an agent from its settings; raises IdentityError when the device is not enrolled."""
+    clock = clock or SystemClock()
+    identity = load_identity(config.state_dir)
+    spool = Spool(config.state_dir / SPOOL_FILE, clock, config.spool_max_events, config.spool_max_bytes)
+    ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group)
+    sensors = (registry or default_registry()).build(ctx)
+    transport = AgentTransport(identity, config.request_timeout_seconds, http_transport)
+    return Agent(config, identity, spool, sensors, transport, clock)
+
+
+def run_agent(
+    config: AgentConfig,
+    *,
+    stop: threading.Event | None = None,
+    clock: Clock | None = None,
+    registry: SensorRegistry | None = None,
+) -> None:
+    """Run until ``stop`` is set or, from the main thread, until SIGTERM/SIGINT; then shut down."""
+    stop = stop or threading.Event()
+    agent = build_agent(config, clock=clock, registry=registry)
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        agent.start()
+        stop.wait()
+    finally:
+        agent.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

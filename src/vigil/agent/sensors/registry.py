@@ -1,0 +1,46 @@
+"""The sensor registry: every sensor under a unique name; registering a name twice raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from vigil.agent.errors import DuplicateSensor
+from vigil.agent.sensors.base import Sensor, SensorContext
+
+SensorFactory = Callable[[SensorContext], Sensor]
+
+
+class SensorRegistry:
+    def __init__(self) -> None:
+        self._factories: dict[str, SensorFactory] = {}
+
+    def register(self, name: str, factory: SensorFactory) -> None:
+        if name in self._factories:
+            raise DuplicateSensor(f"a sensor named {name!r} is already registered")
+        self._factories[name] = factory
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._factories)
+
+    def build(self, ctx: SensorContext) -> dict[str, Sensor]:
+        sensors = {}
+        for name, factory in self._factories.items():
+            sensor = factory(ctx)
+            if sensor.name != name:
+                raise DuplicateSensor(f"factory registered as {name!r} built a sensor named {sensor.name!r}")
+            sensors[name] = sensor
+        return sensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+
+def default_registry() -> SensorRegistry:
+    """The sensors a Linux agent runs; imported here so a missing module fails loudly at start."""
+    from vigil.agent.sensors.device_info import DeviceInfoSensor
+    from vigil.agent.sensors.process import ProcessSensor
+
+    registry = SensorRegistry()
+    registry.register(ProcessSensor.name, ProcessSensor)
+    registry.register(DeviceInfoSensor.name, DeviceInfoSensor)
+    return registry
