@@ -7,6 +7,7 @@ import sys
 import typer
 
 from vigil.commands import server as server_cmds
+from vigil.commands.agent import app as agent_app
 from vigil.config import SettingsError
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.command()(server_cmds.up)
 app.command("onboarding-package")(server_cmds.onboarding_package)
 app.command()(server_cmds.offboard)
 app.add_typer(server_cmds.docs_app, name="docs")
+app.add_typer(agent_app, name="agent")
 
 # Errors a user can act on; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (server_cmds.CommandError, SettingsError)

@@ -36,7 +36,6 @@ def device_info_row(timestamp: str, device_group: str | None) -> Row:
         "table": "DeviceInfo",
         "Timestamp": timestamp,
         "ActionType": "DeviceInfo",
-        "DeviceName": socket.getfqdn(),
         "ClientVersion": __version__,
         "OSPlatform": "Linux",
         "OSDistribution": release.get("ID", ""),

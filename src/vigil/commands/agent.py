@@ -1,0 +1,114 @@
+"""`vigil agent`: enroll this endpoint, run the agent, show its health."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vigil.agent.config import STATE_DIR_ENV, AgentConfig, default_state_dir
+from vigil.agent.enroll import enroll as enroll_device
+from vigil.agent.errors import AgentError, ServerRejected
+from vigil.agent.health import read_health
+from vigil.agent.runner import run_agent
+
+app = typer.Typer(help="The Vigil endpoint agent.", no_args_is_help=True)
+console = Console(stderr=True)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help=f"Agent state directory (default ${STATE_DIR_ENV} or /var/lib/vigil/agent)"),
+]
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors the user can act on become one clear line and exit code 2; bugs keep their traceback."""
+    try:
+        yield
+    except ServerRejected as e:
+        console.print(f"[red]vigil agent: the server refused:[/] {e.error}: {e.detail}"
+                      + (f" (field: {e.field})" if e.field else "") + f" [HTTP {e.status}]")
+        raise typer.Exit(2) from None
+    except AgentError as e:
+        console.print(f"[red]vigil agent: error:[/] {e}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def enroll(
+    package: Annotated[Path, typer.Argument(help="Onboarding package (JSON) from `vigil onboarding-package`")],
+    state_dir: StateDir = None,
+) -> None:
+    """Enroll this device with the server named in the onboarding package."""
+    state = state_dir or default_state_dir()
+    with _user_errors():
+        identity = enroll_device(package, state)
+    console.print(f"Enrolled as device [bold]{identity.device_id}[/] with {identity.server_url}.")
+    console.print(f"Identity saved in {state / 'identity.json'} (mode 0600). Start with: vigil agent run")
+
+
+@app.command()
+def run(
+    state_dir: StateDir = None,
+    heartbeat_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds between heartbeats")] = 30.0,
+    batch_seconds: Annotated[float, typer.Option(min=0.05, help="Longest wait before sending a batch")] = 2.0,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Do not install an audit execve rule")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the agent until SIGTERM or Ctrl-C (needs root for its sensors)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = AgentConfig(
+        state_dir=state_dir or default_state_dir(),
+        heartbeat_seconds=heartbeat_seconds,
+        batch_seconds=batch_seconds,
+        use_audit=not no_audit,
+    )
+    with _user_errors():
+        run_agent(config)
+
+
+def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _flatten(f"{prefix}.{k}" if prefix else k, v)
+    else:
+        yield prefix, "" if value is None else str(value) if not isinstance(value, dict) else "{}"
+
+
+@app.command()
+def health(
+    state_dir: StateDir = None,
+    field: Annotated[str | None, typer.Option(help="Print one field, e.g. counters.acknowledged")] = None,
+    output: Annotated[Output, typer.Option(help="table or json")] = Output.TABLE,
+) -> None:
+    """Show identity, sensors, counters, spool depth and the last successful upload."""
+    with _user_errors():
+        report = read_health(state_dir or default_state_dir())
+        if field:
+            value = report.get(field)
+            typer.echo(json.dumps(value) if output is Output.JSON or isinstance(value, dict) else value)
+            return
+    if output is Output.JSON:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in _flatten("", report.as_dict()):
+        table.add_row(key, value)
+    Console().print(table)
