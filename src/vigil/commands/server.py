@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -160,7 +161,7 @@ def _wait_healthy(url: str, ca: Path, stop: threading.Event, timeout: float = 30
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            if httpx.get(f"{url}/api/health", verify=str(ca), timeout=2).status_code == 200:
+            if httpx.get(f"{url}/api/health", verify=ssl.create_default_context(cafile=str(ca)), timeout=2).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass

@@ -1,0 +1,78 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and a real server process."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import VigilServer
+
+PG_URL = os.environ.get("VIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# CI sets this so that an unreachable PostgreSQL fails the run instead of skipping its tests.
+PG_REQUIRED = os.environ.get("VIGIL_REQUIRE_POSTGRES") == "1"
+
+
+def _pg_admin_conn() -> psycopg.Connection:
+    return psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        with _pg_admin_conn() as c:
+            c.execute("SELECT 1")
+        return None
+    except psycopg.Error as e:
+        reason = f"PostgreSQL not reachable at {PG_URL}: {str(e).strip().splitlines()[0]}"
+        if PG_REQUIRED:
+            pytest.fail(reason + " (VIGIL_REQUIRE_POSTGRES=1)")
+        return reason
+
+
+@pytest.fixture
+def pg_database(postgres_available: str | None) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    if postgres_available:
+        pytest.skip(postgres_available)
+    name = f"vigil_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin_conn() as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _pg_admin_conn() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return ""  # the embedded default: <data dir>/vigil.db
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def server(tmp_path: Path, db_url: str) -> Iterator[VigilServer]:
+    srv = VigilServer.create(tmp_path / "server", db_url)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[VigilServer]:
+    srv = VigilServer.create(tmp_path / "server", "")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
