@@ -18,7 +18,7 @@ from vigil.detect.model import (
     RuleLoadError,
     RuleNote,
 )
-from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules
+from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules, load_rules_text
 
 __all__ = [
     "CompiledRules",
@@ -33,4 +33,5 @@ __all__ = [
     "RuleSet",
     "flatten_evtx",
     "load_rules",
+    "load_rules_text",
 ]

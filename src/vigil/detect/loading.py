@@ -12,6 +12,7 @@ from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.filters import SigmaFilter
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaRule
 
 from vigil.core.attack import tactics_from_tags, techniques_from_tags
@@ -20,6 +21,9 @@ from vigil.detect.ir import Node, Or, UnsupportedFeature, lower_condition, simpl
 from vigil.detect.model import ErrorKind, LogSource, RuleInfo, RuleLoadError
 
 RULE_SUFFIXES = (".yml", ".yaml")
+
+# The Sigma specification names `utf16le` as an alias of `wide`; pySigma 2.0.1 knows only `wide`.
+modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 
 @dataclass(frozen=True)

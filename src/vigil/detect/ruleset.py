@@ -10,7 +10,7 @@ from typing import Any
 from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.events import Scalar, flatten_evtx, views
 from vigil.detect.ir import fields_of, rename_fields
-from vigil.detect.loading import LoadedRule, load_paths
+from vigil.detect.loading import LoadedRule, load_paths, load_text
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
 from vigil.detect.model import (
     ErrorKind,
@@ -193,3 +193,15 @@ def load_rules(
                 rules.append(rule)
     ruleset, notes = RuleSet.compile(rules, mappings)
     return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=files)
+
+
+def load_rules_text(
+    text: str,
+    path: Path | None = None,
+    *,
+    mappings: Sequence[SourceMapping] | None = None,
+) -> LoadReport:
+    """Load rules from YAML text (one or more documents), e.g. rules kept in a database."""
+    rules, errors = load_text(text, path)
+    ruleset, notes = RuleSet.compile(rules, mappings)
+    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=1)
