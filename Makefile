@@ -1,0 +1,50 @@
+# The same gates run here and in CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: install system-deps up test lint typecheck imports pytest bench docs docs-check clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+system-deps:
+	bash scripts/system-deps.sh
+
+## Run Vigil: server on SQLite plus a local agent (needs root for the agent's sensors).
+up: install
+	$(BIN)/vigil up --data-dir $(DATA_DIR)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+imports: install
+	$(BIN)/lint-imports
+
+pytest: install
+	$(BIN)/pytest -q
+
+## Every gate: lint, types, layer contracts, then all tests.
+test: install system-deps lint typecheck imports docs-check pytest
+
+docs:
+	$(BIN)/vigil docs schema -o docs/telemetry-schema.md
+
+docs-check: install
+	$(BIN)/vigil docs schema | diff -u docs/telemetry-schema.md - || (echo "docs/telemetry-schema.md is stale: run make docs" && exit 1)
+
+bench: install
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/detect.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
