@@ -167,20 +167,26 @@ class Spool:
                 ).fetchone()
 
     def _enforce_cap(self, db: sqlite3.Connection) -> None:
-        """Drop the oldest rows until the spool fits its cap again, and count them."""
+        """Drop the oldest rows until the spool fits its caps again, and count them."""
         while self._count > self._max_events or self._bytes > self._max_bytes:
-            excess = max(self._count - self._max_events, 1)
-            if self._bytes > self._max_bytes:
-                excess = max(excess, min(self._count, 1000))
-            victims = db.execute("SELECT seq, size FROM events ORDER BY seq LIMIT ?", (excess,)).fetchall()
-            if not victims:
+            over_rows = max(self._count - self._max_events, 0)
+            over_bytes = max(self._bytes - self._max_bytes, 0)
+            oldest = db.execute(
+                "SELECT seq, size FROM events ORDER BY seq LIMIT ?", (max(over_rows, 1000),)
+            ).fetchall()
+            if not oldest:
                 break
-            last = victims[-1][0]
-            db.execute("DELETE FROM events WHERE seq <= ?", (last,))
-            self._count -= len(victims)
-            self._bytes -= sum(v[1] for v in victims)
-            self._bump(db, f"dropped.{DROP_SPOOL_FULL}", len(victims))
-            log.warning("spool full: dropped the %d oldest events", len(victims))
+            n = freed = 0
+            for _seq, size in oldest:
+                if n >= over_rows and freed >= over_bytes:
+                    break
+                n += 1
+                freed += size
+            db.execute("DELETE FROM events WHERE seq <= ?", (oldest[n - 1][0],))
+            self._count -= n
+            self._bytes -= freed
+            self._bump(db, f"dropped.{DROP_SPOOL_FULL}", n)
+            log.warning("spool full: dropped the %d oldest events", n)
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -224,8 +230,11 @@ class Spool:
     def mark_sending(self, batch: Batch) -> None:
         """Record an attempt; the first attempt counts the batch's rows as sent."""
         with self._lock, self._tx() as db:
-            cur = db.execute("UPDATE batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch.batch_id,))
-            if cur.rowcount and batch.attempts == 0:
+            found = db.execute("SELECT attempts FROM batches WHERE batch_id = ?", (batch.batch_id,)).fetchone()
+            if found is None:
+                return
+            db.execute("UPDATE batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch.batch_id,))
+            if found[0] == 0:
                 self._bump(db, "sent", len(batch))
 
     def acknowledge(self, batch: Batch, ack: TelemetryAck) -> int:

@@ -1,0 +1,163 @@
+"""The spool: batch ids persist before sending, rows leave only on ack, every loss is counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from vigil.agent.spool import DROP_REJECTED, DROP_SPOOL_FULL, Spool
+from vigil.wire import TelemetryAck
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return 100.0
+
+
+def row(i: int) -> dict[str, object]:
+    return {"table": "DeviceEvents", "Timestamp": "2026-01-02T03:04:05+00:00", "ActionType": "AgentStarted",
+            "ProcessId": i}
+
+
+def open_spool(path: Path, **kw: int) -> Spool:
+    return Spool(path / "spool.db", FixedClock(), **kw)
+
+
+def ack(batch_id: str, n: int) -> TelemetryAck:
+    return TelemetryAck(batch_id=batch_id, accepted=n, duplicate=False)
+
+
+def test_batch_assignment_survives_a_restart_and_is_resent_with_the_same_id(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(i) for i in range(5)])
+    first = spool.next_batch(max_events=3)
+    assert first is not None and len(first) == 3
+    spool.mark_sending(first)
+    spool.close()  # the "crash": nothing acknowledged
+
+    spool = open_spool(tmp_path)
+    again = spool.next_batch(max_events=3)
+    assert again is not None
+    assert again.batch_id == first.batch_id
+    assert again.seqs == first.seqs
+    assert again.attempts == 1
+    spool.acknowledge(again, ack(again.batch_id, 3))
+    rest = spool.next_batch(max_events=3)
+    assert rest is not None and rest.batch_id != first.batch_id and len(rest) == 2
+    spool.close()
+
+
+def test_rows_are_deleted_only_on_acknowledgement(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(i) for i in range(4)])
+    batch = spool.next_batch(max_events=10)
+    assert batch is not None
+    spool.mark_sending(batch)
+    spool.mark_sending(batch)  # a retry does not count the rows twice
+    assert spool.depth() == 4
+    assert spool.acknowledge(batch, ack(batch.batch_id, 4)) == 4
+    assert spool.depth() == 0
+    assert spool.next_batch(max_events=10) is None
+    c = spool.counters()
+    assert (c.produced, c.spooled, c.sent, c.acknowledged, c.dropped) == (4, 4, 4, 4, {})
+    assert spool.get_meta("last_upload_at") == "2026-01-02T03:04:05.000000+00:00"
+
+
+def test_encoded_batch_carries_report_id_and_device_id(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(7), row(8)])
+    batch = spool.next_batch(max_events=10)
+    assert batch is not None
+    doc = orjson.loads(batch.encode("dev-1", "host.example"))
+    assert doc["batch_id"] == batch.batch_id
+    assert [e["ReportId"] for e in doc["events"]] == list(batch.seqs)
+    assert all(e["DeviceId"] == "dev-1" and e["DeviceName"] == "host.example" for e in doc["events"])
+    assert [e["ProcessId"] for e in doc["events"]] == [7, 8]
+    assert all(e["table"] == "DeviceEvents" for e in doc["events"])
+
+
+def test_report_ids_are_never_reused_after_deletion(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(1)])
+    b = spool.next_batch(10)
+    assert b is not None
+    spool.acknowledge(b, ack(b.batch_id, 1))
+    spool.close()
+    spool = open_spool(tmp_path)
+    spool.append([row(2)])
+    b2 = spool.next_batch(10)
+    assert b2 is not None and b2.seqs[0] > b.seqs[0]
+
+
+def test_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_events=10)
+    spool.append([row(i) for i in range(8)])
+    spool.append([row(i) for i in range(8, 15)])
+    assert spool.depth() == 10
+    c = spool.counters()
+    assert c.dropped == {DROP_SPOOL_FULL: 5}
+    assert c.spooled == 15
+    batch = spool.next_batch(max_events=100)
+    assert batch is not None
+    assert [orjson.loads(b)["ProcessId"] for b in batch.bodies] == list(range(5, 15))
+
+
+def test_cap_can_empty_an_assigned_batch_and_the_spool_moves_on(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_events=4)
+    spool.append([row(i) for i in range(2)])
+    old = spool.next_batch(max_events=2)
+    assert old is not None
+    spool.append([row(i) for i in range(2, 6)])  # pushes both rows of the old batch out
+    nxt = spool.next_batch(max_events=10)
+    assert nxt is not None and nxt.batch_id != old.batch_id
+    assert spool.counters().dropped == {DROP_SPOOL_FULL: 2}
+
+
+def test_byte_cap(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_bytes=2_000)
+    spool.append([row(i) for i in range(100)])
+    assert 0 < spool.depth() < 100
+    c = spool.counters()
+    assert c.dropped[DROP_SPOOL_FULL] == 100 - spool.depth()
+
+
+def test_rejected_batch_goes_to_dead_letter_and_is_counted(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(i) for i in range(3)])
+    batch = spool.next_batch(10)
+    assert batch is not None
+    spool.mark_sending(batch)
+    assert spool.dead_letter(batch, 422, "invalid_batch", "events[0].Foo: unknown column", "events[0].Foo") == 3
+    assert spool.depth() == 0
+    (dl,) = spool.dead_letters()
+    assert (dl.batch_id, dl.status, dl.field, dl.events) == (batch.batch_id, 422, "events[0].Foo", 3)
+    c = spool.counters()
+    assert c.dropped == {DROP_REJECTED: 3}
+    assert c.spooled == c.acknowledged + sum(c.dropped.values()) + spool.depth()
+
+
+def test_acknowledgement_for_another_batch_is_refused(tmp_path: Path) -> None:
+    from vigil.agent.errors import SpoolError
+
+    spool = open_spool(tmp_path)
+    spool.append([row(1)])
+    batch = spool.next_batch(10)
+    assert batch is not None
+    with pytest.raises(SpoolError):
+        spool.acknowledge(batch, ack("someotherbatch", 1))
+    assert spool.depth() == 1
+
+
+def test_spool_uses_wal(tmp_path: Path) -> None:
+    import sqlite3
+
+    open_spool(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "spool.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
