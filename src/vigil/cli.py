@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from vigil.commands import rules as rules_cmds
 from vigil.commands import server as server_cmds
+from vigil.commands import triage as triage_cmds
 from vigil.commands.agent import app as agent_app
 from vigil.config import SettingsError
 
@@ -22,6 +24,8 @@ app.command("onboarding-package")(server_cmds.onboarding_package)
 app.command()(server_cmds.offboard)
 app.add_typer(server_cmds.docs_app, name="docs")
 app.add_typer(agent_app, name="agent")
+app.command("triage")(triage_cmds.app)
+app.add_typer(rules_cmds.app, name="rules")
 
 # Errors a user can act on; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (server_cmds.CommandError, SettingsError)

@@ -115,7 +115,7 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
             for target in fields.values():
                 if target not in TABLES[table].column_names:
                     raise MappingError(f"{origin}: {where}: {table} has no column {target!r}")
-            keys = tuple((table, a) for a in actions)
+            keys = tuple((table.lower(), a) for a in actions)  # matched case-insensitively, like channels
         out.append(_Entry(keys, fields, frozenset(provides) if provides is not None else None, table))
     return tuple(out)
 

@@ -114,7 +114,7 @@ def test_utf16_then_base64offset(modifier: str, encoding: str) -> None:
     for prefix in ("", "x", "xy"):
         blob = base64.b64encode((prefix + "Invoke-Mimikatz -x").encode(encoding)).decode()
         assert matches(ruleset, CommandLine=f"powershell -e {blob}")
-    other = base64.b64encode("Invoke-Mimikatz".encode("utf-8")).decode()
+    other = base64.b64encode(b"Invoke-Mimikatz").decode()
     assert not matches(ruleset, CommandLine=f"powershell -e {other}")
 
 

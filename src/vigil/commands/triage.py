@@ -1,0 +1,122 @@
+"""`vigil triage`: hunt through EVTX and JSON-lines files with Sigma rules, like Chainsaw or Hayabusa."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vigil.core.severity import RuleLevel
+from vigil.detect import RuleFilter, load_rules
+from vigil.detect.triage import Detection, FileResult, TriageInputError, discover_inputs, triage
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+def _record(d: Detection) -> dict[str, object]:
+    return {
+        "timestamp": d.timestamp, "host": d.host, "rule_id": d.hit.rule_id, "rule": d.hit.title,
+        "level": str(d.hit.level), "severity": str(d.hit.severity), "status": d.hit.status,
+        "tactics": [str(t) for t in d.hit.tactics], "techniques": list(d.hit.techniques),
+        "source": d.source, "event_id": d.event_id, "fields": dict(d.fields), "file": str(d.path),
+    }
+
+
+def app(
+    paths: Annotated[list[Path], typer.Argument(help="EVTX or JSON-lines files and folders to hunt through.")],
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rule files or folders.")],
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Result format.")] = OutputFormat.TABLE,
+    min_level: Annotated[RuleLevel | None, typer.Option("--min-level", help="Skip rules below this level.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="Only rules with this status.")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tags", help="Only rules with one of these tags.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Processes (0: one per core).")] = 0,
+) -> None:
+    """Run Sigma rules over event log files and print what fired."""
+    err = Console(stderr=True)
+    rule_filter = RuleFilter(min_level, frozenset(s.lower() for s in status or ()),
+                             frozenset(t.lower() for t in tags or ()))
+    report = load_rules(rules, rule_filter=rule_filter)
+    for e in report.errors:
+        err.print(f"[yellow]rule skipped[/]: {e}", highlight=False)
+    if not len(report.ruleset):
+        err.print("vigil: error: no rules to run (check --rules and the filters)")
+        raise typer.Exit(2)
+    try:
+        files = discover_inputs(paths)
+    except TriageInputError as e:
+        err.print(f"vigil: error: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    if not files:
+        err.print("vigil: error: no .evtx or .jsonl files found")
+        raise typer.Exit(2)
+
+    results: list[FileResult] = []
+    with Progress(TextColumn("[bold]hunting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("files", total=len(files))
+
+        def done(result: FileResult) -> None:
+            results.append(result)
+            progress.advance(task)
+
+        results = []
+        triage(report.ruleset, files, workers=workers, on_file=done)
+    results.sort(key=lambda r: str(r.path))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        err.print(f"[red]unreadable[/]: {r.path}: {r.error}", highlight=False)
+    detections = [d for r in results for d in r.detections]
+    detections.sort(key=lambda d: (d.timestamp, d.hit.title))
+    _print(detections, output)
+    _summary(err, report_rules=len(report.ruleset), results=results, detections=detections)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print(detections: list[Detection], output: OutputFormat) -> None:
+    if output is OutputFormat.JSONL:
+        for d in detections:
+            sys.stdout.write(json.dumps(_record(d)) + "\n")
+    elif output is OutputFormat.CSV:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["timestamp", "host", "level", "rule", "rule_id", "tactics", "source", "event_id",
+                         "fields", "file"])
+        for d in detections:
+            writer.writerow([d.timestamp, d.host, d.hit.level, d.hit.title, d.hit.rule_id,
+                             ";".join(d.hit.tactics), d.source, d.event_id,
+                             "; ".join(f"{k}={v}" for k, v in d.fields), d.path])
+    else:
+        table = Table(show_lines=False)
+        for col in ("time", "level", "rule", "host", "event", "key fields"):
+            table.add_column(col, overflow="fold")
+        for d in detections:
+            fields = "\n".join(f"{k}: {v[:160]}" for k, v in d.fields)
+            table.add_row(d.timestamp, str(d.hit.level), d.hit.title, d.host, f"{d.source} {d.event_id}", fields)
+        Console(soft_wrap=False).print(table)
+
+
+def _summary(err: Console, *, report_rules: int, results: list[FileResult], detections: list[Detection]) -> None:
+    events = sum(r.events for r in results)
+    fired = {d.hit.rule_id for d in detections}
+    err.print(f"{len(results)} files, {events} events, {report_rules} rules, "
+              f"{len(detections)} detections from {len(fired)} rules", highlight=False)
+    by_level = Counter(str(d.hit.level) for d in detections)
+    levels = ", ".join(f"{lvl}: {by_level[lvl]}" for lvl in reversed(RuleLevel) if by_level[lvl])
+    if levels:
+        err.print(f"by level: {levels}", highlight=False)
+    by_tactic = Counter(t for d in detections for t in d.hit.tactics)
+    if by_tactic:
+        err.print("by tactic: " + ", ".join(f"{t}: {n}" for t, n in by_tactic.most_common()), highlight=False)

@@ -1,0 +1,163 @@
+"""Offline hunting: read EVTX and JSON-lines files, run a rule set over them on several cores."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from evtx import PyEvtxParser
+
+from vigil.detect.events import flatten_evtx
+from vigil.detect.model import RuleHit
+from vigil.detect.ruleset import TABLE_KEY, CompiledRules, RuleSet
+
+INPUT_SUFFIXES = (".evtx", ".jsonl", ".ndjson")  # searched in folders; a .json file named explicitly is read too
+
+
+class TriageInputError(Exception):
+    """An input file that cannot be read; names the file and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A rule hit on one event of one input file, with the event's key fields."""
+
+    hit: RuleHit
+    path: Path
+    timestamp: str
+    host: str
+    source: str  # Windows channel or telemetry table
+    event_id: str  # Windows EventID or telemetry ActionType
+    fields: tuple[tuple[str, str], ...]  # the matched fields and their values
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: Path
+    events: int
+    detections: tuple[Detection, ...]
+    error: str | None = None
+
+
+def discover_inputs(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in INPUT_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise TriageInputError(path, "no such file or directory")
+    return files
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Flat events of a file: EVTX records flattened, JSON lines passed through."""
+    if path.suffix.lower() == ".evtx":
+        try:
+            parser = PyEvtxParser(str(path))
+            for record in parser.records_json():
+                yield flatten_evtx(orjson.loads(record["data"]))
+        except (OSError, RuntimeError, ValueError) as e:  # pyevtx raises RuntimeError on corrupt chunks
+            raise TriageInputError(path, f"cannot read EVTX: {e}") from e
+        return
+    try:
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    raise TriageInputError(path, f"line {number}: invalid JSON: {e}") from e
+                if not isinstance(obj, dict):
+                    raise TriageInputError(path, f"line {number}: expected a JSON object")
+                yield flatten_evtx(obj) if isinstance(obj.get("Event"), dict) else obj
+    except OSError as e:
+        raise TriageInputError(path, str(e)) from e
+
+
+def _describe(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    if TABLE_KEY in event:
+        return (str(event.get("Timestamp", "")), str(event.get("DeviceName", "")),
+                str(event[TABLE_KEY]), str(event.get("ActionType", "")))
+    return (str(event.get("TimeCreated_SystemTime", event.get("TimeCreated", ""))),
+            str(event.get("Computer", "")), str(event.get("Channel", "")), str(event.get("EventID", "")))
+
+
+def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
+    events = 0
+    detections: list[Detection] = []
+    try:
+        for event in read_events(path):
+            events += 1
+            hits = ruleset.match_event(event)
+            if not hits:
+                continue
+            ts, host, source, event_id = _describe(event)
+            for hit in hits:
+                fields = tuple((f, str(event.get(f, ""))) for f in hit.matched_fields)
+                detections.append(Detection(hit, path, ts, host, source, event_id, fields))
+    except TriageInputError as e:
+        return FileResult(path, events, tuple(detections), e.reason)
+    return FileResult(path, events, tuple(detections))
+
+
+_worker_ruleset: RuleSet | None = None
+
+
+def _init_worker(compiled: CompiledRules | None) -> None:
+    global _worker_ruleset  # one rule set per worker process, rebuilt from source, not unpickled code
+    if compiled is not None:
+        _worker_ruleset = RuleSet(compiled)
+
+
+def _scan_in_worker(path: Path) -> FileResult:
+    assert _worker_ruleset is not None, "worker not initialised"
+    return scan_file(_worker_ruleset, path)
+
+
+def triage(
+    ruleset: RuleSet,
+    files: list[Path],
+    *,
+    workers: int = 0,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Scan files with the rule set; `workers` processes (0: one per core, 1: in this process)."""
+    workers = workers or multiprocessing.cpu_count()
+    workers = min(workers, len(files)) or 1
+    results: list[FileResult] = []
+    if workers == 1:
+        for f in files:
+            result = scan_file(ruleset, f)
+            results.append(result)
+            if on_file:
+                on_file(result)
+        return results
+    # Biggest files first so that no core is left with one large file at the end.
+    ordered = sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+    global _worker_ruleset
+    if "fork" in multiprocessing.get_all_start_methods():
+        # Forked workers inherit the compiled rule set: no second compile of the generated module.
+        ctx = multiprocessing.get_context("fork")
+        _worker_ruleset, initargs = ruleset, (None,)
+    else:
+        ctx, initargs = multiprocessing.get_context("spawn"), (ruleset.export(),)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+        for result in pool.imap_unordered(_scan_in_worker, ordered):
+            results.append(result)
+            if on_file:
+                on_file(result)
+    order = {f: i for i, f in enumerate(files)}
+    results.sort(key=lambda r: order[r.path])
+    return results
