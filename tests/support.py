@@ -30,6 +30,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(Exception):
+    pass
+
+
 @dataclass
 class VigilServer:
     """`vigil server` as a child process; start, stop and restart it like an operator would."""
@@ -39,6 +43,7 @@ class VigilServer:
     port: int
     admin_password: str
     proc: subprocess.Popen[bytes] | None = None
+    started_once: bool = False
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +68,20 @@ class VigilServer:
         return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.pem"))
 
     def start(self) -> None:
+        """Start the server; if its port was taken meanwhile (and it never ran), move to a free one."""
+        for _ in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                if self.started_once:
+                    raise
+                toml = self.data_dir / "vigil.toml"
+                new = free_port()
+                toml.write_text(toml.read_text().replace(f"listen_port = {self.port}", f"listen_port = {new}"))
+                self.port = new
+        raise RuntimeError("no free port found")
+
+    def _start(self) -> None:
         env = {**os.environ, "VIGIL_DATA_DIR": str(self.data_dir)}
         env.pop("VIGIL_DATABASE_URL", None)
         with self.log.open("ab") as log:
@@ -73,9 +92,13 @@ class VigilServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log.read_text():
+                    self.log.write_text("")
+                    raise PortTaken()
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/api/health", verify=self.ca, timeout=1).status_code == 200:
+                    self.started_once = True
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)

@@ -161,7 +161,8 @@ def _wait_healthy(url: str, ca: Path, stop: threading.Event, timeout: float = 30
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            if httpx.get(f"{url}/api/health", verify=ssl.create_default_context(cafile=str(ca)), timeout=2).status_code == 200:
+            ctx = ssl.create_default_context(cafile=str(ca))
+            if httpx.get(f"{url}/api/health", verify=ctx, timeout=2).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,6 +15,7 @@ from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.server import agent_api, api, errors, portal
 from vigil.server.ingest import AfterIngest, IngestPipeline
+from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
 from vigil.store import db
 
@@ -36,7 +39,17 @@ def create_app(
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        retention = RetentionWorker(svc)
+        retention.start()
+        try:
+            yield
+        finally:
+            retention.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Vigil",
         version=vigil.__version__,
         description="Vigil's REST API: Defender for Endpoint's paths and field names, self-hosted.",

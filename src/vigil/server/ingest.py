@@ -19,6 +19,22 @@ RowsByTable = dict[str, list[dict[str, Any]]]
 AfterIngest = Callable[[str, RowsByTable], None]
 
 
+def _device_facts(rows: RowsByTable) -> dict[str, Any]:
+    """The device record follows the newest DeviceInfo the agent reported."""
+    infos = rows.get("DeviceInfo")
+    if not infos:
+        return {}
+    info = max(infos, key=lambda r: r["Timestamp"])
+    facts = {
+        "computer_dns_name": info.get("DeviceName"),
+        "os_platform": info.get("OSPlatform"),
+        "os_version": info.get("OSVersion"),
+        "os_build": info.get("OSBuild"),
+        "agent_version": info.get("ClientVersion"),
+    }
+    return {k: v for k, v in facts.items() if v}
+
+
 class IngestPipeline:
     def __init__(self, engine: sa.Engine, clock: Clock, after: list[AfterIngest] | None = None) -> None:
         self.engine = engine
@@ -30,7 +46,7 @@ class IngestPipeline:
         try:
             with self.engine.begin() as conn:
                 stored = store_batch(conn, device_id, batch_id, rows, now)
-                touch_device(conn, device_id, now)
+                touch_device(conn, device_id, now, **_device_facts(rows))
         except sa.exc.IntegrityError:
             # A concurrent resend of the same batch won the race; it holds the events.
             return TelemetryAck(batch_id=batch_id, accepted=0, duplicate=True)

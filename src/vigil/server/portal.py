@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from vigil.core.rbac import Permission
+from vigil.core.telemetry import TABLES
 from vigil.server import api
 from vigil.server.auth import (
     CSRF_COOKIE,
@@ -115,5 +116,5 @@ def device_page(
     events = api.machine_timeline(request, machine_id, None, None, tables, 500)
     return templates.TemplateResponse(
         request, "device.html",
-        {"m": machine, "events": events, "table": table, "tables": ["all", *api.TABLES], "user": who.user},
+        {"m": machine, "events": events, "table": table, "tables": ["all", *TABLES], "user": who.user},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from vigil.core import telemetry as t
@@ -87,7 +89,7 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
 )
 
-_SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine] = {
+_SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine[Any]] = {
     t.ColumnType.STRING: sa.Text(),
     t.ColumnType.INT: sa.Integer(),
     t.ColumnType.LONG: sa.BigInteger(),
