@@ -26,7 +26,7 @@ def check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List rules without an event source.")] = False,
 ) -> None:
     """Load rules and report every one that fails (exit code 1 if any does)."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     report = load_rules(paths)
     for e in report.errors:
         out.print(f"[red]FAIL[/] {e}")
@@ -45,7 +45,7 @@ def test_rules(
                                                           "(default: Vigil's own rules).")] = None,
 ) -> None:
     """Run each rule pack's golden tests: events in, expected rule ids out."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     roots = paths or [builtin_rules_dir()]
     report = load_rules(roots)
     for e in report.errors:

@@ -45,7 +45,7 @@ def app(
     workers: Annotated[int, typer.Option("--workers", "-j", help="Processes (0: one per core).")] = 0,
 ) -> None:
     """Run Sigma rules over event log files and print what fired."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     rule_filter = RuleFilter(min_level, frozenset(s.lower() for s in status or ()),
                              frozenset(t.lower() for t in tags or ()))
     report = load_rules(rules, rule_filter=rule_filter)

@@ -66,7 +66,7 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         try:
             parser = PyEvtxParser(str(path))
             for record in parser.records_json():
-                yield flatten_evtx(orjson.loads(record["data"]))
+                yield flatten_evtx(orjson.loads(record["data"]))  # type: ignore[index]
         except (OSError, RuntimeError, ValueError) as e:  # pyevtx raises RuntimeError on corrupt chunks
             raise TriageInputError(path, f"cannot read EVTX: {e}") from e
         return
@@ -147,6 +147,8 @@ def triage(
     # Biggest files first so that no core is left with one large file at the end.
     ordered = sorted(files, key=lambda p: p.stat().st_size, reverse=True)
     global _worker_ruleset
+    ctx: multiprocessing.context.BaseContext
+    initargs: tuple[CompiledRules | None]
     if "fork" in multiprocessing.get_all_start_methods():
         # Forked workers inherit the compiled rule set: no second compile of the generated module.
         ctx = multiprocessing.get_context("fork")

@@ -1,0 +1,108 @@
+"""`vigil triage` and `vigil rules` end to end, through the real CLI, over self-made fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.unit.detect.support import SYSMON, rule_yaml
+from vigil.cli import app
+
+RULE_ID = "3c1d5e7f-9a2b-4c6d-8e0f-112233445566"
+
+
+def _fixtures(tmp_path: Path) -> tuple[Path, Path]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "whoami.yml").write_text(rule_yaml(
+        "selection:\n  CommandLine|contains: 'whoami'\ncondition: selection", rule_id=RULE_ID,
+        title="Whoami run", level="medium"))
+    (rules / "low.yml").write_text(rule_yaml(
+        "selection:\n  CommandLine|contains: 'dir'\ncondition: selection", title="Dir run", level="low",
+        tags=("attack.discovery",)))
+    events = tmp_path / "events"
+    events.mkdir()
+    lines = [
+        {"Channel": SYSMON, "EventID": 1, "Computer": "ws1", "TimeCreated_SystemTime": "2026-01-01T00:00:01Z",
+         "CommandLine": "cmd /c whoami /all"},
+        {"Channel": SYSMON, "EventID": 1, "Computer": "ws1", "TimeCreated_SystemTime": "2026-01-01T00:00:02Z",
+         "CommandLine": "cmd /c dir"},
+        {"Channel": SYSMON, "EventID": 1, "Computer": "ws2", "CommandLine": "notepad"},
+        {"Event": {"System": {"Channel": SYSMON, "EventID": 1, "Computer": "ws3"},
+                   "EventData": {"CommandLine": "WHOAMI"}}},
+    ]
+    (events / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (events / "b.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    return rules, events
+
+
+def test_triage_jsonl_output_and_summary(tmp_path: Path) -> None:
+    rules, events = _fixtures(tmp_path)
+    result = CliRunner().invoke(app, ["triage", str(events), "--rules", str(rules), "-o", "jsonl", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted((r["host"], r["rule"]) for r in records) == [
+        ("ws1", "Dir run"), ("ws1", "Whoami run"), ("ws1", "Whoami run"), ("ws3", "Whoami run")]
+    whoami = next(r for r in records if r["host"] == "ws3")
+    assert whoami["rule_id"] == RULE_ID and whoami["fields"] == {"CommandLine": "WHOAMI"}
+    assert "4 detections from 2 rules" in result.stderr
+
+
+def test_triage_min_level_and_two_workers_in_a_subprocess(tmp_path: Path) -> None:
+    rules, events = _fixtures(tmp_path)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "vigil"), "triage", str(events), "--rules", str(rules), "--min-level", "medium",
+         "-o", "csv", "-j", "2"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.strip().splitlines()
+    assert rows[0].startswith("timestamp,host,level,rule")
+    assert len(rows) == 4 and all("Whoami run" in r for r in rows[1:])
+
+
+def test_triage_reports_a_missing_input_without_traceback(tmp_path: Path) -> None:
+    rules, _ = _fixtures(tmp_path)
+    result = CliRunner().invoke(app, ["triage", str(tmp_path / "nope"), "--rules", str(rules)])
+    assert result.exit_code == 2
+    assert "nope: no such file or directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_triage_reports_a_corrupt_jsonl_file(tmp_path: Path) -> None:
+    rules, events = _fixtures(tmp_path)
+    (events / "bad.jsonl").write_text('{"Channel": 1}\nnot json\n')
+    result = CliRunner().invoke(app, ["triage", str(events), "--rules", str(rules), "-j", "1"])
+    assert result.exit_code == 1
+    assert "bad.jsonl: line 2: invalid JSON" in result.stderr
+
+
+def test_rules_check_exit_codes(tmp_path: Path) -> None:
+    rules, _ = _fixtures(tmp_path)
+    ok = CliRunner().invoke(app, ["rules", "check", str(rules)])
+    assert ok.exit_code == 0 and "2 rules loaded, 0 failed" in ok.stdout
+    (rules / "broken.yml").write_text(rule_yaml("selection:\n  X|bogus: 1\ncondition: selection"))
+    bad = CliRunner().invoke(app, ["rules", "check", str(rules)])
+    assert bad.exit_code == 1
+    assert "broken.yml" in bad.stdout and "bogus" in bad.stdout
+
+
+def test_rules_test_runs_the_builtin_linux_pack() -> None:
+    result = CliRunner().invoke(app, ["rules", "test"])
+    assert result.exit_code == 0, result.stdout
+    assert "0 failed" in result.stdout
+
+
+def test_rules_test_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
+    rules, _ = _fixtures(tmp_path)
+    (rules / "tests").mkdir()
+    (rules / "tests" / "golden.json").write_text(json.dumps({"cases": [
+        {"name": "whoami", "event": {"Channel": SYSMON, "EventID": 1, "CommandLine": "whoami"}, "expect": []},
+    ]}))
+    result = CliRunner().invoke(app, ["rules", "test", str(rules)])
+    assert result.exit_code == 1
+    assert "unexpected " + RULE_ID in result.stdout.replace("\n", "")
