@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import platform
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from vigil.agent.errors import SensorUnavailable
 
@@ -199,15 +201,22 @@ class AuditControl:
         self._request(AUDIT_DEL_RULE, raw, data=False, multi=False)
 
 
+# The audit settings from before any Vigil agent changed them. Several agents (tests, `vigil up`)
+# may overlap, so the first one records the original state here and the last one out restores it.
+# /run is emptied at boot, exactly when the kernel's audit state resets too.
+ORIGINAL_STATE_FILE = Path("/run/vigil-agent-audit.json")
+
+
 class ExecRuleSession:
     """Installs this agent's execve rule and enables audit; ``close`` puts back what it changed."""
 
-    def __init__(self, key: str | None = None, backlog_limit: int = 8192) -> None:
+    def __init__(
+        self, key: str | None = None, backlog_limit: int = 8192, state_file: Path = ORIGINAL_STATE_FILE
+    ) -> None:
         self.key = key or rule_key_for(os.getpid())
         self._backlog_limit = backlog_limit
         self._rule = build_exec_rule(self.key)
-        self._enabled_before: int | None = None
-        self._backlog_before: int | None = None
+        self._state_file = state_file
         self._installed = False
 
     def open(self) -> None:
@@ -219,18 +228,26 @@ class ExecRuleSession:
             if status.enabled == 2:
                 raise SensorUnavailable("audit configuration is locked (enabled=2); cannot add the exec rule")
             remove_stale_rules(ctl)
+            needs_enable = status.enabled != 1
+            needs_backlog = status.backlog_limit < self._backlog_limit
+            if (needs_enable or needs_backlog) and not self._state_file.exists():
+                try:
+                    self._state_file.write_text(
+                        json.dumps({"enabled": status.enabled, "backlog_limit": status.backlog_limit})
+                    )
+                except OSError as e:
+                    log.warning("cannot record the audit settings in %s (%s); they stay changed after stop",
+                                self._state_file, e)
             try:
                 ctl.add_rule(self._rule)
             except OSError as e:
                 if e.errno != errno.EEXIST:
                     raise SensorUnavailable(f"cannot add the audit execve rule: {e}") from e
             self._installed = True
-            if status.enabled != 1:
+            if needs_enable:
                 ctl.set_status(enabled=1)
-                self._enabled_before = status.enabled
-            if status.backlog_limit < self._backlog_limit:
+            if needs_backlog:
                 ctl.set_status(backlog_limit=self._backlog_limit)
-                self._backlog_before = status.backlog_limit
         log.info("audit execve rule installed with key %s", self.key)
 
     def close(self) -> None:
@@ -243,11 +260,14 @@ class ExecRuleSession:
                 if e.errno != errno.ENOENT:
                     raise
             self._installed = False
-            # Audit goes back off only if we switched it on and nobody else has rules now.
-            if self._enabled_before is not None and not ctl.list_rules():
-                ctl.set_status(enabled=self._enabled_before)
-            if self._backlog_before is not None:
-                ctl.set_status(backlog_limit=self._backlog_before)
+            # The last one out (no rules of anyone left) restores the settings from before Vigil.
+            if not ctl.list_rules() and self._state_file.exists():
+                try:
+                    original = json.loads(self._state_file.read_text())
+                    ctl.set_status(enabled=int(original["enabled"]), backlog_limit=int(original["backlog_limit"]))
+                except (ValueError, KeyError, TypeError) as e:
+                    log.error("cannot restore audit settings from %s: %s", self._state_file, e)
+                self._state_file.unlink(missing_ok=True)
         log.info("audit execve rule %s removed", self.key)
 
 
