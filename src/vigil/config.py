@@ -31,6 +31,8 @@ class Settings(BaseModel):
     tls: bool = True
     enroll_rate_per_minute: int = Field(default=30, ge=1)
     org_name: str = "Vigil"
+    # Sigma rule folders loaded beside Vigil's own; `<data dir>/rules` is always among them.
+    rules_dirs: list[str] = Field(default_factory=list)
 
     @property
     def db_url(self) -> str:
@@ -43,6 +45,10 @@ class Settings(BaseModel):
         scheme = "https" if self.tls else "http"
         host = "127.0.0.1" if self.listen_host in ("0.0.0.0", "::") else self.listen_host
         return f"{scheme}://{host}:{self.listen_port}"
+
+    @property
+    def rule_paths(self) -> list[Path]:
+        return [self.data_dir / "rules", *(Path(p) for p in self.rules_dirs)]
 
     @property
     def pki_dir(self) -> Path:

@@ -14,6 +14,7 @@ import vigil
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.server import agent_api, api, errors, portal
+from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import AfterIngest, IngestPipeline
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
@@ -30,12 +31,13 @@ def create_app(
     clock = clock or SystemClock()
     engine = engine or db.make_engine(settings.db_url)
     db.upgrade(engine)
+    detection = LiveDetection(load_ruleset(settings.rule_paths), engine, clock)
     svc = Services(
         settings=settings,
         engine=engine,
         clock=clock,
         secret_key=settings.secret_key_file.read_bytes(),
-        ingest=IngestPipeline(engine, clock, after_ingest),
+        ingest=IngestPipeline(engine, clock, [detection, *(after_ingest or [])]),
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )

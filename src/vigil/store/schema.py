@@ -89,6 +89,34 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
 )
 
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("machine_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("incident_id", sa.Integer, nullable=True),
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("classification", sa.String(16), nullable=True),
+    sa.Column("determination", sa.String(32), nullable=True),
+    sa.Column("investigation_state", sa.String(32), nullable=False, default="Unknown"),
+    sa.Column("detection_source", sa.String(32), nullable=False),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("mitre_techniques", sa.JSON, nullable=False, default=list),
+    sa.Column("assigned_to", sa.String(128), nullable=True),
+    sa.Column("alert_creation_time", UtcDateTime, nullable=False, index=True),
+    sa.Column("first_event_time", UtcDateTime, nullable=False),
+    sa.Column("last_event_time", UtcDateTime, nullable=False),
+    sa.Column("last_update_time", UtcDateTime, nullable=False),
+    sa.Column("resolved_time", UtcDateTime, nullable=True),
+    sa.Column("event_count", sa.Integer, nullable=False, default=1),
+    sa.Column("evidence", sa.JSON, nullable=False, default=list),
+    sa.Index("ix_alerts_dedup", "machine_id", "rule_id", "status"),
+)
+
 _SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine[Any]] = {
     t.ColumnType.STRING: sa.Text(),
     t.ColumnType.INT: sa.Integer(),
