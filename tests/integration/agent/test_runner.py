@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.integration.agent.support import wait_for
 from tests.support import VigilServer
 from vigil.agent.config import AgentConfig
 from vigil.agent.enroll import enroll
@@ -21,15 +21,6 @@ from vigil.agent.health import read_health
 from vigil.agent.runner import build_agent
 from vigil.store.db import make_engine
 from vigil.store.schema import telemetry_tables
-
-
-def wait_for(pred, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def write_package(server: VigilServer, path: Path, **changes: object) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.agent.support import wait_for
 from tests.unit.agent.pki import make_ca
 from vigil.agent.clock import SystemClock
 from vigil.agent.config import AgentConfig
@@ -124,14 +125,6 @@ def rows(start: int, n: int) -> list[dict[str, Any]]:
     return [{"table": "DeviceEvents", "Timestamp": "2026-01-01T00:00:00+00:00", "ActionType": "AgentStarted",
              "ProcessId": i} for i in range(start, start + n)]
 
-
-def wait_for(pred: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_outage_then_recovery_delivers_every_event_exactly_once(tmp_path: Path, fake: FakeServer) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.agent.conftest import ListSink
+from tests.integration.agent.support import wait_for
 from vigil.agent.clock import SystemClock
 from vigil.agent.config import AgentConfig
 from vigil.agent.sensors.audit_netlink import AuditControl, rule_key_for
@@ -22,14 +22,6 @@ pytestmark = [pytest.mark.root, pytest.mark.usefixtures("proc_connector_availabl
 TRUE_SHA = hashlib.sha256(Path("/bin/true").read_bytes()).hexdigest()
 SH_SHA = hashlib.sha256(Path("/bin/sh").resolve().read_bytes()).hexdigest()
 
-
-def wait_for(pred, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def our_rules() -> list[str]:
