@@ -34,6 +34,8 @@ def flatten_evtx(record: Mapping[str, Any]) -> dict[str, Any]:
 def _put(out: dict[str, Any], key: str, value: Any) -> None:
     if value is None:
         return
+    if " " in key:  # Defender/other providers name fields "Threat Name"; Sigma rules write ThreatName
+        key = key.replace(" ", "")
     if key in out:  # the same name twice: keep every value
         prev = out[key]
         prev_list = list(prev) if isinstance(prev, list | tuple) else [prev]

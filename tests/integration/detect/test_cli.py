@@ -55,8 +55,8 @@ def test_triage_jsonl_output_and_summary(tmp_path: Path) -> None:
 def test_triage_min_level_and_two_workers_in_a_subprocess(tmp_path: Path) -> None:
     rules, events = _fixtures(tmp_path)
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "vigil"), "triage", str(events), "--rules", str(rules), "--min-level", "medium",
-         "-o", "csv", "-j", "2"],
+        [str(Path(sys.executable).parent / "vigil"), "triage", str(events), "--rules", str(rules),
+         "--min-level", "medium", "-o", "csv", "-j", "2"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
