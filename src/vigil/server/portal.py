@@ -12,7 +12,8 @@ from fastapi.templating import Jinja2Templates
 
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES
-from vigil.server import api
+from vigil.server.api import alerts as api_alerts
+from vigil.server.api import machines as api_machines
 from vigil.server.auth import (
     CSRF_COOKIE,
     PERMISSION_ATTR,
@@ -102,7 +103,7 @@ def logout(_: None = _public()) -> Response:
 
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
-    machines = api.list_machines(request)
+    machines = api_machines.list_machines(request)
     return templates.TemplateResponse(request, "devices.html", {"machines": machines, "user": who.user})
 
 
@@ -111,9 +112,9 @@ def device_page(
     machine_id: str, request: Request, table: str = "DeviceProcessEvents",
     who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
-    machine = api.get_machine(request, machine_id)
+    machine = api_machines.get_machine(request, machine_id)
     tables = None if table == "all" else [table]
-    events = api.machine_timeline(request, machine_id, None, None, tables, 500)
+    events = api_machines.machine_timeline(request, machine_id, None, None, tables, 500)
     return templates.TemplateResponse(
         request, "device.html",
         {"m": machine, "events": events, "table": table, "tables": ["all", *TABLES], "user": who.user},
@@ -125,8 +126,8 @@ def alerts_page(
     request: Request, status: str | None = None, severity: str | None = None,
     who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
-    rows = api.query_alerts(request, None, status or None, severity or None, 1000)
-    names = {m["id"]: m["computerDnsName"] for m in api.list_machines(request)}
+    rows = api_alerts.query_alerts(request, None, status or None, severity or None, 1000)
+    names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
     return templates.TemplateResponse(
         request, "alerts.html",
         {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user},
@@ -135,6 +136,6 @@ def alerts_page(
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(alert_id: str, request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
-    a = api.get_alert_json(request, alert_id)
-    m = api.get_machine(request, a["machineId"])
+    a = api_alerts.get_alert_json(request, alert_id)
+    m = api_machines.get_machine(request, a["machineId"])
     return templates.TemplateResponse(request, "alert.html", {"a": a, "m": m, "user": who.user})
