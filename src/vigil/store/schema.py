@@ -30,6 +30,8 @@ device_groups = sa.Table(
     sa.Column("automation_level", sa.String(64), nullable=False, default="FullRemediation"),
     sa.Column("is_default", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Matching rule: a list of {"property", "operator", "value"} conditions, all of which must hold.
+    sa.Column("rules", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
 )
 
 devices = sa.Table(
@@ -87,6 +89,128 @@ users = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    # "local" (argon2 password) or "oidc" (signs in only through the identity provider).
+    sa.Column("source", sa.String(16), nullable=False, server_default="local"),
+    sa.Column("oidc_subject", sa.String(512), nullable=True, unique=True),
+    # Ties a user to a plan stakeholder: only that user may sign off for that stakeholder.
+    sa.Column("email", sa.String(255), nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Column("last_used_at", UtcDateTime, nullable=True),
+)
+
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("permissions", sa.JSON, nullable=False),
+    sa.Column("builtin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+user_groups = sa.Table(
+    "user_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+user_group_members = sa.Table(
+    "user_group_members",
+    metadata,
+    sa.Column("user_group_id", sa.Integer, sa.ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # "local" memberships are managed in Vigil; "oidc" ones are replaced at every single sign-on.
+    sa.Column("via", sa.String(16), nullable=False, default="local"),
+)
+
+role_user_groups = sa.Table(
+    "role_user_groups",
+    metadata,
+    sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_group_id", sa.Integer, sa.ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+device_group_access = sa.Table(
+    "device_group_access",
+    metadata,
+    sa.Column("device_group_id", sa.Integer, sa.ForeignKey("device_groups.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("user_group_id", sa.Integer, sa.ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+tenant_settings = sa.Table(
+    "tenant_settings",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("source_ip", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(64), nullable=False),
+    sa.Column("target_id", sa.String(255), nullable=False),
+    sa.Column("before", sa.JSON, nullable=True),
+    sa.Column("after", sa.JSON, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    # Each entry hashes its predecessor's hash: a unique prev_hash means the chain cannot fork.
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+deployment_plans = sa.Table(
+    "deployment_plans",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+)
+
+plan_signoffs = sa.Table(
+    "plan_signoffs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plan_version", sa.Integer, sa.ForeignKey("deployment_plans.version"), nullable=False),
+    sa.Column("plan_digest", sa.String(64), nullable=False),
+    sa.Column("stakeholder_email", sa.String(255), nullable=False),
+    sa.Column("signed_by", sa.String(128), nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("plan_version", "stakeholder_email"),
 )
 
 alerts = sa.Table(
