@@ -238,7 +238,56 @@ alerts = sa.Table(
     sa.Column("resolved_time", UtcDateTime, nullable=True),
     sa.Column("event_count", sa.Integer, nullable=False, default=1),
     sa.Column("evidence", sa.JSON, nullable=False, default=list),
+    # Set when a suppression rule applied at creation; hidden alerts leave the API and portal.
+    sa.Column("suppressed_by", sa.Integer, nullable=True),
+    sa.Column("hidden", sa.Boolean, nullable=False, default=False),
     sa.Index("ix_alerts_dedup", "machine_id", "rule_id", "status"),
+)
+
+alert_comments = sa.Table(
+    "alert_comments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alert_id", sa.String(40), sa.ForeignKey("alerts.id"), nullable=False, index=True),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # Comment, or History for automatic entries
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+suppression_rules = sa.Table(
+    "suppression_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alert_title", sa.String(512), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("conditions", sa.JSON, nullable=False, default=dict),
+    sa.Column("machine_id", sa.String(40), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False, default=0),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("assigned_to", sa.String(128), nullable=True),
+    sa.Column("classification", sa.String(16), nullable=True),
+    sa.Column("determination", sa.String(32), nullable=True),
+    sa.Column("created_time", UtcDateTime, nullable=False),
+    sa.Column("last_update_time", UtcDateTime, nullable=False),
+    sa.Column("last_activity", UtcDateTime, nullable=False, index=True),
+    # Correlation state: the devices and entities its alerts involve, as JSON lists.
+    sa.Column("device_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("entities", sa.JSON, nullable=False, default=list),
+    sa.Column("redirect_incident_id", sa.Integer, nullable=True),
 )
 
 _SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine[Any]] = {
