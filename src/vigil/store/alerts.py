@@ -9,9 +9,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from vigil.core.alerts import MAX_EVIDENCE, AlertStatus, OpenAlert, folds_into
+from vigil.core.alerts import MAX_EVIDENCE, AlertStatus, Classification, Determination, OpenAlert, folds_into
+from vigil.core.suppression import SuppressionAction, first_applicable
+from vigil.store import incidents as incident_store
 from vigil.store.devices import aware
-from vigil.store.schema import alerts
+from vigil.store.schema import alert_comments, alerts
+from vigil.store.suppression import count_hit, rules_for_title
 
 
 @dataclass(frozen=True)
@@ -66,24 +69,92 @@ def record_hit(conn: sa.Connection, hit: NewHit, now: datetime) -> tuple[str, bo
         )
         return existing.id, False
     alert_id = "va" + secrets.token_hex(16)
+    rule = first_applicable(rules_for_title(conn, hit.title), hit.title, hit.machine_id, [hit.evidence])
+    resolved = rule is not None and rule.action is SuppressionAction.RESOLVE
     conn.execute(
         alerts.insert().values(
             id=alert_id, machine_id=hit.machine_id, title=hit.title, description=hit.description,
-            severity=hit.severity, category=hit.category, status=AlertStatus.NEW.value,
+            severity=hit.severity, category=hit.category,
+            status=(AlertStatus.RESOLVED if resolved else AlertStatus.NEW).value,
             classification=None, determination=None, investigation_state="Unknown",
             detection_source=hit.detection_source, rule_id=hit.rule_id, mitre_techniques=hit.techniques,
             assigned_to=None, alert_creation_time=now, first_event_time=hit.event_time,
             last_event_time=hit.event_time, last_update_time=now, event_count=1, evidence=[hit.evidence],
+            resolved_time=now if resolved else None, suppressed_by=rule.id if rule else None,
+            hidden=rule is not None and rule.action is SuppressionAction.HIDE,
         )
     )
+    if rule is not None:
+        count_hit(conn, rule.id)
+        add_comment(conn, alert_id, "Vigil", f"Suppression rule {rule.id} applied: {rule.action.value}", now,
+                    history=True)
+    if rule is None or rule.action is SuppressionAction.RESOLVE:
+        incident_store.correlate(conn, alert_id, now)
     return alert_id, True
+
+
+def add_comment(
+    conn: sa.Connection, alert_id: str, author: str, text: str, now: datetime, *, history: bool = False
+) -> None:
+    conn.execute(
+        alert_comments.insert().values(
+            alert_id=alert_id, author=author, kind="History" if history else "Comment", text=text, created_at=now
+        )
+    )
+
+
+def comments(conn: sa.Connection, alert_id: str) -> list[sa.Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(alert_comments).where(alert_comments.c.alert_id == alert_id).order_by(alert_comments.c.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """Defender's `PATCH /api/alerts/{id}` body; None leaves a property as it is."""
+
+    status: AlertStatus | None = None
+    assigned_to: str | None = None
+    classification: Classification | None = None
+    determination: Determination | None = None
+    comment: str | None = None
+
+
+def update_alert(conn: sa.Connection, alert_id: str, change: AlertChange, who: str, now: datetime) -> bool:
+    """Apply a change, recording each property change as a history comment; False if no such alert."""
+    row = get_alert(conn, alert_id)
+    if row is None:
+        return False
+    values: dict[str, Any] = {}
+    for column, new in (
+        ("status", change.status), ("assigned_to", change.assigned_to),
+        ("classification", change.classification), ("determination", change.determination),
+    ):
+        if new is None:
+            continue
+        new_value = new.value if isinstance(new, AlertStatus | Classification | Determination) else new
+        if getattr(row, column) != new_value:
+            values[column] = new_value
+            label = column.replace("_", " ")
+            add_comment(conn, alert_id, who, f"{label}: {getattr(row, column) or '—'} → {new_value}", now,
+                        history=True)
+    if "status" in values:
+        values["resolved_time"] = now if values["status"] == AlertStatus.RESOLVED.value else None
+    if change.comment:
+        add_comment(conn, alert_id, who, change.comment, now)
+    conn.execute(alerts.update().where(alerts.c.id == alert_id).values(last_update_time=now, **values))
+    return True
 
 
 def list_alerts(
     conn: sa.Connection, *, machine_id: str | None = None, status: str | None = None,
-    severity: str | None = None, since: datetime | None = None, limit: int = 1000,
+    severity: str | None = None, since: datetime | None = None, limit: int = 1000, incident_id: int | None = None,
 ) -> list[sa.Row[Any]]:
-    q = sa.select(alerts)
+    q = sa.select(alerts).where(alerts.c.hidden.is_(False))
+    if incident_id is not None:
+        q = q.where(alerts.c.incident_id == incident_id)
     if machine_id:
         q = q.where(alerts.c.machine_id == machine_id)
     if status:
@@ -96,4 +167,5 @@ def list_alerts(
 
 
 def get_alert(conn: sa.Connection, alert_id: str) -> sa.Row[Any] | None:
-    return conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+    """An alert by id; hidden (suppressed) alerts are not found, as in Defender."""
+    return conn.execute(sa.select(alerts).where(alerts.c.id == alert_id, alerts.c.hidden.is_(False))).first()

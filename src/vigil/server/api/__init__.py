@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vigil.server.api import alerts, machines, onboarding, session
+from vigil.server.api import alerts, incidents, machines, onboarding, session, suppression
 
 router = APIRouter(prefix="/api", tags=["api"])
-for _module in (session, machines, alerts, onboarding):
+for _module in (session, machines, alerts, incidents, suppression, onboarding):
     router.include_router(_module.router)

@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from vigil.core.alerts import AlertStatus
+from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.rbac import Permission
 from vigil.core.severity import Severity
 from vigil.server.api._json import iso
@@ -47,13 +48,14 @@ def alert_json(row: Any) -> dict[str, Any]:
 
 def query_alerts(
     request: Request, machine_id: str | None = None, status: str | None = None, severity: str | None = None,
-    limit: int = 1000,
+    limit: int = 1000, incident_id: int | None = None,
 ) -> list[dict[str, Any]]:
     svc = services(request)
     since = svc.clock.now() - timedelta(days=30)  # Defender's queue shows the last 30 days
     with svc.engine.connect() as conn:
         rows = alert_store.list_alerts(
-            conn, machine_id=machine_id, status=status, severity=severity, since=since, limit=limit
+            conn, machine_id=machine_id, status=status, severity=severity, since=since, limit=limit,
+            incident_id=incident_id,
         )
     return [alert_json(r) for r in rows]
 
@@ -82,6 +84,42 @@ def get_alert_json(request: Request, alert_id: str) -> dict[str, Any]:
     svc = services(request)
     with svc.engine.connect() as conn:
         row = alert_store.get_alert(conn, alert_id)
+        notes = alert_store.comments(conn, alert_id) if row is not None else []
     if row is None:
         raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")
-    return alert_json(row)
+    out = alert_json(row)
+    out["comments"] = [
+        {"comment": c.text, "createdBy": c.author, "createdTime": iso(c.created_at), "kind": c.kind} for c in notes
+    ]
+    return out
+
+
+class AlertPatch(BaseModel):
+    """Defender's update-alert body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus | None = None
+    assignedTo: str | None = Field(default=None, max_length=128)
+    classification: Classification | None = None
+    determination: Determination | None = None
+    comment: str | None = Field(default=None, max_length=10_000)
+
+
+def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Principal) -> dict[str, Any]:
+    svc = services(request)
+    change = alert_store.AlertChange(
+        status=body.status, assigned_to=body.assignedTo, classification=body.classification,
+        determination=body.determination, comment=body.comment,
+    )
+    with svc.engine.begin() as conn:
+        if not alert_store.update_alert(conn, alert_id, change, who.user.username, svc.clock.now()):
+            raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")
+    return get_alert_json(request, alert_id)
+
+
+@router.patch("/alerts/{alert_id}")
+def patch_alert(
+    alert_id: str, body: AlertPatch, request: Request, who: Principal = requires(Permission.ALERTS_INVESTIGATION)
+) -> dict[str, Any]:
+    return change_alert(request, alert_id, body, who)
