@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.support import VigilServer, enroll_raw, post_batch, process_event
-from vigil.config import load_settings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# CI sets this so that a missing browser fails the run instead of skipping the test.
-BROWSER_REQUIRED = os.environ.get("VIGIL_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 HOSTNAME = "web-portal-07.corp.example.org"
 COMMANDS = [
     "/usr/bin/python3 /opt/vigil-e2e/exfil_marker_6f1c.py --target backup-7731",
     "curl -fsSL https://updates.example.org/marker-42a9/install.sh -o /tmp/marker-42a9.sh",
 ]
-
-
-def _spki_pin(cert_pem: bytes) -> str:
-    """Chromium's pin for a certificate: base64 SHA-256 of its SubjectPublicKeyInfo."""
-    spki = x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture
@@ -54,26 +32,6 @@ def device(sqlite_server: VigilServer) -> dict[str, str]:
     r = post_batch(sqlite_server, dev["credential"], events)
     assert r.status_code == 200, r.text
     return dev
-
-
-@pytest.fixture
-def chromium(sqlite_server: VigilServer) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if BROWSER_REQUIRED:
-            pytest.fail(reason + " and VIGIL_REQUIRE_BROWSER=1")
-        pytest.skip(reason)
-    # Trust exactly this test server's key (its certificate comes from the test's own CA) rather
-    # than ignoring every certificate error.
-    pin = _spki_pin(load_settings(sqlite_server.data_dir).server_cert.read_bytes())
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_portal_sign_in_device_timeline_and_sign_out(

@@ -12,7 +12,6 @@ from fastapi.templating import Jinja2Templates
 
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES
-from vigil.server.api import alerts as api_alerts
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import (
     CSRF_COOKIE,
@@ -119,23 +118,3 @@ def device_page(
         request, "device.html",
         {"m": machine, "events": events, "table": table, "tables": ["all", *TABLES], "user": who.user},
     )
-
-
-@router.get("/alerts", response_class=HTMLResponse)
-def alerts_page(
-    request: Request, status: str | None = None, severity: str | None = None,
-    who: Principal = page(Permission.VIEW_DATA_SECOPS),
-) -> Response:
-    rows = api_alerts.query_alerts(request, None, status or None, severity or None, 1000)
-    names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
-    return templates.TemplateResponse(
-        request, "alerts.html",
-        {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user},
-    )
-
-
-@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
-def alert_page(alert_id: str, request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
-    a = api_alerts.get_alert_json(request, alert_id)
-    m = api_machines.get_machine(request, a["machineId"])
-    return templates.TemplateResponse(request, "alert.html", {"a": a, "m": m, "user": who.user})
