@@ -215,10 +215,10 @@ def up(data_dir: DataDir = None) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     starter = threading.Thread(target=_start_local_agent, args=(settings, stop, procs), daemon=True)
     starter.start()
-    console.print(
-        f"\n[bold]Portal:[/] {settings.url}/   (CA certificate: {settings.ca_cert})\n"
-        f"[bold]Sign in:[/] see {creds}" if creds.exists() else f"\n[bold]Portal:[/] {settings.url}/"
-    )
+    console.print(f"\n[bold]Portal:[/] {settings.url}/   (trust the CA certificate {settings.ca_cert})")
+    if creds.exists():
+        saved = json.loads(creds.read_text())
+        console.print(f"[bold]Sign in:[/] {saved['username']} / {saved['password']}   (kept in {creds})")
     try:
         uvicorn.Server(_uvicorn_config(settings)).run()
     finally:
