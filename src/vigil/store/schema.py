@@ -290,6 +290,57 @@ incidents = sa.Table(
     sa.Column("redirect_incident_id", sa.Integer, nullable=True),
 )
 
+live_response_sessions = sa.Table(
+    "live_response_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+)
+
+machine_actions = sa.Table(
+    "machine_actions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("approval", sa.String(16), nullable=False),
+    sa.Column("requestor", sa.String(255), nullable=False),
+    sa.Column("requestor_comment", sa.Text, nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    # The signed envelope, made when the action may run (at once, or when approved); sent as stored.
+    sa.Column("command", sa.JSON, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.Column("decided_by", sa.String(255), nullable=True),
+    sa.Column("decision_comment", sa.Text, nullable=True),
+    sa.Column("result_message", sa.Text, nullable=False, default=""),
+    sa.Column("result_output", sa.JSON, nullable=True),
+    sa.Column("refused", sa.String(32), nullable=True),
+    sa.Column("related_file_sha256", sa.String(64), nullable=True),
+    sa.Column("artifact_sha256", sa.String(64), nullable=True),
+    sa.Column("artifact_size", sa.BigInteger, nullable=True),
+    sa.Column("undo_of", sa.String(40), nullable=True),
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("live_response_sessions.id"), nullable=True, index=True),
+)
+
+live_response_library = sa.Table(
+    "live_response_library",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("uploaded_by", sa.String(255), nullable=False),
+    sa.Column("uploaded_at", UtcDateTime, nullable=False),
+)
+
 _SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine[Any]] = {
     t.ColumnType.STRING: sa.Text(),
     t.ColumnType.INT: sa.Integer(),

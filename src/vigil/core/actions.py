@@ -1,0 +1,277 @@
+"""Machine actions: Defender's types and statuses, their parameters, transitions and undo rules."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class ActionType(StrEnum):
+    ISOLATE = "Isolate"
+    UNISOLATE = "Unisolate"
+    COLLECT_INVESTIGATION_PACKAGE = "CollectInvestigationPackage"
+    RESTRICT_CODE_EXECUTION = "RestrictCodeExecution"
+    UNRESTRICT_CODE_EXECUTION = "UnrestrictCodeExecution"
+    RUN_ANTIVIRUS_SCAN = "RunAntiVirusScan"
+    STOP_AND_QUARANTINE_FILE = "StopAndQuarantineFile"
+    RESTORE_QUARANTINED_FILE = "RestoreQuarantinedFile"
+    KILL_PROCESS = "KillProcess"
+    LIVE_RESPONSE = "LiveResponse"
+
+
+class ActionStatus(StrEnum):
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMEOUT = "TimeOut"
+    CANCELED = "Canceled"
+
+
+class Approval(StrEnum):
+    """Whether a second analyst must approve the action before it is signed and sent."""
+
+    NOT_REQUIRED = "NotRequired"
+    PENDING = "PendingApproval"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+
+
+TERMINAL = frozenset({ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.TIMEOUT, ActionStatus.CANCELED})
+_NEXT: dict[ActionStatus, frozenset[ActionStatus]] = {
+    ActionStatus.PENDING: frozenset(ActionStatus) - {ActionStatus.PENDING},
+    ActionStatus.IN_PROGRESS: frozenset(
+        {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.TIMEOUT, ActionStatus.CANCELED}
+    ),
+}
+
+# How long a signed command stays valid; past it the agent refuses it and the server times it out.
+COMMAND_LIFETIME: dict[ActionType, timedelta] = {t: timedelta(hours=1) for t in ActionType}
+COMMAND_LIFETIME[ActionType.LIVE_RESPONSE] = timedelta(minutes=10)
+
+# The action that undoes each undoable action (quarantine is undone by restoring that quarantine).
+UNDO: dict[ActionType, ActionType] = {
+    ActionType.ISOLATE: ActionType.UNISOLATE,
+    ActionType.RESTRICT_CODE_EXECUTION: ActionType.UNRESTRICT_CODE_EXECUTION,
+    ActionType.STOP_AND_QUARANTINE_FILE: ActionType.RESTORE_QUARANTINED_FILE,
+}
+
+
+class ActionRuleError(ValueError):
+    """A request the action rules refuse; ``field`` names the offending input."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidTransition(ActionRuleError):
+    pass
+
+
+def transition(current: ActionStatus, new: ActionStatus) -> ActionStatus:
+    """The status after ``new`` is reported; terminal statuses never change again."""
+    if new == current and current not in TERMINAL:
+        return current
+    if new not in _NEXT.get(current, frozenset()):
+        raise InvalidTransition(f"a {current} action cannot become {new}", "status")
+    return new
+
+
+def undo_of(action_type: ActionType, action_id: str, status: ActionStatus) -> tuple[ActionType, dict[str, Any]]:
+    """The action (type and parameters) that reverses a succeeded action."""
+    if action_type not in UNDO:
+        raise ActionRuleError(f"{action_type} cannot be undone", "type")
+    if status is not ActionStatus.SUCCEEDED:
+        raise ActionRuleError(f"only a succeeded action can be undone; this one is {status}", "status")
+    params: dict[str, Any] = {}
+    if action_type is ActionType.STOP_AND_QUARANTINE_FILE:
+        params["QuarantineId"] = action_id
+    return UNDO[action_type], params
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """One destination a Selective isolation keeps open: a network and optionally one TCP/UDP port."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int | None = None
+
+    def __str__(self) -> str:
+        net = str(self.network.network_address) if self.network.prefixlen == self.network.max_prefixlen \
+            else str(self.network)
+        if self.port is None:
+            return net
+        return f"[{net}]:{self.port}" if self.network.version == 6 else f"{net}:{self.port}"
+
+
+_V6_PORT = re.compile(r"^\[([^\]]+)\]:(\d+)$")
+_V4_PORT = re.compile(r"^([0-9./]+):(\d+)$")
+
+
+def parse_allow_entry(text: str, where: str = "AllowList") -> AllowEntry:
+    """``192.0.2.10``, ``198.51.100.0/24``, ``192.0.2.10:443`` or ``[2001:db8::1]:443``."""
+    text = text.strip()
+    m = _V6_PORT.match(text) or _V4_PORT.match(text)
+    addr, port = (m.group(1), int(m.group(2))) if m else (text, None)
+    try:
+        net = ipaddress.ip_network(addr, strict=False)
+    except ValueError:
+        raise ActionRuleError(f"{where}: {text!r} is not an address, network or address:port", where) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ActionRuleError(f"{where}: port {port} is out of range", where)
+    return AllowEntry(net, port)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ISOLATION_TYPES = ("Full", "Selective")
+_SCAN_TYPES = ("Quick", "Full")
+
+
+def _absolute(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\x00" in value or len(value) > 4096:
+        raise ActionRuleError(f"{field} must be an absolute path", field)
+    return value
+
+
+def _validate_isolate(p: Mapping[str, Any]) -> dict[str, Any]:
+    kind = p.get("IsolationType", "Full")
+    if kind not in _ISOLATION_TYPES:
+        raise ActionRuleError(f"IsolationType must be Full or Selective, not {kind!r}", "IsolationType")
+    allow = p.get("AllowList") or []
+    if not isinstance(allow, list) or len(allow) > 64:
+        raise ActionRuleError("AllowList must be a list of at most 64 entries", "AllowList")
+    if allow and kind == "Full":
+        raise ActionRuleError("an AllowList needs IsolationType Selective", "AllowList")
+    entries = [str(parse_allow_entry(str(a), f"AllowList[{i}]")) for i, a in enumerate(allow)]
+    return {"IsolationType": kind, "AllowList": entries}
+
+
+def _validate_quarantine(p: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sha = p.get("Sha256")
+    if sha is not None:
+        if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
+            raise ActionRuleError("Sha256 must be 64 hexadecimal characters", "Sha256")
+        out["Sha256"] = sha.lower()
+    if p.get("Path") is not None:
+        out["Path"] = _absolute(p["Path"], "Path")
+    if not out:
+        raise ActionRuleError("give the file's Sha256, its Path, or both", "Sha256")
+    return out
+
+
+def _validate_kill(p: Mapping[str, Any]) -> dict[str, Any]:
+    pid = p.get("ProcessId")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        raise ActionRuleError("ProcessId must be a process id above 1", "ProcessId")
+    created = p.get("ProcessCreationTime")
+    if not isinstance(created, str):
+        # Without the start time a recycled pid could be hit; Defender's timeline always has it.
+        raise ActionRuleError("ProcessCreationTime (ISO 8601) is required", "ProcessCreationTime")
+    try:
+        datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        raise ActionRuleError("ProcessCreationTime is not an ISO 8601 time", "ProcessCreationTime") from None
+    return {"ProcessId": pid, "ProcessCreationTime": created}
+
+
+def _validate_restrict(p: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("Paths", "AllowPrefixes"):
+        value = p.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not value or len(value) > 64:
+            raise ActionRuleError(f"{key} must be a list of 1 to 64 absolute paths", key)
+        out[key] = [_absolute(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return out
+
+
+def _validate_scan(p: Mapping[str, Any]) -> dict[str, Any]:
+    kind = p.get("ScanType", "Quick")
+    if kind not in _SCAN_TYPES:
+        raise ActionRuleError(f"ScanType must be Quick or Full, not {kind!r}", "ScanType")
+    return {"ScanType": kind}
+
+
+def _validate_restore(p: Mapping[str, Any]) -> dict[str, Any]:
+    qid = p.get("QuarantineId")
+    if not isinstance(qid, str) or not re.fullmatch(r"[0-9a-f-]{8,40}", qid):
+        raise ActionRuleError("QuarantineId must be the id of the StopAndQuarantineFile action", "QuarantineId")
+    return {"QuarantineId": qid}
+
+
+def _none(_: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+_VALIDATORS = {
+    ActionType.ISOLATE: _validate_isolate,
+    ActionType.UNISOLATE: _none,
+    ActionType.COLLECT_INVESTIGATION_PACKAGE: _none,
+    ActionType.RESTRICT_CODE_EXECUTION: _validate_restrict,
+    ActionType.UNRESTRICT_CODE_EXECUTION: _none,
+    ActionType.RUN_ANTIVIRUS_SCAN: _validate_scan,
+    ActionType.STOP_AND_QUARANTINE_FILE: _validate_quarantine,
+    ActionType.RESTORE_QUARANTINED_FILE: _validate_restore,
+    ActionType.KILL_PROCESS: _validate_kill,
+}
+
+
+def validate_parameters(action_type: ActionType, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The normalized parameters of one action; live response verbs are checked by ``liveresponse``."""
+    if action_type is ActionType.LIVE_RESPONSE:
+        raise ActionRuleError("live response commands are validated by vigil.core.liveresponse", "type")
+    return _VALIDATORS[action_type](params)
+
+
+def validate_comment(comment: str | None) -> str:
+    """Defender requires a comment on every response action; so do we."""
+    text = (comment or "").strip()
+    if not text:
+        raise ActionRuleError("a comment is required for every response action", "Comment")
+    if len(text) > 4000:
+        raise ActionRuleError("the comment is over 4000 characters", "Comment")
+    return text
+
+
+@dataclass(frozen=True)
+class MachineAction:
+    """One response action as the action center tracks it."""
+
+    id: str
+    device_id: str
+    type: ActionType
+    status: ActionStatus
+    approval: Approval
+    requestor: str
+    comment: str
+    parameters: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    delivered_at: datetime | None = None
+    decided_by: str | None = None
+    decision_comment: str | None = None
+    result_message: str = ""
+    result_output: dict[str, Any] | None = None
+    refused: str | None = None
+    related_file_sha256: str | None = None
+    artifact_sha256: str | None = None
+    artifact_size: int | None = None
+    undo_of: str | None = None
+    session_id: int | None = None
+
+    @property
+    def undoable(self) -> bool:
+        return self.type in UNDO and self.status is ActionStatus.SUCCEEDED
+
+
+# An accepted action may run this long past its command's expiry before the server gives up on it.
+IN_PROGRESS_GRACE = timedelta(hours=1)
