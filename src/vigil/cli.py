@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from vigil.commands import plan as plan_cmds
 from vigil.commands import rules as rules_cmds
 from vigil.commands import server as server_cmds
 from vigil.commands import triage as triage_cmds
@@ -26,6 +27,7 @@ app.add_typer(server_cmds.docs_app, name="docs")
 app.add_typer(agent_app, name="agent")
 app.command("triage")(triage_cmds.app)
 app.add_typer(rules_cmds.app, name="rules")
+app.add_typer(plan_cmds.app, name="plan")
 
 # Errors a user can act on; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (server_cmds.CommandError, SettingsError)

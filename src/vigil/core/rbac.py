@@ -1,7 +1,8 @@
-"""Permissions with Defender's names, and the two roles of basic mode."""
+"""Permissions with Defender's names, basic-mode roles, and how RBAC mode turns roles into access."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -36,3 +37,88 @@ BASIC_ROLE_PERMISSIONS: dict[BasicRole, frozenset[Permission]] = {
 
 def permissions_of(role: BasicRole) -> frozenset[Permission]:
     return BASIC_ROLE_PERMISSIONS[role]
+
+
+class PermissionsMode(StrEnum):
+    """Basic (full access / read-only) or RBAC; like Defender, switching to RBAC cannot be undone."""
+
+    BASIC = "basic"
+    RBAC = "rbac"
+
+
+# The role every administrator holds in RBAC mode: all permissions on every device group.
+ADMIN_ROLE_NAME = "Vigil administrator (default)"
+
+
+class UnknownPermission(ValueError):
+    def __init__(self, name: str, where: str) -> None:
+        super().__init__(f"{where}: unknown permission {name!r}; use one of: {', '.join(p.value for p in Permission)}")
+        self.name, self.where = name, where
+
+
+def parse_permissions(names: list[str], where: str = "permissions") -> frozenset[Permission]:
+    out = set()
+    for i, name in enumerate(names):
+        try:
+            out.add(Permission(name))
+        except ValueError:
+            raise UnknownPermission(name, f"{where}[{i}]") from None
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a caller may do, and on which device groups (None means every group)."""
+
+    permissions: frozenset[Permission]
+    device_group_ids: frozenset[int] | None
+
+    def restricted_to(self, scopes: frozenset[Permission]) -> Access:
+        return Access(self.permissions & scopes, self.device_group_ids)
+
+
+@dataclass(frozen=True)
+class UserGroupGrant:
+    """One user group the user belongs to, with the union of its roles' permissions."""
+
+    user_group_id: int
+    permissions: frozenset[Permission]
+    admin: bool
+
+
+def access_of(
+    mode: PermissionsMode, basic_role: BasicRole, grants: list[UserGroupGrant],
+    device_group_access: dict[int, frozenset[int]],
+) -> Access:
+    """Defender's rule: a permission from the user's roles, on device groups open to the user's groups.
+
+    ``device_group_access`` maps each device group to the user groups given access; a device group
+    with no user groups is visible to everyone who holds a role.
+    """
+    if mode is PermissionsMode.BASIC:
+        return Access(permissions_of(basic_role), None)
+    if basic_role is BasicRole.FULL_ACCESS or any(g.admin for g in grants):
+        return Access(frozenset(Permission), None)
+    permissions = frozenset().union(*(g.permissions for g in grants)) if grants else frozenset()
+    if not permissions:
+        # Read-only users lose access in RBAC mode until a role is given to one of their groups.
+        return Access(frozenset(), frozenset())
+    mine = {g.user_group_id for g in grants}
+    visible = frozenset(dg for dg, ugs in device_group_access.items() if not ugs or ugs & mine)
+    return Access(permissions, visible)
+
+
+# CDOC tiers from Defender's deployment guide: T1 triages and escalates, T2 remediates, T3 runs it all.
+TIER_PERMISSIONS: dict[int, frozenset[Permission]] = {
+    1: frozenset({Permission.VIEW_DATA_SECOPS, Permission.ALERTS_INVESTIGATION}),
+    2: frozenset({
+        Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM, Permission.ALERTS_INVESTIGATION,
+        Permission.REMEDIATION_SECOPS, Permission.LIVE_RESPONSE_BASIC,
+    }),
+    3: frozenset({
+        Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM, Permission.ALERTS_INVESTIGATION,
+        Permission.REMEDIATION_SECOPS, Permission.TVM_EXCEPTION_HANDLING, Permission.TVM_REMEDIATION_HANDLING,
+        Permission.TVM_APPLICATION_HANDLING, Permission.MANAGE_PORTAL_SETTINGS, Permission.MANAGE_SECURITY_SETTINGS,
+        Permission.LIVE_RESPONSE_BASIC, Permission.LIVE_RESPONSE_ADVANCED,
+    }),
+}

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 import vigil
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
-from vigil.server import agent_api, api, errors, portal, portal_alerts
+from vigil.server import agent_api, api, errors, portal, portal_alerts, portal_plan
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import AfterIngest, IngestPipeline
 from vigil.server.retention import RetentionWorker
@@ -65,5 +65,6 @@ def create_app(
     app.include_router(api.router)
     app.include_router(portal.router)
     app.include_router(portal_alerts.router)
+    app.include_router(portal_plan.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     return app

@@ -1,7 +1,8 @@
-"""Who is calling: analysts by session cookie or bearer token, devices by their credential.
+"""Who is calling: analysts by session cookie, session token or API token; devices by their credential.
 
 Each route declares the permission it needs with ``requires(...)`` right where it is defined; the
 route walker test reads ``PERMISSION_ATTR`` off the dependency to prove every route is guarded.
+The guard also leaves the caller on ``request.state.principal``, which the scope helpers read.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from vigil.core.rbac import Permission, permissions_of
+from vigil.core.rbac import Access, Permission
 from vigil.server.errors import APIError
 from vigil.server.services import Services
+from vigil.store import sessions as session_store
 from vigil.store.devices import authenticate_device
+from vigil.store.rbac import access_for
 from vigil.store.users import User, get_user
 
 SESSION_COOKIE = "vigil_session"
@@ -26,6 +30,7 @@ CSRF_HEADER = "x-csrf-token"
 TOKEN_LIFETIME_SECONDS = 12 * 3600
 PERMISSION_ATTR = "vigil_permission"
 PUBLIC = "public"  # marks routes that deliberately need no sign-in (health, login)
+SIGNED_IN = "signed-in"  # marks self-service routes any signed-in user may call (own API tokens)
 
 
 @dataclass(frozen=True)
@@ -33,45 +38,81 @@ class Principal:
     user: User
     permissions: frozenset[Permission]
     via_cookie: bool
+    # Device groups the caller may see; None means every group.
+    device_group_ids: frozenset[int] | None = None
+    is_admin: bool = False
+    api_token_id: int | None = None
 
 
 def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def _serializer(svc: Services) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(svc.secret_key, salt="vigil-session")
 
 
-def issue_token(svc: Services, user: User) -> str:
-    return _serializer(svc).dumps({"uid": user.id, "n": secrets.token_hex(4)})
+def issue_token(svc: Services, user: User, ip: str | None = None) -> str:
+    """A new server-side session for ``user``, as a signed token; each sign-in gets a fresh one."""
+    now = svc.clock.now()
+    with svc.engine.begin() as conn:
+        sid = session_store.open_session(conn, user.id, now, now + timedelta(seconds=TOKEN_LIFETIME_SECONDS), ip)
+    return _serializer(svc).dumps({"sid": sid})
 
 
-def _user_from_token(svc: Services, token: str) -> User | None:
+def _session_id(svc: Services, token: str) -> str | None:
     try:
         data = _serializer(svc).loads(token, max_age=TOKEN_LIFETIME_SECONDS)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
+    if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
         return None
-    with svc.engine.connect() as conn:
-        return get_user(conn, data["uid"])
+    return str(data["sid"])
+
+
+def end_session(svc: Services, token: str) -> None:
+    sid = _session_id(svc, token)
+    if sid:
+        with svc.engine.begin() as conn:
+            session_store.close_session(conn, sid, svc.clock.now())
+
+
+def _principal(svc: Services, token: str, via_cookie: bool) -> Principal | None:
+    now = svc.clock.now()
+    scopes: frozenset[Permission] | None = None
+    token_id = None
+    with svc.engine.begin() as conn:
+        if token.startswith(session_store.API_TOKEN_PREFIX) and not via_cookie:
+            api = session_store.api_token_by_secret(conn, token, now)
+            if api is None:
+                return None
+            user_id: int | None = api.user_id
+            scopes, token_id = api.scopes, api.id
+        else:
+            sid = _session_id(svc, token)
+            user_id = session_store.session_user(conn, sid, now) if sid else None
+        user = get_user(conn, user_id) if user_id is not None else None
+        if user is None:
+            return None
+        access: Access = access_for(conn, user)
+    is_admin = access.device_group_ids is None and access.permissions == frozenset(Permission)
+    if scopes is not None:
+        access = access.restricted_to(scopes)
+    return Principal(user, access.permissions, via_cookie, access.device_group_ids, is_admin, token_id)
 
 
 def current_principal(request: Request) -> Principal | None:
     svc = services(request)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        user = _user_from_token(svc, header[7:].strip())
-        via_cookie = False
-    elif request.cookies.get(SESSION_COOKIE):
-        user = _user_from_token(svc, request.cookies[SESSION_COOKIE])
-        via_cookie = True
-    else:
-        return None
-    if user is None:
-        return None
-    return Principal(user, permissions_of(user.role), via_cookie)
+        return _principal(svc, header[7:].strip(), via_cookie=False)
+    if request.cookies.get(SESSION_COOKIE):
+        return _principal(svc, request.cookies[SESSION_COOKIE], via_cookie=True)
+    return None
 
 
 def check_csrf(request: Request) -> None:
@@ -82,22 +123,31 @@ def check_csrf(request: Request) -> None:
         raise APIError(403, "csrf_failed", "missing or wrong CSRF token")
 
 
-def requires(permission: Permission) -> Any:
-    """A dependency that admits only callers holding ``permission``."""
-
+def _guard(permission: Permission | None) -> Callable[[Request], Principal]:
     def check(request: Request) -> Principal:
         principal = current_principal(request)
         if principal is None:
             raise APIError(401, "unauthenticated", "sign in or send a bearer token",
                            headers={"WWW-Authenticate": "Bearer"})
-        if permission not in principal.permissions:
+        if permission is not None and permission not in principal.permissions:
             raise APIError(403, "forbidden", f"this needs the permission '{permission}'")
         if principal.via_cookie and request.method not in ("GET", "HEAD", "OPTIONS"):
             check_csrf(request)
+        request.state.principal = principal
         return principal
 
-    setattr(check, PERMISSION_ATTR, permission)
-    return Depends(check)
+    setattr(check, PERMISSION_ATTR, permission or SIGNED_IN)
+    return check
+
+
+def requires(permission: Permission) -> Any:
+    """A dependency that admits only callers holding ``permission``."""
+    return Depends(_guard(permission))
+
+
+def signed_in() -> Any:
+    """Any signed-in caller; for self-service routes such as a user's own API tokens."""
+    return Depends(_guard(None))
 
 
 def public() -> Any:

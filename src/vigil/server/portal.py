@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES
 from vigil.server.api import machines as api_machines
+from vigil.server.api.session import password_sign_in
 from vigil.server.auth import (
     CSRF_COOKIE,
     PERMISSION_ATTR,
@@ -20,12 +21,13 @@ from vigil.server.auth import (
     SESSION_COOKIE,
     TOKEN_LIFETIME_SECONDS,
     Principal,
+    client_ip,
     current_principal,
+    end_session,
     issue_token,
     services,
 )
 from vigil.server.errors import APIError
-from vigil.store.users import verify_login
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 router = APIRouter(include_in_schema=False)
@@ -40,6 +42,7 @@ def page(permission: Permission) -> Any:
             raise APIError(303, "login_required", "sign in first", headers={"Location": "/login"})
         if permission not in principal.permissions:
             raise APIError(403, "forbidden", f"this page needs the permission '{permission}'")
+        request.state.principal = principal
         return principal
 
     setattr(check, PERMISSION_ATTR, permission)
@@ -79,22 +82,33 @@ def login_submit(
     svc = services(request)
     if not secrets.compare_digest(csrf, request.cookies.get(CSRF_COOKIE, "")):
         return RedirectResponse("/login?error=Your+session+expired%2C+try+again", status_code=303)
-    if not svc.login_limiter.allow(request.client.host if request.client else "?"):
-        return RedirectResponse("/login?error=Too+many+attempts%2C+wait+a+minute", status_code=303)
-    with svc.engine.connect() as conn:
-        user = verify_login(conn, username, password)
-    if user is None:
-        return RedirectResponse("/login?error=Wrong+user+name+or+password", status_code=303)
-    resp = RedirectResponse("/devices", status_code=303)
+    try:
+        user = password_sign_in(svc, username, password, client_ip(request))
+    except APIError as e:
+        message = "Too+many+attempts%2C+wait+a+minute" if e.status == 429 else "Wrong+user+name+or+password"
+        return RedirectResponse(f"/login?error={message}", status_code=303)
+    return signed_in_response(request, user)
+
+
+def signed_in_response(request: Request, user: Any, to: str = "/devices") -> Response:
+    """A fresh session (never one the visitor brought along: no session fixation) and a fresh CSRF token."""
+    svc = services(request)
+    if request.cookies.get(SESSION_COOKIE):
+        end_session(svc, request.cookies[SESSION_COOKIE])
+    resp = RedirectResponse(to, status_code=303)
     resp.set_cookie(
-        SESSION_COOKIE, issue_token(svc, user), max_age=TOKEN_LIFETIME_SECONDS, httponly=True,
+        SESSION_COOKIE, issue_token(svc, user, client_ip(request)), max_age=TOKEN_LIFETIME_SECONDS, httponly=True,
         secure=_secure(request), samesite="strict",
     )
+    resp.set_cookie(CSRF_COOKIE, secrets.token_urlsafe(24), secure=_secure(request), samesite="strict",
+                    httponly=False)
     return resp
 
 
 @router.post("/logout")
-def logout(_: None = _public()) -> Response:
+def logout(request: Request, _: None = _public()) -> Response:
+    if request.cookies.get(SESSION_COOKIE):
+        end_session(services(request), request.cookies[SESSION_COOKIE])  # the old cookie is dead server-side too
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp

@@ -33,6 +33,13 @@ class RateLimiter:
             q.append(now)
             return True
 
+    def exhausted(self, key: str) -> bool:
+        """Whether ``key`` used up its window, without counting this look as a hit."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._hits.get(key, deque())
+            return sum(1 for t in q if now - t <= self.window) >= self.limit
+
 
 @dataclass
 class Services:
@@ -43,4 +50,6 @@ class Services:
     ingest: IngestPipeline
     enroll_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(30))
     login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20))
+    # Failed sign-ins per account, so that guessing one password from many addresses is throttled too.
+    account_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10, 300.0))
     version: str = ""

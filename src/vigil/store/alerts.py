@@ -151,8 +151,12 @@ def update_alert(conn: sa.Connection, alert_id: str, change: AlertChange, who: s
 def list_alerts(
     conn: sa.Connection, *, machine_id: str | None = None, status: str | None = None,
     severity: str | None = None, since: datetime | None = None, limit: int = 1000, incident_id: int | None = None,
+    scope: sa.ColumnElement[bool] | None = None,
 ) -> list[sa.Row[Any]]:
+    """``scope`` limits the result to the caller's device groups (see vigil.server.scope)."""
     q = sa.select(alerts).where(alerts.c.hidden.is_(False))
+    if scope is not None:
+        q = q.where(scope)
     if incident_id is not None:
         q = q.where(alerts.c.incident_id == incident_id)
     if machine_id:
@@ -166,6 +170,7 @@ def list_alerts(
     return list(conn.execute(q.order_by(alerts.c.alert_creation_time.desc()).limit(limit)))
 
 
-def get_alert(conn: sa.Connection, alert_id: str) -> sa.Row[Any] | None:
+def get_alert(conn: sa.Connection, alert_id: str, scope: sa.ColumnElement[bool] | None = None) -> sa.Row[Any] | None:
     """An alert by id; hidden (suppressed) alerts are not found, as in Defender."""
-    return conn.execute(sa.select(alerts).where(alerts.c.id == alert_id, alerts.c.hidden.is_(False))).first()
+    q = sa.select(alerts).where(alerts.c.id == alert_id, alerts.c.hidden.is_(False))
+    return conn.execute(q if scope is None else q.where(scope)).first()

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from vigil.core.devices import DEFAULT_GROUP_NAME
+from vigil.core.groups import DeviceFacts, GroupRule, assign_group, parse_conditions
 from vigil.store.schema import device_groups, devices, enrollment_tokens
 from vigil.store.secrets import digest, new_secret, same
 
@@ -131,6 +132,7 @@ def register_device(
             last_external_ip=ip, counters={}, sensors={}, enrollment_token_id=token_id,
         )
     )
+    reassign_devices(conn, [device_id])  # a higher-ranked rule may claim it by name or OS
     return device_id, credential
 
 
@@ -147,8 +149,42 @@ def authenticate_device(conn: sa.Connection, credential: str) -> str | None:
     return device_id if same(row.credential_hash, digest(credential)) else None
 
 
-def touch_device(conn: sa.Connection, device_id: str, now: datetime, **fields: Any) -> None:
+# A change to any of these may move the device to another group.
+_MATCHED_FIELDS = frozenset({"computer_dns_name", "os_platform", "tags"})
+
+
+def touch_device(conn: sa.Connection, device_id: str, now: datetime, **fields: Any) -> list[tuple[str, int, int]]:
+    """Record that the device was seen, with any new facts; returns group moves (device, from, to)."""
     conn.execute(devices.update().where(devices.c.id == device_id).values(last_seen=now, **fields))
+    if _MATCHED_FIELDS & fields.keys():
+        return reassign_devices(conn, [device_id])
+    return []
+
+
+def group_rules(conn: sa.Connection) -> list[GroupRule]:
+    return [
+        GroupRule(int(r.id), r.rank, parse_conditions(r.rules or [], f"device group {r.name!r}"), bool(r.is_default))
+        for r in conn.execute(sa.select(device_groups))
+    ]
+
+
+def reassign_devices(conn: sa.Connection, device_ids: list[str] | None = None) -> list[tuple[str, int, int]]:
+    """Put each device (all when ``device_ids`` is None) in its highest-ranked matching group."""
+    rules = group_rules(conn)
+    q = sa.select(
+        devices.c.id, devices.c.computer_dns_name, devices.c.os_platform, devices.c.tags, devices.c.group_id,
+        enrollment_tokens.c.group_id.label("enrolled_group_id"),
+    ).join(enrollment_tokens, enrollment_tokens.c.id == devices.c.enrollment_token_id, isouter=True)
+    if device_ids is not None:
+        q = q.where(devices.c.id.in_(device_ids))
+    moves = []
+    for r in conn.execute(q).all():
+        facts = DeviceFacts(r.computer_dns_name, r.os_platform, tuple(r.tags or []))
+        new = assign_group(facts, rules, r.enrolled_group_id)
+        if new != r.group_id:
+            conn.execute(devices.update().where(devices.c.id == r.id).values(group_id=new))
+            moves.append((str(r.id), int(r.group_id), new))
+    return moves
 
 
 def offboard_device(conn: sa.Connection, device_id: str, now: datetime) -> bool:

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vigil.server.api import alerts, incidents, machines, onboarding, session, suppression
+from vigil.server.api import (
+    alerts,
+    audit,
+    incidents,
+    liveresponse,
+    machineactions,
+    machinegroups,
+    machines,
+    onboarding,
+    plan,
+    rbac,
+    session,
+    suppression,
+    tokens,
+)
 
 router = APIRouter(prefix="/api", tags=["api"])
-for _module in (session, machines, alerts, incidents, suppression, onboarding):
+_MODULES = (
+    session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
+    tokens, audit, plan,
+)
+for _module in _MODULES:
     router.include_router(_module.router)

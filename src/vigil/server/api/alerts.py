@@ -14,7 +14,9 @@ from vigil.core.severity import Severity
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
+from vigil.server.scope import device_filter, principal_of
 from vigil.store import alerts as alert_store
+from vigil.store.schema import alerts
 
 router = APIRouter()
 
@@ -55,7 +57,7 @@ def query_alerts(
     with svc.engine.connect() as conn:
         rows = alert_store.list_alerts(
             conn, machine_id=machine_id, status=status, severity=severity, since=since, limit=limit,
-            incident_id=incident_id,
+            incident_id=incident_id, scope=device_filter(principal_of(request), alerts.c.machine_id),
         )
     return [alert_json(r) for r in rows]
 
@@ -83,7 +85,9 @@ def alert_api(alert_id: str, request: Request, _: Principal = requires(Permissio
 def get_alert_json(request: Request, alert_id: str) -> dict[str, Any]:
     svc = services(request)
     with svc.engine.connect() as conn:
-        row = alert_store.get_alert(conn, alert_id)
+        row = alert_store.get_alert(
+            conn, alert_id, device_filter(principal_of(request), alerts.c.machine_id)
+        )
         notes = alert_store.comments(conn, alert_id) if row is not None else []
     if row is None:
         raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")
@@ -112,6 +116,7 @@ def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Princip
         status=body.status, assigned_to=body.assignedTo, classification=body.classification,
         determination=body.determination, comment=body.comment,
     )
+    get_alert_json(request, alert_id)  # 404 unless the alert is on a device the caller may see
     with svc.engine.begin() as conn:
         if not alert_store.update_alert(conn, alert_id, change, who.user.username, svc.clock.now()):
             raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")

@@ -10,12 +10,16 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from vigil.core.devices import health_status
+from vigil.core.groups import GroupRuleError
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES, parse_timestamp
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
+from vigil.server.scope import change, group_filter, principal_of
+from vigil.store import audit
 from vigil.store import devices as device_store
+from vigil.store.groups import set_tags
 from vigil.store.schema import device_groups, devices
 from vigil.store.telemetry import timeline
 
@@ -47,24 +51,25 @@ def machine_json(row: Any, group_name: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _machines_query() -> sa.Select[Any]:
+def _machines_query(request: Request) -> sa.Select[Any]:
+    """Devices with their group's name, limited to the caller's device groups."""
     return sa.select(devices, device_groups.c.name.label("group_name")).join(
         device_groups, device_groups.c.id == devices.c.group_id
-    )
+    ).where(group_filter(principal_of(request), devices.c.group_id))
 
 
 def list_machines(request: Request) -> list[dict[str, Any]]:
     svc = services(request)
     now = svc.clock.now()
     with svc.engine.connect() as conn:
-        rows = conn.execute(_machines_query().order_by(devices.c.computer_dns_name)).all()
+        rows = conn.execute(_machines_query(request).order_by(devices.c.computer_dns_name)).all()
     return [machine_json(r, r.group_name, now) for r in rows]
 
 
 def get_machine(request: Request, machine_id: str) -> dict[str, Any]:
     svc = services(request)
     with svc.engine.connect() as conn:
-        row = conn.execute(_machines_query().where(devices.c.id == machine_id)).first()
+        row = conn.execute(_machines_query(request).where(devices.c.id == machine_id)).first()
     if row is None:
         raise APIError(404, "not_found", f"no machine with id {machine_id!r}", field="id")
     return machine_json(row, row.group_name, svc.clock.now())
@@ -136,9 +141,37 @@ def offboard(
     _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS),
 ) -> dict[str, Any]:
     svc = services(request)
+    get_machine(request, machine_id)  # 404 unless the caller may see it
     with svc.engine.begin() as conn:
-        if not device_store.find_devices(conn, machine_id):
-            raise APIError(404, "not_found", f"no machine with id {machine_id!r}", field="id")
         done = device_store.offboard_device(conn, machine_id, svc.clock.now())
+        if done:
+            audit.append(conn, change(request, "device.offboard", "device", machine_id, reason=body.Comment),
+                         svc.clock.now())
     return {"id": machine_id, "type": "Offboard", "status": "Succeeded" if done else "AlreadyOffboarded",
             "requestorComment": body.Comment}
+
+
+class TagBody(BaseModel):
+    Value: str = Field(min_length=1, max_length=200)
+    Action: str = Field(pattern="^(Add|Remove)$")
+
+
+@router.post("/machines/{machine_id}/tags")
+def machine_tags(
+    machine_id: str, body: TagBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
+) -> dict[str, Any]:
+    """Defender's "Add or Remove Tag": the device's group is re-evaluated at once."""
+    svc = services(request)
+    get_machine(request, machine_id)
+    now = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            add, remove = ([body.Value], []) if body.Action == "Add" else ([], [body.Value])
+            before, after = set_tags(conn, machine_id, add, remove)
+            if before != after:
+                moves = device_store.touch_device(conn, machine_id, now, tags=after)
+                audit.append(conn, change(request, "device.tags", "device", machine_id, before={"tags": before},
+                                          after={"tags": after, "group_moves": moves}), now)
+    except GroupRuleError as e:
+        raise APIError(422, "invalid_request", str(e), field="Value") from None
+    return get_machine(request, machine_id)

@@ -1,0 +1,319 @@
+"""The Prepare phase as a service: plan versions, sign-off, the onboarding gate, apply, rings, export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from vigil.core.devices import DEFAULT_GROUP_NAME
+from vigil.core.groups import AutomationLevel, parse_conditions
+from vigil.core.plan import (
+    Gap,
+    Plan,
+    PlanFormatError,
+    Ring,
+    SignoffStatus,
+    default_plan,
+    plan_digest,
+    plan_from_dict,
+    plan_to_dict,
+    signoff_status,
+    validate,
+)
+from vigil.core.rbac import PermissionsMode, parse_permissions
+from vigil.store import audit, groups, plans, rbac
+from vigil.store.audit import Change
+from vigil.store.devices import aware
+from vigil.store.schema import alerts, device_groups, devices
+from vigil.store.tenant import get_setting, set_setting
+from vigil.store.users import User
+
+RING_KEY = "deployment.ring"
+COMPONENTS_KEY = "deployment.components_enabled"
+DETECTION_TEST_RULE_ID = "3ff0d242-5e81-4c5b-b8a1-f1e07cab5b2b"
+DETECTION_TEST_COMMAND = "echo vigil-detection-test"
+REPORTING_WINDOW = timedelta(hours=24)
+
+
+class PlanError(Exception):
+    """A plan operation that cannot proceed; ``field`` says which input, ``gaps`` lists plan gaps."""
+
+    def __init__(self, message: str, field: str | None = None, gaps: list[Gap] | None = None) -> None:
+        super().__init__(message)
+        self.field, self.gaps = field, gaps or []
+
+
+class GateClosed(PlanError):
+    """Production onboarding while the current plan lacks sign-offs."""
+
+
+def load_yaml(text: str) -> Plan:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "document"
+        raise PlanFormatError([Gap(where, f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
+    return plan_from_dict(data)
+
+
+def dump_yaml(plan: Plan) -> str:
+    head = "# Vigil deployment plan. Edit, then `vigil plan validate`; any change voids earlier sign-offs.\n"
+    return head + yaml.safe_dump(plan_to_dict(plan), sort_keys=False, allow_unicode=True, width=110)
+
+
+@dataclass(frozen=True)
+class PlanState:
+    version: int
+    document: str
+    digest: str
+    plan: Plan
+    gaps: tuple[Gap, ...]
+    signoffs: SignoffStatus
+    signatures: tuple[plans.Signoff, ...]
+    ring: Ring
+    components: tuple[str, ...]
+
+    @property
+    def phase(self) -> str:
+        return "Onboard" if self.signoffs.complete else "Prepare"
+
+    @property
+    def gate_open(self) -> bool:
+        return self.signoffs.complete
+
+
+def state(conn: sa.Connection) -> PlanState | None:
+    stored = plans.current_plan(conn)
+    if stored is None:
+        return None
+    plan = load_yaml(stored.document)
+    sigs = plans.signoffs(conn, stored.version)
+    status = signoff_status(plan, stored.version, stored.digest, [(s.version, s.digest, s.email) for s in sigs])
+    order = plan.adoption_order()
+    enabled = int(get_setting(conn, COMPONENTS_KEY, 1))
+    return PlanState(
+        stored.version, stored.document, stored.digest, plan, tuple(validate(plan)), status, tuple(sigs),
+        Ring(get_setting(conn, RING_KEY, Ring.EVALUATE.value)), tuple(order[:enabled]),
+    )
+
+
+def save(conn: sa.Connection, text: str, actor: str, now: datetime, ip: str | None = None) -> tuple[PlanState, bool]:
+    """Store the document as the next version (unless unchanged); earlier sign-offs stop counting."""
+    plan = load_yaml(text)
+    before = plans.current_plan(conn)
+    _, added = plans.save_plan(conn, text, plan_digest(plan), actor, now)
+    if added:
+        after = plans.current_plan(conn)
+        assert after is not None
+        audit.append(conn, Change(actor, "plan.edit", "plan", str(after.version),
+                                  before={"version": before.version, "digest": before.digest} if before else None,
+                                  after={"version": after.version, "digest": after.digest}, source_ip=ip), now)
+    st = state(conn)
+    assert st is not None
+    return st, added
+
+
+def init(conn: sa.Connection, actor: str, now: datetime, organization: str = "Example organization") -> PlanState:
+    if plans.current_plan(conn) is not None:
+        raise PlanError("a plan exists already; edit it instead")
+    st, _ = save(conn, dump_yaml(default_plan(organization)), actor, now)
+    return st
+
+
+def sign(conn: sa.Connection, user: User, now: datetime, ip: str | None = None) -> PlanState:
+    """The signed-in user signs off the current version as the SO stakeholder with their e-mail."""
+    st = state(conn)
+    if st is None:
+        raise PlanError("there is no plan to sign; run `vigil plan init`")
+    if st.gaps:
+        raise PlanError(f"the plan has {len(st.gaps)} gap(s); fix them before signing", gaps=list(st.gaps))
+    email = (user.email or "").lower()
+    signer = next((s for s in st.plan.signers if s.email.lower() == email), None)
+    if not email or signer is None:
+        raise PlanError(f"{user.username} ({user.email or 'no e-mail'}) is not a sign-off (SO) stakeholder of the plan",
+                        field="email")
+    if plans.record_signoff(conn, st.version, st.digest, email, user.username, now):
+        audit.append(conn, Change(user.username, "plan.signoff", "plan", str(st.version),
+                                  after={"stakeholder": signer.email, "role": signer.role, "digest": st.digest},
+                                  source_ip=ip), now)
+    new = state(conn)
+    assert new is not None
+    return new
+
+
+def check_onboarding(
+    conn: sa.Connection, group: str | None, *, actor: str, is_admin: bool, override_reason: str | None,
+    now: datetime, ip: str | None = None,
+) -> None:
+    """Until every SO stakeholder signed the current plan, packages may target only the Evaluate ring.
+
+    Without a plan (an evaluation install, `vigil up`) there is nothing to gate yet.
+    """
+    st = state(conn)
+    if st is None or st.gate_open:
+        return
+    evaluate = st.plan.ring_group(Ring.EVALUATE)
+    if group is not None and group == evaluate:
+        return
+    target = group or DEFAULT_GROUP_NAME
+    if override_reason and override_reason.strip():
+        if not is_admin:
+            raise GateClosed("only an administrator may override the sign-off gate", field="override_reason")
+        audit.append(conn, Change(actor, "onboarding.gate_override", "device_group", target,
+                                  after={"plan_version": st.version, "missing": list(st.signoffs.missing)},
+                                  reason=override_reason.strip(), source_ip=ip), now)
+        return
+    raise GateClosed(
+        f"production onboarding is gated: plan version {st.version} lacks sign-off from "
+        f"{', '.join(st.signoffs.missing) or 'its stakeholders'}; target the Evaluate ring ({evaluate!r}) "
+        "or give an administrator override reason", field="group")
+
+
+def _desired(plan: Plan) -> dict[str, Any]:
+    return {
+        "mode": plan.mode,
+        "roles": {r.name: {"permissions": sorted(r.permissions), "user_groups": sorted(r.user_groups),
+                           "description": r.description} for r in plan.roles},
+        "device_groups": {g.name: {"rules": [c.as_dict() for c in parse_conditions(list(g.rules))],
+                                   "automation_level": g.automation_level, "user_groups": sorted(g.user_groups),
+                                   "rank": g.rank} for g in plan.device_groups},
+    }
+
+
+def _actual(conn: sa.Connection) -> dict[str, Any]:
+    return {
+        "mode": rbac.get_mode(conn).value,
+        "roles": {r.name: {"permissions": sorted(p.value for p in r.permissions), "user_groups": sorted(r.user_groups),
+                           "description": r.description} for r in rbac.list_roles(conn) if not r.builtin},
+        "device_groups": {g.name: {"rules": [c.as_dict() for c in g.rules],
+                                   "automation_level": g.automation_level.value,
+                                   "user_groups": sorted(g.user_groups), "rank": g.rank}
+                          for g in groups.list_groups(conn) if not g.is_default},
+    }
+
+
+def diff(conn: sa.Connection, plan: Plan) -> list[str]:
+    """What `apply` would change, one line each; empty when the server already matches the plan."""
+    want, have = _desired(plan), _actual(conn)
+    out = []
+    if want["mode"] == PermissionsMode.RBAC.value and have["mode"] != want["mode"]:
+        out.append("switch permissions to RBAC mode (cannot be undone)")
+    for kind in ("roles", "device_groups"):
+        label = "role" if kind == "roles" else "device group"
+        for name, spec in want[kind].items():
+            cur = have[kind].get(name)
+            if cur is None:
+                out.append(f"+ {label} {name!r}")
+            else:
+                for k, v in spec.items():
+                    if cur.get(k) != v and k != "rank":
+                        out.append(f"~ {label} {name!r}: {k} {cur.get(k)!r} → {v!r}")
+    # The plan's groups take ranks 1..n in the plan's order, ahead of groups made outside the plan.
+    ranked = [n for n, _ in sorted(want["device_groups"].items(), key=lambda kv: kv[1]["rank"])]
+    current = [n for n, _ in sorted(have["device_groups"].items(), key=lambda kv: kv[1]["rank"] or 0)]
+    if ranked and current[: len(ranked)] != ranked:
+        out.append(f"~ device group ranks → {', '.join(ranked)} first")
+    return out
+
+
+def apply(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None) -> list[str]:
+    """Create the roles, user groups and device groups of the current plan; idempotent."""
+    st = state(conn)
+    if st is None:
+        raise PlanError("there is no plan to apply; run `vigil plan init`")
+    if st.gaps:
+        raise PlanError(f"the plan has {len(st.gaps)} gap(s); fix them before applying", gaps=list(st.gaps))
+    changes = diff(conn, st.plan)
+    if not changes:
+        return []
+    plan = st.plan
+    for r in plan.roles:
+        rbac.put_role(conn, r.name, r.description, parse_permissions(list(r.permissions)), list(r.user_groups), now)
+    for g in plan.device_groups:
+        groups.put_group(conn, g.name, now=now, rules=list(g.rules),
+                         automation_level=AutomationLevel(g.automation_level), user_groups=list(g.user_groups))
+    ranked = [g.name for g in sorted(plan.device_groups, key=lambda g: g.rank)]
+    others = [g.name for g in groups.list_groups(conn) if not g.is_default and g.name not in ranked]
+    groups.set_ranks(conn, ranked + others)
+    if plan.mode == PermissionsMode.RBAC.value:
+        rbac.switch_to_rbac(conn, now)
+    audit.append(conn, Change(actor, "plan.apply", "plan", str(st.version), after={"changes": changes},
+                              source_ip=ip), now)
+    return changes
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    met: bool
+    detail: str
+
+
+def ring_criteria(conn: sa.Connection, st: PlanState, now: datetime) -> list[Criterion]:
+    """The exit criteria of the current ring, checked against what the ring's devices report."""
+    name = st.plan.ring_group(st.ring)
+    gid = conn.execute(sa.select(device_groups.c.id).where(device_groups.c.name == name)).scalar()
+    rows = [] if gid is None else conn.execute(
+        sa.select(devices).where(devices.c.group_id == gid, devices.c.offboarded_at.is_(None))).all()
+    target = next((r.target_devices for r in st.plan.rings if r.ring == st.ring.value), 0)
+    reporting = [r for r in rows if now - aware(r.last_seen) <= REPORTING_WINDOW]
+    healthy = [r for r in rows if r.sensors and all(str(v).startswith("active") for v in r.sensors.values())]
+    dropped = sum(sum((r.counters or {}).get("dropped", {}).values()) for r in rows)
+    produced = sum(int((r.counters or {}).get("produced", 0)) for r in rows)
+    tested = 0
+    if rows:
+        tested = int(conn.execute(sa.select(sa.func.count(sa.distinct(alerts.c.machine_id))).where(
+            alerts.c.rule_id == DETECTION_TEST_RULE_ID, alerts.c.machine_id.in_([r.id for r in rows]))).scalar_one())
+    return [
+        Criterion("Devices reporting", bool(rows) and len(reporting) == len(rows),
+                  f"{len(reporting)} of {len(rows)} device(s) in {name!r} reported in the last 24 h"
+                  + (f" (target {target})" if target else "")),
+        Criterion("Sensor healthy", bool(rows) and len(healthy) == len(rows),
+                  f"{len(healthy)} of {len(rows)} device(s) report every sensor active"),
+        Criterion("Detection test passed", bool(rows) and tested > 0,
+                  f"{tested} device(s) raised the detection test alert (run `{DETECTION_TEST_COMMAND}`)"),
+        Criterion("No crash or drop regression", bool(rows) and dropped * 1000 <= produced,
+                  f"{dropped} of {produced} event(s) dropped (at most 0.1% allowed)"),
+    ]
+
+
+def promote(conn: sa.Connection, actor: str, now: datetime, override_reason: str | None = None,
+            ip: str | None = None) -> Ring:
+    """Move to the next ring when the current ring's criteria are met, or with an audited override."""
+    st = state(conn)
+    if st is None:
+        raise PlanError("there is no plan; rings follow the plan")
+    nxt = st.ring.next
+    if nxt is None:
+        raise PlanError("the deployment is already in the Full ring")
+    if not st.gate_open:
+        raise GateClosed("the plan lacks sign-offs; rings beyond Evaluate need every SO stakeholder's signature")
+    unmet = [c for c in ring_criteria(conn, st, now) if not c.met]
+    if unmet and not (override_reason and override_reason.strip()):
+        raise PlanError("exit criteria not met: " + "; ".join(f"{c.name} ({c.detail})" for c in unmet),
+                        field="override_reason")
+    set_setting(conn, RING_KEY, nxt.value, now)
+    audit.append(conn, Change(actor, "ring.promote_override" if unmet else "ring.promote", "ring", nxt.value,
+                              before={"ring": st.ring.value}, after={"ring": nxt.value},
+                              reason=override_reason.strip() if unmet and override_reason else None, source_ip=ip), now)
+    return nxt
+
+
+def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None) -> list[str]:
+    """Switch on the next component in the plan's adoption order (EDR, then TVM, NGP, ASR)."""
+    st = state(conn)
+    if st is None:
+        raise PlanError("there is no plan; the adoption order comes from it")
+    order = st.plan.adoption_order()
+    if len(st.components) >= len(order):
+        raise PlanError("every ranked component is on already")
+    set_setting(conn, COMPONENTS_KEY, len(st.components) + 1, now)
+    enabled = order[: len(st.components) + 1]
+    audit.append(conn, Change(actor, "plan.component_enable", "component", enabled[-1],
+                              before={"enabled": list(st.components)}, after={"enabled": enabled}, source_ip=ip), now)
+    return enabled

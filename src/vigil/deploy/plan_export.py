@@ -1,0 +1,65 @@
+"""Renders the deployment plan as Markdown and as a printable HTML page for sign-off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader
+
+from vigil.core.plan import Action
+from vigil.deploy.plan import PlanState
+
+_ACTIONS = {Action.SIGN_OFF.value: "Sign off", Action.REVIEW.value: "Review", Action.INFORMED.value: "Informed"}
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(st: PlanState) -> str:
+    p = st.plan
+    signed = {s.email: s for s in st.signatures if s.version == st.version and s.digest == st.digest}
+    out = [f"# Deployment plan — {p.organization}", "",
+           f"Version {st.version} · content digest `{st.digest[:16]}` · phase **{st.phase}** · "
+           f"ring **{st.ring.value}**",
+           "", "## Stakeholders", "", "| Name | Role | E-mail | Action | Signed |", "|---|---|---|---|---|"]
+    for s in p.stakeholders:
+        sig = signed.get(s.email.lower())
+        mark = f"{sig.signed_at:%Y-%m-%d %H:%M} UTC by {sig.signed_by}" if sig else ""
+        if not sig and s.action == Action.SIGN_OFF.value:
+            mark = "pending"
+        action = _ACTIONS.get(s.action, s.action)
+        out.append(f"| {_cell(s.name)} | {_cell(s.role)} | {_cell(s.email)} | {action} | {mark} |")
+    e = p.environment
+    out += ["", "## Environment", "", f"- Endpoints: {e.endpoint_count}", f"- Servers: {e.server_count}",
+            f"- Management engine: {e.management_engine}", f"- CDOC distribution: {e.cdoc_distribution}",
+            f"- SIEM: {e.siem}", "", f"## Permissions ({p.mode} mode)", "", "### Personas", ""]
+    out += [f"- {_cell(x.name)} → {_cell(x.role)}" for x in p.personas]
+    out += ["", "### Roles", "", "| Role | Tier | Permissions | User groups |", "|---|---|---|---|"]
+    out += [f"| {_cell(r.name)} | {r.tier or ''} | {_cell(', '.join(r.permissions))} | "
+            f"{_cell(', '.join(r.user_groups))} |" for r in p.roles]
+    out += ["", "### Device groups", "", "| Rank | Group | Rule | Automation | User groups |", "|---|---|---|---|---|"]
+    for g in sorted(p.device_groups, key=lambda g: g.rank):
+        rule = " and ".join(f"{c.get('property')} {c.get('operator', 'equals')} {c.get('value')}" for c in g.rules)
+        out.append(f"| {g.rank} | {_cell(g.name)} | {_cell(rule)} | {g.automation_level} | "
+                   f"{_cell(', '.join(g.user_groups))} |")
+    out += ["", "## Adoption order", ""]
+    out += [f"{i}. {c}" for i, c in enumerate(p.adoption_order(), start=1)]
+    unranked = [a.component for a in p.adoption if a.rank is None]
+    if unranked:
+        out.append(f"\nNot ranked: {', '.join(unranked)}")
+    out += ["", "## Rings", "", "| Ring | Device group | Target devices |", "|---|---|---|"]
+    out += [f"| {r.ring} | {_cell(r.device_group)} | {r.target_devices or 'all remaining'} |" for r in p.rings]
+    if st.gaps:
+        out += ["", "## Open gaps", ""] + [f"- `{g.where}`: {g.problem}" for g in st.gaps]
+    return "\n".join(out) + "\n"
+
+
+_HTML = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True).get_template(
+    "plan.html"
+)
+
+
+def plan_html(st: PlanState) -> str:
+    signed = {s.email: s for s in st.signatures if s.version == st.version and s.digest == st.digest}
+    return _HTML.render(st=st, p=st.plan, signed=signed, actions=_ACTIONS)

@@ -1,0 +1,173 @@
+"""The deployment plan: view, edit, sign off, apply, export; rings and the adoption order."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from vigil.core.plan import PlanFormatError, Ring
+from vigil.core.rbac import Permission
+from vigil.deploy import plan as deployment
+from vigil.deploy.plan_export import plan_html, plan_markdown
+from vigil.server.api._json import iso
+from vigil.server.auth import Principal, client_ip, requires, services, signed_in
+from vigil.server.errors import APIError
+
+router = APIRouter()
+
+
+def _error(e: Exception) -> APIError:
+    if isinstance(e, PlanFormatError):
+        return APIError(422, "invalid_plan", str(e), field=e.gaps[0].where if e.gaps else None)
+    if isinstance(e, deployment.GateClosed):
+        return APIError(409, "signoff_required", str(e), field=e.field)
+    if isinstance(e, deployment.PlanError):
+        detail = str(e) + ("".join(f"\n- {g}" for g in e.gaps) if e.gaps else "")
+        return APIError(409, "plan_rejected", detail, field=e.field)
+    raise e
+
+
+def state_json(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        st = deployment.state(conn)
+        if st is None:
+            return {"exists": False, "phase": "Prepare", "gateOpen": True}
+        criteria = deployment.ring_criteria(conn, st, svc.clock.now())
+    return {
+        "exists": True, "version": st.version, "digest": st.digest, "document": st.document, "phase": st.phase,
+        "gateOpen": st.gate_open, "ring": st.ring.value, "componentsEnabled": list(st.components),
+        "adoptionOrder": st.plan.adoption_order(), "gaps": [{"where": g.where, "problem": g.problem} for g in st.gaps],
+        "signoff": {"required": list(st.signoffs.required), "signed": list(st.signoffs.signed),
+                    "missing": list(st.signoffs.missing), "complete": st.signoffs.complete},
+        "signatures": [{**asdict(s), "signed_at": iso(s.signed_at)} for s in st.signatures],
+        "ringCriteria": [asdict(c) for c in criteria],
+        "evaluateGroup": st.plan.ring_group(Ring.EVALUATE),
+    }
+
+
+@router.get("/plan")
+def get_plan(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
+    return state_json(request)
+
+
+class PlanBody(BaseModel):
+    document: str = Field(min_length=1, max_length=1_000_000)
+
+
+def save_document(request: Request, who: Principal, document: str) -> bool:
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            _, added = deployment.save(conn, document, who.user.username, svc.clock.now(), client_ip(request))
+    except (PlanFormatError, deployment.PlanError) as e:
+        raise _error(e) from None
+    return added
+
+
+@router.put("/plan")
+def put_plan(body: PlanBody, request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)
+             ) -> dict[str, Any]:
+    added = save_document(request, who, body.document)
+    return {**state_json(request), "newVersion": added}
+
+
+class InitBody(BaseModel):
+    organization: str = Field(default="Example organization", min_length=1, max_length=200)
+
+
+@router.post("/plan/init")
+def init_plan(body: InitBody, request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)
+              ) -> dict[str, Any]:
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            deployment.init(conn, who.user.username, svc.clock.now(), body.organization)
+    except deployment.PlanError as e:
+        raise _error(e) from None
+    return state_json(request)
+
+
+def sign_current(request: Request, who: Principal) -> None:
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            deployment.sign(conn, who.user, svc.clock.now(), client_ip(request))
+    except deployment.PlanError as e:
+        raise _error(e) from None
+
+
+@router.post("/plan/signoff")
+def sign_plan(request: Request, who: Principal = signed_in()) -> dict[str, Any]:
+    """Any signed-in user whose e-mail is an SO stakeholder's may sign; a CISO need not hold a role."""
+    sign_current(request, who)
+    return state_json(request)
+
+
+@router.get("/plan/diff")
+def plan_diff(request: Request, _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
+    with services(request).engine.connect() as conn:
+        st = deployment.state(conn)
+        if st is None:
+            raise APIError(404, "not_found", "there is no plan")
+        return {"changes": deployment.diff(conn, st.plan)}
+
+
+@router.post("/plan/apply")
+def apply_plan(request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            changes = deployment.apply(conn, who.user.username, svc.clock.now(), client_ip(request))
+    except deployment.PlanError as e:
+        raise _error(e) from None
+    return {"changes": changes}
+
+
+@router.get("/plan/export")
+def export_plan(
+    request: Request, format: str = Query(default="md", pattern="^(md|html|yaml)$"),
+    _: Principal = requires(Permission.VIEW_DATA_SECOPS),
+) -> Response:
+    with services(request).engine.connect() as conn:
+        st = deployment.state(conn)
+    if st is None:
+        raise APIError(404, "not_found", "there is no plan")
+    if format == "html":
+        return HTMLResponse(plan_html(st))
+    return PlainTextResponse(plan_markdown(st) if format == "md" else st.document)
+
+
+class OverrideBody(BaseModel):
+    override_reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post("/rings/promote")
+def promote_ring(body: OverrideBody, request: Request, who: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
+                 ) -> dict[str, Any]:
+    if body.override_reason and not who.is_admin:
+        raise APIError(403, "forbidden", "only an administrator may override exit criteria", field="override_reason")
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            ring = deployment.promote(conn, who.user.username, svc.clock.now(), body.override_reason,
+                                      client_ip(request))
+    except deployment.PlanError as e:
+        raise _error(e) from None
+    return {"ring": ring.value}
+
+
+@router.post("/plan/components/next")
+def next_component(request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)
+                   ) -> dict[str, Any]:
+    svc = services(request)
+    try:
+        with svc.engine.begin() as conn:
+            enabled = deployment.enable_next_component(conn, who.user.username, svc.clock.now(), client_ip(request))
+    except deployment.PlanError as e:
+        raise _error(e) from None
+    return {"componentsEnabled": enabled}

@@ -1,0 +1,184 @@
+"""Permissions mode, roles, user groups and users: who may do what (Manage portal system settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from vigil.core.rbac import BasicRole, Permission, UnknownPermission, parse_permissions
+from vigil.server.auth import Principal, requires, services
+from vigil.server.errors import APIError
+from vigil.server.scope import change
+from vigil.store import audit, rbac
+from vigil.store.sessions import close_user_sessions
+from vigil.store.users import UserExists, create_user, get_user_by_name, list_users, update_user
+
+router = APIRouter()
+ADMIN = Permission.MANAGE_PORTAL_SETTINGS
+
+
+def _rbac_error(e: rbac.RbacError | UnknownPermission) -> APIError:
+    field = e.field if isinstance(e, rbac.RbacError) else "permissions"
+    return APIError(409 if isinstance(e, rbac.RbacError) else 422, "rejected", str(e), field=field)
+
+
+@router.get("/rbac")
+def rbac_overview(request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        roles = rbac.list_roles(conn)
+        return {
+            "mode": rbac.get_mode(conn).value,
+            "roles": [{"name": r.name, "description": r.description, "builtin": r.builtin,
+                       "permissions": sorted(p.value for p in r.permissions), "userGroups": list(r.user_groups)}
+                      for r in roles],
+            "userGroups": [{"name": n, "members": len(rbac.members(conn, n))} for _, n in rbac.list_user_groups(conn)],
+        }
+
+
+class ModeBody(BaseModel):
+    mode: str = Field(pattern="^(basic|rbac)$")
+
+
+@router.post("/rbac/mode")
+def set_mode(body: ModeBody, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    with svc.engine.begin() as conn:
+        current = rbac.get_mode(conn).value
+        if body.mode == "basic" and current == "rbac":
+            raise APIError(409, "irreversible", "RBAC mode cannot be switched back to basic mode", field="mode")
+        if body.mode == "rbac" and rbac.switch_to_rbac(conn, now):
+            audit.append(conn, change(request, "rbac.mode", "tenant", "permissions_mode", before={"mode": current},
+                                      after={"mode": "rbac"}), now)
+    return {"mode": body.mode}
+
+
+class RoleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(default="", max_length=1000)
+    permissions: list[str]
+    userGroups: list[str] = Field(default_factory=list)
+
+
+@router.put("/roles/{name}")
+def put_role(name: str, body: RoleBody, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    try:
+        perms = parse_permissions(body.permissions)
+        with svc.engine.begin() as conn:
+            before = rbac.role_by_name(conn, name)
+            rbac.put_role(conn, name, body.description, perms, body.userGroups, now)
+            after = rbac.role_by_name(conn, name)
+            audit.append(conn, change(request, "role.put", "role", name, before=_role(before), after=_role(after)), now)
+    except (rbac.RbacError, UnknownPermission) as e:
+        raise _rbac_error(e) from None
+    return _role(after) or {}
+
+
+def _role(r: rbac.Role | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"name": r.name, "description": r.description, "permissions": sorted(p.value for p in r.permissions),
+            "userGroups": list(r.user_groups), "builtin": r.builtin}
+
+
+@router.delete("/roles/{name}")
+def delete_role(name: str, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            before = rbac.role_by_name(conn, name)
+            if not rbac.delete_role(conn, name):
+                raise APIError(404, "not_found", f"no role named {name!r}", field="name")
+            audit.append(conn, change(request, "role.delete", "role", name, before=_role(before)), now)
+    except rbac.RbacError as e:
+        raise _rbac_error(e) from None
+    return {"deleted": name}
+
+
+def _user_id(conn: Any, username: str) -> int:
+    user = get_user_by_name(conn, username)
+    if user is None:
+        raise APIError(404, "not_found", f"no user named {username!r}", field="username")
+    return user.id
+
+
+@router.put("/usergroups/{group}/members/{username}")
+def add_member(group: str, username: str, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    with svc.engine.begin() as conn:
+        rbac.add_member(conn, group, _user_id(conn, username), now)
+        audit.append(conn, change(request, "user_group.add_member", "user_group", group, after={"user": username}), now)
+    return {"userGroup": group, "user": username}
+
+
+@router.delete("/usergroups/{group}/members/{username}")
+def remove_member(group: str, username: str, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            rbac.remove_member(conn, group, _user_id(conn, username))
+            audit.append(conn, change(request, "user_group.remove_member", "user_group", group,
+                                      before={"user": username}), now)
+    except rbac.RbacError as e:
+        raise APIError(404, "not_found", str(e), field="group") from None
+    return {"userGroup": group, "removed": username}
+
+
+@router.get("/users")
+def users(request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        return {"value": [{"username": u.username, "email": u.email, "role": u.role.value, "source": u.source,
+                           "disabled": off, "userGroups": rbac.user_group_names(conn, u.id)}
+                          for u, off in list_users(conn)]}
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+    password: str = Field(min_length=12, max_length=1024)
+    role: BasicRole = BasicRole.READ_ONLY
+    email: str | None = Field(default=None, max_length=255)
+
+
+@router.post("/users", status_code=201)
+def add_user(body: NewUser, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    try:
+        with svc.engine.begin() as conn:
+            user = create_user(conn, body.username, body.password, body.role, now, email=body.email)
+            audit.append(conn, change(request, "user.create", "user", user.username,
+                                      after={"role": user.role.value, "email": user.email}), now)
+    except UserExists as e:
+        raise APIError(409, "exists", str(e), field="username") from None
+    return {"username": user.username, "role": user.role.value, "email": user.email}
+
+
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: BasicRole | None = None
+    email: str | None = Field(default=None, max_length=255)
+    disabled: bool | None = None
+
+
+@router.patch("/users/{username}")
+def patch_user(username: str, body: UserPatch, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+    svc = services(request)
+    now = svc.clock.now()
+    with svc.engine.begin() as conn:
+        uid = _user_id(conn, username)
+        update_user(conn, uid, role=body.role, email=body.email, disabled=body.disabled)
+        if body.disabled:
+            close_user_sessions(conn, uid, now)  # a disabled account is signed out everywhere at once
+        audit.append(conn, change(request, "user.update", "user", username,
+                                  after=body.model_dump(exclude_none=True, mode="json")), now)
+    return {"username": username, **body.model_dump(exclude_none=True, mode="json")}
