@@ -72,6 +72,9 @@ def read_health(state_dir: Path) -> AgentHealth:
     db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
     try:
         db.execute("PRAGMA busy_timeout=2000")
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+            # The agent has created the spool file but not yet its tables: nothing to report so far.
+            return AgentHealth(**base)
         meta = {k: read_meta(db, k) for k in (META_PID, META_STARTED, META_REVOKED, META_SENSORS,
                                                 "last_upload_at", META_LAST_HEARTBEAT, META_LAST_ERROR)}
         return AgentHealth(
