@@ -241,4 +241,4 @@ def docs_schema(output: Annotated[Path | None, typer.Option("--output", "-o")] =
     if output:
         output.write_text(text)
     else:
-        typer.echo(text)
+        typer.echo(text, nl=False)
