@@ -58,7 +58,8 @@ def test_gate_blocks_production_onboarding_until_every_so_stakeholder_signs(sqli
         # An unchanged document is not a new version.
         assert c.put("/api/plan", json={"document": document(organization="ACME Corp")}).json()["newVersion"] is False
         md = c.get("/api/plan/export", params={"format": "md"}).text
-        assert "# Deployment plan — ACME Corp" in md and "| Ada CISO | CISO | ciso@acme.test | Sign off | pending |" in md
+        assert "# Deployment plan — ACME Corp" in md
+        assert "| Ada CISO | CISO | ciso@acme.test | Sign off | pending |" in md
 
 
 def test_an_administrator_override_needs_a_reason_and_is_audited(sqlite_server: VigilServer) -> None:
@@ -92,7 +93,8 @@ def test_apply_is_idempotent_and_rings_need_criteria_or_an_override(sqlite_serve
         assert c.post("/api/plan/apply").json()["changes"] == []
         assert c.get("/api/plan/diff").json()["changes"] == []
         groups = {g["name"]: g for g in c.get("/api/machinegroups").json()["value"]}
-        assert groups["Ring – Evaluate"]["rank"] == 1 and groups["Ring – Evaluate"]["automationLevel"] == "SemiRemediation"
+        evaluate = groups["Ring – Evaluate"]
+        assert evaluate["rank"] == 1 and evaluate["automationLevel"] == "SemiRemediation"
         assert "cdoc-tier1" in groups["Ring – Full"]["userGroups"]
         assert c.get("/api/rbac").json()["mode"] == "rbac"
         r = c.post("/api/rings/promote", json={})
