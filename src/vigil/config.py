@@ -28,6 +28,8 @@ class Settings(BaseModel):
     server_names: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
     # Defender keeps data 1–6 months (default 6); we enforce the same range in days.
     retention_days: int = Field(default=180, ge=30, le=186)
+    # The audit log is kept on its own clock, longer than telemetry by default (about seven years at most).
+    audit_retention_days: int = Field(default=365, ge=30, le=2557)
     tls: bool = True
     enroll_rate_per_minute: int = Field(default=30, ge=1)
     org_name: str = "Vigil"

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 from vigil.server.services import Services
+from vigil.store import audit
 from vigil.store.telemetry import purge_older_than
 
 log = logging.getLogger("vigil.retention")
@@ -18,6 +19,11 @@ def purge_once(svc: Services) -> int:
         n = purge_older_than(conn, cutoff)
     if n:
         log.info("retention: deleted %d telemetry rows older than %s", n, cutoff.isoformat())
+    audit_cutoff = svc.clock.now() - timedelta(days=svc.settings.audit_retention_days)
+    with svc.engine.begin() as conn:
+        pruned = audit.purge_older_than(conn, audit_cutoff)
+    if pruned:
+        log.info("retention: deleted %d audit entries older than %s", pruned, audit_cutoff.isoformat())
     return n
 
 
