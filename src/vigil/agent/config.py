@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from vigil.agent.budget import BudgetLimits
 from vigil.wire import MAX_BATCH_EVENTS
 
 DEFAULT_STATE_DIR = Path("/var/lib/vigil/agent")
 STATE_DIR_ENV = "VIGIL_AGENT_STATE_DIR"
+# Pseudo and volatile filesystems, package caches and journals: high volume, little signal.
+DEFAULT_FILE_EXCLUDES = (
+    "/proc/", "/sys/", "/dev/", "/run/", "/var/log/journal/", "/var/cache/", "/var/lib/apt/lists/",
+)
 
 
 def default_state_dir() -> Path:
@@ -33,6 +38,27 @@ class AgentConfig:
     audit_wait_seconds: float = 0.5
     process_exit_events: bool = True
     use_audit: bool = True
+    # Tags sent in DeviceInfo.DeviceTags (from the config file).
+    device_tags: tuple[str, ...] = ()
+    # Sensors not to start, by registry name (e.g. "network").
+    disabled_sensors: tuple[str, ...] = ()
+    # File sensor: filesystems of these paths are marked; events are reported only under them.
+    file_paths: tuple[str, ...] = ("/",)
+    # Never reported (prefixes); the agent's state directory and log file are always added.
+    file_exclude_paths: tuple[str, ...] = DEFAULT_FILE_EXCLUDES
+    # File rows wait this long before the acting process is looked up, so the process sensor has
+    # had time to describe even a process that has already exited.
+    file_attribution_delay_seconds: float = 0.25
+    # Repeated writes by one process to one file within this window are one FileModified.
+    file_modify_window_seconds: float = 5.0
+    # Network fallback (no audit): how often the socket tables are compared.
+    network_poll_seconds: float = 2.0
+    # Logon fallback (no audit): authentication logs to follow, the first that exists is used.
+    auth_log_paths: tuple[str, ...] = ("/var/log/auth.log", "/var/log/secure")
+    budget: BudgetLimits = field(default_factory=BudgetLimits)
+    log_file: Path | None = None
+    log_max_bytes: int = 10 << 20
+    log_backups: int = 5
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_events <= MAX_BATCH_EVENTS:
@@ -42,3 +68,12 @@ class AgentConfig:
                 raise ValueError(f"{name} must be positive")
         if self.spool_max_events < self.batch_max_events:
             raise ValueError("spool_max_events must hold at least one batch")
+        if not all(p.startswith("/") for p in (*self.file_paths, *self.file_exclude_paths)):
+            raise ValueError("file_paths and file_exclude_paths must be absolute")
+
+    def own_paths(self) -> tuple[str, ...]:
+        """Where the agent writes; the file sensor never reports these (it would report itself)."""
+        own = [str(self.state_dir.resolve()) + "/"]
+        if self.log_file is not None:
+            own.append(str(self.log_file.resolve()))  # a prefix: also its rotated copies
+        return tuple(own)

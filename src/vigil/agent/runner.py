@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 
 from vigil import __version__
+from vigil.agent.budget import Budget
 from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.errors import AgentError
 from vigil.agent.identity import Identity, load_identity
 from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth
+from vigil.agent.sensors.process_lookup import ProcessDirectory
 from vigil.agent.sensors.registry import SensorRegistry, default_registry
 from vigil.agent.spool import SPOOL_FILE, Spool
 from vigil.agent.transport import AgentTransport
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 META_SENSORS = "sensors"
 META_PID = "agent_pid"
 META_STARTED = "started_at"
+BUDGET_HEALTH_KEY = "resource_budget"  # shown with the sensors: the budget's state and usage
 
 
 class Agent:
@@ -42,11 +45,13 @@ class Agent:
         sensors: dict[str, Sensor],
         transport: AgentTransport,
         clock: Clock,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
         self.spool = spool
         self.sensors = sensors
+        self.budget = budget
         self.clock = clock
         self._transport = transport
         self._saved_health = ""
@@ -56,6 +61,8 @@ class Agent:
 
     def sensor_health(self) -> dict[str, str]:
         health = {name: str(s.health()) for name, s in self.sensors.items()}
+        if self.budget is not None:
+            health[BUDGET_HEALTH_KEY] = self.budget.describe()
         text = json.dumps(health, sort_keys=True)
         if text != self._saved_health:  # the health command reads it from the spool database
             self.spool.set_meta(META_SENSORS, text)
@@ -66,6 +73,8 @@ class Agent:
         self.spool.set_meta(META_PID, str(os.getpid()))
         self.spool.set_meta(META_STARTED, iso(self.clock.now()))
         reached: dict[str, SensorHealth] = {}
+        if self.budget is not None:
+            self.budget.start()
         for name, sensor in self.sensors.items():
             try:
                 reached[name] = sensor.start()
@@ -88,7 +97,10 @@ class Agent:
                 sensor.stop()
             except (AgentError, OSError) as e:
                 log.error("sensor %s did not stop cleanly: %s", name, e)
-        self._agent_event("AgentStopped", {"ClientVersion": __version__})
+        if self.budget is not None:
+            self.budget.stop()
+        counters = self.spool.counters().model_dump()
+        self._agent_event("AgentStopped", {"ClientVersion": __version__, "Counters": counters})
         self.uploader.stop()
         self._transport.close()
         self.spool.set_meta(META_PID, "")
@@ -116,10 +128,12 @@ def build_agent(
     clock = clock or SystemClock()
     identity = load_identity(config.state_dir)
     spool = Spool(config.state_dir / SPOOL_FILE, clock, config.spool_max_events, config.spool_max_bytes)
-    ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group)
+    budget = Budget(config.budget, losses=spool)
+    ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group, budget=budget,
+                        processes=ProcessDirectory())
     sensors = (registry or default_registry()).build(ctx)
     transport = AgentTransport(identity, config.request_timeout_seconds, http_transport)
-    return Agent(config, identity, spool, sensors, transport, clock)
+    return Agent(config, identity, spool, sensors, transport, clock, budget)
 
 
 def run_agent(

@@ -116,7 +116,30 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
+            self._save_drops()
             self._db.close()
+
+    def record_dropped(self, reason: str, count: int) -> None:
+        """Count events a sensor or the budget dropped before the spool; they count as produced too.
+
+        Kept in memory and written with the next append (or read of the counters), so the hot path
+        of a sensor that is shedding load does not also pay for a transaction."""
+        if count <= 0:
+            return
+        with self._lock:
+            self._unsaved_drops[reason] = self._unsaved_drops.get(reason, 0) + count
+
+    def _save_drops(self) -> None:
+        if not self._unsaved_drops:
+            return
+        try:
+            with self._tx() as db:
+                for reason, n in self._unsaved_drops.items():
+                    self._bump(db, "produced", n)
+                    self._bump(db, f"dropped.{reason}", n)
+            self._unsaved_drops.clear()
+        except sqlite3.Error as e:
+            log.error("cannot save drop counters (kept in memory): %s", e)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -278,6 +301,7 @@ class Spool:
 
     def counters(self) -> AgentCounters:
         with self._lock:
+            self._save_drops()
             return read_counters(self._db)
 
     def depth(self) -> int:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.agent.config import STATE_DIR_ENV, AgentConfig, default_state_dir
+from vigil.agent.config_file import LOCAL_CONFIG, MANAGED_CONFIG, load_config
 from vigil.agent.enroll import enroll as enroll_device
 from vigil.agent.errors import AgentError, ServerRejected
 from vigil.agent.health import read_health
@@ -61,27 +63,51 @@ def enroll(
     console.print(f"Identity saved in {state / 'identity.json'} (mode 0600). Start with: vigil agent run")
 
 
-@app.command()
-def run(
-    state_dir: StateDir = None,
-    heartbeat_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds between heartbeats")] = 30.0,
-    batch_seconds: Annotated[float, typer.Option(min=0.05, help="Longest wait before sending a batch")] = 2.0,
-    no_audit: Annotated[bool, typer.Option("--no-audit", help="Do not install an audit execve rule")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Run the agent until SIGTERM or Ctrl-C (needs root for its sensors)."""
+def _setup_logging(config: AgentConfig, verbose: bool) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if config.log_file is not None:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Rotated by the agent itself, so no logrotate configuration has to match it.
+        handlers.append(RotatingFileHandler(config.log_file, maxBytes=config.log_max_bytes,
+                                            backupCount=config.log_backups))
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
     )
-    config = AgentConfig(
-        state_dir=state_dir or default_state_dir(),
-        heartbeat_seconds=heartbeat_seconds,
-        batch_seconds=batch_seconds,
-        use_audit=not no_audit,
-    )
+
+
+@app.command()
+def run(
+    state_dir: StateDir = None,
+    config_file: Annotated[Path, typer.Option("--config", help="Local settings (TOML); skipped when absent")]
+    = LOCAL_CONFIG,
+    managed_file: Annotated[Path, typer.Option("--managed-config", help="Managed settings; override local ones")]
+    = MANAGED_CONFIG,
+    heartbeat_seconds: Annotated[float | None, typer.Option(min=0.1, help="Seconds between heartbeats")] = None,
+    batch_seconds: Annotated[float | None, typer.Option(min=0.05, help="Longest wait before sending a batch")]
+    = None,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Do not install audit rules")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the agent until SIGTERM or Ctrl-C (needs root for its sensors)."""
+    overrides: dict[str, Any] = {}
+    if state_dir is not None:
+        overrides["state_dir"] = state_dir
+    if heartbeat_seconds is not None:
+        overrides["heartbeat_seconds"] = heartbeat_seconds
+    if batch_seconds is not None:
+        overrides["batch_seconds"] = batch_seconds
+    if no_audit:
+        overrides["use_audit"] = False
     with _user_errors():
-        run_agent(config)
+        loaded = load_config(config_file, managed_file, overrides)
+        _setup_logging(loaded.config, verbose)
+        log = logging.getLogger("vigil.agent")
+        log.info("settings from %s", ", ".join(map(str, loaded.sources)) or "defaults and flags")
+        if loaded.managed_keys:
+            log.warning("managed settings override local ones: %s", ", ".join(loaded.managed_keys))
+        run_agent(loaded.config)
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from vigil.agent.errors import SensorUnavailable
+from vigil.agent.sensors import fanotify
+from vigil.agent.sensors.audit_netlink import AuditControl, open_multicast
 from vigil.agent.sensors.proc_connector import ProcConnectorError, close_proc_connector, open_proc_connector
 
 
@@ -40,3 +43,42 @@ def proc_connector_available() -> None:
         close_proc_connector(open_proc_connector(rcvbuf=1 << 16))
     except ProcConnectorError as e:
         pytest.skip(f"proc connector refused here (network namespace?): {e.strerror}")
+
+
+def _proc_connector_missing() -> str | None:
+    try:
+        close_proc_connector(open_proc_connector(rcvbuf=1 << 16))
+    except ProcConnectorError as e:
+        return f"proc connector refused here (network namespace?): {e.strerror}"
+    return None
+
+
+def _audit_missing() -> str | None:
+    try:
+        open_multicast(rcvbuf=1 << 16).close()
+        with AuditControl() as ctl:
+            if ctl.status().enabled == 2:
+                return "audit configuration is locked (enabled=2)"
+    except (SensorUnavailable, OSError) as e:
+        return f"audit netlink unusable here: {e}"
+    return None
+
+
+_PROBES = {
+    "requires_proc_connector": _proc_connector_missing,
+    "requires_audit": _audit_missing,
+    "requires_fanotify": fanotify.probe,
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Probe markers: each runs the agent's own capability probe and skips with its reason."""
+    for marker in item.iter_markers():
+        probe = _PROBES.get(marker.name)
+        if probe is None:
+            continue
+        if os.geteuid() != 0:
+            pytest.skip(f"{marker.name}: needs root")
+        reason = probe()
+        if reason:
+            pytest.skip(f"{marker.name}: {reason}")

@@ -65,7 +65,7 @@ def test_enroll_run_and_report(sqlite_server: VigilServer, tmp_path: Path) -> No
     report = read_health(state)
     assert report.enrolled and report.last_upload_at and report.spool_depth == 0
     assert report.counters["dropped"] == {}
-    assert report.sensors.keys() == {"process", "device_info"}
+    assert report.sensors.keys() == {"process", "file", "network", "logon", "device_info", "resource_budget"}
 
 
 def test_used_token_is_refused_with_the_servers_reason(sqlite_server: VigilServer, tmp_path: Path) -> None:

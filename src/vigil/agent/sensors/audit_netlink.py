@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import re
 import socket
 import struct
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ _ARCH_SYSCALLS = {
 }
 
 KEY_PREFIX = "vigil_exec."
+_AGENT_KEY = re.compile(r"^vigil_[a-z]+\.(\d+)$")  # vigil_<purpose>.<agent pid>
 _NLMSGHDR = struct.Struct("=IHHII")
 _STATUS = struct.Struct("=10I")  # the fields up to backlog_wait_time; older kernels stop there
 _RULE_HEAD = struct.Struct(f"=3I{AUDIT_BITMASK_SIZE}I")
@@ -74,32 +76,91 @@ class AuditRule:
     raw: bytes
 
 
-def rule_key_for(pid: int) -> str:
+def rule_key_for(pid: int, purpose: str = "exec") -> str:
     """Each agent process uses its own key so two agents never remove each other's rule."""
-    return f"{KEY_PREFIX}{pid}"
+    return f"vigil_{purpose}.{pid}"
 
 
-def build_exec_rule(key: str, machine: str | None = None) -> bytes:
-    """struct audit_rule_data for ``-a exit,always -F arch=b64 -S execve -S execveat -k KEY``."""
-    arch, syscalls = _ARCH_SYSCALLS.get(machine or platform.machine(), (0, ()))
-    if not syscalls:
-        raise SensorUnavailable(f"no execve syscall numbers known for architecture {machine!r}")
+AUDIT_FILTER_USER = 0x00
+AUDIT_PID = 0
+AUDIT_MSGTYPE = 12
+AUDIT_SUCCESS = 104
+AUDIT_SADDR_FAM = 113
+AUDIT_NOT_EQUAL = 0x30000000
+AUDIT_GREATER_THAN_OR_EQUAL = 0x60000000
+AUDIT_LESS_THAN_OR_EQUAL = 0x50000000
+
+# Syscall numbers for the network rules, by machine: (connect,), (accept, accept4).
+_NET_SYSCALLS = {"x86_64": ((42,), (43, 288)), "aarch64": ((203,), (202, 242))}
+
+RuleField = tuple[int, int, int]  # (field, operator, value)
+
+
+def build_rule(
+    key: str, syscalls: tuple[int, ...], fields: tuple[RuleField, ...] = (),
+    listnr: int = AUDIT_FILTER_EXIT, arch: int | None = None,
+) -> bytes:
+    """struct audit_rule_data: ``-a <list>,always [-F arch=..] [-S ..] -F <fields> -k KEY``."""
     mask = [0] * AUDIT_BITMASK_SIZE
-    for nr in syscalls:
-        mask[nr // 32] |= 1 << (nr % 32)
-    fields = [0] * AUDIT_MAX_FIELDS
+    if listnr == AUDIT_FILTER_EXIT:
+        for nr in syscalls:
+            mask[nr // 32] |= 1 << (nr % 32)
+    else:
+        mask = [0xFFFFFFFF] * AUDIT_BITMASK_SIZE  # user-list rules ignore syscalls; auditctl sets all
+    all_fields: list[RuleField] = []
+    if arch is not None:
+        all_fields.append((AUDIT_ARCH, AUDIT_EQUAL, arch))
+    all_fields += fields
+    key_bytes = key.encode()
+    all_fields.append((AUDIT_FILTERKEY, AUDIT_EQUAL, len(key_bytes)))
+    names = [0] * AUDIT_MAX_FIELDS
     values = [0] * AUDIT_MAX_FIELDS
     flags = [0] * AUDIT_MAX_FIELDS
-    key_bytes = key.encode()
-    fields[0], values[0], flags[0] = AUDIT_ARCH, arch, AUDIT_EQUAL
-    fields[1], values[1], flags[1] = AUDIT_FILTERKEY, len(key_bytes), AUDIT_EQUAL
+    for i, (name, op, value) in enumerate(all_fields):
+        names[i], flags[i], values[i] = name, op, value & 0xFFFFFFFF
     return (
-        _RULE_HEAD.pack(AUDIT_FILTER_EXIT, AUDIT_ALWAYS, 2, *mask)
-        + _RULE_ARRAY.pack(*fields)
+        _RULE_HEAD.pack(listnr, AUDIT_ALWAYS, len(all_fields), *mask)
+        + _RULE_ARRAY.pack(*names)
         + _RULE_ARRAY.pack(*values)
         + _RULE_ARRAY.pack(*flags)
         + struct.pack("=I", len(key_bytes))
         + key_bytes
+    )
+
+
+def _arch(machine: str | None) -> tuple[int, tuple[int, ...]]:
+    arch, syscalls = _ARCH_SYSCALLS.get(machine or platform.machine(), (0, ()))
+    if not syscalls:
+        raise SensorUnavailable(f"no syscall numbers known for architecture {machine or platform.machine()!r}")
+    return arch, syscalls
+
+
+def build_exec_rule(key: str, machine: str | None = None) -> bytes:
+    """``-a exit,always -F arch=b64 -S execve -S execveat -k KEY``."""
+    arch, syscalls = _arch(machine)
+    return build_rule(key, syscalls, arch=arch)
+
+
+def build_network_rules(key: str, own_pid: int, machine: str | None = None) -> list[bytes]:
+    """connect (any result) and successful accept/accept4 on IPv4 and IPv6 sockets, except the
+    agent's own: ``-S connect -F saddr_fam=2|10 -F pid!=OWN`` and ``-S accept,accept4 -F success=1``."""
+    arch, _ = _arch(machine)
+    connect, accept = _NET_SYSCALLS[machine or platform.machine()]
+    not_me = (AUDIT_PID, AUDIT_NOT_EQUAL, own_pid)
+    rules = []
+    for family in (2, 10):  # AF_INET, AF_INET6; unix sockets would flood the feed
+        fam = (AUDIT_SADDR_FAM, AUDIT_EQUAL, family)
+        rules.append(build_rule(key, connect, (fam, not_me), arch=arch))
+        rules.append(build_rule(key, accept, (fam, not_me, (AUDIT_SUCCESS, AUDIT_EQUAL, 1)), arch=arch))
+    return rules
+
+
+def build_user_message_rule(key: str, first: int = 1100, last: int = 1199) -> bytes:
+    """``-a user,always -F msgtype>=1100 -F msgtype<=1199 -k KEY``: logs what is logged anyway
+    (PAM's USER_* records), but holds this agent's place in the audit configuration."""
+    return build_rule(
+        key, (), ((AUDIT_MSGTYPE, AUDIT_GREATER_THAN_OR_EQUAL, first), (AUDIT_MSGTYPE, AUDIT_LESS_THAN_OR_EQUAL, last)),
+        listnr=AUDIT_FILTER_USER,
     )
 
 
@@ -207,15 +268,15 @@ class AuditControl:
 ORIGINAL_STATE_FILE = Path("/run/vigil-agent-audit.json")
 
 
-class ExecRuleSession:
-    """Installs this agent's execve rule and enables audit; ``close`` puts back what it changed."""
+class AuditRuleSession:
+    """Installs rules under this agent's key and enables audit; ``close`` puts back what it changed."""
 
     def __init__(
-        self, key: str | None = None, backlog_limit: int = 8192, state_file: Path = ORIGINAL_STATE_FILE
+        self, key: str, rules: list[bytes], backlog_limit: int = 8192, state_file: Path = ORIGINAL_STATE_FILE
     ) -> None:
-        self.key = key or rule_key_for(os.getpid())
+        self.key = key
         self._backlog_limit = backlog_limit
-        self._rule = build_exec_rule(self.key)
+        self._rules = rules
         self._state_file = state_file
         self._installed = False
 
@@ -238,27 +299,26 @@ class ExecRuleSession:
                 except OSError as e:
                     log.warning("cannot record the audit settings in %s (%s); they stay changed after stop",
                                 self._state_file, e)
-            try:
-                ctl.add_rule(self._rule)
-            except OSError as e:
-                if e.errno != errno.EEXIST:
-                    raise SensorUnavailable(f"cannot add the audit execve rule: {e}") from e
+            for rule in self._rules:
+                try:
+                    ctl.add_rule(rule)
+                except OSError as e:
+                    if e.errno != errno.EEXIST:
+                        self._installed = True
+                        self._delete_rules(ctl)
+                        raise SensorUnavailable(f"cannot add the audit rule {self.key}: {e}") from e
             self._installed = True
             if needs_enable:
                 ctl.set_status(enabled=1)
             if needs_backlog:
                 ctl.set_status(backlog_limit=self._backlog_limit)
-        log.info("audit execve rule installed with key %s", self.key)
+        log.info("audit rules installed with key %s", self.key)
 
     def close(self) -> None:
         if not self._installed:
             return
         with AuditControl() as ctl:
-            try:
-                ctl.delete_rule(self._rule)
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise
+            self._delete_rules(ctl)
             self._installed = False
             # The last one out (no rules of anyone left) restores the settings from before Vigil.
             if not ctl.list_rules() and self._state_file.exists():
@@ -268,21 +328,39 @@ class ExecRuleSession:
                 except (ValueError, KeyError, TypeError) as e:
                     log.error("cannot restore audit settings from %s: %s", self._state_file, e)
                 self._state_file.unlink(missing_ok=True)
-        log.info("audit execve rule %s removed", self.key)
+        log.info("audit rules %s removed", self.key)
+
+    def _delete_rules(self, ctl: AuditControl) -> None:
+        for rule in self._rules:
+            try:
+                ctl.delete_rule(rule)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+
+
+class ExecRuleSession(AuditRuleSession):
+    """This agent's execve rule (``vigil_exec.<pid>``)."""
+
+    def __init__(
+        self, key: str | None = None, backlog_limit: int = 8192, state_file: Path = ORIGINAL_STATE_FILE
+    ) -> None:
+        key = key or rule_key_for(os.getpid())
+        super().__init__(key, [build_exec_rule(key)], backlog_limit, state_file)
 
 
 def remove_stale_rules(ctl: AuditControl) -> list[str]:
     """Delete rules left by agents that died without cleaning up (their pid no longer runs)."""
     removed = []
     for rule in ctl.list_rules():
-        if not rule.key or not rule.key.startswith(KEY_PREFIX):
+        m = _AGENT_KEY.match(rule.key or "")
+        if m is None:
             continue
-        pid_text = rule.key[len(KEY_PREFIX) :]
-        if pid_text.isdigit() and not os.path.exists(f"/proc/{pid_text}"):
+        if not os.path.exists(f"/proc/{m.group(1)}"):
             with contextlib.suppress(FileNotFoundError):
                 ctl.delete_rule(rule.raw)
-            removed.append(rule.key)
-            log.info("removed stale audit rule %s", rule.key)
+            removed.append(m.group(0))
+            log.info("removed stale audit rule %s", m.group(0))
     return removed
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from vigil.agent.budget import Budget, unlimited
 from vigil.agent.clock import Clock
 from vigil.agent.config import AgentConfig
+from vigil.agent.sensors.process_lookup import ProcessDirectory
 
 Row = dict[str, Any]  # one telemetry row keyed by Defender column name, plus "table"
 
@@ -40,12 +42,15 @@ class SensorHealth:
 
 @dataclass(frozen=True)
 class SensorContext:
-    """The narrow view a sensor gets of the agent: a sink, a clock and the settings."""
+    """The narrow view a sensor gets of the agent: a sink, a clock, the settings, the budget and
+    the shared process directory (sensors that see only a pid describe the process through it)."""
 
     sink: EventSink
     clock: Clock
     config: AgentConfig
     device_group: str | None = None
+    budget: Budget = field(default_factory=unlimited)
+    processes: ProcessDirectory = field(default_factory=ProcessDirectory)
 
 
 class Sensor(Protocol):

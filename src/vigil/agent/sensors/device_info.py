@@ -26,7 +26,7 @@ def ip_addresses() -> list[str]:
     return out
 
 
-def device_info_row(timestamp: str, device_group: str | None) -> Row:
+def device_info_row(timestamp: str, device_group: str | None, tags: tuple[str, ...] = ()) -> Row:
     try:
         release = platform.freedesktop_os_release()
     except OSError:
@@ -45,6 +45,7 @@ def device_info_row(timestamp: str, device_group: str | None) -> Row:
         "IPAddresses": ip_addresses(),
         "LoggedOnUsers": users,
         "MachineGroup": device_group,
+        "DeviceTags": list(tags),
     }
 
 
@@ -81,7 +82,7 @@ class DeviceInfoSensor:
 
     def _report(self) -> None:
         try:
-            row = device_info_row(iso(self._ctx.clock.now()), self._ctx.device_group)
+            row = device_info_row(iso(self._ctx.clock.now()), self._ctx.device_group, self._ctx.config.device_tags)
         except OSError as e:
             self._health = SensorHealth(HealthState.DEGRADED, f"cannot read device properties: {e}")
             log.error("device_info: %s", e)

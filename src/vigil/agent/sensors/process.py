@@ -84,6 +84,7 @@ class ProcessSensor:
             exit_events=self._ctx.config.process_exit_events,
         )
         self._health = _combine(reasons, False)
+        self._ctx.processes.attach(self.tracker.info)
         self._thread = threading.Thread(target=self._loop, name="vigil-sensor-process", daemon=True)
         self._thread.start()
         return self._health
@@ -93,6 +94,7 @@ class ProcessSensor:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._ctx.processes.attach(None)
         if self._pc is not None:
             close_proc_connector(self._pc)
             self._pc = None

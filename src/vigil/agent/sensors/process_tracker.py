@@ -155,6 +155,21 @@ class ProcessTracker:
     def known(self) -> int:
         return len(self._infos)
 
+    def info(self, pid: int) -> ProcessInfo | None:
+        """What the tracker knows of ``pid``; read from other sensors' threads, so no mutation here.
+
+        While an exec waits for its audit record, the known image is the parent's (from the fork),
+        so the fresh /proc snapshot taken at the exec is returned instead, if it has one.
+        """
+        try:
+            waiting = self._pending_exec.get(pid)
+            if waiting:
+                snap = waiting[-1].snapshot
+                return snap if snap.exe else None
+        except IndexError:  # emptied by the sensor thread meanwhile
+            pass
+        return self._infos.get(pid)
+
     # -- rows ---------------------------------------------------------------------------------
 
     def _with_exit(self, pid: int, rows: list[Row]) -> list[Row]:

@@ -1,0 +1,162 @@
+"""Network facts from audit records and socket tables: sockaddr decoding, IP types, connect/accept events."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vigil.agent.sensors.audit_records import AUDIT_EOE, AUDIT_SYSCALL, AuditParseError, decode_value, parse_record
+
+AUDIT_SOCKADDR = 1306
+EINPROGRESS = 115
+
+# Syscall numbers by audit arch: connect, accept, accept4.
+_CONNECT = {"c000003e": 42, "c00000b7": 203}
+_ACCEPT = {"c000003e": (43, 288), "c00000b7": (202, 242)}
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_SERIAL = re.compile(rb"audit\(\d+\.\d+:(\d+)\)")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+
+
+def decode_sockaddr(hex_text: str) -> Endpoint | None:
+    """An AF_INET/AF_INET6 sockaddr as audit prints it (hex); None for other families."""
+    try:
+        raw = bytes.fromhex(hex_text)
+    except ValueError:
+        return None
+    if len(raw) < 8:
+        return None
+    family = struct.unpack_from("=H", raw)[0]
+    port = struct.unpack_from("!H", raw, 2)[0]
+    if family == socket.AF_INET:
+        return Endpoint(socket.inet_ntop(socket.AF_INET, raw[4:8]), port)
+    if family == socket.AF_INET6 and len(raw) >= 24:
+        return Endpoint(ipv6_text(raw[8:24]), port)
+    return None
+
+
+def ipv6_text(packed: bytes) -> str:
+    addr = ipaddress.IPv6Address(packed)
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+
+
+def ip_type(ip: str) -> str:
+    """Defender's IP types: Public, Private, Reserved, Loopback, Teredo, FourToSixMapping, Broadcast."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "Reserved"
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return "FourToSixMapping"
+        if addr.teredo is not None:
+            return "Teredo"
+    if addr.is_loopback:
+        return "Loopback"
+    if addr.is_multicast or addr == _BROADCAST:
+        return "Broadcast"
+    if addr.is_unspecified or addr.is_reserved:
+        return "Reserved"
+    if addr.is_private or addr.is_link_local:
+        return "Private"
+    return "Public" if addr.is_global else "Reserved"
+
+
+@dataclass(frozen=True)
+class NetRecord:
+    """One connect or accept as audit saw it."""
+
+    serial: int
+    timestamp: float
+    action: str  # ConnectionSuccess, ConnectionAttempt, ConnectionFailed, InboundConnectionAccepted
+    pid: int
+    ppid: int
+    uid: int
+    exe: str
+    comm: str
+    fd: int  # connect: the socket (a0); accept: the new socket (exit)
+    remote: Endpoint
+    errno: int = 0
+    listen_fd: int = -1  # accept: the listening socket (a0), which outlives the connection
+
+
+def _int(text: str | None, base: int = 10) -> int:
+    try:
+        return int(text or "", base)
+    except ValueError:
+        return -1
+
+
+class NetAssembler:
+    """Joins SYSCALL + SOCKADDR by event serial for the syscalls under this agent's key."""
+
+    def __init__(self, key: str, max_age: float = 2.0) -> None:
+        self._key = f'key="{key}"'.encode()
+        self._open: dict[int, tuple[float, dict[str, str], Endpoint | None]] = {}
+        self._max_age = max_age
+        self.malformed = 0
+
+    def feed(self, record_type: int, payload: bytes, now: float) -> Iterator[NetRecord]:
+        if record_type == AUDIT_SYSCALL:
+            if self._key not in payload:  # cheap test first: most records are someone else's
+                return
+            try:
+                rec = parse_record(record_type, payload)
+            except AuditParseError:
+                self.malformed += 1
+                return
+            self._open[rec.serial] = (rec.timestamp, rec.fields, None)
+            return
+        if record_type not in (AUDIT_SOCKADDR, AUDIT_EOE) or not self._open:
+            return
+        m = _SERIAL.match(payload)
+        if m is None:
+            return
+        serial = int(m.group(1))
+        entry = self._open.get(serial)
+        if entry is None:
+            return
+        if record_type == AUDIT_SOCKADDR:
+            saddr = payload[m.end():].strip(b"\0\n :").removeprefix(b"saddr=").decode("ascii", "replace")
+            self._open[serial] = (entry[0], entry[1], decode_sockaddr(saddr))
+            return
+        del self._open[serial]
+        built = build_net(serial, *entry)
+        if built is not None:
+            yield built
+
+    def expire(self, wall_now: float) -> Iterator[NetRecord]:
+        """Events whose EOE was lost still count, once their records stop arriving."""
+        for serial in [s for s, e in self._open.items() if wall_now - e[0] > self._max_age]:
+            built = build_net(serial, *self._open.pop(serial))
+            if built is not None:
+                yield built
+
+
+def build_net(serial: int, timestamp: float, f: dict[str, str], remote: Endpoint | None) -> NetRecord | None:
+    if remote is None:
+        return None
+    arch, nr, ok = f.get("arch", ""), _int(f.get("syscall")), f.get("success") == "yes"
+    exit_code = _int(f.get("exit"))
+    listen_fd = -1
+    if nr == _CONNECT.get(arch):
+        fd = _int(f.get("a0"), 16)
+        action = "ConnectionSuccess" if ok else "ConnectionAttempt" if exit_code == -EINPROGRESS else "ConnectionFailed"
+    elif nr in _ACCEPT.get(arch, ()) and ok:
+        fd, action, listen_fd = exit_code, "InboundConnectionAccepted", _int(f.get("a0"), 16)
+    else:
+        return None
+    return NetRecord(
+        serial=serial, timestamp=timestamp, action=action, pid=_int(f.get("pid")), ppid=_int(f.get("ppid")),
+        uid=_int(f.get("uid")), exe=decode_value(f.get("exe", "")) or "", comm=decode_value(f.get("comm", "")) or "",
+        fd=fd, remote=remote, errno=-exit_code if not ok and exit_code < 0 else 0, listen_fd=listen_fd,
+    )

@@ -1,0 +1,69 @@
+"""Settings files: local TOML, flags over it, managed TOML over both; errors name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigil.agent.config_file import ConfigFileError, load_config
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_managed_settings_override_local_ones_and_flags(tmp_path: Path) -> None:
+    local = write(tmp_path / "agent.toml", f"""
+state_dir = "{tmp_path}/state"
+heartbeat_seconds = 10
+device_tags = ["web", "prod"]
+[file]
+paths = ["/srv"]
+exclude_paths = ["/srv/cache/"]
+[budget]
+cpu_percent = 50
+[budget.rate_limits]
+file = 500
+""")
+    managed = write(tmp_path / "managed.toml", """
+heartbeat_seconds = 60
+use_audit = true
+[budget]
+cpu_percent = 10
+""")
+    loaded = load_config(local, managed, {"use_audit": False, "batch_seconds": 1.0})
+    c = loaded.config
+    assert c.state_dir == tmp_path / "state" and c.device_tags == ("web", "prod")
+    assert c.file_paths == ("/srv",) and c.file_exclude_paths == ("/srv/cache/",)
+    assert c.heartbeat_seconds == 60.0 and c.use_audit is True and c.batch_seconds == 1.0
+    assert c.budget.cpu_percent == 10 and c.budget.rate_for("file") == 500.0
+    assert loaded.sources == (local, managed)
+    assert loaded.managed_keys == ("budget.cpu_percent", "heartbeat_seconds", "use_audit")
+
+
+def test_missing_files_mean_defaults(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path / "no.toml", tmp_path / "none.toml", {"state_dir": tmp_path})
+    assert loaded.sources == () and loaded.config.file_paths == ("/",)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("heartbeat_seconds = 'soon'", "heartbeat_seconds"),
+    ("colour = 'red'", "colour"),
+    ("[file]\npaths = '/'", "file_paths"),
+    ("[budget]\nturbo = 1", "budget.turbo"),
+    ("device_tags = [1, 2]", "device_tags"),
+])
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "agent.toml", text)
+    with pytest.raises(ConfigFileError) as e:
+        load_config(path, None)
+    assert e.value.path == path and e.value.key == key
+
+
+def test_invalid_toml_and_invalid_values_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="not valid TOML"):
+        load_config(write(tmp_path / "a.toml", "x = = 1"), None)
+    with pytest.raises(ConfigFileError, match="absolute"):
+        load_config(write(tmp_path / "b.toml", f'state_dir = "{tmp_path}"\n[file]\npaths = ["relative"]'), None)
