@@ -16,6 +16,7 @@ from vigil.core.clock import Clock, SystemClock
 from vigil.server import agent_api, api, errors, portal, portal_alerts, portal_plan
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import AfterIngest, IngestPipeline
+from vigil.server.metrics import install as install_metrics
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
 from vigil.store import db
@@ -66,5 +67,6 @@ def create_app(
     app.include_router(portal.router)
     app.include_router(portal_alerts.router)
     app.include_router(portal_plan.router)
+    install_metrics(app)  # GET /metrics: loopback, or an analyst token
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     return app
