@@ -1,15 +1,15 @@
-"""Compile IR trees into one Python module: a function per index bucket that tests all its rules inline."""
+"""Compile IR trees into one Python module: a function per rule binding, and each index bucket's prefilter plan."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vigil.detect.ir import And, Atom, Node, Not, Op
+from vigil.detect.prefilter import plan_bucket
 
-# Past this many alternatives, `a in v or b in v ...` loses to one regex search.
+# Past this many alternatives, `a in v or b in v ...` loses to one automaton pass.
 _MAX_INLINE_CONTAINS = 10
 
 
@@ -47,8 +47,7 @@ class _Emitter:
             if len(vals) <= _MAX_INLINE_CONTAINS:
                 inner = " or ".join(f"{x!r} in {s}" for x in vals)
             else:
-                pat = "|".join(re.escape(x) for x in sorted(vals, key=len, reverse=True))
-                inner = f"{self.const(f're.compile({pat!r}, re.S).search')}({s}) is not None"
+                inner = f"{self.const(f'_anyin({tuple(sorted(vals))!r})')}({s})"
             return f"({s} is not None and ({inner}))"
         if op is Op.STARTSWITH:
             return f"({s} is not None and {s}.startswith({tuple(vals)!r}))"
@@ -91,7 +90,9 @@ def _tree_tuple(node: Node, atoms: list[str], em: _Emitter) -> str:
     return f"({kind!r}, ({''.join(_tree_tuple(c, atoms, em) + ', ' for c in node.children)}))"
 
 
-class _Bucket:
+class _Function:
+    """Field variables of one binding's function: `l<n>` lower-cased, `o<n>` original."""
+
     def __init__(self, em: _Emitter) -> None:
         self.em = em
         self.fields: dict[str, int] = {}
@@ -118,32 +119,37 @@ class _Bucket:
         joiner = " and " if isinstance(node, And) else " or "
         return "(" + joiner.join(self.expr(c) for c in node.children) + ")"
 
+    def define(self, name: str, node: Node) -> str:
+        body = self.expr(node)
+        head = []
+        for field, i in self.fields.items():
+            head.append(f"    l{i} = L.get({field!r})")
+            if i in self.orig_used:
+                head.append(f"    o{i} = O.get({field!r})")
+        return "\n".join([f"def {name}(L, O):", *head, f"    return {body}"])
+
 
 def generate_module(bindings: Sequence[CompiledBinding]) -> str:
-    """Python source defining A (atom tests), T (trees), R (rule index per binding) and WIN/TEL buckets."""
+    """Python source defining A (atom tests), T (trees), R (rule per binding), F (a function per
+    binding), B (per bucket: member bindings and prefilter plan) and WIN/TEL (index key -> bucket)."""
     em = _Emitter()
     atoms: list[str] = []
     trees: list[str] = []
+    functions: list[str] = []
     groups: dict[tuple[str, tuple[str, str]], list[int]] = defaultdict(list)
     for i, b in enumerate(bindings):
         trees.append(_tree_tuple(b.tree, atoms, em))
+        functions.append(_Function(em).define(f"m{i}", b.tree))
         groups[(b.domain, b.key)].append(i)
 
-    functions: list[str] = []
+    buckets: list[str] = []
     tables: dict[str, list[str]] = {"windows": [], "telemetry": []}
     for n, ((domain, key), members) in enumerate(groups.items()):
-        bucket = _Bucket(em)
-        body = [f"    if {bucket.expr(bindings[i].tree)}:\n        r.append({i})" for i in members]
-        head = ["    g = L.get", "    h = O.get"]
-        for field, i in bucket.fields.items():
-            head.append(f"    l{i} = g({field!r})")
-            if i in bucket.orig_used:
-                head.append(f"    o{i} = h({field!r})")
-        functions.append("\n".join([f"def b{n}(L, O):", *head, "    r = []", *body, "    return r",
-                                     f"b{n}.members = {members!r}"]))
-        tables[domain].append(f"    {key!r}: b{n},")
+        plan = plan_bucket([(i, bindings[i].tree) for i in members])
+        buckets.append(f"    ({tuple(members)!r}, {plan!r}),")
+        tables[domain].append(f"    {key!r}: {n},")
 
-    lines = ["import re", "import ipaddress", ""]
+    lines = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan", ""]
     lines += [f"{name} = {source}" for source, name in em.consts.items()]
     lines.append("A = [")
     lines += [f"    {a}," for a in atoms]
@@ -153,6 +159,10 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> str:
     lines.append("]")
     lines.append(f"R = {[b.rule_index for b in bindings]!r}")
     lines += functions
+    lines.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]")
+    lines.append("B = [")
+    lines += buckets
+    lines.append("]")
     lines.append("WIN = {")
     lines += tables["windows"]
     lines.append("}")

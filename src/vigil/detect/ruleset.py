@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
-from vigil.detect.events import Scalar, flatten_evtx, views
+from vigil.detect.events import Scalar, evtx_views, views
 from vigil.detect.ir import fields_of, rename_fields
 from vigil.detect.loading import LoadedRule, load_paths, load_text
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
@@ -23,7 +24,8 @@ from vigil.detect.model import (
 )
 from vigil.detect.runtime import NAMESPACE, evaluate
 
-Bucket = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], list[int]]
+# A generated binding test: (lower-cased event, original event) -> matched
+Matcher = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], bool]
 
 TABLE_KEY = "_table"  # in JSON-lines input, names the telemetry table of a row
 
@@ -47,15 +49,12 @@ class RuleSet:
         self._atoms = ns["A"]
         self._trees = ns["T"]
         self._rule_of: list[int] = ns["R"]
-        self._win: dict[tuple[str, str], Bucket] = ns["WIN"]
-        self._tel: dict[tuple[str, str], Bucket] = ns["TEL"]
+        self._functions: list[Matcher] = ns["F"]
+        buckets = [Bucket(members, plan) for members, plan in ns["B"]]
+        self._win: dict[tuple[str, str], Bucket] = {k: buckets[n] for k, n in ns["WIN"].items()}
+        self._tel: dict[tuple[str, str], Bucket] = {k: buckets[n] for k, n in ns["TEL"].items()}
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
-
-    @staticmethod
-    def _members_of(fn: Bucket) -> list[int]:
-        members: list[int] = getattr(fn, "members")  # noqa: B009 - set by the generated module
-        return members
 
     @classmethod
     def compile(
@@ -92,16 +91,18 @@ class RuleSet:
 
     def match_windows(self, event: Mapping[str, Any]) -> list[RuleHit]:
         """Rules matching a flattened Windows event (see `flatten_evtx`); Channel/EventID pick the rules."""
-        low, orig, multi = views(event)
+        return self._match_windows_views(*views(event))
+
+    def match_evtx_record(self, record: Mapping[str, Any]) -> list[RuleHit]:
+        """Rules matching a pyevtx JSON record (`{"Event": {"System": ..., "EventData": ...}}`)."""
+        return self._match_windows_views(*evtx_views(record))
+
+    def _match_windows_views(self, low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool) -> list[RuleHit]:
         key = (low.get("Channel"), orig.get("EventID"))
         buckets = self._win_cache.get(key)
         if buckets is None:
             buckets = self._lookup(self._win, self._win_cache, key)
         return self._run(buckets, low, orig, multi)
-
-    def match_evtx_record(self, record: Mapping[str, Any]) -> list[RuleHit]:
-        """Rules matching a pyevtx JSON record (`{"Event": {"System": ..., "EventData": ...}}`)."""
-        return self.match_windows(flatten_evtx(record))
 
     def match_telemetry(self, table: str, row: Mapping[str, Any]) -> list[RuleHit]:
         """Rules matching a Vigil telemetry row (Defender column names) of `table`."""
@@ -144,15 +145,16 @@ class RuleSet:
         if not buckets:
             return []
         ids: list[int] = []
-        if multi:
+        if multi:  # list-valued fields: the tree walker tests each element
             atoms, trees = self._atoms, self._trees
-            for fn in buckets:
-                ids.extend(i for i in self._members_of(fn) if evaluate(trees[i], atoms, low, orig))
+            for bucket in buckets:
+                ids.extend(i for i in bucket.candidates(low) if evaluate(trees[i], atoms, low, orig))
         else:
-            for fn in buckets:
-                found = fn(low, orig)
-                if found:
-                    ids.extend(found)
+            functions = self._functions
+            for bucket in buckets:
+                for i in bucket.candidates(low):
+                    if functions[i](low, orig):
+                        ids.append(i)
         if not ids:
             return []
         hits: list[RuleHit] = []

@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import ahocorasick
+
 from vigil.detect.events import Scalar
 
 # An atom test: (lower-cased value, original value, lower-cased event, original event) -> bool
@@ -61,6 +63,23 @@ def fieldref(value: str | None, other: Scalar | None, mode: str) -> bool:
     return other in value
 
 
+def contains_any(literals: tuple[str, ...]) -> Callable[[str], bool]:
+    """A test for "one of many literals occurs in the value": one automaton pass, not a regex alternation
+    (hundreds of alternatives, such as emoji lists, make `re` backtrack at every position)."""
+    auto = ahocorasick.Automaton()
+    for lit in literals:
+        auto.add_word(lit, None)
+    auto.make_automaton()
+    search = auto.iter
+
+    def test(value: str) -> bool:
+        for _ in search(value):
+            return True
+        return False
+
+    return test
+
+
 def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
     """Every string of an event, list elements included: what a keyword search looks at."""
     for v in event.values():
@@ -75,6 +94,7 @@ NAMESPACE: dict[str, Any] = {
     "_cmp": compare,
     "_fref": fieldref,
     "_vals": all_values,
+    "_anyin": contains_any,
     "ipaddress": ipaddress,
 }
 

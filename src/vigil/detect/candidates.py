@@ -1,0 +1,101 @@
+"""Run-time prefilter: the bindings of one index bucket that an event can possibly match."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import ahocorasick
+
+from vigil.detect.events import Scalar
+from vigil.detect.prefilter import BucketPlan
+
+# Up to this many literals, `literal in value` (CPython's fast substring search) beats an automaton pass.
+_FEW_LITERALS = 12
+
+Table = tuple[tuple[str, tuple[int, ...]], ...]
+Search = Callable[[str], Iterable[tuple[Any, tuple[int, ...]]]]
+
+
+def _searcher(table: Table) -> Search:
+    """A function yielding (position, bindings) for each literal of `table` found in a value."""
+    if len(table) <= _FEW_LITERALS:
+        def search(value: str) -> list[tuple[Any, tuple[int, ...]]]:
+            return [(None, ids) for literal, ids in table if literal in value]
+        return search
+    auto = ahocorasick.Automaton()
+    for literal, ids in table:
+        auto.add_word(literal, ids)
+    auto.make_automaton()
+    search_all: Search = auto.iter
+    return search_all
+
+
+def _ascii(value: Scalar) -> bool:
+    return value.isascii() if value.__class__ is str else all(x.isascii() for x in value)
+
+
+class Bucket:
+    """One index bucket: its binding functions and the lookups that choose which of them to run."""
+
+    __slots__ = ("always", "eq", "has", "keyword", "members", "sub", "unicode")
+
+    def __init__(self, members: tuple[int, ...], plan: BucketPlan) -> None:
+        self.members = members
+        self.always = frozenset(plan.always)
+        self.eq = tuple((f, dict(t)) for f, t in plan.eq)
+        self.sub = tuple((f, _searcher(t)) for f, t in plan.sub if f is not None)
+        keyword = [t for f, t in plan.sub if f is None]
+        self.keyword = _searcher(keyword[0]) if keyword else None
+        self.has = plan.has
+        self.unicode = plan.unicode
+
+    def candidates(self, low: Mapping[str, Scalar]) -> list[int]:
+        """Binding indexes to evaluate on this event (lower-cased view), in binding order."""
+        found = set(self.always)
+        get = low.get
+        for field, table in self.eq:
+            v = get(field)
+            if v is None:
+                continue
+            if v.__class__ is str:
+                ids = table.get(v)
+                if ids:
+                    found.update(ids)
+            else:
+                for x in v:
+                    ids = table.get(x)
+                    if ids:
+                        found.update(ids)
+        for field, search in self.sub:
+            v = get(field)
+            if v is None:
+                continue
+            if v.__class__ is str:
+                for _, ids in search(v):
+                    found.update(ids)
+            else:
+                for x in v:
+                    for _, ids in search(x):
+                        found.update(ids)
+        for field, ids in self.has:
+            if field in low:
+                found.update(ids)
+        for ufield, ids in self.unicode:
+            if ufield is None:
+                if not all(_ascii(x) for x in low.values()):
+                    found.update(ids)
+            else:
+                value = get(ufield)
+                if value is not None and not _ascii(value):
+                    found.update(ids)
+        if self.keyword is not None:
+            # One pass over all values joined: a literal inside a value is found; one spanning two
+            # values only adds a candidate, which the rule's own test then rejects.
+            try:
+                text = "\x00".join(low.values())  # type: ignore[arg-type]
+            except TypeError:  # list-valued fields
+                text = "\x00".join(v if v.__class__ is str else "\x00".join(v) for v in low.values())
+            for _, ids in self.keyword(text):
+                found.update(ids)
+        return sorted(found)

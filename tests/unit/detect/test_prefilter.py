@@ -1,0 +1,80 @@
+"""The prefilter never hides a match: each case asserts a hit that only a sound prefilter lets through, and a miss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.detect.support import matches, ruleset_for
+from vigil.detect.ir import Atom, Op
+from vigil.detect.prefilter import Need, NeedKind, plan_bucket, regex_literal, requirement
+
+CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("case-insensitive regex: the Kelvin sign matches k but lower-cases apart",
+     "selection:\n  CommandLine|re|i: 'kerberos::golden'\ncondition: selection",
+     {"CommandLine": "\u212aerberos::golden"}, {"CommandLine": "kerberos::silver"}),
+    ("inline (?i): long s matches s",
+     "selection:\n  CommandLine|re: '(?i)sekurlsa::'\ncondition: selection",
+     {"CommandLine": "\u017fekurlsa::logonpasswords"}, {"CommandLine": "sekurlsa:logon"}),
+    ("cased non-ASCII literal: final sigma lower-cases differently inside a word",
+     "selection:\n  CommandLine|cased|contains: 'ΑΣ'\ncondition: selection",
+     {"CommandLine": "xΑΣΒx"}, {"CommandLine": "xασβx"}),
+    ("regex literal inside a group repeated at least once",
+     "selection:\n  CommandLine|re: '(?:evil)+payload'\ncondition: selection",
+     {"CommandLine": "evilevilpayload"}, {"CommandLine": "payload"}),
+    ("regex literal under an optional group is not required",
+     "selection:\n  CommandLine|re: '(?:evil)?payload'\ncondition: selection",
+     {"CommandLine": "payload"}, {"CommandLine": "pay load"}),
+    ("many contains values use one automaton",
+     "selection:\n  CommandLine|contains:\n" + "".join(f"    - 'tool{i}'\n" for i in range(40))
+     + "condition: selection",
+     {"CommandLine": "run TOOL39 now"}, {"CommandLine": "run tool now"}),
+    ("emoji list (hundreds of short non-ASCII literals)",
+     "selection:\n  CommandLine|contains:\n" + "".join(f"    - '{chr(0x1F600 + i)}'\n" for i in range(200))
+     + "condition: selection",
+     {"CommandLine": "echo \U0001F600\U0001F6C7"}, {"CommandLine": "echo :)"}),
+    ("negation only: no requirement, runs on every event",
+     "filter:\n  Image|endswith: '.exe'\ncondition: not filter",
+     {"Image": "C:\\x.scr"}, {"Image": "C:\\x.exe"}),
+    ("null matches an absent field",
+     "selection:\n  Image|endswith: '\\x.exe'\n  ParentImage: null\ncondition: selection",
+     {"Image": "C:\\x.exe"}, {"Image": "C:\\x.exe", "ParentImage": "C:\\p.exe"}),
+    ("glob wildcards: the longest literal part is required",
+     "selection:\n  CommandLine: '*net*user*/add*'\ncondition: selection",
+     {"CommandLine": "net  user bob /ADD"}, {"CommandLine": "net user bob"}),
+    ("keyword literal spanning two values does not match",
+     "keywords:\n  - 'alpha beta'\ncondition: keywords",
+     {"CommandLine": "x alpha beta y"}, {"CommandLine": "alpha", "Image": "beta"}),
+]
+
+
+@pytest.mark.parametrize(("name", "detection", "hit", "miss"), CASES, ids=[c[0] for c in CASES])
+def test_prefilter_keeps_every_match(name: str, detection: str, hit: dict[str, Any], miss: dict[str, Any]) -> None:
+    ruleset = ruleset_for(detection)
+    assert matches(ruleset, **hit), name
+    assert not matches(ruleset, **miss), name
+
+
+@pytest.mark.parametrize(("pattern", "literal", "ignore_case"), [
+    ("abc.*defgh", "defgh", False),
+    ("(?i)abc", "abc", True),
+    ("a(?:bcd)+e", "bcd", False),
+    ("a(?:bcd)*e", "a", False),
+    ("x|yz", "", False),
+    ("(?i:abcdef)g", "g", False),  # a group with its own flags is not looked into
+    ("[", "", False),  # not a regex: no literal, never an error
+])
+def test_regex_literal(pattern: str, literal: str, ignore_case: bool) -> None:
+    assert regex_literal(pattern) == (literal, ignore_case)
+
+
+def test_requirement_prefers_equality_and_skips_negation() -> None:
+    eq = Atom("OriginalFileName", Op.EQ, ("psexec.c",))
+    sub = Atom("CommandLine", Op.CONTAINS, ("-accepteula",))
+    from vigil.detect.ir import And, Not
+    assert requirement(And((sub, eq))) == frozenset({Need(NeedKind.EQ, "OriginalFileName", "psexec.c")})
+    assert requirement(Not(eq)) is None
+    plan = plan_bucket([(0, And((sub, eq))), (1, Not(eq))])
+    assert plan.always == (1,)
+    assert plan.eq == (("OriginalFileName", (("psexec.c", (0,)),)),)
