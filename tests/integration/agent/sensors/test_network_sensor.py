@@ -45,7 +45,10 @@ def test_connect_and_accept_are_attributed_to_their_processes(tmp_path: Path, si
             return [r for r in sink.snapshot() if r["table"] == "DeviceNetworkEvents" and r["ActionType"] == action
                     and port in (r.get("RemotePort"), r.get("LocalPort"))]
 
-        assert wait_for(lambda: rows("ConnectionSuccess") and rows("InboundConnectionAccepted"), 10), sink.snapshot()
+        if not wait_for(lambda: rows("ConnectionSuccess") and rows("InboundConnectionAccepted"), 10):
+            with AuditControl() as ctl:  # audit is machine-wide: say who changed it under the test
+                state = (ctl.status(), [r.key for r in ctl.list_rules()])
+            raise AssertionError(f"no connect/accept rows; audit now {state}; rows {sink.snapshot()[:5]}")
     finally:
         sensor.stop()
     out = rows("ConnectionSuccess")[0]
