@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from vigil.commands.triage import cache_dir
 from vigil.detect import load_rules
 from vigil.detect.testing import GoldenFileError, golden_files, run_golden
 
@@ -24,10 +25,12 @@ def builtin_rules_dir() -> Path:
 def check(
     paths: Annotated[list[Path], typer.Argument(help="Sigma rule files or folders.")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List rules without an event source.")] = False,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile without the cache.")] = False,
 ) -> None:
     """Load rules and report every one that fails (exit code 1 if any does)."""
     out = Console(highlight=False, soft_wrap=True)
-    report = load_rules(paths)
+    report = load_rules(paths, cache_dir=cache_dir(cache, no_cache))
     for e in report.errors:
         out.print(f"[red]FAIL[/] {e}")
     if verbose:

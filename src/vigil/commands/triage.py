@@ -17,6 +17,7 @@ from rich.table import Table
 
 from vigil.core.severity import RuleLevel
 from vigil.detect import RuleFilter, load_rules
+from vigil.detect.cache import default_cache_dir
 from vigil.detect.triage import Detection, FileResult, TriageInputError, discover_inputs, triage
 
 
@@ -35,6 +36,13 @@ def _record(d: Detection) -> dict[str, object]:
     }
 
 
+def cache_dir(option: Path | None, disabled: bool) -> Path | None:
+    """The compiled-rule cache folder the CLI uses: `--cache`, else the user's cache, none with `--no-cache`."""
+    if disabled:
+        return None
+    return option or default_cache_dir()
+
+
 def app(
     paths: Annotated[list[Path], typer.Argument(help="EVTX or JSON-lines files and folders to hunt through.")],
     rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rule files or folders.")],
@@ -43,14 +51,19 @@ def app(
     status: Annotated[list[str] | None, typer.Option("--status", help="Only rules with this status.")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tags", help="Only rules with one of these tags.")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Processes (0: one per core).")] = 0,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder "
+                                                "(default: ~/.cache/vigil/rules).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile the rules without the cache.")] = False,
 ) -> None:
     """Run Sigma rules over event log files and print what fired."""
     err = Console(stderr=True, soft_wrap=True)
     rule_filter = RuleFilter(min_level, frozenset(s.lower() for s in status or ()),
                              frozenset(t.lower() for t in tags or ()))
-    report = load_rules(rules, rule_filter=rule_filter)
+    report = load_rules(rules, rule_filter=rule_filter, cache_dir=cache_dir(cache, no_cache))
     for e in report.errors:
         err.print(f"[yellow]rule skipped[/]: {e}", highlight=False)
+    if report.cache not in ("", "hit", "stored"):
+        err.print(f"[yellow]rule cache[/]: {report.cache}", highlight=False)
     if not len(report.ruleset):
         err.print("vigil: error: no rules to run (check --rules and the filters)")
         raise typer.Exit(2)

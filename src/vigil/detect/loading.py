@@ -147,16 +147,39 @@ def _info(rule: SigmaRule, path: Path | None) -> RuleInfo:
     )
 
 
-def load_paths(paths: Iterable[Path]) -> Iterator[tuple[Path | None, list[LoadedRule], list[RuleLoadError]]]:
-    """Per file: its rules and errors. Missing paths come first, as errors."""
+@dataclass(frozen=True)
+class RuleSource:
+    """One rule file's bytes, read once: hashed for the compiled-rule cache, then parsed."""
+
+    path: Path
+    data: bytes
+
+
+def read_sources(paths: Iterable[Path]) -> tuple[list[RuleSource], list[RuleLoadError]]:
+    """The bytes of every rule file under `paths`; missing and unreadable paths become errors."""
     files, errors = discover(paths)
-    if errors:
-        yield None, [], errors
+    sources: list[RuleSource] = []
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            yield file, [], [RuleLoadError(file, ErrorKind.READ, str(e))]
-            continue
-        rules, errs = load_text(text, file)
-        yield file, rules, errs
+            sources.append(RuleSource(file, file.read_bytes()))
+        except OSError as e:
+            errors.append(RuleLoadError(file, ErrorKind.READ, str(e)))
+    return sources, errors
+
+
+def load_source(source: RuleSource) -> tuple[list[LoadedRule], list[RuleLoadError]]:
+    try:
+        text = source.data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return [], [RuleLoadError(source.path, ErrorKind.READ, str(e))]
+    return load_text(text, source.path)
+
+
+def load_paths(paths: Iterable[Path]) -> Iterator[tuple[Path | None, list[LoadedRule], list[RuleLoadError]]]:
+    """Per file: its rules and errors. Missing and unreadable paths come first, as errors."""
+    sources, errors = read_sources(paths)
+    if errors:
+        yield None, [], errors
+    for source in sources:
+        rules, errs = load_source(source)
+        yield source.path, rules, errs

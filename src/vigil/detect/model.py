@@ -127,6 +127,7 @@ class LoadReport:
     errors: tuple[RuleLoadError, ...] = ()
     notes: tuple[RuleNote, ...] = ()
     files: int = 0
+    cache: str = ""  # compiled-rule cache: "" (not used), "hit", "stored", or why it was not written
 
     @property
     def ok(self) -> bool:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
+from vigil.detect.cache import CacheEntry, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.events import Scalar, evtx_views, views
 from vigil.detect.ir import fields_of, rename_fields
-from vigil.detect.loading import LoadedRule, load_paths, load_text
+from vigil.detect.loading import LoadedRule, load_source, load_text, read_sources
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
 from vigil.detect.model import (
     ErrorKind,
@@ -41,11 +43,13 @@ class CompiledRules:
 class RuleSet:
     """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
 
-    def __init__(self, compiled: CompiledRules) -> None:
+    def __init__(self, compiled: CompiledRules, code: CodeType | None = None) -> None:
+        """`code`: the source already compiled (from the rule cache); it must come from `compiled.source`."""
         self.rules = compiled.rules
         self._compiled = compiled
+        self.code = code if code is not None else compile(compiled.source, "<vigil-rules>", "exec")
         ns: dict[str, Any] = dict(NAMESPACE)
-        exec(compile(compiled.source, "<vigil-rules>", "exec"), ns)  # noqa: S102 - our own generated code
+        exec(self.code, ns)  # noqa: S102 - our own generated code
         self._atoms = ns["A"]
         self._trees = ns["T"]
         self._rule_of: list[int] = ns["R"]
@@ -175,26 +179,48 @@ def load_rules(
     *,
     rule_filter: RuleFilter | None = None,
     mappings: Sequence[SourceMapping] | None = None,
+    cache_dir: Path | None = None,
 ) -> LoadReport:
-    """Load every rule under `paths`; broken rules are reported in the report, the rest compile."""
+    """Load every rule under `paths`; broken rules are reported in the report, the rest compile.
+
+    With `cache_dir`, the compiled result is kept there under a hash of the rule files' paths and bytes,
+    the mappings, the filter and the engine's own code: an unchanged rule set loads without parsing.
+    """
+    mappings = default_mappings() if mappings is None else mappings
+    sources, read_errors = read_sources(paths)
+    store = RuleCache(cache_dir) if cache_dir is not None else None
+    key = cache_key(sources, settings_text(rule_filter, *mappings)) if store is not None else ""
+    if store is not None and read_errors == []:  # read errors depend on the file system: never cached
+        entry = store.get(key)
+        if entry is not None:
+            ruleset = RuleSet(CompiledRules(entry.rules, entry.source), entry.code)
+            return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, files=entry.files,
+                              cache="hit")
     rules: list[LoadedRule] = []
-    errors: list[RuleLoadError] = []
+    errors: list[RuleLoadError] = list(read_errors)
     seen: dict[str, Path | None] = {}
-    files = 0
-    for file, loaded, errs in load_paths(paths):
-        files += file is not None
+    for source in sources:
+        loaded, errs = load_source(source)
         errors.extend(errs)
         for rule in loaded:
             if rule.info.id in seen:
-                errors.append(RuleLoadError(file, ErrorKind.DUPLICATE,
+                errors.append(RuleLoadError(source.path, ErrorKind.DUPLICATE,
                                             f"rule id already loaded from {seen[rule.info.id]}",
                                             rule.info.id, rule.info.title))
                 continue
-            seen[rule.info.id] = file
+            seen[rule.info.id] = source.path
             if rule_filter is None or rule_filter.keeps(rule.info):
                 rules.append(rule)
     ruleset, notes = RuleSet.compile(rules, mappings)
-    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=files)
+    report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=len(sources))
+    if store is not None and not read_errors:
+        try:
+            store.put(key, CacheEntry(ruleset.rules, ruleset.export().source, ruleset.code, report.errors,
+                                      report.notes, report.files))
+        except OSError as e:  # a read-only or full cache directory costs speed, never the load
+            return replace(report, cache=f"not written to {cache_dir}: {e}")
+        return replace(report, cache="stored")
+    return report
 
 
 def load_rules_text(

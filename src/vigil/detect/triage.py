@@ -60,15 +60,21 @@ def discover_inputs(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def read_evtx_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The pyevtx JSON records of an EVTX file, as dicts."""
+    try:
+        parser = PyEvtxParser(str(path))
+        for record in parser.records_json():
+            yield orjson.loads(record["data"])  # type: ignore[index]
+    except (OSError, RuntimeError, ValueError) as e:  # pyevtx raises RuntimeError on corrupt chunks
+        raise TriageInputError(path, f"cannot read EVTX: {e}") from e
+
+
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Flat events of a file: EVTX records flattened, JSON lines passed through."""
     if path.suffix.lower() == ".evtx":
-        try:
-            parser = PyEvtxParser(str(path))
-            for record in parser.records_json():
-                yield flatten_evtx(orjson.loads(record["data"]))  # type: ignore[index]
-        except (OSError, RuntimeError, ValueError) as e:  # pyevtx raises RuntimeError on corrupt chunks
-            raise TriageInputError(path, f"cannot read EVTX: {e}") from e
+        for record in read_evtx_records(path):
+            yield flatten_evtx(record)
         return
     try:
         with path.open("rb") as fh:
@@ -94,14 +100,24 @@ def _describe(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
             str(event.get("Computer", "")), str(event.get("Channel", "")), str(event.get("EventID", "")))
 
 
+def _matched(ruleset: RuleSet, path: Path) -> Iterator[tuple[list[RuleHit], Mapping[str, Any] | None]]:
+    """(hits, flat event) per event of a file; the event is flattened only when some rule hit."""
+    if path.suffix.lower() == ".evtx":
+        for record in read_evtx_records(path):
+            hits = ruleset.match_evtx_record(record)  # flattens and matches in one fast pass
+            yield hits, (flatten_evtx(record) if hits else None)
+        return
+    for event in read_events(path):
+        yield ruleset.match_event(event), event
+
+
 def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
     events = 0
     detections: list[Detection] = []
     try:
-        for event in read_events(path):
+        for hits, event in _matched(ruleset, path):
             events += 1
-            hits = ruleset.match_event(event)
-            if not hits:
+            if not hits or event is None:
                 continue
             ts, host, source, event_id = _describe(event)
             for hit in hits:

@@ -1,0 +1,129 @@
+"""Compiled-rule cache on disk, keyed by a hash of the rule files, the mappings, the filter and the engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from functools import cache
+from importlib import metadata, resources
+from pathlib import Path
+from types import CodeType
+
+from vigil.detect.loading import RuleSource
+from vigil.detect.model import RuleInfo, RuleLoadError, RuleNote
+
+# Bump when the entry layout changes; engine code changes are covered by the source hash below.
+_FORMAT = b"vigil-rules-cache-1"
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/vigil/rules`, else `~/.cache/vigil/rules`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vigil" / "rules"
+
+
+@cache
+def _engine_fingerprint() -> bytes:
+    """The engine's own code and data (this package's files), pySigma's and Python's versions."""
+    h = hashlib.sha256(_FORMAT)
+    h.update(sys.version.encode())
+    h.update(metadata.version("pysigma").encode())
+    root = resources.files("vigil.detect")
+    for entry in sorted(_walk(root), key=lambda t: t[0]):
+        h.update(entry[0].encode())
+        h.update(entry[1])
+    return h.digest()
+
+
+def _walk(node: object, prefix: str = "") -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for child in node.iterdir():  # type: ignore[attr-defined]
+        name = f"{prefix}/{child.name}"
+        if child.is_dir():
+            if child.name != "__pycache__":
+                out.extend(_walk(child, name))
+        elif child.name.endswith((".py", ".yml", ".yaml")):
+            out.append((name, child.read_bytes()))
+    return out
+
+
+def settings_text(*settings: object) -> str:
+    """A stable text of dataclass settings (mappings, filter): sets sorted, independent of hash seeds."""
+    def plain(o: object) -> object:
+        if isinstance(o, set | frozenset):
+            return sorted(o, key=str)
+        if isinstance(o, Mapping):
+            return dict(o)
+        return str(o)
+    return json.dumps([asdict(s) if is_dataclass(s) and not isinstance(s, type) else s for s in settings],
+                      sort_keys=True, default=plain)
+
+
+def cache_key(sources: Sequence[RuleSource], settings: str) -> str:
+    """A hash of everything that decides the compiled result: any change gives a new key, never a stale hit."""
+    h = hashlib.sha256(_engine_fingerprint())
+    h.update(settings.encode())
+    for s in sources:
+        h.update(b"\0path\0" + str(s.path).encode())
+        h.update(hashlib.sha256(s.data).digest())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What a load produces, minus the parse: rule metadata, generated source and its code object."""
+
+    rules: tuple[RuleInfo, ...]
+    source: str
+    code: CodeType
+    errors: tuple[RuleLoadError, ...]
+    notes: tuple[RuleNote, ...]
+    files: int
+
+
+class RuleCache:
+    """Entries in one directory, one file per key; a damaged or foreign entry is treated as a miss."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.bin"
+
+    def get(self, key: str) -> CacheEntry | None:
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        try:
+            meta_len = int.from_bytes(data[:8], "little")
+            meta = pickle.loads(data[8:8 + meta_len])  # noqa: S301 - our own file, named by a content hash
+            code = marshal.loads(data[8 + meta_len:])  # noqa: S302 - as above, written by `put`
+        except Exception:
+            return None
+        if not isinstance(meta, tuple) or not isinstance(code, CodeType):
+            return None
+        rules, source, errors, notes, files = meta
+        return CacheEntry(rules, source, code, errors, notes, files)
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        """Write atomically (a reader sees the old file or the whole new one); failures are the caller's."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        meta = pickle.dumps((entry.rules, entry.source, entry.errors, entry.notes, entry.files),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps(entry.code)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

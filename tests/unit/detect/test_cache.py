@@ -1,0 +1,69 @@
+"""The compiled-rule cache: a hit gives the same rules, any change to what decides the result misses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.unit.detect.support import rule_yaml, sysmon
+from vigil.core.severity import RuleLevel
+from vigil.detect import RuleFilter, load_rules
+
+RULE_ID = "5f0c7a11-2b3c-4d5e-8f90-a1b2c3d4e5f6"
+
+
+def _write(rules: Path, word: str, level: str = "high") -> None:
+    rules.mkdir(exist_ok=True)
+    (rules / "r.yml").write_text(rule_yaml(f"selection:\n  CommandLine|contains: '{word}'\ncondition: selection",
+                                           rule_id=RULE_ID, level=level))
+
+
+def _hits(report_ruleset: object, command: str) -> list[str]:
+    return [h.rule_id for h in report_ruleset.match_windows(sysmon(CommandLine=command))]  # type: ignore[attr-defined]
+
+
+def test_second_load_is_a_hit_with_the_same_matches(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami")
+    first = load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    second = load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    assert (first.cache, second.cache) == ("stored", "hit")
+    assert second.ruleset.rules == first.ruleset.rules
+    assert _hits(second.ruleset, "whoami /all") == [RULE_ID]
+    assert _hits(second.ruleset, "hostname") == []
+
+
+def test_edited_rule_is_never_served_stale(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami")
+    load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    _write(tmp_path / "rules", "hostname")
+    report = load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    assert report.cache == "stored"
+    assert _hits(report.ruleset, "hostname") == [RULE_ID]
+    assert _hits(report.ruleset, "whoami") == []
+
+
+def test_filter_is_part_of_the_key(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami", level="low")
+    load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    report = load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache",
+                        rule_filter=RuleFilter(min_level=RuleLevel.HIGH))
+    assert report.cache == "stored"
+    assert len(report.ruleset) == 0
+
+
+def test_damaged_entry_is_recompiled(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami")
+    load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    for entry in (tmp_path / "cache").iterdir():
+        entry.write_bytes(entry.read_bytes()[:100])
+    report = load_rules([tmp_path / "rules"], cache_dir=tmp_path / "cache")
+    assert report.cache == "stored"
+    assert _hits(report.ruleset, "whoami") == [RULE_ID]
+
+
+def test_unwritable_cache_is_reported_and_the_load_succeeds(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    report = load_rules([tmp_path / "rules"], cache_dir=blocker)
+    assert report.cache.startswith("not written to")
+    assert _hits(report.ruleset, "whoami") == [RULE_ID]
