@@ -18,7 +18,14 @@ from rich.table import Table
 from vigil.core.severity import RuleLevel
 from vigil.detect import RuleFilter, load_rules
 from vigil.detect.cache import default_cache_dir
-from vigil.detect.triage import Detection, FileResult, TriageInputError, discover_inputs, triage
+from vigil.detect.triage import (
+    Detection,
+    FileResult,
+    TriageInputError,
+    discover_inputs,
+    triage,
+    with_correlations,
+)
 
 
 class OutputFormat(StrEnum):
@@ -91,7 +98,7 @@ def app(
     failed = [r for r in results if r.error]
     for r in failed:
         err.print(f"[red]unreadable[/]: {r.path}: {r.error}", highlight=False)
-    detections = [d for r in results for d in r.detections]
+    detections = with_correlations(report.ruleset, [d for r in results for d in r.detections])
     detections.sort(key=lambda d: (d.timestamp, d.hit.title))
     _print(detections, output)
     _summary(err, report_rules=len(report.ruleset), results=results, detections=detections)

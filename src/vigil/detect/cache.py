@@ -16,11 +16,12 @@ from importlib import metadata, resources
 from pathlib import Path
 from types import CodeType
 
+from vigil.detect.correlation import Correlation
 from vigil.detect.loading import RuleSource
 from vigil.detect.model import RuleInfo, RuleLoadError, RuleNote
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-1"
+_FORMAT = b"vigil-rules-cache-2"
 
 
 def default_cache_dir() -> Path:
@@ -86,6 +87,7 @@ class CacheEntry:
     errors: tuple[RuleLoadError, ...]
     notes: tuple[RuleNote, ...]
     files: int
+    correlations: tuple[Correlation, ...] = ()
 
 
 class RuleCache:
@@ -110,13 +112,13 @@ class RuleCache:
             return None
         if not isinstance(meta, tuple) or not isinstance(code, CodeType):
             return None
-        rules, source, errors, notes, files = meta
-        return CacheEntry(rules, source, code, errors, notes, files)
+        rules, source, errors, notes, files, correlations = meta
+        return CacheEntry(rules, source, code, errors, notes, files, correlations)
 
     def put(self, key: str, entry: CacheEntry) -> None:
         """Write atomically (a reader sees the old file or the whole new one); failures are the caller's."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        meta = pickle.dumps((entry.rules, entry.source, entry.errors, entry.notes, entry.files),
+        meta = pickle.dumps((entry.rules, entry.source, entry.errors, entry.notes, entry.files, entry.correlations),
                             protocol=pickle.HIGHEST_PROTOCOL)
         blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps(entry.code)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
+from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.filters import SigmaFilter
 from sigma.modifiers import SigmaWideModifier, modifier_mapping
@@ -17,6 +17,7 @@ from sigma.rule import SigmaRule
 
 from vigil.core.attack import tactics_from_tags, techniques_from_tags
 from vigil.core.severity import RuleLevel
+from vigil.detect.correlation import STREAMING_OPERATORS, Correlation, CorrelationKind
 from vigil.detect.ir import Node, Or, UnsupportedFeature, lower_condition, simplify
 from vigil.detect.model import ErrorKind, LogSource, RuleInfo, RuleLoadError
 
@@ -30,6 +31,33 @@ modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 class LoadedRule:
     info: RuleInfo
     tree: Node  # in Sigma field names
+
+
+@dataclass(frozen=True)
+class PendingCorrelation:
+    """A correlation rule whose references (rule ids or names, maybe in other files) are not resolved yet."""
+
+    info: RuleInfo
+    kind: CorrelationKind
+    references: tuple[str, ...]
+    timespan: float
+    group_by: tuple[str, ...]
+    operator: str
+    count: float
+    value_field: str | None
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # alias -> (reference, field)
+    generate: bool
+
+    def resolve(self, ids: Mapping[str, str]) -> Correlation:
+        """With `ids` (rule id or name -> id); raises KeyError naming the first unknown reference."""
+        def rid(ref: str) -> str:
+            if ref not in ids:
+                raise KeyError(ref)
+            return ids[ref]
+        return Correlation(
+            info=self.info, kind=self.kind, rules=tuple(rid(r) for r in self.references), timespan=self.timespan,
+            group_by=self.group_by, operator=self.operator, count=self.count, value_field=self.value_field,
+            aliases={a: {rid(r): f for r, f in m} for a, m in self.aliases}, generate=self.generate)
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[RuleLoadError]]:
@@ -57,29 +85,43 @@ def _error_line(error: BaseException) -> str:
     return f" (line {mark.line + 1})" if mark is not None else ""
 
 
-def load_text(text: str, path: Path | None) -> tuple[list[LoadedRule], list[RuleLoadError]]:
-    """Parse one file's text (one or more YAML documents) into rules and errors."""
+@dataclass(frozen=True)
+class LoadedText:
+    rules: list[LoadedRule]
+    errors: list[RuleLoadError]
+    correlations: list[PendingCorrelation]
+
+
+def load_text(text: str, path: Path | None) -> LoadedText:
+    """Parse one file's text (one or more YAML documents) into rules, correlations and errors."""
     try:
         docs = _yaml_documents(text)
     except yaml.YAMLError as e:
-        return [], [RuleLoadError(path, ErrorKind.READ, f"invalid YAML{_error_line(e)}: {e}")]
+        return LoadedText([], [RuleLoadError(path, ErrorKind.READ, f"invalid YAML{_error_line(e)}: {e}")], [])
     if not docs:
-        return [], [RuleLoadError(path, ErrorKind.PARSE, "the file holds no YAML document")]
+        return LoadedText([], [RuleLoadError(path, ErrorKind.PARSE, "the file holds no YAML document")], [])
     source = SigmaRuleLocation(path) if path else None
     try:
-        collection = SigmaCollection.from_dicts(docs, collect_errors=True, source=source)
+        # References are resolved across all files by the caller: a correlation may name a rule elsewhere.
+        collection = SigmaCollection.from_dicts(docs, collect_errors=True, source=source, resolve_references=False)
     except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as e:
-        # pySigma raises some errors even in collect mode (bad references, odd types).
-        return [], [RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e))]
+        # pySigma raises some errors even in collect mode (odd types).
+        return LoadedText([], [RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e))], [])
     rules: list[LoadedRule] = []
+    correlations: list[PendingCorrelation] = []
     errors = [RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e)) for e in collection.errors
               if not _belongs_to_rule(e, collection)]
     for rule in collection:
         rid = str(rule.id) if rule.id else None
         if isinstance(rule, SigmaCorrelationRule):
-            errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED,
-                                        f"correlation rules ({rule.type}) are not supported yet",
-                                        rid, rule.title))
+            if rule.errors:
+                errors.extend(RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e), rid, rule.title)
+                              for e in rule.errors)
+                continue
+            try:
+                correlations.append(_correlation(rule, path))
+            except UnsupportedFeature as e:
+                errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, str(e), rid, rule.title))
             continue
         if isinstance(rule, SigmaFilter):
             errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, "Sigma filters are not supported yet",
@@ -98,7 +140,39 @@ def load_text(text: str, path: Path | None) -> tuple[list[LoadedRule], list[Rule
             errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, str(e), rid, rule.title))
         except (SigmaError, ValueError, TypeError) as e:
             errors.append(RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e), rid, rule.title))
-    return rules, errors
+    return LoadedText(rules, errors, correlations)
+
+
+def _correlation(rule: SigmaCorrelationRule, path: Path | None) -> PendingCorrelation:
+    kind_name = str(rule.type).lower()
+    try:
+        kind = CorrelationKind(kind_name)
+    except ValueError:
+        raise UnsupportedFeature(f"correlation type {kind_name} is not supported") from None
+    condition = rule.condition
+    operator, count, value_field = "gte", 1.0, None
+    if kind in (CorrelationKind.EVENT_COUNT, CorrelationKind.VALUE_COUNT):
+        if not isinstance(condition, SigmaCorrelationCondition):
+            raise UnsupportedFeature("an extended condition on a count correlation")
+        operator = condition.op.name.lower()
+        if operator not in STREAMING_OPERATORS:
+            raise UnsupportedFeature(f"correlation condition {operator!r} (only gt and gte can be decided "
+                                     "while events stream in)")
+        count = float(condition.count)
+        if kind is CorrelationKind.VALUE_COUNT:
+            if not isinstance(condition.fieldref, str):
+                raise UnsupportedFeature("value_count needs one condition field")
+            value_field = condition.fieldref
+    if rule.timespan is None or not rule.timespan.seconds:
+        raise UnsupportedFeature("a correlation without a timespan")
+    references = tuple(r.reference for r in rule.rules or ())
+    if not references:
+        raise UnsupportedFeature("a correlation that references no rule")
+    aliases = tuple((a.alias, tuple((ref.reference, f) for ref, f in a.mapping.items())) for a in rule.aliases)
+    return PendingCorrelation(
+        info=_info(rule, path), kind=kind, references=references, timespan=float(rule.timespan.seconds),
+        group_by=tuple(rule.group_by or ()), operator=operator, count=count, value_field=value_field,
+        aliases=aliases, generate=bool(rule.generate))
 
 
 def _belongs_to_rule(error: SigmaError, collection: SigmaCollection) -> bool:
@@ -126,10 +200,10 @@ def _tree(rule: SigmaRule) -> Node:
     return trees[0] if len(trees) == 1 else simplify(Or(tuple(trees)))
 
 
-def _info(rule: SigmaRule, path: Path | None) -> RuleInfo:
+def _info(rule: SigmaRule | SigmaCorrelationRule, path: Path | None) -> RuleInfo:
     tags = tuple(f"{t.namespace}.{t.name}" for t in rule.tags)
     level = RuleLevel(str(rule.level).lower()) if rule.level is not None else RuleLevel.INFORMATIONAL
-    ls = rule.logsource
+    ls = rule.logsource if isinstance(rule, SigmaRule) else None
     return RuleInfo(
         id=str(rule.id) if rule.id else (path.stem if path else rule.title),
         title=rule.title,
@@ -141,9 +215,10 @@ def _info(rule: SigmaRule, path: Path | None) -> RuleInfo:
         references=tuple(rule.references),
         techniques=techniques_from_tags(tags),
         tactics=tactics_from_tags(tags),
-        logsource=LogSource(ls.product, ls.category, ls.service),
+        logsource=LogSource(ls.product, ls.category, ls.service) if ls is not None else LogSource(),
         path=path,
         falsepositives=tuple(str(f) for f in rule.falsepositives),
+        name=rule.name,
     )
 
 
@@ -167,11 +242,11 @@ def read_sources(paths: Iterable[Path]) -> tuple[list[RuleSource], list[RuleLoad
     return sources, errors
 
 
-def load_source(source: RuleSource) -> tuple[list[LoadedRule], list[RuleLoadError]]:
+def load_source(source: RuleSource) -> LoadedText:
     try:
         text = source.data.decode("utf-8")
     except UnicodeDecodeError as e:
-        return [], [RuleLoadError(source.path, ErrorKind.READ, str(e))]
+        return LoadedText([], [RuleLoadError(source.path, ErrorKind.READ, str(e))], [])
     return load_text(text, source.path)
 
 
@@ -181,5 +256,5 @@ def load_paths(paths: Iterable[Path]) -> Iterator[tuple[Path | None, list[Loaded
     if errors:
         yield None, [], errors
     for source in sources:
-        rules, errs = load_source(source)
-        yield source.path, rules, errs
+        loaded = load_source(source)
+        yield source.path, loaded.rules, loaded.errors

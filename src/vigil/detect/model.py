@@ -43,6 +43,7 @@ class RuleInfo:
     logsource: LogSource
     path: Path | None
     falsepositives: tuple[str, ...] = ()
+    name: str | None = None  # Sigma's `name`: what correlation rules may reference instead of the id
 
     @property
     def severity(self) -> Severity:

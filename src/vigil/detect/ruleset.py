@@ -11,9 +11,10 @@ from typing import Any
 from vigil.detect.cache import CacheEntry, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
+from vigil.detect.correlation import Correlation
 from vigil.detect.events import Scalar, evtx_views, views
 from vigil.detect.ir import fields_of, rename_fields
-from vigil.detect.loading import LoadedRule, load_source, load_text, read_sources
+from vigil.detect.loading import LoadedRule, PendingCorrelation, load_source, load_text, read_sources
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
 from vigil.detect.model import (
     ErrorKind,
@@ -38,6 +39,7 @@ class CompiledRules:
 
     rules: tuple[RuleInfo, ...]
     source: str
+    correlations: tuple[Correlation, ...] = ()
 
 
 class RuleSet:
@@ -46,6 +48,12 @@ class RuleSet:
     def __init__(self, compiled: CompiledRules, code: CodeType | None = None) -> None:
         """`code`: the source already compiled (from the rule cache); it must come from `compiled.source`."""
         self.rules = compiled.rules
+        self.correlations = compiled.correlations
+        self._correlation_fields: dict[str, tuple[str, ...]] = {}
+        for c in self.correlations:
+            for r in c.rules:
+                self._correlation_fields[r] = tuple(dict.fromkeys(self._correlation_fields.get(r, ())
+                                                                  + c.fields_for(r)))
         self._compiled = compiled
         self.code = code if code is not None else compile(compiled.source, "<vigil-rules>", "exec")
         ns: dict[str, Any] = dict(NAMESPACE)
@@ -62,7 +70,8 @@ class RuleSet:
 
     @classmethod
     def compile(
-        cls, rules: Sequence[LoadedRule], mappings: Sequence[SourceMapping] | None = None
+        cls, rules: Sequence[LoadedRule], mappings: Sequence[SourceMapping] | None = None,
+        correlations: Sequence[Correlation] = (),
     ) -> tuple[RuleSet, list[RuleNote]]:
         mappings = default_mappings() if mappings is None else mappings
         bindings: list[CompiledBinding] = []
@@ -83,7 +92,11 @@ class RuleSet:
                 why = "; ".join(reasons) or f"no mapping for product {rule.info.logsource.product!r}"
                 notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
         source = generate_module(bindings)
-        return cls(CompiledRules(tuple(r.info for r in rules), source)), notes
+        return cls(CompiledRules(tuple(r.info for r in rules), source, tuple(correlations))), notes
+
+    def correlation_fields(self, rule_id: str) -> tuple[str, ...] | None:
+        """Fields that correlations read from hits of `rule_id`; None when no correlation uses the rule."""
+        return self._correlation_fields.get(rule_id)
 
     def export(self) -> CompiledRules:
         return self._compiled
@@ -193,16 +206,18 @@ def load_rules(
     if store is not None and read_errors == []:  # read errors depend on the file system: never cached
         entry = store.get(key)
         if entry is not None:
-            ruleset = RuleSet(CompiledRules(entry.rules, entry.source), entry.code)
+            ruleset = RuleSet(CompiledRules(entry.rules, entry.source, entry.correlations), entry.code)
             return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, files=entry.files,
                               cache="hit")
     rules: list[LoadedRule] = []
+    pending: list[PendingCorrelation] = []
     errors: list[RuleLoadError] = list(read_errors)
     seen: dict[str, Path | None] = {}
     for source in sources:
-        loaded, errs = load_source(source)
-        errors.extend(errs)
-        for rule in loaded:
+        loaded = load_source(source)
+        errors.extend(loaded.errors)
+        pending.extend(c for c in loaded.correlations if rule_filter is None or rule_filter.keeps(c.info))
+        for rule in loaded.rules:
             if rule.info.id in seen:
                 errors.append(RuleLoadError(source.path, ErrorKind.DUPLICATE,
                                             f"rule id already loaded from {seen[rule.info.id]}",
@@ -211,16 +226,37 @@ def load_rules(
             seen[rule.info.id] = source.path
             if rule_filter is None or rule_filter.keeps(rule.info):
                 rules.append(rule)
-    ruleset, notes = RuleSet.compile(rules, mappings)
+    correlations = _resolve(pending, rules, errors)
+    ruleset, notes = RuleSet.compile(rules, mappings, correlations)
     report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=len(sources))
     if store is not None and not read_errors:
         try:
             store.put(key, CacheEntry(ruleset.rules, ruleset.export().source, ruleset.code, report.errors,
-                                      report.notes, report.files))
+                                      report.notes, report.files, ruleset.correlations))
         except OSError as e:  # a read-only or full cache directory costs speed, never the load
             return replace(report, cache=f"not written to {cache_dir}: {e}")
         return replace(report, cache="stored")
     return report
+
+
+def _resolve(pending: Sequence[PendingCorrelation], rules: Sequence[LoadedRule],
+             errors: list[RuleLoadError]) -> tuple[Correlation, ...]:
+    """Correlations with references turned into rule ids; an unknown reference is the correlation's error."""
+    ids: dict[str, str] = {}
+    for r in rules:
+        ids[r.info.id] = r.info.id
+        if r.info.name:
+            ids.setdefault(r.info.name, r.info.id)
+    out: list[Correlation] = []
+    for p in pending:
+        try:
+            out.append(p.resolve(ids))
+        except KeyError as e:
+            errors.append(RuleLoadError(p.info.path, ErrorKind.PARSE,
+                                        f"correlation references unknown rule {e.args[0]!r} (not loaded, or "
+                                        "itself a correlation: chained correlations are not supported)",
+                                        p.info.id, p.info.title))
+    return tuple(out)
 
 
 def load_rules_text(
@@ -230,6 +266,8 @@ def load_rules_text(
     mappings: Sequence[SourceMapping] | None = None,
 ) -> LoadReport:
     """Load rules from YAML text (one or more documents), e.g. rules kept in a database."""
-    rules, errors = load_text(text, path)
-    ruleset, notes = RuleSet.compile(rules, mappings)
+    loaded = load_text(text, path)
+    errors = list(loaded.errors)
+    correlations = _resolve(loaded.correlations, loaded.rules, errors)
+    ruleset, notes = RuleSet.compile(loaded.rules, mappings, correlations)
     return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=1)

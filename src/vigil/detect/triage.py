@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from evtx import PyEvtxParser
 
+from vigil.detect.correlation import CorrelationEngine, parse_time
 from vigil.detect.events import flatten_evtx
 from vigil.detect.model import RuleHit
 from vigil.detect.ruleset import TABLE_KEY, CompiledRules, RuleSet
@@ -38,6 +40,7 @@ class Detection:
     source: str  # Windows channel or telemetry table
     event_id: str  # Windows EventID or telemetry ActionType
     fields: tuple[tuple[str, str], ...]  # the matched fields and their values
+    context: tuple[tuple[str, str | None], ...] = ()  # fields that correlation rules group or count by
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,40 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         raise TriageInputError(path, str(e)) from e
 
 
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return "\n".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def with_correlations(ruleset: RuleSet, detections: Sequence[Detection]) -> list[Detection]:
+    """Detections plus the correlation rules they set off, in time order across all files.
+
+    Hits of rules that a correlation uses with `generate: false` (Sigma's default) are left out: they
+    exist to feed the correlation. Events without a readable time cannot take part in a correlation.
+    """
+    if not ruleset.correlations:
+        return list(detections)
+    feeding_only = {r for c in ruleset.correlations if not c.generate for r in c.rules}
+    engine = CorrelationEngine(ruleset.correlations)
+    timed = sorted(((parse_time(d.timestamp), i, d) for i, d in enumerate(detections)
+                    if engine.wants(d.hit.rule_id)), key=lambda t: (t[0] is None, t[0] or _EPOCH, t[1]))
+    out = [d for d in detections if d.hit.rule_id not in feeding_only]
+    for at, _, d in timed:
+        if at is None:
+            continue
+        for ch in engine.observe(d.hit.rule_id, dict(d.context), at):
+            group = tuple((k, v or "") for k, v in ch.group)
+            out.append(Detection(
+                hit=RuleHit.of(ch.correlation.info, tuple(k for k, _ in group)), path=d.path,
+                timestamp=d.timestamp, host=d.host, source="correlation", event_id=str(ch.correlation.kind),
+                fields=(*group, ("events", str(ch.events)), ("first", ch.first.isoformat()))))
+    return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _describe(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
     if TABLE_KEY in event:
         return (str(event.get("Timestamp", "")), str(event.get("DeviceName", "")),
@@ -122,7 +159,9 @@ def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
             ts, host, source, event_id = _describe(event)
             for hit in hits:
                 fields = tuple((f, str(event.get(f, ""))) for f in hit.matched_fields)
-                detections.append(Detection(hit, path, ts, host, source, event_id, fields))
+                wanted = ruleset.correlation_fields(hit.rule_id)
+                context = tuple((f, _text(event.get(f))) for f in wanted) if wanted else ()
+                detections.append(Detection(hit, path, ts, host, source, event_id, fields, context))
     except TriageInputError as e:
         return FileResult(path, events, tuple(detections), e.reason)
     return FileResult(path, events, tuple(detections))

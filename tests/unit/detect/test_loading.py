@@ -40,7 +40,7 @@ def test_broken_rules_are_reported_and_the_rest_load(tmp_path: Path) -> None:
     assert [h.title for h in hits] == ["Good"]
 
 
-def test_correlation_rules_are_reported_unsupported(tmp_path: Path) -> None:
+def test_correlation_rules_load_across_files_and_unsupported_ones_are_reported(tmp_path: Path) -> None:
     base_id = "5d7e3f9a-1111-4222-8333-444455556666"
     text = rule_yaml("selection:\n  CommandLine: x\ncondition: selection", rule_id=base_id,
                      title="Base") + "name: base_rule\n---\n" + f"""title: Many
@@ -58,10 +58,20 @@ correlation:
     path = _write(tmp_path, "corr.yml", text)
     report = load_rules([path])
     assert [r.title for r in report.ruleset.rules] == ["Base"]
-    assert len(report.errors) == 1
-    err = report.errors[0]
-    assert err.kind is ErrorKind.UNSUPPORTED and "correlation" in err.reason and err.path == path
-    assert err.rule_id == "0f1e2d3c-aaaa-4bbb-8ccc-ddddeeeeffff"
+    assert not report.errors
+    [corr] = report.ruleset.correlations
+    assert (corr.info.title, corr.rules, corr.group_by, corr.timespan, corr.count) == (
+        "Many", (base_id,), ("User",), 300.0, 10.0)
+    # A correlation in another file, referencing the base rule by name; a sum correlation is unsupported.
+    other = _write(tmp_path, "other.yml", text.split("---\n", 1)[1].replace("0f1e2d3c", "0f1e2d3d")
+                   .replace(f"- {base_id}", "- base_rule").replace("title: Many", "title: Other"))
+    summed = _write(tmp_path, "sum.yml", text.split("---\n", 1)[1].replace("0f1e2d3c", "0f1e2d3e")
+                    .replace("event_count", "value_sum").replace("gte: 10", "gte: 10\n        field: Bytes"))
+    report = load_rules([tmp_path])
+    assert sorted(c.info.title for c in report.ruleset.correlations) == ["Many", "Other"]
+    [err] = report.errors
+    assert err.kind is ErrorKind.UNSUPPORTED and "value_sum" in err.reason and err.path == summed
+    assert other.exists()
 
 
 def test_missing_path_and_duplicate_ids(tmp_path: Path) -> None:
