@@ -19,6 +19,9 @@ _CONNECT = {"c000003e": 42, "c00000b7": 203}
 _ACCEPT = {"c000003e": (43, 288), "c00000b7": (202, 242)}
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _SERIAL = re.compile(rb"audit\(\d+\.\d+:(\d+)\)")
+# connect/accept/accept4 on x86_64 and aarch64. Records are taken whatever their key: audit logs a
+# syscall once, under the first matching rule, which may be another agent's or auditd's.
+_NET_SYSCALL = re.compile(rb" syscall=(?:42|43|288|203|202|242) ")
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,16 @@ def _int(text: str | None, base: int = 10) -> int:
 
 
 class NetAssembler:
-    """Joins SYSCALL + SOCKADDR by event serial for the syscalls under this agent's key."""
+    """Joins SYSCALL + SOCKADDR by event serial for connect/accept syscalls, under any rule's key."""
 
-    def __init__(self, key: str, max_age: float = 2.0) -> None:
-        self._key = f'key="{key}"'.encode()
+    def __init__(self, max_age: float = 2.0) -> None:
         self._open: dict[int, tuple[float, dict[str, str], Endpoint | None]] = {}
         self._max_age = max_age
         self.malformed = 0
 
     def feed(self, record_type: int, payload: bytes, now: float) -> Iterator[NetRecord]:
         if record_type == AUDIT_SYSCALL:
-            if self._key not in payload:  # cheap test first: most records are someone else's
+            if _NET_SYSCALL.search(payload) is None:  # cheap test first: most records are execs
                 return
             try:
                 rec = parse_record(record_type, payload)

@@ -27,7 +27,9 @@ from vigil.agent.sensors.sockets import TCP_ESTABLISHED, TCP_LISTEN, SocketEntry
 
 log = logging.getLogger(__name__)
 
-_TABLE_REFRESH_SECONDS = 0.01  # at most 100 socket-table reads a second, shared by a burst of events
+# One socket-table read serves all the events of one wake-up, and at most 20 reads a second: a
+# table of thousands of TIME_WAIT entries costs milliseconds to parse.
+_TABLE_REFRESH_SECONDS = 0.05
 _MAX_DATAGRAMS_PER_WAKE = 2048
 
 
@@ -75,7 +77,7 @@ class NetworkSensor:
                 key = rule_key_for(os.getpid(), "net")
                 self._rules = AuditRuleSession(key, build_network_rules(key, os.getpid()))
                 self._rules.open()
-                self._assembler = NetAssembler(key)
+                self._assembler = NetAssembler()
             except (SensorUnavailable, OSError) as e:
                 self._close_audit()
                 reason = f"audit unavailable ({e})"
@@ -147,6 +149,8 @@ class NetworkSensor:
                         for mtype, payload in split_messages(data):
                             records += assembler.feed(mtype, payload, now)
                 records += assembler.expire(time.time())
+                if records:
+                    self._refresh_table()
                 self._append([self._audit_row(r) for r in records])
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
                 self._failed()
@@ -176,17 +180,18 @@ class NetworkSensor:
         else, for an accept, the listening socket (its local end is the connection's)."""
         inode = socket_inode(rec.pid, rec.fd)
         listen_inode = socket_inode(rec.pid, rec.listen_fd) if rec.listen_fd >= 0 else None
-        entry = self._lookup(inode, rec.remote, listen_inode)
+        return self._lookup(inode, rec.remote, listen_inode)
+
+    def _refresh_table(self) -> None:
         now = time.monotonic()
-        if entry is None and now - self._table_at > _TABLE_REFRESH_SECONDS:
-            entries = read_tables()
-            self._table = {e.inode: e for e in entries if e.inode}
-            self._by_remote = {}
-            for e in entries:
-                self._by_remote.setdefault(e.remote, []).append(e)
-            self._table_at = now
-            entry = self._lookup(inode, rec.remote, listen_inode)
-        return entry
+        if now - self._table_at < _TABLE_REFRESH_SECONDS:
+            return
+        entries = read_tables()
+        self._table = {e.inode: e for e in entries if e.inode}
+        self._by_remote = {}
+        for e in entries:
+            self._by_remote.setdefault(e.remote, []).append(e)
+        self._table_at = now
 
     def _lookup(self, inode: int | None, remote: Endpoint, listen_inode: int | None) -> SocketEntry | None:
         if inode is not None and inode in self._table:

@@ -19,8 +19,10 @@ from vigil.agent.sensors.network import NetworkSensor
 
 pytestmark = [pytest.mark.root, pytest.mark.requires_audit]
 
-SERVER = "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1]," \
-         " flush=True); c,_=s.accept(); c.recv(1)"
+# A listener that lives on after the connection, as servers do: the accept's local end is read
+# from the listening socket when the connection itself is gone already.
+SERVER = "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1]," \
+         " flush=True); c,_=s.accept(); c.recv(1); time.sleep(1)"
 CLIENT = "import socket,sys; c=socket.create_connection(('127.0.0.1',int(sys.argv[1]))); c.send(b'x')"
 
 
@@ -72,9 +74,7 @@ def test_without_audit_the_socket_table_fallback_reports_new_connections(tmp_pat
     health = sensor.start()
     assert health.state is HealthState.DEGRADED and "polling socket tables" in health.reason
     try:
-        server = subprocess.Popen([sys.executable, "-c", SERVER.replace("c.recv(1)", "c.recv(1); import time;"
-                                                                        " time.sleep(1)")],
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None
         port = int(server.stdout.readline())
         client = subprocess.Popen([sys.executable, "-c", CLIENT + "; import time; time.sleep(1)", str(port)])

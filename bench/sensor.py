@@ -1,0 +1,259 @@
+"""Benchmark the Linux sensors: agent CPU per exec / file / connect event and RSS, against a no-agent baseline.
+
+Each configuration runs the sensors in a child process writing to a real spool (no uploader), the
+way the agent does; the workload runs in the parent. Agent CPU is the child's utime+stime over the
+workload minus its idle rate; "missed" counts marker execs with no ProcessCreated row. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "process (proc connector + audit)": {"sensors": ["process"], "use_audit": True},
+    "process (proc connector only)": {"sensors": ["process"], "use_audit": False},
+    "file (fanotify)": {"sensors": ["file"], "use_audit": False},
+    "network (audit connect/accept)": {"sensors": ["network"], "use_audit": True},
+    "all sensors": {"sensors": ["process", "file", "network", "logon"], "use_audit": True},
+}
+
+
+# -- the agent side (child process) -----------------------------------------------------------
+
+def child(spec: dict[str, Any]) -> int:
+    from vigil.agent.budget import Budget, BudgetLimits
+    from vigil.agent.clock import SystemClock
+    from vigil.agent.config import AgentConfig
+    from vigil.agent.sensors.base import SensorContext
+    from vigil.agent.sensors.registry import default_registry
+    from vigil.agent.spool import Spool
+
+    state = Path(spec["state_dir"])
+    spool = Spool(state / "spool.db", SystemClock())
+    # Rate limits off: the bench measures the cost of every event, not of shedding them.
+    limits = BudgetLimits(cpu_percent=1e9, memory_mib=1e9, rate_limits=())
+    config = AgentConfig(state_dir=state, use_audit=spec["use_audit"], file_paths=(spec["watch"],), budget=limits)
+    ctx = SensorContext(spool, SystemClock(), config, budget=Budget(limits, losses=spool))
+    registry = default_registry()
+    built = registry.build(ctx)
+    sensors = {n: built[n] for n in spec["sensors"]}
+    health = {n: str(s.start()) for n, s in sensors.items()}
+    print(json.dumps({"ready": health}), flush=True)
+    sys.stdin.readline()
+    for s in sensors.values():
+        s.stop()
+    marker = spec["marker"]
+
+    def count(*needles: str) -> int:
+        where = " AND ".join("CAST(body AS TEXT) LIKE ?" for _ in needles)  # bodies are JSON blobs
+        return int(spool._db.execute(f"SELECT COUNT(*) FROM events WHERE {where}",
+                                     [f"%{n}%" for n in needles]).fetchone()[0])
+
+    created = count("ProcessCreated", f'"ProcessCommandLine":"/bin/true {marker}-')
+    files = count("DeviceFileEvents", spec["watch"])
+    nets = count("DeviceNetworkEvents", f'"RemotePort":{spec["port"]}')
+    print(json.dumps({"created": created, "file_rows": files, "net_rows": nets, "rows": spool.depth(),
+                      "counters": spool.counters().model_dump()}), flush=True)
+    spool.close()
+    return 0
+
+
+# -- the workload side (parent) -----------------------------------------------------------------
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def rss_of(pid: int) -> tuple[float, float]:
+    """Current and peak resident set size, MiB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                values[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+_LOOP = 'i=0; while [ $i -lt {n} ]; do /bin/true {marker}-{k}-$i; i=$((i+1)); done'
+
+
+def spawn_execs(n: int, parallel: int, marker: str) -> tuple[float, float]:
+    """n short processes from ``parallel`` shell loops (as fast as they go, like a build or a
+    worm); returns (achieved execs per second, workload CPU per exec in µs, shells included)."""
+    before = os.times()
+    start = time.perf_counter()
+    loops = [subprocess.Popen(["sh", "-c", _LOOP.format(n=n // parallel, marker=marker, k=k)])
+             for k in range(parallel)]
+    for p in loops:
+        p.wait()
+    wall = time.perf_counter() - start
+    after = os.times()
+    cpu = after.children_user + after.children_system - before.children_user - before.children_system
+    total = n // parallel * parallel
+    return total / wall, cpu / total * 1e6
+
+
+def spool_rows(state: Path) -> int:
+    """Rows the agent has written so far (read-only; the agent keeps writing)."""
+    db = sqlite3.connect(f"file:{state / 'spool.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    finally:
+        db.close()
+
+
+def file_churn(directory: Path, n: int) -> float:
+    """Create, write, rename and delete n files (4 events each); workload CPU per event, µs."""
+    before = os.times()
+    for i in range(n):
+        p = directory / f"f{i}"
+        with open(p, "w") as f:
+            f.write("x")
+        q = directory / f"g{i}"
+        os.rename(p, q)
+        os.unlink(q)
+    after = os.times()
+    return (after.user + after.system - before.user - before.system) / (3 * n) * 1e6
+
+
+def connects(port: int, n: int) -> None:
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)):
+            pass
+
+
+def serve(sock: socket.socket, stop: threading.Event) -> None:
+    sock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            c, _ = sock.accept()
+            c.close()
+        except TimeoutError:
+            continue
+
+
+def run_config(name: str, spec: dict[str, Any], args: argparse.Namespace, port: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        watch = Path(tmp) / "watch"
+        watch.mkdir()
+        marker = f"bench{os.getpid()}x{abs(hash(name)) % 10000}"
+        full = {**spec, "state_dir": str(Path(tmp) / "state"), "watch": str(watch), "marker": marker, "port": port}
+        proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(full)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdin is not None
+        health = json.loads(proc.stdout.readline())["ready"]
+        time.sleep(0.5)
+        idle0 = cpu_of(proc.pid)
+        time.sleep(1.0)
+        idle_rate = cpu_of(proc.pid) - idle0  # CPU seconds per second with nothing to do
+        out: dict[str, Any] = {"config": name, "health": health}
+        state = Path(full["state_dir"])
+        if "process" in spec["sensors"]:
+            c0, t0, r0 = cpu_of(proc.pid), time.monotonic(), spool_rows(state)
+            rate, work = spawn_execs(args.execs, args.parallel, marker)
+            time.sleep(1.0)  # let the last audit records and exits arrive
+            agent = cpu_of(proc.pid) - c0 - idle_rate * (time.monotonic() - t0)
+            rows = spool_rows(state) - r0  # the whole machine's execs and exits, not only ours
+            out.update(exec_rate=rate, workload_us_per_exec=work, agent_us_per_exec=agent / args.execs * 1e6,
+                       rows_during_execs=rows, agent_us_per_row=agent / max(rows, 1) * 1e6)
+        if "file" in spec["sensors"]:
+            c0, t0 = cpu_of(proc.pid), time.monotonic()
+            work = file_churn(watch, args.files)
+            time.sleep(1.0)
+            agent = cpu_of(proc.pid) - c0 - idle_rate * (time.monotonic() - t0)
+            out.update(workload_us_per_file_event=work, agent_us_per_file_event=agent / (3 * args.files) * 1e6)
+            if spec["sensors"] == ["file"]:
+                out["file_rows_all"] = spool_rows(state)
+        if "network" in spec["sensors"]:
+            c0, t0 = cpu_of(proc.pid), time.monotonic()
+            connects(port, args.connects)
+            time.sleep(1.0)
+            agent = cpu_of(proc.pid) - c0 - idle_rate * (time.monotonic() - t0)
+            # Each connection is two events: the connect here and the accept in the listener thread.
+            out.update(agent_us_per_net_event=agent / (2 * args.connects) * 1e6)
+        out["rss_mib"], out["peak_rss_mib"] = rss_of(proc.pid)
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        result = json.loads(proc.stdout.readline())
+        proc.wait(30)
+        if "process" in spec["sensors"]:
+            out["missed_execs"] = args.execs - result["created"]
+        if "file" in spec["sensors"]:
+            out["file_rows"] = result["file_rows"]
+        if "network" in spec["sensors"]:
+            out["net_rows"] = result["net_rows"]
+        out["dropped"] = result["counters"]["dropped"]
+        return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--execs", type=int, default=3000)
+    parser.add_argument("--parallel", type=int, default=4, help="shell loops spawning the execs")
+    parser.add_argument("--files", type=int, default=3000, help="create+rename+delete cycles")
+    parser.add_argument("--connects", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    if args.child:
+        return child(json.loads(args.child))
+    if os.geteuid() != 0:
+        print("bench/sensor.py: needs root (proc connector, audit, fanotify)", file=sys.stderr)
+        return 2
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+    server = threading.Thread(target=serve, args=(listener, stop), daemon=True)
+    server.start()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-base-") as base:
+        rate, work = spawn_execs(args.execs, args.parallel, "baseline")
+        file_work = file_churn(Path(base), args.files)
+        t0 = time.process_time()
+        connects(port, args.connects)
+        results.append({"config": "baseline (no agent)", "exec_rate": rate, "workload_us_per_exec": work,
+                        "workload_us_per_file_event": file_work,
+                        "workload_us_per_connect": (time.process_time() - t0) / args.connects * 1e6})
+    for name, spec in CONFIGS.items():
+        results.append(run_config(name, spec, args, port))
+    stop.set()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    keys = ["exec_rate", "workload_us_per_exec", "agent_us_per_exec", "rows_during_execs", "agent_us_per_row",
+            "missed_execs", "workload_us_per_file_event",
+            "agent_us_per_file_event", "file_rows", "file_rows_all", "agent_us_per_net_event", "net_rows",
+            "rss_mib", "peak_rss_mib"]
+    print(f"{args.execs} execs from {args.parallel} shell loops, {args.files} file cycles, {args.connects} connects")
+    for r in results:
+        print(f"\n== {r['config']}")
+        for k in keys:
+            if k in r:
+                v = r[k]
+                print(f"  {k:28} {v:10.1f}" if isinstance(v, float) else f"  {k:28} {v}")
+        if r.get("dropped"):
+            print(f"  {'dropped':28} {r['dropped']}")
+        if "health" in r:
+            print(f"  {'health':28} {r['health']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
