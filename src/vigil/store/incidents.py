@@ -145,12 +145,21 @@ def split(conn: sa.Connection, source: int, alert_ids: list[str], now: datetime)
     return new_id
 
 
-def get(conn: sa.Connection, incident_id: int) -> sa.Row[Any] | None:
-    return conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+def _visible(scope: sa.ColumnElement[bool] | None) -> sa.ColumnElement[bool]:
+    """Incidents with at least one alert the caller may see (``scope`` filters alerts)."""
+    if scope is None:
+        return sa.true()
+    return sa.exists().where(alerts.c.incident_id == incidents.c.id, scope)
 
 
-def listing(conn: sa.Connection, *, status: str | None = None, limit: int = 1000) -> list[sa.Row[Any]]:
-    q = sa.select(incidents).where(incidents.c.status != IncidentStatus.REDIRECTED.value)
+def get(conn: sa.Connection, incident_id: int, scope: sa.ColumnElement[bool] | None = None) -> sa.Row[Any] | None:
+    return conn.execute(sa.select(incidents).where(incidents.c.id == incident_id, _visible(scope))).first()
+
+
+def listing(
+    conn: sa.Connection, *, status: str | None = None, limit: int = 1000, scope: sa.ColumnElement[bool] | None = None
+) -> list[sa.Row[Any]]:
+    q = sa.select(incidents).where(incidents.c.status != IncidentStatus.REDIRECTED.value, _visible(scope))
     if status:
         q = q.where(incidents.c.status == status)
     return list(conn.execute(q.order_by(incidents.c.last_activity.desc()).limit(limit)))

@@ -165,16 +165,33 @@ def test_tags_move_devices_between_groups_and_are_audited(sqlite_server: VigilSe
         assert export.status_code == 200 and "device.tags" in export.text
 
 
-@pytest.mark.xfail(strict=True, reason="incident queries do not apply vigil.server.scope.device_filter yet")
 def test_incidents_are_scoped_to_device_groups(sqlite_server: VigilServer) -> None:
     server = sqlite_server
+    a = enroll_with_alert(server, "a-web-01.corp.test")
     b = enroll_with_alert(server, "b-db-01.corp.test")
     with admin(server) as c:
         c.put("/api/roles/viewer", json={"permissions": ["View data – Security operations"], "userGroups": ["ug-a"]})
+        c.put("/api/machinegroups/Group A", json={"rules": [{"property": "name", "operator": "startsWith",
+                                                            "value": "a-"}], "userGroups": ["ug-a"]})
         c.put("/api/machinegroups/Group B", json={"rules": [{"property": "name", "operator": "startsWith",
                                                             "value": "b-"}], "userGroups": ["ug-b"]})
         c.put("/api/machinegroups/Ungrouped devices (default)", json={"userGroups": ["ug-b"]})
         c.post("/api/rbac/mode", json={"mode": "rbac"})
+        by_device = {i["machineIds"][0]: i["incidentId"] for i in c.get("/api/incidents").json()["value"]}
     make_user(server, "alice", groups=("ug-a",))
     with server.client(token_of(server, "alice")) as c:
+        listing = c.get("/api/incidents").json()["value"]
+        assert [i["machineIds"] for i in listing] == [[a["device_id"]]]
+        assert c.get(f"/api/incidents/{by_device[b['device_id']]}").status_code == 404
+        assert c.patch(f"/api/incidents/{by_device[b['device_id']]}", json={"status": "Resolved"}).status_code in (
+            403, 404)
+    # Merged by an administrator, the incident shows alice only her own device's part of it.
+    with admin(server) as c:
+        merged = c.post(f"/api/incidents/{by_device[a['device_id']]}/merge",
+                        json={"incidentIds": [by_device[b["device_id"]]]})
+        assert merged.status_code == 200 and len(merged.json()["machineIds"]) == 2
+    with server.client(token_of(server, "alice")) as c:
+        inc = c.get(f"/api/incidents/{by_device[a['device_id']]}").json()
+        assert inc["machineIds"] == [a["device_id"]]
+        assert {x["machineId"] for x in inc["alerts"]} == {a["device_id"]}
         assert b["device_id"] not in c.get("/api/incidents").text
