@@ -104,6 +104,7 @@ def enroll(
         ca_sha256=package.ca_sha256.lower(),
         enrolled_at=iso((clock or SystemClock()).now()),
         group=package.group,
+        action_public_key=package.action_public_key,
     )
     path = save_identity(state_dir, identity)
     log.info("enrolled as device %s with %s; identity saved to %s", identity.device_id, url, path)

@@ -25,6 +25,8 @@ class Identity:
     ca_sha256: str
     enrolled_at: str
     group: str | None = None
+    # The server's Ed25519 action-signing key from the onboarding package; commands must verify with it.
+    action_public_key: str | None = None
 
     def __repr__(self) -> str:  # keep the credential out of logs and tracebacks
         return f"Identity(device_id={self.device_id!r}, server_url={self.server_url!r})"

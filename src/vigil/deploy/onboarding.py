@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from vigil.config import Settings
 from vigil.deploy.pki import cert_sha256
+from vigil.deploy.signing import public_key
 from vigil.store.devices import issue_token
 from vigil.wire import OnboardingPackage
 
@@ -42,4 +43,5 @@ def create_package(
         token=issued.token,
         group=issued.group,
         expires_at=issued.expires_at,
+        action_public_key=public_key(settings),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from vigil.config import SETTINGS_FILE, Settings, load_settings, settings_toml
 from vigil.core.clock import Clock
 from vigil.core.rbac import BasicRole
-from vigil.deploy import pki
+from vigil.deploy import pki, signing
 from vigil.store import db
 from vigil.store.devices import ensure_default_group
 from vigil.store.users import count_users, create_user
@@ -72,6 +72,9 @@ def run_setup(
     if not settings.secret_key_file.exists():
         _write(settings.secret_key_file, secrets.token_bytes(32), 0o600)
         created.append("session signing key")
+    if not signing.key_path(settings).exists():
+        signing.create_key(signing.key_path(settings))
+        created.append(f"action-signing key {signing.key_path(settings)}")
 
     engine = db.make_engine(settings.db_url)
     try:

@@ -6,15 +6,27 @@ the server's fast validator. Everything else is a pydantic model, so both ends p
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 AGENT_API = "/agent/v1"
 ENROLL_PATH = f"{AGENT_API}/enroll"
 TELEMETRY_PATH = f"{AGENT_API}/telemetry"
 HEARTBEAT_PATH = f"{AGENT_API}/heartbeat"
+ACTIONS_POLL_PATH = f"{AGENT_API}/actions/poll"  # long-poll for signed commands
+ACTION_RESULT_PATH = f"{AGENT_API}/actions/{{action_id}}/result"
+ACTION_ARTIFACT_PATH = f"{AGENT_API}/actions/{{action_id}}/artifact"  # packages, getfile
+MAX_POLL_SECONDS = 25
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+# Domain separation: an action signature can never be mistaken for a signature over anything else.
+SIGNATURE_CONTEXT = b"vigil-machine-action/1\n"
 
 ONBOARDING_FORMAT = "vigil-onboarding/1"
 CREDENTIAL_PREFIX = "vgd_"  # device credentials read "vgd_<device id>.<secret>"
@@ -37,6 +49,9 @@ class OnboardingPackage(_Model):
     token: str
     group: str | None = None
     expires_at: datetime
+    action_public_key: str | None = Field(
+        default=None, description="the server's Ed25519 action-signing key (raw, base64); the agent pins it"
+    )
 
 
 class EnrollRequest(_Model):
@@ -83,9 +98,63 @@ class Heartbeat(_Model):
     sensors: dict[str, str] = Field(default_factory=dict, description="provider name → health")
 
 
+class ActionCommand(_Model):
+    """What the server orders one device to do; signed as a whole, so no field can be altered."""
+
+    action_id: str = Field(min_length=8, max_length=40)
+    device_id: str = Field(max_length=40)
+    type: str = Field(max_length=40)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    issued_at: datetime
+    expires_at: datetime
+    nonce: str = Field(min_length=16, max_length=64)
+
+    def signing_bytes(self) -> bytes:
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return SIGNATURE_CONTEXT + body.encode()
+
+
+class SignedCommand(_Model):
+    command: ActionCommand
+    signature: str = Field(default="", max_length=200, description="base64 Ed25519 signature; empty = unsigned")
+
+
+def sign_command(key: Ed25519PrivateKey, command: ActionCommand) -> SignedCommand:
+    return SignedCommand(command=command, signature=base64.b64encode(key.sign(command.signing_bytes())).decode())
+
+
+def public_key_text(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def signature_valid(public_key: str, signed: SignedCommand) -> bool:
+    """True only for a signature by ``public_key`` (raw, base64) over exactly this command."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        key.verify(base64.b64decode(signed.signature, validate=True), signed.command.signing_bytes())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class CommandPoll(_Model):
+    commands: list[SignedCommand] = Field(default_factory=list)
+
+
+class ActionResult(_Model):
+    """The agent's report on one command: accepted (InProgress), done, failed or refused."""
+
+    status: Literal["InProgress", "Succeeded", "Failed"]
+    message: str = Field(default="", max_length=4000)
+    # Why the agent refused the command without running it: signature, device, expired, replay...
+    refused: str | None = Field(default=None, max_length=32)
+    output: dict[str, Any] = Field(default_factory=dict)
+
+
 class HeartbeatResponse(_Model):
     server_time: datetime
-    commands: list[dict[str, Any]] = Field(default_factory=list)
+    commands: list[SignedCommand] = Field(default_factory=list)
 
 
 class ErrorBody(_Model):
