@@ -181,7 +181,8 @@ DEVICE_EVENTS = Table(
         *_INITIATING,
         _ADDITIONAL,
     ),
-    ("AgentStarted", "AgentStopped", "SensorHealth", "EventsDropped"),
+    ("AgentStarted", "AgentStopped", "SensorHealth", "EventsDropped", "ResponseActionSucceeded",
+     "ResponseActionFailed", "ResponseActionRefused"),
 )
 
 DEVICE_INFO = Table(

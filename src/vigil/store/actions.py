@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,8 @@ from vigil.core.actions import (
 )
 from vigil.store.devices import aware
 from vigil.store.schema import live_response_library, live_response_sessions, machine_actions
+
+REDELIVER_AFTER = timedelta(seconds=30)
 
 
 class ActionNotFound(LookupError):
@@ -95,18 +97,24 @@ def query(
 
 
 def take_pending(conn: sa.Connection, device_id: str, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
-    """Signed commands waiting for ``device_id``, each handed out once (marked delivered)."""
+    """Signed commands waiting for ``device_id``, marked delivered.
+
+    A command the device has not acknowledged (InProgress) within REDELIVER_AFTER is sent again: an
+    answer lost in transit must not strand it. The agent's replay check makes a second copy harmless.
+    """
     c = machine_actions.c
+    undelivered = sa.or_(c.delivered_at.is_(None), c.delivered_at < now - REDELIVER_AFTER)
     rows = conn.execute(
-        sa.select(c.id, c.command).where(
+        sa.select(c.id, c.command, c.delivered_at).where(
             c.device_id == device_id, c.status == ActionStatus.PENDING.value, c.command.is_not(None),
-            c.delivered_at.is_(None), c.expires_at > now,
+            undelivered, c.expires_at > now,
         ).order_by(c.created_at).limit(limit)
     ).all()
     out = []
     for r in rows:
-        # Guarded: with two server processes polling, only one hands each command out.
-        done = conn.execute(machine_actions.update().where(c.id == r.id, c.delivered_at.is_(None))
+        # Guarded on the value read: with two server processes polling, only one hands each command out.
+        same = c.delivered_at.is_(None) if r.delivered_at is None else c.delivered_at == r.delivered_at
+        done = conn.execute(machine_actions.update().where(c.id == r.id, same)
                             .values(delivered_at=now, updated_at=now))
         if done.rowcount:
             out.append(dict(r.command))
