@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from vigil.core.telemetry import SchemaError, validate_events
+from vigil.server.agent_actions import pending_commands
 from vigil.server.auth import authenticated_device, services
 from vigil.server.errors import APIError
 from vigil.store import devices as device_store
@@ -122,4 +123,4 @@ def heartbeat(body: Heartbeat, request: Request, device_id: str = authenticated_
             counters=body.counters.model_dump(), sensors=body.sensors,
             last_ip=(ips[0] if ips else _client_ip(request)), last_external_ip=_client_ip(request),
         )
-    return HeartbeatResponse(server_time=now)
+    return HeartbeatResponse(server_time=now, commands=pending_commands(request, device_id))

@@ -8,6 +8,8 @@ from vigil.server.api import (
     alerts,
     audit,
     incidents,
+    liveresponse,
+    machineactions,
     machinegroups,
     machines,
     onboarding,
@@ -19,6 +21,9 @@ from vigil.server.api import (
 )
 
 router = APIRouter(prefix="/api", tags=["api"])
-_MODULES = (session, machines, alerts, incidents, suppression, onboarding, machinegroups, rbac, tokens, audit, plan)
+_MODULES = (
+    session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
+    tokens, audit, plan,
+)
 for _module in _MODULES:
     router.include_router(_module.router)
