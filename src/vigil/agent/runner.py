@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 from vigil import __version__
+from vigil.agent.actions.base import ActionSettings
+from vigil.agent.actions.worker import ActionWorker
 from vigil.agent.budget import Budget
 from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.config import AgentConfig
@@ -55,8 +57,11 @@ class Agent:
         self.clock = clock
         self._transport = transport
         self._saved_health = ""
+        self.actions = ActionWorker(identity, transport, clock,
+                                    ActionSettings.from_env(config.state_dir, identity.server_url), self._agent_event)
         self.uploader = Uploader(
-            spool, transport, identity, config, clock, self.sensor_health, device_name=socket.getfqdn()
+            spool, transport, identity, config, clock, self.sensor_health, device_name=socket.getfqdn(),
+            on_commands=self.actions.submit,
         )
 
     def sensor_health(self) -> dict[str, str]:
@@ -86,6 +91,7 @@ class Agent:
         self._agent_event("AgentStarted", {"ClientVersion": __version__,
                                            "Sensors": {n: str(h) for n, h in reached.items()}})
         self.uploader.start()
+        self.actions.start()
         log.info("agent %s running as device %s, reporting to %s",
                  __version__, self.identity.device_id, self.identity.server_url)
         return reached
@@ -101,6 +107,7 @@ class Agent:
             self.budget.stop()
         counters = self.spool.counters().model_dump()
         self._agent_event("AgentStopped", {"ClientVersion": __version__, "Counters": counters})
+        self.actions.stop()
         self.uploader.stop()
         self._transport.close()
         self.spool.set_meta(META_PID, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -12,7 +13,19 @@ from pydantic import BaseModel, ValidationError
 from vigil import __version__
 from vigil.agent.errors import AgentError, ServerRejected
 from vigil.agent.identity import Identity, pinned_context
-from vigil.wire import HEARTBEAT_PATH, TELEMETRY_PATH, ErrorBody, Heartbeat, HeartbeatResponse, TelemetryAck
+from vigil.wire import (
+    ACTION_ARTIFACT_PATH,
+    ACTION_RESULT_PATH,
+    ACTIONS_POLL_PATH,
+    HEARTBEAT_PATH,
+    TELEMETRY_PATH,
+    ActionResult,
+    CommandPoll,
+    ErrorBody,
+    Heartbeat,
+    HeartbeatResponse,
+    TelemetryAck,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -56,6 +69,7 @@ class AgentTransport:
     """One keep-alive client for the lifetime of the agent."""
 
     def __init__(self, identity: Identity, timeout: float, transport: httpx.BaseTransport | None = None) -> None:
+        self._timeout = timeout
         self._client = httpx.Client(
             base_url=identity.server_url,
             verify=pinned_context(identity.ca_cert_pem, identity.ca_sha256),
@@ -95,6 +109,28 @@ class AgentTransport:
         )
         check(response, f"POST {HEARTBEAT_PATH}")
         return _parse(HeartbeatResponse, response, HEARTBEAT_PATH)
+
+
+    def poll_commands(self, wait: float) -> CommandPoll:
+        """Long-poll: the server answers as soon as a command waits, or after ``wait`` seconds."""
+        response = self._post(f"{ACTIONS_POLL_PATH}?wait={wait:g}", b"", {}, wait + self._timeout)
+        check(response, f"POST {ACTIONS_POLL_PATH}")
+        return _parse(CommandPoll, response, ACTIONS_POLL_PATH)
+
+    def report_result(self, action_id: str, result: ActionResult) -> None:
+        path = ACTION_RESULT_PATH.format(action_id=action_id)
+        response = self._post(path, result.model_dump_json().encode(), {"Content-Type": "application/json"}, None)
+        check(response, f"POST {path}")
+
+    def upload_artifact(self, action_id: str, file: Path) -> None:
+        path = ACTION_ARTIFACT_PATH.format(action_id=action_id)
+        with file.open("rb") as f:
+            try:
+                response = self._client.post(path, content=f, headers={"Content-Type": "application/octet-stream"},
+                                             timeout=max(self._timeout, 300.0))
+            except httpx.TransportError as e:
+                raise ServerUnavailable(f"{path}: {type(e).__name__}: {e or 'no detail'}") from e
+        check(response, f"POST {path}")
 
 
 def _parse(model: type[M], response: httpx.Response, where: str) -> M:

@@ -16,7 +16,7 @@ from vigil.agent.identity import Identity
 from vigil.agent.sensors.device_info import ip_addresses
 from vigil.agent.spool import Batch, Spool
 from vigil.agent.transport import AgentTransport, CredentialRevoked, ServerUnavailable
-from vigil.wire import Heartbeat
+from vigil.wire import Heartbeat, SignedCommand
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class Uploader:
         sensor_health: Callable[[], dict[str, str]],
         device_name: str | None = None,
         rng: random.Random | None = None,
+        on_commands: Callable[[list[SignedCommand]], None] | None = None,
     ) -> None:
+        self._on_commands = on_commands
         self._spool = spool
         self._transport = transport
         self._identity = identity
@@ -163,7 +165,7 @@ class Uploader:
             sensors=self._sensor_health(),
         )
         try:
-            self._transport.heartbeat(beat)
+            answer = self._transport.heartbeat(beat)
         except (ServerUnavailable, CredentialRevoked):
             raise
         except ServerRejected as e:  # telemetry still flows; the mismatch is logged and kept in health
@@ -171,6 +173,8 @@ class Uploader:
             self._spool.set_meta(META_LAST_ERROR, f"{iso(self._clock.now())} {e}")
         else:
             self._spool.set_meta(META_LAST_HEARTBEAT, iso(self._clock.now()))
+            if answer.commands and self._on_commands is not None:
+                self._on_commands(answer.commands)
         self._next_heartbeat = now + self._config.heartbeat_seconds
 
     # -- state changes ------------------------------------------------------------------------
