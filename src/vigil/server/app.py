@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 import vigil
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
-from vigil.server import agent_api, api, errors, portal, portal_alerts, portal_plan
+from vigil.server import agent_actions, agent_api, api, errors, portal, portal_actions, portal_alerts, portal_plan
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import AfterIngest, IngestPipeline
 from vigil.server.metrics import install as install_metrics
@@ -63,9 +63,11 @@ def create_app(
     app.state.services = svc
     errors.install(app)
     app.include_router(agent_api.router)
+    app.include_router(agent_actions.router)
     app.include_router(api.router)
     app.include_router(portal.router)
     app.include_router(portal_alerts.router)
+    app.include_router(portal_actions.router)
     app.include_router(portal_plan.router)
     install_metrics(app)  # GET /metrics: loopback, or an analyst token
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
