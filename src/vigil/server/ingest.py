@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,29 @@ def _device_facts(rows: RowsByTable) -> dict[str, Any]:
         "os_build": info.get("OSBuild"),
         "agent_version": info.get("ClientVersion"),
     }
-    return {k: v for k, v in facts.items() if v}
+    out: dict[str, Any] = {k: v for k, v in facts.items() if v}
+    tags = agent_tags(info.get("DeviceTags"))
+    if tags is not None:
+        out["agent_tags"] = tags
+    return out
+
+
+MAX_TAGS, MAX_TAG_LENGTH = 50, 128
+
+
+def agent_tags(raw: str | None) -> list[str] | None:
+    """The tags in a DeviceInfo row (stored as JSON text); None when the row has none to say.
+
+    Tags outside the limits are dropped, not the batch: the agent's config file is the operator's, and
+    a bad tag there must not cost the device its telemetry.
+    """
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    if not isinstance(value, list):
+        return None
+    tags = [t.strip() for t in value if isinstance(t, str) and 0 < len(t.strip()) <= MAX_TAG_LENGTH]
+    return sorted(set(tags))[:MAX_TAGS]
 
 
 class IngestPipeline:

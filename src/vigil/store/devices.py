@@ -150,7 +150,7 @@ def authenticate_device(conn: sa.Connection, credential: str) -> str | None:
 
 
 # A change to any of these may move the device to another group.
-_MATCHED_FIELDS = frozenset({"computer_dns_name", "os_platform", "tags"})
+_MATCHED_FIELDS = frozenset({"computer_dns_name", "os_platform", "tags", "agent_tags"})
 
 
 def touch_device(conn: sa.Connection, device_id: str, now: datetime, **fields: Any) -> list[tuple[str, int, int]]:
@@ -159,6 +159,11 @@ def touch_device(conn: sa.Connection, device_id: str, now: datetime, **fields: A
     if _MATCHED_FIELDS & fields.keys():
         return reassign_devices(conn, [device_id])
     return []
+
+
+def all_tags(tags: list[str] | None, agent_tags: list[str] | None) -> tuple[str, ...]:
+    """A device's tags: those analysts set plus those its agent reports."""
+    return tuple(sorted(set(tags or ()) | set(agent_tags or ())))
 
 
 def group_rules(conn: sa.Connection) -> list[GroupRule]:
@@ -172,14 +177,15 @@ def reassign_devices(conn: sa.Connection, device_ids: list[str] | None = None) -
     """Put each device (all when ``device_ids`` is None) in its highest-ranked matching group."""
     rules = group_rules(conn)
     q = sa.select(
-        devices.c.id, devices.c.computer_dns_name, devices.c.os_platform, devices.c.tags, devices.c.group_id,
+        devices.c.id, devices.c.computer_dns_name, devices.c.os_platform, devices.c.tags, devices.c.agent_tags,
+        devices.c.group_id,
         enrollment_tokens.c.group_id.label("enrolled_group_id"),
     ).join(enrollment_tokens, enrollment_tokens.c.id == devices.c.enrollment_token_id, isouter=True)
     if device_ids is not None:
         q = q.where(devices.c.id.in_(device_ids))
     moves = []
     for r in conn.execute(q).all():
-        facts = DeviceFacts(r.computer_dns_name, r.os_platform, tuple(r.tags or []))
+        facts = DeviceFacts(r.computer_dns_name, r.os_platform, all_tags(r.tags, r.agent_tags))
         new = assign_group(facts, rules, r.enrolled_group_id)
         if new != r.group_id:
             conn.execute(devices.update().where(devices.c.id == r.id).values(group_id=new))

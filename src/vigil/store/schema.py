@@ -46,6 +46,8 @@ devices = sa.Table(
     sa.Column("machine_id", sa.String(128), nullable=False, default=""),
     sa.Column("group_id", sa.Integer, sa.ForeignKey("device_groups.id"), nullable=False),
     sa.Column("tags", sa.JSON, nullable=False, default=list),
+    # Tags the agent reports from its config file; the device's tags are these plus `tags` (set by analysts).
+    sa.Column("agent_tags", sa.JSON, nullable=False, default=list),
     sa.Column("credential_hash", sa.String(64), nullable=False),
     sa.Column("first_seen", UtcDateTime, nullable=False),
     sa.Column("last_seen", UtcDateTime, nullable=False),

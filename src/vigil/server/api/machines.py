@@ -40,7 +40,7 @@ def machine_json(row: Any, group_name: str, now: datetime) -> dict[str, Any]:
         "lastIpAddress": row.last_ip,
         "lastExternalIpAddress": row.last_external_ip,
         "healthStatus": health_status(last_seen, now, row.offboarded_at is not None).value,
-        "machineTags": list(row.tags or []),
+        "machineTags": list(device_store.all_tags(row.tags, row.agent_tags)),
         "rbacGroupId": row.group_id,
         "rbacGroupName": group_name,
         "riskScore": "None",
