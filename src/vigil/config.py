@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_DATA_DIR = Path("/var/lib/vigil")
 SETTINGS_FILE = "vigil.toml"
@@ -15,6 +17,69 @@ SETTINGS_FILE = "vigil.toml"
 
 class SettingsError(ValueError):
     """The settings file or environment holds a value Vigil cannot use."""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OidcSettings(BaseModel):
+    """OpenID Connect single sign-on for the portal (the `[oidc]` table of vigil.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""
+    # A file holding the secret, so that vigil.toml can stay readable by more than the service account.
+    client_secret_file: str = ""
+    provider_name: str = "single sign-on"  # shown as "Sign in with <provider_name>"
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    groups_claim: str = "groups"  # dots descend into objects: "realm_access.roles"
+    username_claim: str = "preferred_username"
+    # IdP group name → Vigil user groups its members join at each sign-in.
+    group_map: dict[str, list[str]] = Field(default_factory=dict)
+    create_users: bool = True
+    # Refuse users whose IdP groups map to no Vigil user group.
+    require_mapped_group: bool = False
+    ca_file: str = ""  # a CA bundle for an IdP whose certificate is not publicly trusted
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or "")):
+            return v.rstrip("/")
+        raise ValueError("the issuer must be an https:// URL (http:// only on loopback)")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, v: list[str]) -> list[str]:
+        if "openid" not in v:
+            raise ValueError("the scopes must include 'openid'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> OidcSettings:
+        if self.client_secret and self.client_secret_file:
+            raise ValueError("give client_secret or client_secret_file, not both")
+        return self
+
+    def secret(self) -> str:
+        """The client secret, read from its file each time so that a rotated secret needs no restart."""
+        if not self.client_secret_file:
+            return self.client_secret
+        try:
+            return Path(self.client_secret_file).read_text().strip()
+        except OSError as e:
+            raise SettingsError(f"oidc.client_secret_file: cannot read {self.client_secret_file}: {e.strerror}") from e
 
 
 class Settings(BaseModel):
@@ -35,6 +100,7 @@ class Settings(BaseModel):
     org_name: str = "Vigil"
     # Sigma rule folders loaded beside Vigil's own; `<data dir>/rules` is always among them.
     rules_dirs: list[str] = Field(default_factory=list)
+    oidc: OidcSettings | None = None
 
     @property
     def db_url(self) -> str:
@@ -111,6 +177,6 @@ def load_settings(data_dir: Path, env: dict[str, str] | None = None) -> Settings
 def settings_toml(s: Settings) -> str:
     """The settings file as written at set-up; JSON string and list syntax is valid TOML."""
     lines = ["# Vigil server settings, written by `vigil setup`. VIGIL_* variables override them."]
-    for key, value in s.model_dump(exclude={"data_dir"}).items():
+    for key, value in s.model_dump(exclude={"data_dir", "oidc"}).items():
         lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"

@@ -51,10 +51,15 @@ def create_user(
 
 
 def upsert_sso_user(
-    conn: sa.Connection, subject: str, username: str, email: str | None, now: datetime
+    conn: sa.Connection, subject: str, username: str, email: str | None, now: datetime, *, create: bool = True
 ) -> User | None:
-    """The user an identity provider vouches for; created read-only on first sign-in, None if disabled."""
+    """The user an identity provider vouches for; created read-only on first sign-in (when ``create``).
+
+    None when the user is disabled, or unknown and ``create`` is off.
+    """
     row = conn.execute(sa.select(users).where(users.c.oidc_subject == subject)).first()
+    if row is None and not create:
+        return None
     if row is None:
         name = username
         if conn.execute(sa.select(users.c.id).where(users.c.username == name)).first():
