@@ -69,7 +69,11 @@ def home(_: None = _public()) -> Response:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, error: str | None = None, _: None = _public()) -> Response:
     csrf = secrets.token_urlsafe(24)
-    resp = templates.TemplateResponse(request, "login.html", {"csrf": csrf, "error": error, "user": None})
+    oidc = services(request).settings.oidc
+    resp = templates.TemplateResponse(
+        request, "login.html",
+        {"csrf": csrf, "error": error, "user": None, "sso_name": oidc.provider_name if oidc else None},
+    )
     resp.set_cookie(CSRF_COOKIE, csrf, secure=_secure(request), samesite="strict", httponly=False)
     return resp
 
@@ -92,10 +96,14 @@ def login_submit(
 
 def signed_in_response(request: Request, user: Any, to: str = "/devices") -> Response:
     """A fresh session (never one the visitor brought along: no session fixation) and a fresh CSRF token."""
+    return start_session(request, RedirectResponse(to, status_code=303), user)
+
+
+def start_session(request: Request, resp: Response, user: Any) -> Response:
+    """Sets the new session and CSRF cookies on ``resp``, ending whatever session the request carried."""
     svc = services(request)
     if request.cookies.get(SESSION_COOKIE):
         end_session(svc, request.cookies[SESSION_COOKIE])
-    resp = RedirectResponse(to, status_code=303)
     resp.set_cookie(
         SESSION_COOKIE, issue_token(svc, user, client_ip(request)), max_age=TOKEN_LIFETIME_SECONDS, httponly=True,
         secure=_secure(request), samesite="strict",
