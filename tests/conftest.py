@@ -76,3 +76,16 @@ def sqlite_server(tmp_path: Path) -> Iterator[VigilServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_installed() -> None:
+    """The test OpenID provider's node_modules (`npm ci` once per lock file); skipped without Node.js."""
+    from tests.oidc_support import OIDC_REQUIRED, NodeMissing, install_provider
+
+    try:
+        install_provider()
+    except NodeMissing as e:
+        if OIDC_REQUIRED:
+            pytest.fail(f"{e} (VIGIL_REQUIRE_OIDC=1)")
+        pytest.skip(str(e))
