@@ -6,6 +6,9 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v nft >/dev/null || need+=(nftables)
+# Node.js runs the OpenID provider the single sign-on tests sign in through (tests/oidc).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "system-deps: missing ${need[*]}; run as root or install them (apt-get install -y ${need[*]})" >&2
