@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.core.telemetry import SchemaError, validate_events
 from vigil.server.agent_actions import pending_commands
-from vigil.server.auth import authenticated_device, services
+from vigil.server.auth import authenticated_device, public, services
 from vigil.server.errors import APIError
 from vigil.store import devices as device_store
 from vigil.wire import (
@@ -35,7 +35,8 @@ def _client_ip(request: Request) -> str:
 
 
 @router.post(ENROLL_PATH, response_model=EnrollResponse)
-def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
+def enroll(body: EnrollRequest, request: Request, _: None = public()) -> EnrollResponse:
+    """Authenticated by the enrollment token in the body, so no caller identity is required."""
     svc = services(request)
     ip = _client_ip(request)
     if not svc.enroll_limiter.allow(ip):

@@ -62,8 +62,7 @@ def test_every_route_declares_its_guard(tmp_path) -> None:  # type: ignore[no-un
         guards = [getattr(d.call, PERMISSION_ATTR, None) for d in route.dependant.dependencies]
         if not any(guards):
             unguarded.append(path)
-    # Enrollment is authenticated by the enrollment token in its body; it should say so with public().
-    assert unguarded in ([], ["/agent/v1/enroll"])
+    assert unguarded == []
 
 
 @pytest.mark.parametrize("path", ["/api/machines", "/api/machines/x", "/api/machines/x/timeline"])
