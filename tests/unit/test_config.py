@@ -1,0 +1,46 @@
+"""Settings: the `[oidc]` table is checked when vigil.toml is read, with the field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigil.config import OidcSettings, SettingsError, load_settings
+
+BASE = 'client_id = "vigil"\n'
+
+
+def settings_with(tmp_path: Path, oidc: str) -> OidcSettings:
+    (tmp_path / "vigil.toml").write_text(f"[oidc]\n{oidc}")
+    settings = load_settings(tmp_path, env={}).oidc
+    assert settings is not None
+    return settings
+
+
+def test_an_oidc_table_is_read_with_its_group_map(tmp_path: Path) -> None:
+    oidc = settings_with(tmp_path, BASE + 'issuer = "https://sso.example/realms/acme/"\n'
+                                          '[oidc.group_map]\n"soc" = ["SOC Tier 1"]\n')
+    assert oidc.issuer == "https://sso.example/realms/acme"
+    assert oidc.group_map == {"soc": ["SOC Tier 1"]}
+
+
+@pytest.mark.parametrize(("oidc", "named"), [
+    ('issuer = "http://sso.example"\n' + BASE, "oidc.issuer"),
+    ('issuer = "https://sso.example"\n' + BASE + 'scopes = ["profile"]\n', "oidc.scopes"),
+    ('issuer = "https://sso.example"\n' + BASE + 'client_secret = "a"\nclient_secret_file = "/x"\n', "oidc"),
+    ('issuer = "https://sso.example"\n' + BASE + 'groups = "x"\n', "oidc.groups"),
+])
+def test_bad_oidc_settings_name_the_field(tmp_path: Path, oidc: str, named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        settings_with(tmp_path, oidc)
+
+
+def test_loopback_http_issuer_and_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    oidc = settings_with(tmp_path, BASE + f'issuer = "http://127.0.0.1:8080"\nclient_secret_file = "{secret}"\n')
+    assert oidc.secret() == "s3cret"
+    secret.unlink()
+    with pytest.raises(SettingsError, match="client_secret_file"):
+        oidc.secret()
