@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 from authlib.common.security import generate_token
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
@@ -19,6 +20,12 @@ from joserfc.jws import JWSRegistry
 
 from vigil.config import OidcSettings, SettingsError
 from vigil.core.sso import SsoError, SsoFailure
+
+with warnings.catch_warnings():
+    # Authlib 1.9 nudges httpx users towards httpx2. Vigil uses httpx throughout (and pins Authlib), so
+    # this one notice is expected; any other warning from the import still shows.
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 
 
 @dataclass(frozen=True)
