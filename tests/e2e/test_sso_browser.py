@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.server.rbac_support import admin
 from tests.oidc_support import OidcProvider, configure
@@ -28,6 +28,16 @@ def idp(sqlite_server: VigilServer, tmp_path: Path, oidc_provider_installed: Non
         provider.stop()
 
 
+def sign_in_at_provider(page: Page, server: VigilServer, idp: OidcProvider, login: str) -> None:
+    """From Vigil's login page through the provider's own (development) sign-in form, on its origin."""
+    page.goto(f"{server.url}/login")
+    page.get_by_role("button", name="Sign in with Test IdP").click()
+    page.wait_for_url(f"{idp.issuer}/**")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any password")
+    page.get_by_role("button", name="Sign-in").click()
+
+
 def test_sign_in_with_the_identity_provider_lands_signed_in_with_the_mapped_role(
     sqlite_server: VigilServer, idp: OidcProvider, chromium: Browser,
 ) -> None:
@@ -37,13 +47,7 @@ def test_sign_in_with_the_identity_provider_lands_signed_in_with_the_mapped_role
         assert c.post("/api/rbac/mode", json={"mode": "rbac"}).status_code == 200
     idp.set_account("alice", email="alice@example.org", groups=["soc-analysts"])
     page = chromium.new_page()
-    page.goto(f"{sqlite_server.url}/login")
-    page.get_by_role("button", name="Sign in with Test IdP").click()
-    # The provider's own (development) sign-in form, on the provider's origin.
-    page.wait_for_url(f"{idp.issuer}/**")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", "any password")
-    page.get_by_role("button", name="Sign-in").click()
+    sign_in_at_provider(page, sqlite_server, idp, "alice")
     # Back at Vigil with a session: the SameSite=Strict cookie must survive the cross-site return.
     page.wait_for_url(f"{sqlite_server.url}/devices")
     expect(page.locator("body")).to_contain_text("alice")
@@ -54,12 +58,7 @@ def test_sign_in_with_the_identity_provider_lands_signed_in_with_the_mapped_role
     # Refused sign-ins come back to the login page with the reason.
     idp.fault(aud="some-other-app")
     page.context.clear_cookies()
-    page.goto(f"{sqlite_server.url}/login")
-    page.get_by_role("button", name="Sign in with Test IdP").click()
-    page.wait_for_url(f"{idp.issuer}/**")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", "any password")
-    page.get_by_role("button", name="Sign-in").click()
+    sign_in_at_provider(page, sqlite_server, idp, "alice")
     page.wait_for_url(f"{sqlite_server.url}/login?error=*")
     expect(page.get_by_role("alert")).to_contain_text("Sign-in with Test IdP failed: the ID token is not valid")
     page.close()
