@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from tests.integration.server.rbac_support import admin, all_routes, enroll_with_alert, make_user, token_of
 from tests.support import VigilServer
 from vigil.config import load_settings
