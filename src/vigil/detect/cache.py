@@ -17,11 +17,11 @@ from pathlib import Path
 from types import CodeType
 
 from vigil.detect.correlation import Correlation
-from vigil.detect.loading import RuleSource
 from vigil.detect.model import RuleInfo, RuleLoadError, RuleNote
+from vigil.detect.sources import RuleSource
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-2"
+_FORMAT = b"vigil-rules-cache-3"
 
 
 def default_cache_dir() -> Path:
@@ -79,10 +79,9 @@ def cache_key(sources: Sequence[RuleSource], settings: str) -> str:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """What a load produces, minus the parse: rule metadata, generated source and its code object."""
+    """What a load produces, minus the parse: rule metadata and the generated module's code object."""
 
     rules: tuple[RuleInfo, ...]
-    source: str
     code: CodeType
     errors: tuple[RuleLoadError, ...]
     notes: tuple[RuleNote, ...]
@@ -112,13 +111,13 @@ class RuleCache:
             return None
         if not isinstance(meta, tuple) or not isinstance(code, CodeType):
             return None
-        rules, source, errors, notes, files, correlations = meta
-        return CacheEntry(rules, source, code, errors, notes, files, correlations)
+        rules, errors, notes, files, correlations = meta
+        return CacheEntry(rules, code, errors, notes, files, correlations)
 
     def put(self, key: str, entry: CacheEntry) -> None:
         """Write atomically (a reader sees the old file or the whole new one); failures are the caller's."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        meta = pickle.dumps((entry.rules, entry.source, entry.errors, entry.notes, entry.files, entry.correlations),
+        meta = pickle.dumps((entry.rules, entry.errors, entry.notes, entry.files, entry.correlations),
                             protocol=pickle.HIGHEST_PROTOCOL)
         blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps(entry.code)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")

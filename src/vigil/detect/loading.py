@@ -18,10 +18,10 @@ from sigma.rule import SigmaRule
 from vigil.core.attack import tactics_from_tags, techniques_from_tags
 from vigil.core.severity import RuleLevel
 from vigil.detect.correlation import STREAMING_OPERATORS, Correlation, CorrelationKind
-from vigil.detect.ir import Node, Or, UnsupportedFeature, lower_condition, simplify
+from vigil.detect.ir import Node, Or, UnsupportedFeature, simplify
+from vigil.detect.lowering import lower_condition
 from vigil.detect.model import ErrorKind, LogSource, RuleInfo, RuleLoadError
-
-RULE_SUFFIXES = (".yml", ".yaml")
+from vigil.detect.sources import RuleSource, read_sources
 
 # The Sigma specification names `utf16le` as an alias of `wide`; pySigma 2.0.1 knows only `wide`.
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
@@ -58,20 +58,6 @@ class PendingCorrelation:
             info=self.info, kind=self.kind, rules=tuple(rid(r) for r in self.references), timespan=self.timespan,
             group_by=self.group_by, operator=self.operator, count=self.count, value_field=self.value_field,
             aliases={a: {rid(r): f for r, f in m} for a, m in self.aliases}, generate=self.generate)
-
-
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[RuleLoadError]]:
-    """Rule files under the given files and directories, sorted for a stable load order."""
-    files: list[Path] = []
-    errors: list[RuleLoadError] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file()))
-        elif path.is_file():
-            files.append(path)
-        else:
-            errors.append(RuleLoadError(path, ErrorKind.READ, "no such file or directory"))
-    return files, errors
 
 
 def _yaml_documents(text: str) -> list[Any]:
@@ -220,26 +206,6 @@ def _info(rule: SigmaRule | SigmaCorrelationRule, path: Path | None) -> RuleInfo
         falsepositives=tuple(str(f) for f in rule.falsepositives),
         name=rule.name,
     )
-
-
-@dataclass(frozen=True)
-class RuleSource:
-    """One rule file's bytes, read once: hashed for the compiled-rule cache, then parsed."""
-
-    path: Path
-    data: bytes
-
-
-def read_sources(paths: Iterable[Path]) -> tuple[list[RuleSource], list[RuleLoadError]]:
-    """The bytes of every rule file under `paths`; missing and unreadable paths become errors."""
-    files, errors = discover(paths)
-    sources: list[RuleSource] = []
-    for file in files:
-        try:
-            sources.append(RuleSource(file, file.read_bytes()))
-        except OSError as e:
-            errors.append(RuleLoadError(file, ErrorKind.READ, str(e)))
-    return sources, errors
 
 
 def load_source(source: RuleSource) -> LoadedText:

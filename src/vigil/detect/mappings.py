@@ -121,7 +121,7 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
 
 
 def parse_mapping(text: str, origin: str) -> SourceMapping:
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader, C when built
     if not isinstance(data, dict) or data.get("domain") not in (WINDOWS, TELEMETRY):
         raise MappingError(f"{origin}: expected a mapping with domain: windows|telemetry")
     domain = str(data["domain"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.detect.cache import CacheEntry, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
@@ -14,7 +15,6 @@ from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.correlation import Correlation
 from vigil.detect.events import Scalar, evtx_views, views
 from vigil.detect.ir import fields_of, rename_fields
-from vigil.detect.loading import LoadedRule, PendingCorrelation, load_source, load_text, read_sources
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
 from vigil.detect.model import (
     ErrorKind,
@@ -25,7 +25,12 @@ from vigil.detect.model import (
     RuleLoadError,
     RuleNote,
 )
+from vigil.detect.prefilter import BucketPlan
 from vigil.detect.runtime import NAMESPACE, evaluate
+from vigil.detect.sources import read_sources
+
+if TYPE_CHECKING:  # pySigma (through `loading`) is imported only to compile: a warm start never needs it
+    from vigil.detect.loading import LoadedRule, PendingCorrelation
 
 # A generated binding test: (lower-cased event, original event) -> matched
 Matcher = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], bool]
@@ -35,36 +40,38 @@ TABLE_KEY = "_table"  # in JSON-lines input, names the telemetry table of a row
 
 @dataclass(frozen=True)
 class CompiledRules:
-    """Everything a worker process needs to rebuild a RuleSet: plain data, no code objects."""
+    """Everything a spawned worker process needs to rebuild a RuleSet: rule metadata and the matchers'
+    code object, marshalled (the same interpreter reads it back)."""
 
     rules: tuple[RuleInfo, ...]
-    source: str
+    code: bytes
     correlations: tuple[Correlation, ...] = ()
 
 
 class RuleSet:
     """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
 
-    def __init__(self, compiled: CompiledRules, code: CodeType | None = None) -> None:
-        """`code`: the source already compiled (from the rule cache); it must come from `compiled.source`."""
-        self.rules = compiled.rules
-        self.correlations = compiled.correlations
+    def __init__(self, rules: tuple[RuleInfo, ...], code: CodeType, correlations: tuple[Correlation, ...] = ()) -> None:
+        """`code`: the generated module (`codegen.generate_module`) compiled, for `rules`."""
+        self.rules = rules
+        self.correlations = correlations
         self._correlation_fields: dict[str, tuple[str, ...]] = {}
         for c in self.correlations:
             for r in c.rules:
                 self._correlation_fields[r] = tuple(dict.fromkeys(self._correlation_fields.get(r, ())
                                                                   + c.fields_for(r)))
-        self._compiled = compiled
-        self.code = code if code is not None else compile(compiled.source, "<vigil-rules>", "exec")
+        self.code = code
         ns: dict[str, Any] = dict(NAMESPACE)
         exec(self.code, ns)  # noqa: S102 - our own generated code
         self._atoms = ns["A"]
         self._trees = ns["T"]
         self._rule_of: list[int] = ns["R"]
         self._functions: list[Matcher] = ns["F"]
-        buckets = [Bucket(members, plan) for members, plan in ns["B"]]
-        self._win: dict[tuple[str, str], Bucket] = {k: buckets[n] for k, n in ns["WIN"].items()}
-        self._tel: dict[tuple[str, str], Bucket] = {k: buckets[n] for k, n in ns["TEL"].items()}
+        # Buckets (their automata) are built on first use: a run builds only those its events need.
+        self._specs: list[tuple[tuple[int, ...], BucketPlan]] = ns["B"]
+        self._buckets: list[Bucket | None] = [None] * len(self._specs)
+        self._win: dict[tuple[str, str], int] = ns["WIN"]
+        self._tel: dict[tuple[str, str], int] = ns["TEL"]
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
 
@@ -91,15 +98,20 @@ class RuleSet:
             if not bound:
                 why = "; ".join(reasons) or f"no mapping for product {rule.info.logsource.product!r}"
                 notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
-        source = generate_module(bindings)
-        return cls(CompiledRules(tuple(r.info for r in rules), source, tuple(correlations))), notes
+        # The source (megabytes for SigmaHQ's rules) is dropped once compiled; the cache keeps the code.
+        code = compile(generate_module(bindings), "<vigil-rules>", "exec")
+        return cls(tuple(r.info for r in rules), code, tuple(correlations)), notes
+
+    @classmethod
+    def from_compiled(cls, compiled: CompiledRules) -> RuleSet:
+        return cls(compiled.rules, marshal.loads(compiled.code), compiled.correlations)  # noqa: S302 - ours
 
     def correlation_fields(self, rule_id: str) -> tuple[str, ...] | None:
         """Fields that correlations read from hits of `rule_id`; None when no correlation uses the rule."""
         return self._correlation_fields.get(rule_id)
 
     def export(self) -> CompiledRules:
-        return self._compiled
+        return CompiledRules(self.rules, marshal.dumps(self.code), self.correlations)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -139,18 +151,23 @@ class RuleSet:
             return self.match_telemetry(table, {k: v for k, v in event.items() if k != TABLE_KEY})
         return self.match_windows(event)
 
-    @staticmethod
+    def _bucket(self, n: int) -> Bucket:
+        bucket = self._buckets[n]
+        if bucket is None:
+            bucket = self._buckets[n] = Bucket(*self._specs[n])
+        return bucket
+
     def _lookup(
-        table: Mapping[tuple[str, str], Bucket], cache: dict[tuple[Any, Any], tuple[Bucket, ...]],
+        self, table: Mapping[tuple[str, str], int], cache: dict[tuple[Any, Any], tuple[Bucket, ...]],
         key: tuple[Any, Any],
     ) -> tuple[Bucket, ...]:
         source = key[0].lower() if isinstance(key[0], str) else key[0]
         sub = key[1] if isinstance(key[1], str) else ANY
         found: list[Bucket] = []
         for k in ((source, sub), (source, ANY), (ANY, ANY)):
-            fn = table.get(k)
-            if fn is not None and fn not in found:
-                found.append(fn)
+            n = table.get(k)
+            if n is not None and (bucket := self._bucket(n)) not in found:
+                found.append(bucket)
         result = tuple(found)
         if len(cache) < 4096:  # bounded: keys come from event data
             cache[key] = result
@@ -206,9 +223,11 @@ def load_rules(
     if store is not None and read_errors == []:  # read errors depend on the file system: never cached
         entry = store.get(key)
         if entry is not None:
-            ruleset = RuleSet(CompiledRules(entry.rules, entry.source, entry.correlations), entry.code)
+            ruleset = RuleSet(entry.rules, entry.code, entry.correlations)
             return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, files=entry.files,
                               cache="hit")
+    from vigil.detect.loading import load_source
+
     rules: list[LoadedRule] = []
     pending: list[PendingCorrelation] = []
     errors: list[RuleLoadError] = list(read_errors)
@@ -231,7 +250,7 @@ def load_rules(
     report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=len(sources))
     if store is not None and not read_errors:
         try:
-            store.put(key, CacheEntry(ruleset.rules, ruleset.export().source, ruleset.code, report.errors,
+            store.put(key, CacheEntry(ruleset.rules, ruleset.code, report.errors,
                                       report.notes, report.files, ruleset.correlations))
         except OSError as e:  # a read-only or full cache directory costs speed, never the load
             return replace(report, cache=f"not written to {cache_dir}: {e}")
@@ -266,6 +285,8 @@ def load_rules_text(
     mappings: Sequence[SourceMapping] | None = None,
 ) -> LoadReport:
     """Load rules from YAML text (one or more documents), e.g. rules kept in a database."""
+    from vigil.detect.loading import load_text
+
     loaded = load_text(text, path)
     errors = list(loaded.errors)
     correlations = _resolve(loaded.correlations, loaded.rules, errors)
