@@ -12,8 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from vigil.core.severity import RuleLevel
 from vigil.detect import RuleFilter, load_rules
@@ -83,17 +81,15 @@ def app(
         err.print("vigil: error: no .evtx or .jsonl files found")
         raise typer.Exit(2)
 
-    results: list[FileResult] = []
-    with Progress(TextColumn("[bold]hunting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("files", total=len(files))
+    if err.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        def done(result: FileResult) -> None:
-            results.append(result)
-            progress.advance(task)
-
-        results = []
-        triage(report.ruleset, files, workers=workers, on_file=done)
+        with Progress(TextColumn("[bold]hunting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("files", total=len(files))
+            results = triage(report.ruleset, files, workers=workers, on_file=lambda _: progress.advance(task))
+    else:
+        results = triage(report.ruleset, files, workers=workers)
     results.sort(key=lambda r: str(r.path))
     failed = [r for r in results if r.error]
     for r in failed:
@@ -119,13 +115,28 @@ def _print(detections: list[Detection], output: OutputFormat) -> None:
                              ";".join(d.hit.tactics), d.source, d.event_id,
                              "; ".join(f"{k}={v}" for k, v in d.fields), d.path])
     else:
-        table = Table(show_lines=False)
-        for col in ("time", "level", "rule", "host", "event", "key fields"):
-            table.add_column(col, overflow="fold")
-        for d in detections:
-            fields = "\n".join(f"{k}: {v[:160]}" for k, v in d.fields)
-            table.add_row(d.timestamp, str(d.hit.level), d.hit.title, d.host, f"{d.source} {d.event_id}", fields)
-        Console(soft_wrap=False).print(table)
+        sys.stdout.write(_table(detections))
+
+
+_HEADERS = ("time", "level", "rule", "host", "event", "key fields")
+_WIDEST = (32, 13, 70, 30, 50)  # the key fields column takes what is left of each line
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _table(detections: list[Detection]) -> str:
+    """Plain aligned columns, one detection per line (a rich table takes seconds for a thousand rows)."""
+    rows = [(d.timestamp, str(d.hit.level), d.hit.title, d.host, f"{d.source} {d.event_id}",
+             "; ".join(f"{k}: {v}" for k, v in d.fields)) for d in detections]
+    clipped = [(*tuple(_clip(c, w) for c, w in zip(r, _WIDEST, strict=False)), _clip(r[5], 200)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in clipped]) for i, h in enumerate(_HEADERS[:-1])]
+    lines = []
+    for r in [_HEADERS, (*tuple("-" * w for w in widths), "-" * 10), *clipped]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def _summary(err: Console, *, report_rules: int, results: list[FileResult], detections: list[Detection]) -> None:

@@ -171,14 +171,25 @@ _worker_ruleset: RuleSet | None = None
 
 
 def _init_worker(compiled: CompiledRules | None) -> None:
-    global _worker_ruleset  # one rule set per worker process, rebuilt from source, not unpickled code
+    global _worker_ruleset  # one rule set per worker process
     if compiled is not None:
-        _worker_ruleset = RuleSet(compiled)
+        _worker_ruleset = RuleSet.from_compiled(compiled)
 
 
-def _scan_in_worker(path: Path) -> FileResult:
+def _scan_batch(paths: list[Path]) -> list[FileResult]:
     assert _worker_ruleset is not None, "worker not initialised"
-    return scan_file(_worker_ruleset, path)
+    return [scan_file(_worker_ruleset, p) for p in paths]
+
+
+def batches(files: Sequence[Path], count: int) -> list[list[Path]]:
+    """`count` batches of about equal bytes (biggest files first, each to the lightest batch), biggest
+    batch first: a worker takes one batch per task, so hundreds of small files cost a few round trips."""
+    bins: list[tuple[int, int, list[Path]]] = [(0, i, []) for i in range(count)]
+    for f in sorted(files, key=lambda p: p.stat().st_size, reverse=True):
+        size, i, members = min(bins)
+        members.append(f)
+        bins[i] = (size + f.stat().st_size, i, members)
+    return [m for _, _, m in sorted(bins, reverse=True) if m]
 
 
 def triage(
@@ -188,7 +199,11 @@ def triage(
     workers: int = 0,
     on_file: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Scan files with the rule set; `workers` processes (0: one per core, 1: in this process)."""
+    """Scan files with the rule set; `workers` processes (0: one per core, 1: in this process).
+
+    Workers start once and take batches of files (a few per worker, for an even finish), not one file
+    per task.
+    """
     workers = workers or multiprocessing.cpu_count()
     workers = min(workers, len(files)) or 1
     results: list[FileResult] = []
@@ -199,22 +214,21 @@ def triage(
             if on_file:
                 on_file(result)
         return results
-    # Biggest files first so that no core is left with one large file at the end.
-    ordered = sorted(files, key=lambda p: p.stat().st_size, reverse=True)
     global _worker_ruleset
     ctx: multiprocessing.context.BaseContext
     initargs: tuple[CompiledRules | None]
     if "fork" in multiprocessing.get_all_start_methods():
-        # Forked workers inherit the compiled rule set: no second compile of the generated module.
+        # Forked workers inherit the compiled rule set: no second load.
         ctx = multiprocessing.get_context("fork")
         _worker_ruleset, initargs = ruleset, (None,)
     else:
         ctx, initargs = multiprocessing.get_context("spawn"), (ruleset.export(),)
     with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
-        for result in pool.imap_unordered(_scan_in_worker, ordered):
-            results.append(result)
-            if on_file:
-                on_file(result)
+        for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
+            for result in batch:
+                results.append(result)
+                if on_file:
+                    on_file(result)
     order = {f: i for i, f in enumerate(files)}
     results.sort(key=lambda r: order[r.path])
     return results
