@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import marshal
 import os
@@ -12,7 +13,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from types import CodeType
 
@@ -35,12 +36,26 @@ def _engine_fingerprint() -> bytes:
     """The engine's own code and data (this package's files), pySigma's and Python's versions."""
     h = hashlib.sha256(_FORMAT)
     h.update(sys.version.encode())
-    h.update(metadata.version("pysigma").encode())
+    h.update(_pysigma_version().encode())
     root = resources.files("vigil.detect")
     for entry in sorted(_walk(root), key=lambda t: t[0]):
         h.update(entry[0].encode())
         h.update(entry[1])
     return h.digest()
+
+
+def _pysigma_version() -> str:
+    """pySigma's installed version, from its dist-info folder name (importlib.metadata costs more to
+    import than a warm start should spend)."""
+    spec = importlib.util.find_spec("sigma")
+    if spec is not None and spec.origin:
+        site = Path(spec.origin).parent.parent
+        for name in os.listdir(site):
+            if name.startswith("pysigma-") and name.endswith(".dist-info"):
+                return name.removeprefix("pysigma-").removesuffix(".dist-info")
+    from importlib import metadata
+
+    return metadata.version("pysigma")
 
 
 def _walk(node: object, prefix: str = "") -> list[tuple[str, bytes]]:

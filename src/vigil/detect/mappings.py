@@ -8,8 +8,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vigil.core.telemetry import TABLES
 from vigil.detect.model import LogSource
 
@@ -121,6 +119,8 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
 
 
 def parse_mapping(text: str, origin: str) -> SourceMapping:
+    import yaml  # only when rules are compiled: a warm start reads no mapping
+
     data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader, C when built
     if not isinstance(data, dict) or data.get("domain") not in (WINDOWS, TELEMETRY):
         raise MappingError(f"{origin}: expected a mapping with domain: windows|telemetry")

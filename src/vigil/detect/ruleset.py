@@ -126,6 +126,12 @@ class RuleSet:
         """Rules matching a pyevtx JSON record (`{"Event": {"System": ..., "EventData": ...}}`)."""
         return self._match_windows_views(*evtx_views(record))
 
+    def match_evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
+        """`match_evtx_record`, and the record flattened to text values (lists as tuples, booleans as
+        'true'/'false', as rules see them) to report the hits from without flattening it again."""
+        low, orig, multi = evtx_views(record)
+        return self._match_windows_views(low, orig, multi), orig
+
     def _match_windows_views(self, low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool) -> list[RuleHit]:
         key = (low.get("Channel"), orig.get("EventID"))
         buckets = self._win_cache.get(key)
@@ -150,6 +156,11 @@ class RuleSet:
         if isinstance(table, str):
             return self.match_telemetry(table, {k: v for k, v in event.items() if k != TABLE_KEY})
         return self.match_windows(event)
+
+    def build_indexes(self) -> None:
+        """Build every bucket's lookups now, e.g. before forking workers so that they share them."""
+        for n in range(len(self._specs)):
+            self._bucket(n)
 
     def _bucket(self, n: int) -> Bucket:
         bucket = self._buckets[n]
@@ -216,10 +227,12 @@ def load_rules(
     With `cache_dir`, the compiled result is kept there under a hash of the rule files' paths and bytes,
     the mappings, the filter and the engine's own code: an unchanged rule set loads without parsing.
     """
-    mappings = default_mappings() if mappings is None else mappings
     sources, read_errors = read_sources(paths)
     store = RuleCache(cache_dir) if cache_dir is not None else None
-    key = cache_key(sources, settings_text(rule_filter, *mappings)) if store is not None else ""
+    # The shipped mappings are files of this package, which the engine fingerprint already hashes: a warm
+    # start does not parse them.
+    settings = settings_text(rule_filter, *(mappings if mappings is not None else ("shipped mappings",)))
+    key = cache_key(sources, settings) if store is not None else ""
     if store is not None and read_errors == []:  # read errors depend on the file system: never cached
         entry = store.get(key)
         if entry is not None:
@@ -228,6 +241,7 @@ def load_rules(
                               cache="hit")
     from vigil.detect.loading import load_source
 
+    mappings = default_mappings() if mappings is None else mappings
     rules: list[LoadedRule] = []
     pending: list[PendingCorrelation] = []
     errors: list[RuleLoadError] = list(read_errors)
