@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 import sys
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from vigil.core.severity import RuleLevel
 from vigil.detect import RuleFilter, load_rules
@@ -24,6 +23,29 @@ from vigil.detect.triage import (
     triage,
     with_correlations,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_MARKUP = re.compile(r"\[/?(?:bold|red|yellow)?\]")
+
+
+class _Stderr:
+    """Messages on stderr: through rich (colours, a progress bar) on a terminal, plain text otherwise,
+    which also spares a scripted run rich's import."""
+
+    def __init__(self) -> None:
+        self.console: Console | None = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self.console = Console(stderr=True, soft_wrap=True)
+
+    def print(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+        else:
+            sys.stderr.write(_MARKUP.sub("", text) + "\n")
 
 
 class OutputFormat(StrEnum):
@@ -55,37 +77,38 @@ def app(
     min_level: Annotated[RuleLevel | None, typer.Option("--min-level", help="Skip rules below this level.")] = None,
     status: Annotated[list[str] | None, typer.Option("--status", help="Only rules with this status.")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tags", help="Only rules with one of these tags.")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Processes (0: one per core).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j",
+                                         help="Processes (0: one per core, one for small inputs).")] = 0,
     cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder "
                                                 "(default: ~/.cache/vigil/rules).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile the rules without the cache.")] = False,
 ) -> None:
     """Run Sigma rules over event log files and print what fired."""
-    err = Console(stderr=True, soft_wrap=True)
+    err = _Stderr()
     rule_filter = RuleFilter(min_level, frozenset(s.lower() for s in status or ()),
                              frozenset(t.lower() for t in tags or ()))
     report = load_rules(rules, rule_filter=rule_filter, cache_dir=cache_dir(cache, no_cache))
     for e in report.errors:
-        err.print(f"[yellow]rule skipped[/]: {e}", highlight=False)
+        err.print(f"[yellow]rule skipped[/]: {e}")
     if report.cache not in ("", "hit", "stored"):
-        err.print(f"[yellow]rule cache[/]: {report.cache}", highlight=False)
+        err.print(f"[yellow]rule cache[/]: {report.cache}")
     if not len(report.ruleset):
         err.print("vigil: error: no rules to run (check --rules and the filters)")
         raise typer.Exit(2)
     try:
         files = discover_inputs(paths)
     except TriageInputError as e:
-        err.print(f"vigil: error: {e}", highlight=False)
+        err.print(f"vigil: error: {e}")
         raise typer.Exit(2) from None
     if not files:
         err.print("vigil: error: no .evtx or .jsonl files found")
         raise typer.Exit(2)
 
-    if err.is_terminal:
+    if err.console is not None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("[bold]hunting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                      TimeElapsedColumn(), console=err, transient=True) as progress:
+                      TimeElapsedColumn(), console=err.console, transient=True) as progress:
             task = progress.add_task("files", total=len(files))
             results = triage(report.ruleset, files, workers=workers, on_file=lambda _: progress.advance(task))
     else:
@@ -93,7 +116,7 @@ def app(
     results.sort(key=lambda r: str(r.path))
     failed = [r for r in results if r.error]
     for r in failed:
-        err.print(f"[red]unreadable[/]: {r.path}: {r.error}", highlight=False)
+        err.print(f"[red]unreadable[/]: {r.path}: {r.error}")
     detections = with_correlations(report.ruleset, [d for r in results for d in r.detections])
     detections.sort(key=lambda d: (d.timestamp, d.hit.title))
     _print(detections, output)
@@ -107,6 +130,8 @@ def _print(detections: list[Detection], output: OutputFormat) -> None:
         for d in detections:
             sys.stdout.write(json.dumps(_record(d)) + "\n")
     elif output is OutputFormat.CSV:
+        import csv
+
         writer = csv.writer(sys.stdout)
         writer.writerow(["timestamp", "host", "level", "rule", "rule_id", "tactics", "source", "event_id",
                          "fields", "file"])
@@ -139,15 +164,15 @@ def _table(detections: list[Detection]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def _summary(err: Console, *, report_rules: int, results: list[FileResult], detections: list[Detection]) -> None:
+def _summary(err: _Stderr, *, report_rules: int, results: list[FileResult], detections: list[Detection]) -> None:
     events = sum(r.events for r in results)
     fired = {d.hit.rule_id for d in detections}
     err.print(f"{len(results)} files, {events} events, {report_rules} rules, "
-              f"{len(detections)} detections from {len(fired)} rules", highlight=False)
+              f"{len(detections)} detections from {len(fired)} rules")
     by_level = Counter(str(d.hit.level) for d in detections)
     levels = ", ".join(f"{lvl}: {by_level[lvl]}" for lvl in reversed(RuleLevel) if by_level[lvl])
     if levels:
-        err.print(f"by level: {levels}", highlight=False)
+        err.print(f"by level: {levels}")
     by_tactic = Counter(t for d in detections for t in d.hit.tactics)
     if by_tactic:
-        err.print("by tactic: " + ", ".join(f"{t}: {n}" for t, n in by_tactic.most_common()), highlight=False)
+        err.print("by tactic: " + ", ".join(f"{t}: {n}" for t, n in by_tactic.most_common()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from vigil.detect.events import flatten_evtx
 from vigil.detect.model import RuleHit
 from vigil.detect.ruleset import TABLE_KEY, CompiledRules, RuleSet
 
-INPUT_SUFFIXES = (".evtx", ".jsonl", ".ndjson")  # searched in folders; a .json file named explicitly is read too
+INPUT_SUFFIXES = (".evtx", ".jsonl", ".ndjson")
+# Below this many input bytes one process is faster than starting workers (each would build the lookups
+# its events need and warm up on its own): EVTX-ATTACK-SAMPLES (277 files, 25 MiB) is under it.
+ONE_PROCESS_BYTES = 32 << 20  # searched in folders; a .json file named explicitly is read too
 
 
 class TriageInputError(Exception):
@@ -101,6 +105,10 @@ def _text(value: Any) -> str | None:
     return "\n".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
+def _shown(value: Any) -> str:
+    return str(list(value)) if value.__class__ is tuple else str(value)
+
+
 def with_correlations(ruleset: RuleSet, detections: Sequence[Detection]) -> list[Detection]:
     """Detections plus the correlation rules they set off, in time order across all files.
 
@@ -141,8 +149,8 @@ def _matched(ruleset: RuleSet, path: Path) -> Iterator[tuple[list[RuleHit], Mapp
     """(hits, flat event) per event of a file; the event is flattened only when some rule hit."""
     if path.suffix.lower() == ".evtx":
         for record in read_evtx_records(path):
-            hits = ruleset.match_evtx_record(record)  # flattens and matches in one fast pass
-            yield hits, (flatten_evtx(record) if hits else None)
+            hits, flat = ruleset.match_evtx_event(record)  # flattens and matches in one fast pass
+            yield hits, (flat if hits else None)
         return
     for event in read_events(path):
         yield ruleset.match_event(event), event
@@ -158,7 +166,7 @@ def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
                 continue
             ts, host, source, event_id = _describe(event)
             for hit in hits:
-                fields = tuple((f, str(event.get(f, ""))) for f in hit.matched_fields)
+                fields = tuple((f, _shown(event.get(f, ""))) for f in hit.matched_fields)
                 wanted = ruleset.correlation_fields(hit.rule_id)
                 context = tuple((f, _text(event.get(f))) for f in wanted) if wanted else ()
                 detections.append(Detection(hit, path, ts, host, source, event_id, fields, context))
@@ -199,12 +207,15 @@ def triage(
     workers: int = 0,
     on_file: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Scan files with the rule set; `workers` processes (0: one per core, 1: in this process).
+    """Scan files with the rule set; `workers` processes (0: one per core unless the input is small,
+    1: in this process).
 
     Workers start once and take batches of files (a few per worker, for an even finish), not one file
     per task.
     """
-    workers = workers or multiprocessing.cpu_count()
+    if not workers:
+        small = sum(f.stat().st_size for f in files) < ONE_PROCESS_BYTES
+        workers = 1 if small else multiprocessing.cpu_count()
     workers = min(workers, len(files)) or 1
     results: list[FileResult] = []
     if workers == 1:
@@ -218,12 +229,18 @@ def triage(
     ctx: multiprocessing.context.BaseContext
     initargs: tuple[CompiledRules | None]
     if "fork" in multiprocessing.get_all_start_methods():
-        # Forked workers inherit the compiled rule set: no second load.
+        # Forked workers inherit the compiled rule set with its lookups built: no second load or build.
         ctx = multiprocessing.get_context("fork")
         _worker_ruleset, initargs = ruleset, (None,)
+        ruleset.build_indexes()
     else:
         ctx, initargs = multiprocessing.get_context("spawn"), (ruleset.export(),)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+    gc.freeze()  # the workers' collector leaves what they inherit alone, so its passes do not copy pages
+    try:
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
+    finally:
+        gc.unfreeze()
+    with pool:
         for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
             for result in batch:
                 results.append(result)
