@@ -22,7 +22,7 @@ from vigil.detect.model import RuleInfo, RuleLoadError, RuleNote
 from vigil.detect.sources import RuleSource
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-3"
+_FORMAT = b"vigil-rules-cache-4"
 
 
 def default_cache_dir() -> Path:
@@ -94,10 +94,10 @@ def cache_key(sources: Sequence[RuleSource], settings: str) -> str:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """What a load produces, minus the parse: rule metadata and the generated module's code object."""
+    """What a load produces, minus the parse: rule metadata and the generated module's code objects."""
 
     rules: tuple[RuleInfo, ...]
-    code: CodeType
+    code: tuple[CodeType, ...]
     errors: tuple[RuleLoadError, ...]
     notes: tuple[RuleNote, ...]
     files: int
@@ -124,7 +124,7 @@ class RuleCache:
             code = marshal.loads(data[8 + meta_len:])  # noqa: S302 - as above, written by `put`
         except Exception:
             return None
-        if not isinstance(meta, tuple) or not isinstance(code, CodeType):
+        if not isinstance(meta, tuple) or not isinstance(code, tuple) or not all(isinstance(c, CodeType) for c in code):
             return None
         rules, errors, notes, files, correlations = meta
         return CacheEntry(rules, code, errors, notes, files, correlations)

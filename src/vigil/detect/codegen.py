@@ -129,9 +129,24 @@ class _Function:
         return "\n".join([f"def {name}(L, O):", *head, f"    return {body}"])
 
 
-def generate_module(bindings: Sequence[CompiledBinding]) -> str:
-    """Python source defining A (atom tests), T (trees), R (rule per binding), F (a function per
-    binding), B (per bucket: member bindings and prefilter plan) and WIN/TEL (index key -> bucket)."""
+# Statements per chunk: compiling the whole module at once (megabytes for SigmaHQ's rules) peaks at
+# hundreds of MiB of syntax tree; chunks compiled one after another keep that to a few tens.
+_CHUNK = 400
+
+
+def _chunked(name: str, items: Sequence[str]) -> list[str]:
+    """`name = [...]` then `name += [...]` over slices of `items` (each an expression)."""
+    out = []
+    for n in range(0, max(len(items), 1), _CHUNK):
+        body = "".join(f"    {x},\n" for x in items[n:n + _CHUNK])
+        out.append(f"{name} {'=' if n == 0 else '+='} [\n{body}]\n")
+    return out
+
+
+def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
+    """Python source, in chunks to compile and run in order in one namespace, defining A (atom tests),
+    T (trees), R (rule per binding), F (a function per binding), B (per bucket: member bindings and
+    prefilter plan) and WIN/TEL (index key -> bucket)."""
     em = _Emitter()
     atoms: list[str] = []
     trees: list[str] = []
@@ -146,27 +161,18 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> str:
     tables: dict[str, list[str]] = {"windows": [], "telemetry": []}
     for n, ((domain, key), members) in enumerate(groups.items()):
         plan = plan_bucket([(i, bindings[i].tree) for i in members])
-        buckets.append(f"    ({tuple(members)!r}, {plan!r}),")
+        buckets.append(f"({tuple(members)!r}, {plan!r})")
         tables[domain].append(f"    {key!r}: {n},")
 
-    lines = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan", ""]
-    lines += [f"{name} = {source}" for source, name in em.consts.items()]
-    lines.append("A = [")
-    lines += [f"    {a}," for a in atoms]
-    lines.append("]")
-    lines.append("T = [")
-    lines += [f"    {t}," for t in trees]
-    lines.append("]")
-    lines.append(f"R = {[b.rule_index for b in bindings]!r}")
-    lines += functions
-    lines.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]")
-    lines.append("B = [")
-    lines += buckets
-    lines.append("]")
-    lines.append("WIN = {")
-    lines += tables["windows"]
-    lines.append("}")
-    lines.append("TEL = {")
-    lines += tables["telemetry"]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    head = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan"]
+    consts = [f"{name} = {source}" for source, name in em.consts.items()]
+    chunks = ["\n".join(head) + "\n"]
+    chunks += ["\n".join(consts[n:n + _CHUNK]) + "\n" for n in range(0, len(consts), _CHUNK)]
+    chunks += _chunked("A", atoms)
+    chunks += _chunked("T", trees)
+    chunks.append(f"R = {[b.rule_index for b in bindings]!r}\n")
+    chunks += ["\n".join(functions[n:n + _CHUNK]) + "\n" for n in range(0, len(functions), _CHUNK)]
+    chunks.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]\n")
+    chunks += _chunked("B", buckets)
+    chunks.append("\n".join(["WIN = {", *tables["windows"], "}", "TEL = {", *tables["telemetry"], "}"]) + "\n")
+    return chunks

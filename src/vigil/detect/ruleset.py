@@ -41,7 +41,7 @@ TABLE_KEY = "_table"  # in JSON-lines input, names the telemetry table of a row
 @dataclass(frozen=True)
 class CompiledRules:
     """Everything a spawned worker process needs to rebuild a RuleSet: rule metadata and the matchers'
-    code object, marshalled (the same interpreter reads it back)."""
+    code objects, marshalled (the same interpreter reads them back)."""
 
     rules: tuple[RuleInfo, ...]
     code: bytes
@@ -51,8 +51,9 @@ class CompiledRules:
 class RuleSet:
     """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
 
-    def __init__(self, rules: tuple[RuleInfo, ...], code: CodeType, correlations: tuple[Correlation, ...] = ()) -> None:
-        """`code`: the generated module (`codegen.generate_module`) compiled, for `rules`."""
+    def __init__(self, rules: tuple[RuleInfo, ...], code: tuple[CodeType, ...],
+                 correlations: tuple[Correlation, ...] = ()) -> None:
+        """`code`: the generated module's chunks (`codegen.generate_module`) compiled, for `rules`."""
         self.rules = rules
         self.correlations = correlations
         self._correlation_fields: dict[str, tuple[str, ...]] = {}
@@ -62,7 +63,8 @@ class RuleSet:
                                                                   + c.fields_for(r)))
         self.code = code
         ns: dict[str, Any] = dict(NAMESPACE)
-        exec(self.code, ns)  # noqa: S102 - our own generated code
+        for chunk in code:
+            exec(chunk, ns)  # noqa: S102 - our own generated code
         self._atoms = ns["A"]
         self._trees = ns["T"]
         self._rule_of: list[int] = ns["R"]
@@ -99,7 +101,7 @@ class RuleSet:
                 why = "; ".join(reasons) or f"no mapping for product {rule.info.logsource.product!r}"
                 notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
         # The source (megabytes for SigmaHQ's rules) is dropped once compiled; the cache keeps the code.
-        code = compile(generate_module(bindings), "<vigil-rules>", "exec")
+        code = tuple(compile(chunk, "<vigil-rules>", "exec") for chunk in generate_module(bindings))
         return cls(tuple(r.info for r in rules), code, tuple(correlations)), notes
 
     @classmethod
