@@ -391,3 +391,20 @@ def split_messages(data: bytes) -> list[tuple[int, bytes]]:
         out.append((mtype, data[offset + _NLMSGHDR.size : offset + length]))
         offset += (length + 3) & ~3
     return out
+
+
+def drain(sock: socket.socket, limit: int) -> tuple[list[bytes], int]:
+    """Up to ``limit`` datagrams from a non-blocking netlink socket, and how many times the kernel
+    reported a receive-buffer overflow (ENOBUFS: events lost, at least one each) meanwhile."""
+    out: list[bytes] = []
+    overflows = 0
+    for _ in range(limit):
+        try:
+            out.append(sock.recv(1 << 16))
+        except BlockingIOError:
+            break
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
+            overflows += 1
+    return out, overflows

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from vigil.agent.budget import Budget, unlimited
 from vigil.agent.clock import Clock
 from vigil.agent.config import AgentConfig
+from vigil.agent.sensors.audit_feed import AuditFeed
 from vigil.agent.sensors.process_lookup import ProcessDirectory
 
 Row = dict[str, Any]  # one telemetry row keyed by Defender column name, plus "table"
@@ -42,8 +43,9 @@ class SensorHealth:
 
 @dataclass(frozen=True)
 class SensorContext:
-    """The narrow view a sensor gets of the agent: a sink, a clock, the settings, the budget and
-    the shared process directory (sensors that see only a pid describe the process through it)."""
+    """The narrow view a sensor gets of the agent: a sink, a clock, the settings, the budget, the
+    shared process directory (sensors that see only a pid describe the process through it) and the
+    shared audit feed (one multicast reader that parses each record once for every sensor)."""
 
     sink: EventSink
     clock: Clock
@@ -51,6 +53,7 @@ class SensorContext:
     device_group: str | None = None
     budget: Budget = field(default_factory=unlimited)
     processes: ProcessDirectory = field(default_factory=ProcessDirectory)
+    audit: AuditFeed = field(default_factory=AuditFeed)
 
 
 class Sensor(Protocol):

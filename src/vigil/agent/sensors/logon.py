@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import select
-import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from vigil.agent.clock import iso
 from vigil.agent.errors import SensorUnavailable
-from vigil.agent.sensors.audit_netlink import (
-    AuditRuleSession,
-    build_user_message_rule,
-    open_multicast,
-    rule_key_for,
-    split_messages,
-)
+from vigil.agent.sensors.audit_events import SyscallEvent
+from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_user_message_rule, open_multicast, rule_key_for
+from vigil.agent.sensors.audit_parse import AUDIT_USER_FIRST, AUDIT_USER_LAST
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
 from vigil.agent.sensors.logon_records import Logon, from_audit, from_auth_log, is_local_admin, logon_type
 from vigil.agent.sensors.net_records import ip_type
@@ -64,7 +59,7 @@ class LogonSensor:
 
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
-        self._audit: socket.socket | None = None
+        self._subscribed = False
         self._rules: AuditRuleSession | None = None
         self._follower: AuthLogFollower | None = None
         self._stop = threading.Event()
@@ -98,7 +93,10 @@ class LogonSensor:
         reason = "audit disabled by configuration"
         if self._ctx.config.use_audit:
             try:
-                self._audit = open_multicast()
+                # User-space messages only; syscall records are not this sensor's.
+                user_types = frozenset(range(AUDIT_USER_FIRST, AUDIT_USER_LAST + 1))
+                self._ctx.audit.subscribe(Subscription(self.name, self, record_types=user_types))
+                self._subscribed = True
                 key = rule_key_for(os.getpid(), "logon")
                 # PAM records flow whenever audit is on; the rule keeps audit on while this agent runs.
                 self._rules = AuditRuleSession(key, [build_user_message_rule(key)])
@@ -106,23 +104,18 @@ class LogonSensor:
             except (SensorUnavailable, OSError) as e:
                 self._close_audit()
                 reason = f"audit unavailable ({e})"
-        if self._audit is not None:
+        if self._subscribed:
             self.provider = "audit"
             self._health = SensorHealth.active()
-            target = self._audit_loop
-        else:
-            path = self._auth_log()
-            if path is None:
-                self._health = SensorHealth(
-                    HealthState.UNAVAILABLE,
-                    f"{reason}; {self._no_log()}",
-                )
-                return self._health
-            self._follower = AuthLogFollower(path)
-            self.provider = "auth_log"
-            self._health = SensorHealth(HealthState.DEGRADED, f"{reason}; following {path}")
-            target = self._log_loop
-        self._thread = threading.Thread(target=target, name="vigil-sensor-logon", daemon=True)
+            return self._health  # the shared audit feed's thread calls on_audit
+        path = self._auth_log()
+        if path is None:
+            self._health = SensorHealth(HealthState.UNAVAILABLE, f"{reason}; {self._no_log()}")
+            return self._health
+        self._follower = AuthLogFollower(path)
+        self.provider = "auth_log"
+        self._health = SensorHealth(HealthState.DEGRADED, f"{reason}; following {path}")
+        self._thread = threading.Thread(target=self._log_loop, name="vigil-sensor-logon", daemon=True)
         self._thread.start()
         return self._health
 
@@ -149,45 +142,35 @@ class LogonSensor:
             except OSError as e:
                 log.error("could not remove the audit rule %s: %s", self._rules.key, e)
             self._rules = None
-        if self._audit is not None:
-            self._audit.close()
-            self._audit = None
+        if self._subscribed:
+            self._ctx.audit.unsubscribe(self.name)
+            self._subscribed = False
 
     def _failed(self) -> None:
         self.failures += 1
         if self.failures == 1 or self.failures % 1000 == 0:
             log.exception("logon sensor failed to handle a record (%d so far)", self.failures)
 
-    def _audit_loop(self) -> None:
-        assert self._audit is not None
-        sock = self._audit
-        sock.setblocking(False)
-        while not self._stop.is_set():
-            ready, _, _ = select.select([sock], [], [], 0.2)
-            if not ready:
-                continue
-            rows: list[Row] = []
-            while True:
-                try:
-                    data = sock.recv(1 << 16)
-                except BlockingIOError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.ENOBUFS:
-                        raise
-                    self.overflows += 1
-                    self._ctx.budget.record("kernel_overflow", 1)
-                    continue
-                for mtype, payload in split_messages(data):
-                    if 1100 <= mtype < 1200:  # user-space messages only; syscall records are not ours
-                        try:
-                            logon = from_audit(mtype, payload)
-                            if logon is not None:
-                                rows.append(self._row(logon))
-                        except Exception:  # keep the sensor alive; counted and shown in health
-                            self._failed()
-            if rows:
-                self._ctx.sink.append(rows)
+    # -- audit provider (called on the shared audit feed's thread) -----------------------------
+
+    def on_audit(self, events: Sequence[SyscallEvent], records: Sequence[tuple[int, bytes]], now: float) -> None:
+        rows: list[Row] = []
+        for mtype, payload in records:
+            try:
+                logon = from_audit(mtype, payload)
+                if logon is not None:
+                    rows.append(self._row(logon))
+            except Exception:  # keep the sensor alive; counted and shown in health
+                self._failed()
+        if rows:
+            self._ctx.sink.append(rows)
+
+    def on_tick(self, now: float) -> None:
+        pass  # nothing waits: every record is a row or nothing
+
+    def on_overflow(self) -> None:
+        self.overflows += 1
+        self._ctx.budget.record("kernel_overflow", 1)
 
     def _log_loop(self) -> None:
         assert self._follower is not None
@@ -221,5 +204,9 @@ class LogonSensor:
             "AdditionalFields": {"Service": logon.service, "Terminal": logon.terminal, "Source": logon.source},
         }
         if logon.pid > 0:
-            row.update(self._ctx.processes.initiating(logon.pid))
+            initiating = self._ctx.processes.initiating(logon.pid)
+            if "InitiatingProcessFileName" not in initiating and logon.exe:  # gone already: the record names it
+                initiating.update(InitiatingProcessFileName=logon.exe.rsplit("/", 1)[-1],
+                                  InitiatingProcessFolderPath=logon.exe)
+            row.update(initiating)
         return row

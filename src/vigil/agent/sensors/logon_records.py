@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vigil.agent.sensors.audit_records import _FIELD, AuditParseError, decode_value, parse_record
+from vigil.agent.sensors.audit_parse import FIELD, AuditParseError, decode_value, parse_record
 
 AUDIT_USER_AUTH = 1100
 AUDIT_USER_ACCT = 1101
@@ -33,6 +33,7 @@ class Logon:
     terminal: str | None = None
     failure_reason: str | None = None
     source: str = "audit"
+    exe: str = ""  # the authenticating program's path, when the source names it
 
 
 def logon_type(service: str, terminal: str | None) -> str:
@@ -77,7 +78,7 @@ def from_audit(record_type: int, payload: bytes) -> Logon | None:
     except AuditParseError:
         return None
     msg = rec.fields.get("msg", "")
-    inner = dict(_FIELD.findall(msg.strip("'")))
+    inner = dict(FIELD.findall(msg.strip("'")))
     success = inner.get("res") == "success"
     # A session start is the sign-in; failures are reported where authentication failed.
     if success and record_type != AUDIT_USER_START:
@@ -102,6 +103,7 @@ def from_audit(record_type: int, payload: bytes) -> Logon | None:
         remote_host=_known(decode_value(inner.get("hostname", ""))),
         terminal=_known(inner.get("terminal")),
         failure_reason=None if success else f"{op or 'PAM'} failed",
+        exe=exe,
     )
 
 

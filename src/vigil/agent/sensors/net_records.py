@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vigil.agent.sensors.audit_records import AUDIT_EOE, AUDIT_SYSCALL, AuditParseError, decode_value, parse_record
+from vigil.agent.sensors.audit_events import AuditInterest, RecordAssembler, SyscallEvent, syscall_keys
+from vigil.agent.sensors.audit_parse import decode_value, parse_fields, parse_header
 
 AUDIT_SOCKADDR = 1306
 EINPROGRESS = 115
@@ -18,10 +17,12 @@ EINPROGRESS = 115
 _CONNECT = {"c000003e": 42, "c00000b7": 203}
 _ACCEPT = {"c000003e": (43, 288), "c00000b7": (202, 242)}
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_SERIAL = re.compile(rb"audit\(\d+\.\d+:(\d+)\)")
 # connect/accept/accept4 on x86_64 and aarch64. Records are taken whatever their key: audit logs a
 # syscall once, under the first matching rule, which may be another agent's or auditd's.
-_NET_SYSCALL = re.compile(rb" syscall=(?:42|43|288|203|202|242) ")
+NET_INTEREST = AuditInterest(
+    syscalls=syscall_keys([(arch, (nr, *_ACCEPT[arch])) for arch, nr in _CONNECT.items()]),
+    record_types=frozenset({AUDIT_SOCKADDR}),
+)
 
 
 @dataclass(frozen=True)
@@ -99,54 +100,24 @@ def _int(text: str | None, base: int = 10) -> int:
         return -1
 
 
-class NetAssembler:
-    """Joins SYSCALL + SOCKADDR by event serial for connect/accept syscalls, under any rule's key."""
+class NetAssembler(RecordAssembler["NetRecord"]):
+    """Joins SYSCALL + SOCKADDR by event serial for connect/accept syscalls, under any rule's key:
+    the network part of the shared audit feed, usable on its own."""
 
     def __init__(self, max_age: float = 2.0) -> None:
-        self._open: dict[int, tuple[float, dict[str, str], Endpoint | None]] = {}
-        self._max_age = max_age
-        self.malformed = 0
-
-    def feed(self, record_type: int, payload: bytes, now: float) -> Iterator[NetRecord]:
-        if record_type == AUDIT_SYSCALL:
-            if _NET_SYSCALL.search(payload) is None:  # cheap test first: most records are execs
-                return
-            try:
-                rec = parse_record(record_type, payload)
-            except AuditParseError:
-                self.malformed += 1
-                return
-            self._open[rec.serial] = (rec.timestamp, rec.fields, None)
-            return
-        if record_type not in (AUDIT_SOCKADDR, AUDIT_EOE) or not self._open:
-            return
-        m = _SERIAL.match(payload)
-        if m is None:
-            return
-        serial = int(m.group(1))
-        entry = self._open.get(serial)
-        if entry is None:
-            return
-        if record_type == AUDIT_SOCKADDR:
-            saddr = payload[m.end():].strip(b"\0\n :").removeprefix(b"saddr=").decode("ascii", "replace")
-            self._open[serial] = (entry[0], entry[1], decode_sockaddr(saddr))
-            return
-        del self._open[serial]
-        built = build_net(serial, *entry)
-        if built is not None:
-            yield built
-
-    def expire(self, wall_now: float) -> Iterator[NetRecord]:
-        """Events whose EOE was lost still count, once their records stop arriving."""
-        for serial in [s for s, e in self._open.items() if wall_now - e[0] > self._max_age]:
-            built = build_net(serial, *self._open.pop(serial))
-            if built is not None:
-                yield built
+        super().__init__(NET_INTEREST, build_net, max_age)
 
 
-def build_net(serial: int, timestamp: float, f: dict[str, str], remote: Endpoint | None) -> NetRecord | None:
+def build_net(event: SyscallEvent) -> NetRecord | None:
+    """The NetRecord of one connect/accept event, or None (no IPv4/IPv6 peer, a failed accept)."""
+    sockaddrs = event.payloads(AUDIT_SOCKADDR)
+    if not sockaddrs:
+        return None
+    saddr = parse_fields(sockaddrs[-1], parse_header(sockaddrs[-1])[3]).get("saddr", "")
+    remote = decode_sockaddr(saddr)
     if remote is None:
         return None
+    f = event.syscall
     arch, nr, ok = f.get("arch", ""), _int(f.get("syscall")), f.get("success") == "yes"
     exit_code = _int(f.get("exit"))
     listen_fd = -1
@@ -158,7 +129,8 @@ def build_net(serial: int, timestamp: float, f: dict[str, str], remote: Endpoint
     else:
         return None
     return NetRecord(
-        serial=serial, timestamp=timestamp, action=action, pid=_int(f.get("pid")), ppid=_int(f.get("ppid")),
-        uid=_int(f.get("uid")), exe=decode_value(f.get("exe", "")) or "", comm=decode_value(f.get("comm", "")) or "",
-        fd=fd, remote=remote, errno=-exit_code if not ok and exit_code < 0 else 0, listen_fd=listen_fd,
+        serial=event.serial, timestamp=event.timestamp, action=action, pid=_int(f.get("pid")),
+        ppid=_int(f.get("ppid")), uid=_int(f.get("uid")), exe=decode_value(f.get("exe", "")) or "",
+        comm=decode_value(f.get("comm", "")) or "", fd=fd, remote=remote,
+        errno=-exit_code if not ok and exit_code < 0 else 0, listen_fd=listen_fd,
     )

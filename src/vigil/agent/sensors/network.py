@@ -5,32 +5,29 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
-import socket
 import threading
-import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from vigil.agent.budget import Gate
 from vigil.agent.clock import iso
 from vigil.agent.errors import SensorUnavailable
-from vigil.agent.sensors.audit_netlink import (
-    AuditRuleSession,
-    build_network_rules,
-    open_multicast,
-    rule_key_for,
-    split_messages,
-)
+from vigil.agent.sensors.audit_events import SyscallEvent
+from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_network_rules, open_multicast, rule_key_for
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
-from vigil.agent.sensors.net_records import Endpoint, NetAssembler, NetRecord, ip_type
-from vigil.agent.sensors.sockets import TCP_ESTABLISHED, TCP_LISTEN, SocketEntry, owners, read_tables, socket_inode
+from vigil.agent.sensors.net_records import NET_INTEREST, Endpoint, NetRecord, build_net, ip_type
+from vigil.agent.sensors.sockets import (
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    SocketEntry,
+    SocketIndex,
+    owners,
+    read_tables,
+    socket_inode,
+)
 
 log = logging.getLogger(__name__)
 
-# One socket-table read serves all the events of one wake-up, and at most 20 reads a second: a
-# table of thousands of TIME_WAIT entries costs milliseconds to parse.
-_TABLE_REFRESH_SECONDS = 0.05
-_MAX_DATAGRAMS_PER_WAKE = 2048
 
 
 def _key(row: Row) -> Hashable:
@@ -43,16 +40,14 @@ class NetworkSensor:
 
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
-        self._audit: socket.socket | None = None
+        self._subscribed = False
         self._rules: AuditRuleSession | None = None
-        self._assembler: NetAssembler | None = None
         self._gate: Gate | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
-        self._table: dict[int, SocketEntry] = {}
-        self._by_remote: dict[Endpoint, list[SocketEntry]] = {}
-        self._table_at = 0.0
+        self._sockets = SocketIndex()
+        self._table_at = -1.0  # the feed pass (its monotonic time) that last dumped the socket table
         self.provider = ""
         self.overflows = 0
         self.failures = 0
@@ -73,27 +68,25 @@ class NetworkSensor:
         reason = "audit disabled by configuration"
         if self._ctx.config.use_audit:
             try:
-                self._audit = open_multicast()
+                self._ctx.audit.subscribe(Subscription(self.name, self, NET_INTEREST))  # joined before the rules
+                self._subscribed = True
                 key = rule_key_for(os.getpid(), "net")
                 self._rules = AuditRuleSession(key, build_network_rules(key, os.getpid()))
                 self._rules.open()
-                self._assembler = NetAssembler()
             except (SensorUnavailable, OSError) as e:
                 self._close_audit()
                 reason = f"audit unavailable ({e})"
-        if self._audit is not None:
+        if self._subscribed:
             self.provider = "audit"
             self._health = SensorHealth.active()
-            target = self._audit_loop
-        else:
-            self.provider = "socket_table"
-            seconds = self._ctx.config.network_poll_seconds
-            self._health = SensorHealth(
-                HealthState.DEGRADED,
-                f"{reason}: polling socket tables every {seconds:g} s; connections shorter than that are missed",
-            )
-            target = self._poll_loop
-        self._thread = threading.Thread(target=target, name="vigil-sensor-network", daemon=True)
+            return self._health  # the shared audit feed's thread calls on_audit
+        self.provider = "socket_table"
+        seconds = self._ctx.config.network_poll_seconds
+        self._health = SensorHealth(
+            HealthState.DEGRADED,
+            f"{reason}: polling socket tables every {seconds:g} s; connections shorter than that are missed",
+        )
+        self._thread = threading.Thread(target=self._poll_loop, name="vigil-sensor-network", daemon=True)
         self._thread.start()
         return self._health
 
@@ -102,7 +95,10 @@ class NetworkSensor:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        audit = self._subscribed
         self._close_audit()
+        if audit and self._gate is not None:  # the feed calls no more: what the gate holds goes out
+            self._ctx.sink.append(self._gate.flush(force=True))
 
     def health(self) -> SensorHealth:
         if self._health.state is HealthState.ACTIVE and (self.overflows or self.failures):
@@ -117,9 +113,9 @@ class NetworkSensor:
             except OSError as e:
                 log.error("could not remove the audit rules %s: %s", self._rules.key, e)
             self._rules = None
-        if self._audit is not None:
-            self._audit.close()
-            self._audit = None
+        if self._subscribed:
+            self._ctx.audit.unsubscribe(self.name)
+            self._subscribed = False
 
     def _failed(self) -> None:
         self.failures += 1
@@ -133,76 +129,56 @@ class NetworkSensor:
         if out:
             self._ctx.sink.append(out)
 
-    # -- audit provider -----------------------------------------------------------------------
+    # -- audit provider (called on the shared audit feed's thread) -----------------------------
 
-    def _audit_loop(self) -> None:
-        assert self._audit is not None and self._assembler is not None and self._gate is not None
-        sock, assembler = self._audit, self._assembler
-        sock.setblocking(False)
-        while not self._stop.is_set():
-            ready, _, _ = select.select([sock], [], [], 0.2)
-            try:
-                records: list[NetRecord] = []
-                now = time.monotonic()
-                if ready:
-                    for data in self._drain(sock):
-                        for mtype, payload in split_messages(data):
-                            records += assembler.feed(mtype, payload, now)
-                records += assembler.expire(time.time())
-                if records:
-                    self._refresh_table()
-                self._append([self._audit_row(r) for r in records])
-            except Exception:  # keep the sensor alive; the failure is counted and shown in health
-                self._failed()
-            self._ctx.budget.pace()
+    def on_audit(self, events: Sequence[SyscallEvent], records: Sequence[tuple[int, bytes]], now: float) -> None:
+        try:
+            found = [r for ev in events if (r := build_net(ev)) is not None]
+            self._append([self._audit_row(r, now) for r in found])
+        except Exception:  # keep the sensor alive; the failure is counted and shown in health
+            self._failed()
+        self._ctx.budget.pace()
+
+    def on_tick(self, now: float) -> None:
+        try:
+            self._append([])  # summaries whose window has passed
+        except Exception:  # keep the sensor alive; the failure is counted and shown in health
+            self._failed()
+
+    def on_overflow(self) -> None:
+        self.overflows += 1
         if self._gate is not None:
-            self._ctx.sink.append(self._gate.flush(force=True))
+            self._gate.overflowed()
+        log.warning("network: kernel dropped audit records (receive buffer overflow; counted)")
 
-    def _drain(self, sock: socket.socket) -> list[bytes]:
-        out: list[bytes] = []
-        for _ in range(_MAX_DATAGRAMS_PER_WAKE):
-            try:
-                out.append(sock.recv(1 << 16))
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    raise
-                self.overflows += 1
-                assert self._gate is not None
-                self._gate.overflowed()
-                log.warning("network: kernel dropped audit records (receive buffer overflow; counted)")
-        return out
-
-    def _local_of(self, rec: NetRecord) -> SocketEntry | None:
+    def _local_of(self, rec: NetRecord, now: float) -> SocketEntry | None:
         """The socket's table entry: by the inode of its fd while the process lives, else by the
         remote end when only one socket has it (a closed socket lingers in TIME_WAIT, inode 0),
-        else, for an accept, the listening socket (its local end is the connection's)."""
+        else, for an accept, the listening socket (its local end is the connection's).
+
+        An inode found in the last dump is right whatever its age; anything else needs a dump taken
+        after the record arrived (one per feed pass serves all its records), or a newer socket
+        to the same remote end would go unseen."""
         inode = socket_inode(rec.pid, rec.fd)
+        found = self._sockets.by_inode(inode) if inode is not None else None
+        if found is not None:
+            return found
+        if self._table_at < now:
+            self._sockets.refresh()
+            self._table_at = now
         listen_inode = socket_inode(rec.pid, rec.listen_fd) if rec.listen_fd >= 0 else None
         return self._lookup(inode, rec.remote, listen_inode)
 
-    def _refresh_table(self) -> None:
-        now = time.monotonic()
-        if now - self._table_at < _TABLE_REFRESH_SECONDS:
-            return
-        entries = read_tables()
-        self._table = {e.inode: e for e in entries if e.inode}
-        self._by_remote = {}
-        for e in entries:
-            self._by_remote.setdefault(e.remote, []).append(e)
-        self._table_at = now
-
     def _lookup(self, inode: int | None, remote: Endpoint, listen_inode: int | None) -> SocketEntry | None:
-        if inode is not None and inode in self._table:
-            return self._table[inode]
-        candidates = self._by_remote.get(remote, [])
-        if len(candidates) == 1:
-            return candidates[0]
-        return self._table.get(listen_inode) if listen_inode is not None else None
+        found = self._sockets.by_inode(inode) if inode is not None else None
+        if found is None:
+            found = self._sockets.by_remote(remote)
+        if found is None and listen_inode is not None:
+            found = self._sockets.by_inode(listen_inode)
+        return found
 
-    def _audit_row(self, rec: NetRecord) -> Row:
-        entry = self._local_of(rec)
+    def _audit_row(self, rec: NetRecord, now: float) -> Row:
+        entry = self._local_of(rec, now)
         protocol = entry.protocol if entry else "Tcp" if rec.action == "InboundConnectionAccepted" else None
         row = _row(rec.action, iso(rec.timestamp), rec.remote, entry.local if entry else None, protocol)
         initiating = self._ctx.processes.initiating(rec.pid)

@@ -1,16 +1,21 @@
-"""The process sensor: proc connector for fork/exec/exit, audit multicast for argv, in one thread."""
+"""The process sensor: proc connector for fork/exec/exit, execve records from the shared audit feed for argv."""
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import logging
+import os
 import select
 import socket
 import threading
+from collections import deque
+from collections.abc import Sequence
 
 from vigil.agent.errors import SensorUnavailable
-from vigil.agent.sensors.audit_netlink import ExecRuleSession, open_multicast, split_messages
-from vigil.agent.sensors.audit_records import ExecAssembler
+from vigil.agent.sensors.audit_events import SyscallEvent
+from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_netlink import ExecRuleSession, drain, open_multicast
+from vigil.agent.sensors.audit_records import EXEC_INTEREST, ExecRecord, build_exec
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
 from vigil.agent.sensors.proc_connector import (
     ExecEvent,
@@ -26,6 +31,9 @@ from vigil.agent.sensors.process_tracker import ProcessTracker
 log = logging.getLogger(__name__)
 
 _MAX_DATAGRAMS_PER_WAKE = 2048
+# Wake-ups at least this far apart: events gather in the socket buffer meanwhile, so one pass and
+# one spool write serve many of them (the rows wait up to audit_wait_seconds anyway).
+_WAKE_SECONDS = 0.01
 
 
 class ProcessSensor:
@@ -34,7 +42,9 @@ class ProcessSensor:
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
         self._pc: socket.socket | None = None
-        self._audit: socket.socket | None = None
+        self._audit_wake = -1  # an eventfd the audit feed's thread signals when records are queued
+        self._audit_in: deque[ExecRecord] = deque()
+        self._subscribed = False
         self._rule: ExecRuleSession | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -66,7 +76,10 @@ class ProcessSensor:
             reasons.append(f"proc connector unavailable ({e.strerror}): no exit events, exec from audit only")
         if self._ctx.config.use_audit:
             try:
-                self._audit = open_multicast()  # join first so no record after the rule goes unseen
+                self._audit_wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                # Join the feed first so no record after the rule goes unseen.
+                self._ctx.audit.subscribe(Subscription(self.name, self, EXEC_INTEREST))
+                self._subscribed = True
                 self._rule = ExecRuleSession()
                 self._rule.open()
             except (SensorUnavailable, OSError) as e:
@@ -74,12 +87,12 @@ class ProcessSensor:
                 reasons.append(f"audit unavailable ({e}): short-lived processes may lack command lines")
         else:
             reasons.append("audit disabled by configuration: short-lived processes may lack command lines")
-        if self._pc is None and self._audit is None:
+        if self._pc is None and not self._subscribed:
             self._health = SensorHealth(HealthState.UNAVAILABLE, "; ".join(reasons))
             return self._health
         self.tracker = ProcessTracker(
             use_proc=self._pc is not None,
-            use_audit=self._audit is not None,
+            use_audit=self._subscribed,
             audit_wait=self._ctx.config.audit_wait_seconds,
             exit_events=self._ctx.config.process_exit_events,
         )
@@ -115,60 +128,90 @@ class ProcessSensor:
             except OSError as e:
                 log.error("could not remove the audit rule %s: %s", self._rule.key, e)
             self._rule = None
-        if self._audit is not None:
-            self._audit.close()
-            self._audit = None
+        if self._subscribed:
+            self._ctx.audit.unsubscribe(self.name)
+            self._subscribed = False
+        if self._audit_wake >= 0:
+            os.close(self._audit_wake)
+            self._audit_wake = -1
+
+    # -- the audit feed's side (its thread) ---------------------------------------------------
+
+    def on_audit(self, events: Sequence[SyscallEvent], records: Sequence[tuple[int, bytes]], now: float) -> None:
+        try:
+            execs = [ex for ev in events if (ex := build_exec(ev)) is not None]
+        except Exception:  # keep the feed alive; counted and shown in health
+            self._failed()
+            return
+        if execs:
+            self._audit_in.extend(execs)
+            os.eventfd_write(self._audit_wake, 1)
+
+    def on_tick(self, now: float) -> None:
+        pass  # the sensor's own thread keeps the tracker's timers
+
+    def on_overflow(self) -> None:
+        self._overflows += 1
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures == 1 or self._failures % 1000 == 0:  # a bug must not flood the log
+            log.exception("process sensor failed to handle an event (%d so far)", self._failures)
 
     # -- the loop -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
         assert self.tracker is not None
         tracker = self.tracker
-        assembler = ExecAssembler()
         clock = self._ctx.clock
-        socks = [s for s in (self._pc, self._audit) if s is not None]
-        for s in socks:
-            s.setblocking(False)
+        pc, wake = self._pc, self._audit_wake
+        if pc is not None:
+            pc.setblocking(False)
+        watched: list[socket.socket | int] = [pc] if pc is not None else []
+        if wake >= 0:
+            watched.append(wake)
+        last = 0.0
         while not self._stop.is_set():
             deadline = tracker.next_deadline()
+            # Timers are served at the same pace: with hundreds of execs a second, every one of
+            # them has its own deadline, and waking for each would cost more than the rows.
             timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
-            ready, _, _ = select.select(socks, [], [], timeout)
+            ready, _, _ = select.select(watched, [], [], max(timeout, last + _WAKE_SECONDS - clock.monotonic()))
+            if ready and (rest := last + _WAKE_SECONDS - clock.monotonic()) > 0:
+                self._stop.wait(rest)  # let more events gather; one pass serves them all
             rows: list[Row] = []
             try:
-                now = clock.monotonic()
-                if self._pc is not None and self._pc in ready:
-                    for data in self._drain(self._pc):
+                last = now = clock.monotonic()
+                if pc is not None:
+                    for data in self._drain(pc):
                         self._on_proc(tracker, data, now, rows)
-                if self._audit is not None and self._audit in ready:
-                    for data in self._drain(self._audit):
-                        self._on_audit(tracker, assembler, data, now, rows)
-                now = clock.monotonic()
-                for rec in assembler.expire(now):
-                    rows += tracker.on_audit(rec, now)
-                rows += tracker.expire(now)
+                rows += self._take_audit(tracker, now)
+                rows += tracker.expire(clock.monotonic())
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
-                self._failures += 1
-                if self._failures == 1 or self._failures % 1000 == 0:  # a bug must not flood the log
-                    log.exception("process sensor failed to handle an event (%d so far)", self._failures)
+                self._failed()
             if rows:
                 self._ctx.sink.append(rows)
         # Stopping: whatever still waits for a partner goes out as it is.
-        final = tracker.expire(float("inf"))
+        final = self._take_audit(tracker, clock.monotonic()) + tracker.expire(float("inf"))
         if final:
             self._ctx.sink.append(final)
 
+    def _take_audit(self, tracker: ProcessTracker, now: float) -> list[Row]:
+        if self._audit_wake < 0:
+            return []
+        with contextlib.suppress(BlockingIOError):  # not signalled since the last pass
+            os.eventfd_read(self._audit_wake)  # reset before taking, so no signal is missed
+        rows: list[Row] = []
+        queue = self._audit_in
+        while queue:
+            rows += tracker.on_audit(queue.popleft(), now)
+        return rows
+
     def _drain(self, sock: socket.socket) -> list[bytes]:
-        out: list[bytes] = []
-        for _ in range(_MAX_DATAGRAMS_PER_WAKE):
-            try:
-                out.append(sock.recv(1 << 16))
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    raise
-                self._overflows += 1
-                log.warning("%s: kernel dropped events (receive buffer overflow)", self.name)
+        out, overflows = drain(sock, _MAX_DATAGRAMS_PER_WAKE)
+        if overflows:
+            self._overflows += overflows
+            log.warning("%s: kernel dropped events (receive buffer overflow)", self.name)
         return out
 
     @staticmethod
@@ -180,14 +223,6 @@ class ProcessSensor:
                 tracker.on_fork(ev)
             elif isinstance(ev, ExitEvent):
                 rows += tracker.on_exit(ev, now)
-
-    @staticmethod
-    def _on_audit(
-        tracker: ProcessTracker, assembler: ExecAssembler, data: bytes, now: float, rows: list[Row]
-    ) -> None:
-        for mtype, payload in split_messages(data):
-            for rec in assembler.feed(mtype, payload, now):
-                rows += tracker.on_audit(rec, now)
 
 
 def _combine(reasons: list[str], unavailable: bool) -> SensorHealth:
