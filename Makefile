@@ -44,7 +44,7 @@ docs-check: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/triage.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
