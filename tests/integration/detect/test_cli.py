@@ -106,3 +106,29 @@ def test_rules_test_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["rules", "test", str(rules)])
     assert result.exit_code == 1
     assert "unexpected " + RULE_ID in result.stdout.replace("\n", "")
+
+
+def test_warm_triage_imports_neither_pysigma_nor_the_server(tmp_path: Path) -> None:
+    """Start-up cost is part of `vigil triage`: a warm run loads only the CLI, typer and the engine."""
+    rules, events = _fixtures(tmp_path)
+    cache = tmp_path / "cache"
+    script = (
+        "import sys\n"
+        "from vigil.cli import app\n"
+        f"args = ['triage', {str(events)!r}, '--rules', {str(rules)!r}, '--cache', {str(cache)!r}, '-o', 'jsonl']\n"
+        "try:\n"
+        "    app(args)\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "heavy = sorted({m.split('.')[0] if not m.startswith('vigil.') else '.'.join(m.split('.')[:2])\n"
+        "                for m in sys.modules} & {'sigma', 'yaml', 'rich', 'sqlalchemy', 'fastapi', 'vigil.server',\n"
+        "                                         'vigil.agent', 'vigil.store'})\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    run = [sys.executable, "-c", script]
+    cold = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    assert cold.returncode == 0, cold.stderr
+    assert "'sigma'" in cold.stderr  # the cold run compiles with pySigma
+    warm = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
+    assert warm.returncode == 0, warm.stderr
+    assert "HEAVY []" in warm.stderr, warm.stderr
