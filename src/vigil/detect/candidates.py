@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,12 +18,45 @@ Table = tuple[tuple[str, tuple[int, ...]], ...]
 Search = Callable[[str], Iterable[tuple[Any, tuple[int, ...]]]]
 
 
+def anchors(literals: Iterable[str]) -> list[str]:
+    """Short texts, one of which occurs in each literal: when none is in a value, no literal is.
+
+    Greedy: the substring (3 or 4 characters, or 2 without letters or digits, such as '::') found in
+    the most literals still uncovered, while it covers at least three; the rest stand for themselves.
+    """
+    remaining = set(literals)
+    out: list[str] = []
+    while remaining:
+        counts: Counter[str] = Counter()
+        for lit in remaining:
+            counts.update({lit[i:i + n] for n in (2, 3, 4) for i in range(len(lit) - n + 1)
+                           if n > 2 or not any(c.isalnum() for c in lit[i:i + n])})
+        if not counts:
+            break
+        best, cover = max(counts.items(), key=lambda kv: (kv[1], len(kv[0]), kv[0]))
+        if cover < 3:
+            break
+        out.append(best)
+        remaining = {lit for lit in remaining if best not in lit}
+    # A literal holding another needs no anchor of its own ('invoke-mimikatz' holds 'mimikatz').
+    return out + sorted(lit for lit in remaining if not any(o != lit and o in lit for o in remaining))
+
+
 def _searcher(table: Table) -> Search:
     """A function yielding (position, bindings) for each literal of `table` found in a value."""
     if len(table) <= _FEW_LITERALS:
         def search(value: str) -> list[tuple[Any, tuple[int, ...]]]:
             return [(None, ids) for literal, ids in table if literal in value]
         return search
+    if len(table) <= _FEW_LITERALS * 4:
+        cover = anchors(literal for literal, _ in table)
+        if len(cover) * 2 <= len(table):  # a miss (most values) costs a few scans instead of all of them
+            def search_anchored(value: str) -> list[tuple[Any, tuple[int, ...]]]:
+                for anchor in cover:
+                    if anchor in value:
+                        return [(None, ids) for literal, ids in table if literal in value]
+                return []
+            return search_anchored
     auto = ahocorasick.Automaton()
     for literal, ids in table:
         auto.add_word(literal, ids)
