@@ -16,13 +16,16 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import CodeType
+from typing import Any, overload
 
+from vigil.core.attack import AttackTactic
+from vigil.core.severity import RuleLevel
 from vigil.detect.correlation import Correlation
-from vigil.detect.model import RuleInfo, RuleLoadError, RuleNote
+from vigil.detect.model import LogSource, RuleInfo, RuleLoadError, RuleNote
 from vigil.detect.sources import RuleSource
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-4"
+_FORMAT = b"vigil-rules-cache-5"
 
 
 def default_cache_dir() -> Path:
@@ -92,11 +95,63 @@ def cache_key(sources: Sequence[RuleSource], settings: str) -> str:
     return h.hexdigest()
 
 
+Row = tuple[Any, ...]  # a RuleInfo as plain values (marshal reads thousands of them far faster than pickle)
+
+
+def rule_row(r: RuleInfo) -> Row:
+    ls = r.logsource
+    return (r.id, r.title, r.description, r.level.value, r.status, r.tags, r.author, r.references, r.techniques,
+            tuple(t.value for t in r.tactics), (ls.product, ls.category, ls.service),
+            None if r.path is None else str(r.path), r.falsepositives, r.name)
+
+
+def rule_from_row(row: Row) -> RuleInfo:
+    (rid, title, description, level, status, tags, author, references, techniques, tactics, logsource, path,
+     falsepositives, name) = row
+    return RuleInfo(rid, title, description, RuleLevel(level), status, tags, author, references, techniques,
+                    tuple(AttackTactic(t) for t in tactics), LogSource(*logsource),
+                    None if path is None else Path(path), falsepositives, name)
+
+
+class LazyRules(Sequence[RuleInfo]):
+    """Rule metadata kept as rows, each made a RuleInfo when first read: a warm start loads thousands of
+    rules and reports on a few hundred."""
+
+    __slots__ = ("_made", "_rows")
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        self._rows = rows
+        self._made: list[RuleInfo | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __eq__(self, other: object) -> bool:  # equal to the tuple of the same rules, as `RuleSet.rules` was
+        if isinstance(other, LazyRules | tuple):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @overload
+    def __getitem__(self, index: int) -> RuleInfo: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RuleInfo]: ...
+
+    def __getitem__(self, index: int | slice) -> RuleInfo | Sequence[RuleInfo]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        rule = self._made[index]
+        if rule is None:
+            rule = self._made[index] = rule_from_row(self._rows[index])
+        return rule
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """What a load produces, minus the parse: rule metadata and the generated module's code objects."""
 
-    rules: tuple[RuleInfo, ...]
+    rules: Sequence[RuleInfo]
     code: tuple[CodeType, ...]
     errors: tuple[RuleLoadError, ...]
     notes: tuple[RuleNote, ...]
@@ -121,20 +176,22 @@ class RuleCache:
         try:
             meta_len = int.from_bytes(data[:8], "little")
             meta = pickle.loads(data[8:8 + meta_len])  # noqa: S301 - our own file, named by a content hash
-            code = marshal.loads(data[8 + meta_len:])  # noqa: S302 - as above, written by `put`
+            rows, code = marshal.loads(data[8 + meta_len:])  # noqa: S302 - as above, written by `put`
         except Exception:
             return None
-        if not isinstance(meta, tuple) or not isinstance(code, tuple) or not all(isinstance(c, CodeType) for c in code):
+        if (not isinstance(meta, tuple) or not isinstance(rows, tuple) or not isinstance(code, tuple)
+                or not all(isinstance(c, CodeType) for c in code)):
             return None
-        rules, errors, notes, files, correlations = meta
-        return CacheEntry(rules, code, errors, notes, files, correlations)
+        errors, notes, files, correlations = meta
+        return CacheEntry(LazyRules(rows), code, errors, notes, files, correlations)
 
     def put(self, key: str, entry: CacheEntry) -> None:
         """Write atomically (a reader sees the old file or the whole new one); failures are the caller's."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        meta = pickle.dumps((entry.rules, entry.errors, entry.notes, entry.files, entry.correlations),
+        meta = pickle.dumps((entry.errors, entry.notes, entry.files, entry.correlations),
                             protocol=pickle.HIGHEST_PROTOCOL)
-        blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps(entry.code)
+        rows = tuple(rule_row(r) for r in entry.rules)
+        blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps((rows, entry.code))
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:

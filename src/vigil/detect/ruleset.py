@@ -51,7 +51,7 @@ class CompiledRules:
 class RuleSet:
     """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
 
-    def __init__(self, rules: tuple[RuleInfo, ...], code: tuple[CodeType, ...],
+    def __init__(self, rules: Sequence[RuleInfo], code: tuple[CodeType, ...],
                  correlations: tuple[Correlation, ...] = ()) -> None:
         """`code`: the generated module's chunks (`codegen.generate_module`) compiled, for `rules`."""
         self.rules = rules
@@ -113,7 +113,7 @@ class RuleSet:
         return self._correlation_fields.get(rule_id)
 
     def export(self) -> CompiledRules:
-        return CompiledRules(self.rules, marshal.dumps(self.code), self.correlations)
+        return CompiledRules(tuple(self.rules), marshal.dumps(self.code), self.correlations)
 
     def __len__(self) -> int:
         return len(self.rules)
