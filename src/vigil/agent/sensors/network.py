@@ -28,6 +28,8 @@ from vigil.agent.sensors.sockets import (
 
 log = logging.getLogger(__name__)
 
+_DUMP_SECONDS = 0.05
+
 
 
 def _key(row: Row) -> Hashable:
@@ -47,7 +49,8 @@ class NetworkSensor:
         self._thread: threading.Thread | None = None
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
         self._sockets = SocketIndex()
-        self._table_at = -1.0  # the feed pass (its monotonic time) that last dumped the socket table
+        self._dumped_at = -_DUMP_SECONDS  # when the socket table was last dumped (the feed's clock)
+        self._waiting: list[tuple[NetRecord, int | None, int | None]] = []  # records that need a fresh dump
         self.provider = ""
         self.overflows = 0
         self.failures = 0
@@ -97,7 +100,8 @@ class NetworkSensor:
             self._thread = None
         audit = self._subscribed
         self._close_audit()
-        if audit and self._gate is not None:  # the feed calls no more: what the gate holds goes out
+        if audit and self._gate is not None:  # the feed calls no more: what waits goes out
+            self._resolve([], float("inf"), force=True)
             self._ctx.sink.append(self._gate.flush(force=True))
 
     def health(self) -> SensorHealth:
@@ -133,15 +137,14 @@ class NetworkSensor:
 
     def on_audit(self, events: Sequence[SyscallEvent], records: Sequence[tuple[int, bytes]], now: float) -> None:
         try:
-            found = [r for ev in events if (r := build_net(ev)) is not None]
-            self._append([self._audit_row(r, now) for r in found])
+            self._resolve([r for ev in events if (r := build_net(ev)) is not None], now)
         except Exception:  # keep the sensor alive; the failure is counted and shown in health
             self._failed()
         self._ctx.budget.pace()
 
     def on_tick(self, now: float) -> None:
         try:
-            self._append([])  # summaries whose window has passed
+            self._resolve([], now)  # records waiting for a dump; summaries whose window has passed
         except Exception:  # keep the sensor alive; the failure is counted and shown in health
             self._failed()
 
@@ -151,23 +154,32 @@ class NetworkSensor:
             self._gate.overflowed()
         log.warning("network: kernel dropped audit records (receive buffer overflow; counted)")
 
-    def _local_of(self, rec: NetRecord, now: float) -> SocketEntry | None:
-        """The socket's table entry: by the inode of its fd while the process lives, else by the
-        remote end when only one socket has it (a closed socket lingers in TIME_WAIT, inode 0),
-        else, for an accept, the listening socket (its local end is the connection's).
+    def _resolve(self, records: list[NetRecord], now: float, force: bool = False) -> None:
+        """Rows for the records whose socket is known. The socket is found by the inode of its fd
+        while the process lives, else by the remote end when only one socket has it (a closed
+        socket lingers in TIME_WAIT, inode 0), else, for an accept, by the listening socket (its
+        local end is the connection's).
 
         An inode found in the last dump is right whatever its age; anything else needs a dump taken
-        after the record arrived (one per feed pass serves all its records), or a newer socket
-        to the same remote end would go unseen."""
-        inode = socket_inode(rec.pid, rec.fd)
-        found = self._sockets.by_inode(inode) if inode is not None else None
-        if found is not None:
-            return found
-        if self._table_at < now:
+        after the record arrived, or a newer socket to the same remote end would go unseen. Such
+        records wait for the next dump, at most every _DUMP_SECONDS (a busy host's dump is
+        thousands of TIME_WAIT sockets)."""
+        rows: list[Row] = []
+        for rec in records:
+            inode = socket_inode(rec.pid, rec.fd)  # now, while the process may still hold it
+            found = self._sockets.by_inode(inode) if inode is not None else None
+            if found is not None:
+                rows.append(self._audit_row(rec, found))
+                continue
+            listen_inode = socket_inode(rec.pid, rec.listen_fd) if rec.listen_fd >= 0 else None
+            self._waiting.append((rec, inode, listen_inode))
+        if self._waiting and (force or now - self._dumped_at >= _DUMP_SECONDS):
             self._sockets.refresh()
-            self._table_at = now
-        listen_inode = socket_inode(rec.pid, rec.listen_fd) if rec.listen_fd >= 0 else None
-        return self._lookup(inode, rec.remote, listen_inode)
+            self._dumped_at = now
+            rows += [self._audit_row(rec, self._lookup(inode, rec.remote, listen))
+                     for rec, inode, listen in self._waiting]
+            self._waiting.clear()
+        self._append(rows)
 
     def _lookup(self, inode: int | None, remote: Endpoint, listen_inode: int | None) -> SocketEntry | None:
         found = self._sockets.by_inode(inode) if inode is not None else None
@@ -177,8 +189,7 @@ class NetworkSensor:
             found = self._sockets.by_inode(listen_inode)
         return found
 
-    def _audit_row(self, rec: NetRecord, now: float) -> Row:
-        entry = self._local_of(rec, now)
+    def _audit_row(self, rec: NetRecord, entry: SocketEntry | None) -> Row:
         protocol = entry.protocol if entry else "Tcp" if rec.action == "InboundConnectionAccepted" else None
         row = _row(rec.action, iso(rec.timestamp), rec.remote, entry.local if entry else None, protocol)
         initiating = self._ctx.processes.initiating(rec.pid)
