@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -55,6 +57,7 @@ def child(spec: dict[str, Any]) -> int:
     sys.stdin.readline()
     for s in sensors.values():
         s.stop()
+    spool.flush()  # rows still grouped for their transaction; the counts below read the database
     marker = spec["marker"]
 
     def count(*needles: str) -> int:
@@ -157,6 +160,13 @@ def run_config(name: str, spec: dict[str, Any], args: argparse.Namespace, port: 
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdin is not None
         health = json.loads(proc.stdout.readline())["ready"]
+        spy = None
+        if args.profile:  # sample the agent while the workload runs (py-spy needs root, as the bench does)
+            args.profile.mkdir(parents=True, exist_ok=True)
+            out_file = args.profile / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".txt")
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid),
+                                    "--format", "raw", "--rate", "250", "--gil", "--nonblocking", "-o", str(out_file)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         idle0 = cpu_of(proc.pid)
         time.sleep(1.0)
@@ -187,6 +197,9 @@ def run_config(name: str, spec: dict[str, Any], args: argparse.Namespace, port: 
             # Each connection is two events: the connect here and the accept in the listener thread.
             out.update(agent_us_per_net_event=agent / (2 * args.connects) * 1e6)
         out["rss_mib"], out["peak_rss_mib"] = rss_of(proc.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         proc.stdin.write("stop\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline())
@@ -209,6 +222,9 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=3000, help="create+rename+delete cycles")
     parser.add_argument("--connects", type=int, default=1000)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only configurations whose name contains this text (repeatable)")
+    parser.add_argument("--profile", type=Path, help="write a py-spy raw profile of the agent per configuration here")
     args = parser.parse_args()
     if args.child:
         return child(json.loads(args.child))
@@ -232,6 +248,8 @@ def main() -> int:
                         "workload_us_per_file_event": file_work,
                         "workload_us_per_connect": (time.process_time() - t0) / args.connects * 1e6})
     for name, spec in CONFIGS.items():
+        if args.only and not any(o in name for o in args.only):
+            continue
         results.append(run_config(name, spec, args, port))
     stop.set()
     if args.json:
