@@ -116,7 +116,9 @@ def test_alerts_correlate_into_incidents_and_can_be_merged_and_split(server: Vig
         r = c.post(f"/api/incidents/{web['incidentId']}/split", json={"alertIds": everything})
         assert r.status_code == 422 and "at least one alert" in r.json()["detail"]
         r = c.post(f"/api/incidents/{web['incidentId']}/merge", json={"incidentIds": [999]})
-        assert r.status_code == 422
+        assert r.status_code == 404 and r.json()["detail"] == "no incident with id 999"
+        r = c.post(f"/api/incidents/{web['incidentId']}/merge", json={"incidentIds": [web["incidentId"]]})
+        assert r.status_code == 422 and r.json()["field"] == "incidentIds"
         r = c.patch(f"/api/incidents/{web['incidentId']}", json={"status": "Resolved", "assignedTo": "me"})
         assert r.json()["status"] == "Resolved"
 
