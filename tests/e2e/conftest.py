@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.e2e.agent_support import AgentProcess, require_root
 from tests.support import VigilServer
 from vigil.config import load_settings
 
@@ -50,3 +51,15 @@ def chromium(sqlite_server: VigilServer) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def agent(sqlite_server: VigilServer, tmp_path: Path) -> Iterator[AgentProcess]:
+    """A real agent (root) enrolled to the SQLite test server; test_agent_end_to_end overrides it per database."""
+    require_root()
+    a = AgentProcess.enroll(sqlite_server, tmp_path / "agent")
+    a.start()
+    try:
+        yield a
+    finally:
+        a.stop()

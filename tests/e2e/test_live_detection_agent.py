@@ -6,27 +6,15 @@ import hashlib
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.agent_support import AgentProcess, require_root, wait_for
+from tests.e2e.agent_support import AgentProcess, wait_for
 from tests.support import VigilServer
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def agent(sqlite_server: VigilServer, tmp_path: Path) -> Iterator[AgentProcess]:
-    require_root()
-    a = AgentProcess.enroll(sqlite_server, tmp_path / "agent")
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
 
 
 def _alerts(server: VigilServer, token: str) -> list[dict[str, Any]]:

@@ -7,29 +7,17 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.agent_support import AgentProcess, require_root
+from tests.e2e.agent_support import AgentProcess
 from tests.e2e.response_support import finished
 from tests.support import VigilServer
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def agent(sqlite_server: VigilServer, tmp_path: Path) -> Iterator[AgentProcess]:
-    require_root()
-    a = AgentProcess.enroll(sqlite_server, tmp_path / "agent")
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
 
 
 def _run(c: httpx.Client, sid: int, line: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,17 +22,6 @@ from vigil.agent.actions.base import ISOLATION_NETNS_ENV
 from vigil.agent.actions.kill import start_time
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def agent(sqlite_server: VigilServer, tmp_path: Path) -> Iterator[AgentProcess]:
-    require_root()
-    a = AgentProcess.enroll(sqlite_server, tmp_path / "agent")
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
 
 
 def _created(pid: int) -> str:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.routing import APIRoute
 
-from tests.e2e.agent_support import AgentProcess, require_root
+from tests.e2e.agent_support import AgentProcess
 from tests.e2e.response_support import finished, start
 from tests.support import VigilServer, enroll_raw
 from vigil.config import load_settings
@@ -30,17 +30,6 @@ from vigil.store.users import create_user
 from vigil.wire import ActionCommand, SignedCommand, sign_command
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def agent(sqlite_server: VigilServer, tmp_path: Path) -> Iterator[AgentProcess]:
-    require_root()
-    a = AgentProcess.enroll(sqlite_server, tmp_path / "agent")
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
 
 
 def _engine(server: VigilServer) -> sa.Engine:
