@@ -150,3 +150,41 @@ def test_a_read_only_user_cannot_start_remediation_anywhere(sqlite_server: Vigil
             assert r.status_code == 403, (form, r.status_code)
     with server.client(server.admin_token()) as admin:
         assert admin.get(f"/api/machineactions/{held['id']}").json()["approval"] == "PendingApproval"
+
+
+def test_four_eyes_nobody_approves_their_own_request_and_bulk_approval_stays_all_or_nothing(
+    sqlite_server: VigilServer,
+) -> None:
+    server = sqlite_server
+    dev = enroll_raw(server, server.onboarding_package()["token"], "db-01").json()["device_id"]
+    with _engine(server).begin() as conn:
+        create_user(conn, "bob", "correct horse battery", BasicRole.FULL_ACCESS, datetime.now(UTC))
+    with server.client() as c:
+        bob_token = c.post("/api/auth/login", json={"username": "bob", "password": "correct horse battery"}
+                           ).json()["access_token"]
+    with server.client(server.admin_token()) as admin, server.client(bob_token) as bob:
+        own, own_too = (start(admin, dev, "isolate", RequireApproval=True)["id"] for _ in range(2))
+        bobs = start(bob, dev, "isolate", RequireApproval=True)["id"]
+
+        r = admin.post("/api/machineactions/approve", json={"ActionIds": [own], "Comment": "looks fine"})
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "four_eyes" and "four-eyes rule" in r.json()["detail"], r.text
+        assert "admin requested action" in r.json()["detail"]
+        # One self-approval in a bulk request refuses the whole request: bob's action is not approved either.
+        r = admin.post("/api/machineactions/approve", json={"ActionIds": [bobs, own], "Comment": "both"})
+        assert r.status_code == 403, r.text
+        for i in (own, bobs):
+            a = admin.get(f"/api/machineactions/{i}").json()
+            assert (a["approval"], a["status"]) == ("PendingApproval", "Pending"), a
+        refused = admin.get("/api/audit", params={"action": "machineaction.approve_refused"}).json()["value"]
+        assert sorted(e["target_id"] for e in refused) == sorted([own, own, bobs])
+        assert all(e["actor"] == "admin" and "four-eyes rule" in e["reason"] for e in refused)
+        assert admin.get("/api/audit/verify").json()["ok"] is True
+
+        # Rejecting one's own request only cancels it, so it stays allowed; another analyst may approve.
+        r = admin.post("/api/machineactions/reject", json={"ActionIds": [own_too], "Comment": "not needed"})
+        assert r.status_code == 200 and r.json()["value"][0]["approval"] == "Rejected", r.text
+        r = admin.post("/api/machineactions/approve", json={"ActionIds": [bobs], "Comment": "confirmed"})
+        assert r.status_code == 200 and r.json()["value"][0]["approval"] == "Approved", r.text
+        r = bob.post("/api/machineactions/approve", json={"ActionIds": [own], "Comment": "confirmed"})
+        assert r.status_code == 200 and r.json()["value"][0]["approval"] == "Approved", r.text

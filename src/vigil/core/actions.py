@@ -74,6 +74,17 @@ class InvalidTransition(ActionRuleError):
     pass
 
 
+class SelfApproval(ActionRuleError):
+    """The four-eyes rule: an action held for approval must be approved by someone other than its requestor."""
+
+
+def check_four_eyes(action_id: str, requestor: str, approver: str) -> None:
+    """Refuse approval by the user who requested the action (``requestor``/``approver`` are usernames)."""
+    if requestor == approver:
+        raise SelfApproval(f"four-eyes rule: {approver} requested action {action_id} and cannot also approve it; "
+                           "another analyst with the remediation permission must approve it", "ActionIds")
+
+
 def transition(current: ActionStatus, new: ActionStatus) -> ActionStatus:
     """The status after ``new`` is reported; terminal statuses never change again."""
     if new == current and current not in TERMINAL:

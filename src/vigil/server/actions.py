@@ -20,10 +20,12 @@ from vigil.core.actions import (
     Approval,
     InvalidTransition,
     MachineAction,
+    check_four_eyes,
     undo_of,
     validate_comment,
 )
 from vigil.deploy.signing import load_key
+from vigil.server.scope import username_of
 from vigil.store import actions as action_store
 from vigil.store import audit
 from vigil.store.audit import Change
@@ -84,6 +86,9 @@ def decide(
     action = action_store.get(conn, action_id)
     if action.approval is not Approval.PENDING or action.status is not ActionStatus.PENDING:
         raise ActionRuleError(f"action {action_id} is not waiting for approval", "ActionIds")
+    if approve:
+        # Rejecting one's own request is harmless (it only cancels); approving it would defeat the hold.
+        check_four_eyes(action_id, username_of(action.requestor), username_of(who.actor))
     command, expires = (signed_command(settings, action, now) if approve else (None, None))
     decided = action_store.decide(conn, action_id, approve, who.actor, text, now, command, expires)
     _audit(conn, who, "machineaction.approve" if approve else "machineaction.reject", decided, now,
@@ -133,6 +138,12 @@ def record_result(
            after={"reported": result.status, "status": done.status.value, "refused": result.refused,
                   "message": result.message[:500]})
     return done
+
+
+def audit_refused_approval(conn: sa.Connection, who: Change, action_id: str, reason: str, now: datetime) -> None:
+    """Record a refused approval; the caller commits it apart from the refused (rolled-back) decision."""
+    audit.append(conn, Change(who.actor, "machineaction.approve_refused", "machine_action", action_id,
+                              source_ip=who.source_ip, reason=reason), now)
 
 
 def _audit(conn: sa.Connection, who: Change, what: str, action: MachineAction, now: datetime, **kw: Any) -> None:

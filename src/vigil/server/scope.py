@@ -38,9 +38,17 @@ def device_filter(principal: Principal, device_id: sa.ColumnElement[Any]) -> sa.
     return device_id.in_(sa.select(devices.c.id).where(devices.c.group_id.in_(sorted(ids))))
 
 
+_TOKEN_MARK = " (API token "
+
+
+def username_of(actor: str) -> str:
+    """The user behind an audit actor; any of a user's API tokens is still that user (four-eyes approval)."""
+    return actor.split(_TOKEN_MARK, 1)[0]
+
+
 def change(request: Request, action: str, target_type: str, target_id: str, **kw: Any) -> Change:
     """An audit record of a change made through the API or portal by the current caller."""
     who = principal_of(request)
-    actor = who.user.username + (f" (API token {who.api_token_id})" if who.api_token_id else "")
+    actor = who.user.username + (f"{_TOKEN_MARK}{who.api_token_id})" if who.api_token_id else "")
     return Change(actor, action, target_type, target_id, source_ip=request.client.host if request.client else None,
                   **kw)

@@ -16,6 +16,7 @@ from vigil.core.actions import (
     ActionStatus,
     ActionType,
     MachineAction,
+    SelfApproval,
     validate_parameters,
 )
 from vigil.core.rbac import Permission
@@ -325,6 +326,12 @@ def decide_many(request: Request, ids: list[str], approve: bool, comment: str) -
         with svc.engine.begin() as conn:
             return [action_json(action_service.decide(conn, svc.settings, who, i, approve, comment, now))
                     for i in ids]
+    except SelfApproval as e:
+        # The bulk decision was rolled back as a whole; the refusal is audited in its own transaction.
+        with svc.engine.begin() as conn:
+            for i in ids:
+                action_service.audit_refused_approval(conn, who, i, str(e), now)
+        raise APIError(403, "four_eyes", str(e), field=e.field) from None
     except ActionRuleError as e:
         raise APIError(409, "conflict", str(e), field=e.field) from None
     except SigningKeyMissing as e:
