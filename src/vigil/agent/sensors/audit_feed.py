@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors.audit_events import AuditInterest, EventAssembler, SyscallEvent
-from vigil.agent.sensors.audit_netlink import drain, open_multicast, split_messages
+from vigil.agent.sensors.audit_netlink import AuditRuleSession, drain, open_multicast, split_messages
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +177,40 @@ class AuditFeed:
             self.failures += 1
             if self.failures == 1 or self.failures % 1000 == 0:
                 log.exception("audit feed: subscriber %s failed (%d failures so far)", name, self.failures)
+
+
+class AuditAttachment:
+    """One sensor's use of audit: its subscription to the shared feed and its own keyed rules."""
+
+    def __init__(self, feed: AuditFeed) -> None:
+        self._feed = feed
+        self._name: str | None = None
+        self._rules: AuditRuleSession | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self._name is not None
+
+    def attach(self, subscription: Subscription, rules: AuditRuleSession) -> None:
+        """Join the feed, then install the rules, so no record after a rule goes unseen. Raises
+        SensorUnavailable or OSError with nothing left behind."""
+        try:
+            self._feed.subscribe(subscription)
+            self._name = subscription.name
+            self._rules = rules
+            rules.open()
+        except (SensorUnavailable, OSError):
+            self.detach()
+            raise
+
+    def detach(self) -> None:
+        """Remove the rules, then leave the feed; does nothing when not attached."""
+        if self._rules is not None:
+            try:
+                self._rules.close()
+            except OSError as e:
+                log.error("could not remove the audit rules %s: %s", self._rules.key, e)
+            self._rules = None
+        if self._name is not None:
+            self._feed.unsubscribe(self._name)
+            self._name = None

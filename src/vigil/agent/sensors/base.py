@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -39,6 +41,48 @@ class SensorHealth:
     @classmethod
     def active(cls) -> SensorHealth:
         return cls(HealthState.ACTIVE)
+
+
+class SensorThread:
+    """A sensor's own thread: ``stop`` sets ``stopping`` (which the loop watches) and waits up to 5 s."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class SensorFaults:
+    """What a sensor lost to kernel overflows and to its own failures; either turns it from active to degraded."""
+
+    def __init__(self, log: logging.Logger, failure: str, overflows: str = "receive-buffer overflows") -> None:
+        self._log = log
+        self._failure = failure  # e.g. "logon sensor failed to handle a record"
+        self._overflow_text = overflows
+        self.overflows = 0
+        self.failures = 0
+
+    def failed(self) -> None:
+        """Count the exception being handled and log it with its traceback (the first, then every 1000th)."""
+        self.failures += 1
+        if self.failures == 1 or self.failures % 1000 == 0:  # a bug must not flood the log
+            self._log.exception("%s (%d so far)", self._failure, self.failures)
+
+    def degrade(self, health: SensorHealth) -> SensorHealth:
+        if health.state is HealthState.ACTIVE and (self.overflows or self.failures):
+            return SensorHealth(HealthState.DEGRADED,
+                                f"{self.overflows} {self._overflow_text}, {self.failures} processing failures")
+        return health
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import platform
 import socket
-import threading
 
 import psutil
 
 from vigil import __version__
 from vigil.agent.clock import iso
-from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth, SensorThread
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,7 @@ class DeviceInfoSensor:
 
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SensorThread("vigil-sensor-device-info")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
 
     def probe(self) -> SensorHealth:
@@ -63,21 +61,17 @@ class DeviceInfoSensor:
 
     def start(self) -> SensorHealth:
         self._report()
-        self._thread = threading.Thread(target=self._loop, name="vigil-sensor-device-info", daemon=True)
-        self._thread.start()
+        self._thread.start(self._loop)
         return self._health
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._thread.stop()
 
     def health(self) -> SensorHealth:
         return self._health
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._ctx.config.device_info_seconds):
+        while not self._thread.stopping.wait(self._ctx.config.device_info_seconds):
             self._report()
 
     def _report(self) -> None:

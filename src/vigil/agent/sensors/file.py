@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import select
-import threading
 from collections import deque
 from collections.abc import Hashable
 
@@ -14,7 +13,7 @@ from vigil.agent.budget import Gate
 from vigil.agent.clock import iso
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors import fanotify
-from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.fanotify import (
     FAN_CREATE,
     FAN_DELETE,
@@ -47,14 +46,12 @@ class FileSensor:
         self._fd = -1
         self._resolver: fanotify.HandleResolver | None = None
         self._gate: Gate | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SensorThread("vigil-sensor-file")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
         self._own_pid = os.getpid()
         self._recent_writes: dict[tuple[int, str], float] = {}
         self._held: deque[tuple[float, int, Row]] = deque()
-        self.overflows = 0
-        self.failures = 0
+        self.faults = SensorFaults(log, "file sensor failed to handle an event", overflows="kernel queue overflows")
         self.events = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -71,15 +68,11 @@ class FileSensor:
             return self._health
         self._gate = self._ctx.budget.gate(self.name)
         self._health = SensorHealth.active()
-        self._thread = threading.Thread(target=self._loop, name="vigil-sensor-file", daemon=True)
-        self._thread.start()
+        self._thread.start(self._loop)
         return self._health
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._thread.stop()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -87,10 +80,7 @@ class FileSensor:
             self._resolver.close()
 
     def health(self) -> SensorHealth:
-        if self._health.state is HealthState.ACTIVE and (self.overflows or self.failures):
-            return SensorHealth(HealthState.DEGRADED,
-                                f"{self.overflows} kernel queue overflows, {self.failures} processing failures")
-        return self._health
+        return self.faults.degrade(self._health)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -99,7 +89,7 @@ class FileSensor:
         clock = self._ctx.clock
         delay = self._ctx.config.file_attribution_delay_seconds
         last_purge = clock.monotonic()
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             timeout = 0.2
             if self._held:
                 timeout = max(0.0, min(timeout, self._held[0][0] - clock.monotonic()))
@@ -116,9 +106,7 @@ class FileSensor:
                     self._purge(now)
                     last_purge = now
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
-                self.failures += 1
-                if self.failures == 1 or self.failures % 1000 == 0:
-                    log.exception("file sensor failed to handle an event (%d so far)", self.failures)
+                self.faults.failed()
             self._ctx.budget.pace()
         self._hold(self._gate.flush(force=True), 0.0)
         self._emit(float("inf"))
@@ -162,7 +150,7 @@ class FileSensor:
 
     def _on_event(self, ev: FsEvent, now: float, rows: list[Row]) -> None:
         if ev.mask & FAN_Q_OVERFLOW:
-            self.overflows += 1
+            self.faults.overflows += 1
             assert self._gate is not None
             self._gate.overflowed()
             log.warning("file: the fanotify queue overflowed; events were lost (counted)")

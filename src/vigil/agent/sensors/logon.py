@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from vigil.agent.clock import iso
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors.audit_events import SyscallEvent
-from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_user_message_rule, open_multicast, rule_key_for
 from vigil.agent.sensors.audit_parse import AUDIT_USER_FIRST, AUDIT_USER_LAST
-from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.logon_records import Logon, from_audit, from_auth_log, is_local_admin, logon_type
 from vigil.agent.sensors.net_records import ip_type
 
@@ -59,15 +58,12 @@ class LogonSensor:
 
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
-        self._subscribed = False
-        self._rules: AuditRuleSession | None = None
+        self._audit = AuditAttachment(ctx.audit)
         self._follower: AuthLogFollower | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SensorThread("vigil-sensor-logon")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
         self.provider = ""
-        self.failures = 0
-        self.overflows = 0
+        self.faults = SensorFaults(log, "logon sensor failed to handle a record")
 
     def _auth_log(self) -> Path | None:
         return next((Path(p) for p in self._ctx.config.auth_log_paths if Path(p).is_file()), None)
@@ -95,16 +91,13 @@ class LogonSensor:
             try:
                 # User-space messages only; syscall records are not this sensor's.
                 user_types = frozenset(range(AUDIT_USER_FIRST, AUDIT_USER_LAST + 1))
-                self._ctx.audit.subscribe(Subscription(self.name, self, record_types=user_types))
-                self._subscribed = True
                 key = rule_key_for(os.getpid(), "logon")
                 # PAM records flow whenever audit is on; the rule keeps audit on while this agent runs.
-                self._rules = AuditRuleSession(key, [build_user_message_rule(key)])
-                self._rules.open()
+                self._audit.attach(Subscription(self.name, self, record_types=user_types),
+                                   AuditRuleSession(key, [build_user_message_rule(key)]))
             except (SensorUnavailable, OSError) as e:
-                self._close_audit()
                 reason = f"audit unavailable ({e})"
-        if self._subscribed:
+        if self._audit.attached:
             self.provider = "audit"
             self._health = SensorHealth.active()
             return self._health  # the shared audit feed's thread calls on_audit
@@ -115,41 +108,18 @@ class LogonSensor:
         self._follower = AuthLogFollower(path)
         self.provider = "auth_log"
         self._health = SensorHealth(HealthState.DEGRADED, f"{reason}; following {path}")
-        self._thread = threading.Thread(target=self._log_loop, name="vigil-sensor-logon", daemon=True)
-        self._thread.start()
+        self._thread.start(self._log_loop)
         return self._health
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._close_audit()
+        self._thread.stop()
+        self._audit.detach()
         if self._follower is not None:
             self._follower.close()
             self._follower = None
 
     def health(self) -> SensorHealth:
-        if self._health.state is HealthState.ACTIVE and (self.overflows or self.failures):
-            return SensorHealth(HealthState.DEGRADED,
-                                f"{self.overflows} receive-buffer overflows, {self.failures} processing failures")
-        return self._health
-
-    def _close_audit(self) -> None:
-        if self._rules is not None:
-            try:
-                self._rules.close()
-            except OSError as e:
-                log.error("could not remove the audit rule %s: %s", self._rules.key, e)
-            self._rules = None
-        if self._subscribed:
-            self._ctx.audit.unsubscribe(self.name)
-            self._subscribed = False
-
-    def _failed(self) -> None:
-        self.failures += 1
-        if self.failures == 1 or self.failures % 1000 == 0:
-            log.exception("logon sensor failed to handle a record (%d so far)", self.failures)
+        return self.faults.degrade(self._health)
 
     # -- audit provider (called on the shared audit feed's thread) -----------------------------
 
@@ -161,7 +131,7 @@ class LogonSensor:
                 if logon is not None:
                     rows.append(self._row(logon))
             except Exception:  # keep the sensor alive; counted and shown in health
-                self._failed()
+                self.faults.failed()
         if rows:
             self._ctx.sink.append(rows)
 
@@ -169,12 +139,12 @@ class LogonSensor:
         pass  # nothing waits: every record is a row or nothing
 
     def on_overflow(self) -> None:
-        self.overflows += 1
+        self.faults.overflows += 1
         self._ctx.budget.record("kernel_overflow", 1)
 
     def _log_loop(self) -> None:
         assert self._follower is not None
-        while not self._stop.wait(0.5):
+        while not self._thread.stopping.wait(0.5):
             rows: list[Row] = []
             try:
                 now = self._ctx.clock.now()
@@ -183,7 +153,7 @@ class LogonSensor:
                     if logon is not None:
                         rows.append(self._row(logon))
             except Exception:  # keep the sensor alive; counted and shown in health
-                self._failed()
+                self.faults.failed()
             if rows:
                 self._ctx.sink.append(rows)
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import threading
 from collections.abc import Hashable, Sequence
 
 from vigil.agent.budget import Gate
 from vigil.agent.clock import iso
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors.audit_events import SyscallEvent
-from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_network_rules, open_multicast, rule_key_for
-from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.net_records import NET_INTEREST, Endpoint, NetRecord, build_net, ip_type
 from vigil.agent.sensors.sockets import (
     TCP_ESTABLISHED,
@@ -42,18 +41,15 @@ class NetworkSensor:
 
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
-        self._subscribed = False
-        self._rules: AuditRuleSession | None = None
+        self._audit = AuditAttachment(ctx.audit)
         self._gate: Gate | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SensorThread("vigil-sensor-network")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
         self._sockets = SocketIndex()
         self._dumped_at = -_DUMP_SECONDS  # when the socket table was last dumped (the feed's clock)
         self._waiting: list[tuple[NetRecord, int | None, int | None]] = []  # records that need a fresh dump
         self.provider = ""
-        self.overflows = 0
-        self.failures = 0
+        self.faults = SensorFaults(log, "network sensor failed to handle an event")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -71,15 +67,12 @@ class NetworkSensor:
         reason = "audit disabled by configuration"
         if self._ctx.config.use_audit:
             try:
-                self._ctx.audit.subscribe(Subscription(self.name, self, NET_INTEREST))  # joined before the rules
-                self._subscribed = True
                 key = rule_key_for(os.getpid(), "net")
-                self._rules = AuditRuleSession(key, build_network_rules(key, os.getpid()))
-                self._rules.open()
+                self._audit.attach(Subscription(self.name, self, NET_INTEREST),
+                                   AuditRuleSession(key, build_network_rules(key, os.getpid())))
             except (SensorUnavailable, OSError) as e:
-                self._close_audit()
                 reason = f"audit unavailable ({e})"
-        if self._subscribed:
+        if self._audit.attached:
             self.provider = "audit"
             self._health = SensorHealth.active()
             return self._health  # the shared audit feed's thread calls on_audit
@@ -89,42 +82,19 @@ class NetworkSensor:
             HealthState.DEGRADED,
             f"{reason}: polling socket tables every {seconds:g} s; connections shorter than that are missed",
         )
-        self._thread = threading.Thread(target=self._poll_loop, name="vigil-sensor-network", daemon=True)
-        self._thread.start()
+        self._thread.start(self._poll_loop)
         return self._health
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        audit = self._subscribed
-        self._close_audit()
+        self._thread.stop()
+        audit = self._audit.attached
+        self._audit.detach()
         if audit and self._gate is not None:  # the feed calls no more: what waits goes out
             self._resolve([], float("inf"), force=True)
             self._ctx.sink.append(self._gate.flush(force=True))
 
     def health(self) -> SensorHealth:
-        if self._health.state is HealthState.ACTIVE and (self.overflows or self.failures):
-            return SensorHealth(HealthState.DEGRADED,
-                                f"{self.overflows} receive-buffer overflows, {self.failures} processing failures")
-        return self._health
-
-    def _close_audit(self) -> None:
-        if self._rules is not None:
-            try:
-                self._rules.close()
-            except OSError as e:
-                log.error("could not remove the audit rules %s: %s", self._rules.key, e)
-            self._rules = None
-        if self._subscribed:
-            self._ctx.audit.unsubscribe(self.name)
-            self._subscribed = False
-
-    def _failed(self) -> None:
-        self.failures += 1
-        if self.failures == 1 or self.failures % 1000 == 0:
-            log.exception("network sensor failed to handle an event (%d so far)", self.failures)
+        return self.faults.degrade(self._health)
 
     def _append(self, rows: list[Row]) -> None:
         assert self._gate is not None
@@ -139,17 +109,17 @@ class NetworkSensor:
         try:
             self._resolve([r for ev in events if (r := build_net(ev)) is not None], now)
         except Exception:  # keep the sensor alive; the failure is counted and shown in health
-            self._failed()
+            self.faults.failed()
         self._ctx.budget.pace()
 
     def on_tick(self, now: float) -> None:
         try:
             self._resolve([], now)  # records waiting for a dump; summaries whose window has passed
         except Exception:  # keep the sensor alive; the failure is counted and shown in health
-            self._failed()
+            self.faults.failed()
 
     def on_overflow(self) -> None:
-        self.overflows += 1
+        self.faults.overflows += 1
         if self._gate is not None:
             self._gate.overflowed()
         log.warning("network: kernel dropped audit records (receive buffer overflow; counted)")
@@ -207,7 +177,7 @@ class NetworkSensor:
 
     def _poll_loop(self) -> None:
         seen = {e.inode for e in read_tables() if e.inode}  # what exists at start is not new
-        while not self._stop.wait(self._ctx.config.network_poll_seconds):
+        while not self._thread.stopping.wait(self._ctx.config.network_poll_seconds):
             try:
                 entries = read_tables()
                 listening = {(e.protocol, e.local.port) for e in entries if e.state == TCP_LISTEN}
@@ -227,7 +197,7 @@ class NetworkSensor:
                     rows.append(row)
                 self._append(rows)
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
-                self._failed()
+                self.faults.failed()
         if self._gate is not None:
             self._ctx.sink.append(self._gate.flush(force=True))
 

@@ -7,16 +7,15 @@ import logging
 import os
 import select
 import socket
-import threading
 from collections import deque
 from collections.abc import Sequence
 
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors.audit_events import SyscallEvent
-from vigil.agent.sensors.audit_feed import Subscription
+from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import ExecRuleSession, drain, open_multicast
 from vigil.agent.sensors.audit_records import EXEC_INTEREST, ExecRecord, build_exec
-from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.proc_connector import (
     ExecEvent,
     ExitEvent,
@@ -44,13 +43,10 @@ class ProcessSensor:
         self._pc: socket.socket | None = None
         self._audit_wake = -1  # an eventfd the audit feed's thread signals when records are queued
         self._audit_in: deque[ExecRecord] = deque()
-        self._subscribed = False
-        self._rule: ExecRuleSession | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._audit = AuditAttachment(ctx.audit)
+        self._thread = SensorThread("vigil-sensor-process")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
-        self._overflows = 0
-        self._failures = 0
+        self._faults = SensorFaults(log, "process sensor failed to handle an event")
         self.tracker: ProcessTracker | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -77,36 +73,28 @@ class ProcessSensor:
         if self._ctx.config.use_audit:
             try:
                 self._audit_wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                # Join the feed first so no record after the rule goes unseen.
-                self._ctx.audit.subscribe(Subscription(self.name, self, EXEC_INTEREST))
-                self._subscribed = True
-                self._rule = ExecRuleSession()
-                self._rule.open()
+                self._audit.attach(Subscription(self.name, self, EXEC_INTEREST), ExecRuleSession())
             except (SensorUnavailable, OSError) as e:
                 self._close_audit()
                 reasons.append(f"audit unavailable ({e}): short-lived processes may lack command lines")
         else:
             reasons.append("audit disabled by configuration: short-lived processes may lack command lines")
-        if self._pc is None and not self._subscribed:
+        if self._pc is None and not self._audit.attached:
             self._health = SensorHealth(HealthState.UNAVAILABLE, "; ".join(reasons))
             return self._health
         self.tracker = ProcessTracker(
             use_proc=self._pc is not None,
-            use_audit=self._subscribed,
+            use_audit=self._audit.attached,
             audit_wait=self._ctx.config.audit_wait_seconds,
             exit_events=self._ctx.config.process_exit_events,
         )
         self._health = _combine(reasons, False)
         self._ctx.processes.attach(self.tracker.info)
-        self._thread = threading.Thread(target=self._loop, name="vigil-sensor-process", daemon=True)
-        self._thread.start()
+        self._thread.start(self._loop)
         return self._health
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._thread.stop()
         self._ctx.processes.attach(None)
         if self._pc is not None:
             close_proc_connector(self._pc)
@@ -114,23 +102,10 @@ class ProcessSensor:
         self._close_audit()
 
     def health(self) -> SensorHealth:
-        if self._health.state is HealthState.ACTIVE and (self._overflows or self._failures):
-            return SensorHealth(
-                HealthState.DEGRADED,
-                f"{self._overflows} receive-buffer overflows, {self._failures} processing failures",
-            )
-        return self._health
+        return self._faults.degrade(self._health)
 
     def _close_audit(self) -> None:
-        if self._rule is not None:
-            try:
-                self._rule.close()
-            except OSError as e:
-                log.error("could not remove the audit rule %s: %s", self._rule.key, e)
-            self._rule = None
-        if self._subscribed:
-            self._ctx.audit.unsubscribe(self.name)
-            self._subscribed = False
+        self._audit.detach()
         if self._audit_wake >= 0:
             os.close(self._audit_wake)
             self._audit_wake = -1
@@ -141,7 +116,7 @@ class ProcessSensor:
         try:
             execs = [ex for ev in events if (ex := build_exec(ev)) is not None]
         except Exception:  # keep the feed alive; counted and shown in health
-            self._failed()
+            self._faults.failed()
             return
         if execs:
             self._audit_in.extend(execs)
@@ -151,12 +126,7 @@ class ProcessSensor:
         pass  # the sensor's own thread keeps the tracker's timers
 
     def on_overflow(self) -> None:
-        self._overflows += 1
-
-    def _failed(self) -> None:
-        self._failures += 1
-        if self._failures == 1 or self._failures % 1000 == 0:  # a bug must not flood the log
-            log.exception("process sensor failed to handle an event (%d so far)", self._failures)
+        self._faults.overflows += 1
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -171,14 +141,14 @@ class ProcessSensor:
         if wake >= 0:
             watched.append(wake)
         last = 0.0
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             deadline = tracker.next_deadline()
             # Timers are served at the same pace: with hundreds of execs a second, every one of
             # them has its own deadline, and waking for each would cost more than the rows.
             timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - clock.monotonic()))
             ready, _, _ = select.select(watched, [], [], max(timeout, last + _WAKE_SECONDS - clock.monotonic()))
             if ready and (rest := last + _WAKE_SECONDS - clock.monotonic()) > 0:
-                self._stop.wait(rest)  # let more events gather; one pass serves them all
+                self._thread.stopping.wait(rest)  # let more events gather; one pass serves them all
             rows: list[Row] = []
             try:
                 last = now = clock.monotonic()
@@ -188,7 +158,7 @@ class ProcessSensor:
                 rows += self._take_audit(tracker, now)
                 rows += tracker.expire(clock.monotonic())
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
-                self._failed()
+                self._faults.failed()
             if rows:
                 self._ctx.sink.append(rows)
         # Stopping: whatever still waits for a partner goes out as it is.
@@ -210,7 +180,7 @@ class ProcessSensor:
     def _drain(self, sock: socket.socket) -> list[bytes]:
         out, overflows = drain(sock, _MAX_DATAGRAMS_PER_WAKE)
         if overflows:
-            self._overflows += overflows
+            self._faults.overflows += overflows
             log.warning("%s: kernel dropped events (receive buffer overflow)", self.name)
         return out
 
