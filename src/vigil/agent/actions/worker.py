@@ -10,9 +10,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from vigil.agent.actions import isolation, restrict
 from vigil.agent.actions.base import ActionContext, ActionError, ActionFailed, ActionSettings, CommandRefused, Outcome
 from vigil.agent.actions.guard import SEEN_FILE, CommandGuard, SeenCommands
+from vigil.agent.actions.outbox import ResultOutbox
 from vigil.agent.actions.registry import ActionRegistry, default_registry
 from vigil.agent.clock import Clock
 from vigil.agent.errors import ServerRejected
@@ -23,6 +26,8 @@ from vigil.wire import MAX_POLL_SECONDS, ActionResult, SignedCommand
 log = logging.getLogger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 REPORT_ATTEMPTS = 6
+# How often reports that could not be delivered (now or before a restart) are tried again.
+RESEND_SECONDS = 30.0
 
 
 class ActionWorker:
@@ -35,6 +40,7 @@ class ActionWorker:
         self._transport = transport
         self._registry = registry or default_registry()
         self._seen = SeenCommands(settings.state_dir / SEEN_FILE)
+        self._outbox = ResultOutbox(settings.state_dir / SEEN_FILE)
         self._guard = CommandGuard(identity.action_public_key, identity.device_id, self._seen, clock)
         self.ctx = ActionContext(settings, clock, event=event)
         self._event = event
@@ -46,7 +52,8 @@ class ActionWorker:
         # Like Defender's on reboot, files put there by live response do not outlive the agent.
         shutil.rmtree(self.ctx.settings.work_dir, ignore_errors=True)
         self._restore_state()
-        for name, target in (("vigil-actions-poll", self._poll), ("vigil-actions", self._run)):
+        for name, target in (("vigil-actions-poll", self._poll), ("vigil-actions", self._run),
+                             ("vigil-actions-resend", self._resend)):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -57,6 +64,7 @@ class ActionWorker:
             t.join(5)
         restrict.stop_listener(self.ctx)
         self._seen.close()
+        self._outbox.close()
 
     def submit(self, commands: list[SignedCommand]) -> None:
         for c in commands:
@@ -136,17 +144,44 @@ class ActionWorker:
                 self._stop.wait(2 ** attempt)
 
     def _report(self, action_id: str, result: ActionResult) -> ActionResult:
+        # Queued before the first attempt, so a report survives the agent stopping while it waits to be sent.
+        text = self._outbox.put(action_id, result)
         for attempt in range(REPORT_ATTEMPTS):
             try:
                 self._transport.report_result(action_id, result)
-                break
             except ServerUnavailable as e:
+                if attempt == REPORT_ATTEMPTS - 1:
+                    log.warning("could not report action %s (%s); kept for resending", action_id, e)
+                    return result
                 log.warning("could not report action %s (%s); retrying", action_id, e)
                 self._stop.wait(2 ** attempt)
+                continue
             except ServerRejected as e:
                 log.error("server refused the report on action %s: %s", action_id, e)
-                break
+            self._outbox.sent(action_id, text)
+            break
         return result
+
+    def _resend(self) -> None:
+        while not self._stop.is_set():
+            self.resend_pending()
+            self._stop.wait(RESEND_SECONDS)
+
+    def resend_pending(self) -> int:
+        """Send queued reports, oldest first; returns how many are still unsent (the server is unreachable)."""
+        pending = self._outbox.pending()
+        for n, (action_id, text) in enumerate(pending):
+            try:
+                self._transport.report_result(action_id, ActionResult.model_validate_json(text))
+            except ServerUnavailable as e:
+                log.info("server unreachable; %d action report(s) wait for the next try: %s", len(pending) - n, e)
+                return len(pending) - n
+            except ServerRejected as e:  # e.g. the action is unknown to this server: resending cannot help
+                log.error("server refused the queued report on action %s; dropped: %s", action_id, e)
+            except ValidationError as e:
+                log.error("queued report on action %s is unreadable; dropped: %s", action_id, e)
+            self._outbox.sent(action_id, text)
+        return 0
 
 
 def _loggable(params: dict[str, Any]) -> dict[str, Any]:
