@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install system-deps up test lint typecheck imports pytest bench docs docs-check clean
+.PHONY: install bpf system-deps up test lint typecheck imports pytest bench docs docs-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed bpf
+
+## The process sensor's eBPF object, compiled against this kernel's BTF (skipped with a message without clang/bpftool).
+bpf:
+	bash scripts/build-bpf.sh
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -34,7 +38,7 @@ pytest: install
 	$(BIN)/pytest -q
 
 ## Every gate: lint, types, layer contracts, then all tests.
-test: install system-deps lint typecheck imports docs-check pytest
+test: system-deps install lint typecheck imports docs-check pytest
 
 docs:
 	$(BIN)/vigil docs schema -o docs/telemetry-schema.md
@@ -47,4 +51,4 @@ bench: install
 	$(BIN)/python bench/triage.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build/bpf src/vigil/agent/sensors/bpf/*.bpf.o .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,10 @@ command -v nft >/dev/null || need+=(nftables)
 # Node.js runs the OpenID provider the single sign-on tests sign in through (tests/oidc).
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# The process sensor's eBPF object is compiled at build time (scripts/build-bpf.sh).
+command -v clang >/dev/null || need+=(clang)
+command -v bpftool >/dev/null || need+=(bpftool)
+[ -r /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "system-deps: missing ${need[*]}; run as root or install them (apt-get install -y ${need[*]})" >&2
