@@ -16,6 +16,8 @@ DEFAULT_FILE_EXCLUDES = (
     "/proc/", "/sys/", "/dev/", "/run/", "/var/log/journal/", "/var/cache/", "/var/lib/apt/lists/",
 )
 
+PROCESS_PROVIDERS = ("auto", "ebpf", "proc_connector")
+
 
 def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
@@ -38,6 +40,11 @@ class AgentConfig:
     audit_wait_seconds: float = 0.5
     process_exit_events: bool = True
     use_audit: bool = True
+    # Where process rows come from: "auto" takes eBPF when its object loads and attaches, else the
+    # proc connector (+ audit); "ebpf" or "proc_connector" forces one (tests, benchmarks).
+    process_provider: str = "auto"
+    # The compiled process.bpf.o; None means the one `make bpf` builds next to the package.
+    bpf_object_path: Path | None = None
     # Tags sent in DeviceInfo.DeviceTags (from the config file).
     device_tags: tuple[str, ...] = ()
     # Sensors not to start, by registry name (e.g. "network").
@@ -68,6 +75,9 @@ class AgentConfig:
                 raise ValueError(f"{name} must be positive")
         if self.spool_max_events < self.batch_max_events:
             raise ValueError("spool_max_events must hold at least one batch")
+        if self.process_provider not in PROCESS_PROVIDERS:
+            raise ValueError(f"process_provider must be one of {', '.join(PROCESS_PROVIDERS)},"
+                             f" not {self.process_provider!r}")
         if not all(p.startswith("/") for p in (*self.file_paths, *self.file_exclude_paths)):
             raise ValueError("file_paths and file_exclude_paths must be absolute")
 

@@ -22,7 +22,7 @@ LOCAL_CONFIG = Path("/etc/vigil/agent.toml")
 MANAGED_CONFIG = Path("/etc/vigil/managed.toml")
 
 _SECTIONS = {"file": "file_", "network": "network_", "logon": ""}
-_PATHS = {"state_dir", "log_file"}
+_PATHS = {"state_dir", "log_file", "bpf_object_path"}
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
 _BUDGET_FIELDS = {f.name for f in dataclasses.fields(BudgetLimits)} - {"rate_limits"}
 
@@ -65,6 +65,10 @@ def _coerce(path: Path, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigFileError(path, key, "expected true or false")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigFileError(path, key, f"expected a string, got {type(value).__name__}")
         return value
     if not isinstance(value, bool):
         if isinstance(default, float) and isinstance(value, int | float):

@@ -12,7 +12,9 @@ import pytest
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors import fanotify
 from vigil.agent.sensors.audit_netlink import AuditControl, open_multicast
+from vigil.agent.sensors.libbpf import BpfError
 from vigil.agent.sensors.proc_connector import ProcConnectorError, close_proc_connector, open_proc_connector
+from vigil.agent.sensors.process_ebpf import BpfProcessSource
 
 
 class ListSink:
@@ -64,10 +66,20 @@ def _audit_missing() -> str | None:
     return None
 
 
+def _bpf_tp_btf_missing() -> str | None:
+    """The process sensor's own eBPF object: built (make bpf), loaded and its programs attached."""
+    try:
+        BpfProcessSource().close()
+    except BpfError as e:
+        return str(e)
+    return None
+
+
 _PROBES = {
     "requires_proc_connector": _proc_connector_missing,
     "requires_audit": _audit_missing,
     "requires_fanotify": fanotify.probe,
+    "requires_bpf_tp_btf": _bpf_tp_btf_missing,
 }
 
 

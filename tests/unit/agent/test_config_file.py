@@ -67,3 +67,17 @@ def test_invalid_toml_and_invalid_values_are_errors(tmp_path: Path) -> None:
         load_config(write(tmp_path / "a.toml", "x = = 1"), None)
     with pytest.raises(ConfigFileError, match="absolute"):
         load_config(write(tmp_path / "b.toml", f'state_dir = "{tmp_path}"\n[file]\npaths = ["relative"]'), None)
+
+
+def test_process_provider_is_read_from_the_file_and_checked(tmp_path: Path) -> None:
+    local = write(tmp_path / "agent.toml", f"""
+state_dir = "{tmp_path}/state"
+process_provider = "proc_connector"
+bpf_object_path = "/opt/vigil/process.bpf.o"
+""")
+    c = load_config(local, None).config
+    assert c.process_provider == "proc_connector" and c.bpf_object_path == Path("/opt/vigil/process.bpf.o")
+    with pytest.raises(ConfigFileError, match="process_provider must be one of auto, ebpf, proc_connector, not 'bpf'"):
+        load_config(write(tmp_path / "bad.toml", 'process_provider = "bpf"\n'), None)
+    with pytest.raises(ConfigFileError, match=r"bad2.toml: process_provider: expected a string, got int"):
+        load_config(write(tmp_path / "bad2.toml", "process_provider = 1\n"), None)

@@ -1,4 +1,5 @@
-"""The process sensor: proc connector for fork/exec/exit, execve records from the shared audit feed for argv."""
+"""The process sensor: eBPF (tp_btf exec/fork/exit) where it loads, else the proc connector for fork/exec/exit
+joined with execve records from the shared audit feed for argv."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import ExecRuleSession, drain, open_multicast
 from vigil.agent.sensors.audit_records import EXEC_INTEREST, ExecRecord, build_exec
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
+from vigil.agent.sensors.libbpf import BpfError
 from vigil.agent.sensors.proc_connector import (
     ExecEvent,
     ExitEvent,
@@ -25,6 +27,7 @@ from vigil.agent.sensors.proc_connector import (
     open_proc_connector,
     parse,
 )
+from vigil.agent.sensors.process_ebpf import BpfProcessSource, boottime_offset, feed
 from vigil.agent.sensors.process_tracker import ProcessTracker
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class ProcessSensor:
     def __init__(self, ctx: SensorContext) -> None:
         self._ctx = ctx
         self._pc: socket.socket | None = None
+        self._bpf: BpfProcessSource | None = None
         self._audit_wake = -1  # an eventfd the audit feed's thread signals when records are queued
         self._audit_in: deque[ExecRecord] = deque()
         self._audit = AuditAttachment(ctx.audit)
@@ -52,6 +56,12 @@ class ProcessSensor:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def probe(self) -> SensorHealth:
+        ebpf = self._try_ebpf()
+        if isinstance(ebpf, BpfProcessSource):
+            ebpf.close()
+            return SensorHealth(HealthState.ACTIVE, "provider eBPF")
+        if self._ctx.config.process_provider == "ebpf":
+            return SensorHealth(HealthState.UNAVAILABLE, ebpf)
         reasons = []
         try:
             close_proc_connector(open_proc_connector(rcvbuf=1 << 16))
@@ -64,7 +74,23 @@ class ProcessSensor:
                 reasons.append(f"audit: {e}")
         return _combine(reasons, len(reasons) >= 2 or (bool(reasons) and not self._ctx.config.use_audit))
 
+    def _try_ebpf(self) -> BpfProcessSource | str:
+        """The loaded eBPF provider, or why there is none."""
+        if self._ctx.config.process_provider == "proc_connector":
+            return "eBPF not tried (process_provider = proc_connector)"
+        try:
+            return BpfProcessSource(self._ctx.config.bpf_object_path)
+        except BpfError as e:
+            forced = " but process_provider = ebpf" if self._ctx.config.process_provider == "ebpf" else ""
+            return f"eBPF unavailable{forced}: {e}"
+
     def start(self) -> SensorHealth:
+        ebpf = self._try_ebpf()
+        if isinstance(ebpf, BpfProcessSource):
+            return self._start_ebpf(ebpf)
+        if self._ctx.config.process_provider == "ebpf":
+            self._health = SensorHealth(HealthState.UNAVAILABLE, ebpf)
+            return self._health
         reasons: list[str] = []
         try:
             self._pc = open_proc_connector()
@@ -88,14 +114,38 @@ class ProcessSensor:
             audit_wait=self._ctx.config.audit_wait_seconds,
             exit_events=self._ctx.config.process_exit_events,
         )
-        self._health = _combine(reasons, False)
+        combined = _combine(reasons, False)
+        provider = "provider proc connector" if self._pc is not None else "provider audit"
+        provider += " + audit" if self._pc is not None and self._audit.attached else ""
+        self._health = SensorHealth(combined.state, "; ".join(filter(None, [provider, ebpf, combined.reason])))
         self._ctx.processes.attach(self.tracker.info)
         self._thread.start(self._loop)
+        return self._health
+
+    def _start_ebpf(self, source: BpfProcessSource) -> SensorHealth:
+        self._bpf = source
+        self.tracker = ProcessTracker(
+            use_proc=True,
+            use_audit=False,
+            audit_wait=0.0,
+            exit_events=self._ctx.config.process_exit_events,
+            wall_from_ns=lambda ns: boottime_offset() + ns / 1e9,  # the programs stamp CLOCK_BOOTTIME
+        )
+        self._health = SensorHealth(
+            HealthState.ACTIVE,
+            f"provider eBPF ({', '.join(source.programs)}): the kernel describes each process, so the proc"
+            " connector and the audit exec rule are not used",
+        )
+        self._ctx.processes.attach(self.tracker.info)
+        self._thread.start(self._bpf_loop)
         return self._health
 
     def stop(self) -> None:
         self._thread.stop()
         self._ctx.processes.attach(None)
+        if self._bpf is not None:
+            self._bpf.close()  # detaches the programs
+            self._bpf = None
         if self._pc is not None:
             close_proc_connector(self._pc)
             self._pc = None
@@ -165,6 +215,43 @@ class ProcessSensor:
         final = self._take_audit(tracker, clock.monotonic()) + tracker.expire(float("inf"))
         if final:
             self._ctx.sink.append(final)
+
+    def _bpf_loop(self) -> None:
+        assert self.tracker is not None and self._bpf is not None
+        tracker, source, clock = self.tracker, self._bpf, self._ctx.clock
+        ring = source.ring
+        watched = [ring.fileno()]
+        last = 0.0
+        while not self._thread.stopping.is_set():
+            ready, _, _ = select.select(watched, [], [], 0.2)
+            if ready and (rest := last + _WAKE_SECONDS - clock.monotonic()) > 0:
+                self._thread.stopping.wait(rest)  # let more records gather; one pass serves them all
+            rows: list[Row] = []
+            try:
+                last = now = clock.monotonic()
+                rows = self._feed(tracker, ring.consume(), now)
+                rows += tracker.expire(now)
+                self._count_drops(source)
+            except Exception:  # keep the sensor alive; the failure is counted and shown in health
+                self._faults.failed()
+            if rows:
+                self._ctx.sink.append(rows)
+        final = self._feed(tracker, ring.consume(), clock.monotonic()) + tracker.expire(float("inf"))
+        if final:
+            self._ctx.sink.append(final)
+
+    def _feed(self, tracker: ProcessTracker, records: list[bytes], now: float) -> list[Row]:
+        rows, bad = feed(tracker, records, now)
+        if bad:
+            self._faults.failures += len(bad)
+            log.warning("%s: %d malformed eBPF records, e.g. %s", self.name, len(bad), bad[0])
+        return rows
+
+    def _count_drops(self, source: BpfProcessSource) -> None:
+        dropped = source.dropped()
+        if dropped > self._faults.overflows:
+            log.warning("%s: the eBPF ring buffer was full; %d records lost so far", self.name, dropped)
+            self._faults.overflows = dropped
 
     def _take_audit(self, tracker: ProcessTracker, now: float) -> list[Row]:
         if self._audit_wake < 0:

@@ -109,7 +109,7 @@ class ProcessTracker:
         self._alone_execs: dict[int, deque[float]] = {}
         self._alone_audits: dict[int, deque[float]] = {}
         self._alone_order: deque[tuple[float, bool, int]] = deque()
-        self.rows_from = {"audit+procfs": 0, "procfs": 0, "audit": 0}
+        self.rows_from = {"audit+procfs": 0, "procfs": 0, "audit": 0, "ebpf": 0}
         self.late = {"audit": 0, "exec": 0}  # partners that came after their exec was reported
         self._now = 0.0  # the monotonic time of the latest input
 
@@ -182,6 +182,11 @@ class ProcessTracker:
         self._pending_audit.setdefault(pid, deque()).append(pa)
         self._audit_order.append(pa)
         return self._with_exit(pid, rows)
+
+    def on_described_exec(self, info: ProcessInfo, when: float, now: float) -> Row:
+        """An exec the kernel described in full (the eBPF provider): nothing to wait for or read."""
+        self._now = now
+        return self._created_row(info, when, "ebpf")
 
     def on_exit(self, ev: ExitEvent, now: float) -> list[Row]:
         if ev.pid != ev.tgid:
@@ -345,9 +350,12 @@ class ProcessTracker:
 
     def _created(self, pe: _PendingExec | None, rec: ExecRecord | None) -> Row:
         info, when, source = self._merge(pe, rec)
-        self.rows_from[source] += 1
         if pe is None or rec is None:
             self._remember_alone(pe is not None, info.pid, when)
+        return self._created_row(info, when, source)
+
+    def _created_row(self, info: ProcessInfo, when: float, source: str) -> Row:
+        self.rows_from[source] += 1
         parent = self._describe(info.ppid)
         grandparent = self._describe(parent.ppid) if parent else None
         self._infos[info.pid] = info

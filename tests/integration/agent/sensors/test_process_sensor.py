@@ -48,7 +48,8 @@ def spawn_and_collect(sensor: ProcessSensor, sink: ListSink) -> tuple[list[int],
 
 
 def test_every_exec_has_argv_parent_and_hash(tmp_path: Path, sink: ListSink) -> None:
-    sensor = ProcessSensor(SensorContext(sink, SystemClock(), AgentConfig(state_dir=tmp_path)))
+    config = AgentConfig(state_dir=tmp_path, process_provider="proc_connector")
+    sensor = ProcessSensor(SensorContext(sink, SystemClock(), config))
     pids, sh_pid = spawn_and_collect(sensor, sink)
     if sensor.health().state is not HealthState.ACTIVE:
         pytest.skip(f"audit enrichment unavailable here: {sensor.health()}")
@@ -75,7 +76,7 @@ def test_every_exec_has_argv_parent_and_hash(tmp_path: Path, sink: ListSink) -> 
 
 
 def test_without_audit_every_exec_is_still_seen_with_its_parent(tmp_path: Path, sink: ListSink) -> None:
-    config = AgentConfig(state_dir=tmp_path, use_audit=False)
+    config = AgentConfig(state_dir=tmp_path, use_audit=False, process_provider="proc_connector")
     sensor = ProcessSensor(SensorContext(sink, SystemClock(), config))
     pids, _ = spawn_and_collect(sensor, sink)
     assert sensor.health().state is HealthState.DEGRADED

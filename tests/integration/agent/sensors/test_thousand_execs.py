@@ -1,4 +1,4 @@
-"""1,000 short processes → 1,000 ProcessCreated rows, each with its full command line."""
+"""1,000 short processes → 1,000 ProcessCreated rows, each with its full command line (proc connector + audit)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.root, pytest.mark.requires_proc_connector, pytest.mark
 
 
 def test_a_thousand_short_processes_all_arrive_with_full_command_lines(tmp_path: Path, sink: ListSink) -> None:
-    sensor = ProcessSensor(SensorContext(sink, SystemClock(), AgentConfig(state_dir=tmp_path)))
+    config = AgentConfig(state_dir=tmp_path, process_provider="proc_connector")
+    sensor = ProcessSensor(SensorContext(sink, SystemClock(), config))
     assert sensor.start().state is HealthState.ACTIVE, sensor.health()
     expected: dict[int, str] = {}
     try:
