@@ -100,6 +100,8 @@ class Settings(BaseModel):
     org_name: str = "Vigil"
     # Sigma rule folders loaded beside Vigil's own; `<data dir>/rules` is always among them.
     rules_dirs: list[str] = Field(default_factory=list)
+    # A YAML or TOML file of values for the rules' |expand placeholders (name -> value or list of values).
+    rule_placeholders: str = ""
     oidc: OidcSettings | None = None
 
     @property

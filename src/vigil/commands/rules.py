@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.commands.triage import cache_dir
+from vigil.commands.triage import PLACEHOLDERS_HELP, cache_dir, placeholder_values
 from vigil.detect import load_rules
 from vigil.detect.testing import GoldenFileError, golden_files, run_golden
 
@@ -27,10 +27,11 @@ def check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List rules without an event source.")] = False,
     cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile without the cache.")] = False,
+    placeholders: Annotated[Path | None, typer.Option("--placeholders", help=PLACEHOLDERS_HELP)] = None,
 ) -> None:
     """Load rules and report every one that fails (exit code 1 if any does)."""
     out = Console(highlight=False, soft_wrap=True)
-    report = load_rules(paths, cache_dir=cache_dir(cache, no_cache))
+    report = load_rules(paths, cache_dir=cache_dir(cache, no_cache), placeholders=placeholder_values(placeholders))
     for e in report.errors:
         out.print(f"[red]FAIL[/] {e}")
     if verbose:
@@ -46,11 +47,12 @@ def check(
 def test_rules(
     paths: Annotated[list[Path] | None, typer.Argument(help="Rule folders with tests/*.json golden files "
                                                           "(default: Vigil's own rules).")] = None,
+    placeholders: Annotated[Path | None, typer.Option("--placeholders", help=PLACEHOLDERS_HELP)] = None,
 ) -> None:
     """Run each rule pack's golden tests: events in, expected rule ids out."""
     out = Console(highlight=False, soft_wrap=True)
     roots = paths or [builtin_rules_dir()]
-    report = load_rules(roots)
+    report = load_rules(roots, placeholders=placeholder_values(placeholders))
     for e in report.errors:
         out.print(f"[red]FAIL[/] {e}")
     try:

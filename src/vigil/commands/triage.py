@@ -15,6 +15,7 @@ import typer
 from vigil.core.severity import RuleLevel
 from vigil.detect import RuleFilter, load_rules
 from vigil.detect.cache import default_cache_dir
+from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.detect.triage import (
     Detection,
     FileResult,
@@ -70,6 +71,20 @@ def cache_dir(option: Path | None, disabled: bool) -> Path | None:
     return option or default_cache_dir()
 
 
+def placeholder_values(path: Path | None) -> dict[str, tuple[str, ...]] | None:
+    """The values of `--placeholders FILE`, or None without one; a bad file ends the command (exit 2)."""
+    if path is None:
+        return None
+    try:
+        return load_placeholders(path)
+    except PlaceholderFileError as e:
+        sys.stderr.write(f"vigil: error: placeholders: {e}\n")
+        raise typer.Exit(2) from None
+
+
+PLACEHOLDERS_HELP = "YAML or TOML file of |expand placeholder values: name -> value or list of values."
+
+
 def app(
     paths: Annotated[list[Path], typer.Argument(help="EVTX or JSON-lines files and folders to hunt through.")],
     rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rule files or folders.")],
@@ -82,12 +97,14 @@ def app(
     cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder "
                                                 "(default: ~/.cache/vigil/rules).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile the rules without the cache.")] = False,
+    placeholders: Annotated[Path | None, typer.Option("--placeholders", help=PLACEHOLDERS_HELP)] = None,
 ) -> None:
     """Run Sigma rules over event log files and print what fired."""
     err = _Stderr()
     rule_filter = RuleFilter(min_level, frozenset(s.lower() for s in status or ()),
                              frozenset(t.lower() for t in tags or ()))
-    report = load_rules(rules, rule_filter=rule_filter, cache_dir=cache_dir(cache, no_cache))
+    report = load_rules(rules, rule_filter=rule_filter, cache_dir=cache_dir(cache, no_cache),
+                        placeholders=placeholder_values(placeholders))
     for e in report.errors:
         err.print(f"[yellow]rule skipped[/]: {e}")
     if report.cache not in ("", "hit", "stored"):

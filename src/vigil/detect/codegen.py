@@ -26,6 +26,7 @@ class CompiledBinding:
 class _Emitter:
     def __init__(self) -> None:
         self.consts: dict[str, str] = {}  # source -> name
+        self.imports: dict[str, None] = {}  # helpers only some rules need, imported only when used
 
     def const(self, source: str) -> str:
         name = self.consts.get(source)
@@ -72,6 +73,12 @@ class _Emitter:
             return f"_cmp({o}, {a.arg!r}, {float(vals[0])!r})"
         if op is Op.FIELDREF:
             return f"_fref({v}, {low}.get({vals[0]!r}), {a.arg!r})"
+        if op is Op.TIMEPART:
+            self.imports["from vigil.detect.timeparts import timestamp_part as _tpart"] = None
+            numbers = sorted(int(x) for x in vals)
+            if len(numbers) == 1:
+                return f"_tpart({o}, {a.arg!r}) == {numbers[0]!r}"
+            return f"_tpart({o}, {a.arg!r}) in {self.const(f'frozenset({tuple(numbers)!r})')}"
         raise AssertionError(f"unhandled op {op}")  # pragma: no cover - every Op is handled above
 
     def keyword(self, a: Atom, low: str, orig: str) -> str:
@@ -110,7 +117,7 @@ class _Function:
             if node.field is None:
                 return self.em.keyword(node, "L", "O")
             needs_orig = node.cased or node.op in (
-                Op.REGEX, Op.ANY, Op.EXISTS, Op.NOT_EXISTS, Op.NULL, Op.CIDR, Op.CMP)
+                Op.REGEX, Op.ANY, Op.EXISTS, Op.NOT_EXISTS, Op.NULL, Op.CIDR, Op.CMP, Op.TIMEPART)
             v = self.var(node.field, False)
             o = self.var(node.field, True) if needs_orig else "None"
             return self.em.atom(node, v, o, "L")
@@ -164,7 +171,7 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
         buckets.append(f"({tuple(members)!r}, {plan!r})")
         tables[domain].append(f"    {key!r}: {n},")
 
-    head = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan"]
+    head = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan", *em.imports]
     consts = [f"{name} = {source}" for source, name in em.consts.items()]
     chunks = ["\n".join(head) + "\n"]
     chunks += ["\n".join(consts[n:n + _CHUNK]) + "\n" for n in range(0, len(consts), _CHUNK)]

@@ -25,10 +25,11 @@ class Op(StrEnum):
     CIDR = "cidr"
     CMP = "cmp"
     FIELDREF = "fieldref"
+    TIMEPART = "timepart"  # |minute, |hour...: a part of the value read as a timestamp equals one of the values
 
 
 # Ops whose alternatives can be merged into one atom when OR-linked on the same field.
-_MERGEABLE = frozenset({Op.EQ, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.GLOB, Op.CIDR})
+_MERGEABLE = frozenset({Op.EQ, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.GLOB, Op.CIDR, Op.TIMEPART})
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Atom:
     values: tuple[str, ...]
     cased: bool = False  # compare the original value instead of the lower-cased one
     flags: int = 0  # re flags for REGEX
-    arg: str = ""  # CMP: the operator; FIELDREF: eq/startswith/endswith/contains
+    arg: str = ""  # CMP: the operator; FIELDREF: eq/startswith/endswith/contains; TIMEPART: the part
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,11 @@ def simplify(node: Node) -> Node:
 
 
 def _merge_alternatives(nodes: Sequence[Node]) -> list[Node]:
-    merged: dict[tuple[str | None, Op, bool], Atom] = {}
+    merged: dict[tuple[str | None, Op, bool, str], Atom] = {}
     out: list[Node] = []
     for n in nodes:
         if isinstance(n, Atom) and n.op in _MERGEABLE:
-            key = (n.field, n.op, n.cased)
+            key = (n.field, n.op, n.cased, n.arg)
             prev = merged.get(key)
             if prev is None:
                 merged[key] = n
@@ -107,7 +108,7 @@ def _merge_alternatives(nodes: Sequence[Node]) -> list[Node]:
 _OP_COST = {
     Op.EQ: 1, Op.EXISTS: 1, Op.NOT_EXISTS: 1, Op.NULL: 1, Op.ANY: 1,
     Op.STARTSWITH: 2, Op.ENDSWITH: 2, Op.CONTAINS: 3, Op.CMP: 4, Op.CIDR: 5,
-    Op.FIELDREF: 5, Op.GLOB: 6, Op.REGEX: 7,
+    Op.FIELDREF: 5, Op.TIMEPART: 6, Op.GLOB: 6, Op.REGEX: 7,
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
+from sigma.conditions import SigmaCondition
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.filters import SigmaFilter
@@ -18,9 +19,11 @@ from sigma.rule import SigmaRule
 from vigil.core.attack import tactics_from_tags, techniques_from_tags
 from vigil.core.severity import RuleLevel
 from vigil.detect.correlation import STREAMING_OPERATORS, Correlation, CorrelationKind
+from vigil.detect.filtering import LoadedFilter
 from vigil.detect.ir import Node, Or, UnsupportedFeature, simplify
 from vigil.detect.lowering import lower_condition
 from vigil.detect.model import ErrorKind, LogSource, RuleInfo, RuleLoadError
+from vigil.detect.placeholders import Placeholders, UnresolvedPlaceholder
 from vigil.detect.sources import RuleSource, read_sources
 
 # The Sigma specification names `utf16le` as an alias of `wide`; pySigma 2.0.1 knows only `wide`.
@@ -76,10 +79,12 @@ class LoadedText:
     rules: list[LoadedRule]
     errors: list[RuleLoadError]
     correlations: list[PendingCorrelation]
+    filters: list[LoadedFilter] = field(default_factory=list)  # applied by the caller, across files
 
 
-def load_text(text: str, path: Path | None) -> LoadedText:
-    """Parse one file's text (one or more YAML documents) into rules, correlations and errors."""
+def load_text(text: str, path: Path | None, placeholders: Placeholders | None = None) -> LoadedText:
+    """Parse one file's text (one or more YAML documents) into rules, correlations, filters and errors;
+    `placeholders` gives the values of `|expand` placeholders."""
     try:
         docs = _yaml_documents(text)
     except yaml.YAMLError as e:
@@ -88,8 +93,10 @@ def load_text(text: str, path: Path | None) -> LoadedText:
         return LoadedText([], [RuleLoadError(path, ErrorKind.PARSE, "the file holds no YAML document")], [])
     source = SigmaRuleLocation(path) if path else None
     try:
-        # References are resolved across all files by the caller: a correlation may name a rule elsewhere.
-        collection = SigmaCollection.from_dicts(docs, collect_errors=True, source=source, resolve_references=False)
+        # References are resolved and filters applied across all files by the caller: a correlation or a filter
+        # may name a rule elsewhere.
+        collection = SigmaCollection.from_dicts(docs, collect_errors=True, source=source, resolve_references=False,
+                                                collect_filters=True)
     except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as e:
         # pySigma raises some errors even in collect mode (odd types).
         return LoadedText([], [RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e))], [])
@@ -109,10 +116,6 @@ def load_text(text: str, path: Path | None) -> LoadedText:
             except UnsupportedFeature as e:
                 errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, str(e), rid, rule.title))
             continue
-        if isinstance(rule, SigmaFilter):
-            errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, "Sigma filters are not supported yet",
-                                        rid, rule.title))
-            continue
         if not isinstance(rule, SigmaRule):  # pragma: no cover - pySigma has no other rule kinds
             errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, f"{type(rule).__name__}", rid, rule.title))
             continue
@@ -121,12 +124,42 @@ def load_text(text: str, path: Path | None) -> LoadedText:
                           for e in rule.errors)
             continue
         try:
-            rules.append(LoadedRule(_info(rule, path), _tree(rule)))
-        except UnsupportedFeature as e:
-            errors.append(RuleLoadError(path, ErrorKind.UNSUPPORTED, str(e), rid, rule.title))
-        except (SigmaError, ValueError, TypeError) as e:
-            errors.append(RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e), rid, rule.title))
-    return LoadedText(rules, errors, correlations)
+            rules.append(LoadedRule(_info(rule, path), _tree(rule.detection.parsed_condition, placeholders)))
+        except _LOWERING_ERRORS as e:
+            errors.append(_lowering_error(e, path, rid, rule.title))
+    filters: list[LoadedFilter] = []
+    for f in collection.filters:
+        fid = str(f.id) if f.id else None
+        if f.errors:
+            errors.extend(RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(e), fid, f.title) for e in f.errors)
+            continue
+        try:
+            filters.append(_filter(f, path, placeholders))
+        except _LOWERING_ERRORS as e:
+            errors.append(_lowering_error(e, path, fid, f.title))
+    return LoadedText(rules, errors, correlations, filters)
+
+
+# What lowering a rule's or filter's condition may raise: each becomes that rule's error.
+_LOWERING_ERRORS = (UnresolvedPlaceholder, UnsupportedFeature, SigmaError, ValueError, TypeError)
+
+
+def _lowering_error(error: Exception, path: Path | None, rid: str | None, title: str) -> RuleLoadError:
+    if isinstance(error, UnresolvedPlaceholder):
+        return RuleLoadError(path, ErrorKind.PLACEHOLDER, str(error), rid, title)
+    if isinstance(error, UnsupportedFeature):
+        return RuleLoadError(path, ErrorKind.UNSUPPORTED, str(error), rid, title)
+    return RuleLoadError(path, ErrorKind.PARSE, _sigma_reason(error), rid, title)
+
+
+def _filter(f: SigmaFilter, path: Path | None, placeholders: Placeholders | None) -> LoadedFilter:
+    refs = f.filter.rules
+    ls = f.logsource
+    return LoadedFilter(
+        id=str(f.id) if f.id else (path.stem if path else f.title), title=f.title, path=path,
+        logsource=LogSource(ls.product, ls.category, ls.service),
+        rules=None if isinstance(refs, str) else tuple(r.reference for r in refs),  # a string is "any"
+        tree=_tree(f.filter.parsed_condition, placeholders))
 
 
 def _correlation(rule: SigmaCorrelationRule, path: Path | None) -> PendingCorrelation:
@@ -162,7 +195,7 @@ def _correlation(rule: SigmaCorrelationRule, path: Path | None) -> PendingCorrel
 
 
 def _belongs_to_rule(error: SigmaError, collection: SigmaCollection) -> bool:
-    return any(error in r.errors for r in collection)
+    return any(error in r.errors for r in (*collection, *collection.filters))
 
 
 def _sigma_reason(error: BaseException) -> str:
@@ -173,14 +206,13 @@ def _sigma_reason(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _tree(rule: SigmaRule) -> Node:
-    conditions = rule.detection.parsed_condition
+def _tree(conditions: list[SigmaCondition], placeholders: Placeholders | None) -> Node:
     trees = []
     for condition in conditions:
         parsed = condition.parsed
         if parsed is None:
             raise UnsupportedFeature(f"condition {condition.condition!r} selects nothing")
-        trees.append(lower_condition(parsed))
+        trees.append(lower_condition(parsed, placeholders))
     if not trees:
         raise UnsupportedFeature("the rule has no condition")
     return trees[0] if len(trees) == 1 else simplify(Or(tuple(trees)))
@@ -208,12 +240,12 @@ def _info(rule: SigmaRule | SigmaCorrelationRule, path: Path | None) -> RuleInfo
     )
 
 
-def load_source(source: RuleSource) -> LoadedText:
+def load_source(source: RuleSource, placeholders: Placeholders | None = None) -> LoadedText:
     try:
         text = source.data.decode("utf-8")
     except UnicodeDecodeError as e:
         return LoadedText([], [RuleLoadError(source.path, ErrorKind.READ, str(e))], [])
-    return load_text(text, source.path)
+    return load_text(text, source.path, placeholders)
 
 
 def load_paths(paths: Iterable[Path]) -> Iterator[tuple[Path | None, list[LoadedRule], list[RuleLoadError]]]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
-    ConditionItem,
     ConditionNOT,
     ConditionOR,
     ConditionValueExpression,
@@ -27,11 +27,15 @@ from sigma.types import (
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,
+    SigmaTimestampPart,
     SigmaType,
     SpecialChars,
+    TimestampPart,
 )
 
 from vigil.detect.ir import And, Atom, Node, Not, Op, Or, UnsupportedFeature, simplify
+from vigil.detect.placeholders import Placeholders, UnresolvedPlaceholder
+from vigil.detect.timeparts import PART_RANGES
 
 _CMP_OPS = {
     CompareOperators.LT: "<",
@@ -47,30 +51,60 @@ _RE_FLAGS = {
 }
 
 
-def lower_condition(tree: object) -> Node:
-    """Turn a postprocessed pySigma condition into a simplified IR tree."""
-    return simplify(_lower(tree))
+_TIME_PARTS = {p: p.name.lower() for p in TimestampPart}
 
 
-def _lower(node: object) -> Node:
-    if isinstance(node, ConditionAND):
-        return And(tuple(_lower(a) for a in node.args))
-    if isinstance(node, ConditionOR):
-        return Or(tuple(_lower(a) for a in node.args))
-    if isinstance(node, ConditionNOT):
-        return Not(_lower(node.args[0]))
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _value_node(node.field, node.value)
-    if isinstance(node, ConditionValueExpression):
-        return _value_node(None, node.value)
-    if isinstance(node, ConditionItem):  # pragma: no cover - all ConditionItem kinds are handled above
+def lower_condition(tree: object, placeholders: Placeholders | None = None) -> Node:
+    """Turn a postprocessed pySigma condition into a simplified IR tree; `|expand` placeholders take their
+    values from `placeholders` (a missing one raises UnresolvedPlaceholder)."""
+    return simplify(_Lowering(placeholders or {}).lower(tree))
+
+
+class _Lowering:
+    def __init__(self, placeholders: Placeholders) -> None:
+        self.placeholders = placeholders
+
+    def lower(self, node: object) -> Node:
+        if isinstance(node, ConditionAND):
+            return And(tuple(self.lower(a) for a in node.args))
+        if isinstance(node, ConditionOR):
+            return Or(tuple(self.lower(a) for a in node.args))
+        if isinstance(node, ConditionNOT):
+            return Not(self.lower(node.args[0]))
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return self.value(node.field, node.value)
+        if isinstance(node, ConditionValueExpression):
+            return self.value(None, node.value)
         raise UnsupportedFeature(f"condition element {type(node).__name__}")
-    raise UnsupportedFeature(f"condition element {type(node).__name__}")
+
+    def value(self, field: str | None, value: SigmaType) -> Node:
+        if isinstance(value, SigmaExpansion):
+            return Or(tuple(self.value(field, v) for v in value.values))
+        if isinstance(value, SigmaString | SigmaRegularExpression) and value.contains_placeholder():
+            # Sigma's |expand: one alternative per value (per combination when several placeholders)
+            cased = isinstance(value, SigmaCasedString)  # the expanded strings are plain SigmaStrings
+            alternatives: list[Node] = []
+            for v in value.replace_placeholders(self._values):
+                if isinstance(v, SigmaString):
+                    alternatives.append(string_atom(field, v, cased=cased))
+                else:
+                    alternatives.append(_value_node(field, v))
+            return Or(tuple(alternatives))
+        return _value_node(field, value)
+
+    def _values(self, placeholder: Placeholder) -> Iterator[SigmaString]:
+        values = self.placeholders.get(placeholder.name)
+        if values is None:
+            raise UnresolvedPlaceholder(placeholder.name)
+        # As pySigma's value-list placeholders: each value is a Sigma string (`*` and `?` are wildcards).
+        return (SigmaString(v) for v in values)
 
 
 def _value_node(field: str | None, value: SigmaType) -> Node:
     if isinstance(value, SigmaExpansion):
         return Or(tuple(_value_node(field, v) for v in value.values))
+    if isinstance(value, SigmaTimestampPart):  # a SigmaNumber: tested first
+        return _timestamp_part(field, value)
     if isinstance(value, SigmaString):
         return string_atom(field, value, cased=isinstance(value, SigmaCasedString))
     if isinstance(value, SigmaBool):
@@ -105,12 +139,23 @@ def _value_node(field: str | None, value: SigmaType) -> Node:
     raise UnsupportedFeature(f"value type {type(value).__name__} (modifier not supported by this engine)")
 
 
+def _timestamp_part(field: str | None, value: SigmaTimestampPart) -> Atom:
+    part = _TIME_PARTS[value.timestamp_part]
+    if field is None:
+        raise UnsupportedFeature(f"|{part} without a field")
+    number = int(value.number)
+    bounds = PART_RANGES[part]
+    if bounds is not None and not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"|{part} value {number} is outside {bounds[0]}..{bounds[1]}")
+    return Atom(field, Op.TIMEPART, (str(number),), cased=True, arg=part)
+
+
 def string_atom(field: str | None, value: SigmaString, *, cased: bool = False) -> Atom:
     """Classify a Sigma string with wildcards into the cheapest equivalent string test."""
     parts: list[str | SpecialChars] = []
     for part in value.s:
-        if isinstance(part, Placeholder):
-            raise UnsupportedFeature(f"placeholder %{part.name}% (|expand) has no value in Vigil")
+        if isinstance(part, Placeholder):  # pragma: no cover - placeholders are replaced before this
+            raise UnresolvedPlaceholder(part.name)
         if part is SpecialChars.WILDCARD_MULTI and parts and parts[-1] is SpecialChars.WILDCARD_MULTI:
             continue  # '**' is the same as '*'
         parts.append(part if cased or not isinstance(part, str) else part.lower())

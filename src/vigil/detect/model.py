@@ -90,7 +90,8 @@ class RuleHit:
 class ErrorKind(StrEnum):
     READ = "read"  # the file could not be read or is not YAML
     PARSE = "parse"  # pySigma rejected the rule
-    UNSUPPORTED = "unsupported"  # valid Sigma that the engine cannot run (correlations, placeholders...)
+    UNSUPPORTED = "unsupported"  # valid Sigma that the engine cannot run (some correlations...)
+    PLACEHOLDER = "placeholder"  # an |expand placeholder that no value was given for
     DUPLICATE = "duplicate"  # another rule already has this id
 
 

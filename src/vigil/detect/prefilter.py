@@ -119,7 +119,7 @@ def _atom_requirement(a: Atom) -> Requirement | None:
                 return has
             needs.add(Need(NeedKind.SUB, f, lit, or_unicode=ignore_case))
         return frozenset(needs)
-    if op in (Op.ANY, Op.EXISTS, Op.CIDR, Op.CMP, Op.FIELDREF):
+    if op in (Op.ANY, Op.EXISTS, Op.CIDR, Op.CMP, Op.FIELDREF, Op.TIMEPART):
         return has
     return None  # NULL and NOT_EXISTS hold on absent fields
 

@@ -31,6 +31,7 @@ from vigil.detect.sources import read_sources
 
 if TYPE_CHECKING:  # pySigma (through `loading`) is imported only to compile: a warm start never needs it
     from vigil.detect.loading import LoadedRule, PendingCorrelation
+    from vigil.detect.placeholders import Placeholders
 
 # A generated binding test: (lower-cased event, original event) -> matched
 Matcher = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], bool]
@@ -223,17 +224,21 @@ def load_rules(
     rule_filter: RuleFilter | None = None,
     mappings: Sequence[SourceMapping] | None = None,
     cache_dir: Path | None = None,
+    placeholders: Placeholders | None = None,
 ) -> LoadReport:
-    """Load every rule under `paths`; broken rules are reported in the report, the rest compile.
+    """Load every rule under `paths`; broken rules are reported in the report, the rest compile. Sigma filters
+    among them apply to the rules they name in any file; `placeholders` gives `|expand` values.
 
     With `cache_dir`, the compiled result is kept there under a hash of the rule files' paths and bytes,
-    the mappings, the filter and the engine's own code: an unchanged rule set loads without parsing.
+    the mappings, the filter, the placeholders and the engine's own code: an unchanged rule set loads without
+    parsing.
     """
     sources, read_errors = read_sources(paths)
     store = RuleCache(cache_dir) if cache_dir is not None else None
     # The shipped mappings are files of this package, which the engine fingerprint already hashes: a warm
     # start does not parse them.
-    settings = settings_text(rule_filter, *(mappings if mappings is not None else ("shipped mappings",)))
+    settings = settings_text(rule_filter, *(mappings if mappings is not None else ("shipped mappings",)),
+                             *((dict(placeholders),) if placeholders else ()))
     key = cache_key(sources, settings) if store is not None else ""
     if store is not None and read_errors == []:  # read errors depend on the file system: never cached
         entry = store.get(key)
@@ -241,6 +246,7 @@ def load_rules(
             ruleset = RuleSet(entry.rules, entry.code, entry.correlations)
             return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, files=entry.files,
                               cache="hit")
+    from vigil.detect.filtering import LoadedFilter, apply_filters
     from vigil.detect.loading import load_source
 
     mappings = default_mappings() if mappings is None else mappings
@@ -248,9 +254,11 @@ def load_rules(
     pending: list[PendingCorrelation] = []
     errors: list[RuleLoadError] = list(read_errors)
     seen: dict[str, Path | None] = {}
+    filters: list[LoadedFilter] = []
     for source in sources:
-        loaded = load_source(source)
+        loaded = load_source(source, placeholders)
         errors.extend(loaded.errors)
+        filters.extend(loaded.filters)
         pending.extend(c for c in loaded.correlations if rule_filter is None or rule_filter.keeps(c.info))
         for rule in loaded.rules:
             if rule.info.id in seen:
@@ -259,8 +267,9 @@ def load_rules(
                                             rule.info.id, rule.info.title))
                 continue
             seen[rule.info.id] = source.path
-            if rule_filter is None or rule_filter.keeps(rule.info):
-                rules.append(rule)
+            rules.append(rule)
+    # Filters name rules that the rule filter may leave out: they are resolved against every loaded rule.
+    rules = [r for r in apply_filters(rules, filters, errors) if rule_filter is None or rule_filter.keeps(r.info)]
     correlations = _resolve(pending, rules, errors)
     ruleset, notes = RuleSet.compile(rules, mappings, correlations)
     report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=len(sources))
@@ -299,12 +308,15 @@ def load_rules_text(
     path: Path | None = None,
     *,
     mappings: Sequence[SourceMapping] | None = None,
+    placeholders: Placeholders | None = None,
 ) -> LoadReport:
     """Load rules from YAML text (one or more documents), e.g. rules kept in a database."""
+    from vigil.detect.filtering import apply_filters
     from vigil.detect.loading import load_text
 
-    loaded = load_text(text, path)
+    loaded = load_text(text, path, placeholders)
     errors = list(loaded.errors)
-    correlations = _resolve(loaded.correlations, loaded.rules, errors)
-    ruleset, notes = RuleSet.compile(loaded.rules, mappings, correlations)
+    rules = apply_filters(loaded.rules, loaded.filters, errors)
+    correlations = _resolve(loaded.correlations, rules, errors)
+    ruleset, notes = RuleSet.compile(rules, mappings, correlations)
     return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=1)

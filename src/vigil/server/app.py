@@ -33,7 +33,8 @@ def create_app(
     clock = clock or SystemClock()
     engine = engine or db.make_engine(settings.db_url)
     db.upgrade(engine)
-    detection = LiveDetection(load_ruleset(settings.rule_paths), engine, clock)
+    placeholders = Path(settings.rule_placeholders) if settings.rule_placeholders else None
+    detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders), engine, clock)
     svc = Services(
         settings=settings,
         engine=engine,

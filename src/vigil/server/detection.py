@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from vigil.core.alerts import DetectionSource, category
 from vigil.core.clock import Clock
 from vigil.detect import RuleHit, RuleSet, load_rules
+from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.server.ingest import RowsByTable
 from vigil.store.alerts import NewHit, record_hit
 
@@ -41,10 +42,17 @@ def evidence(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return ev
 
 
-def load_ruleset(extra_dirs: list[Path]) -> RuleSet:
-    """Vigil's own rules plus the operator's; a broken rule is logged and skipped, never fatal."""
+def load_ruleset(extra_dirs: list[Path], placeholders_file: Path | None = None) -> RuleSet:
+    """Vigil's own rules plus the operator's; a broken rule is logged and skipped, never fatal. So is a broken
+    placeholder file: the rules that need its values are then skipped, each logged."""
     dirs = [BUILTIN_RULES, *(d for d in extra_dirs if d.exists())]
-    report = load_rules(dirs)
+    placeholders = None
+    if placeholders_file is not None:
+        try:
+            placeholders = load_placeholders(placeholders_file)
+        except PlaceholderFileError as e:
+            log.error("rule placeholders not loaded: %s", e)
+    report = load_rules(dirs, placeholders=placeholders)
     for err in report.errors:
         log.warning("rule skipped: %s", err)
     log.info("detection: %d rules from %s", len(report.ruleset), ", ".join(map(str, dirs)))

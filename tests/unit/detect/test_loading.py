@@ -34,7 +34,7 @@ def test_broken_rules_are_reported_and_the_rest_load(tmp_path: Path) -> None:
     assert by_path[bad_yaml].kind is ErrorKind.READ and "line 2" in by_path[bad_yaml].reason
     assert by_path[bad_modifier].kind is ErrorKind.PARSE and "nosuch" in by_path[bad_modifier].reason
     assert "missing" in by_path[bad_condition].reason
-    assert by_path[placeholder].kind is ErrorKind.UNSUPPORTED and "%admins%" in by_path[placeholder].reason
+    assert by_path[placeholder].kind is ErrorKind.PLACEHOLDER and "%admins%" in by_path[placeholder].reason
     assert str(bad_modifier) in str(by_path[bad_modifier])
     hits = report.ruleset.match_windows({"Channel": SYSMON, "EventID": 1, "CommandLine": "good"})
     assert [h.title for h in hits] == ["Good"]
