@@ -51,9 +51,21 @@ def _literal_cost(text: str) -> float:
     return 2.0 + 40.0 / n
 
 
+# Fields with a handful of values (event ids, integrity levels, logon types...): an equality on one of them
+# holds for a large share of events, so a rule is better recognised by any literal of its other tests.
+_FEW_VALUED_FIELDS = frozenset(f.lower() for f in (
+    "EventID", "Channel", "Provider_Name", "Level", "Task", "Opcode", "Keywords", "Version", "EventType",
+    "IntegrityLevel", "LogonType", "Status", "SubStatus", "ObjectType", "AccessMask", "AccessList",
+    "ShareName", "Protocol", "Initiated", "SourceIsIpv6", "DestinationIsIpv6", "ServiceType", "StartType",
+    "ActionType", "RemoteIPType", "ProcessIntegrityLevel", "InitiatingProcessIntegrityLevel",
+    "ProcessTokenElevation", "IsInitiatingProcessRemoteSession", "Company", "Product", "Signed",
+    "SignatureStatus", "User", "LogonId", "TerminalSessionId",
+))
+
+
 def need_cost(need: Need) -> float:
     if need.kind is NeedKind.EQ:
-        return 1.0
+        return 14.0 if need.field is not None and need.field.lower() in _FEW_VALUED_FIELDS else 1.0
     if need.kind is NeedKind.HAS:
         return 30.0
     return _literal_cost(need.text) * (3.0 if need.field is None else 1.0)

@@ -136,7 +136,13 @@ class RuleSet:
         return self._match_windows_views(low, orig, multi), orig
 
     def _match_windows_views(self, low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool) -> list[RuleHit]:
-        key = (low.get("Channel"), orig.get("EventID"))
+        channel, event_id = low.get("Channel"), orig.get("EventID")
+        # The same name in EventData or UserData makes a list whose first value is System's: the source.
+        if channel.__class__ is tuple:
+            channel = channel[0] if channel else None
+        if event_id.__class__ is tuple:
+            event_id = event_id[0] if event_id else None
+        key = (channel, event_id)
         buckets = self._win_cache.get(key)
         if buckets is None:
             buckets = self._lookup(self._win, self._win_cache, key)

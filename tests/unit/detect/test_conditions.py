@@ -143,3 +143,18 @@ def test_multiple_conditions_are_or_linked() -> None:
     ruleset = ruleset_for("a:\n  User: x\nb:\n  User: y\ncondition:\n  - a\n  - b")
     assert matches(ruleset, User="y")
     assert not matches(ruleset, User="z")
+
+
+def test_a_channel_field_in_the_event_data_does_not_hide_the_events_source() -> None:
+    # Event 104 (log cleared) names the cleared log in UserData as "Channel": the flat event then holds two
+    # Channel values, and the first, System's, still decides which rules see the event.
+    record = {"Event": {
+        "System": {"Channel": "System", "EventID": 104, "Provider": {"#attributes": {"Name": "Eventlog"}}},
+        "UserData": {"LogFileCleared": {"Channel": "Security", "BackupPath": ""}},
+    }}
+    assert flatten_evtx(record)["Channel"] == ["System", "Security"]
+    ruleset = ruleset_for("selection:\n  EventID: 104\n  Channel: 'Security'\ncondition: selection",
+                          logsource="product: windows\nservice: system")
+    assert [h.matched_fields for h in ruleset.match_evtx_record(record)] == [("Channel", "EventID")]
+    record["Event"]["System"]["Channel"] = "Application"  # type: ignore[index]
+    assert not ruleset.match_evtx_record(record)  # an Application event: the System-log rule never runs
