@@ -16,6 +16,8 @@ DEFAULT_FILE_EXCLUDES = (
     "/proc/", "/sys/", "/dev/", "/run/", "/var/log/journal/", "/var/cache/", "/var/lib/apt/lists/",
 )
 
+# Logon sources, best first: PAM's audit records, the journal, an auth log, wtmp/btmp.
+LOGON_SOURCES = ("audit", "journald", "auth_log", "wtmp")
 PROCESS_PROVIDERS = ("auto", "ebpf", "proc_connector")
 
 
@@ -60,8 +62,13 @@ class AgentConfig:
     file_modify_window_seconds: float = 5.0
     # Network fallback (no audit): how often the socket tables are compared.
     network_poll_seconds: float = 2.0
+    # Logon: the sources tried at start, in order; the first usable one is the only one read.
+    logon_sources: tuple[str, ...] = LOGON_SOURCES
     # Logon fallback (no audit): authentication logs to follow, the first that exists is used.
     auth_log_paths: tuple[str, ...] = ("/var/log/auth.log", "/var/log/secure")
+    # Logon's last resort: sessions from wtmp, failed logins from btmp.
+    wtmp_path: Path = Path("/var/log/wtmp")
+    btmp_path: Path = Path("/var/log/btmp")
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     log_file: Path | None = None
     log_max_bytes: int = 10 << 20
@@ -80,6 +87,10 @@ class AgentConfig:
                              f" not {self.process_provider!r}")
         if not all(p.startswith("/") for p in (*self.file_paths, *self.file_exclude_paths)):
             raise ValueError("file_paths and file_exclude_paths must be absolute")
+        unknown = [s for s in self.logon_sources if s not in LOGON_SOURCES]
+        if unknown or not self.logon_sources or len(set(self.logon_sources)) != len(self.logon_sources):
+            raise ValueError(f"logon_sources must name each of {', '.join(LOGON_SOURCES)} at most once, in the "
+                             f"order to try them; got {list(self.logon_sources)}")
 
     def own_paths(self) -> tuple[str, ...]:
         """Where the agent writes; the file sensor never reports these (it would report itself)."""

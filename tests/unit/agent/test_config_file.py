@@ -69,6 +69,24 @@ def test_invalid_toml_and_invalid_values_are_errors(tmp_path: Path) -> None:
         load_config(write(tmp_path / "b.toml", f'state_dir = "{tmp_path}"\n[file]\npaths = ["relative"]'), None)
 
 
+def test_logon_sources_and_utmp_paths(tmp_path: Path) -> None:
+    local = write(tmp_path / "agent.toml", f"""
+state_dir = "{tmp_path}"
+[logon]
+logon_sources = ["auth_log", "wtmp"]
+wtmp_path = "/srv/wtmp"
+btmp_path = "/srv/btmp"
+""")
+    c = load_config(local, None).config
+    assert (c.logon_sources, c.wtmp_path, c.btmp_path) == (("auth_log", "wtmp"), Path("/srv/wtmp"), Path("/srv/btmp"))
+    with pytest.raises(ConfigFileError, match=r"logon_sources must name each of audit, journald, auth_log, wtmp"
+                                              r" at most once.*\['wtmp', 'utmp'\]"):
+        load_config(write(tmp_path / "b.toml", f'state_dir = "{tmp_path}"\n[logon]\nlogon_sources = ["wtmp", "utmp"]'),
+                    None)
+    with pytest.raises(ConfigFileError, match="logon_sources"):
+        load_config(write(tmp_path / "c.toml", f'state_dir = "{tmp_path}"\n[logon]\nlogon_sources = []'), None)
+
+
 def test_process_provider_is_read_from_the_file_and_checked(tmp_path: Path) -> None:
     local = write(tmp_path / "agent.toml", f"""
 state_dir = "{tmp_path}/state"

@@ -1,14 +1,18 @@
-"""Logons from PAM's audit records (USER_START, failed USER_AUTH/USER_LOGIN) and from auth.log lines."""
+"""Logons from PAM's audit records (USER_START, failed USER_AUTH/USER_LOGIN), auth.log lines, journal entries
+and wtmp/btmp records."""
 
 from __future__ import annotations
 
 import grp
+import ipaddress
 import pwd
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from vigil.agent.sensors.audit_parse import FIELD, AuditParseError, decode_value, parse_record
+from vigil.agent.sensors.utmp import UtmpRecord, UtmpType
 
 AUDIT_USER_AUTH = 1100
 AUDIT_USER_ACCT = 1101
@@ -117,6 +121,9 @@ _SSH_FAIL = re.compile(
 )
 _PAM_OPEN = re.compile(r"pam_unix\((?P<svc>[\w\-]+):session\): session opened for user (?P<user>[^\s(]+)")
 _PAM_FAIL = re.compile(r"pam_unix\((?P<svc>[\w\-]+):auth\): authentication failure;.*?\buser=(?P<user>\S+)")
+# OpenSSH 9.8 moved the per-connection work, and its log lines, to sshd-session.
+_SSHD = ("sshd", "sshd-session")
+_X_DISPLAY = re.compile(r":\d+(?:\.\d+)?")  # ut_host of a graphical session: local, not a remote host
 
 
 def _line_time(m: re.Match[str] | None, now: datetime) -> float:
@@ -137,18 +144,67 @@ def from_auth_log(line: str, now: datetime) -> Logon | None:
     pm = _PROGRAM.match(rest)
     if pm is None:
         return None
-    prog, pid, text = pm.group("prog").rsplit("/", 1)[-1], int(pm.group("pid")), rest[pm.end():]
-    when = _line_time(tm, now)
-    if prog == "sshd":
+    return from_auth_message(pm.group("prog"), int(pm.group("pid")), rest[pm.end():], _line_time(tm, now), "auth_log")
+
+
+def from_auth_message(program: str, pid: int, text: str, when: float, source: str) -> Logon | None:
+    """A Logon from the message of one auth/authpriv syslog entry, however it was carried (file or journal)."""
+    prog = program.rsplit("/", 1)[-1]
+    if prog in _SSHD:
         if m := _SSH_OK.search(text):
-            return Logon(when, True, m["user"], "sshd", pid, m["ip"], None, int(m["port"]), "ssh", source="auth_log")
+            return Logon(when, True, m["user"], "sshd", pid, m["ip"], None, int(m["port"]), "ssh", source=source)
         if m := _SSH_FAIL.search(text):
             return Logon(when, False, m["user"], "sshd", pid, m["ip"], None, int(m["port"]), "ssh",
-                         f"{m['method']} rejected", source="auth_log")
+                         f"{m['method']} rejected", source=source)
         return None  # sshd's PAM lines repeat what the lines above say
     if m := _PAM_OPEN.search(text):
-        return Logon(when, True, m["user"], m["svc"], pid, source="auth_log")
+        return Logon(when, True, m["user"], m["svc"], pid, source=source)
     if m := _PAM_FAIL.search(text):
-        return Logon(when, False, m["user"], m["svc"], pid, failure_reason="authentication failure",
-                     source="auth_log")
+        return Logon(when, False, m["user"], m["svc"], pid, failure_reason="authentication failure", source=source)
     return None
+
+
+def from_journal(entry: Mapping[str, object]) -> Logon | None:
+    """A Logon from one journal entry as ``journalctl -o json`` prints it (the same messages auth.log holds)."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):  # journalctl prints a message that is not UTF-8 as an array of bytes
+        try:
+            message = bytes(message).decode("utf-8", "replace")
+        except (TypeError, ValueError):
+            return None
+    program, pid, usec = entry.get("SYSLOG_IDENTIFIER"), entry.get("_PID", entry.get("SYSLOG_PID")), \
+        entry.get("__REALTIME_TIMESTAMP")
+    if not (isinstance(message, str) and isinstance(program, str) and isinstance(pid, str) and pid.isdigit()
+            and isinstance(usec, str) and usec.isdigit()):
+        return None
+    logon = from_auth_message(program, int(pid), message, int(usec) / 1e6, "journald")
+    exe = entry.get("_EXE")
+    return replace(logon, exe=exe) if logon is not None and isinstance(exe, str) else logon
+
+
+def from_utmp(record: UtmpRecord, failed: bool) -> Logon | None:
+    """A Logon from a wtmp USER_PROCESS record, or from any btmp record (``failed``: each is a failed login).
+
+    utmp does not name the program; a session on a pseudo-terminal from a remote host, or on sshd's
+    "ssh:notty", is taken for sshd and any other for login, so LogonType matches what PAM reports."""
+    if not record.user or (not failed and record.type != UtmpType.USER_PROCESS):
+        return None
+    remote = not _X_DISPLAY.fullmatch(record.host) if record.host else record.address is not None
+    try:
+        host_ip: str | None = str(ipaddress.ip_address(record.host))
+    except ValueError:
+        host_ip = None  # a host name (sshd with UseDNS) or empty: the address field has the IP
+    terminal = record.line if ":" in record.line or not record.line else f"/dev/{record.line}"
+    sshd = record.line.startswith("ssh") or (remote and record.line.startswith("pts/"))
+    return Logon(
+        timestamp=record.timestamp,
+        success=not failed,
+        account=record.user,
+        service="sshd" if sshd else "login",
+        pid=record.pid,
+        remote_ip=(host_ip or record.address) if remote else None,
+        remote_host=record.host if remote and host_ip is None else None,
+        terminal=terminal or None,
+        failure_reason="authentication failure" if failed else None,
+        source="btmp" if failed else "wtmp",
+    )
