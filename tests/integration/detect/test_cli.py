@@ -132,3 +132,76 @@ def test_warm_triage_imports_neither_pysigma_nor_the_server(tmp_path: Path) -> N
     warm = subprocess.run(run, capture_output=True, text=True, timeout=120, check=False)
     assert warm.returncode == 0, warm.stderr
     assert "HEAVY []" in warm.stderr, warm.stderr
+
+
+def _filter_and_placeholder_fixtures(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """The whoami rule; a rule needing %admins%; a filter folder apart from the rules; a placeholder file."""
+    rules, events = _fixtures(tmp_path)
+    (rules / "admins.yml").write_text(rule_yaml(
+        "selection:\n  User|expand: '%admins%'\ncondition: selection", title="Admin run", level="high",
+        rule_id="4d2e6f80-ab3c-4d7e-9f10-223344556677"))
+    filters = tmp_path / "filters"
+    filters.mkdir()
+    (filters / "mf_ws1.yml").write_text(
+        "title: Not on ws1\nid: 5e3f7091-bc4d-4e8f-a021-334455667788\nlogsource:\n    product: windows\n"
+        f"filter:\n    rules:\n        - {RULE_ID}\n    selection:\n        Computer: ws1\n"
+        "    condition: not selection\n")
+    (events / "c.jsonl").write_text(json.dumps(
+        {"Channel": SYSMON, "EventID": 1, "Computer": "ws4", "CommandLine": "hostname", "User": "ADMIN7"}) + "\n")
+    values = tmp_path / "placeholders.toml"
+    values.write_text('admins = ["root", "admin7"]\n')
+    return rules, events, filters, values
+
+
+def test_triage_with_a_filter_folder_and_placeholders(tmp_path: Path) -> None:
+    rules, events, filters, values = _filter_and_placeholder_fixtures(tmp_path)
+    result = CliRunner().invoke(app, ["triage", str(events), "--rules", str(rules), "--rules", str(filters),
+                                      "--placeholders", str(values), "-o", "jsonl", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    # ws1's whoami events are filtered out (in a.jsonl and b.jsonl); ws3's stays; ADMIN7 is an admin.
+    assert sorted((r["host"], r["rule"]) for r in records) == [
+        ("ws1", "Dir run"), ("ws3", "Whoami run"), ("ws4", "Admin run")]
+    assert "rule skipped" not in result.stderr
+    without = CliRunner().invoke(app, ["triage", str(events), "--rules", str(rules), "-o", "jsonl", "-j", "1"])
+    assert without.exit_code == 0, without.output
+    assert "admins.yml" in without.stderr and "%admins%" in without.stderr  # the rule skipped, with why
+    assert sum(line.startswith("{") for line in without.stdout.splitlines()) == 4  # no filter: ws1's whoami back
+
+
+def test_rules_check_reports_missing_placeholders_and_broken_filters(tmp_path: Path) -> None:
+    rules, _, filters, values = _filter_and_placeholder_fixtures(tmp_path)
+    (filters / "mf_broken.yml").write_text(
+        "title: Broken\nlogsource:\n    product: windows\nfilter:\n    rules: any\n    selection:\n"
+        "        User: x\n    condition: not selection and nothing\n")
+    bad = CliRunner().invoke(app, ["rules", "check", str(rules), str(filters)])
+    assert bad.exit_code == 1
+    out = bad.stdout.replace("\n", "")
+    assert "admins.yml" in out and "placeholder" in out and "%admins%" in out
+    assert "mf_broken.yml" in out and "nothing" in out
+    good = CliRunner().invoke(app, ["rules", "check", str(rules), str(filters), "--placeholders", str(values)])
+    assert good.exit_code == 1 and "3 rules loaded, 1 failed" in good.stdout  # only the broken filter left
+
+
+def test_a_bad_placeholder_file_is_a_usage_error(tmp_path: Path) -> None:
+    rules, events = _fixtures(tmp_path)
+    values = tmp_path / "values.yml"
+    values.write_text("admins: []\n")
+    for args in (["triage", str(events), "--rules", str(rules)], ["rules", "check", str(rules)],
+                 ["rules", "test", str(rules)]):
+        result = CliRunner().invoke(app, [*args, "--placeholders", str(values)])
+        assert result.exit_code == 2, (args, result.output)
+        assert "values.yml" in result.stderr and "empty list" in result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_rules_test_takes_placeholders(tmp_path: Path) -> None:
+    rules, _, _, values = _filter_and_placeholder_fixtures(tmp_path)
+    (rules / "tests").mkdir()
+    (rules / "tests" / "golden.json").write_text(json.dumps({"cases": [
+        {"name": "admin", "event": {"Channel": SYSMON, "EventID": 1, "User": "root"},
+         "expect": ["4d2e6f80-ab3c-4d7e-9f10-223344556677"]},
+    ]}))
+    result = CliRunner().invoke(app, ["rules", "test", str(rules), "--placeholders", str(values)])
+    assert result.exit_code == 0, result.stdout
+    assert "1 cases, 1 passed" in result.stdout

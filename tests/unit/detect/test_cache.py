@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.unit.detect.support import rule_yaml, sysmon
 from vigil.core.severity import RuleLevel
-from vigil.detect import RuleFilter, load_rules
+from vigil.detect import LoadReport, RuleFilter, load_rules
 
 RULE_ID = "5f0c7a11-2b3c-4d5e-8f90-a1b2c3d4e5f6"
 
@@ -67,3 +67,49 @@ def test_unwritable_cache_is_reported_and_the_load_succeeds(tmp_path: Path) -> N
     report = load_rules([tmp_path / "rules"], cache_dir=blocker)
     assert report.cache.startswith("not written to")
     assert _hits(report.ruleset, "whoami") == [RULE_ID]
+
+
+def test_a_changed_filter_file_is_part_of_the_key(tmp_path: Path) -> None:
+    _write(tmp_path / "rules", "whoami")
+    filters = tmp_path / "filters"
+    filters.mkdir()
+    flt = filters / "mf_admin.yml"
+
+    def write_filter(user: str) -> None:
+        flt.write_text(f"title: Admin\nid: 6a0c7a11-2b3c-4d5e-8f90-a1b2c3d4e5f6\nlogsource:\n    product: windows\n"
+                       f"filter:\n    rules: {RULE_ID}\n    selection:\n        User: {user}\n"
+                       "    condition: not selection\n")
+
+    def hit_for(report: LoadReport, user: str) -> bool:
+        return bool(report.ruleset.match_windows(sysmon(CommandLine="whoami", User=user)))
+
+    write_filter("alice")
+    first = load_rules([tmp_path / "rules", filters], cache_dir=tmp_path / "cache")
+    assert first.cache == "stored" and not hit_for(first, "alice") and hit_for(first, "bob")
+    write_filter("bob")
+    second = load_rules([tmp_path / "rules", filters], cache_dir=tmp_path / "cache")
+    assert second.cache == "stored" and hit_for(second, "alice") and not hit_for(second, "bob")
+    third = load_rules([tmp_path / "rules", filters], cache_dir=tmp_path / "cache")
+    assert third.cache == "hit" and hit_for(third, "alice") and not hit_for(third, "bob")
+
+
+def test_placeholder_values_are_part_of_the_key(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text(rule_yaml("selection:\n  User|expand: '%admins%'\ncondition: selection",
+                                           rule_id=RULE_ID))
+
+    def load(values: dict[str, tuple[str, ...]] | None) -> LoadReport:
+        return load_rules([rules], cache_dir=tmp_path / "cache", placeholders=values)
+
+    def users(report: LoadReport) -> list[str]:
+        return [u for u in ("alice", "bob") if report.ruleset.match_windows(sysmon(User=u))]
+
+    missing = load(None)
+    assert missing.cache == "stored" and len(missing.errors) == 1
+    alice = load({"admins": ("alice",)})
+    assert alice.cache == "stored" and users(alice) == ["alice"]
+    bob = load({"admins": ("bob",)})
+    assert bob.cache == "stored" and users(bob) == ["bob"]
+    again = load({"admins": ("alice",)})
+    assert again.cache == "hit" and users(again) == ["alice"] and not again.errors
