@@ -15,7 +15,7 @@ from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.server import agent_actions, agent_api, api, errors, portal, portal_actions, portal_alerts, portal_plan
 from vigil.server.detection import LiveDetection, load_ruleset
-from vigil.server.ingest import AfterIngest, IngestPipeline
+from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal_sso import router as portal_sso_router
 from vigil.server.retention import RetentionWorker
@@ -28,19 +28,18 @@ def create_app(
     *,
     engine: sa.Engine | None = None,
     clock: Clock | None = None,
-    after_ingest: list[AfterIngest] | None = None,
 ) -> FastAPI:
     clock = clock or SystemClock()
     engine = engine or db.make_engine(settings.db_url)
     db.upgrade(engine)
     placeholders = Path(settings.rule_placeholders) if settings.rule_placeholders else None
-    detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders), engine, clock)
+    detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders))
     svc = Services(
         settings=settings,
         engine=engine,
         clock=clock,
         secret_key=settings.secret_key_file.read_bytes(),
-        ingest=IngestPipeline(engine, clock, [detection, *(after_ingest or [])]),
+        ingest=IngestPipeline(engine, clock, detection),
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )

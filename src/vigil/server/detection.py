@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from vigil.core.alerts import DetectionSource, category
-from vigil.core.clock import Clock
 from vigil.detect import RuleHit, RuleSet, load_rules
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.server.ingest import RowsByTable
-from vigil.store.alerts import NewHit, record_hit
+from vigil.store.alerts import NewHit
 
 log = logging.getLogger("vigil.detect")
 
@@ -60,10 +57,10 @@ def load_ruleset(extra_dirs: list[Path], placeholders_file: Path | None = None) 
 
 
 class LiveDetection:
-    """An after-ingest hook: match every row, then record the hits as alerts in one transaction."""
+    """The ingest pipeline's detector: every row of a batch matched against the rule set."""
 
-    def __init__(self, ruleset: RuleSet, engine: sa.Engine, clock: Clock) -> None:
-        self.ruleset, self.engine, self.clock = ruleset, engine, clock
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
 
     def hits(self, device_id: str, rows: RowsByTable) -> list[NewHit]:
         out: list[NewHit] = []
@@ -80,12 +77,3 @@ class LiveDetection:
             detection_source=DetectionSource.SIGMA.value, techniques=list(h.techniques),
             event_time=row["Timestamp"], evidence=evidence(table, row),
         )
-
-    def __call__(self, device_id: str, rows: RowsByTable) -> None:
-        found = self.hits(device_id, rows)
-        if not found:
-            return
-        now = self.clock.now()
-        with self.engine.begin() as conn:
-            for hit in found:
-                record_hit(conn, hit, now)

@@ -89,6 +89,16 @@ def _parameters(
     return list(zip(*columns, strict=True))
 
 
+def stored_batch(conn: sa.Connection, device_id: str, batch_id: str) -> StoredBatch | None:
+    """The batch as already stored (a duplicate), or None when this batch id is new."""
+    seen = conn.execute(
+        sa.select(telemetry_batches.c.event_count).where(
+            telemetry_batches.c.device_id == device_id, telemetry_batches.c.batch_id == batch_id
+        )
+    ).first()
+    return None if seen is None else StoredBatch(int(seen.event_count), duplicate=True)
+
+
 def store_batch(
     conn: sa.Connection, device_id: str, batch_id: str, rows_by_table: dict[str, list[dict[str, Any]]],
     now: datetime,
@@ -98,13 +108,9 @@ def store_batch(
     The batch row is inserted first so that a concurrent resend of the same batch fails on the
     primary key and rolls back, rather than storing the events twice.
     """
-    seen = conn.execute(
-        sa.select(telemetry_batches.c.event_count).where(
-            telemetry_batches.c.device_id == device_id, telemetry_batches.c.batch_id == batch_id
-        )
-    ).first()
+    seen = stored_batch(conn, device_id, batch_id)
     if seen is not None:
-        return StoredBatch(int(seen.event_count), duplicate=True)
+        return seen
     count = sum(len(r) for r in rows_by_table.values())
     conn.execute(
         telemetry_batches.insert().values(
