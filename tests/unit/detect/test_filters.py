@@ -147,6 +147,7 @@ def test_broken_filters_are_reported_with_file_and_reason_and_the_rest_load(tmp_
     report = load_rules([rules, filters])
     by_path = {e.path: e for e in report.errors}
     assert set(by_path) == {no_rules, bad_condition, bad_modifier, unknown, outside}, [str(e) for e in report.errors]
+    assert len(report.errors) == 5  # one each: pySigma's own error is not reported a second time for the file
     assert by_path[no_rules].kind is ErrorKind.PARSE and "'rules'" in by_path[no_rules].reason
     assert by_path[no_rules].rule_id == FILTER and by_path[no_rules].title == "No rules"
     assert "missing" in by_path[bad_condition].reason
