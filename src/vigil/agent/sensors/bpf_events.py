@@ -75,6 +75,17 @@ def command_line(raw: bytes) -> str:
     return join_argv([a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")])
 
 
+def split_tail(record: bytes, exe_len: int, argv_len: int, cwd_len: int) -> tuple[bytes, bytes, bytes]:
+    """An exec record's raw exe, argv and cwd bytes; raises BadRecord when the lengths do not add up."""
+    a = HEADER.size + exe_len
+    b = a + argv_len
+    end = b + cwd_len
+    if end != len(record):
+        raise BadRecord(f"lengths exe={exe_len} argv={argv_len} cwd={cwd_len} need {end} bytes, record has"
+                        f" {len(record)}")
+    return record[HEADER.size:a], record[a:b], record[b:end]
+
+
 def decode(record: bytes) -> KernelProcessEvent:
     """One ring-buffer record; raises BadRecord saying what is wrong."""
     if len(record) < HEADER.size:
@@ -84,15 +95,9 @@ def decode(record: bytes) -> KernelProcessEvent:
     known = _KINDS.get(kind)
     if known is None:
         raise BadRecord(f"unknown record kind {kind}")
-    end = HEADER.size + exe_len + argv_len + cwd_len
-    if end != len(record):
-        raise BadRecord(f"lengths exe={exe_len} argv={argv_len} cwd={cwd_len} need {end} bytes, record has"
-                        f" {len(record)}")
+    exe, argv, cwd = split_tail(record, exe_len, argv_len, cwd_len)
     name = comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     if known is not Kind.EXEC:
         return KernelProcessEvent(known, ts, start, pid, tid, ppid, uid, gid, euid, code, flags, name)
-    a = HEADER.size + exe_len
-    b = a + argv_len
     return KernelProcessEvent(known, ts, start, pid, tid, ppid, uid, gid, euid, code, flags, name,
-                              path_from_leaf_first(record[HEADER.size:a]), command_line(record[a:b]),
-                              path_from_leaf_first(record[b:end]))
+                              path_from_leaf_first(exe), command_line(argv), path_from_leaf_first(cwd))

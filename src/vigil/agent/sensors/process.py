@@ -27,7 +27,7 @@ from vigil.agent.sensors.proc_connector import (
     open_proc_connector,
     parse,
 )
-from vigil.agent.sensors.process_ebpf import BpfProcessSource, boottime_offset, feed
+from vigil.agent.sensors.process_ebpf import BpfProcessSource, KernelRows
 from vigil.agent.sensors.process_tracker import ProcessTracker
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ _MAX_DATAGRAMS_PER_WAKE = 2048
 # Wake-ups at least this far apart: events gather in the socket buffer meanwhile, so one pass and
 # one spool write serve many of them (the rows wait up to audit_wait_seconds anyway).
 _WAKE_SECONDS = 0.01
+# The eBPF rows wait for nothing, so their only latency is this; the wake-up's fixed costs (poll,
+# ring-buffer consume, drop counter, spool write) are then shared by many more processes.
+_BPF_WAKE_SECONDS = 0.05
 
 
 class ProcessSensor:
@@ -45,6 +48,7 @@ class ProcessSensor:
         self._ctx = ctx
         self._pc: socket.socket | None = None
         self._bpf: BpfProcessSource | None = None
+        self._kernel_rows: KernelRows | None = None
         self._audit_wake = -1  # an eventfd the audit feed's thread signals when records are queued
         self._audit_in: deque[ExecRecord] = deque()
         self._audit = AuditAttachment(ctx.audit)
@@ -124,13 +128,8 @@ class ProcessSensor:
 
     def _start_ebpf(self, source: BpfProcessSource) -> SensorHealth:
         self._bpf = source
-        self.tracker = ProcessTracker(
-            use_proc=True,
-            use_audit=False,
-            audit_wait=0.0,
-            exit_events=self._ctx.config.process_exit_events,
-            wall_from_ns=lambda ns: boottime_offset() + ns / 1e9,  # the programs stamp CLOCK_BOOTTIME
-        )
+        self._kernel_rows = KernelRows(exit_events=self._ctx.config.process_exit_events)
+        self.tracker = self._kernel_rows.tracker
         self._health = SensorHealth(
             HealthState.ACTIVE,
             f"provider eBPF ({', '.join(source.programs)}): the kernel describes each process, so the proc"
@@ -217,31 +216,31 @@ class ProcessSensor:
             self._ctx.sink.append(final)
 
     def _bpf_loop(self) -> None:
-        assert self.tracker is not None and self._bpf is not None
-        tracker, source, clock = self.tracker, self._bpf, self._ctx.clock
+        assert self.tracker is not None and self._bpf is not None and self._kernel_rows is not None
+        tracker, source, clock, kernel = self.tracker, self._bpf, self._ctx.clock, self._kernel_rows
         ring = source.ring
         watched = [ring.fileno()]
         last = 0.0
         while not self._thread.stopping.is_set():
             ready, _, _ = select.select(watched, [], [], 0.2)
-            if ready and (rest := last + _WAKE_SECONDS - clock.monotonic()) > 0:
+            if ready and (rest := last + _BPF_WAKE_SECONDS - clock.monotonic()) > 0:
                 self._thread.stopping.wait(rest)  # let more records gather; one pass serves them all
             rows: list[Row] = []
             try:
                 last = now = clock.monotonic()
-                rows = self._feed(tracker, ring.consume(), now)
+                rows = self._feed(kernel, ring.consume(), now)
                 rows += tracker.expire(now)
                 self._count_drops(source)
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
                 self._faults.failed()
             if rows:
                 self._ctx.sink.append(rows)
-        final = self._feed(tracker, ring.consume(), clock.monotonic()) + tracker.expire(float("inf"))
+        final = self._feed(kernel, ring.consume(), clock.monotonic()) + tracker.expire(float("inf"))
         if final:
             self._ctx.sink.append(final)
 
-    def _feed(self, tracker: ProcessTracker, records: list[bytes], now: float) -> list[Row]:
-        rows, bad = feed(tracker, records, now)
+    def _feed(self, kernel: KernelRows, records: list[bytes], now: float) -> list[Row]:
+        rows, bad = kernel.feed(records, now)
         if bad:
             self._faults.failures += len(bad)
             log.warning("%s: %d malformed eBPF records, e.g. %s", self.name, len(bad), bad[0])

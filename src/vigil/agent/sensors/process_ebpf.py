@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vigil.agent.sensors.base import Row
-from vigil.agent.sensors.bpf_events import HEADER, BadRecord, Kind, decode
+from vigil.agent.sensors.bpf_events import (
+    ARGV_TRUNCATED,
+    HEADER,
+    BadRecord,
+    Kind,
+    command_line,
+    decode,
+    path_from_leaf_first,
+    split_tail,
+)
 from vigil.agent.sensors.libbpf import BpfObject, RingBuffer
-from vigil.agent.sensors.proc_connector import ExitEvent, ForkEvent
+from vigil.agent.sensors.proc_connector import ExitEvent
 from vigil.agent.sensors.process_tracker import ProcessTracker
-from vigil.agent.sensors.procfs import ProcessInfo
+from vigil.agent.sensors.procfs import HashCache, ProcessInfo
 
 OBJECT_NAME = "process.bpf.o"
 # Where `make bpf` puts the object it compiles (never committed: it is built against this kernel's BTF).
 DEFAULT_OBJECT = Path(__file__).resolve().parent / "bpf" / OBJECT_NAME
 
-_FORK, _EXIT = Kind.FORK.value, Kind.EXIT.value
+_EXEC, _FORK, _EXIT = Kind.EXEC.value, Kind.FORK.value, Kind.EXIT.value
+_PATH_CACHE_ENTRIES = 4096  # distinct executable and working-directory paths remembered
 
 
 def boottime_offset() -> float:
-    """Epoch seconds at CLOCK_BOOTTIME zero; taken afresh per batch, since NTP moves the wall clock."""
+    """Epoch seconds at CLOCK_BOOTTIME zero."""
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
@@ -49,39 +60,68 @@ class BpfProcessSource:
         self._obj.close()
 
 
-def feed(tracker: ProcessTracker, records: list[bytes], now: float) -> tuple[list[Row], list[BadRecord]]:
-    """Decode a batch of records in order and turn them into rows through the tracker.
+class KernelRows:
+    """Turns batches of process.bpf.c records into DeviceProcessEvents rows through a ProcessTracker.
 
-    Fork and exit records are bare headers and are unpacked here (no event object per record, as
-    they are two of every three records); execs go through the full decoder. A malformed record is
-    returned, not raised, so the rest of the batch still counts."""
-    rows: list[Row] = []
-    bad: list[BadRecord] = []
-    offset = boottime_offset()
-    size, unpack = HEADER.size, HEADER.unpack_from
-    users, hashes = tracker.users, tracker.hashes
-    for rec in records:
-        if len(rec) == size:
-            fields = unpack(rec)
-            kind = fields[2]
-            if kind == _FORK:
-                pid, ppid = fields[3], fields[5]
-                tracker.on_fork(ForkEvent(fields[0], ppid, ppid, pid, pid))
+    This runs once per record on the sensor's thread, so it skips what the general decoder does
+    for clarity: no event object per record, the boot-time offset taken once per batch (NTP moves
+    the wall clock, so not once for all), and paths decoded once per distinct path."""
+
+    def __init__(self, *, exit_events: bool, read: Callable[[int], ProcessInfo] | None = None,
+                 hashes: HashCache | None = None) -> None:
+        self._offset = boottime_offset()
+        self.tracker = ProcessTracker(use_proc=True, use_audit=False, audit_wait=0.0, exit_events=exit_events,
+                                      read=read, hashes=hashes, wall_from_ns=self.wall)
+        self._paths: dict[bytes, str] = {}
+
+    def wall(self, boottime_ns: int) -> float:
+        return self._offset + boottime_ns / 1e9
+
+    def _path(self, raw: bytes) -> str:
+        path = self._paths.get(raw)
+        if path is None:
+            if len(self._paths) >= _PATH_CACHE_ENTRIES:
+                self._paths.clear()
+            path = self._paths[raw] = path_from_leaf_first(raw)
+        return path
+
+    def feed(self, records: list[bytes], now: float) -> tuple[list[Row], list[BadRecord]]:
+        """Rows for a batch of records, in order; malformed records are returned, not raised, so the
+        rest of the batch still counts."""
+        rows: list[Row] = []
+        bad: list[BadRecord] = []
+        self._offset = offset = boottime_offset()
+        tracker = self.tracker
+        size, unpack = HEADER.size, HEADER.unpack_from
+        name, sha256, path = tracker.users.name, tracker.hashes.sha256, self._path
+        for rec in records:
+            if len(rec) < size:
+                bad.append(BadRecord(f"record of {len(rec)} bytes is shorter than the {size}-byte header"))
                 continue
-            if kind == _EXIT:
-                rows += tracker.on_exit(ExitEvent(fields[0], fields[3], fields[3], fields[9], 0), now)
-                continue
-        try:
-            ev = decode(rec)
-            if ev.kind is not Kind.EXEC:
-                raise BadRecord(f"{ev.kind.name.lower()} record of {len(rec)} bytes, expected {size}")
-        except BadRecord as e:
-            bad.append(e)
-            continue
-        info = ProcessInfo(ev.pid, ev.ppid, ev.exe, ev.command_line, ev.uid, users.name(ev.uid), ev.cwd,
-                           offset + ev.start_ns / 1e9, hashes.sha256(ev.exe) if ev.exe else "")
-        row = tracker.on_described_exec(info, offset + ev.timestamp_ns / 1e9, now)
-        if ev.argv_truncated:
-            row["AdditionalFields"]["CommandLineTruncated"] = True
-        rows.append(row)
-    return rows, bad
+            f = unpack(rec)
+            kind = f[2]
+            if kind == _EXEC:
+                try:
+                    exe_raw, argv_raw, cwd_raw = split_tail(rec, f[11], f[12], f[13])
+                except BadRecord as e:
+                    bad.append(e)
+                    continue
+                exe = path(exe_raw)
+                uid = f[6]
+                info = ProcessInfo(f[3], f[5], exe, command_line(argv_raw), uid, name(uid), path(cwd_raw),
+                                   offset + f[1] / 1e9, sha256(exe) if exe else "")
+                row = tracker.on_described_exec(info, offset + f[0] / 1e9, now)
+                if f[10] & ARGV_TRUNCATED:
+                    row["AdditionalFields"]["CommandLineTruncated"] = True
+                rows.append(row)
+            elif kind == _FORK and len(rec) == size:
+                tracker.forked(f[3], f[5], f[0])
+            elif kind == _EXIT and len(rec) == size:
+                rows += tracker.on_exit(ExitEvent(f[0], f[3], f[3], f[9], 0), now)
+            else:
+                try:
+                    decode(rec)  # says what is wrong with it
+                    bad.append(BadRecord(f"unexpected {kind} record of {len(rec)} bytes"))
+                except BadRecord as e:
+                    bad.append(e)
+        return rows, bad

@@ -118,14 +118,17 @@ class ProcessTracker:
     def on_fork(self, ev: ForkEvent) -> None:
         if ev.child_pid != ev.child_tgid:
             return  # a new thread, not a process
-        child = ev.child_tgid
+        self.forked(ev.child_tgid, ev.parent_tgid, ev.timestamp_ns)
+
+    def forked(self, child: int, parent_tgid: int, timestamp_ns: int) -> None:
+        """A new process (not a thread); it runs its parent's image until it execs."""
         self._dying.pop(child, None)
         self._reported.discard(child)
-        parent = self._infos.get(ev.parent_tgid)
+        parent = self._infos.get(parent_tgid)
         if parent is not None:
-            self._infos[child] = parent.forked(child, self._wall(ev.timestamp_ns))
+            self._infos[child] = parent.forked(child, self._wall(timestamp_ns))
         else:
-            self._infos[child] = ProcessInfo(pid=child, ppid=ev.parent_tgid, start_time=self._wall(ev.timestamp_ns))
+            self._infos[child] = ProcessInfo(pid=child, ppid=parent_tgid, start_time=self._wall(timestamp_ns))
 
     def on_exec(self, ev: ExecEvent, now: float) -> list[Row]:
         self._now = now

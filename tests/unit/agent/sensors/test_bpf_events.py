@@ -16,8 +16,7 @@ from vigil.agent.sensors.bpf_events import (
     decode,
     path_from_leaf_first,
 )
-from vigil.agent.sensors.process_ebpf import boottime_offset, feed
-from vigil.agent.sensors.process_tracker import ProcessTracker
+from vigil.agent.sensors.process_ebpf import KernelRows
 from vigil.agent.sensors.procfs import HashCache, ProcessInfo
 
 
@@ -77,27 +76,24 @@ def test_malformed_records_say_what_is_wrong(data: bytes, message: str) -> None:
         decode(data)
 
 
-def _tracker() -> ProcessTracker:
+def _kernel_rows() -> KernelRows:
     parent = ProcessInfo(pid=100, ppid=1, exe="/usr/bin/python3", command_line="python3 t.py", uid=0,
                          account="root", start_time=1000.0, sha256="aa")
     known = {100: parent, 1: ProcessInfo(pid=1, ppid=0, exe="/sbin/init", command_line="/sbin/init")}
-    offset = boottime_offset()
-    return ProcessTracker(use_proc=True, use_audit=False, audit_wait=0.0, exit_events=True, hashes=HashCache(),
-                          read=lambda pid: known.get(pid, ProcessInfo(pid=pid)),
-                          wall_from_ns=lambda ns: offset + ns / 1e9)
+    return KernelRows(exit_events=True, hashes=HashCache(), read=lambda pid: known.get(pid, ProcessInfo(pid=pid)))
 
 
 def test_fork_exec_exit_become_created_and_terminated_rows(tmp_path: Path) -> None:
     exe = tmp_path / "tool"
     exe.write_bytes(b"\x7fELF pretend")
     leaf_first = b"\0".join(reversed(str(exe).encode().strip(b"/").split(b"/"))) + b"\0"
-    t = _tracker()
+    k = _kernel_rows()
     records = [
         record(Kind.FORK, 200, ppid=100, comm=b"python3"),
         record(Kind.EXEC, 200, ppid=100, exe=leaf_first, argv=b"tool\0--x y\0", cwd=b"tmp\0"),
         record(Kind.EXIT, 200, ppid=100, exit_code=3 << 8),
     ]
-    rows, bad = feed(t, records, now=1.0)
+    rows, bad = k.feed(records, now=1.0)
     assert bad == []
     assert [r["ActionType"] for r in rows] == ["ProcessCreated", "ProcessTerminated"]
     created, ended = rows
@@ -111,12 +107,12 @@ def test_fork_exec_exit_become_created_and_terminated_rows(tmp_path: Path) -> No
     assert created["AdditionalFields"] == {"Source": "ebpf"}
     assert ended["ProcessId"] == 200 and ended["AdditionalFields"] == {"ExitCode": 3, "Signal": 0}
     assert ended["ProcessCommandLine"] == "tool '--x y'"
-    assert t.info(200) is not None and t.info(200).command_line == "tool '--x y'"  # type: ignore[union-attr]
+    assert k.tracker.info(200) is not None and k.tracker.info(200).command_line == "tool '--x y'"  # type: ignore[union-attr]
 
 
 def test_a_fork_that_never_execs_is_known_to_its_children_but_not_reported() -> None:
-    t = _tracker()
-    rows, _ = feed(t, [
+    k = _kernel_rows()
+    rows, _ = k.feed([
         record(Kind.EXEC, 150, ppid=100, exe=b"true\0", argv=b"true\0"),  # 100 is described for this row
         record(Kind.FORK, 300, ppid=100),
         record(Kind.EXEC, 301, ppid=300, exe=b"true\0", argv=b"true\0"),
@@ -129,8 +125,8 @@ def test_a_fork_that_never_execs_is_known_to_its_children_but_not_reported() -> 
 
 
 def test_a_bad_record_is_returned_and_the_rest_of_the_batch_still_counts() -> None:
-    t = _tracker()
-    rows, bad = feed(t, [record(Kind.EXEC, 1, exe=b"a\0")[:-1], record(Kind.EXEC, 400, exe=b"true\0",
+    k = _kernel_rows()
+    rows, bad = k.feed([record(Kind.EXEC, 1, exe=b"a\0")[:-1], record(Kind.EXEC, 400, exe=b"true\0",
                                                                       argv=b"true\0", flags=ARGV_TRUNCATED)],
                      now=1.0)
     assert len(bad) == 1 and "record has 81" in str(bad[0])
