@@ -25,8 +25,9 @@ from typing import Any
 _TICK = os.sysconf("SC_CLK_TCK")
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "process (proc connector + audit)": {"sensors": ["process"], "use_audit": True},
-    "process (proc connector only)": {"sensors": ["process"], "use_audit": False},
+    "process (eBPF)": {"sensors": ["process"], "use_audit": False, "provider": "ebpf"},
+    "process (proc connector + audit)": {"sensors": ["process"], "use_audit": True, "provider": "proc_connector"},
+    "process (proc connector only)": {"sensors": ["process"], "use_audit": False, "provider": "proc_connector"},
     "file (fanotify)": {"sensors": ["file"], "use_audit": False},
     "network (audit connect/accept)": {"sensors": ["network"], "use_audit": True},
     "all sensors": {"sensors": ["process", "file", "network", "logon"], "use_audit": True},
@@ -47,7 +48,8 @@ def child(spec: dict[str, Any]) -> int:
     spool = Spool(state / "spool.db", SystemClock())
     # Rate limits off: the bench measures the cost of every event, not of shedding them.
     limits = BudgetLimits(cpu_percent=1e9, memory_mib=1e9, rate_limits=())
-    config = AgentConfig(state_dir=state, use_audit=spec["use_audit"], file_paths=(spec["watch"],), budget=limits)
+    config = AgentConfig(state_dir=state, use_audit=spec["use_audit"], file_paths=(spec["watch"],), budget=limits,
+                         process_provider=spec.get("provider", "auto"))
     ctx = SensorContext(spool, SystemClock(), config, budget=Budget(limits, losses=spool))
     registry = default_registry()
     built = registry.build(ctx)
