@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (BSD-2-Clause OR GPL-2.0-only)
 /* Vigil process telemetry: exec, fork and exit of processes, described in the kernel.
  *
  * tp_btf programs need neither tracefs nor bpffs, and read the task as the scheduler sees it, so
@@ -12,7 +12,9 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
-char LICENSE[] SEC("license") = "GPL"; /* bpf_probe_read_kernel_str and friends are GPL-only */
+/* The kernel lends its GPL-only helpers (bpf_probe_read_kernel_str...) only to GPL-compatible programs; the
+ * BSD half of the dual licence is what lets this file ship in an Apache-2.0 project. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define VIGIL_EXEC 1
 #define VIGIL_FORK 2
