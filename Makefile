@@ -14,7 +14,8 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed bpf
 
-## The process sensor's eBPF object, compiled against this kernel's BTF (skipped with a message without clang/bpftool).
+## The agent's eBPF objects (process and network sensors), compiled against this kernel's BTF (skipped with a message
+## without clang/bpftool).
 bpf:
 	bash scripts/build-bpf.sh
 

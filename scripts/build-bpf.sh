@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles the agent's eBPF objects (CO-RE) against this kernel's BTF. Without clang, bpftool or
-# /sys/kernel/btf/vmlinux it says so and succeeds: the process sensor then uses the proc connector.
+# /sys/kernel/btf/vmlinux it says so and succeeds: the process sensor then uses the proc connector and the
+# network sensor audit connect/accept.
 # vmlinux.h and the .o files are build products, never committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ command -v bpftool >/dev/null || missing+=(bpftool)
 [ -r /sys/kernel/btf/vmlinux ] || missing+=("/sys/kernel/btf/vmlinux (kernel BTF)")
 [ -r /usr/include/bpf/bpf_helpers.h ] || missing+=("libbpf-dev headers")
 if ((${#missing[@]})); then
-  echo "bpf: skipped, missing ${missing[*]} (apt-get install clang bpftool libbpf-dev); the process sensor will use the proc connector" >&2
+  echo "bpf: skipped, missing ${missing[*]} (apt-get install clang bpftool libbpf-dev); the process sensor will use the proc connector, the network sensor audit" >&2
   exit 0
 fi
 case "$(uname -m)" in
