@@ -19,6 +19,7 @@ DEFAULT_FILE_EXCLUDES = (
 # Logon sources, best first: PAM's audit records, the journal, an auth log, wtmp/btmp.
 LOGON_SOURCES = ("audit", "journald", "auth_log", "wtmp")
 PROCESS_PROVIDERS = ("auto", "ebpf", "proc_connector")
+NETWORK_PROVIDERS = ("auto", "ebpf", "audit")
 
 
 def default_state_dir() -> Path:
@@ -62,6 +63,11 @@ class AgentConfig:
     file_modify_window_seconds: float = 5.0
     # Network fallback (no audit): how often the socket tables are compared.
     network_poll_seconds: float = 2.0
+    # Where network rows come from: "auto" takes eBPF when its object loads and attaches, else
+    # audit connect/accept (else socket-table polling); "ebpf" or "audit" forces one.
+    network_provider: str = "auto"
+    # The compiled network.bpf.o; None means the one `make bpf` builds next to the package.
+    network_bpf_object_path: Path | None = None
     # Logon: the sources tried at start, in order; the first usable one is the only one read.
     logon_sources: tuple[str, ...] = LOGON_SOURCES
     # Logon fallback (no audit): authentication logs to follow, the first that exists is used.
@@ -85,6 +91,9 @@ class AgentConfig:
         if self.process_provider not in PROCESS_PROVIDERS:
             raise ValueError(f"process_provider must be one of {', '.join(PROCESS_PROVIDERS)},"
                              f" not {self.process_provider!r}")
+        if self.network_provider not in NETWORK_PROVIDERS:
+            raise ValueError(f"network_provider must be one of {', '.join(NETWORK_PROVIDERS)},"
+                             f" not {self.network_provider!r}")
         if not all(p.startswith("/") for p in (*self.file_paths, *self.file_exclude_paths)):
             raise ValueError("file_paths and file_exclude_paths must be absolute")
         unknown = [s for s in self.logon_sources if s not in LOGON_SOURCES]

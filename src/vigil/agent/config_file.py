@@ -22,7 +22,7 @@ LOCAL_CONFIG = Path("/etc/vigil/agent.toml")
 MANAGED_CONFIG = Path("/etc/vigil/managed.toml")
 
 _SECTIONS = {"file": "file_", "network": "network_", "logon": ""}
-_PATHS = {"state_dir", "log_file", "wtmp_path", "btmp_path", "bpf_object_path"}
+_PATHS = {"state_dir", "log_file", "wtmp_path", "btmp_path", "bpf_object_path", "network_bpf_object_path"}
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
 _BUDGET_FIELDS = {f.name for f in dataclasses.fields(BudgetLimits)} - {"rate_limits"}
 

@@ -13,6 +13,7 @@ from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors import fanotify
 from vigil.agent.sensors.audit_netlink import AuditControl, open_multicast
 from vigil.agent.sensors.libbpf import BpfError
+from vigil.agent.sensors.network_ebpf import BpfNetworkSource
 from vigil.agent.sensors.proc_connector import ProcConnectorError, close_proc_connector, open_proc_connector
 from vigil.agent.sensors.process_ebpf import BpfProcessSource
 
@@ -75,11 +76,21 @@ def _bpf_tp_btf_missing() -> str | None:
     return None
 
 
+def _bpf_network_missing() -> str | None:
+    """The network sensor's own eBPF object: built (make bpf), loaded and its tp_btf program attached."""
+    try:
+        BpfNetworkSource().close()
+    except BpfError as e:
+        return str(e)
+    return None
+
+
 _PROBES = {
     "requires_proc_connector": _proc_connector_missing,
     "requires_audit": _audit_missing,
     "requires_fanotify": fanotify.probe,
     "requires_bpf_tp_btf": _bpf_tp_btf_missing,
+    "requires_bpf_network": _bpf_network_missing,
 }
 
 

@@ -99,3 +99,19 @@ bpf_object_path = "/opt/vigil/process.bpf.o"
         load_config(write(tmp_path / "bad.toml", 'process_provider = "bpf"\n'), None)
     with pytest.raises(ConfigFileError, match=r"bad2.toml: process_provider: expected a string, got int"):
         load_config(write(tmp_path / "bad2.toml", "process_provider = 1\n"), None)
+
+
+def test_network_provider_is_read_from_the_network_section_and_checked(tmp_path: Path) -> None:
+    local = write(tmp_path / "agent.toml", f"""
+state_dir = "{tmp_path}/state"
+[network]
+provider = "audit"
+bpf_object_path = "/opt/vigil/network.bpf.o"
+""")
+    c = load_config(local, None).config
+    assert c.network_provider == "audit" and c.network_bpf_object_path == Path("/opt/vigil/network.bpf.o")
+    assert load_config(write(tmp_path / "none.toml", ""), None).config.network_provider == "auto"
+    with pytest.raises(ConfigFileError, match="network_provider must be one of auto, ebpf, audit, not 'kprobe'"):
+        load_config(write(tmp_path / "bad.toml", '[network]\nprovider = "kprobe"\n'), None)
+    with pytest.raises(ConfigFileError, match=r"bad2.toml: network_bpf_object_path: expected a path string"):
+        load_config(write(tmp_path / "bad2.toml", "[network]\nbpf_object_path = 3\n"), None)

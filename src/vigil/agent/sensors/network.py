@@ -1,4 +1,5 @@
-"""The network sensor: audit connect/accept with the process, or socket-table diffs → DeviceNetworkEvents."""
+"""The network sensor: eBPF TCP state changes, else audit connect/accept with the process, else socket-table
+diffs → DeviceNetworkEvents."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_network_rules, open_multicast, rule_key_for
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.net_records import NET_INTEREST, Endpoint, NetRecord, build_net, ip_type
+from vigil.agent.sensors.network_ebpf import BpfNetworkSource, EbpfNetworkProvider, load_source
 from vigil.agent.sensors.sockets import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
@@ -48,12 +50,19 @@ class NetworkSensor:
         self._sockets = SocketIndex()
         self._dumped_at = -_DUMP_SECONDS  # when the socket table was last dumped (the feed's clock)
         self._waiting: list[tuple[NetRecord, int | None, int | None]] = []  # records that need a fresh dump
+        self._ebpf: EbpfNetworkProvider | None = None
         self.provider = ""
         self.faults = SensorFaults(log, "network sensor failed to handle an event")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def probe(self) -> SensorHealth:
+        ebpf = load_source(self._ctx.config)
+        if isinstance(ebpf, BpfNetworkSource):
+            ebpf.close()
+            return SensorHealth(HealthState.ACTIVE, "provider eBPF")
+        if self._ctx.config.network_provider == "ebpf":
+            return SensorHealth(HealthState.UNAVAILABLE, ebpf)
         if not self._ctx.config.use_audit:
             return SensorHealth(HealthState.DEGRADED, "audit disabled by configuration: socket-table polling")
         try:
@@ -64,17 +73,32 @@ class NetworkSensor:
 
     def start(self) -> SensorHealth:
         self._gate = self._ctx.budget.gate(self.name)
-        reason = "audit disabled by configuration"
+        ebpf = load_source(self._ctx.config)
+        if isinstance(ebpf, BpfNetworkSource):
+            self._ebpf = EbpfNetworkProvider(ebpf, self._ctx.processes, self._append, self.faults,
+                                             self._gate.overflowed, self._ctx.budget.pace)
+            self._ebpf.start()
+            self.provider = "ebpf"
+            self._health = SensorHealth(
+                HealthState.ACTIVE,
+                f"provider eBPF ({', '.join(ebpf.programs)}): TCP connects, accepts and listens attributed in the"
+                " kernel, so the audit connect/accept rules are not used (UDP connects are not reported)",
+            )
+            return self._health
+        if self._ctx.config.network_provider == "ebpf":
+            self._health = SensorHealth(HealthState.UNAVAILABLE, ebpf)
+            return self._health
+        reason = f"{ebpf}; audit disabled by configuration"
         if self._ctx.config.use_audit:
             try:
                 key = rule_key_for(os.getpid(), "net")
                 self._audit.attach(Subscription(self.name, self, NET_INTEREST),
                                    AuditRuleSession(key, build_network_rules(key, os.getpid())))
             except (SensorUnavailable, OSError) as e:
-                reason = f"audit unavailable ({e})"
+                reason = f"{ebpf}; audit unavailable ({e})"
         if self._audit.attached:
             self.provider = "audit"
-            self._health = SensorHealth.active()
+            self._health = SensorHealth(HealthState.ACTIVE, f"provider audit; {ebpf}")
             return self._health  # the shared audit feed's thread calls on_audit
         self.provider = "socket_table"
         seconds = self._ctx.config.network_poll_seconds
@@ -87,6 +111,11 @@ class NetworkSensor:
 
     def stop(self) -> None:
         self._thread.stop()
+        if self._ebpf is not None:  # its last records pass the gate, whose summaries then go out
+            self._ebpf.stop()
+            self._ebpf = None
+            if self._gate is not None:
+                self._ctx.sink.append(self._gate.flush(force=True))
         audit = self._audit.attached
         self._audit.detach()
         if audit and self._gate is not None:  # the feed calls no more: what waits goes out

@@ -1,4 +1,5 @@
-"""The network sensor on audit: a TCP connection to a local listener, attributed on both ends."""
+"""The network sensor on audit (forced: auto prefers eBPF): a TCP connection to a local listener, attributed on both
+ends."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def our_keys() -> list[str]:
 def test_connect_and_accept_are_attributed_to_their_processes(tmp_path: Path, sink: ListSink) -> None:
     with AuditControl() as ctl:
         before = ctl.status()
-    sensor = NetworkSensor(SensorContext(sink, SystemClock(), AgentConfig(state_dir=tmp_path)))
+    config = AgentConfig(state_dir=tmp_path, network_provider="audit")
+    sensor = NetworkSensor(SensorContext(sink, SystemClock(), config))
     assert sensor.start().state is HealthState.ACTIVE, sensor.health()
     try:
         server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
@@ -69,7 +71,7 @@ def test_connect_and_accept_are_attributed_to_their_processes(tmp_path: Path, si
 
 
 def test_without_audit_the_socket_table_fallback_reports_new_connections(tmp_path: Path, sink: ListSink) -> None:
-    config = AgentConfig(state_dir=tmp_path, use_audit=False, network_poll_seconds=0.2)
+    config = AgentConfig(state_dir=tmp_path, use_audit=False, network_poll_seconds=0.2, network_provider="audit")
     sensor = NetworkSensor(SensorContext(sink, SystemClock(), config))
     health = sensor.start()
     assert health.state is HealthState.DEGRADED and "polling socket tables" in health.reason
