@@ -38,7 +38,7 @@ def _wait_agent_ready(server: VigilServer, token: str, agent: AgentProcess) -> N
     def ready() -> bool:
         with server.client(token) as c:
             m = c.get(f"/api/machines/{agent.device_id}").json()
-        return m.get("sensorHealth", {}).get("process") in ("active", "degraded") or False
+        return str(m.get("sensorHealth", {}).get("process", "")).split(":")[0] in ("active", "degraded")
 
     wait_for(ready, 30, f"the agent's process sensor to report (log: {agent.log})")
     time.sleep(0.5)
