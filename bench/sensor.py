@@ -36,7 +36,34 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 # -- the agent side (child process) -----------------------------------------------------------
 
+def _profile_threads() -> list[Any]:
+    """cProfile every thread started from now on (cProfile sees only the thread that enables it)."""
+    import cProfile
+
+    profiles: list[cProfile.Profile] = []
+
+    def start(*_: object) -> None:  # the first profile event in a new thread: hand over to cProfile
+        sys.setprofile(None)
+        prof = cProfile.Profile()
+        profiles.append(prof)
+        prof.enable()
+
+    threading.setprofile(start)
+    return profiles
+
+
+def _print_profile(profiles: list[Any], top: int) -> None:
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(*profiles, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    print(out.getvalue(), file=sys.stderr, flush=True)
+
+
 def child(spec: dict[str, Any]) -> int:
+    profiles = _profile_threads() if spec.get("cprofile") else None
     from vigil.agent.budget import Budget, BudgetLimits
     from vigil.agent.clock import SystemClock
     from vigil.agent.config import AgentConfig
@@ -50,7 +77,9 @@ def child(spec: dict[str, Any]) -> int:
     limits = BudgetLimits(cpu_percent=1e9, memory_mib=1e9, rate_limits=())
     config = AgentConfig(state_dir=state, use_audit=spec["use_audit"], file_paths=(spec["watch"],), budget=limits,
                          process_provider=spec.get("provider", "auto"))
-    ctx = SensorContext(spool, SystemClock(), config, budget=Budget(limits, losses=spool))
+    budget = Budget(limits, losses=spool)
+    budget.start()  # its sampler runs in the agent too (and hands freed heap back to the kernel)
+    ctx = SensorContext(spool, SystemClock(), config, budget=budget)
     registry = default_registry()
     built = registry.build(ctx)
     sensors = {n: built[n] for n in spec["sensors"]}
@@ -59,7 +88,10 @@ def child(spec: dict[str, Any]) -> int:
     sys.stdin.readline()
     for s in sensors.values():
         s.stop()
+    budget.stop()
     spool.flush()  # rows still grouped for their transaction; the counts below read the database
+    if profiles:
+        _print_profile(profiles, spec["cprofile"])
     marker = spec["marker"]
 
     def count(*needles: str) -> int:
@@ -157,7 +189,8 @@ def run_config(name: str, spec: dict[str, Any], args: argparse.Namespace, port: 
         watch = Path(tmp) / "watch"
         watch.mkdir()
         marker = f"bench{os.getpid()}x{abs(hash(name)) % 10000}"
-        full = {**spec, "state_dir": str(Path(tmp) / "state"), "watch": str(watch), "marker": marker, "port": port}
+        full = {**spec, "state_dir": str(Path(tmp) / "state"), "watch": str(watch), "marker": marker, "port": port,
+                "cprofile": args.cprofile}
         proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(full)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdin is not None
@@ -227,6 +260,10 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[],
                         help="run only configurations whose name contains this text (repeatable)")
     parser.add_argument("--profile", type=Path, help="write a py-spy raw profile of the agent per configuration here")
+    parser.add_argument("--cprofile", type=int, metavar="N", default=0,
+                        help="run the agent's threads under cProfile and print its top N functions by own time"
+                             " (to stderr, per configuration; cProfile slows the agent, so its CPU figures are not"
+                             " comparable)")
     args = parser.parse_args()
     if args.child:
         return child(json.loads(args.child))
