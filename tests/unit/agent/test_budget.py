@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from vigil.agent.budget import DROP_AGGREGATED, DROP_MEMORY, Budget, BudgetLimits, Usage
 
 
@@ -76,3 +78,25 @@ def test_a_sensor_gets_one_gate() -> None:
         assert "exists" in str(e)
     else:
         raise AssertionError("a second gate for one sensor must raise")
+
+
+def test_a_burst_s_freed_heap_goes_back_to_the_kernel_at_the_next_sample() -> None:
+    from vigil.agent.budget import TRIM_GROWTH_MIB, release_free_heap, rss_mib
+
+    if not release_free_heap():
+        pytest.skip("no malloc_trim in this C library")
+    budget = Budget(BudgetLimits())
+    # A burst of row-sized objects (malloc'd, not pymalloc'd), most freed again, a few kept:
+    # glibc keeps the freed pages unless asked to give them back.
+    burst = [bytes(600 + i % 64) for i in range(120_000)]
+    kept = burst[::64]
+    del burst
+    high = rss_mib()
+    if high < budget.usage.rss_mib + TRIM_GROWTH_MIB:
+        pytest.skip("the burst did not raise RSS here")
+    usage = budget.sample()
+    assert budget.heap_trims == 1
+    assert usage.rss_mib < high - TRIM_GROWTH_MIB / 2, (high, usage.rss_mib)
+    assert len(kept) == 1875
+    budget.sample()  # no new growth: no second trim
+    assert budget.heap_trims == 1
