@@ -29,7 +29,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "process (proc connector + audit)": {"sensors": ["process"], "use_audit": True, "provider": "proc_connector"},
     "process (proc connector only)": {"sensors": ["process"], "use_audit": False, "provider": "proc_connector"},
     "file (fanotify)": {"sensors": ["file"], "use_audit": False},
-    "network (audit connect/accept)": {"sensors": ["network"], "use_audit": True},
+    "network (eBPF)": {"sensors": ["network"], "use_audit": False, "network_provider": "ebpf"},
+    "network (audit connect/accept)": {"sensors": ["network"], "use_audit": True, "network_provider": "audit"},
     "all sensors": {"sensors": ["process", "file", "network", "logon"], "use_audit": True},
 }
 
@@ -76,7 +77,8 @@ def child(spec: dict[str, Any]) -> int:
     # Rate limits off: the bench measures the cost of every event, not of shedding them.
     limits = BudgetLimits(cpu_percent=1e9, memory_mib=1e9, rate_limits=())
     config = AgentConfig(state_dir=state, use_audit=spec["use_audit"], file_paths=(spec["watch"],), budget=limits,
-                         process_provider=spec.get("provider", "auto"))
+                         process_provider=spec.get("provider", "auto"),
+                         network_provider=spec.get("network_provider", "auto"))
     budget = Budget(limits, losses=spool)
     budget.start()  # its sampler runs in the agent too (and hands freed heap back to the kernel)
     ctx = SensorContext(spool, SystemClock(), config, budget=budget)
