@@ -161,8 +161,8 @@ class NetworkSensor:
 
         An inode found in the last dump is right whatever its age; anything else needs a dump taken
         after the record arrived, or a newer socket to the same remote end would go unseen. Such
-        records wait for the next dump, at most every _DUMP_SECONDS (a busy host's dump is
-        thousands of TIME_WAIT sockets)."""
+        records wait for the next dump, at most every _DUMP_SECONDS, which holds only the sockets
+        with their remote ends (and the listening ones), not a busy host's thousands in TIME_WAIT."""
         rows: list[Row] = []
         for rec in records:
             inode = socket_inode(rec.pid, rec.fd)  # now, while the process may still hold it
@@ -173,7 +173,9 @@ class NetworkSensor:
             listen_inode = socket_inode(rec.pid, rec.listen_fd) if rec.listen_fd >= 0 else None
             self._waiting.append((rec, inode, listen_inode))
         if self._waiting and (force or now - self._dumped_at >= _DUMP_SECONDS):
-            self._sockets.refresh()
+            # Only the sockets these records can match: a busy host's TIME_WAIT sockets stay in the kernel.
+            self._sockets.refresh({rec.remote for rec, _i, _l in self._waiting},
+                                  listening=any(listen is not None for _r, _i, listen in self._waiting))
             self._dumped_at = now
             rows += [self._audit_row(rec, self._lookup(inode, rec.remote, listen))
                      for rec, inode, listen in self._waiting]

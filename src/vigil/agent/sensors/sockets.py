@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from vigil.agent.sensors.net_records import Endpoint, ipv6_text
@@ -58,8 +59,16 @@ _TABLES = (("tcp", "Tcp"), ("tcp6", "Tcp"), ("udp", "Udp"), ("udp6", "Udp"))
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_JMP = 1
+INET_DIAG_BC_D_COND = 8
+_ALL_STATES = 0xFFFFFFFF
+MAX_FILTERED_REMOTES = 1000  # more remote ends than this in one refresh: dump every socket instead
 _NLMSGHDR = struct.Struct("=IHHII")
+_NLATTR = struct.Struct("=HH")
 _DIAG_REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2 with an empty sockid: every socket
+_BC_OP = struct.Struct("=BBH")  # inet_diag_bc_op: code, yes, no (jump offsets in bytes)
+_HOSTCOND = struct.Struct("=BBxxi")  # inet_diag_hostcond: family, prefix_len, port; the address follows
 _DIAG_MSG = struct.Struct("=BBBB2s2s16s16s12xIIIII")  # inet_diag_msg up to idiag_inode
 _DUMPS = ((socket.AF_INET, socket.IPPROTO_TCP, "Tcp"), (socket.AF_INET6, socket.IPPROTO_TCP, "Tcp"),
           (socket.AF_INET, socket.IPPROTO_UDP, "Udp"), (socket.AF_INET6, socket.IPPROTO_UDP, "Udp"))
@@ -81,32 +90,73 @@ def _remote_keys(endpoint: Endpoint) -> tuple[bytes, ...]:
             bytes([socket.AF_INET6]) + port + bytes(10) + b"\xff\xff" + packed)
 
 
+def remote_filter(remotes: Iterable[Endpoint]) -> bytes | None:
+    """inet_diag bytecode keeping only sockets whose remote end is one of ``remotes`` (an IPv4 end
+    also matches its v4-mapped form on IPv6 sockets); None when there is none to keep.
+
+    Conditions are chained as "c1 or (c2 or (...))": a condition that holds falls through to a
+    jump past the rest (the end: keep), one that fails skips that jump to the next condition; the
+    last one's failure jumps 4 bytes past the end (drop). The kernel checks every offset."""
+    rest = b""
+    for remote in sorted(set(remotes), key=lambda e: (e.ip, e.port), reverse=True):
+        try:
+            family, addr = socket.AF_INET, socket.inet_pton(socket.AF_INET, remote.ip)
+        except OSError:
+            try:
+                family, addr = socket.AF_INET6, socket.inet_pton(socket.AF_INET6, remote.ip)
+            except OSError:
+                continue  # not an address: nothing can match it
+        size = _BC_OP.size + _HOSTCOND.size + len(addr)
+        cond = _BC_OP.pack(INET_DIAG_BC_D_COND, size, size + 4) + _HOSTCOND.pack(family, 8 * len(addr),
+                                                                                  remote.port) + addr
+        rest = cond + (_BC_OP.pack(INET_DIAG_BC_JMP, 4, len(rest) + 4) + rest if rest else b"")
+    return rest or None
+
+
 class SocketIndex:
-    """Every IPv4/IPv6 TCP and UDP socket by inode and by remote end, from one sock_diag dump per
-    table (a tenth of the CPU of reading /proc/net/tcp, which walks the whole hash table in text);
-    an entry is decoded only when looked up, since a busy host has thousands in TIME_WAIT."""
+    """IPv4/IPv6 TCP and UDP sockets by inode and by remote end, from one sock_diag dump per table
+    (a tenth of the CPU of reading /proc/net/tcp, which walks the whole hash table in text); an
+    entry is decoded only when looked up.
+
+    A busy host has thousands of sockets in TIME_WAIT, so a refresh can ask the kernel for only the
+    sockets with given remote ends (and the listening ones): lookups by those ends, and by the inode
+    of a socket with one of them, answer as after a full dump."""
 
     def __init__(self, use_sock_diag: bool = True) -> None:
         self._by_inode: dict[int, _Raw] = {}
         self._by_remote: dict[bytes, _Raw] = {}
         self._remote_count: Counter[bytes] = Counter()
         self.sock_diag_error: OSError | None = None if use_sock_diag else OSError("sock_diag not used")
+        self.filter_error: OSError | None = None  # the kernel refused the filter: full dumps from then on
 
-    def refresh(self) -> None:
+    def refresh(self, remotes: Collection[Endpoint] | None = None, listening: bool = False) -> None:
+        """Dump the socket tables: every socket, or only those whose remote end is in ``remotes``
+        plus, when ``listening``, the listening TCP sockets (an accept's local end)."""
         by_inode: dict[int, _Raw] = {}
         by_remote: dict[bytes, _Raw] = {}
         count: Counter[bytes] = Counter()
         if self.sock_diag_error is None:
+            bytecode = None
+            if remotes is not None and self.filter_error is None and len(remotes) <= MAX_FILTERED_REMOTES:
+                bytecode = remote_filter(remotes) or b""
             try:
                 with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
-                    for family, proto, protocol in _DUMPS:
-                        for msg in _dump(sock, family, proto):
-                            inode = int.from_bytes(msg[68:72], "little")
-                            if inode:
-                                by_inode[inode] = (protocol, msg)
-                            key = msg[0:1] + msg[6:8] + msg[24:40]  # family, dport, dst
-                            by_remote[key] = (protocol, msg)
-                            count[key] += 1
+                    if bytecode is not None:
+                        try:
+                            messages = self._filtered(sock, bytecode, listening)
+                        except OSError as e:  # an old kernel's bytecode check: dump everything instead
+                            self.filter_error = e
+                            bytecode = None
+                    if bytecode is None:
+                        messages = [(protocol, msg) for family, proto, protocol in _DUMPS
+                                    for msg in _dump(sock, family, proto)]
+                for protocol, msg in messages:
+                    inode = int.from_bytes(msg[68:72], "little")
+                    if inode:
+                        by_inode[inode] = (protocol, msg)
+                    key = msg[0:1] + msg[6:8] + msg[24:40]  # family, dport, dst
+                    by_remote[key] = (protocol, msg)
+                    count[key] += 1
             except OSError as e:  # kept (the sensor shows it) and /proc/net read from now on
                 self.sock_diag_error = e
         if self.sock_diag_error is not None:
@@ -121,6 +171,16 @@ class SocketIndex:
                     count[key] += 1
         self._by_inode, self._by_remote, self._remote_count = by_inode, by_remote, count
 
+    @staticmethod
+    def _filtered(sock: socket.socket, bytecode: bytes, listening: bool) -> list[tuple[str, bytes]]:
+        out: list[tuple[str, bytes]] = []
+        for family, proto, protocol in _DUMPS:
+            if bytecode:
+                out += [(protocol, msg) for msg in _dump(sock, family, proto, bytecode=bytecode)]
+            if listening and proto == socket.IPPROTO_TCP:
+                out += [(protocol, msg) for msg in _dump(sock, family, proto, states=1 << TCP_LISTEN)]
+        return out
+
     def by_inode(self, inode: int) -> SocketEntry | None:
         raw = self._by_inode.get(inode)
         return _decode(raw) if raw is not None else None
@@ -133,8 +193,12 @@ class SocketIndex:
         return _decode(self._by_remote[keys[0]])
 
 
-def _dump(sock: socket.socket, family: int, proto: int) -> list[bytes]:
-    request = _DIAG_REQ.pack(family, proto, 0, 0, 0xFFFFFFFF)
+def _dump(
+    sock: socket.socket, family: int, proto: int, states: int = _ALL_STATES, bytecode: bytes = b""
+) -> list[bytes]:
+    request = _DIAG_REQ.pack(family, proto, 0, 0, states)
+    if bytecode:
+        request += _NLATTR.pack(_NLATTR.size + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(request), SOCK_DIAG_BY_FAMILY, 0x301, 1, 0) + request)
     out: list[bytes] = []  # NLM_F_REQUEST | NLM_F_DUMP above
     while True:
