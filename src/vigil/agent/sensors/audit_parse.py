@@ -66,8 +66,14 @@ def serial_of(payload: bytes) -> int | None:
 def parse_fields(payload: bytes, start: int = 0) -> dict[str, str]:
     """Fields of a kernel record, values raw (quotes kept). The kernel hex-encodes every untrusted
     string holding a space or a quote, so splitting on spaces is exact for syscall-event records."""
+    text = payload[start:].rstrip(b"\0\n ").decode("utf-8", "replace")
+    if text.count("=") == text.count(" ") + 1:
+        # Every token is name=value (above), so here each holds exactly one "=" (a quoted value with
+        # an "=" in it fails the count): split once on both separators instead of token by token.
+        parts = iter(text.replace(" ", "=").split("="))
+        return dict(zip(parts, parts, strict=False))
     out: dict[str, str] = {}
-    for token in payload[start:].rstrip(b"\0\n ").decode("utf-8", "replace").split(" "):
+    for token in text.split(" "):
         name, eq, value = token.partition("=")
         if eq:
             out[name] = value

@@ -177,8 +177,10 @@ def _join(directory: str | None, name: str) -> str | None:
     return directory.rstrip("/") + "/" + name
 
 
-def parse_events(buf: bytes, resolver: HandleResolver) -> Iterator[FsEvent]:
-    """Parse what one read() returned; a queue overflow comes out as an event with FAN_Q_OVERFLOW."""
+def parse_events(buf: bytes, resolver: HandleResolver, ignore_pid: int = -1) -> Iterator[FsEvent]:
+    """Parse what one read() returned; a queue overflow comes out as an event with FAN_Q_OVERFLOW.
+    Events of ``ignore_pid`` (the agent's own writes to its spool) are skipped before their
+    directory handles are resolved."""
     offset = 0
     while offset + _METADATA.size <= len(buf):
         event_len, _vers, _res, meta_len, mask, fd, pid = _METADATA.unpack_from(buf, offset)
@@ -187,6 +189,9 @@ def parse_events(buf: bytes, resolver: HandleResolver) -> Iterator[FsEvent]:
         end = offset + event_len
         if fd >= 0:  # only without FID reporting; closed so it never leaks
             os.close(fd)
+        if pid == ignore_pid and not mask & FAN_Q_OVERFLOW:
+            offset = end
+            continue
         path = old = None
         info = offset + meta_len
         while info + _INFO_HEADER.size <= end:

@@ -140,22 +140,23 @@ class FileSensor:
                 buf = os.read(self._fd, _READ_BYTES)
             except BlockingIOError:
                 break
-            for ev in fanotify.parse_events(buf, self._resolver):
+            # One timestamp per read: the events in it were all queued before it, and formatting
+            # one per event cost more than the rest of the row.
+            when = iso(self._ctx.clock.now())
+            for ev in fanotify.parse_events(buf, self._resolver, ignore_pid=self._own_pid):
                 self.events += 1
-                self._on_event(ev, now, rows)
+                self._on_event(ev, now, when, rows)
         return rows
 
     def _excluded(self, path: str) -> bool:
         return path.startswith(self._exclude) or not path.startswith(self._include)
 
-    def _on_event(self, ev: FsEvent, now: float, rows: list[Row]) -> None:
+    def _on_event(self, ev: FsEvent, now: float, when: str, rows: list[Row]) -> None:
         if ev.mask & FAN_Q_OVERFLOW:
             self.faults.overflows += 1
             assert self._gate is not None
             self._gate.overflowed()
             log.warning("file: the fanotify queue overflowed; events were lost (counted)")
-            return
-        if ev.pid == self._own_pid:
             return
         if ev.is_dir:
             if ev.mask & (FAN_RENAME | FAN_DELETE) and self._resolver is not None:
@@ -168,7 +169,6 @@ class FileSensor:
         renamed_from = ev.old_path if ev.mask & FAN_RENAME else None
         if self._excluded(path) and (renamed_from is None or self._excluded(renamed_from)):
             return
-        when = iso(self._ctx.clock.now())
         key = (ev.pid, path)
         if ev.mask & FAN_CREATE:
             rows.append(self._row("FileCreated", when, ev.pid, path))
@@ -180,7 +180,7 @@ class FileSensor:
             self._recent_writes[key] = now
         if renamed_from is not None:
             row = self._row("FileRenamed", when, ev.pid, path)
-            row["PreviousFileName"] = os.path.basename(renamed_from)
+            row["PreviousFileName"] = renamed_from.rpartition("/")[2]
             row["PreviousFolderPath"] = renamed_from
             rows.append(row)
         if ev.mask & FAN_DELETE:
@@ -193,7 +193,7 @@ class FileSensor:
             "table": "DeviceFileEvents",
             "Timestamp": when,
             "ActionType": action,
-            "FileName": os.path.basename(path),
+            "FileName": path.rpartition("/")[2],  # os.path.basename without its per-call overhead
             "FolderPath": path,
             "InitiatingProcessId": pid,
         }

@@ -6,9 +6,10 @@ import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vigil.agent.sensors.audit_events import AuditInterest, RecordAssembler, SyscallEvent, syscall_keys
-from vigil.agent.sensors.audit_parse import decode_value, parse_fields, parse_header
+from vigil.agent.sensors.audit_parse import decode_value
 
 AUDIT_SOCKADDR = 1306
 EINPROGRESS = 115
@@ -31,6 +32,7 @@ class Endpoint:
     port: int
 
 
+@lru_cache(maxsize=4096)  # Endpoint is frozen: shared by every record with the same peer
 def decode_sockaddr(hex_text: str) -> Endpoint | None:
     """An AF_INET/AF_INET6 sockaddr as audit prints it (hex); None for other families."""
     try:
@@ -53,6 +55,7 @@ def ipv6_text(packed: bytes) -> str:
     return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
 
 
+@lru_cache(maxsize=4096)  # ipaddress is slow (µs per property) and a host talks to few addresses
 def ip_type(ip: str) -> str:
     """Defender's IP types: Public, Private, Reserved, Loopback, Teredo, FourToSixMapping, Broadcast."""
     try:
@@ -108,13 +111,21 @@ class NetAssembler(RecordAssembler["NetRecord"]):
         super().__init__(NET_INTEREST, build_net, max_age)
 
 
+def _saddr(payload: bytes) -> str:
+    """The saddr value of a SOCKADDR record (``audit(...): saddr=HEX``, its only field)."""
+    at = payload.find(b" saddr=", payload.find(b"):"))
+    if at < 0:
+        return ""
+    end = payload.find(b" ", at + 7)
+    return payload[at + 7 : end if end >= 0 else None].rstrip(b"\0\n").decode("ascii", "replace")
+
+
 def build_net(event: SyscallEvent) -> NetRecord | None:
     """The NetRecord of one connect/accept event, or None (no IPv4/IPv6 peer, a failed accept)."""
     sockaddrs = event.payloads(AUDIT_SOCKADDR)
     if not sockaddrs:
         return None
-    saddr = parse_fields(sockaddrs[-1], parse_header(sockaddrs[-1])[3]).get("saddr", "")
-    remote = decode_sockaddr(saddr)
+    remote = decode_sockaddr(_saddr(sockaddrs[-1]))
     if remote is None:
         return None
     f = event.syscall

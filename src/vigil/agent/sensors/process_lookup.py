@@ -26,6 +26,9 @@ class ProcessDirectory:
         self._boot = boot_time()
         self._cache: OrderedDict[int, tuple[float, ProcessInfo]] = OrderedDict()
         self._max = max_entries
+        # The columns last built per pid, with the two descriptions they came from: a process that
+        # writes 1,000 files is described once, not 1,000 times (ten columns, a timestamp each).
+        self._columns: OrderedDict[int, tuple[ProcessInfo, ProcessInfo | None, dict[str, Any]]] = OrderedDict()
 
     def attach(self, source: ProcessSource | None) -> None:
         self._source = source
@@ -56,7 +59,10 @@ class ProcessDirectory:
         if info is None:
             return {"InitiatingProcessId": pid} if pid > 0 else {}
         parent = self.describe(info.ppid) if info.ppid > 0 else None
-        return {
+        known = self._columns.get(pid)
+        if known is not None and known[0] is info and known[1] is parent:
+            return dict(known[2])  # a copy: callers add to it
+        columns = {
             "InitiatingProcessId": pid,
             "InitiatingProcessFileName": info.file_name or None,
             "InitiatingProcessFolderPath": info.folder_path or None,
@@ -68,3 +74,7 @@ class ProcessDirectory:
             "InitiatingProcessParentId": info.ppid if info.ppid > 0 else None,
             "InitiatingProcessParentFileName": parent.file_name or None if parent else None,
         }
+        self._columns[pid] = (info, parent, columns)
+        if len(self._columns) > self._max:
+            self._columns.popitem(last=False)
+        return dict(columns)
