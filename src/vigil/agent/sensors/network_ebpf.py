@@ -28,7 +28,7 @@ from vigil.agent.sensors.net_bpf_events import (
 from vigil.agent.sensors.net_records import ip_type
 from vigil.agent.sensors.process_ebpf import boottime_offset
 from vigil.agent.sensors.process_lookup import ProcessDirectory
-from vigil.agent.sensors.sockets import TCP_LISTEN, owners, read_tables
+from vigil.agent.sensors.sockets import owners
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ DEFAULT_OBJECT = Path(__file__).resolve().parent / "bpf" / OBJECT_NAME
 _WAKE_SECONDS = 0.05
 _ADDRESS_CACHE_ENTRIES = 4096  # distinct (family, address) pairs whose text and IP type are remembered
 _LISTENER_REFRESH_SECONDS = 1.0  # the socket tables and /proc fds are read at most this often
+_LISTENER_FORGET_SECONDS = 30.0  # a port without a listener here is not looked for again before this
 
 _FAILED, _ACCEPTED, _LISTEN = NetKind.FAILED.value, NetKind.ACCEPTED.value, NetKind.LISTEN.value
 
@@ -83,22 +84,54 @@ def load_source(config: AgentConfig) -> BpfNetworkSource | str:
 
 class ListenerOwners:
     """Who listens on a local TCP port, for listeners older than the program (the kernel saw no
-    listen() to remember): read from the socket tables and /proc/*/fd, at most once a second."""
+    listen() to remember): the listening sockets of /proc/net/tcp{,6} and their owners' fds.
 
-    def __init__(self, refresh_seconds: float = _LISTENER_REFRESH_SECONDS) -> None:
-        self._by_port: dict[int, int] = {}
+    A busy host lists tens of thousands of TIME_WAIT sockets there, so only LISTEN lines are
+    parsed, the tables are read at most once a second, and a port nobody here listens on (a
+    container's, in another network namespace) is not looked for again for a while."""
+
+    def __init__(self, root: str = "/proc/net", refresh_seconds: float = _LISTENER_REFRESH_SECONDS,
+                 forget_seconds: float = _LISTENER_FORGET_SECONDS) -> None:
+        self._root = root
         self._refresh = refresh_seconds
+        self._forget = forget_seconds
+        self._by_port: dict[int, int] = {}
+        self._missing: dict[int, float] = {}  # port -> when it was last looked for in vain
         self._at = -refresh_seconds
 
     def pid(self, port: int) -> int:
         """The listener's pid, 0 when none is found."""
         pid = self._by_port.get(port)
-        if pid is None and time.monotonic() - self._at >= self._refresh:
-            self._at = time.monotonic()
-            ports = {e.inode: e.local.port for e in read_tables() if e.state == TCP_LISTEN and e.protocol == "Tcp"}
-            self._by_port = {ports[inode]: owner for inode, owner in owners(set(ports)).items()}
-            pid = self._by_port.get(port)
+        if pid is not None:
+            return pid
+        now = time.monotonic()
+        if now - self._missing.get(port, -self._forget) < self._forget or now - self._at < self._refresh:
+            return 0
+        self._at = now
+        ports = self.listening()
+        self._by_port = {ports[inode]: owner for inode, owner in owners(set(ports)).items()}
+        pid = self._by_port.get(port)
+        if pid is None:
+            if len(self._missing) >= _ADDRESS_CACHE_ENTRIES:
+                self._missing.clear()
+            self._missing[port] = now
         return pid or 0
+
+    def listening(self) -> dict[int, int]:
+        """Listening TCP sockets here: inode -> port."""
+        found: dict[int, int] = {}
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"{self._root}/{name}") as f:
+                    lines = f.read().splitlines()[1:]
+            except OSError:
+                continue  # no IPv6 here
+            for line in lines:
+                # "sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...", st 0A = TCP_LISTEN
+                fields = line.split(None, 10)
+                if len(fields) > 9 and fields[3] == "0A":
+                    found[int(fields[9])] = int(fields[1].rpartition(":")[2], 16)
+        return found
 
 
 class KernelNetRows:

@@ -11,7 +11,7 @@ import pytest
 from vigil.agent.sensors.net_bpf_events import RECORD, BadRecord, NetKind, decode
 from vigil.agent.sensors.net_records import Endpoint
 from vigil.agent.sensors.network import _row as audit_row
-from vigil.agent.sensors.network_ebpf import KernelNetRows
+from vigil.agent.sensors.network_ebpf import KernelNetRows, ListenerOwners
 from vigil.agent.sensors.process_lookup import ProcessDirectory
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
@@ -146,3 +146,35 @@ def test_a_batch_describes_each_process_once(tmp_path: Path) -> None:
     assert all(r["InitiatingProcessId"] == me for r in rows)
     rows[0]["InitiatingProcessId"] = -1  # rows share no mutable state
     assert rows[1]["InitiatingProcessId"] == me
+
+
+def tcp_table(*rows: tuple[int, str, int]) -> str:
+    """/proc/net/tcp text: (port, state, inode) per socket."""
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    return head + "".join(f"{i:4d}: 0100007F:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000 00000000"
+                          f"     0        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+                          for i, (port, state, inode) in enumerate(rows))
+
+
+def test_listeners_older_than_the_program_are_found_by_their_listen_lines_only(tmp_path: Path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port, inode = sock.getsockname()[1], os.fstat(sock.fileno()).st_ino
+    (tmp_path / "tcp").write_text(tcp_table((port + 1, "06", 0), (port, "0A", inode), (port + 2, "01", 424242)))
+    reads: list[int] = []
+
+    class Counted(ListenerOwners):
+        def listening(self) -> dict[int, int]:
+            reads.append(1)
+            return super().listening()
+
+    owners = Counted(str(tmp_path), refresh_seconds=0.0, forget_seconds=60.0)
+    try:
+        assert owners.listening() == {inode: port}  # TIME_WAIT and ESTABLISHED lines are skipped; no tcp6: fine
+        reads.clear()
+        assert owners.pid(port) == os.getpid() and owners.pid(port) == os.getpid()
+        assert owners.pid(port + 2) == 0 and owners.pid(port + 2) == 0  # not a listener: looked for once
+        assert len(reads) == 2
+    finally:
+        sock.close()
