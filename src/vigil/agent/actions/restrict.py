@@ -7,8 +7,6 @@ Known gaps (measured in ../shared/reference/linux-sensor.md §2(b)): a blocked f
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -20,15 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from vigil.agent.actions.base import ActionContext, ActionFailed, ActionSettings, Outcome
+from vigil.agent.sensors.fanotify import (
+    FAN_ALLOW,
+    FAN_CLASS_CONTENT,
+    FAN_CLOEXEC,
+    FAN_DENY,
+    FAN_MARK_ADD,
+    FAN_MARK_MOUNT,
+    FAN_OPEN_EXEC_PERM,
+    FAN_UNLIMITED_QUEUE,
+    fanotify_init,
+    mark,
+)
+from vigil.agent.sensors.fanotify import METADATA as _META
 from vigil.wire import ActionCommand
 
 log = logging.getLogger(__name__)
 
-FAN_CLOEXEC, FAN_CLASS_CONTENT, FAN_UNLIMITED_QUEUE = 0x01, 0x04, 0x10
-FAN_MARK_ADD, FAN_MARK_MOUNT = 0x01, 0x10
-FAN_OPEN_EXEC_PERM = 0x00040000
-FAN_ALLOW, FAN_DENY = 0x01, 0x02
-_META = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _RESPONSE = struct.Struct("=iI")
 STATE_FILE = "restriction.json"
 SERVICE = "exec_restriction"
@@ -36,9 +42,6 @@ SERVICE = "exec_restriction"
 # interpreter is always added, so the agent can keep running its tools.
 DEFAULT_ALLOW = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/", "/snap/")
 MARKED_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "vfat", "zfs", "f2fs", "nfs", "nfs4"}
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
 
 def default_marks() -> list[str]:
     """Every mounted filesystem a program could be run from."""
@@ -56,16 +59,17 @@ class ExecRestriction:
     def __init__(self, marks: list[str], allow: list[str]) -> None:
         self.marks, self.allow = marks, tuple(allow)
         self.denied = 0
-        fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE, os.O_RDONLY | os.O_LARGEFILE)
-        if fd < 0:
-            raise ActionFailed(f"fanotify_init failed: {os.strerror(ctypes.get_errno())}")
+        try:
+            fd = fanotify_init(FAN_CLOEXEC | FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE)
+        except OSError as e:
+            raise ActionFailed(f"{e.strerror}") from e
         self._fd = fd
         for m in marks:
-            if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, ctypes.c_uint64(FAN_OPEN_EXEC_PERM), -100,
-                                   m.encode()) < 0:
-                err = os.strerror(ctypes.get_errno())
+            try:
+                mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, m)
+            except OSError as e:
                 os.close(fd)
-                raise ActionFailed(f"fanotify_mark on {m} failed: {err}")
+                raise ActionFailed(f"{e.strerror}") from e
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vigil-exec-restriction", daemon=True)
         self._thread.start()

@@ -15,6 +15,8 @@ from vigil.agent.errors import SensorUnavailable
 FAN_CLOEXEC = 0x1
 FAN_NONBLOCK = 0x2
 FAN_CLASS_NOTIF = 0x0
+FAN_CLASS_CONTENT = 0x4
+FAN_UNLIMITED_QUEUE = 0x10
 FAN_REPORT_FID = 0x200
 FAN_REPORT_DIR_FID = 0x400
 FAN_REPORT_NAME = 0x800
@@ -22,6 +24,7 @@ FAN_REPORT_DFID_NAME = FAN_REPORT_DIR_FID | FAN_REPORT_NAME
 
 FAN_MARK_ADD = 0x1
 FAN_MARK_REMOVE = 0x2
+FAN_MARK_MOUNT = 0x10
 FAN_MARK_FILESYSTEM = 0x100
 
 FAN_MODIFY = 0x2
@@ -31,8 +34,12 @@ FAN_MOVED_TO = 0x80
 FAN_CREATE = 0x100
 FAN_DELETE = 0x200
 FAN_Q_OVERFLOW = 0x4000
+FAN_OPEN_EXEC_PERM = 0x00040000
 FAN_RENAME = 0x10000000
 FAN_ONDIR = 0x40000000
+
+FAN_ALLOW = 0x1  # a permission event's verdicts
+FAN_DENY = 0x2
 
 FAN_EVENT_INFO_TYPE_FID = 1
 FAN_EVENT_INFO_TYPE_DFID_NAME = 2
@@ -44,7 +51,7 @@ FAN_EVENT_INFO_TYPE_NEW_DFID_NAME = 12
 # and content changes of files.
 FILE_MASK = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR
 
-_METADATA = struct.Struct("=IBBHQii")
+METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _INFO_HEADER = struct.Struct("=BBH")
 _HANDLE_HEAD = struct.Struct("=Ii")
 _O_PATH = 0o10000000
@@ -84,10 +91,13 @@ def fanotify_init(flags: int = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FA
     return int(fd)
 
 
-def mark_filesystem(fd: int, path: str, mask: int = FILE_MASK, remove: bool = False) -> None:
-    flags = (FAN_MARK_REMOVE if remove else FAN_MARK_ADD) | FAN_MARK_FILESYSTEM
+def mark(fd: int, flags: int, mask: int, path: str) -> None:
     if _libc.fanotify_mark(fd, flags, mask, -100, os.fsencode(path)) < 0:  # -100: AT_FDCWD
         raise _os_error(f"fanotify_mark({path})")
+
+
+def mark_filesystem(fd: int, path: str, mask: int = FILE_MASK, remove: bool = False) -> None:
+    mark(fd, (FAN_MARK_REMOVE if remove else FAN_MARK_ADD) | FAN_MARK_FILESYSTEM, mask, path)
 
 
 def fsid_of(path: str) -> bytes:
@@ -182,9 +192,9 @@ def parse_events(buf: bytes, resolver: HandleResolver, ignore_pid: int = -1) -> 
     Events of ``ignore_pid`` (the agent's own writes to its spool) are skipped before their
     directory handles are resolved."""
     offset = 0
-    while offset + _METADATA.size <= len(buf):
-        event_len, _vers, _res, meta_len, mask, fd, pid = _METADATA.unpack_from(buf, offset)
-        if event_len < _METADATA.size:
+    while offset + METADATA.size <= len(buf):
+        event_len, _vers, _res, meta_len, mask, fd, pid = METADATA.unpack_from(buf, offset)
+        if event_len < METADATA.size:
             break
         end = offset + event_len
         if fd >= 0:  # only without FID reporting; closed so it never leaks
