@@ -7,7 +7,8 @@ import ctypes.util
 import errno
 import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ _RingCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
 # arm64 (an array type there, passed by reference), so it goes to vsnprintf as a void pointer.
 _PrintCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)  # LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG
+
+MOUNTINFO = "/proc/self/mountinfo"
+CGROUP_SECTION = "cgroup/"  # programs libbpf cannot attach by themselves: they need a cgroup's fd
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 class BpfError(SensorUnavailable):
@@ -46,7 +51,11 @@ class _Lib:
             "bpf_object__close": ([p], None),
             "bpf_object__next_program": ([p, p], p),
             "bpf_program__name": ([p], c),
+            "bpf_program__section_name": ([p], c),
+            "bpf_program__set_autoload": ([p, ctypes.c_bool], i),
+            "bpf_program__autoload": ([p], ctypes.c_bool),
             "bpf_program__attach": ([p], p),
+            "bpf_program__attach_cgroup": ([p, i], p),
             "bpf_link__destroy": ([p], i),
             "bpf_object__find_map_by_name": ([p, c], p),
             "bpf_map__fd": ([p], i),
@@ -172,38 +181,134 @@ class RingBuffer:
             self._rb = None
 
 
-class BpfObject:
-    """An opened, loaded and attached BPF object; ``close`` detaches every program."""
+def cgroup2_root(mountinfo: str = MOUNTINFO) -> str | None:
+    """Where the cgroup-v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified beside v1
+    controllers), or None. A mount of the hierarchy's own root is preferred over a bind mount of a
+    sub-cgroup, which would cover only the processes below it."""
+    found: list[tuple[str, str]] = []
+    with open(mountinfo) as f:
+        for line in f:
+            # "id parent major:minor root mount-point options [optional...] - fstype source super-options"
+            fields = line.split()
+            try:
+                fstype = fields[fields.index("-", 6) + 1]
+            except (ValueError, IndexError):
+                continue
+            if fstype == "cgroup2":
+                found.append((fields[3], _OCTAL_ESCAPE.sub(lambda m: chr(int(m[1], 8)), fields[4])))
+    return next((point for root, point in found if root == "/"), found[0][1] if found else None)
 
-    def __init__(self, path: Path) -> None:
+
+class BpfObject:
+    """An opened, loaded and attached BPF object; ``close`` detaches every program.
+
+    Programs named in ``optional`` may fail to load or attach without failing the object: ``unattached``
+    then says why for each, and the others run. cgroup programs attach to the cgroup-v2 root, whose fd is
+    kept open while they are attached."""
+
+    def __init__(self, path: Path, optional: Collection[str] = (), mountinfo: str = MOUNTINFO) -> None:
         self.path = path
         self._lib = lib = load_libbpf()
         self._links: list[int] = []
+        self._obj: int | None = None
+        self._mountinfo = mountinfo
+        self._cgroup: str | BpfError | None = None  # the cgroup-v2 root, or why there is none; looked up once
+        self._cgroup_fd = -1
         self.programs: list[str] = []
+        self.unattached: dict[str, str] = {}
         if not path.is_file():
             raise BpfError(f"open {path}", errno.ENOENT, "the BPF object is not built; run `make bpf`")
-        ctypes.set_errno(0)
-        obj = lib.bpf_object__open_file(str(path).encode(), None)
-        if not obj:
-            raise BpfError(f"open {path}", _errno_of(0))
-        self._obj: int | None = int(obj)
         try:
-            ret = int(lib.bpf_object__load(self._obj))
-            if ret:
-                raise BpfError(f"load {path.name}", _errno_of(ret), "the verifier's log is in the agent log")
+            self._open_and_load(set(optional))
             prog = lib.bpf_object__next_program(self._obj, None)
             while prog:
                 name = ctypes.string_at(lib.bpf_program__name(prog)).decode()
-                ctypes.set_errno(0)
-                link = lib.bpf_program__attach(prog)
-                if not link:
-                    raise BpfError(f"attach {name}", _errno_of(0))
-                self._links.append(int(link))
-                self.programs.append(name)
+                if lib.bpf_program__autoload(prog):
+                    try:
+                        self._links.append(self._attach(prog, name))
+                        self.programs.append(name)
+                    except BpfError as e:
+                        if name not in optional:
+                            raise
+                        self.unattached[name] = str(e)
                 prog = lib.bpf_object__next_program(self._obj, prog)
         except BaseException:
             self.close()
             raise
+
+    def _open_and_load(self, optional: set[str]) -> None:
+        """Opens and loads the object. Optional programs that cannot run here are not loaded: cgroup ones
+        without a cgroup-v2 mount, and all of them once the object failed to load with them (a kernel
+        whose verifier refuses them still runs the rest)."""
+        lib = self._lib
+        skip: dict[str, str] = {}
+        while True:
+            ctypes.set_errno(0)
+            obj = lib.bpf_object__open_file(str(self.path).encode(), None)
+            if not obj:
+                raise BpfError(f"open {self.path}", _errno_of(0))
+            self._obj = int(obj)
+            loaded: list[str] = []
+            prog = lib.bpf_object__next_program(self._obj, None)
+            while prog:
+                name = ctypes.string_at(lib.bpf_program__name(prog)).decode()
+                if name in optional and name not in skip and self._section(prog).startswith(CGROUP_SECTION):
+                    try:
+                        self._cgroup_root()
+                    except BpfError as e:
+                        skip[name] = str(e)
+                if name in skip:
+                    lib.bpf_program__set_autoload(prog, False)
+                elif name in optional:
+                    loaded.append(name)
+                prog = lib.bpf_object__next_program(self._obj, prog)
+            ret = int(lib.bpf_object__load(self._obj))
+            if not ret:
+                self.unattached.update(skip)
+                return
+            failure = BpfError(f"load {self.path.name}", _errno_of(ret), "the verifier's log is in the agent log")
+            lib.bpf_object__close(self._obj)
+            self._obj = None
+            if not loaded:
+                raise failure
+            log.warning("%s; loading it again without %s", failure, ", ".join(loaded))
+            skip.update(dict.fromkeys(loaded, f"not loaded: {failure}"))
+
+    def _section(self, prog: int) -> str:
+        return ctypes.string_at(self._lib.bpf_program__section_name(prog)).decode()
+
+    def _cgroup_root(self) -> str:
+        """The cgroup-v2 root's mount point; raises BpfError saying why there is none."""
+        if self._cgroup is None:
+            try:
+                root = cgroup2_root(self._mountinfo)
+                self._cgroup = root if root is not None else BpfError(
+                    "find the cgroup-v2 root", errno.ENOENT, f"cgroup v2 is not mounted (none in {self._mountinfo})")
+            except OSError as e:
+                self._cgroup = BpfError(f"read {self._mountinfo}", e.errno or errno.EIO)
+        if isinstance(self._cgroup, BpfError):
+            raise self._cgroup
+        return self._cgroup
+
+    def _attach(self, prog: int, name: str) -> int:
+        """The program's link; a cgroup program is attached to the cgroup-v2 root."""
+        if not self._section(prog).startswith(CGROUP_SECTION):
+            ctypes.set_errno(0)
+            link = self._lib.bpf_program__attach(prog)
+            if not link:
+                raise BpfError(f"attach {name}", _errno_of(0))
+            return int(link)
+        root = self._cgroup_root()
+        if self._cgroup_fd < 0:
+            try:
+                self._cgroup_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                raise BpfError(f"open the cgroup-v2 root {root}", e.errno or errno.EINVAL) from None
+        ctypes.set_errno(0)
+        link = self._lib.bpf_program__attach_cgroup(prog, self._cgroup_fd)
+        if not link:
+            raise BpfError(f"attach {name} to the cgroup {root}", _errno_of(0))
+        return int(link)
 
     def map_fd(self, name: str) -> int:
         assert self._obj is not None, "closed"
@@ -227,6 +332,9 @@ class BpfObject:
         for link in self._links:
             self._lib.bpf_link__destroy(link)
         self._links.clear()
+        if self._cgroup_fd >= 0:  # only once nothing is attached through it
+            os.close(self._cgroup_fd)
+            self._cgroup_fd = -1
         if self._obj is not None:
             self._lib.bpf_object__close(self._obj)
             self._obj = None
