@@ -1,4 +1,5 @@
-"""Decodes the records of bpf/network.bpf.c: one fixed-size TCP connect, failure, accept or listen each."""
+"""Decodes the records of bpf/network.bpf.c: one fixed-size TCP connect, failure, accept or listen, or UDP
+connect, each."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class NetKind(IntEnum):
     FAILED = 2  # SYN_SENT -> CLOSE (refused, timed out, unreachable; err 0: closed while connecting)
     ACCEPTED = 3  # a listener's new connection finished its handshake
     LISTEN = 4
+    UDP_CONNECT = 5  # connect() on a UDP socket (seen before the kernel binds it: local end often 0)
 
 
 # What each kind is in DeviceNetworkEvents; a FAILED record without an error was abandoned, not refused.
@@ -26,10 +28,14 @@ ACTIONS = {
     NetKind.FAILED.value: "ConnectionFailed",
     NetKind.ACCEPTED.value: "InboundConnectionAccepted",
     NetKind.LISTEN.value: "ListeningConnectionCreated",
+    NetKind.UDP_CONNECT.value: "ConnectionSuccess",  # as Defender reports a UDP connect, with Protocol Udp
 }
 ABANDONED_ACTION = "ConnectionAttempt"
 
 PROTOCOLS = {socket.IPPROTO_TCP: "Tcp", socket.IPPROTO_UDP: "Udp"}
+# The protocol column of each (kind, protocol) a record may carry: UDP_CONNECT is UDP's, the rest TCP's.
+KIND_PROTOCOLS = {(kind, socket.IPPROTO_TCP): "Tcp" for kind in ACTIONS if kind != NetKind.UDP_CONNECT}
+KIND_PROTOCOLS[NetKind.UDP_CONNECT.value, socket.IPPROTO_UDP] = "Udp"
 
 
 class BadRecord(ValueError):
@@ -84,6 +90,8 @@ def check(kind: int, family: int, protocol: int, size: int) -> None:
         raise BadRecord(f"address family {family} is neither AF_INET nor AF_INET6")
     if protocol not in PROTOCOLS:
         raise BadRecord(f"protocol {protocol} is neither TCP nor UDP")
+    if (kind, protocol) not in KIND_PROTOCOLS:
+        raise BadRecord(f"a {NetKind(kind).name} record with protocol {PROTOCOLS[protocol]}")
 
 
 def decode(record: bytes) -> KernelNetEvent:
@@ -92,6 +100,6 @@ def decode(record: bytes) -> KernelNetEvent:
         check(0, 0, 0, len(record))
     ts, kind, pid, tid, ppid, uid, err, family, proto, lport, rport, laddr, raddr, comm = RECORD.unpack(record)
     check(kind, family, proto, len(record))
-    return KernelNetEvent(NetKind(kind), ts, pid, tid, ppid, uid, err, PROTOCOLS[proto], address(family, laddr),
-                          lport, address(family, raddr), rport,
+    return KernelNetEvent(NetKind(kind), ts, pid, tid, ppid, uid, err, KIND_PROTOCOLS[kind, proto],
+                          address(family, laddr), lport, address(family, raddr), rport,
                           comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))

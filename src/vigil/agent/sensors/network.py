@@ -1,5 +1,5 @@
-"""The network sensor: eBPF TCP state changes, else audit connect/accept with the process, else socket-table
-diffs → DeviceNetworkEvents."""
+"""The network sensor: eBPF TCP state changes and UDP connects, else audit connect/accept with the process, else
+socket-table diffs → DeviceNetworkEvents."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_network_rules, open_multicast, rule_key_for
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
 from vigil.agent.sensors.net_records import NET_INTEREST, Endpoint, NetRecord, build_net, ip_type
-from vigil.agent.sensors.network_ebpf import BpfNetworkSource, EbpfNetworkProvider, load_source
+from vigil.agent.sensors.network_ebpf import BpfNetworkSource, EbpfNetworkProvider, load_source, source_health
 from vigil.agent.sensors.sockets import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
@@ -59,8 +59,9 @@ class NetworkSensor:
     def probe(self) -> SensorHealth:
         ebpf = load_source(self._ctx.config)
         if isinstance(ebpf, BpfNetworkSource):
+            health = source_health(ebpf)
             ebpf.close()
-            return SensorHealth(HealthState.ACTIVE, "provider eBPF")
+            return health
         if self._ctx.config.network_provider == "ebpf":
             return SensorHealth(HealthState.UNAVAILABLE, ebpf)
         if not self._ctx.config.use_audit:
@@ -79,11 +80,7 @@ class NetworkSensor:
                                              self._gate.overflowed, self._ctx.budget.pace)
             self._ebpf.start()
             self.provider = "ebpf"
-            self._health = SensorHealth(
-                HealthState.ACTIVE,
-                f"provider eBPF ({', '.join(ebpf.programs)}): TCP connects, accepts and listens attributed in the"
-                " kernel, so the audit connect/accept rules are not used (UDP connects are not reported)",
-            )
+            self._health = source_health(ebpf)
             return self._health
         if self._ctx.config.network_provider == "ebpf":
             self._health = SensorHealth(HealthState.UNAVAILABLE, ebpf)

@@ -1,4 +1,5 @@
-"""The network sensor's eBPF provider: TCP connects, accepts and listens from network.bpf.o, attributed in kernel."""
+"""The network sensor's eBPF provider: TCP connects, accepts and listens and UDP connects from network.bpf.o,
+attributed in the kernel."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from typing import Any
 
 from vigil.agent.clock import iso
 from vigil.agent.config import AgentConfig
-from vigil.agent.sensors.base import Row, SensorFaults, SensorThread
-from vigil.agent.sensors.libbpf import BpfError, BpfObject, RingBuffer
+from vigil.agent.sensors.base import HealthState, Row, SensorFaults, SensorHealth, SensorThread
+from vigil.agent.sensors.libbpf import MOUNTINFO, BpfError, BpfObject, RingBuffer
 from vigil.agent.sensors.net_bpf_events import (
     ABANDONED_ACTION,
     ACTIONS,
-    PROTOCOLS,
+    KIND_PROTOCOLS,
     RECORD,
     BadRecord,
     NetKind,
@@ -44,14 +45,16 @@ _LISTENER_REFRESH_SECONDS = 1.0  # the socket tables and /proc fds are read at m
 _LISTENER_FORGET_SECONDS = 30.0  # a port without a listener here is not looked for again before this
 
 _FAILED, _ACCEPTED, _LISTEN = NetKind.FAILED.value, NetKind.ACCEPTED.value, NetKind.LISTEN.value
+# The cgroup programs that report UDP connects; without them TCP is still reported.
+UDP_PROGRAMS = ("vigil_udp_connect4", "vigil_udp_connect6")
 
 
 class BpfNetworkSource:
-    """network.bpf.o loaded, its program attached and its ring buffer open."""
+    """network.bpf.o loaded, its programs attached and its ring buffer open."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, mountinfo: str = MOUNTINFO) -> None:
         self.path = path or DEFAULT_OBJECT
-        self._obj = BpfObject(self.path)
+        self._obj = BpfObject(self.path, optional=UDP_PROGRAMS, mountinfo=mountinfo)
         try:
             self.ring: RingBuffer = self._obj.ring_buffer("events")
         except BaseException:
@@ -62,6 +65,11 @@ class BpfNetworkSource:
     def programs(self) -> list[str]:
         return self._obj.programs
 
+    @property
+    def udp_missing(self) -> str:
+        """Why UDP connects are not (all) reported, or "" when both cgroup programs are attached."""
+        return "; ".join(f"{name}: {why}" for name, why in self._obj.unattached.items())
+
     def dropped(self) -> int:
         """Records the kernel could not put in the ring buffer (it was full) since loading."""
         return self._obj.read_u64("dropped")
@@ -69,6 +77,18 @@ class BpfNetworkSource:
     def close(self) -> None:
         self.ring.close()
         self._obj.close()
+
+
+def source_health(source: BpfNetworkSource) -> SensorHealth:
+    """What a loaded source reports; degraded when UDP connects are not reported (the audit provider
+    would have), saying why."""
+    missing = source.udp_missing
+    reason = (f"provider eBPF ({', '.join(source.programs)}): TCP connects, accepts and listens"
+              f"{'' if missing else ' and UDP connects'} attributed in the kernel, so the audit connect/accept"
+              " rules are not used")
+    if missing:
+        return SensorHealth(HealthState.DEGRADED, f"{reason}; UDP connects are NOT reported: {missing}")
+    return SensorHealth(HealthState.ACTIVE, reason)
 
 
 def load_source(config: AgentConfig) -> BpfNetworkSource | str:
@@ -167,7 +187,7 @@ class KernelNetRows:
         rows: list[Row] = []
         bad: list[BadRecord] = []
         offset = boottime_offset()
-        size, unpack, actions, protocols, addr = RECORD.size, RECORD.unpack, ACTIONS, PROTOCOLS, self._address
+        size, unpack, actions, protocols, addr = RECORD.size, RECORD.unpack, ACTIONS, KIND_PROTOCOLS, self._address
         described: dict[int, dict[str, Any]] = {}  # pid -> its Initiating* columns, for this batch
         own = self._own_pid or -1
         for rec in records:
@@ -175,7 +195,7 @@ class KernelNetRows:
                 if len(rec) != size:
                     check(0, 0, 0, len(rec))
                 ts, kind, pid, _tid, ppid, uid, err, family, proto, lport, rport, laddr, raddr, comm = unpack(rec)
-                action, protocol = actions.get(kind), protocols.get(proto)
+                action, protocol = actions.get(kind), protocols.get((kind, proto))
                 if action is None or protocol is None:
                     check(kind, family, proto, size)  # says which
                 local_ip, local_type = addr(family, laddr)

@@ -68,6 +68,8 @@ def test_a_failed_connect_says_refused_and_an_abandoned_one_is_an_attempt() -> N
     (record(9, 1), "unknown record kind 9"),
     (record(NetKind.CONNECTED, 1, family=1), "address family 1 is neither AF_INET nor AF_INET6"),
     (record(NetKind.CONNECTED, 1, proto=1), "protocol 1 is neither TCP nor UDP"),
+    (record(NetKind.UDP_CONNECT, 1, proto=TCP), "a UDP_CONNECT record with protocol Tcp"),
+    (record(NetKind.CONNECTED, 1, proto=UDP), "a CONNECTED record with protocol Udp"),
 ])
 def test_malformed_records_are_refused_saying_what_is_wrong(rec: bytes, problem: str) -> None:
     with pytest.raises(BadRecord, match=problem) as raised:
@@ -75,6 +77,35 @@ def test_malformed_records_are_refused_saying_what_is_wrong(rec: bytes, problem:
     rows, bad = KernelNetRows(ProcessDirectory()).feed([rec, record(NetKind.CONNECTED, 2)])
     assert [str(b) for b in bad] == [str(raised.value)]
     assert len(rows) == 1 and rows[0]["InitiatingProcessId"] == 2  # the rest of the batch still counts
+
+
+def test_a_udp_connect_decodes_as_a_udp_connection_success() -> None:
+    ev = decode(record(NetKind.UDP_CONNECT, 4242, proto=UDP, local=(bytes(16), 0), remote=(v4("10.255.255.53"), 53),
+                       comm=b"getent"))
+    assert (ev.kind, ev.action, ev.protocol) == (NetKind.UDP_CONNECT, "ConnectionSuccess", "Udp")
+    assert (ev.remote_ip, ev.remote_port, ev.local_ip, ev.local_port) == ("10.255.255.53", 53, "0.0.0.0", 0)
+    assert (ev.pid, ev.comm) == (4242, "getent")
+
+
+def test_udp_connect_rows_have_the_remote_end_and_a_local_end_only_when_bound() -> None:
+    gone = 4_000_000
+    unbound, bound = rows_of([
+        record(NetKind.UDP_CONNECT, gone, proto=UDP, family=V6, local=(bytes(16), 0), remote=(v6("2606:4700::53"), 53),
+               comm=b"dig"),
+        record(NetKind.UDP_CONNECT, gone, proto=UDP, local=(v4("127.0.0.1"), 5000), remote=(v4("127.0.0.53"), 53)),
+    ])
+    assert (unbound["ActionType"], unbound["Protocol"]) == ("ConnectionSuccess", "Udp")
+    assert (unbound["RemoteIP"], unbound["RemotePort"], unbound["RemoteIPType"]) == ("2606:4700::53", 53, "Public")
+    assert not any(k.startswith("Local") for k in unbound)  # the kernel binds it after the hook: no local end yet
+    assert unbound["InitiatingProcessFileName"] == "dig" and "AdditionalFields" not in unbound
+    assert (bound["LocalIP"], bound["LocalPort"], bound["RemoteIP"], bound["Protocol"]) == ("127.0.0.1", 5000,
+                                                                                            "127.0.0.53", "Udp")
+
+
+def test_a_udp_flood_from_one_process_is_a_row_per_connect() -> None:
+    # Nothing is deduplicated here: the budget gate after this decides what is folded, and counts it.
+    recs = [record(NetKind.UDP_CONNECT, 7, proto=UDP, remote=(v4("127.0.0.53"), 53)) for _ in range(50)]
+    assert len(rows_of(recs)) == 50
 
 
 def test_rows_have_the_audit_paths_columns_and_the_live_process_is_described() -> None:

@@ -8,8 +8,15 @@
  * outcome (ESTABLISHED, or CLOSE with the socket's error) and an inbound handshake's end (SYN_RECV to
  * ESTABLISHED) happen in softirq, where no process is current: they take the remembered one. Nothing
  * is read from /proc or sock_diag afterwards, so a process that has already exited, or a socket
- * already closed, is still described. Records are fixed-size (struct vigil_net_event); the agent
- * decodes them in vigil.agent.sensors.net_bpf_events, which must change with this layout.
+ * already closed, is still described.
+ *
+ * UDP has no state changes to trace, so two cgroup/connect4 and cgroup/connect6 programs, attached by
+ * the agent to the cgroup-v2 root, see each connect() on a UDP socket (glibc's DNS resolver makes one
+ * per query) in the caller's context. They run before the kernel picks the route and the local port,
+ * so an unbound socket's local end is still zero there, and they only observe: they always allow.
+ *
+ * Records are fixed-size (struct vigil_net_event); the agent decodes them in
+ * vigil.agent.sensors.net_bpf_events, which must change with this layout.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,10 +30,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define VIGIL_NET_FAILED 2    /* SYN_SENT -> CLOSE: refused, timed out, unreachable, or abandoned (err 0) */
 #define VIGIL_NET_ACCEPTED 3  /* SYN_RECV -> ESTABLISHED on a listener's new socket */
 #define VIGIL_NET_LISTEN 4    /* -> LISTEN */
+#define VIGIL_NET_UDP_CONNECT 5 /* connect() on a UDP socket: its remote end is set (nothing is sent) */
 
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 
 struct vigil_owner {
 	__u32 pid;  /* tgid */
@@ -45,8 +54,8 @@ struct vigil_net_event {
 	__u32 uid;
 	__s32 err;      /* the socket's error (errno) when a connect failed */
 	__u16 family;   /* AF_INET or AF_INET6 */
-	__u16 protocol; /* IPPROTO_TCP */
-	__u16 lport;    /* host byte order */
+	__u16 protocol; /* IPPROTO_TCP, or IPPROTO_UDP for VIGIL_NET_UDP_CONNECT */
+	__u16 lport;    /* host byte order; 0: not bound yet (a UDP connect's socket usually is not) */
 	__u16 rport;    /* host byte order */
 	__u8 laddr[16]; /* AF_INET: the first 4 bytes */
 	__u8 raddr[16];
@@ -122,18 +131,8 @@ static __always_inline void listen_key_of(const struct sock *sk, struct vigil_li
 	k->pad = 0;
 }
 
-static __always_inline void emit(const struct sock *sk, __u32 kind, const struct vigil_owner *o, __s32 err)
+static __always_inline void set_owner(struct vigil_net_event *e, const struct vigil_owner *o)
 {
-	struct vigil_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		count_drop();
-		return;
-	}
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-
-	e->ts_ns = bpf_ktime_get_boot_ns();
-	e->kind = kind;
 	if (o) {
 		e->pid = o->pid;
 		e->tid = o->tid;
@@ -147,6 +146,21 @@ static __always_inline void emit(const struct sock *sk, __u32 kind, const struct
 		e->uid = 0;
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	}
+}
+
+static __always_inline void emit(const struct sock *sk, __u32 kind, const struct vigil_owner *o, __s32 err)
+{
+	struct vigil_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop();
+		return;
+	}
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = kind;
+	set_owner(e, o);
 	e->err = err;
 	e->family = family;
 	e->protocol = IPPROTO_TCP;
@@ -228,4 +242,66 @@ int BPF_PROG(vigil_sock_state, const struct sock *sk, const int oldstate, const 
 			bpf_map_delete_elem(&listeners, &k);
 	}
 	return 0;
+}
+
+/* A UDP connect() seen at the cgroup hook: the remote end is the sockaddr the caller passed (ports in
+ * network byte order in the low 16 bits), the local end what the socket is bound to so far. TCP is
+ * left to vigil_sock_state, which also knows the outcome. */
+static __always_inline struct vigil_net_event *udp_connect_event(struct bpf_sock_addr *ctx, __u16 family)
+{
+	if (ctx->protocol != IPPROTO_UDP)
+		return NULL;
+	struct vigil_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop();
+		return NULL;
+	}
+	struct vigil_owner o = {};
+
+	current_owner(&o);
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->kind = VIGIL_NET_UDP_CONNECT;
+	set_owner(e, &o);
+	e->err = 0;
+	e->family = family;
+	e->protocol = IPPROTO_UDP;
+	e->rport = __builtin_bswap16((__u16)ctx->user_port);
+	e->lport = ctx->sk->src_port;
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	return e;
+}
+
+SEC("cgroup/connect4")
+int vigil_udp_connect4(struct bpf_sock_addr *ctx)
+{
+	struct vigil_net_event *e = udp_connect_event(ctx, AF_INET);
+
+	if (e) {
+		((__u32 *)e->raddr)[0] = ctx->user_ip4;
+		((__u32 *)e->laddr)[0] = ctx->sk->src_ip4;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return 1; /* allow: this program only observes */
+}
+
+SEC("cgroup/connect6")
+int vigil_udp_connect6(struct bpf_sock_addr *ctx)
+{
+	struct vigil_net_event *e = udp_connect_event(ctx, AF_INET6);
+
+	if (e) {
+		/* The context allows only 4-byte reads of these arrays. */
+		((__u32 *)e->raddr)[0] = ctx->user_ip6[0];
+		((__u32 *)e->raddr)[1] = ctx->user_ip6[1];
+		((__u32 *)e->raddr)[2] = ctx->user_ip6[2];
+		((__u32 *)e->raddr)[3] = ctx->user_ip6[3];
+		((__u32 *)e->laddr)[0] = ctx->sk->src_ip6[0];
+		((__u32 *)e->laddr)[1] = ctx->sk->src_ip6[1];
+		((__u32 *)e->laddr)[2] = ctx->sk->src_ip6[2];
+		((__u32 *)e->laddr)[3] = ctx->sk->src_ip6[3];
+		bpf_ringbuf_submit(e, 0);
+	}
+	return 1; /* allow: this program only observes */
 }
