@@ -122,6 +122,9 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a crash, not power loss
             self._db.execute("PRAGMA busy_timeout=5000")
+            # Rows are written once and read once, in order: a large page cache only holds the agent's
+            # memory (SQLite's default grows to ~8 MiB after a burst and keeps it).
+            self._db.execute("PRAGMA cache_size=-1024")
             self._db.executescript(_SCHEMA)
             self._count, self._bytes = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events"
