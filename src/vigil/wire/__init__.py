@@ -36,9 +36,7 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024  # after decompression
 
 
 class _Model(BaseModel):
-    # Validators are built on a model's first use: the agent uses a few of these models, and building
-    # all of them up front cost it ~3 MiB of resident memory.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OnboardingPackage(_Model):
