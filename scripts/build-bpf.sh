@@ -28,7 +28,7 @@ if [ ! -s "$out/vmlinux.h" ]; then
 fi
 for c in "$src"/*.bpf.c; do
   o="${c%.c}.o"
-  if [ ! -e "$o" ] || [ "$c" -nt "$o" ]; then
+  if [ ! -e "$o" ] || [ "$c" -nt "$o" ] || [ "$src/vigil.bpf.h" -nt "$o" ]; then
     echo "bpf: compiling $o"
     clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_"$arch" -I "$out" -c "$c" -o "$o.tmp"
     mv "$o.tmp" "$o"

@@ -18,13 +18,7 @@
  * Records are fixed-size (struct vigil_net_event); the agent decodes them in
  * vigil.agent.sensors.net_bpf_events, which must change with this layout.
  */
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_tracing.h>
-
-/* The same dual licence as process.bpf.c: GPL-compatible for the kernel's helpers, BSD for the project. */
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#include "vigil.bpf.h"
 
 #define VIGIL_NET_CONNECTED 1 /* SYN_SENT -> ESTABLISHED */
 #define VIGIL_NET_FAILED 2    /* SYN_SENT -> CLOSE: refused, timed out, unreachable, or abandoned (err 0) */
@@ -78,14 +72,6 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* Records the ring buffer had no room for; the agent reports them as overflows. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} dropped SEC(".maps");
-
 /* Sockets in SYN_SENT -> who called connect(). Every socket leaves SYN_SENT, so entries go away
  * with their handshake; LRU only so that nothing can fill the map for good. */
 struct {
@@ -102,15 +88,6 @@ struct {
 	__type(key, struct vigil_listen_key);
 	__type(value, struct vigil_listener);
 } listeners SEC(".maps");
-
-static __always_inline void count_drop(void)
-{
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&dropped, &zero);
-
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
 
 static __always_inline void current_owner(struct vigil_owner *o)
 {

@@ -7,14 +7,7 @@
  * exe_len + argv_len + cwd_len bytes; the agent decodes it in vigil.agent.sensors.bpf_events,
  * which must change with this layout.
  */
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_tracing.h>
-
-/* The kernel lends its GPL-only helpers (bpf_probe_read_kernel_str...) only to GPL-compatible programs; the
- * BSD half of the dual licence is what lets this file ship in an Apache-2.0 project. */
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#include "vigil.bpf.h"
 
 #define VIGIL_EXEC 1
 #define VIGIL_FORK 2
@@ -62,14 +55,6 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
-/* Records the ring buffer had no room for; the agent reports them as overflows. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} dropped SEC(".maps");
-
 /* An exec record is too large for the BPF stack: it is assembled here, then copied out at its size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -77,15 +62,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct exec_record);
 } scratch SEC(".maps");
-
-static __always_inline void count_drop(void)
-{
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&dropped, &zero);
-
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
 
 static __always_inline void fill_header(struct vigil_event *e, __u32 kind, struct task_struct *task)
 {
