@@ -338,3 +338,34 @@ class BpfObject:
         if self._obj is not None:
             self._lib.bpf_object__close(self._obj)
             self._obj = None
+
+
+class EventSource:
+    """One of Vigil's objects loaded and attached, with its "events" ring buffer open and the count of
+    records that found it full (the "dropped" map every object has, from bpf/vigil.bpf.h)."""
+
+    def __init__(self, path: Path, optional: Collection[str] = (), mountinfo: str = MOUNTINFO) -> None:
+        self.path = path
+        self._obj = BpfObject(path, optional=optional, mountinfo=mountinfo)
+        try:
+            self.ring = self._obj.ring_buffer("events")
+        except BaseException:
+            self._obj.close()
+            raise
+
+    @property
+    def programs(self) -> list[str]:
+        return self._obj.programs
+
+    @property
+    def unattached(self) -> dict[str, str]:
+        """Optional programs that did not load or attach, and why."""
+        return self._obj.unattached
+
+    def dropped(self) -> int:
+        """Records the kernel could not put in the ring buffer (it was full) since loading."""
+        return self._obj.read_u64("dropped")
+
+    def close(self) -> None:
+        self.ring.close()
+        self._obj.close()

@@ -15,7 +15,7 @@ from typing import Any
 from vigil.agent.clock import iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.sensors.base import HealthState, Row, SensorFaults, SensorHealth, SensorThread
-from vigil.agent.sensors.libbpf import MOUNTINFO, BpfError, BpfObject, RingBuffer
+from vigil.agent.sensors.libbpf import MOUNTINFO, BpfError, EventSource
 from vigil.agent.sensors.net_bpf_events import (
     ABANDONED_ACTION,
     ACTIONS,
@@ -49,34 +49,16 @@ _FAILED, _ACCEPTED, _LISTEN = NetKind.FAILED.value, NetKind.ACCEPTED.value, NetK
 UDP_PROGRAMS = ("vigil_udp_connect4", "vigil_udp_connect6")
 
 
-class BpfNetworkSource:
+class BpfNetworkSource(EventSource):
     """network.bpf.o loaded, its programs attached and its ring buffer open."""
 
     def __init__(self, path: Path | None = None, mountinfo: str = MOUNTINFO) -> None:
-        self.path = path or DEFAULT_OBJECT
-        self._obj = BpfObject(self.path, optional=UDP_PROGRAMS, mountinfo=mountinfo)
-        try:
-            self.ring: RingBuffer = self._obj.ring_buffer("events")
-        except BaseException:
-            self._obj.close()
-            raise
-
-    @property
-    def programs(self) -> list[str]:
-        return self._obj.programs
+        super().__init__(path or DEFAULT_OBJECT, optional=UDP_PROGRAMS, mountinfo=mountinfo)
 
     @property
     def udp_missing(self) -> str:
         """Why UDP connects are not (all) reported, or "" when both cgroup programs are attached."""
-        return "; ".join(f"{name}: {why}" for name, why in self._obj.unattached.items())
-
-    def dropped(self) -> int:
-        """Records the kernel could not put in the ring buffer (it was full) since loading."""
-        return self._obj.read_u64("dropped")
-
-    def close(self) -> None:
-        self.ring.close()
-        self._obj.close()
+        return "; ".join(f"{name}: {why}" for name, why in self.unattached.items())
 
 
 def source_health(source: BpfNetworkSource) -> SensorHealth:

@@ -17,7 +17,7 @@ from vigil.agent.sensors.bpf_events import (
     path_from_leaf_first,
     split_tail,
 )
-from vigil.agent.sensors.libbpf import BpfObject, RingBuffer
+from vigil.agent.sensors.libbpf import EventSource
 from vigil.agent.sensors.proc_connector import ExitEvent
 from vigil.agent.sensors.process_tracker import ProcessTracker
 from vigil.agent.sensors.procfs import HashCache, ProcessInfo
@@ -35,29 +35,11 @@ def boottime_offset() -> float:
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-class BpfProcessSource:
+class BpfProcessSource(EventSource):
     """process.bpf.o loaded, its three programs attached and its ring buffer open."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or DEFAULT_OBJECT
-        self._obj = BpfObject(self.path)
-        try:
-            self.ring: RingBuffer = self._obj.ring_buffer("events")
-        except BaseException:
-            self._obj.close()
-            raise
-
-    @property
-    def programs(self) -> list[str]:
-        return self._obj.programs
-
-    def dropped(self) -> int:
-        """Records the kernel could not put in the ring buffer (it was full) since loading."""
-        return self._obj.read_u64("dropped")
-
-    def close(self) -> None:
-        self.ring.close()
-        self._obj.close()
+        super().__init__(path or DEFAULT_OBJECT)
 
 
 class KernelRows:
