@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from vigil.agent.errors import SensorUnavailable
 from vigil.agent.sensors import fanotify
 from vigil.agent.sensors.audit_netlink import AuditControl, open_multicast
-from vigil.agent.sensors.libbpf import BpfError
+from vigil.agent.sensors.libbpf import BpfError, EventSource
 from vigil.agent.sensors.network_ebpf import BpfNetworkSource
 from vigil.agent.sensors.proc_connector import ProcConnectorError, close_proc_connector, open_proc_connector
 from vigil.agent.sensors.process_ebpf import BpfProcessSource
@@ -67,22 +67,19 @@ def _audit_missing() -> str | None:
     return None
 
 
-def _bpf_tp_btf_missing() -> str | None:
-    """The process sensor's own eBPF object: built (make bpf), loaded and its programs attached."""
-    try:
-        BpfProcessSource().close()
-    except BpfError as e:
-        return str(e)
-    return None
+def _bpf_missing(source: Callable[[], EventSource]) -> Callable[[], str | None]:
+    """A sensor's own eBPF object: built (make bpf), loaded and its programs attached."""
+    def missing() -> str | None:
+        try:
+            source().close()
+        except BpfError as e:
+            return str(e)
+        return None
+    return missing
 
 
-def _bpf_network_missing() -> str | None:
-    """The network sensor's own eBPF object: built (make bpf), loaded and its tp_btf program attached."""
-    try:
-        BpfNetworkSource().close()
-    except BpfError as e:
-        return str(e)
-    return None
+_bpf_tp_btf_missing = _bpf_missing(BpfProcessSource)
+_bpf_network_missing = _bpf_missing(BpfNetworkSource)
 
 
 _PROBES = {
