@@ -6,7 +6,7 @@ DATA_DIR ?= $(CURDIR)/var
 
 .PHONY: install bpf system-deps up test lint typecheck imports pytest bench docs docs-check clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml src/vigil/detect/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

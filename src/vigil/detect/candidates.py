@@ -11,6 +11,11 @@ import ahocorasick
 from vigil.detect.events import Scalar
 from vigil.detect.prefilter import BucketPlan
 
+try:  # the C hot path, built at install; without it the same lookups run in Python
+    from vigil.detect import _speedups
+except ImportError:  # pragma: no cover - exercised where no compiler built the extension
+    _speedups = None  # type: ignore[assignment]
+
 # Up to this many literals, `literal in value` (CPython's fast substring search) beats an automaton pass.
 _FEW_LITERALS = 12
 
@@ -42,27 +47,36 @@ def anchors(literals: Iterable[str]) -> list[str]:
     return out + sorted(lit for lit in remaining if not any(o != lit and o in lit for o in remaining))
 
 
-def _searcher(table: Table) -> Search:
-    """A function yielding (position, bindings) for each literal of `table` found in a value."""
+# How one field's literals are searched: (literals, ids per literal, anchors or None, automaton iter or None).
+# Plain tuples, so that the C hot path (`_speedups.candidates`) and `_search` below read the same thing.
+SubSpec = tuple[tuple[str, ...], tuple[tuple[int, ...], ...], tuple[str, ...] | None, Search | None]
+
+
+def _searcher(table: Table) -> SubSpec:
+    """How to find which literals of `table` occur in a value."""
+    literals = tuple(literal for literal, _ in table)
+    ids = tuple(i for _, i in table)
     if len(table) <= _FEW_LITERALS:
-        def search(value: str) -> list[tuple[Any, tuple[int, ...]]]:
-            return [(None, ids) for literal, ids in table if literal in value]
-        return search
+        return literals, ids, None, None
     if len(table) <= _FEW_LITERALS * 4:
-        cover = anchors(literal for literal, _ in table)
+        cover = anchors(literals)
         if len(cover) * 2 <= len(table):  # a miss (most values) costs a few scans instead of all of them
-            def search_anchored(value: str) -> list[tuple[Any, tuple[int, ...]]]:
-                for anchor in cover:
-                    if anchor in value:
-                        return [(None, ids) for literal, ids in table if literal in value]
-                return []
-            return search_anchored
+            return literals, ids, tuple(cover), None
     auto = ahocorasick.Automaton()
-    for literal, ids in table:
-        auto.add_word(literal, ids)
+    for literal, i in table:
+        auto.add_word(literal, i)
     auto.make_automaton()
-    search_all: Search = auto.iter
-    return search_all
+    return literals, ids, None, auto.iter
+
+
+def _search(spec: SubSpec, value: str) -> Iterable[tuple[int, ...]]:
+    """The ids of each literal of `spec` found in `value` (the Python twin of `_speedups`' search)."""
+    literals, ids, cover, automaton = spec
+    if automaton is not None:
+        return [found for _, found in automaton(value)]
+    if cover is not None and not any(anchor in value for anchor in cover):
+        return []
+    return [i for literal, i in zip(literals, ids, strict=True) if literal in value]
 
 
 def _ascii(value: Scalar) -> bool:
@@ -86,41 +100,16 @@ class Bucket:
 
     def candidates(self, low: Mapping[str, Scalar]) -> list[int]:
         """Binding indexes to evaluate on this event (lower-cased view), in binding order."""
-        found = set(self.always)
-        get = low.get
-        for field, table in self.eq:
-            v = get(field)
-            if v is None:
-                continue
-            if v.__class__ is str:
-                ids = table.get(v)
-                if ids:
-                    found.update(ids)
-            else:
-                for x in v:
-                    ids = table.get(x)
-                    if ids:
-                        found.update(ids)
-        for field, search in self.sub:
-            v = get(field)
-            if v is None:
-                continue
-            if v.__class__ is str:
-                for _, ids in search(v):
-                    found.update(ids)
-            else:
-                for x in v:
-                    for _, ids in search(x):
-                        found.update(ids)
-        for field, ids in self.has:
-            if field in low:
-                found.update(ids)
+        if _speedups is not None and low.__class__ is dict:
+            found = _speedups.candidates(low, self.always, self.eq, self.sub, self.has)
+        else:
+            found = self._found(low)
         for ufield, ids in self.unicode:
             if ufield is None:
                 if not all(_ascii(x) for x in low.values()):
                     found.update(ids)
             else:
-                value = get(ufield)
+                value = low.get(ufield)
                 if value is not None and not _ascii(value):
                     found.update(ids)
         if self.keyword is not None:
@@ -130,6 +119,26 @@ class Bucket:
                 text = "\x00".join(low.values())  # type: ignore[arg-type]
             except TypeError:  # list-valued fields
                 text = "\x00".join(v if v.__class__ is str else "\x00".join(v) for v in low.values())
-            for _, ids in self.keyword(text):
+            for ids in _search(self.keyword, text):
                 found.update(ids)
         return sorted(found)
+
+    def _found(self, low: Mapping[str, Scalar]) -> set[int]:
+        """What `_speedups.candidates` computes: always, then equality, literal and presence lookups."""
+        found = set(self.always)
+        get = low.get
+        for field, table in self.eq:
+            v = get(field)
+            for x in (() if v is None else (v,) if v.__class__ is str else v):
+                ids = table.get(x)
+                if ids:
+                    found.update(ids)
+        for field, spec in self.sub:
+            v = get(field)
+            for x in (() if v is None else (v,) if v.__class__ is str else v):
+                for ids in _search(spec, x):
+                    found.update(ids)
+        for field, ids in self.has:
+            if field in low:
+                found.update(ids)
+        return found

@@ -7,6 +7,11 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+try:  # the C hot path, built at install (`_speedups.c` mirrors `_evtx_views_fast` below)
+    from vigil.detect import _speedups
+except ImportError:  # pragma: no cover - exercised where no compiler built the extension
+    _speedups = None  # type: ignore[assignment]
+
 Scalar = str | tuple[str, ...]
 
 _SKIP_ATTRIBUTES = frozenset({"xmlns"})
@@ -139,6 +144,11 @@ def evtx_views(record: Mapping[str, Any]) -> tuple[dict[str, Scalar], dict[str, 
     System fields one level deep with attributes, EventData of scalars: anything else (lists, nested
     data, repeated or spaced names, UserData) takes the general path, so the result is always the same.
     """
+    if _speedups is not None:
+        fast = _speedups.evtx_views(record)
+        if fast is not None:
+            return fast
+        return views(flatten_evtx(record))
     try:
         return _evtx_views_fast(record)
     except _Unusual:

@@ -1,4 +1,5 @@
-"""The fused EVTX fast path gives exactly what the general flatten + views path gives, on every shape."""
+"""The fused EVTX fast paths (C and Python) give exactly what the general flatten + views path gives, on every
+shape."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from typing import Any
 
 import pytest
 
+from vigil.detect import events
 from vigil.detect.events import evtx_views, flatten_evtx, views
+
+try:
+    from vigil.detect import _speedups as speedups
+except ImportError:  # not built here: tests/unit/detect/test_speedups.py says whether that is allowed
+    speedups = None  # type: ignore[assignment]
 
 SYSTEM: dict[str, Any] = {
     "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon", "Guid": "5770385F"}},
@@ -43,7 +50,37 @@ def _record(data: Any = None, system: dict[str, Any] | None = None, **extra: Any
     _record({"A": "b"}, system={**SYSTEM, "Correlation": {"#attributes": {"ActivityID": "{1}"}, "Extra": {"X": 1}}}),
     _record({"A": "b"}, system={**SYSTEM, "EventID_Qualifiers": "9",
                                 "EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 4688}}),
-    _record({"A": "ÄÖ Σ"}),
+    _record({"A": "ÄÖ Σ", "B": "MiXeD ascii", "C": "already lower", "D": "", "E": "İstanbul"}),
+    _record({"A": True, "B": False, "C": -12, "D": 10**30}),
+    _record({"A": [1, 2]}),
+    _record({"A": {"B": "c"}}),
+    _record({"A": "b"}, system={**SYSTEM, "Odd#Name": "x"}),
+    _record({"A": "b"}, system={**SYSTEM, "Provider": {"#attributes": {"Name": "P", "xmlns": "u", "Guid": None}}}),
+    _record({"A": "b"}, system={**SYSTEM, "Provider": {"#attributes": "not a map"}}),
+    _record({"A": "b"}, system={**SYSTEM, "Level": 1.5}),
+    _record({"A": "b"}, system={**SYSTEM, "Computer": True}),
+    _record({"A": "b"}, system="not a map"),
+    _record({"A": "b"}, system={**SYSTEM, "Execution": {"#attributes": {"Spaced Name": 1}}}),
+    {"System": SYSTEM, "EventData": {"A": "b"}},  # no Event wrapper
 ])
-def test_fast_path_equals_general_path(record: dict[str, Any]) -> None:
-    assert evtx_views(record) == views(flatten_evtx(record))
+def test_fast_paths_equal_general_path(record: dict[str, Any]) -> None:
+    general = views(flatten_evtx(record))
+    assert evtx_views(record) == general
+    c = speedups.evtx_views(record) if speedups is not None else None
+    assert c is None or c == general  # None: the C path leaves the shape to the general one
+    try:
+        py = events._evtx_views_fast(record)
+    except events._Unusual:
+        py = None
+    assert py is None or py == general
+
+
+@pytest.mark.skipif(speedups is None, reason="the C extension is not built here")
+def test_c_path_takes_the_usual_shape_and_lowers_only_what_has_capitals() -> None:
+    record = _record({"Image": "C:\\Windows\\cmd.exe", "lower": "x.exe", "ProcessId": 7})
+    out = speedups.evtx_views(record)
+    assert out is not None
+    low, orig, multi = out
+    assert low["Image"] == "c:\\windows\\cmd.exe" and orig["Image"] == "C:\\Windows\\cmd.exe"
+    assert low["lower"] is orig["lower"]  # nothing to lower: the same string, no copy
+    assert orig["ProcessId"] == "7" and orig["Provider_Name"] == "Microsoft-Windows-Sysmon" and multi is False

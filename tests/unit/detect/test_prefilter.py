@@ -81,7 +81,7 @@ def test_requirement_prefers_equality_and_skips_negation() -> None:
 
 
 def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
-    from vigil.detect.candidates import _searcher, anchors
+    from vigil.detect.candidates import _search, _searcher, anchors
 
     literals = ["dumpcreds", "invoke-mimikatz", "mimikatz", "rpc::", "token::", "crypto::", "dpapi::",
                 "sekurlsa::", "kerberos::", "lsadump::", "privilege::", "process::", "vault::", "abc"]
@@ -89,7 +89,8 @@ def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
     assert cover == ["::", "abc", "dumpcreds", "mimikatz"]
     assert all(any(a in lit for a in cover) for lit in literals)
     table = tuple((lit, (n,)) for n, lit in enumerate(literals))
-    search = _searcher(table)
+    spec = _searcher(table)
+    assert spec[2] is not None  # this table is searched through its anchors
     for text in ["", "nothing here", "fe80::1", "x invoke-mimikatz y", "sekurlsa::logonpasswords abc",
                  "dumpcred", "mimikat", "vault:", "process::  token:: rpc::"]:
-        assert sorted(ids for _, ids in search(text)) == sorted(ids for lit, ids in table if lit in text), text
+        assert sorted(_search(spec, text)) == sorted(ids for lit, ids in table if lit in text), text

@@ -1,0 +1,78 @@
+"""The C hot path (`vigil.detect._speedups`) picks exactly the candidates its Python twin picks."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from vigil.detect.candidates import Bucket
+from vigil.detect.prefilter import BucketPlan
+
+try:
+    from vigil.detect import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]
+
+REQUIRED = os.environ.get("VIGIL_REQUIRE_SPEEDUPS") == "1"
+needs_c = pytest.mark.skipif(_speedups is None, reason="the C extension is not built here")
+
+
+def test_extension_is_built_where_required() -> None:
+    if _speedups is None:
+        if REQUIRED:
+            pytest.fail("vigil.detect._speedups is not built (VIGIL_REQUIRE_SPEEDUPS=1): is a C compiler installed?")
+        pytest.skip("the C extension is not built here; the Python path runs instead")
+
+
+WORDS = ["cmd", "powershell", "-enc", "\\temp\\", "mimikatz", "::", "sekurlsa::", "whoami", "rundll32", ".dll",
+         "ä", "Σ", "x", "ab", "abc", "abcd", "net user", "/add", "\\\\", "iex", "http"]
+
+
+def _plan() -> BucketPlan:
+    rng = random.Random(7)
+
+    def table(n: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        lits = sorted({rng.choice(WORDS) + rng.choice(["", "s", "2", " ", "."]) for _ in range(n)})
+        return tuple((lit, tuple(sorted(rng.sample(range(60), rng.randint(1, 3))))) for lit in lits)
+
+    return BucketPlan(
+        always=(58, 59),
+        eq=(("Image", (("c:\\cmd.exe", (1,)), ("x", (2, 3)))), ("EventID", (("1", (4,)),))),
+        # few literals (plain search), a table big enough for an automaton, and one searched through anchors
+        sub=(("CommandLine", table(6)), ("ParentImage", table(80)),
+             ("Anchored", tuple((f"{w}::tail{n}", (n,)) for n, w in enumerate(["sekurlsa", "lsadump", "kerberos",
+                                                                                    "misc", "token", "vault", "rpc",
+                                                                                    "crypto", "dpapi", "process",
+                                                                                    "event", "privilege", "ts",
+                                                                                    "sid", "net"])))),
+        has=(("TargetFilename", (40,)), ("Missing", (41,))),
+    )
+
+
+@needs_c
+def test_c_candidates_equal_python_candidates() -> None:
+    bucket = Bucket(tuple(range(60)), _plan())
+    assert bucket.sub[2][1][2] is not None and bucket.sub[1][1][3] is not None  # anchors, automaton in use
+    rng = random.Random(11)
+    for _ in range(400):
+        low: dict[str, str | tuple[str, ...]] = {}
+        for field in ("Image", "EventID", "CommandLine", "ParentImage", "Anchored", "TargetFilename"):
+            if rng.random() < 0.8:
+                text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 6)))
+                if field == "Image" and rng.random() < 0.3:
+                    text = rng.choice(["c:\\cmd.exe", "x"])
+                if field == "Anchored" and rng.random() < 0.3:
+                    text += f" {rng.choice(['sekurlsa', 'vault', 'net'])}::tail{rng.randint(0, 15)}"
+                low[field] = text if rng.random() < 0.85 else (text, rng.choice(WORDS))
+        c = _speedups.candidates(low, bucket.always, bucket.eq, bucket.sub, bucket.has)
+        assert c == bucket._found(low), low
+
+
+@needs_c
+def test_c_candidates_reject_malformed_tables() -> None:
+    with pytest.raises(TypeError):
+        _speedups.candidates({}, (), [], (), ())  # a list where a tuple is required
+    with pytest.raises(TypeError, match="tuple"):
+        _speedups.candidates({"F": "v"}, (), (("F", {"v": [1]}),), (), ())  # ids must be a tuple
