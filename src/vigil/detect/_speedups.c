@@ -309,42 +309,258 @@ static int each_field(PyObject *found, PyObject *low, PyObject *pairs, value_tes
     return 0;
 }
 
-PyDoc_STRVAR(candidates_doc,
-"candidates(low, always, eq, sub, has) -> set\n\n"
-"Binding indexes an event (its lower-cased view) may match: `always`, then by field equality (eq: (field,\n"
-"{value: ids})), literal search (sub: (field, (literals, ids, anchors|None, automaton iter|None))) and\n"
-"presence (has: (field, ids)). Every table is a tuple, every ids a tuple of ints.");
+/* ---- candidates of a whole bucket, and rule evaluation -------------------------------------------------- */
 
-static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 5 || !PyDict_Check(args[0]) || !PyTuple_CheckExact(args[2]) || !PyTuple_CheckExact(args[3])
-        || !PyTuple_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "candidates(low: dict, always, eq: tuple, sub: tuple, has: tuple)");
-        return NULL;
+/* The optional lookups the Python twin (Bucket.candidates) adds after the core ones. */
+static int is_ascii_value(PyObject *v) {
+    if (PyUnicode_Check(v)) return PyUnicode_IS_ASCII(v);
+    if (PyTuple_Check(v)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = PyTuple_GET_ITEM(v, i);
+            if (PyUnicode_Check(x) && !PyUnicode_IS_ASCII(x)) return 0;
+        }
     }
-    PyObject *low = args[0];
-    PyObject *found = PySet_New(args[1]);
-    if (found == NULL) return NULL;
-    if (each_field(found, low, args[2], eq_value) < 0 || each_field(found, low, args[3], sub_value) < 0) {
-        Py_DECREF(found);
-        return NULL;
-    }
-    PyObject *has = args[4];
-    Py_ssize_t n = PyTuple_GET_SIZE(has);
+    return 1;
+}
+
+static int unicode_lookups(PyObject *found, PyObject *low, PyObject *unicode) {
+    Py_ssize_t n = PyTuple_GET_SIZE(unicode);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyTuple_GET_ITEM(has, i);
-        int c = PyDict_Contains(low, PyTuple_GET_ITEM(pair, 0));
-        if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) {
-            Py_DECREF(found);
+        PyObject *pair = PyTuple_GET_ITEM(unicode, i);
+        PyObject *field = PyTuple_GET_ITEM(pair, 0);
+        int all_ascii = 1;
+        if (field == Py_None) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            while (all_ascii && PyDict_Next(low, &pos, &k, &v)) all_ascii = is_ascii_value(v);
+        } else {
+            PyObject *v = PyDict_GetItemWithError(low, field);
+            if (v == NULL && PyErr_Occurred()) return -1;
+            all_ascii = v == NULL || is_ascii_value(v);
+        }
+        if (!all_ascii && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Keyword literals: searched in all values joined by NUL (a literal inside a value is found; one spanning two
+ * values only adds a candidate, which the rule's own test rejects). */
+static int keyword_lookups(PyObject *found, PyObject *low, PyObject *spec) {
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL) return -1;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(low, &pos, &k, &v)) {
+        if (PyTuple_Check(v)) {
+            Py_ssize_t n = PyTuple_GET_SIZE(v);
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (PyList_Append(parts, PyTuple_GET_ITEM(v, i)) < 0) goto fail;
+            }
+        } else if (PyList_Append(parts, v) < 0) {
+            goto fail;
+        }
+    }
+    PyObject *sep = PyUnicode_FromOrdinal(0);
+    if (sep == NULL) goto fail;
+    PyObject *text = PyUnicode_Join(sep, parts);
+    Py_DECREF(sep);
+    Py_DECREF(parts);
+    if (text == NULL) return -1;
+    int rc = sub_value(found, spec, text);
+    Py_DECREF(text);
+    return rc;
+fail:
+    Py_DECREF(parts);
+    return -1;
+}
+
+/* args: (always, eq, sub, has, unicode, keyword spec or None) -> new set */
+static PyObject *bucket_candidates(PyObject *low, PyObject *args) {
+    if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 6) {
+        PyErr_SetString(PyExc_TypeError, "bucket lookups must be a 6-tuple");
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < 5; i++) {
+        if (!PyTuple_CheckExact(PyTuple_GET_ITEM(args, i))) {
+            PyErr_SetString(PyExc_TypeError, "bucket lookups: eq, sub, has and unicode must be tuples");
             return NULL;
         }
     }
+    PyObject *found = PySet_New(PyTuple_GET_ITEM(args, 0));
+    if (found == NULL) return NULL;
+    PyObject *has = PyTuple_GET_ITEM(args, 3);
+    if (each_field(found, low, PyTuple_GET_ITEM(args, 1), eq_value) < 0
+        || each_field(found, low, PyTuple_GET_ITEM(args, 2), sub_value) < 0) goto fail;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(has); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(has, i);
+        int c = PyDict_Contains(low, PyTuple_GET_ITEM(pair, 0));
+        if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) goto fail;
+    }
+    if (unicode_lookups(found, low, PyTuple_GET_ITEM(args, 4)) < 0) goto fail;
+    PyObject *keyword = PyTuple_GET_ITEM(args, 5);
+    if (keyword != Py_None && keyword_lookups(found, low, keyword) < 0) goto fail;
     return found;
+fail:
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* Atom specs (codegen): (opcode, cased, payload); the Python atom test A[i] for everything else. */
+enum { OP_PYTHON = 0, OP_EQ, OP_CONTAINS, OP_STARTSWITH, OP_ENDSWITH, OP_EXISTS, OP_NOT_EXISTS, OP_NULL };
+
+typedef struct {
+    PyObject *low, *orig, *specs, *atoms;
+} Ctx;
+
+/* One atom on one value: v lower-cased, o original (NULL when absent). 1, 0 or -1. */
+static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObject *o) {
+    PyObject *s = cased ? o : v;
+    switch (op) {
+    case OP_EXISTS: return o != NULL;
+    case OP_NOT_EXISTS: return o == NULL;
+    case OP_NULL: return o == NULL || (PyUnicode_Check(o) && PyUnicode_GET_LENGTH(o) == 0);
+    default: break;
+    }
+    if (s == NULL || !PyUnicode_Check(s)) return 0;
+    if (op == OP_EQ) return PySet_Contains(payload, s);
+    Py_ssize_t n = PyTuple_GET_SIZE(payload);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lit = PyTuple_GET_ITEM(payload, i);
+        Py_ssize_t r;
+        if (op == OP_CONTAINS) r = PyUnicode_Contains(s, lit);
+        else r = PyUnicode_Tailmatch(s, lit, 0, PY_SSIZE_T_MAX, op == OP_STARTSWITH ? -1 : 1);
+        if (r != 0) return (int)r;  /* 1, or -1 with an exception */
+    }
+    return 0;
+}
+
+static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o) {
+    PyObject *test = PyList_GET_ITEM(ctx->atoms, index);
+    PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->low, ctx->orig};
+    PyObject *r = PyObject_Vectorcall(test, args, 4, NULL);
+    if (r == NULL) return -1;
+    int ok = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return ok;
+}
+
+static int eval_atom(Ctx *ctx, PyObject *tree) {
+    Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(tree, 1));
+    if (index == -1 && PyErr_Occurred()) return -1;
+    if (index < 0 || index >= PyList_GET_SIZE(ctx->specs) || index >= PyList_GET_SIZE(ctx->atoms)) {
+        PyErr_SetString(PyExc_IndexError, "atom index out of range");
+        return -1;
+    }
+    PyObject *field = PyTuple_GET_ITEM(tree, 2);
+    if (field == Py_None) return python_atom(ctx, index, NULL, NULL);  /* a keyword search */
+    PyObject *spec = PyList_GET_ITEM(ctx->specs, index);
+    int op = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    int cased = PyTuple_GET_ITEM(spec, 1) == Py_True;
+    PyObject *payload = PyTuple_GET_ITEM(spec, 2);
+    PyObject *v = PyDict_GetItemWithError(ctx->low, field);
+    if (v == NULL && PyErr_Occurred()) return -1;
+    PyObject *o = PyDict_GetItemWithError(ctx->orig, field);
+    if (o == NULL && PyErr_Occurred()) return -1;
+    if (v != NULL && PyTuple_Check(v)) {  /* a list-valued field matches when any element does */
+        if (o == NULL || !PyTuple_Check(o) || PyTuple_GET_SIZE(o) != PyTuple_GET_SIZE(v)) {
+            PyErr_SetString(PyExc_ValueError, "lower-cased and original views disagree");
+            return -1;
+        }
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *vi = PyTuple_GET_ITEM(v, i), *oi = PyTuple_GET_ITEM(o, i);
+            int r = op == OP_PYTHON ? python_atom(ctx, index, vi, oi) : atom_value(op, payload, cased, vi, oi);
+            if (r != 0) return r;
+        }
+        return 0;
+    }
+    return op == OP_PYTHON ? python_atom(ctx, index, v, o) : atom_value(op, payload, cased, v, o);
+}
+
+/* Trees (codegen): ("a", atom index, field or None), ("&", children), ("|", children), ("!", child). */
+static int eval_tree(Ctx *ctx, PyObject *tree) {
+    if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2) {
+        PyErr_SetString(PyExc_TypeError, "malformed rule tree");
+        return -1;
+    }
+    PyObject *kind = PyTuple_GET_ITEM(tree, 0);
+    Py_UCS4 k = PyUnicode_READ_CHAR(kind, 0);
+    if (k == 'a') return eval_atom(ctx, tree);
+    if (k == '!') {
+        int r = eval_tree(ctx, PyTuple_GET_ITEM(tree, 1));
+        return r < 0 ? r : !r;
+    }
+    PyObject *children = PyTuple_GET_ITEM(tree, 1);
+    Py_ssize_t n = PyTuple_GET_SIZE(children);
+    int want = k == '|';  /* or: stop at the first true child; and: at the first false one */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int r = eval_tree(ctx, PyTuple_GET_ITEM(children, i));
+        if (r < 0) return r;
+        if (r == want) return want;
+    }
+    return !want;
+}
+
+PyDoc_STRVAR(candidates_doc,
+"candidates(low, lookups) -> set[int]\n\n"
+"Binding indexes an event (its lower-cased view) may match, from a bucket's lookups: always, equality (eq:\n"
+"(field, {value: ids})), literal search (sub: (field, (literals, ids, anchors|None, automaton iter|None))),\n"
+"presence (has: (field, ids)), non-ASCII values (unicode: (field|None, ids)) and keywords (a sub spec|None).");
+
+static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "candidates(low: dict, lookups: tuple)");
+        return NULL;
+    }
+    return bucket_candidates(args[0], args[1]);
+}
+
+PyDoc_STRVAR(run_doc,
+"run(low, orig, lookups, trees, specs, atoms) -> list[int]\n\n"
+"The bindings of one bucket that match an event, in ascending order: candidates from the bucket's lookups\n"
+"(always, eq, sub, has, unicode, keyword), each then tested by walking its tree.");
+
+static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_CheckExact(args[3])
+        || !PyList_CheckExact(args[4]) || !PyList_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
+        return NULL;
+    }
+    PyObject *found = bucket_candidates(args[0], args[2]);
+    if (found == NULL) return NULL;
+    PyObject *ids = PySequence_List(found);
+    Py_DECREF(found);
+    if (ids == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL || PyList_Sort(ids) < 0) goto fail;
+    Ctx ctx = {args[0], args[1], args[4], args[5]};
+    PyObject *trees = args[3];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ids); i++) {
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        Py_ssize_t n = PyLong_AsSsize_t(id);
+        if (n == -1 && PyErr_Occurred()) goto fail;
+        if (n < 0 || n >= PyList_GET_SIZE(trees)) {
+            PyErr_SetString(PyExc_IndexError, "binding index out of range");
+            goto fail;
+        }
+        int r = eval_tree(&ctx, PyList_GET_ITEM(trees, n));
+        if (r < 0 || (r && PyList_Append(out, id) < 0)) goto fail;
+    }
+    Py_DECREF(ids);
+    return out;
+fail:
+    Py_DECREF(ids);
+    Py_XDECREF(out);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"evtx_views", (PyCFunction)evtx_views, METH_O, evtx_views_doc},
     {"candidates", (PyCFunction)(void (*)(void))candidates, METH_FASTCALL, candidates_doc},
+    {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, run_doc},
     {NULL, NULL, 0, NULL},
 };
 

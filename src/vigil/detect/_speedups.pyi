@@ -1,7 +1,9 @@
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 def evtx_views(record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool] | None: ...
-def candidates(
-    low: dict[str, Any], always: Iterable[int], eq: tuple[Any, ...], sub: tuple[Any, ...], has: tuple[Any, ...]
-) -> set[int]: ...
+def candidates(low: dict[str, Any], lookups: tuple[Any, ...]) -> set[int]: ...
+def run(
+    low: dict[str, Any], orig: dict[str, Any], lookups: tuple[Any, ...], trees: list[Any], specs: list[Any],
+    atoms: list[Any],
+) -> list[int]: ...

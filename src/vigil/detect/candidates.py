@@ -86,7 +86,7 @@ def _ascii(value: Scalar) -> bool:
 class Bucket:
     """One index bucket: its binding functions and the lookups that choose which of them to run."""
 
-    __slots__ = ("always", "eq", "has", "keyword", "members", "sub", "unicode")
+    __slots__ = ("always", "eq", "has", "keyword", "lookups", "members", "sub", "unicode")
 
     def __init__(self, members: tuple[int, ...], plan: BucketPlan) -> None:
         self.members = members
@@ -97,34 +97,17 @@ class Bucket:
         self.keyword = _searcher(keyword[0]) if keyword else None
         self.has = plan.has
         self.unicode = plan.unicode
+        # What `_speedups.candidates` and `_speedups.run` read, in this order.
+        self.lookups = (self.always, self.eq, self.sub, self.has, self.unicode, self.keyword)
 
     def candidates(self, low: Mapping[str, Scalar]) -> list[int]:
         """Binding indexes to evaluate on this event (lower-cased view), in binding order."""
         if _speedups is not None and low.__class__ is dict:
-            found = _speedups.candidates(low, self.always, self.eq, self.sub, self.has)
-        else:
-            found = self._found(low)
-        for ufield, ids in self.unicode:
-            if ufield is None:
-                if not all(_ascii(x) for x in low.values()):
-                    found.update(ids)
-            else:
-                value = low.get(ufield)
-                if value is not None and not _ascii(value):
-                    found.update(ids)
-        if self.keyword is not None:
-            # One pass over all values joined: a literal inside a value is found; one spanning two
-            # values only adds a candidate, which the rule's own test then rejects.
-            try:
-                text = "\x00".join(low.values())  # type: ignore[arg-type]
-            except TypeError:  # list-valued fields
-                text = "\x00".join(v if v.__class__ is str else "\x00".join(v) for v in low.values())
-            for ids in _search(self.keyword, text):
-                found.update(ids)
-        return sorted(found)
+            return sorted(_speedups.candidates(low, self.lookups))
+        return sorted(self._found(low))
 
     def _found(self, low: Mapping[str, Scalar]) -> set[int]:
-        """What `_speedups.candidates` computes: always, then equality, literal and presence lookups."""
+        """The Python twin of `_speedups.candidates`."""
         found = set(self.always)
         get = low.get
         for field, table in self.eq:
@@ -140,5 +123,19 @@ class Bucket:
                     found.update(ids)
         for field, ids in self.has:
             if field in low:
+                found.update(ids)
+        for ufield, ids in self.unicode:
+            if ufield is None:
+                if not all(_ascii(x) for x in low.values()):
+                    found.update(ids)
+            else:
+                value = get(ufield)
+                if value is not None and not _ascii(value):
+                    found.update(ids)
+        if self.keyword is not None:
+            # One pass over all values joined: a literal inside a value is found; one spanning two
+            # values only adds a candidate, which the rule's own test then rejects.
+            text = "\x00".join(x for v in low.values() for x in ((v,) if v.__class__ is str else v))
+            for ids in _search(self.keyword, text):
                 found.update(ids)
         return found

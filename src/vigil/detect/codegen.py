@@ -81,20 +81,37 @@ class _Emitter:
             return f"_tpart({o}, {a.arg!r}) in {self.const(f'frozenset({tuple(numbers)!r})')}"
         raise AssertionError(f"unhandled op {op}")  # pragma: no cover - every Op is handled above
 
+    def spec(self, a: Atom) -> str:
+        """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload); opcode 0 calls its Python
+        test. Opcodes: 1 equals one of a frozenset, 2 contains, 3 starts with, 4 ends with one of a tuple,
+        5 present, 6 absent, 7 absent or empty."""
+        op, vals = a.op, a.values
+        if a.field is None:
+            return "(0, False, None)"
+        if op is Op.EQ:
+            return f"(1, {a.cased}, {self.const(f'frozenset({tuple(sorted(vals))!r})')})"
+        if op is Op.CONTAINS and len(vals) <= _MAX_INLINE_CONTAINS:
+            return f"(2, {a.cased}, {tuple(vals)!r})"
+        if op is Op.STARTSWITH or op is Op.ENDSWITH:
+            return f"({3 if op is Op.STARTSWITH else 4}, {a.cased}, {tuple(vals)!r})"
+        code = {Op.ANY: 5, Op.EXISTS: 5, Op.NOT_EXISTS: 6, Op.NULL: 7}.get(op, 0)
+        return f"({code}, False, None)"
+
     def keyword(self, a: Atom, low: str, orig: str) -> str:
         source = orig if a.cased else low
         return f"any({self.atom(a, 'x', 'x', low)} for x in _vals({source}))"
 
 
-def _tree_tuple(node: Node, atoms: list[str], em: _Emitter) -> str:
+def _tree_tuple(node: Node, atoms: list[str], specs: list[str], em: _Emitter) -> str:
     if isinstance(node, Atom):
         body = em.keyword(node, "L", "O") if node.field is None else em.atom(node, "v", "o", "L")
         atoms.append(f"lambda v, o, L, O: {body}")
+        specs.append(em.spec(node))
         return f"('a', {len(atoms) - 1}, {node.field!r})"
     if isinstance(node, Not):
-        return f"('!', {_tree_tuple(node.child, atoms, em)})"
+        return f"('!', {_tree_tuple(node.child, atoms, specs, em)})"
     kind = "&" if isinstance(node, And) else "|"
-    return f"({kind!r}, ({''.join(_tree_tuple(c, atoms, em) + ', ' for c in node.children)}))"
+    return f"({kind!r}, ({''.join(_tree_tuple(c, atoms, specs, em) + ', ' for c in node.children)}))"
 
 
 class _Function:
@@ -152,15 +169,16 @@ def _chunked(name: str, items: Sequence[str]) -> list[str]:
 
 def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     """Python source, in chunks to compile and run in order in one namespace, defining A (atom tests),
-    T (trees), R (rule per binding), F (a function per binding), B (per bucket: member bindings and
-    prefilter plan) and WIN/TEL (index key -> bucket)."""
+    S (the same atoms for the C evaluator), T (trees), R (rule per binding), F (a function per binding),
+    B (per bucket: member bindings and prefilter plan) and WIN/TEL (index key -> bucket)."""
     em = _Emitter()
     atoms: list[str] = []
+    specs: list[str] = []
     trees: list[str] = []
     functions: list[str] = []
     groups: dict[tuple[str, tuple[str, str]], list[int]] = defaultdict(list)
     for i, b in enumerate(bindings):
-        trees.append(_tree_tuple(b.tree, atoms, em))
+        trees.append(_tree_tuple(b.tree, atoms, specs, em))
         functions.append(_Function(em).define(f"m{i}", b.tree))
         groups[(b.domain, b.key)].append(i)
 
@@ -176,6 +194,7 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     chunks = ["\n".join(head) + "\n"]
     chunks += ["\n".join(consts[n:n + _CHUNK]) + "\n" for n in range(0, len(consts), _CHUNK)]
     chunks += _chunked("A", atoms)
+    chunks += _chunked("S", specs)
     chunks += _chunked("T", trees)
     chunks.append(f"R = {[b.rule_index for b in bindings]!r}\n")
     chunks += ["\n".join(functions[n:n + _CHUNK]) + "\n" for n in range(0, len(functions), _CHUNK)]

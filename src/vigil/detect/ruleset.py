@@ -29,6 +29,11 @@ from vigil.detect.prefilter import BucketPlan
 from vigil.detect.runtime import NAMESPACE, evaluate
 from vigil.detect.sources import read_sources
 
+try:  # the C hot path, built at install; without it the generated Python functions run
+    from vigil.detect import _speedups
+except ImportError:  # pragma: no cover - exercised where no compiler built the extension
+    _speedups = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:  # pySigma (through `loading`) is imported only to compile: a warm start never needs it
     from vigil.detect.loading import LoadedRule, PendingCorrelation
     from vigil.detect.placeholders import Placeholders
@@ -67,6 +72,7 @@ class RuleSet:
         for chunk in code:
             exec(chunk, ns)  # noqa: S102 - our own generated code
         self._atoms = ns["A"]
+        self._atom_specs = ns["S"]
         self._trees = ns["T"]
         self._rule_of: list[int] = ns["R"]
         self._functions: list[Matcher] = ns["F"]
@@ -199,7 +205,11 @@ class RuleSet:
         if not buckets:
             return []
         ids: list[int] = []
-        if multi:  # list-valued fields: the tree walker tests each element
+        if _speedups is not None:  # candidates and their trees in C, list-valued fields included
+            run, trees, specs, atoms = _speedups.run, self._trees, self._atom_specs, self._atoms
+            for bucket in buckets:
+                ids.extend(run(low, orig, bucket.lookups, trees, specs, atoms))
+        elif multi:  # list-valued fields: the tree walker tests each element
             atoms, trees = self._atoms, self._trees
             for bucket in buckets:
                 ids.extend(i for i in bucket.candidates(low) if evaluate(trees[i], atoms, low, orig))

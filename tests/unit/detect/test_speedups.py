@@ -30,6 +30,12 @@ WORDS = ["cmd", "powershell", "-enc", "\\temp\\", "mimikatz", "::", "sekurlsa::"
          "ä", "Σ", "x", "ab", "abc", "abcd", "net user", "/add", "\\\\", "iex", "http"]
 
 
+# Enough literals sharing "::tail" that the table is searched through that anchor.
+ANCHORED = tuple((f"{w}::tail{n}", (n,)) for n, w in enumerate(
+    ["sekurlsa", "lsadump", "kerberos", "misc", "token", "vault", "rpc", "crypto", "dpapi", "process", "event",
+     "privilege", "ts", "sid", "net"]))
+
+
 def _plan() -> BucketPlan:
     rng = random.Random(7)
 
@@ -41,13 +47,10 @@ def _plan() -> BucketPlan:
         always=(58, 59),
         eq=(("Image", (("c:\\cmd.exe", (1,)), ("x", (2, 3)))), ("EventID", (("1", (4,)),))),
         # few literals (plain search), a table big enough for an automaton, and one searched through anchors
-        sub=(("CommandLine", table(6)), ("ParentImage", table(80)),
-             ("Anchored", tuple((f"{w}::tail{n}", (n,)) for n, w in enumerate(["sekurlsa", "lsadump", "kerberos",
-                                                                                    "misc", "token", "vault", "rpc",
-                                                                                    "crypto", "dpapi", "process",
-                                                                                    "event", "privilege", "ts",
-                                                                                    "sid", "net"])))),
+        sub=(("CommandLine", table(6)), ("ParentImage", table(80)), ("Anchored", ANCHORED),
+             (None, (("net user /add", (50,)), ("mimikatz", (51, 52))))),  # keywords: any field
         has=(("TargetFilename", (40,)), ("Missing", (41,))),
+        unicode=((None, (45,)), ("CommandLine", (46,))),
     )
 
 
@@ -56,6 +59,7 @@ def test_c_candidates_equal_python_candidates() -> None:
     bucket = Bucket(tuple(range(60)), _plan())
     assert bucket.sub[2][1][2] is not None and bucket.sub[1][1][3] is not None  # anchors, automaton in use
     rng = random.Random(11)
+    seen: set[int] = set()
     for _ in range(400):
         low: dict[str, str | tuple[str, ...]] = {}
         for field in ("Image", "EventID", "CommandLine", "ParentImage", "Anchored", "TargetFilename"):
@@ -66,13 +70,17 @@ def test_c_candidates_equal_python_candidates() -> None:
                 if field == "Anchored" and rng.random() < 0.3:
                     text += f" {rng.choice(['sekurlsa', 'vault', 'net'])}::tail{rng.randint(0, 15)}"
                 low[field] = text if rng.random() < 0.85 else (text, rng.choice(WORDS))
-        c = _speedups.candidates(low, bucket.always, bucket.eq, bucket.sub, bucket.has)
+        c = _speedups.candidates(low, bucket.lookups)
         assert c == bucket._found(low), low
+        seen |= c
+    assert {45, 46, 50, 51, 40} <= seen  # the random events reached every kind of lookup
 
 
 @needs_c
 def test_c_candidates_reject_malformed_tables() -> None:
-    with pytest.raises(TypeError):
-        _speedups.candidates({}, (), [], (), ())  # a list where a tuple is required
+    with pytest.raises(TypeError, match="6-tuple"):
+        _speedups.candidates({}, ((), (), ()))
+    with pytest.raises(TypeError, match="must be tuples"):
+        _speedups.candidates({}, ((), [], (), (), (), None))  # a list where a tuple is required
     with pytest.raises(TypeError, match="tuple"):
-        _speedups.candidates({"F": "v"}, (), (("F", {"v": [1]}),), (), ())  # ids must be a tuple
+        _speedups.candidates({"F": "v"}, ((), (("F", {"v": [1]}),), (), (), (), None))  # ids must be a tuple
