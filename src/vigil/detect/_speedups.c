@@ -6,13 +6,15 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
 
 /* Signals "a record shape the fast path leaves to the general one": the caller falls back. */
 #define UNUSUAL 1
 #define FAILED (-1)
 
 static PyObject *s_event, *s_system, *s_eventdata, *s_userdata, *s_attributes, *s_text, *s_xmlns;
-static PyObject *s_true, *s_false, *s_underscore, *s_lower;
+static PyObject *s_true, *s_false, *s_underscore, *s_lower, *s_channel, *s_eventid;
 
 /* value -> new reference to its text as rules see it, or NULL with *status set (UNUSUAL or FAILED). */
 static PyObject *scalar(PyObject *value, int *status) {
@@ -243,12 +245,245 @@ static int eq_value(PyObject *found, PyObject *table, PyObject *v) {
     return add_ids(found, ids);
 }
 
-/* sub: (literals, ids per literal, anchors or None, automaton iter or None) searched in one value. */
+/* ---- Literals: which of many literals occur in a text ------------------------------------------------------
+ *
+ * A filter on a hash of the first four bytes of each literal (a 64 Ki-bit map; the first two bytes for
+ * literals of two or three), then a comparison with the literals whose prefix hashes alike: one pass over a
+ * Latin-1 text whatever the number of literals. Texts with wider characters (rare in event data) take one
+ * substring search per literal.
+ */
+typedef struct {
+    uint16_t key;
+    int32_t index;
+} KeyEntry;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *literals;       /* tuple of str */
+    Py_ssize_t n;
+    uint64_t quads[1024];     /* bit hash4(first four bytes) of the Latin-1 literals of 4+ characters */
+    uint64_t pairs[1024];     /* bit a << 8 | b: a Latin-1 literal of 2 or 3 characters starts with a, b */
+    KeyEntry *long_ones;      /* by key */
+    Py_ssize_t n_long;
+    KeyEntry *pair_ones;      /* by key */
+    Py_ssize_t n_pair;
+    int32_t *short_ones;      /* literals of 0 or 1 characters */
+    Py_ssize_t n_short;
+} Literals;
+
+static inline uint16_t hash4(const Py_UCS1 *d) {
+    uint32_t x;
+    memcpy(&x, d, 4);
+    return (uint16_t)((x * 2654435761u) >> 16);
+}
+
+static inline int has_bit(const uint64_t *map, uint16_t key) {
+    return (map[key >> 6] >> (key & 63)) & 1;
+}
+
+static void literals_dealloc(Literals *self) {
+    Py_XDECREF(self->literals);
+    PyMem_Free(self->long_ones);
+    PyMem_Free(self->pair_ones);
+    PyMem_Free(self->short_ones);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int key_order(const void *a, const void *b) {
+    const KeyEntry *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *seq;
+    static char *kwlist[] = {"literals", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Literals", kwlist, &seq)) return NULL;
+    PyObject *literals = PySequence_Tuple(seq);
+    if (literals == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(literals);
+    if (n > INT32_MAX) {
+        Py_DECREF(literals);
+        PyErr_SetString(PyExc_OverflowError, "too many literals");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(literals, i))) {
+            Py_DECREF(literals);
+            PyErr_Format(PyExc_TypeError, "literal %zd is not a str", i);
+            return NULL;
+        }
+    }
+    Literals *self = (Literals *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(literals);
+        return NULL;
+    }
+    self->literals = literals;
+    self->n = n;
+    self->long_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
+    self->pair_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
+    self->short_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    if (self->long_ones == NULL || self->pair_ones == NULL || self->short_ones == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lit = PyTuple_GET_ITEM(literals, i);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
+        if (len <= 1) {
+            self->short_ones[self->n_short++] = (int32_t)i;
+        } else if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
+            const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
+            KeyEntry *e;
+            uint64_t *map;
+            uint16_t key;
+            if (len >= 4) {
+                key = hash4(d), map = self->quads, e = &self->long_ones[self->n_long++];
+            } else {
+                key = (uint16_t)(d[0] << 8 | d[1]), map = self->pairs, e = &self->pair_ones[self->n_pair++];
+            }
+            map[key >> 6] |= (uint64_t)1 << (key & 63);
+            e->key = key;
+            e->index = (int32_t)i;
+        }
+        /* A literal with a character past Latin-1 cannot occur in a Latin-1 text; wide texts search all. */
+    }
+    qsort(self->long_ones, (size_t)self->n_long, sizeof(KeyEntry), key_order);
+    qsort(self->pair_ones, (size_t)self->n_pair, sizeof(KeyEntry), key_order);
+    return (PyObject *)self;
+}
+
+typedef int (*on_found)(void *arg, Py_ssize_t index);
+
+/* The literals of `entries` (sorted by key) with this key that occur at d[0..] (rest: bytes left in the text). */
+static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_t key, const Py_UCS1 *d,
+                  Py_ssize_t rest, on_found found, void *arg) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (entries[mid].key < key) lo = mid + 1;
+        else hi = mid;
+    }
+    for (; lo < n && entries[lo].key == key; lo++) {
+        PyObject *lit = PyTuple_GET_ITEM(self->literals, entries[lo].index);
+        Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
+        if (l <= rest && memcmp(d, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0 && found(arg, entries[lo].index) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal). */
+static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        for (Py_ssize_t i = 0; i < self->n; i++) {
+            int c = PyUnicode_Contains(text, PyTuple_GET_ITEM(self->literals, i));
+            if (c < 0 || (c && found(arg, i) < 0)) return -1;
+        }
+        return 0;
+    }
+    const Py_UCS1 *d = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t k = 0; k < self->n_short; k++) {  /* "" occurs in every text; one character: a search */
+        PyObject *lit = PyTuple_GET_ITEM(self->literals, self->short_ones[k]);
+        Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
+        if (l == 0 || (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND && len > 0
+                       && memchr(d, PyUnicode_1BYTE_DATA(lit)[0], (size_t)len) != NULL)) {
+            if (found(arg, self->short_ones[k]) < 0) return -1;
+        }
+    }
+    if (self->n_long > 0) {
+        for (Py_ssize_t i = 0; i + 4 <= len; i++) {
+            uint16_t key = hash4(d + i);
+            if (has_bit(self->quads, key)
+                && verify(self, self->long_ones, self->n_long, key, d + i, len - i, found, arg) < 0) return -1;
+        }
+    }
+    if (self->n_pair > 0) {
+        for (Py_ssize_t i = 0; i + 2 <= len; i++) {
+            uint16_t key = (uint16_t)(d[i] << 8 | d[i + 1]);
+            if (has_bit(self->pairs, key)
+                && verify(self, self->pair_ones, self->n_pair, key, d + i, len - i, found, arg) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int collect_index(void *arg, Py_ssize_t index) {
+    PyObject *i = PyLong_FromSsize_t(index);
+    if (i == NULL) return -1;
+    int rc = PySet_Add((PyObject *)arg, i);
+    Py_DECREF(i);
+    return rc;
+}
+
+static PyObject *literals_find(Literals *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "find() needs a str");
+        return NULL;
+    }
+    PyObject *found = PySet_New(NULL);
+    if (found == NULL) return NULL;
+    if (literals_scan(self, text, collect_index, found) < 0) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    PyObject *out = PySequence_List(found);
+    Py_DECREF(found);
+    if (out != NULL && PyList_Sort(out) < 0) Py_CLEAR(out);
+    return out;
+}
+
+static Py_ssize_t literals_len(Literals *self) {
+    return self->n;
+}
+
+static PyMethodDef literals_methods[] = {
+    {"find", (PyCFunction)literals_find, METH_O, "find(text) -> sorted indexes of the literals that occur in text"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods literals_as_sequence = {.sq_length = (lenfunc)literals_len};
+
+static PyTypeObject LiteralsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vigil.detect._speedups.Literals",
+    .tp_basicsize = sizeof(Literals),
+    .tp_dealloc = (destructor)literals_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Literals(literals): which of many literals occur in a text, in one pass.",
+    .tp_methods = literals_methods,
+    .tp_as_sequence = &literals_as_sequence,
+    .tp_new = literals_new,
+};
+
+typedef struct {
+    PyObject *found, *ids;
+} AddIds;
+
+static int add_literal_ids(void *arg, Py_ssize_t index) {
+    AddIds *a = arg;
+    return add_ids(a->found, PyTuple_GET_ITEM(a->ids, index));
+}
+
+/* sub: (literals, ids per literal, anchors or None, automaton iter or None, Literals or None) searched in
+ * one value. */
 static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
     PyObject *literals = PyTuple_GET_ITEM(spec, 0);
     PyObject *ids = PyTuple_GET_ITEM(spec, 1);
     PyObject *anchors = PyTuple_GET_ITEM(spec, 2);
     PyObject *search = PyTuple_GET_ITEM(spec, 3);
+    PyObject *matcher = PyTuple_GET_ITEM(spec, 4);
+    if (matcher != Py_None) {
+        if (!PyObject_TypeCheck(matcher, &LiteralsType)) {
+            PyErr_SetString(PyExc_TypeError, "a sub spec's matcher must be a Literals");
+            return -1;
+        }
+        AddIds a = {found, ids};
+        return literals_scan((Literals *)matcher, v, add_literal_ids, &a);
+    }
     if (search != Py_None) {
         PyObject *it = PyObject_CallOneArg(search, v);
         if (it == NULL) return -1;
@@ -478,28 +713,88 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     return op == OP_PYTHON ? python_atom(ctx, index, v, o) : atom_value(op, payload, cased, v, o);
 }
 
-/* Trees (codegen): ("a", atom index, field or None), ("&", children), ("|", children), ("!", child). */
-static int eval_tree(Ctx *ctx, PyObject *tree) {
-    if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2) {
+static int set_update(PyObject *dst, PyObject *src) {
+    PyObject *it = PyObject_GetIter(src);
+    if (it == NULL) return -1;
+    PyObject *x;
+    while ((x = PyIter_Next(it)) != NULL) {
+        int rc = PySet_Add(dst, x);
+        Py_DECREF(x);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Trees (codegen): ("a", atom index, field or None), ("&", children), ("|", children), ("!", child).
+ * With `trace` (a set, else NULL), the fields of atoms that held outside negations are added to it: the
+ * evidence of a hit. 1, 0 or -1. */
+static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
+    if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2 || !PyUnicode_Check(PyTuple_GET_ITEM(tree, 0))) {
         PyErr_SetString(PyExc_TypeError, "malformed rule tree");
         return -1;
     }
-    PyObject *kind = PyTuple_GET_ITEM(tree, 0);
-    Py_UCS4 k = PyUnicode_READ_CHAR(kind, 0);
-    if (k == 'a') return eval_atom(ctx, tree);
+    Py_UCS4 k = PyUnicode_READ_CHAR(PyTuple_GET_ITEM(tree, 0), 0);
+    if (k == 'a') {
+        int r = eval_atom(ctx, tree);
+        PyObject *field = PyTuple_GET_ITEM(tree, 2);
+        if (r == 1 && trace != NULL && field != Py_None && PySet_Add(trace, field) < 0) return -1;
+        return r;
+    }
     if (k == '!') {
-        int r = eval_tree(ctx, PyTuple_GET_ITEM(tree, 1));
+        int r = eval_tree(ctx, PyTuple_GET_ITEM(tree, 1), NULL);
         return r < 0 ? r : !r;
     }
     PyObject *children = PyTuple_GET_ITEM(tree, 1);
     Py_ssize_t n = PyTuple_GET_SIZE(children);
     int want = k == '|';  /* or: stop at the first true child; and: at the first false one */
+    /* and: the fields of all children, kept only if all hold; or: those of the child that holds */
+    PyObject *acc = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int r = eval_tree(ctx, PyTuple_GET_ITEM(children, i));
-        if (r < 0) return r;
-        if (r == want) return want;
+        if (trace != NULL && acc == NULL && (acc = PySet_New(NULL)) == NULL) return -1;
+        int r = eval_tree(ctx, PyTuple_GET_ITEM(children, i), acc);
+        if (r < 0) {
+            Py_XDECREF(acc);
+            return r;
+        }
+        if (r == want) {
+            if (want && acc != NULL && set_update(trace, acc) < 0) r = -1;
+            Py_XDECREF(acc);
+            return r;
+        }
+        if (want && acc != NULL && PySet_Clear(acc) < 0) {  /* or: a child that failed leaves nothing */
+            Py_DECREF(acc);
+            return -1;
+        }
     }
-    return !want;
+    int r = !want;
+    if (!want && acc != NULL && set_update(trace, acc) < 0) r = -1;
+    Py_XDECREF(acc);
+    return r;
+}
+
+PyDoc_STRVAR(trace_doc,
+"trace(tree, low, orig, specs, atoms) -> set[str] | None\n\n"
+"The fields whose tests held (outside negations) when `tree` matches the event; None when it does not.");
+
+static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 5 || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) || !PyList_CheckExact(args[3])
+        || !PyList_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "trace(tree, low: dict, orig: dict, specs: list, atoms: list)");
+        return NULL;
+    }
+    Ctx ctx = {args[1], args[2], args[3], args[4]};
+    PyObject *fields = PySet_New(NULL);
+    if (fields == NULL) return NULL;
+    int r = eval_tree(&ctx, args[0], fields);
+    if (r == 1) return fields;
+    Py_DECREF(fields);
+    if (r < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(candidates_doc,
@@ -522,22 +817,14 @@ PyDoc_STRVAR(run_doc,
 "The bindings of one bucket that match an event, in ascending order: candidates from the bucket's lookups\n"
 "(always, eq, sub, has, unicode, keyword), each then tested by walking its tree.");
 
-static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_CheckExact(args[3])
-        || !PyList_CheckExact(args[4]) || !PyList_CheckExact(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
-        return NULL;
-    }
-    PyObject *found = bucket_candidates(args[0], args[2]);
-    if (found == NULL) return NULL;
+/* Append to `out` the bindings of one bucket that match the event, in ascending order. */
+static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *out) {
+    PyObject *found = bucket_candidates(ctx->low, lookups);
+    if (found == NULL) return -1;
     PyObject *ids = PySequence_List(found);
     Py_DECREF(found);
-    if (ids == NULL) return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL || PyList_Sort(ids) < 0) goto fail;
-    Ctx ctx = {args[0], args[1], args[4], args[5]};
-    PyObject *trees = args[3];
+    if (ids == NULL) return -1;
+    if (PyList_Sort(ids) < 0) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ids); i++) {
         PyObject *id = PyList_GET_ITEM(ids, i);
         Py_ssize_t n = PyLong_AsSsize_t(id);
@@ -546,14 +833,80 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             PyErr_SetString(PyExc_IndexError, "binding index out of range");
             goto fail;
         }
-        int r = eval_tree(&ctx, PyList_GET_ITEM(trees, n));
+        int r = eval_tree(ctx, PyList_GET_ITEM(trees, n), NULL);
         if (r < 0 || (r && PyList_Append(out, id) < 0)) goto fail;
     }
     Py_DECREF(ids);
-    return out;
+    return 0;
 fail:
     Py_DECREF(ids);
-    Py_XDECREF(out);
+    return -1;
+}
+
+static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_CheckExact(args[3])
+        || !PyList_CheckExact(args[4]) || !PyList_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
+        return NULL;
+    }
+    Ctx ctx = {args[0], args[1], args[4], args[5]};
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    if (run_bucket(&ctx, args[2], args[3], out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(match_evtx_doc,
+"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None) | None\n\n"
+"`evtx_views` and `run` in one call: the record's views, and the matching bindings of the buckets that\n"
+"`routes` gives for its (lower-cased Channel, EventID) as a tuple of bucket lookups; ids None when the key\n"
+"is not in `routes` yet. None when the record needs the general path.");
+
+static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyDict_Check(args[1]) || !PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])
+        || !PyList_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "match_evtx(record, routes: dict, trees: list, specs: list, atoms: list)");
+        return NULL;
+    }
+    PyObject *views = evtx_views(module, args[0]);
+    if (views == NULL || views == Py_None) return views;
+    PyObject *low = PyTuple_GET_ITEM(views, 0), *orig = PyTuple_GET_ITEM(views, 1);
+    PyObject *channel = PyDict_GetItemWithError(low, s_channel);
+    if (channel == NULL && PyErr_Occurred()) goto fail;
+    PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
+    if (event_id == NULL && PyErr_Occurred()) goto fail;
+    PyObject *key = PyTuple_Pack(2, channel ? channel : Py_None, event_id ? event_id : Py_None);
+    if (key == NULL) goto fail;
+    PyObject *route = PyDict_GetItemWithError(args[1], key);
+    Py_DECREF(key);
+    PyObject *ids = NULL;
+    if (route == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        ids = Py_NewRef(Py_None);
+    } else {
+        if (!PyTuple_CheckExact(route)) {
+            PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
+            goto fail;
+        }
+        if ((ids = PyList_New(0)) == NULL) goto fail;
+        Ctx ctx = {low, orig, args[3], args[4]};
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
+            if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), args[2], ids) < 0) {
+                Py_DECREF(ids);
+                goto fail;
+            }
+        }
+    }
+    PyObject *out = PyTuple_Pack(3, low, orig, ids);
+    Py_DECREF(ids);
+    Py_DECREF(views);
+    return out;
+fail:
+    Py_DECREF(views);
     return NULL;
 }
 
@@ -561,6 +914,8 @@ static PyMethodDef methods[] = {
     {"evtx_views", (PyCFunction)evtx_views, METH_O, evtx_views_doc},
     {"candidates", (PyCFunction)(void (*)(void))candidates, METH_FASTCALL, candidates_doc},
     {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, run_doc},
+    {"trace", (PyCFunction)(void (*)(void))trace, METH_FASTCALL, trace_doc},
+    {"match_evtx", (PyCFunction)(void (*)(void))match_evtx, METH_FASTCALL, match_evtx_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -577,8 +932,16 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!(s_event = intern("Event")) || !(s_system = intern("System")) || !(s_eventdata = intern("EventData"))
         || !(s_userdata = intern("UserData")) || !(s_attributes = intern("#attributes"))
         || !(s_text = intern("#text")) || !(s_xmlns = intern("xmlns")) || !(s_true = intern("true"))
-        || !(s_false = intern("false")) || !(s_underscore = intern("_")) || !(s_lower = intern("lower"))) {
+        || !(s_false = intern("false")) || !(s_underscore = intern("_")) || !(s_lower = intern("lower"))
+        || !(s_channel = intern("Channel")) || !(s_eventid = intern("EventID"))) {
         return NULL;
     }
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&LiteralsType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Literals", (PyObject *)&LiteralsType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -47,31 +47,38 @@ def anchors(literals: Iterable[str]) -> list[str]:
     return out + sorted(lit for lit in remaining if not any(o != lit and o in lit for o in remaining))
 
 
-# How one field's literals are searched: (literals, ids per literal, anchors or None, automaton iter or None).
-# Plain tuples, so that the C hot path (`_speedups.candidates`) and `_search` below read the same thing.
-SubSpec = tuple[tuple[str, ...], tuple[tuple[int, ...], ...], tuple[str, ...] | None, Search | None]
+# How one field's literals are searched: (literals, ids per literal, anchors or None, automaton iter or None,
+# `_speedups.Literals` or None). Plain tuples, so that the C hot path and `_search` below read the same thing.
+SubSpec = tuple[tuple[str, ...], tuple[tuple[int, ...], ...], tuple[str, ...] | None, Search | None, Any]
+
+# From this many literals the C matcher (one pass over the value) beats a substring search per literal.
+_MATCHER_LITERALS = 3
 
 
 def _searcher(table: Table) -> SubSpec:
     """How to find which literals of `table` occur in a value."""
     literals = tuple(literal for literal, _ in table)
     ids = tuple(i for _, i in table)
+    if _speedups is not None and len(table) >= _MATCHER_LITERALS:
+        return literals, ids, None, None, _speedups.Literals(literals)
     if len(table) <= _FEW_LITERALS:
-        return literals, ids, None, None
+        return literals, ids, None, None, None
     if len(table) <= _FEW_LITERALS * 4:
         cover = anchors(literals)
         if len(cover) * 2 <= len(table):  # a miss (most values) costs a few scans instead of all of them
-            return literals, ids, tuple(cover), None
+            return literals, ids, tuple(cover), None, None
     auto = ahocorasick.Automaton()
     for literal, i in table:
         auto.add_word(literal, i)
     auto.make_automaton()
-    return literals, ids, None, auto.iter
+    return literals, ids, None, auto.iter, None
 
 
 def _search(spec: SubSpec, value: str) -> Iterable[tuple[int, ...]]:
     """The ids of each literal of `spec` found in `value` (the Python twin of `_speedups`' search)."""
-    literals, ids, cover, automaton = spec
+    literals, ids, cover, automaton, matcher = spec
+    if matcher is not None:
+        return [ids[i] for i in matcher.find(value)]
     if automaton is not None:
         return [found for _, found in automaton(value)]
     if cover is not None and not any(anchor in value for anchor in cover):

@@ -83,6 +83,7 @@ class RuleSet:
         self._tel: dict[tuple[str, str], int] = ns["TEL"]
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
+        self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
 
     @classmethod
     def compile(
@@ -133,11 +134,22 @@ class RuleSet:
 
     def match_evtx_record(self, record: Mapping[str, Any]) -> list[RuleHit]:
         """Rules matching a pyevtx JSON record (`{"Event": {"System": ..., "EventData": ...}}`)."""
-        return self._match_windows_views(*evtx_views(record))
+        return self.match_evtx_event(record)[0]
 
     def match_evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
         """`match_evtx_record`, and the record flattened to text values (lists as tuples, booleans as
         'true'/'false', as rules see them) to report the hits from without flattening it again."""
+        if _speedups is not None:  # views, routing and matching in one C call for the usual record shapes
+            fast = _speedups.match_evtx(record, self._win_routes, self._trees, self._atom_specs, self._atoms)
+            if fast is not None:
+                low, orig, ids = fast
+                if ids is None:  # a (channel, event id) not routed yet
+                    key = (low.get("Channel"), orig.get("EventID"))
+                    buckets = self._win_cache.get(key) or self._lookup(self._win, self._win_cache, key)
+                    if len(self._win_routes) < 4096:  # bounded: keys come from event data
+                        self._win_routes[key] = tuple(b.lookups for b in buckets)
+                    return self._run(buckets, low, orig, False), orig
+                return (self._hits(ids, low, orig) if ids else []), orig
         low, orig, multi = evtx_views(record)
         return self._match_windows_views(low, orig, multi), orig
 
@@ -219,8 +231,10 @@ class RuleSet:
                 for i in bucket.candidates(low):
                     if functions[i](low, orig):
                         ids.append(i)
-        if not ids:
-            return []
+        return self._hits(ids, low, orig) if ids else []
+
+    def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar]) -> list[RuleHit]:
+        """A hit per rule among the matching bindings `ids`, with the fields that made it match."""
         hits: list[RuleHit] = []
         seen: set[int] = set()
         for i in ids:
@@ -228,8 +242,11 @@ class RuleSet:
             if rule_index in seen:
                 continue
             seen.add(rule_index)
-            trace: set[str] = set()
-            evaluate(self._trees[i], self._atoms, low, orig, trace)
+            if _speedups is not None:
+                trace = _speedups.trace(self._trees[i], low, orig, self._atom_specs, self._atoms) or set()
+            else:
+                trace = set()
+                evaluate(self._trees[i], self._atoms, low, orig, trace)
             hits.append(RuleHit.of(self.rules[rule_index], tuple(sorted(trace))))
         return hits
 

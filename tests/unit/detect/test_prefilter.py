@@ -90,7 +90,7 @@ def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
     assert all(any(a in lit for a in cover) for lit in literals)
     table = tuple((lit, (n,)) for n, lit in enumerate(literals))
     spec = _searcher(table)
-    assert spec[2] is not None  # this table is searched through its anchors
+    assert spec[2] is not None or spec[4] is not None  # through its anchors, or the C matcher
     for text in ["", "nothing here", "fe80::1", "x invoke-mimikatz y", "sekurlsa::logonpasswords abc",
                  "dumpcred", "mimikat", "vault:", "process::  token:: rpc::"]:
         assert sorted(_search(spec, text)) == sorted(ids for lit, ids in table if lit in text), text

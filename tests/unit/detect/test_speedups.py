@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from vigil.detect import candidates
 from vigil.detect.candidates import Bucket
 from vigil.detect.prefilter import BucketPlan
 
@@ -55,9 +56,14 @@ def _plan() -> BucketPlan:
 
 
 @needs_c
-def test_c_candidates_equal_python_candidates() -> None:
-    bucket = Bucket(tuple(range(60)), _plan())
-    assert bucket.sub[2][1][2] is not None and bucket.sub[1][1][3] is not None  # anchors, automaton in use
+def test_c_candidates_equal_python_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(candidates, "_speedups", _speedups)
+        bucket = Bucket(tuple(range(60)), _plan())  # literal tables searched by the C matcher
+        m.setattr(candidates, "_speedups", None)
+        python = Bucket(tuple(range(60)), _plan())  # plain, anchored and automaton searches
+    assert all(spec[4] is not None for _, spec in bucket.sub)
+    assert python.sub[2][1][2] is not None and python.sub[1][1][3] is not None
     rng = random.Random(11)
     seen: set[int] = set()
     for _ in range(400):
@@ -71,9 +77,30 @@ def test_c_candidates_equal_python_candidates() -> None:
                     text += f" {rng.choice(['sekurlsa', 'vault', 'net'])}::tail{rng.randint(0, 15)}"
                 low[field] = text if rng.random() < 0.85 else (text, rng.choice(WORDS))
         c = _speedups.candidates(low, bucket.lookups)
-        assert c == bucket._found(low), low
+        assert c == python._found(low) == bucket._found(low), low
         seen |= c
     assert {45, 46, 50, 51, 40} <= seen  # the random events reached every kind of lookup
+
+
+@needs_c
+@pytest.mark.parametrize("seed", range(6))
+def test_literal_matcher_finds_exactly_the_literals_in_a_text(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = "ab:\\.x\x00" + ("éΣ€😀" if seed % 2 else "")  # Latin-1, wider, and 4-byte characters
+    literals = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(40)})
+    matcher = _speedups.Literals(literals)
+    assert len(matcher) == len(literals)
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet + "QZ") for _ in range(rng.randint(0, 30)))
+        assert matcher.find(text) == [i for i, lit in enumerate(literals) if lit in text], (literals, text)
+
+
+@needs_c
+def test_literal_matcher_rejects_what_is_not_text() -> None:
+    with pytest.raises(TypeError, match="literal 1 is not a str"):
+        _speedups.Literals(["a", 2])
+    with pytest.raises(TypeError, match="needs a str"):
+        _speedups.Literals(["a"]).find(b"a")
 
 
 @needs_c
