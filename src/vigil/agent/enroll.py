@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import platform
 import socket
+import ssl
 from pathlib import Path
 
-import httpx
 from pydantic import ValidationError
 
 from vigil import __version__
 from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.errors import EnrollmentError
 from vigil.agent.identity import Identity, pinned_context, save_identity
-from vigil.agent.transport import rejection
+from vigil.agent.transport import TRANSPORT_ERRORS, ConnectFailed, HttpClient, rejection
 from vigil.wire import ENROLL_PATH, ONBOARDING_FORMAT, EnrollRequest, EnrollResponse, OnboardingPackage
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ def enroll(
     state_dir: Path,
     *,
     clock: Clock | None = None,
-    transport: httpx.BaseTransport | None = None,
     timeout: float = 30.0,
 ) -> Identity:
     """Enroll this device with the server named in the package; saves and returns the identity.
@@ -79,17 +78,22 @@ def enroll(
     url = package.server_url.rstrip("/")
     request = build_request(package.token)
     try:
-        with httpx.Client(base_url=url, verify=ctx, timeout=timeout, transport=transport) as client:
-            response = client.post(ENROLL_PATH, content=request.model_dump_json(),
-                                   headers={"Content-Type": "application/json"})
-    except httpx.ConnectError as e:
-        if "CERTIFICATE_VERIFY_FAILED" in str(e):
+        client = HttpClient(url, ctx, timeout)
+    except ValueError as e:
+        raise EnrollmentError(f"{package_path}: {e}") from e
+    try:
+        response = client.post(ENROLL_PATH, request.model_dump_json().encode(),
+                               {"Content-Type": "application/json"})
+    except ConnectFailed as e:
+        if isinstance(e.cause, ssl.SSLCertVerificationError):
             raise EnrollmentError(
                 f"{url}: the server's certificate is not signed by the pinned CA or does not name this host: {e}"
             ) from e
         raise EnrollmentError(f"cannot reach the server at {url}: {e}") from e
-    except httpx.TransportError as e:
+    except TRANSPORT_ERRORS as e:
         raise EnrollmentError(f"enrollment request to {url} failed: {type(e).__name__}: {e}") from e
+    finally:
+        client.close()
     if response.status_code >= 400:
         raise rejection(response, f"enrollment at {url}")
     try:

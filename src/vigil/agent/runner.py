@@ -11,8 +11,6 @@ import threading
 from types import FrameType
 from typing import Any
 
-import httpx
-
 from vigil import __version__
 from vigil.agent.actions.base import ActionSettings
 from vigil.agent.actions.worker import ActionWorker
@@ -129,7 +127,6 @@ def build_agent(
     *,
     clock: Clock | None = None,
     registry: SensorRegistry | None = None,
-    http_transport: httpx.BaseTransport | None = None,
 ) -> Agent:
     """Wire an agent from its settings; raises IdentityError when the device is not enrolled."""
     clock = clock or SystemClock()
@@ -139,7 +136,7 @@ def build_agent(
     ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group, budget=budget,
                         processes=ProcessDirectory())
     sensors = (registry or default_registry()).build(ctx)
-    transport = AgentTransport(identity, config.request_timeout_seconds, http_transport)
+    transport = AgentTransport(identity, config.request_timeout_seconds)
     return Agent(config, identity, spool, sensors, transport, clock, budget)
 
 
