@@ -16,12 +16,25 @@
 static PyObject *s_event, *s_system, *s_eventdata, *s_userdata, *s_attributes, *s_text, *s_xmlns;
 static PyObject *s_true, *s_false, *s_underscore, *s_lower, *s_channel, *s_eventid;
 
+/* The texts of small integers (event ids, levels, process ids...), made once. */
+#define SMALL_INTS 4096
+static PyObject *small_ints[SMALL_INTS];
+
 /* value -> new reference to its text as rules see it, or NULL with *status set (UNUSUAL or FAILED). */
 static PyObject *scalar(PyObject *value, int *status) {
     if (PyUnicode_CheckExact(value)) {
         return Py_NewRef(value);
     }
     if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        long n = PyLong_AsLongAndOverflow(value, &overflow);
+        if (!overflow && n >= 0 && n < SMALL_INTS) {
+            if (small_ints[n] == NULL && (small_ints[n] = PyObject_Str(value)) == NULL) {
+                *status = FAILED;
+                return NULL;
+            }
+            return Py_NewRef(small_ints[n]);
+        }
         PyObject *s = PyObject_Str(value);
         if (s == NULL) *status = FAILED;
         return s;
@@ -32,11 +45,27 @@ static PyObject *scalar(PyObject *value, int *status) {
     return NULL;
 }
 
+/* System names joined as "Provider_Name", kept: {field: {attribute: joined}}; the few names a log uses. */
+static PyObject *joined_names;
+
 static PyObject *joined(PyObject *a, PyObject *b) {
+    PyObject *inner = PyDict_GetItemWithError(joined_names, a);
+    if (inner == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        if (PyDict_GET_SIZE(joined_names) > 10000) PyDict_Clear(joined_names);  /* bounded: names come from data */
+        if ((inner = PyDict_New()) == NULL) return NULL;
+        int rc = PyDict_SetItem(joined_names, a, inner);
+        Py_DECREF(inner);  /* joined_names holds it */
+        if (rc < 0) return NULL;
+    }
+    PyObject *out = PyDict_GetItemWithError(inner, b);
+    if (out != NULL) return Py_NewRef(out);
+    if (PyErr_Occurred()) return NULL;
     PyObject *ab = PyUnicode_Concat(a, s_underscore);
     if (ab == NULL) return NULL;
-    PyObject *out = PyUnicode_Concat(ab, b);
+    out = PyUnicode_Concat(ab, b);
     Py_DECREF(ab);
+    if (out != NULL && PyDict_GET_SIZE(inner) < 1000 && PyDict_SetItem(inner, b, out) < 0) Py_CLEAR(out);
     return out;
 }
 
@@ -117,7 +146,30 @@ static int flatten_system(PyObject *orig, PyObject *system) {
     return 0;
 }
 
-static int flatten_data(PyObject *orig, PyObject *data) {
+/* A list of scalars (an unnamed Data array) -> new tuple of their texts, Nones left out. */
+static PyObject *texts_of(PyObject *list, int *status) {
+    Py_ssize_t n = PyList_GET_SIZE(list), kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++) kept += PyList_GET_ITEM(list, i) != Py_None;
+    PyObject *out = PyTuple_New(kept);
+    if (out == NULL) {
+        *status = FAILED;
+        return NULL;
+    }
+    for (Py_ssize_t i = 0, j = 0; i < n && j < kept; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (item == Py_None) continue;
+        PyObject *text = scalar(item, status);
+        if (text == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, j++, text);
+    }
+    return out;
+}
+
+/* EventData: scalars by name; a {"#text": value} map as its value; a list of scalars as a tuple (sets *multi). */
+static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
@@ -126,12 +178,23 @@ static int flatten_data(PyObject *orig, PyObject *data) {
         int attrs = PyUnicode_Compare(key, s_attributes);
         if (attrs == -1 && PyErr_Occurred()) return FAILED;
         if (attrs == 0) return UNUSUAL;
+        if (PyDict_CheckExact(value)) {  /* <Data>text</Data> without a name: {"#text": ...} */
+            if (PyDict_GET_SIZE(value) != 1) return UNUSUAL;
+            value = PyDict_GetItemWithError(value, s_text);
+            if (value == NULL) return PyErr_Occurred() ? FAILED : UNUSUAL;
+        }
         if (value == Py_None) continue;
         int contained = PyDict_Contains(orig, key);
         if (contained < 0) return FAILED;
         if (contained) return UNUSUAL;  /* the same name as a System field: kept as a list by the general path */
         int status = 0;
-        PyObject *text = scalar(value, &status);
+        PyObject *text;
+        if (PyList_CheckExact(value)) {
+            text = texts_of(value, &status);
+            *multi = 1;
+        } else {
+            text = scalar(value, &status);
+        }
         if (text == NULL) return status;
         int rc = PyDict_SetItem(orig, key, text);
         Py_DECREF(text);
@@ -161,25 +224,42 @@ static PyObject *lowered(PyObject *s) {
     return PyObject_CallMethodNoArgs(s, s_lower);
 }
 
+static PyObject *lowered_tuple(PyObject *t) {
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *l = lowered(PyTuple_GET_ITEM(t, i));
+        if (l == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, l);
+    }
+    return out;
+}
+
+/* A copy of orig (one block copy) with the values that have capitals replaced: same keys, no resizing. */
 static PyObject *lowered_view(PyObject *orig) {
-    PyObject *low = PyDict_New();
+    PyObject *low = PyDict_Copy(orig);
     if (low == NULL) return NULL;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(orig, &pos, &key, &value)) {
-        PyObject *l = lowered(value);
-        if (l == NULL || PyDict_SetItem(low, key, l) < 0) {
-            Py_XDECREF(l);
-            Py_DECREF(low);
-            return NULL;
-        }
+        PyObject *l = PyTuple_Check(value) ? lowered_tuple(value) : lowered(value);
+        if (l == NULL) goto fail;
+        int rc = l == value ? 0 : PyDict_SetItem(low, key, l);
         Py_DECREF(l);
+        if (rc < 0) goto fail;
     }
     return low;
+fail:
+    Py_DECREF(low);
+    return NULL;
 }
 
 PyDoc_STRVAR(evtx_views_doc,
-"evtx_views(record) -> (lower-cased, original, False) | None\n\n"
+"evtx_views(record) -> (lower-cased, original, some value is a tuple) | None\n\n"
 "The string views of a pyevtx JSON record of the usual shape; None when the general path must do it.");
 
 static PyObject *evtx_views(PyObject *module, PyObject *record) {
@@ -196,7 +276,7 @@ static PyObject *evtx_views(PyObject *module, PyObject *record) {
     if (user == NULL && PyErr_Occurred()) return NULL;
     PyObject *orig = PyDict_New();
     if (orig == NULL) return NULL;
-    int rc = 0;
+    int rc = 0, multi = 0;
     PyObject *system = PyDict_GetItemWithError(event, s_system);
     if (system == NULL && PyErr_Occurred()) rc = FAILED;
     else if (system != NULL && system != Py_None) {
@@ -206,7 +286,7 @@ static PyObject *evtx_views(PyObject *module, PyObject *record) {
         PyObject *data = PyDict_GetItemWithError(event, s_eventdata);
         if (data == NULL && PyErr_Occurred()) rc = FAILED;
         else if (data != NULL && data != Py_None) {
-            rc = PyDict_CheckExact(data) ? flatten_data(orig, data) : UNUSUAL;
+            rc = PyDict_CheckExact(data) ? flatten_data(orig, data, &multi) : UNUSUAL;
         }
     }
     if (rc != 0) {
@@ -219,7 +299,7 @@ static PyObject *evtx_views(PyObject *module, PyObject *record) {
         Py_DECREF(orig);
         return NULL;
     }
-    PyObject *out = PyTuple_Pack(3, low, orig, Py_False);
+    PyObject *out = PyTuple_Pack(3, low, orig, multi ? Py_True : Py_False);
     Py_DECREF(low);
     Py_DECREF(orig);
     return out;
@@ -254,6 +334,7 @@ static int eq_value(PyObject *found, PyObject *table, PyObject *v) {
  */
 typedef struct {
     uint16_t key;
+    uint32_t head;  /* the literal's first bytes (up to four), compared before the whole literal */
     int32_t index;
 } KeyEntry;
 
@@ -345,6 +426,8 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
             }
             map[key >> 6] |= (uint64_t)1 << (key & 63);
             e->key = key;
+            e->head = 0;
+            memcpy(&e->head, d, len >= 4 ? 4 : 2);
             e->index = (int32_t)i;
         }
         /* A literal with a character past Latin-1 cannot occur in a Latin-1 text; wide texts search all. */
@@ -365,10 +448,16 @@ static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_
         if (entries[mid].key < key) lo = mid + 1;
         else hi = mid;
     }
+    uint32_t head = 0;
+    memcpy(&head, d, rest >= 4 ? 4 : 2);  /* rest >= 2 here; a pair entry's head has two bytes */
+    uint32_t pair_head = 0;
+    memcpy(&pair_head, d, 2);
     for (; lo < n && entries[lo].key == key; lo++) {
-        PyObject *lit = PyTuple_GET_ITEM(self->literals, entries[lo].index);
+        const KeyEntry *e = &entries[lo];
+        if (e->head != head && e->head != pair_head) continue;
+        PyObject *lit = PyTuple_GET_ITEM(self->literals, e->index);
         Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
-        if (l <= rest && memcmp(d, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0 && found(arg, entries[lo].index) < 0) {
+        if (l <= rest && memcmp(d, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0 && found(arg, e->index) < 0) {
             return -1;
         }
     }
@@ -695,6 +784,10 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     PyObject *payload = PyTuple_GET_ITEM(spec, 2);
     PyObject *v = PyDict_GetItemWithError(ctx->low, field);
     if (v == NULL && PyErr_Occurred()) return -1;
+    if (!cased && op >= OP_EQ && op <= OP_ENDSWITH) {  /* the usual case: only the lower-cased value counts */
+        if (v == NULL) return 0;
+        if (PyUnicode_Check(v)) return atom_value(op, payload, 0, v, NULL);
+    }
     PyObject *o = PyDict_GetItemWithError(ctx->orig, field);
     if (o == NULL && PyErr_Occurred()) return -1;
     if (v != NULL && PyTuple_Check(v)) {  /* a list-valued field matches when any element does */
@@ -861,7 +954,7 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
 }
 
 PyDoc_STRVAR(match_evtx_doc,
-"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None) | None\n\n"
+"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None, multi) | None\n\n"
 "`evtx_views` and `run` in one call: the record's views, and the matching bindings of the buckets that\n"
 "`routes` gives for its (lower-cased Channel, EventID) as a tuple of bucket lookups; ids None when the key\n"
 "is not in `routes` yet. None when the record needs the general path.");
@@ -879,10 +972,13 @@ static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (channel == NULL && PyErr_Occurred()) goto fail;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
     if (event_id == NULL && PyErr_Occurred()) goto fail;
-    PyObject *key = PyTuple_Pack(2, channel ? channel : Py_None, event_id ? event_id : Py_None);
-    if (key == NULL) goto fail;
-    PyObject *route = PyDict_GetItemWithError(args[1], key);
-    Py_DECREF(key);
+    PyObject *route = NULL;
+    if ((channel == NULL || PyUnicode_Check(channel)) && (event_id == NULL || PyUnicode_Check(event_id))) {
+        PyObject *key = PyTuple_Pack(2, channel ? channel : Py_None, event_id ? event_id : Py_None);
+        if (key == NULL) goto fail;
+        route = PyDict_GetItemWithError(args[1], key);
+        Py_DECREF(key);
+    }  /* else a list-valued source: the Python path picks its first value */
     PyObject *ids = NULL;
     if (route == NULL) {
         if (PyErr_Occurred()) goto fail;
@@ -901,7 +997,7 @@ static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t 
             }
         }
     }
-    PyObject *out = PyTuple_Pack(3, low, orig, ids);
+    PyObject *out = PyTuple_Pack(4, low, orig, ids, PyTuple_GET_ITEM(views, 2));
     Py_DECREF(ids);
     Py_DECREF(views);
     return out;
@@ -936,7 +1032,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || !(s_channel = intern("Channel")) || !(s_eventid = intern("EventID"))) {
         return NULL;
     }
-    if (PyType_Ready(&LiteralsType) < 0) return NULL;
+    if (PyType_Ready(&LiteralsType) < 0 || (joined_names = PyDict_New()) == NULL) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Literals", (PyObject *)&LiteralsType) < 0) {

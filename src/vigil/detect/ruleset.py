@@ -142,13 +142,14 @@ class RuleSet:
         if _speedups is not None:  # views, routing and matching in one C call for the usual record shapes
             fast = _speedups.match_evtx(record, self._win_routes, self._trees, self._atom_specs, self._atoms)
             if fast is not None:
-                low, orig, ids = fast
+                low, orig, ids, multi = fast
                 if ids is None:  # a (channel, event id) not routed yet
                     key = (low.get("Channel"), orig.get("EventID"))
-                    buckets = self._win_cache.get(key) or self._lookup(self._win, self._win_cache, key)
-                    if len(self._win_routes) < 4096:  # bounded: keys come from event data
+                    hits = self._match_windows_views(low, orig, multi)
+                    buckets = self._win_cache.get(key)  # filled by the line above, unless full
+                    if buckets is not None and len(self._win_routes) < 4096:
                         self._win_routes[key] = tuple(b.lookups for b in buckets)
-                    return self._run(buckets, low, orig, False), orig
+                    return hits, orig
                 return (self._hits(ids, low, orig) if ids else []), orig
         low, orig, multi = evtx_views(record)
         return self._match_windows_views(low, orig, multi), orig

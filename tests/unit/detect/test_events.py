@@ -62,6 +62,13 @@ def _record(data: Any = None, system: dict[str, Any] | None = None, **extra: Any
     _record({"A": "b"}, system="not a map"),
     _record({"A": "b"}, system={**SYSTEM, "Execution": {"#attributes": {"Spaced Name": 1}}}),
     {"System": SYSTEM, "EventData": {"A": "b"}},  # no Event wrapper
+    _record({"Data": {"#text": ["a", 1, None, True]}, "Binary": None}),  # unnamed Data as pyevtx gives it
+    _record({"Data": {"#text": "one"}, "Other": []}),
+    _record({"Data": {"#text": None}}),
+    _record({"Data": {"#text": [1.5]}}),
+    _record({"Data": {"#text": "x", "Extra": "y"}}),
+    _record({"Data": {"#text": [{"A": "b"}]}}),
+    _record({"Image": "C:\\X.EXE"}, system={**SYSTEM, "Channel": ["A", "B"]}),
 ])
 def test_fast_paths_equal_general_path(record: dict[str, Any]) -> None:
     general = views(flatten_evtx(record))
