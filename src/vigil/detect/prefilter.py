@@ -222,6 +222,38 @@ def plan_bucket(members: Sequence[tuple[int, Node]]) -> BucketPlan:
     )
 
 
+Table = tuple[tuple[str, tuple[int, ...]], ...]  # text -> binding indexes
+
+
+def merge_plans(plans: Sequence[BucketPlan]) -> BucketPlan:
+    """One plan giving every candidate that any of `plans` gives: one pass over an event instead of several."""
+    def tables(groups: Iterable[tuple[Any, Table]]) -> dict[Any, dict[str, list[int]]]:
+        out: dict[Any, dict[str, list[int]]] = {}
+        for field, table in groups:
+            merged = out.setdefault(field, {})
+            for text, ids in table:
+                merged.setdefault(text, []).extend(ids)
+        return out
+
+    def ids_by_field(groups: Iterable[tuple[Any, tuple[int, ...]]]) -> dict[Any, list[int]]:
+        out: dict[Any, list[int]] = {}
+        for field, ids in groups:
+            out.setdefault(field, []).extend(ids)
+        return out
+
+    eq = tables(t for p in plans for t in p.eq)
+    sub = tables(t for p in plans for t in p.sub)
+    has = ids_by_field(h for p in plans for h in p.has)
+    unicode = ids_by_field(u for p in plans for u in p.unicode)
+    return BucketPlan(
+        always=tuple(sorted({i for p in plans for i in p.always})),
+        eq=tuple((f, _freeze(t)) for f, t in sorted(eq.items())),
+        sub=tuple((f, _freeze(t)) for f, t in sorted(sub.items(), key=lambda kv: kv[0] or "")),
+        has=tuple((f, tuple(sorted(set(ids)))) for f, ids in sorted(has.items())),
+        unicode=tuple((f, tuple(sorted(set(ids)))) for f, ids in sorted(unicode.items(), key=lambda kv: kv[0] or "")),
+    )
+
+
 def _freeze(table: dict[str, list[int]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((k, tuple(sorted(set(v)))) for k, v in sorted(table.items()))
 

@@ -25,7 +25,7 @@ from vigil.detect.model import (
     RuleLoadError,
     RuleNote,
 )
-from vigil.detect.prefilter import BucketPlan
+from vigil.detect.prefilter import BucketPlan, merge_plans
 from vigil.detect.runtime import NAMESPACE, evaluate
 from vigil.detect.sources import read_sources
 
@@ -84,6 +84,7 @@ class RuleSet:
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
+        self._merged_buckets: dict[tuple[int, ...], Bucket] = {}
 
     @classmethod
     def compile(
@@ -187,8 +188,9 @@ class RuleSet:
 
     def build_indexes(self) -> None:
         """Build every bucket's lookups now, e.g. before forking workers so that they share them."""
-        for n in range(len(self._specs)):
-            self._bucket(n)
+        for table, cache in ((self._win, self._win_cache), (self._tel, self._tel_cache)):
+            for source, sub in table:
+                self._lookup(table, cache, (source, sub))
 
     def _bucket(self, n: int) -> Bucket:
         bucket = self._buckets[n]
@@ -202,15 +204,24 @@ class RuleSet:
     ) -> tuple[Bucket, ...]:
         source = key[0].lower() if isinstance(key[0], str) else key[0]
         sub = key[1] if isinstance(key[1], str) else ANY
-        found: list[Bucket] = []
+        found: list[int] = []
         for k in ((source, sub), (source, ANY), (ANY, ANY)):
             n = table.get(k)
-            if n is not None and (bucket := self._bucket(n)) not in found:
-                found.append(bucket)
-        result = tuple(found)
+            if n is not None and n not in found:
+                found.append(n)
+        result = (self._merged(tuple(found)),) if len(found) > 1 else tuple(self._bucket(n) for n in found)
         if len(cache) < 4096:  # bounded: keys come from event data
             cache[key] = result
         return result
+
+    def _merged(self, numbers: tuple[int, ...]) -> Bucket:
+        """The buckets `numbers` as one: an event's fields are then looked up and searched once."""
+        bucket = self._merged_buckets.get(numbers)
+        if bucket is None:
+            members = tuple(sorted({i for n in numbers for i in self._specs[n][0]}))
+            bucket = Bucket(members, merge_plans([self._specs[n][1] for n in numbers]))
+            self._merged_buckets[numbers] = bucket  # as many as index keys with a source bucket, at most
+        return bucket
 
     def _run(
         self, buckets: tuple[Bucket, ...], low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool
