@@ -327,14 +327,16 @@ static int eq_value(PyObject *found, PyObject *table, PyObject *v) {
 
 /* ---- Literals: which of many literals occur in a text ------------------------------------------------------
  *
- * A filter on a hash of the first four bytes of each literal (a 64 Ki-bit map; the first two bytes for
- * literals of two or three), then a comparison with the literals whose prefix hashes alike: one pass over a
- * Latin-1 text whatever the number of literals. Texts with wider characters (rare in event data) take one
+ * A filter on a hash of four bytes of each literal (a 64 Ki-bit map; the first two bytes for literals of two
+ * or three), then a comparison with the literals whose four bytes hash alike: one pass over a Latin-1 text
+ * whatever the number of literals. Each literal is keyed by its four bytes that fewest literals share, so
+ * that common parts ("\\windows\\", ".exe") do not pile hundreds of literals on one key. Texts with wider characters (rare in event data) take one
  * substring search per literal.
  */
 typedef struct {
     uint16_t key;
-    uint32_t head;  /* the literal's first bytes (up to four), compared before the whole literal */
+    uint32_t head;    /* the literal's bytes at offset (four, or two for short ones), compared first */
+    int32_t offset;   /* where in the literal its key's bytes are */
     int32_t index;
 } KeyEntry;
 
@@ -409,6 +411,17 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
+    uint32_t *counts = PyMem_Calloc(65536, sizeof(uint32_t));  /* literals per key, to pick rare keys */
+    if (counts == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lit = PyTuple_GET_ITEM(literals, i);
+        if (PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND) continue;
+        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
+        for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash4(d + off)]++;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
@@ -419,19 +432,25 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
             KeyEntry *e;
             uint64_t *map;
             uint16_t key;
+            Py_ssize_t best = 0;
             if (len >= 4) {
-                key = hash4(d), map = self->quads, e = &self->long_ones[self->n_long++];
+                for (Py_ssize_t off = 1; off + 4 <= len; off++) {
+                    if (counts[hash4(d + off)] < counts[hash4(d + best)]) best = off;
+                }
+                key = hash4(d + best), map = self->quads, e = &self->long_ones[self->n_long++];
             } else {
                 key = (uint16_t)(d[0] << 8 | d[1]), map = self->pairs, e = &self->pair_ones[self->n_pair++];
             }
             map[key >> 6] |= (uint64_t)1 << (key & 63);
             e->key = key;
             e->head = 0;
-            memcpy(&e->head, d, len >= 4 ? 4 : 2);
+            memcpy(&e->head, d + best, len >= 4 ? 4 : 2);
+            e->offset = (int32_t)best;
             e->index = (int32_t)i;
         }
         /* A literal with a character past Latin-1 cannot occur in a Latin-1 text; wide texts search all. */
     }
+    PyMem_Free(counts);
     qsort(self->long_ones, (size_t)self->n_long, sizeof(KeyEntry), key_order);
     qsort(self->pair_ones, (size_t)self->n_pair, sizeof(KeyEntry), key_order);
     return (PyObject *)self;
@@ -439,9 +458,10 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 
 typedef int (*on_found)(void *arg, Py_ssize_t index);
 
-/* The literals of `entries` (sorted by key) with this key that occur at d[0..] (rest: bytes left in the text). */
+/* The literals of `entries` (sorted by key) with this key that occur in d[0..len) with their key's bytes at
+ * position i; `width`: how many bytes the key covers (4, or 2 for the short literals). */
 static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_t key, const Py_UCS1 *d,
-                  Py_ssize_t rest, on_found found, void *arg) {
+                  Py_ssize_t len, Py_ssize_t i, int width, on_found found, void *arg) {
     Py_ssize_t lo = 0, hi = n;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
@@ -449,15 +469,15 @@ static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_
         else hi = mid;
     }
     uint32_t head = 0;
-    memcpy(&head, d, rest >= 4 ? 4 : 2);  /* rest >= 2 here; a pair entry's head has two bytes */
-    uint32_t pair_head = 0;
-    memcpy(&pair_head, d, 2);
+    memcpy(&head, d + i, (size_t)width);
     for (; lo < n && entries[lo].key == key; lo++) {
         const KeyEntry *e = &entries[lo];
-        if (e->head != head && e->head != pair_head) continue;
+        if (e->head != head) continue;
+        Py_ssize_t start = i - e->offset;
         PyObject *lit = PyTuple_GET_ITEM(self->literals, e->index);
         Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
-        if (l <= rest && memcmp(d, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0 && found(arg, e->index) < 0) {
+        if (start >= 0 && start + l <= len && memcmp(d + start, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0
+            && found(arg, e->index) < 0) {
             return -1;
         }
     }
@@ -487,14 +507,14 @@ static int literals_scan(Literals *self, PyObject *text, on_found found, void *a
         for (Py_ssize_t i = 0; i + 4 <= len; i++) {
             uint16_t key = hash4(d + i);
             if (has_bit(self->quads, key)
-                && verify(self, self->long_ones, self->n_long, key, d + i, len - i, found, arg) < 0) return -1;
+                && verify(self, self->long_ones, self->n_long, key, d, len, i, 4, found, arg) < 0) return -1;
         }
     }
     if (self->n_pair > 0) {
         for (Py_ssize_t i = 0; i + 2 <= len; i++) {
             uint16_t key = (uint16_t)(d[i] << 8 | d[i + 1]);
             if (has_bit(self->pairs, key)
-                && verify(self, self->pair_ones, self->n_pair, key, d + i, len - i, found, arg) < 0) return -1;
+                && verify(self, self->pair_ones, self->n_pair, key, d, len, i, 2, found, arg) < 0) return -1;
         }
     }
     return 0;

@@ -87,7 +87,7 @@ def test_c_candidates_equal_python_candidates(monkeypatch: pytest.MonkeyPatch) -
 def test_literal_matcher_finds_exactly_the_literals_in_a_text(seed: int) -> None:
     rng = random.Random(seed)
     alphabet = "ab:\\.x\x00" + ("éΣ€😀" if seed % 2 else "")  # Latin-1, wider, and 4-byte characters
-    literals = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(40)})
+    literals = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3 + 2 * seed))) for _ in range(60)})
     matcher = _speedups.Literals(literals)
     assert len(matcher) == len(literals)
     for _ in range(300):
