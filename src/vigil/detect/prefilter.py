@@ -41,12 +41,20 @@ Requirement = frozenset[Need]
 _MIN_USEFUL_LITERAL = 3
 
 
+# Path parts found in most paths and command lines of a Windows host: long, yet no rarer than a short literal.
+_COMMON_PARTS = frozenset((
+    "windows", "system32", "syswow64", "program files", "program files (x86)", "programdata", "users", "appdata",
+    "local", "roaming", "temp", "microsoft", "exe", "dll", "c:", "c:\\windows", "c:\\windows\\system32",
+    "windows\\system32", "windows\\syswow64",
+))
+
+
 def _literal_cost(text: str) -> float:
     # Longer literals are rarer; a path separator or extension alone says little about an event.
     # Non-ASCII characters (emoji, homoglyphs) are rare in event data: each counts as several.
     core = text.strip("\\/. -")
     n = len(core) + 3 * sum(not c.isascii() for c in core)
-    if n < _MIN_USEFUL_LITERAL:
+    if n < _MIN_USEFUL_LITERAL or core.lower() in _COMMON_PARTS:
         return 40.0
     return 2.0 + 40.0 / n
 
@@ -65,7 +73,7 @@ _FEW_VALUED_FIELDS = frozenset(f.lower() for f in (
 
 def need_cost(need: Need) -> float:
     if need.kind is NeedKind.EQ:
-        return 14.0 if need.field is not None and need.field.lower() in _FEW_VALUED_FIELDS else 1.0
+        return 45.0 if need.field is not None and need.field.lower() in _FEW_VALUED_FIELDS else 1.0
     if need.kind is NeedKind.HAS:
         return 30.0
     return _literal_cost(need.text) * (3.0 if need.field is None else 1.0)

@@ -94,3 +94,17 @@ def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
     for text in ["", "nothing here", "fe80::1", "x invoke-mimikatz y", "sekurlsa::logonpasswords abc",
                  "dumpcred", "mimikat", "vault:", "process::  token:: rpc::"]:
         assert sorted(_search(spec, text)) == sorted(ids for lit, ids in table if lit in text), text
+
+
+def test_requirement_passes_over_common_values_for_rarer_literals() -> None:
+    from vigil.detect.ir import And, Or
+
+    # Company is "Microsoft Corporation" on most Windows processes: the image names are the better facts.
+    image = Or((Atom("Image", Op.ENDSWITH, ("\\csi.exe", "\\rcsi.exe")),
+                Atom("OriginalFileName", Op.EQ, ("csi.exe", "rcsi.exe"))))
+    company = Atom("Company", Op.EQ, ("microsoft corporation",))
+    assert {n.field for n in requirement(And((image, company))) or ()} == {"Image", "OriginalFileName"}
+    # A folder every Windows path has says less than a rare command-line fragment.
+    windows = Atom("Image", Op.CONTAINS, ("\\windows\\",))
+    odd = Atom("CommandLine", Op.CONTAINS, ("\\..\\system32\\",))
+    assert requirement(And((windows, odd))) == frozenset({Need(NeedKind.SUB, "CommandLine", "\\..\\system32\\")})
