@@ -106,5 +106,5 @@ def test_requirement_passes_over_common_values_for_rarer_literals() -> None:
     assert {n.field for n in requirement(And((image, company))) or ()} == {"Image", "OriginalFileName"}
     # A folder every Windows path has says less than a rare command-line fragment.
     windows = Atom("Image", Op.CONTAINS, ("\\windows\\",))
-    odd = Atom("CommandLine", Op.CONTAINS, ("\\..\\system32\\",))
-    assert requirement(And((windows, odd))) == frozenset({Need(NeedKind.SUB, "CommandLine", "\\..\\system32\\")})
+    odd = Atom("CommandLine", Op.CONTAINS, (" -encodedcommand ",))
+    assert requirement(And((windows, odd))) == frozenset({Need(NeedKind.SUB, "CommandLine", " -encodedcommand ")})
