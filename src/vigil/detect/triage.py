@@ -185,10 +185,38 @@ def _init_worker(compiled: CompiledRules | None) -> None:
         _worker_ruleset = RuleSet.from_compiled(compiled)
 
 
-def _scan_batch(paths: list[Path]) -> list[FileResult]:
+# A FileResult as workers send it: (path, events, error, detections as (rule index, matched fields, timestamp,
+# host, source, event id, fields, context)). Each hit would otherwise carry its rule's description, tags and
+# references through pickle: several times the cost of the rest of the result.
+Packed = tuple[Path, int, str | None, list[tuple[Any, ...]]]
+
+
+def _pack(result: FileResult, rule_index: Mapping[str, int]) -> Packed:
+    return result.path, result.events, result.error, [
+        (rule_index[d.hit.rule_id], d.hit.matched_fields, d.timestamp, d.host, d.source, d.event_id, d.fields,
+         d.context) for d in result.detections]
+
+
+def _unpack(packed: Packed, ruleset: RuleSet, hits: dict[tuple[int, tuple[str, ...]], RuleHit]) -> FileResult:
+    path, events, error, rows = packed
+    detections = []
+    for index, matched, *rest in rows:
+        hit = hits.get((index, matched))
+        if hit is None:  # hits are immutable: one object per rule and matched fields
+            hit = hits[(index, matched)] = RuleHit.of(ruleset.rules[index], matched)
+        detections.append(Detection(hit, path, *rest))
+    return FileResult(path, events, tuple(detections), error)
+
+
+def _rule_indexes(ruleset: RuleSet) -> dict[str, int]:
+    return {r.id: i for i, r in enumerate(ruleset.rules)}
+
+
+def _scan_batch(paths: list[Path]) -> list[Packed]:
     assert _worker_ruleset is not None, "worker not initialised"
+    index = _rule_indexes(_worker_ruleset)
     with _acyclic():
-        return [scan_file(_worker_ruleset, p) for p in paths]
+        return [_pack(scan_file(_worker_ruleset, p), index) for p in paths]
 
 
 @contextmanager
@@ -256,9 +284,11 @@ def triage(
         pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
     finally:
         gc.unfreeze()
+    hits: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
     with pool:
         for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
-            for result in batch:
+            for packed in batch:
+                result = _unpack(packed, ruleset, hits)
                 results.append(result)
                 if on_file:
                     on_file(result)
