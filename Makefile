@@ -52,4 +52,4 @@ bench: install
 	$(BIN)/python bench/triage.py
 
 clean:
-	rm -rf $(VENV) var build/bpf src/vigil/agent/sensors/bpf/*.bpf.o .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build/bpf src/vigil/agent/sensors/bpf/*.bpf.o src/vigil/detect/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,10 @@ command -v npm >/dev/null || need+=(npm)
 command -v clang >/dev/null || need+=(clang)
 command -v bpftool >/dev/null || need+=(bpftool)
 [ -r /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+# The detection engine's C hot path (src/vigil/detect/_speedups.c) is built by pip: a C compiler and Python's headers.
+command -v cc >/dev/null || need+=(gcc)
+python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "system-deps: missing ${need[*]}; run as root or install them (apt-get install -y ${need[*]})" >&2

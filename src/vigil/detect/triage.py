@@ -285,7 +285,7 @@ def triage(
     finally:
         gc.unfreeze()
     hits: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
-    with pool:
+    with pool, _acyclic():  # results hold no cycles; a collector pass here would walk the whole rule set
         for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
             for packed in batch:
                 result = _unpack(packed, ruleset, hits)
