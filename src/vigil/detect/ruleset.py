@@ -85,6 +85,7 @@ class RuleSet:
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
         self._merged_buckets: dict[tuple[int, ...], Bucket] = {}
+        self._hit_objects: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
 
     @classmethod
     def compile(
@@ -259,7 +260,13 @@ class RuleSet:
             else:
                 trace = set()
                 evaluate(self._trees[i], self._atoms, low, orig, trace)
-            hits.append(RuleHit.of(self.rules[rule_index], tuple(sorted(trace))))
+            key = (rule_index, tuple(sorted(trace)))
+            hit = self._hit_objects.get(key)
+            if hit is None:  # hits are immutable: one per rule and evidence, not one per event
+                hit = RuleHit.of(self.rules[rule_index], key[1])
+                if len(self._hit_objects) < 65536:
+                    self._hit_objects[key] = hit
+            hits.append(hit)
         return hits
 
 
