@@ -41,11 +41,13 @@ Requirement = frozenset[Need]
 _MIN_USEFUL_LITERAL = 3
 
 
-# Path parts found in most paths and command lines of a Windows host: long, yet no rarer than a short literal.
+# Path parts found in most paths and command lines of a Windows host, and the programs every host runs all
+# day: long, yet no rarer than a short literal.
 _COMMON_PARTS = frozenset((
     "windows", "system32", "syswow64", "program files", "program files (x86)", "programdata", "users", "appdata",
     "local", "roaming", "temp", "microsoft", "exe", "dll", "c:", "c:\\windows", "c:\\windows\\system32",
-    "windows\\system32", "windows\\syswow64",
+    "windows\\system32", "windows\\syswow64", "cmd.exe", "powershell.exe", "rundll32.exe", "svchost.exe",
+    "explorer.exe", "services.exe", "conhost.exe", "dllhost.exe", "taskhostw.exe", "msiexec.exe",
 ))
 
 
