@@ -320,6 +320,10 @@ static int add_ids(PyObject *found, PyObject *ids) {
 
 /* eq: one value of a field looked up in its table. */
 static int eq_value(PyObject *found, PyObject *table, PyObject *v) {
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "an equality table must be a dict");
+        return -1;
+    }
     PyObject *ids = PyDict_GetItemWithError(table, v);
     if (ids == NULL) return PyErr_Occurred() ? -1 : 0;
     return add_ids(found, ids);
@@ -580,6 +584,13 @@ static int add_literal_ids(void *arg, Py_ssize_t index) {
 /* sub: (literals, ids per literal, anchors or None, automaton iter or None, Literals or None) searched in
  * one value. */
 static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 5 || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 0))
+        || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 0))
+        || (PyTuple_GET_ITEM(spec, 2) != Py_None && !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 2)))) {
+        PyErr_SetString(PyExc_TypeError, "a literal search must be (literals, ids, anchors, automaton, matcher)");
+        return -1;
+    }
     PyObject *literals = PyTuple_GET_ITEM(spec, 0);
     PyObject *ids = PyTuple_GET_ITEM(spec, 1);
     PyObject *anchors = PyTuple_GET_ITEM(spec, 2);
@@ -635,6 +646,10 @@ static int each_field(PyObject *found, PyObject *low, PyObject *pairs, value_tes
     Py_ssize_t n = PyTuple_GET_SIZE(pairs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a lookup must be a (field, table) pair");
+            return -1;
+        }
         PyObject *v = PyDict_GetItemWithError(low, PyTuple_GET_ITEM(pair, 0));
         if (v == NULL) {
             if (PyErr_Occurred()) return -1;
@@ -767,7 +782,11 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
     default: break;
     }
     if (s == NULL || !PyUnicode_Check(s)) return 0;
-    if (op == OP_EQ) return PySet_Contains(payload, s);
+    if (op == OP_EQ) return PySet_Contains(payload, s);  /* an exception if payload is no set */
+    if (!PyTuple_CheckExact(payload) || op > OP_ENDSWITH) {
+        PyErr_SetString(PyExc_TypeError, "malformed atom spec");
+        return -1;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(payload);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(payload, i);
@@ -799,7 +818,12 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     PyObject *field = PyTuple_GET_ITEM(tree, 2);
     if (field == Py_None) return python_atom(ctx, index, NULL, NULL);  /* a keyword search */
     PyObject *spec = PyList_GET_ITEM(ctx->specs, index);
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
+        PyErr_SetString(PyExc_TypeError, "an atom spec must be (opcode, cased, payload)");
+        return -1;
+    }
     int op = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    if (op == -1 && PyErr_Occurred()) return -1;
     int cased = PyTuple_GET_ITEM(spec, 1) == Py_True;
     PyObject *payload = PyTuple_GET_ITEM(spec, 2);
     PyObject *v = PyDict_GetItemWithError(ctx->low, field);
@@ -846,12 +870,17 @@ static int set_update(PyObject *dst, PyObject *src) {
  * With `trace` (a set, else NULL), the fields of atoms that held outside negations are added to it: the
  * evidence of a hit. 1, 0 or -1. */
 static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
-    if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2 || !PyUnicode_Check(PyTuple_GET_ITEM(tree, 0))) {
+    if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2 || !PyUnicode_Check(PyTuple_GET_ITEM(tree, 0))
+        || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(tree, 0)) != 1) {
         PyErr_SetString(PyExc_TypeError, "malformed rule tree");
         return -1;
     }
     Py_UCS4 k = PyUnicode_READ_CHAR(PyTuple_GET_ITEM(tree, 0), 0);
     if (k == 'a') {
+        if (PyTuple_GET_SIZE(tree) != 3) {
+            PyErr_SetString(PyExc_TypeError, "malformed rule tree");
+            return -1;
+        }
         int r = eval_atom(ctx, tree);
         PyObject *field = PyTuple_GET_ITEM(tree, 2);
         if (r == 1 && trace != NULL && field != Py_None && PySet_Add(trace, field) < 0) return -1;
@@ -862,6 +891,10 @@ static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
         return r < 0 ? r : !r;
     }
     PyObject *children = PyTuple_GET_ITEM(tree, 1);
+    if ((k != '&' && k != '|') || !PyTuple_CheckExact(children)) {
+        PyErr_SetString(PyExc_TypeError, "malformed rule tree");
+        return -1;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(children);
     int want = k == '|';  /* or: stop at the first true child; and: at the first false one */
     /* and: the fields of all children, kept only if all hold; or: those of the child that holds */

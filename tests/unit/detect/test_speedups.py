@@ -111,3 +111,78 @@ def test_c_candidates_reject_malformed_tables() -> None:
         _speedups.candidates({}, ((), [], (), (), (), None))  # a list where a tuple is required
     with pytest.raises(TypeError, match="tuple"):
         _speedups.candidates({"F": "v"}, ((), (("F", {"v": [1]}),), (), (), (), None))  # ids must be a tuple
+
+
+@needs_c
+def test_run_rejects_malformed_trees_and_specs() -> None:
+    lookups = (frozenset({0}), (), (), (), (), None)  # binding 0 always a candidate
+    low = {"F": "x"}
+    for trees, specs in [
+        ([("a", 0)], [(1, False, frozenset({"x"}))]),  # an atom without its field
+        ([("?", ())], [(1, False, frozenset({"x"}))]),  # an unknown node
+        ([("", ())], []),
+        ([("&", [("a", 0, "F")])], [(1, False, frozenset({"x"}))]),  # children in a list
+        ([("a", 0, "F")], [(1, False)]),  # a short spec
+        ([("a", 0, "F")], [(2, False, "x")]),  # contains needs a tuple of literals
+        ([("a", 0, "F")], [(1, False, ("x",))]),  # equality needs a set
+        ([("a", 5, "F")], [(1, False, frozenset({"x"}))]),  # no such atom
+    ]:
+        with pytest.raises((TypeError, IndexError, SystemError)):
+            _speedups.run(low, low, lookups, trees, specs, [lambda *a: True] * len(specs))
+    assert _speedups.run(low, low, lookups, [("a", 0, "F")], [(1, False, frozenset({"x"}))], [None]) == [0]
+
+
+def _hostile(rng: random.Random, depth: int = 0) -> object:
+    pick = rng.random()
+    if depth > 2 or pick < 0.45:
+        return rng.choice(["", "A", "MiXeD", "é", "Σ", "😀", "\x00", 0, 7, -1, 10**20, 1.5, True, False, None])
+    if pick < 0.7:
+        return [_hostile(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = ["#text", "#attributes", "Name", "Channel", "EventID", "A B", "x#y", "xmlns", "Data", "UserData"]
+    return {rng.choice(keys): _hostile(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+@needs_c
+def test_hostile_records_match_as_the_general_path_does() -> None:
+    """Whatever shape a record has, the C path gives the general path's views or leaves it to it, and a rule
+    set matches it as the pure-Python engine does: an EVTX file from an attacker can not crash the scan."""
+    from tests.unit.detect.support import ruleset_for
+    from vigil.detect import events
+    from vigil.detect import ruleset as ruleset_module
+    from vigil.detect.events import flatten_evtx, views
+
+    rules = ruleset_for("""
+        selection:
+            Name|contains: 'mixed'
+        condition: selection
+    """, logsource="product: windows\nservice: sysmon")
+    rng = random.Random(5)
+    fired = fast_shapes = 0
+    for _ in range(3000):
+        record: dict[str, object] = {"Event": {
+            "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
+                       **{k: _hostile(rng) for k in rng.sample(["Provider", "Computer", "Name", "A B"], 2)}},
+            "EventData": _hostile(rng) if rng.random() < 0.3 else {k: _hostile(rng) for k in ("Name", "Data", "x")},
+        }}
+        try:
+            general = views(flatten_evtx(record))
+        except (AttributeError, TypeError):
+            general = None  # a shape the general path rejects too
+        fast = _speedups.evtx_views(record)
+        if fast is not None:
+            assert fast == general, record
+            fast_shapes += 1
+        try:
+            c_hits = rules.match_evtx_event(record)
+        except (AttributeError, TypeError):
+            assert general is None
+            continue
+        saved = (events._speedups, ruleset_module._speedups)
+        events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
+        try:
+            py_hits = rules.match_evtx_event(record)
+        finally:
+            events._speedups, ruleset_module._speedups = saved
+        assert c_hits == py_hits, record
+        fired += bool(c_hits[0])
+    assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
