@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 AGENT_API = "/agent/v1"
 ENROLL_PATH = f"{AGENT_API}/enroll"
@@ -124,12 +124,19 @@ def sign_command(key: Ed25519PrivateKey, command: ActionCommand) -> SignedComman
 
 
 def public_key_text(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 
 def signature_valid(public_key: str, signed: SignedCommand) -> bool:
     """True only for a signature by ``public_key`` (raw, base64) over exactly this command."""
+    # cryptography is imported on the first command, not with the models: the agent's other modules do not
+    # need it, and it is ~7 MiB of resident memory (an agent that never gets a command never loads it).
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
         key.verify(base64.b64decode(signed.signature, validate=True), signed.command.signing_bytes())
