@@ -65,13 +65,14 @@ def _print_profile(profiles: list[Any], top: int) -> None:
 
 def child(spec: dict[str, Any]) -> int:
     profiles = _profile_threads() if spec.get("cprofile") else None
-    from vigil.agent.budget import Budget, BudgetLimits
+    from vigil.agent.budget import Budget, BudgetLimits, limit_heap_arenas
     from vigil.agent.clock import SystemClock
     from vigil.agent.config import AgentConfig
     from vigil.agent.sensors.base import SensorContext
     from vigil.agent.sensors.registry import default_registry
     from vigil.agent.spool import Spool
 
+    limit_heap_arenas()  # as `vigil agent run` does before its threads start
     state = Path(spec["state_dir"])
     spool = Spool(state / "spool.db", SystemClock())
     # Rate limits off: the bench measures the cost of every event, not of shedding them.

@@ -14,7 +14,7 @@ from typing import Any
 from vigil import __version__
 from vigil.agent.actions.base import ActionSettings
 from vigil.agent.actions.worker import ActionWorker
-from vigil.agent.budget import Budget
+from vigil.agent.budget import Budget, limit_heap_arenas
 from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.errors import AgentError
@@ -149,9 +149,12 @@ def run_agent(
 ) -> None:
     """Run until ``stop`` is set or, from the main thread, until SIGTERM/SIGINT; then shut down."""
     stop = stop or threading.Event()
+    owns_process = threading.current_thread() is threading.main_thread()
+    if owns_process:  # not when a program embeds the agent in one of its threads (tests do)
+        limit_heap_arenas()
     agent = build_agent(config, clock=clock, registry=registry)
     previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
+    if owns_process:
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, shutting down", signal.Signals(signum).name)

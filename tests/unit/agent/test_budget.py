@@ -100,3 +100,36 @@ def test_a_burst_s_freed_heap_goes_back_to_the_kernel_at_the_next_sample() -> No
     assert len(kept) == 1875
     budget.sample()  # no new growth: no second trim
     assert budget.heap_trims == 1
+
+
+_ARENA_CHURN = """
+import ctypes, sys, threading
+from vigil.agent.budget import limit_heap_arenas
+if sys.argv[1] == "capped" and not limit_heap_arenas(1):
+    sys.exit(3)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def churn():  # ctypes lets go of the GIL in each call: the threads contend for the heap
+    for _ in range(20000):
+        libc.free(libc.malloc(4096))
+threads = [threading.Thread(target=churn) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc.malloc_stats()  # one "Arena n:" block per arena, on stderr
+"""
+
+
+def test_heap_arenas_are_capped_where_glibc_runs_the_agent() -> None:
+    import subprocess
+    import sys
+
+    def arenas(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _ARENA_CHURN, mode], capture_output=True, text=True, check=False)
+        if out.returncode == 3 or "Arena" not in out.stderr:
+            pytest.skip("not glibc: no mallopt or malloc_stats")
+        return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+
+    if arenas("free") < 2:
+        pytest.skip("four contending threads did not make glibc open a second arena here")
+    assert arenas("capped") == 1
