@@ -65,6 +65,7 @@ def _print_profile(profiles: list[Any], top: int) -> None:
 
 def child(spec: dict[str, Any]) -> int:
     profiles = _profile_threads() if spec.get("cprofile") else None
+    import vigil.agent.runner  # noqa: F401  (what `vigil agent run` imports: transport, uploader, actions)
     from vigil.agent.budget import Budget, BudgetLimits, limit_heap_arenas
     from vigil.agent.clock import SystemClock
     from vigil.agent.config import AgentConfig
@@ -209,7 +210,7 @@ def run_config(name: str, spec: dict[str, Any], args: argparse.Namespace, port: 
         idle0 = cpu_of(proc.pid)
         time.sleep(1.0)
         idle_rate = cpu_of(proc.pid) - idle0  # CPU seconds per second with nothing to do
-        out: dict[str, Any] = {"config": name, "health": health}
+        out: dict[str, Any] = {"config": name, "health": health, "rest_rss_mib": rss_of(proc.pid)[0]}
         state = Path(full["state_dir"])
         if "process" in spec["sensors"]:
             c0, t0, r0 = cpu_of(proc.pid), time.monotonic(), spool_rows(state)
@@ -300,7 +301,7 @@ def main() -> int:
     keys = ["exec_rate", "workload_us_per_exec", "agent_us_per_exec", "rows_during_execs", "agent_us_per_row",
             "missed_execs", "workload_us_per_file_event",
             "agent_us_per_file_event", "file_rows", "file_rows_all", "agent_us_per_net_event", "net_rows",
-            "rss_mib", "peak_rss_mib"]
+            "rest_rss_mib", "rss_mib", "peak_rss_mib"]
     print(f"{args.execs} execs from {args.parallel} shell loops, {args.files} file cycles, {args.connects} connects")
     for r in results:
         print(f"\n== {r['config']}")

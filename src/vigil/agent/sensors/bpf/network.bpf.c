@@ -67,9 +67,10 @@ struct vigil_listener {
 	struct vigil_owner owner;
 };
 
+/* Records are ~100 bytes: 512 KiB holds thousands; its pages count in the agent's RSS whether used or not. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 512 << 10);
 } events SEC(".maps");
 
 /* Sockets in SYN_SENT -> who called connect(). Every socket leaves SYN_SENT, so entries go away
