@@ -581,20 +581,18 @@ static int add_literal_ids(void *arg, Py_ssize_t index) {
     return add_ids(a->found, PyTuple_GET_ITEM(a->ids, index));
 }
 
-/* sub: (literals, ids per literal, anchors or None, automaton iter or None, Literals or None) searched in
- * one value. */
+/* sub: (literals, ids per literal, anchors, automaton, Literals or None) searched in one value: by the matcher,
+ * or one substring search per literal (tables too small for a matcher; the anchors and automaton are the
+ * Python path's). */
 static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
     if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 5 || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 0))
         || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 0))
-        || (PyTuple_GET_ITEM(spec, 2) != Py_None && !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 2)))) {
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 0))) {
         PyErr_SetString(PyExc_TypeError, "a literal search must be (literals, ids, anchors, automaton, matcher)");
         return -1;
     }
     PyObject *literals = PyTuple_GET_ITEM(spec, 0);
     PyObject *ids = PyTuple_GET_ITEM(spec, 1);
-    PyObject *anchors = PyTuple_GET_ITEM(spec, 2);
-    PyObject *search = PyTuple_GET_ITEM(spec, 3);
     PyObject *matcher = PyTuple_GET_ITEM(spec, 4);
     if (matcher != Py_None) {
         if (!PyObject_TypeCheck(matcher, &LiteralsType)) {
@@ -603,32 +601,6 @@ static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
         }
         AddIds a = {found, ids};
         return literals_scan((Literals *)matcher, v, add_literal_ids, &a);
-    }
-    if (search != Py_None) {
-        PyObject *it = PyObject_CallOneArg(search, v);
-        if (it == NULL) return -1;
-        PyObject *item;
-        while ((item = PyIter_Next(it)) != NULL) {
-            /* pyahocorasick yields (end position, value) */
-            int rc = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2
-                ? add_ids(found, PyTuple_GET_ITEM(item, 1)) : (PyErr_SetString(PyExc_TypeError, "bad hit"), -1);
-            Py_DECREF(item);
-            if (rc < 0) {
-                Py_DECREF(it);
-                return -1;
-            }
-        }
-        Py_DECREF(it);
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    if (anchors != Py_None) {
-        Py_ssize_t n = PyTuple_GET_SIZE(anchors), i;
-        for (i = 0; i < n; i++) {
-            int c = PyUnicode_Contains(v, PyTuple_GET_ITEM(anchors, i));
-            if (c < 0) return -1;
-            if (c) break;
-        }
-        if (i == n) return 0;  /* no anchor: none of the literals either */
     }
     Py_ssize_t n = PyTuple_GET_SIZE(literals);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -946,7 +918,7 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 PyDoc_STRVAR(candidates_doc,
 "candidates(low, lookups) -> set[int]\n\n"
 "Binding indexes an event (its lower-cased view) may match, from a bucket's lookups: always, equality (eq:\n"
-"(field, {value: ids})), literal search (sub: (field, (literals, ids, anchors|None, automaton iter|None))),\n"
+"(field, {value: ids})), literal search (sub: (field, (literals, ids, anchors, automaton, Literals|None))),\n"
 "presence (has: (field, ids)), non-ASCII values (unicode: (field|None, ids)) and keywords (a sub spec|None).");
 
 static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
