@@ -195,7 +195,9 @@ class Spool:
         """Store rows; never raises, because a sensor thread calls it: failures are counted."""
         if not rows:
             return
-        bodies = [orjson.dumps(r) for r in rows]
+        # orjson's bytes sit in a 4-8 KiB buffer whatever their length: held by the thousand until a flush, that
+        # was tens of MiB of a burst's peak RSS. An exact copy costs 0.1 µs a row.
+        bodies = [memoryview(orjson.dumps(r)).tobytes() for r in rows]
         with self._lock:
             first = not self._pending
             if first:
