@@ -161,3 +161,23 @@ def test_spool_uses_wal(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "spool.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+def test_rows_waiting_for_a_flush_take_their_own_size_in_memory(tmp_path: Path) -> None:
+    """A burst's rows wait in memory for their transaction: each as its JSON's bytes, not in the larger
+    buffer the encoder wrote it into (which made a burst of 5,000 network rows cost 40 MiB)."""
+    import tracemalloc
+
+    spool = Spool(tmp_path / "spool.db", FixedClock(), flush_rows=100_000, flush_seconds=3600)
+    rows = [{**row(i), "ProcessCommandLine": "x" * 300} for i in range(2_000)]
+    size = sum(len(orjson.dumps(r)) for r in rows)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        spool.append(rows)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1.5 * size + 64 * len(rows), (held, size)
+    spool.flush()
+    assert spool.depth() == 2_000
