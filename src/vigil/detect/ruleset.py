@@ -260,14 +260,19 @@ class RuleSet:
             else:
                 trace = set()
                 evaluate(self._trees[i], self._atoms, low, orig, trace)
-            key = (rule_index, tuple(sorted(trace)))
-            hit = self._hit_objects.get(key)
-            if hit is None:  # hits are immutable: one per rule and evidence, not one per event
-                hit = RuleHit.of(self.rules[rule_index], key[1])
-                if len(self._hit_objects) < 65536:
-                    self._hit_objects[key] = hit
-            hits.append(hit)
+            hits.append(self.hit(rule_index, tuple(sorted(trace))))
         return hits
+
+    def hit(self, rule_index: int, matched_fields: tuple[str, ...]) -> RuleHit:
+        """The hit of rule `rule_index` with this evidence. Hits are immutable: one object per rule and
+        evidence, shared by every event that makes it."""
+        key = (rule_index, matched_fields)
+        hit = self._hit_objects.get(key)
+        if hit is None:
+            hit = RuleHit.of(self.rules[rule_index], matched_fields)
+            if len(self._hit_objects) < 65536:  # bounded: evidence comes from event data
+                self._hit_objects[key] = hit
+        return hit
 
 
 def load_rules(

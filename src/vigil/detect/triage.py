@@ -197,14 +197,9 @@ def _pack(result: FileResult, rule_index: Mapping[str, int]) -> Packed:
          d.context) for d in result.detections]
 
 
-def _unpack(packed: Packed, ruleset: RuleSet, hits: dict[tuple[int, tuple[str, ...]], RuleHit]) -> FileResult:
+def _unpack(packed: Packed, ruleset: RuleSet) -> FileResult:
     path, events, error, rows = packed
-    detections = []
-    for index, matched, *rest in rows:
-        hit = hits.get((index, matched))
-        if hit is None:  # hits are immutable: one object per rule and matched fields
-            hit = hits[(index, matched)] = RuleHit.of(ruleset.rules[index], matched)
-        detections.append(Detection(hit, path, *rest))
+    detections = [Detection(ruleset.hit(index, matched), path, *rest) for index, matched, *rest in rows]
     return FileResult(path, events, tuple(detections), error)
 
 
@@ -284,11 +279,10 @@ def triage(
         pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
     finally:
         gc.unfreeze()
-    hits: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
     with pool, _acyclic():  # results hold no cycles; a collector pass here would walk the whole rule set
         for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
             for packed in batch:
-                result = _unpack(packed, ruleset, hits)
+                result = _unpack(packed, ruleset)
                 results.append(result)
                 if on_file:
                     on_file(result)
