@@ -58,8 +58,8 @@ class _Emitter:
             pat = "|".join(f"(?:{x})" for x in vals)
             return f"({s} is not None and {self.const(f're.compile({pat!r}, re.S).fullmatch')}({s}) is not None)"
         if op is Op.REGEX:
-            fn = self.const(f"re.compile({vals[0]!r}, {a.flags}).search")
-            return f"({o} is not None and {fn}({o}) is not None)"
+            fn = self.const(f"_research({vals[0]!r}, {a.flags})")
+            return f"({o} is not None and {fn}({o}))"
         if op is Op.ANY or op is Op.EXISTS:
             return f"{o} is not None"
         if op is Op.NOT_EXISTS:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterator, Mapping
+from re import _constants as sre  # type: ignore[attr-defined]  # the stdlib's own parse of a pattern
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 import ahocorasick
@@ -80,6 +83,77 @@ def contains_any(literals: tuple[str, ...]) -> Callable[[str], bool]:
     return test
 
 
+def regex_search(pattern: str, flags: int) -> Callable[[str], bool]:
+    """A test for `re.search(pattern, value, flags)` finding something.
+
+    A pattern that is literals with `.*` between them (SigmaHQ's obfuscation rules count characters so:
+    `\\+.*\\+.*\\+...`) is tested by finding each literal after the previous one, line by line: `re` would try
+    every start and every gap length, hundreds of microseconds on a long command line, for a yes or no
+    that one left-to-right scan gives (the earliest occurrence of each literal leaves the most room for the
+    next)."""
+    search = re.compile(pattern, flags).search
+    found = _gapped_literals(pattern, flags)
+    if found is None:
+        return lambda value: search(value) is not None
+    literals, flags = found
+    dotall = bool(flags & re.DOTALL)
+    folded = bool(flags & re.IGNORECASE) and any(c.isalpha() for lit in literals for c in lit)
+    if folded:
+        literals = [lit.lower() for lit in literals]
+
+    def test(value: str) -> bool:
+        if folded:
+            if not value.isascii():  # str.lower is not re's case folding past ASCII
+                return search(value) is not None
+            value = value.lower()
+        if dotall or "\n" not in value:
+            return _in_order(value, literals)
+        return any(_in_order(line, literals) for line in value.split("\n"))
+
+    return test
+
+
+def _in_order(text: str, literals: list[str]) -> bool:
+    pos = 0
+    for lit in literals:
+        i = text.find(lit, pos)
+        if i < 0:
+            return False
+        pos = i + len(lit)
+    return True
+
+
+def _gapped_literals(pattern: str, flags: int) -> tuple[list[str], int] | None:
+    """The literals of a pattern made only of literals and `.*` (or `.*?`) gaps, and its flags (inline ones
+    included); None for any other pattern."""
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:
+        return None
+    flags = parsed.state.flags
+    if flags & ~(re.IGNORECASE | re.MULTILINE | re.DOTALL | re.UNICODE):  # MULTILINE only moves ^ and $
+        return None
+    items = list(parsed)
+    gap = [(sre.ANY, None)]
+    literals: list[str] = []
+    run: list[str] = []
+    for op, arg in items:
+        if op is sre.LITERAL:
+            run.append(chr(arg))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[:2] == (0, sre.MAXREPEAT) and list(arg[2]) == gap:
+            if run:
+                literals.append("".join(run))
+                run = []
+        else:
+            return None
+    if run:
+        literals.append("".join(run))
+    ascii_only = all(lit.isascii() for lit in literals)
+    if not literals or not ascii_only or (not flags & re.DOTALL and any("\n" in lit for lit in literals)):
+        return None
+    return literals, flags
+
+
 def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
     """Every string of an event, list elements included: what a keyword search looks at."""
     for v in event.values():
@@ -95,6 +169,7 @@ NAMESPACE: dict[str, Any] = {
     "_fref": fieldref,
     "_vals": all_values,
     "_anyin": contains_any,
+    "_research": regex_search,
     "ipaddress": ipaddress,
 }
 
