@@ -460,6 +460,7 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     return (PyObject *)self;
 }
 
+/* Called per literal found: 0 goes on, anything else stops the scan and is returned (-1: an error). */
 typedef int (*on_found)(void *arg, Py_ssize_t index);
 
 /* The literals of `entries` (sorted by key) with this key that occur in d[0..len) with their key's bytes at
@@ -480,20 +481,22 @@ static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_
         Py_ssize_t start = i - e->offset;
         PyObject *lit = PyTuple_GET_ITEM(self->literals, e->index);
         Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
-        if (start >= 0 && start + l <= len && memcmp(d + start, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0
-            && found(arg, e->index) < 0) {
-            return -1;
+        if (start >= 0 && start + l <= len && memcmp(d + start, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0) {
+            int rc = found(arg, e->index);
+            if (rc) return rc;
         }
     }
     return 0;
 }
 
-/* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal). */
+/* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal), until it
+ * returns non-zero. */
 static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
         for (Py_ssize_t i = 0; i < self->n; i++) {
             int c = PyUnicode_Contains(text, PyTuple_GET_ITEM(self->literals, i));
-            if (c < 0 || (c && found(arg, i) < 0)) return -1;
+            if (c < 0) return -1;
+            if (c && (c = found(arg, i)) != 0) return c;
         }
         return 0;
     }
@@ -504,21 +507,26 @@ static int literals_scan(Literals *self, PyObject *text, on_found found, void *a
         Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
         if (l == 0 || (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND && len > 0
                        && memchr(d, PyUnicode_1BYTE_DATA(lit)[0], (size_t)len) != NULL)) {
-            if (found(arg, self->short_ones[k]) < 0) return -1;
+            int rc = found(arg, self->short_ones[k]);
+            if (rc) return rc;
         }
     }
     if (self->n_long > 0) {
         for (Py_ssize_t i = 0; i + 4 <= len; i++) {
             uint16_t key = hash4(d + i);
-            if (has_bit(self->quads, key)
-                && verify(self, self->long_ones, self->n_long, key, d, len, i, 4, found, arg) < 0) return -1;
+            if (has_bit(self->quads, key)) {
+                int rc = verify(self, self->long_ones, self->n_long, key, d, len, i, 4, found, arg);
+                if (rc) return rc;
+            }
         }
     }
     if (self->n_pair > 0) {
         for (Py_ssize_t i = 0; i + 2 <= len; i++) {
             uint16_t key = (uint16_t)(d[i] << 8 | d[i + 1]);
-            if (has_bit(self->pairs, key)
-                && verify(self, self->pair_ones, self->n_pair, key, d, len, i, 2, found, arg) < 0) return -1;
+            if (has_bit(self->pairs, key)) {
+                int rc = verify(self, self->pair_ones, self->n_pair, key, d, len, i, 2, found, arg);
+                if (rc) return rc;
+            }
         }
     }
     return 0;
@@ -571,6 +579,11 @@ static PyTypeObject LiteralsType = {
     .tp_as_sequence = &literals_as_sequence,
     .tp_new = literals_new,
 };
+
+static int stop_at_first(void *arg, Py_ssize_t index) {
+    (void)arg, (void)index;
+    return 1;
+}
 
 typedef struct {
     PyObject *found, *ids;
@@ -675,35 +688,21 @@ static int unicode_lookups(PyObject *found, PyObject *low, PyObject *unicode) {
     return 0;
 }
 
-/* Keyword literals: searched in all values joined by NUL (a literal inside a value is found; one spanning two
- * values only adds a candidate, which the rule's own test rejects). */
+/* Keyword literals: searched in each value (list elements included). */
 static int keyword_lookups(PyObject *found, PyObject *low, PyObject *spec) {
-    PyObject *parts = PyList_New(0);
-    if (parts == NULL) return -1;
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(low, &pos, &k, &v)) {
         if (PyTuple_Check(v)) {
-            Py_ssize_t n = PyTuple_GET_SIZE(v);
-            for (Py_ssize_t i = 0; i < n; i++) {
-                if (PyList_Append(parts, PyTuple_GET_ITEM(v, i)) < 0) goto fail;
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(v); i++) {
+                PyObject *x = PyTuple_GET_ITEM(v, i);
+                if (PyUnicode_Check(x) && sub_value(found, spec, x) < 0) return -1;
             }
-        } else if (PyList_Append(parts, v) < 0) {
-            goto fail;
+        } else if (PyUnicode_Check(v) && sub_value(found, spec, v) < 0) {
+            return -1;
         }
     }
-    PyObject *sep = PyUnicode_FromOrdinal(0);
-    if (sep == NULL) goto fail;
-    PyObject *text = PyUnicode_Join(sep, parts);
-    Py_DECREF(sep);
-    Py_DECREF(parts);
-    if (text == NULL) return -1;
-    int rc = sub_value(found, spec, text);
-    Py_DECREF(text);
-    return rc;
-fail:
-    Py_DECREF(parts);
-    return -1;
+    return 0;
 }
 
 /* args: (always, eq, sub, has, unicode, keyword spec or None) -> new set */
@@ -755,6 +754,9 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
     }
     if (s == NULL || !PyUnicode_Check(s)) return 0;
     if (op == OP_EQ) return PySet_Contains(payload, s);  /* an exception if payload is no set */
+    if (op == OP_CONTAINS && PyObject_TypeCheck(payload, &LiteralsType)) {  /* many literals: one pass */
+        return literals_scan((Literals *)payload, s, stop_at_first, NULL);
+    }
     if (!PyTuple_CheckExact(payload) || op > OP_ENDSWITH) {
         PyErr_SetString(PyExc_TypeError, "malformed atom spec");
         return -1;

@@ -139,9 +139,8 @@ class Bucket:
                 if value is not None and not _ascii(value):
                     found.update(ids)
         if self.keyword is not None:
-            # One pass over all values joined: a literal inside a value is found; one spanning two
-            # values only adds a candidate, which the rule's own test then rejects.
-            text = "\x00".join(x for v in low.values() for x in ((v,) if v.__class__ is str else v))
-            for ids in _search(self.keyword, text):
-                found.update(ids)
+            for v in low.values():
+                for x in (v,) if v.__class__ is str else v:
+                    for ids in _search(self.keyword, x):
+                        found.update(ids)
         return found

@@ -83,15 +83,18 @@ class _Emitter:
 
     def spec(self, a: Atom) -> str:
         """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload); opcode 0 calls its Python
-        test. Opcodes: 1 equals one of a frozenset, 2 contains, 3 starts with, 4 ends with one of a tuple,
+        test. Opcodes: 1 equals one of a frozenset, 2 contains one of a tuple (or of a `_speedups.Literals`, for
+        many), 3 starts with, 4 ends with one of a tuple,
         5 present, 6 absent, 7 absent or empty."""
         op, vals = a.op, a.values
         if a.field is None:
             return "(0, False, None)"
         if op is Op.EQ:
             return f"(1, {a.cased}, {self.const(f'frozenset({tuple(sorted(vals))!r})')})"
-        if op is Op.CONTAINS and len(vals) <= _MAX_INLINE_CONTAINS:
-            return f"(2, {a.cased}, {tuple(vals)!r})"
+        if op is Op.CONTAINS:
+            if len(vals) <= _MAX_INLINE_CONTAINS:
+                return f"(2, {a.cased}, {tuple(vals)!r})"
+            return f"(2, {a.cased}, {self.const(f'_lits({tuple(sorted(vals))!r})')})"
         if op is Op.STARTSWITH or op is Op.ENDSWITH:
             return f"({3 if op is Op.STARTSWITH else 4}, {a.cased}, {tuple(vals)!r})"
         code = {Op.ANY: 5, Op.EXISTS: 5, Op.NOT_EXISTS: 6, Op.NULL: 7}.get(op, 0)

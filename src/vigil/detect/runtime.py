@@ -13,6 +13,11 @@ import ahocorasick
 
 from vigil.detect.events import Scalar
 
+try:  # the C hot path, built at install; without it the generated Python functions run
+    from vigil.detect import _speedups
+except ImportError:  # pragma: no cover - exercised where no compiler built the extension
+    _speedups = None  # type: ignore[assignment]
+
 # An atom test: (lower-cased value, original value, lower-cased event, original event) -> bool
 AtomTest = Callable[[Any, Any, Mapping[str, Scalar], Mapping[str, Scalar]], bool]
 # Trees: ("&", children), ("|", children), ("!", child), ("a", atom index, field or None)
@@ -154,6 +159,12 @@ def _gapped_literals(pattern: str, flags: int) -> tuple[list[str], int] | None:
     return literals, flags
 
 
+def literal_set(literals: tuple[str, ...]) -> Any:
+    """Many literals for the C evaluator's contains test: its one-pass matcher (a tuple without the extension,
+    which then never reads it)."""
+    return _speedups.Literals(literals) if _speedups is not None else literals
+
+
 def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
     """Every string of an event, list elements included: what a keyword search looks at."""
     for v in event.values():
@@ -170,6 +181,7 @@ NAMESPACE: dict[str, Any] = {
     "_vals": all_values,
     "_anyin": contains_any,
     "_research": regex_search,
+    "_lits": literal_set,
     "ipaddress": ipaddress,
 }
 

@@ -25,6 +25,10 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("list values are OR-linked",
      "selection:\n  Image|endswith:\n    - '\\a.exe'\n    - '\\b.exe'\ncondition: selection",
      {"Image": "C:\\b.exe"}, {"Image": "C:\\c.exe"}),
+    ("contains one of many values (searched in one pass)",
+     "selection:\n  CommandLine|contains:\n" + "".join(f"    - 'tool{i}.exe'\n" for i in range(14))
+     + "condition: selection",
+     {"CommandLine": "run TOOL13.EXE now"}, {"CommandLine": "run tool14.exe or tool1.ex"}),
     ("all links list values with AND",
      "selection:\n  CommandLine|contains|all:\n    - 'net'\n    - 'user'\ncondition: selection",
      {"CommandLine": "net user bob /add"}, {"CommandLine": "net group"}),
