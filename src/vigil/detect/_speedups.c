@@ -354,8 +354,10 @@ typedef struct {
     Py_ssize_t n_long;
     KeyEntry *pair_ones;      /* by key */
     Py_ssize_t n_pair;
-    int32_t *short_ones;      /* literals of 0 or 1 characters */
-    Py_ssize_t n_short;
+    int32_t *short_ones;      /* "" literals, then the Latin-1 characters by value: [byte_start[b], byte_start[b + 1]) */
+    Py_ssize_t n_empty;
+    int32_t byte_start[257];
+    uint64_t singles[4];      /* bit b: some literal is the character b */
 } Literals;
 
 static inline uint16_t hash4(const Py_UCS1 *d) {
@@ -426,11 +428,28 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
         for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash4(d + off)]++;
     }
+    /* One-character literals grouped by character, after the empty ones: a text's characters pick them. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lit = PyTuple_GET_ITEM(literals, i);
+        if (PyUnicode_GET_LENGTH(lit) == 0) {
+            self->short_ones[self->n_empty++] = (int32_t)i;
+        } else if (PyUnicode_GET_LENGTH(lit) == 1 && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
+            self->byte_start[PyUnicode_1BYTE_DATA(lit)[0] + 1]++;
+        }
+    }
+    self->byte_start[0] = (int32_t)self->n_empty;
+    for (int b = 0; b < 256; b++) self->byte_start[b + 1] += self->byte_start[b];
+    int32_t fill[256];
+    memcpy(fill, self->byte_start, sizeof fill);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
         if (len <= 1) {
-            self->short_ones[self->n_short++] = (int32_t)i;
+            if (len == 1 && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
+                Py_UCS1 b = PyUnicode_1BYTE_DATA(lit)[0];
+                self->short_ones[fill[b]++] = (int32_t)i;
+                self->singles[b >> 6] |= (uint64_t)1 << (b & 63);
+            }  /* a wider character cannot occur in a Latin-1 text; wide texts search every literal */
         } else if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
             const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
             KeyEntry *e;
@@ -502,13 +521,21 @@ static int literals_scan(Literals *self, PyObject *text, on_found found, void *a
     }
     const Py_UCS1 *d = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
-    for (Py_ssize_t k = 0; k < self->n_short; k++) {  /* "" occurs in every text; one character: a search */
-        PyObject *lit = PyTuple_GET_ITEM(self->literals, self->short_ones[k]);
-        Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
-        if (l == 0 || (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND && len > 0
-                       && memchr(d, PyUnicode_1BYTE_DATA(lit)[0], (size_t)len) != NULL)) {
-            int rc = found(arg, self->short_ones[k]);
-            if (rc) return rc;
+    for (Py_ssize_t k = 0; k < self->n_empty; k++) {  /* "" occurs in every text */
+        int rc = found(arg, self->short_ones[k]);
+        if (rc) return rc;
+    }
+    if (self->byte_start[256] > self->n_empty) {  /* one-character literals: the text's characters, once each */
+        uint64_t seen[4] = {0, 0, 0, 0};
+        for (Py_ssize_t i = 0; i < len; i++) seen[d[i] >> 6] |= (uint64_t)1 << (d[i] & 63);
+        for (int w = 0; w < 4; w++) {
+            for (uint64_t bits = seen[w] & self->singles[w]; bits; bits &= bits - 1) {
+                int b = w * 64 + __builtin_ctzll(bits);
+                for (int32_t k = self->byte_start[b]; k < self->byte_start[b + 1]; k++) {
+                    int rc = found(arg, self->short_ones[k]);
+                    if (rc) return rc;
+                }
+            }
         }
     }
     if (self->n_long > 0) {
