@@ -82,7 +82,18 @@ static int put(PyObject *orig, PyObject *key, PyObject *value, Py_ssize_t *made)
 }
 
 static int has_char(PyObject *s, Py_UCS4 ch) {
+    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
+        return memchr(PyUnicode_1BYTE_DATA(s), (int)ch, (size_t)PyUnicode_GET_LENGTH(s)) != NULL;
+    }
     return PyUnicode_FindChar(s, ch, 0, PyUnicode_GET_LENGTH(s), 1) >= 0;
+}
+
+/* s == the interned ASCII `name` (the same object, or equal text), without a call per comparison. */
+static inline int same_name(PyObject *s, PyObject *name) {
+    if (s == name) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    return PyUnicode_GET_LENGTH(s) == n && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND
+           && memcmp(PyUnicode_1BYTE_DATA(s), PyUnicode_1BYTE_DATA(name), (size_t)n) == 0;
 }
 
 /* The System section: fields one level deep, attributes as Name_Attribute, "#text" as the field itself. */
@@ -91,7 +102,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
     PyObject *key, *value;
     while (PyDict_Next(system, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        if (has_char(key, '#')) return UNUSUAL;
+        if (has_char(key, '#') || has_char(key, ' ')) return UNUSUAL;
         if (value == Py_None) continue;
         if (!PyDict_CheckExact(value)) {
             int rc = put(orig, key, value, &made);
@@ -102,18 +113,15 @@ static int flatten_system(PyObject *orig, PyObject *system) {
         PyObject *sub, *v;
         while (PyDict_Next(value, &sub_pos, &sub, &v)) {
             if (!PyUnicode_Check(sub)) return UNUSUAL;
-            int is_attrs = PyUnicode_Compare(sub, s_attributes);
-            if (is_attrs == -1 && PyErr_Occurred()) return FAILED;
-            if (is_attrs == 0) {
+            if (same_name(sub, s_attributes)) {
                 if (!PyDict_CheckExact(v)) return UNUSUAL;
                 Py_ssize_t apos = 0;
                 PyObject *attr, *a;
                 while (PyDict_Next(v, &apos, &attr, &a)) {
                     if (a == Py_None) continue;
                     if (!PyUnicode_Check(attr)) return UNUSUAL;
-                    int skip = PyUnicode_Compare(attr, s_xmlns);
-                    if (skip == -1 && PyErr_Occurred()) return FAILED;
-                    if (skip == 0) continue;
+                    if (same_name(attr, s_xmlns)) continue;
+                    if (has_char(attr, ' ')) return UNUSUAL;
                     PyObject *name = joined(key, attr);
                     if (name == NULL) return FAILED;
                     int rc = put(orig, name, a, &made);
@@ -123,13 +131,12 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                 continue;
             }
             if (v == Py_None) continue;
-            int is_text = PyUnicode_Compare(sub, s_text);
-            if (is_text == -1 && PyErr_Occurred()) return FAILED;
-            if (is_text == 0) {
+            if (same_name(sub, s_text)) {
                 int rc = put(orig, key, v, &made);
                 if (rc) return rc;
                 continue;
             }
+            if (has_char(sub, ' ')) return UNUSUAL;
             PyObject *name = joined(key, sub);
             if (name == NULL) return FAILED;
             int rc = put(orig, name, v, &made);
@@ -137,13 +144,8 @@ static int flatten_system(PyObject *orig, PyObject *system) {
             if (rc) return rc;
         }
     }
-    /* A repeated name (a field and an attribute made the same key), or a spaced one: the general path. */
-    if (PyDict_GET_SIZE(orig) != made) return UNUSUAL;
-    pos = 0;
-    while (PyDict_Next(orig, &pos, &key, &value)) {
-        if (has_char(key, ' ')) return UNUSUAL;
-    }
-    return 0;
+    /* A repeated name (a field and an attribute made the same key): the general path. */
+    return PyDict_GET_SIZE(orig) != made ? UNUSUAL : 0;
 }
 
 /* A list of scalars (an unnamed Data array) -> new tuple of their texts, Nones left out. */
@@ -175,9 +177,7 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
         if (has_char(key, ' ')) return UNUSUAL;  /* "Threat Name": the general path renames it */
-        int attrs = PyUnicode_Compare(key, s_attributes);
-        if (attrs == -1 && PyErr_Occurred()) return FAILED;
-        if (attrs == 0) return UNUSUAL;
+        if (same_name(key, s_attributes)) return UNUSUAL;
         if (PyDict_CheckExact(value)) {  /* <Data>text</Data> without a name: {"#text": ...} */
             if (PyDict_GET_SIZE(value) != 1) return UNUSUAL;
             value = PyDict_GetItemWithError(value, s_text);
@@ -274,20 +274,21 @@ static PyObject *evtx_views(PyObject *module, PyObject *record) {
     PyObject *user = PyDict_GetItemWithError(event, s_userdata);
     if (user != NULL && user != Py_None) Py_RETURN_NONE;
     if (user == NULL && PyErr_Occurred()) return NULL;
-    PyObject *orig = PyDict_New();
+    PyObject *system = PyDict_GetItemWithError(event, s_system);
+    if (system == NULL && PyErr_Occurred()) return NULL;
+    PyObject *data = PyDict_GetItemWithError(event, s_eventdata);
+    if (data == NULL && PyErr_Occurred()) return NULL;
+    /* Sized for System's attributes (a few per field) and EventData: no resizing while filling. */
+    Py_ssize_t expect = (system != NULL && PyDict_CheckExact(system) ? PyDict_GET_SIZE(system) + 6 : 0)
+                        + (data != NULL && PyDict_CheckExact(data) ? PyDict_GET_SIZE(data) : 0);
+    PyObject *orig = _PyDict_NewPresized(expect);
     if (orig == NULL) return NULL;
     int rc = 0, multi = 0;
-    PyObject *system = PyDict_GetItemWithError(event, s_system);
-    if (system == NULL && PyErr_Occurred()) rc = FAILED;
-    else if (system != NULL && system != Py_None) {
+    if (system != NULL && system != Py_None) {
         rc = PyDict_CheckExact(system) ? flatten_system(orig, system) : UNUSUAL;
     }
-    if (rc == 0) {
-        PyObject *data = PyDict_GetItemWithError(event, s_eventdata);
-        if (data == NULL && PyErr_Occurred()) rc = FAILED;
-        else if (data != NULL && data != Py_None) {
-            rc = PyDict_CheckExact(data) ? flatten_data(orig, data, &multi) : UNUSUAL;
-        }
+    if (rc == 0 && data != NULL && data != Py_None) {
+        rc = PyDict_CheckExact(data) ? flatten_data(orig, data, &multi) : UNUSUAL;
     }
     if (rc != 0) {
         Py_DECREF(orig);
