@@ -306,21 +306,89 @@ static PyObject *evtx_views(PyObject *module, PyObject *record) {
     return out;
 }
 
-/* Add every element of the tuple `ids` to the set `found`. */
-static int add_ids(PyObject *found, PyObject *ids) {
+/* Candidate bindings of one event: a bit per binding and the list of those set, in small buffers that grow
+ * for large rule sets. */
+#define MARK_WORDS 64   /* 4096 bindings before the first growth */
+#define MARK_IDS 128
+typedef struct {
+    uint64_t *bits;
+    Py_ssize_t words;
+    Py_ssize_t *ids;
+    Py_ssize_t n, cap;
+    uint64_t bits0[MARK_WORDS];
+    Py_ssize_t ids0[MARK_IDS];
+} Marks;
+
+static void marks_init(Marks *m) {
+    memset(m->bits0, 0, sizeof m->bits0);
+    m->bits = m->bits0, m->words = MARK_WORDS, m->ids = m->ids0, m->n = 0, m->cap = MARK_IDS;
+}
+
+static void marks_free(Marks *m) {
+    if (m->bits != m->bits0) PyMem_Free(m->bits);
+    if (m->ids != m->ids0) PyMem_Free(m->ids);
+}
+
+static int mark(Marks *m, Py_ssize_t i) {
+    if (i < 0 || i > (Py_ssize_t)INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "binding index out of range");
+        return -1;
+    }
+    Py_ssize_t w = i >> 6;
+    if (w >= m->words) {
+        Py_ssize_t words = w + 1 > 2 * m->words ? w + 1 : 2 * m->words;
+        uint64_t *bits = PyMem_Calloc((size_t)words, sizeof(uint64_t));
+        if (bits == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(bits, m->bits, (size_t)m->words * sizeof(uint64_t));
+        if (m->bits != m->bits0) PyMem_Free(m->bits);
+        m->bits = bits, m->words = words;
+    }
+    uint64_t bit = (uint64_t)1 << (i & 63);
+    if (m->bits[w] & bit) return 0;
+    if (m->n == m->cap) {
+        Py_ssize_t *ids = PyMem_Malloc((size_t)m->cap * 2 * sizeof(Py_ssize_t));
+        if (ids == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(ids, m->ids, (size_t)m->n * sizeof(Py_ssize_t));
+        if (m->ids != m->ids0) PyMem_Free(m->ids);
+        m->ids = ids, m->cap *= 2;
+    }
+    m->bits[w] |= bit;
+    m->ids[m->n++] = i;
+    return 0;
+}
+
+static int mark_object(Marks *m, PyObject *id) {
+    Py_ssize_t i = PyLong_AsSsize_t(id);
+    if (i == -1 && PyErr_Occurred()) return -1;
+    return mark(m, i);
+}
+
+/* Mark every element of the tuple `ids`. */
+static int add_ids(Marks *found, PyObject *ids) {
     if (!PyTuple_CheckExact(ids)) {
         PyErr_SetString(PyExc_TypeError, "candidate ids must be a tuple");
         return -1;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(ids);
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (PySet_Add(found, PyTuple_GET_ITEM(ids, i)) < 0) return -1;
+        if (mark_object(found, PyTuple_GET_ITEM(ids, i)) < 0) return -1;
     }
     return 0;
 }
 
+static int id_order(const void *a, const void *b) {
+    Py_ssize_t x = *(const Py_ssize_t *)a, y = *(const Py_ssize_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* eq: one value of a field looked up in its table. */
-static int eq_value(PyObject *found, PyObject *table, PyObject *v) {
+static int eq_value(Marks *found, PyObject *table, PyObject *v) {
     if (!PyDict_Check(table)) {
         PyErr_SetString(PyExc_TypeError, "an equality table must be a dict");
         return -1;
@@ -614,7 +682,8 @@ static int stop_at_first(void *arg, Py_ssize_t index) {
 }
 
 typedef struct {
-    PyObject *found, *ids;
+    Marks *found;
+    PyObject *ids;
 } AddIds;
 
 static int add_literal_ids(void *arg, Py_ssize_t index) {
@@ -625,7 +694,7 @@ static int add_literal_ids(void *arg, Py_ssize_t index) {
 /* sub: (literals, ids per literal, anchors, automaton, Literals or None) searched in one value: by the matcher,
  * or one substring search per literal (tables too small for a matcher; the anchors and automaton are the
  * Python path's). */
-static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
+static int sub_value(Marks *found, PyObject *spec, PyObject *v) {
     if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 5 || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 0))
         || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
         || PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 0))) {
@@ -652,10 +721,10 @@ static int sub_value(PyObject *found, PyObject *spec, PyObject *v) {
     return 0;
 }
 
-typedef int (*value_test)(PyObject *found, PyObject *spec, PyObject *v);
+typedef int (*value_test)(Marks *found, PyObject *spec, PyObject *v);
 
 /* Run `test` on each (field, spec) of `pairs` whose field has a value: a string, or a tuple of strings. */
-static int each_field(PyObject *found, PyObject *low, PyObject *pairs, value_test test) {
+static int each_field(Marks *found, PyObject *low, PyObject *pairs, value_test test) {
     Py_ssize_t n = PyTuple_GET_SIZE(pairs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(pairs, i);
@@ -696,7 +765,7 @@ static int is_ascii_value(PyObject *v) {
     return 1;
 }
 
-static int unicode_lookups(PyObject *found, PyObject *low, PyObject *unicode) {
+static int unicode_lookups(Marks *found, PyObject *low, PyObject *unicode) {
     Py_ssize_t n = PyTuple_GET_SIZE(unicode);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(unicode, i);
@@ -717,7 +786,7 @@ static int unicode_lookups(PyObject *found, PyObject *low, PyObject *unicode) {
 }
 
 /* Keyword literals: searched in each value (list elements included). */
-static int keyword_lookups(PyObject *found, PyObject *low, PyObject *spec) {
+static int keyword_lookups(Marks *found, PyObject *low, PyObject *spec) {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(low, &pos, &k, &v)) {
@@ -733,35 +802,49 @@ static int keyword_lookups(PyObject *found, PyObject *low, PyObject *spec) {
     return 0;
 }
 
-/* args: (always, eq, sub, has, unicode, keyword spec or None) -> new set */
-static PyObject *bucket_candidates(PyObject *low, PyObject *args) {
+/* Mark the candidates of one bucket. args: (always, eq, sub, has, unicode, keyword spec or None). 0 or -1. */
+static int bucket_candidates(Marks *found, PyObject *low, PyObject *args) {
     if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 6) {
         PyErr_SetString(PyExc_TypeError, "bucket lookups must be a 6-tuple");
-        return NULL;
+        return -1;
     }
     for (Py_ssize_t i = 1; i < 5; i++) {
         if (!PyTuple_CheckExact(PyTuple_GET_ITEM(args, i))) {
             PyErr_SetString(PyExc_TypeError, "bucket lookups: eq, sub, has and unicode must be tuples");
-            return NULL;
+            return -1;
         }
     }
-    PyObject *found = PySet_New(PyTuple_GET_ITEM(args, 0));
-    if (found == NULL) return NULL;
+    PyObject *always = PyTuple_GET_ITEM(args, 0);
+    if (PyTuple_CheckExact(always)) {
+        if (add_ids(found, always) < 0) return -1;
+    } else {  /* any iterable of ids */
+        PyObject *it = PyObject_GetIter(always);
+        if (it == NULL) return -1;
+        PyObject *x;
+        while ((x = PyIter_Next(it)) != NULL) {
+            int rc = mark_object(found, x);
+            Py_DECREF(x);
+            if (rc < 0) break;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) return -1;
+    }
     PyObject *has = PyTuple_GET_ITEM(args, 3);
     if (each_field(found, low, PyTuple_GET_ITEM(args, 1), eq_value) < 0
-        || each_field(found, low, PyTuple_GET_ITEM(args, 2), sub_value) < 0) goto fail;
+        || each_field(found, low, PyTuple_GET_ITEM(args, 2), sub_value) < 0) return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(has); i++) {
         PyObject *pair = PyTuple_GET_ITEM(has, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a lookup must be a (field, table) pair");
+            return -1;
+        }
         int c = PyDict_Contains(low, PyTuple_GET_ITEM(pair, 0));
-        if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) goto fail;
+        if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) return -1;
     }
-    if (unicode_lookups(found, low, PyTuple_GET_ITEM(args, 4)) < 0) goto fail;
+    if (unicode_lookups(found, low, PyTuple_GET_ITEM(args, 4)) < 0) return -1;
     PyObject *keyword = PyTuple_GET_ITEM(args, 5);
-    if (keyword != Py_None && keyword_lookups(found, low, keyword) < 0) goto fail;
-    return found;
-fail:
-    Py_DECREF(found);
-    return NULL;
+    if (keyword != Py_None && keyword_lookups(found, low, keyword) < 0) return -1;
+    return 0;
 }
 
 /* Atom specs (codegen): (opcode, cased, payload); the Python atom test A[i] for everything else. */
@@ -957,7 +1040,22 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "candidates(low: dict, lookups: tuple)");
         return NULL;
     }
-    return bucket_candidates(args[0], args[1]);
+    Marks found;
+    marks_init(&found);
+    PyObject *out = NULL;
+    if (bucket_candidates(&found, args[0], args[1]) == 0 && (out = PySet_New(NULL)) != NULL) {
+        for (Py_ssize_t i = 0; i < found.n; i++) {
+            PyObject *id = PyLong_FromSsize_t(found.ids[i]);
+            if (id == NULL || PySet_Add(out, id) < 0) {
+                Py_XDECREF(id);
+                Py_CLEAR(out);
+                break;
+            }
+            Py_DECREF(id);
+        }
+    }
+    marks_free(&found);
+    return out;
 }
 
 PyDoc_STRVAR(run_doc,
@@ -967,28 +1065,28 @@ PyDoc_STRVAR(run_doc,
 
 /* Append to `out` the bindings of one bucket that match the event, in ascending order. */
 static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *out) {
-    PyObject *found = bucket_candidates(ctx->low, lookups);
-    if (found == NULL) return -1;
-    PyObject *ids = PySequence_List(found);
-    Py_DECREF(found);
-    if (ids == NULL) return -1;
-    if (PyList_Sort(ids) < 0) goto fail;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ids); i++) {
-        PyObject *id = PyList_GET_ITEM(ids, i);
-        Py_ssize_t n = PyLong_AsSsize_t(id);
-        if (n == -1 && PyErr_Occurred()) goto fail;
-        if (n < 0 || n >= PyList_GET_SIZE(trees)) {
+    Marks found;
+    marks_init(&found);
+    int rc = bucket_candidates(&found, ctx->low, lookups);
+    if (rc == 0) qsort(found.ids, (size_t)found.n, sizeof(Py_ssize_t), id_order);
+    for (Py_ssize_t i = 0; rc == 0 && i < found.n; i++) {
+        Py_ssize_t n = found.ids[i];
+        if (n >= PyList_GET_SIZE(trees)) {
             PyErr_SetString(PyExc_IndexError, "binding index out of range");
-            goto fail;
+            rc = -1;
+            break;
         }
         int r = eval_tree(ctx, PyList_GET_ITEM(trees, n), NULL);
-        if (r < 0 || (r && PyList_Append(out, id) < 0)) goto fail;
+        if (r < 0) {
+            rc = -1;
+        } else if (r) {
+            PyObject *id = PyLong_FromSsize_t(n);
+            if (id == NULL || PyList_Append(out, id) < 0) rc = -1;
+            Py_XDECREF(id);
+        }
     }
-    Py_DECREF(ids);
-    return 0;
-fail:
-    Py_DECREF(ids);
-    return -1;
+    marks_free(&found);
+    return rc;
 }
 
 static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {

@@ -105,7 +105,7 @@ class Bucket:
         self.has = plan.has
         self.unicode = plan.unicode
         # What `_speedups.candidates` and `_speedups.run` read, in this order.
-        self.lookups = (self.always, self.eq, self.sub, self.has, self.unicode, self.keyword)
+        self.lookups = (tuple(sorted(self.always)), self.eq, self.sub, self.has, self.unicode, self.keyword)
 
     def candidates(self, low: Mapping[str, Scalar]) -> list[int]:
         """Binding indexes to evaluate on this event (lower-cased view), in binding order: the Python path's
