@@ -112,6 +112,19 @@ def test_c_candidates_reject_malformed_tables() -> None:
         _speedups.candidates({}, ((), [], (), (), (), None))  # a list where a tuple is required
     with pytest.raises(TypeError, match="tuple"):
         _speedups.candidates({"F": "v"}, ((), (("F", {"v": [1]}),), (), (), (), None))  # ids must be a tuple
+    with pytest.raises(ValueError, match="binding index"):
+        _speedups.candidates({"F": "v"}, ((), (("F", {"v": (-1,)}),), (), (), (), None))
+    with pytest.raises(TypeError):
+        _speedups.candidates({}, ((0, "1"), (), (), (), (), None))
+
+
+@needs_c
+def test_c_candidates_hold_any_number_of_bindings() -> None:
+    """Past the first buffers (4,096 bindings, 128 candidates) the marks grow; each id is given once."""
+    many = tuple(range(0, 100_000, 7))
+    table = {"v": many, "w": (*many[::2], 99_999)}
+    found = _speedups.candidates({"F": "v", "G": "w"}, (many[:10], (("F", table), ("G", table)), (), (), (), None))
+    assert found == set(many) | {99_999}
 
 
 @needs_c
