@@ -935,26 +935,66 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     return op == OP_PYTHON ? python_atom(ctx, index, v, o) : atom_value(op, payload, cased, v, o);
 }
 
-static int set_update(PyObject *dst, PyObject *src) {
-    PyObject *it = PyObject_GetIter(src);
-    if (it == NULL) return -1;
-    PyObject *x;
-    while ((x = PyIter_Next(it)) != NULL) {
-        int rc = PySet_Add(dst, x);
-        Py_DECREF(x);
-        if (rc < 0) {
-            Py_DECREF(it);
+/* The fields of the atoms that held so far (borrowed from the trees), repeats included. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t n, cap;
+    PyObject *items0[32];
+} Trace;
+
+static void trace_init(Trace *t) {
+    t->items = t->items0, t->n = 0, t->cap = 32;
+}
+
+static void trace_free(Trace *t) {
+    if (t->items != t->items0) PyMem_Free(t->items);
+}
+
+static int trace_push(Trace *t, PyObject *field) {
+    if (t->n == t->cap) {
+        PyObject **items = PyMem_Malloc((size_t)t->cap * 2 * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
             return -1;
         }
+        memcpy(items, t->items, (size_t)t->n * sizeof(PyObject *));
+        if (t->items != t->items0) PyMem_Free(t->items);
+        t->items = items, t->cap *= 2;
     }
-    Py_DECREF(it);
-    return PyErr_Occurred() ? -1 : 0;
+    t->items[t->n++] = field;
+    return 0;
+}
+
+/* New tuple of the traced fields, sorted, each once. */
+static PyObject *trace_fields(Trace *t) {
+    PyObject **f = t->items;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < t->n; i++) {  /* insertion sort with repeats dropped: a few fields */
+        PyObject *x = t->items[i];
+        Py_ssize_t j = n;
+        int dup = 0;
+        while (j > 0) {
+            int c = PyUnicode_Compare(f[j - 1], x);
+            if (c == -1 && PyErr_Occurred()) return NULL;
+            if (c == 0) dup = 1;
+            if (c <= 0) break;
+            j--;
+        }
+        if (dup) continue;
+        memmove(&f[j + 1], &f[j], (size_t)(n - j) * sizeof(PyObject *));
+        f[j] = x;
+        n++;
+    }
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(out, i, Py_NewRef(f[i]));
+    return out;
 }
 
 /* Trees (codegen): ("a", atom index, field or None), ("&", children), ("|", children), ("!", child).
- * With `trace` (a set, else NULL), the fields of atoms that held outside negations are added to it: the
- * evidence of a hit. 1, 0 or -1. */
-static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
+ * With `trace` (else NULL), the fields of atoms that held outside negations are pushed on it: the evidence of a
+ * hit; a branch that fails takes its fields back. 1, 0 or -1. */
+static int eval_tree(Ctx *ctx, PyObject *tree, Trace *trace) {
     if (!PyTuple_CheckExact(tree) || PyTuple_GET_SIZE(tree) < 2 || !PyUnicode_Check(PyTuple_GET_ITEM(tree, 0))
         || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(tree, 0)) != 1) {
         PyErr_SetString(PyExc_TypeError, "malformed rule tree");
@@ -962,13 +1002,13 @@ static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
     }
     Py_UCS4 k = PyUnicode_READ_CHAR(PyTuple_GET_ITEM(tree, 0), 0);
     if (k == 'a') {
-        if (PyTuple_GET_SIZE(tree) != 3) {
+        PyObject *field = PyTuple_GET_SIZE(tree) == 3 ? PyTuple_GET_ITEM(tree, 2) : NULL;
+        if (field == NULL || (field != Py_None && !PyUnicode_Check(field))) {
             PyErr_SetString(PyExc_TypeError, "malformed rule tree");
             return -1;
         }
         int r = eval_atom(ctx, tree);
-        PyObject *field = PyTuple_GET_ITEM(tree, 2);
-        if (r == 1 && trace != NULL && field != Py_None && PySet_Add(trace, field) < 0) return -1;
+        if (r == 1 && trace != NULL && field != Py_None && trace_push(trace, field) < 0) return -1;
         return r;
     }
     if (k == '!') {
@@ -982,29 +1022,16 @@ static int eval_tree(Ctx *ctx, PyObject *tree, PyObject *trace) {
     }
     Py_ssize_t n = PyTuple_GET_SIZE(children);
     int want = k == '|';  /* or: stop at the first true child; and: at the first false one */
-    /* and: the fields of all children, kept only if all hold; or: those of the child that holds */
-    PyObject *acc = NULL;
+    Py_ssize_t mark = trace != NULL ? trace->n : 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (trace != NULL && acc == NULL && (acc = PySet_New(NULL)) == NULL) return -1;
-        int r = eval_tree(ctx, PyTuple_GET_ITEM(children, i), acc);
-        if (r < 0) {
-            Py_XDECREF(acc);
-            return r;
-        }
+        int r = eval_tree(ctx, PyTuple_GET_ITEM(children, i), trace);
+        if (r < 0) return r;
         if (r == want) {
-            if (want && acc != NULL && set_update(trace, acc) < 0) r = -1;
-            Py_XDECREF(acc);
+            if (!want && trace != NULL) trace->n = mark;  /* and: a false child; so a false branch leaves nothing */
             return r;
-        }
-        if (want && acc != NULL && PySet_Clear(acc) < 0) {  /* or: a child that failed leaves nothing */
-            Py_DECREF(acc);
-            return -1;
         }
     }
-    int r = !want;
-    if (!want && acc != NULL && set_update(trace, acc) < 0) r = -1;
-    Py_XDECREF(acc);
-    return r;
+    return !want;
 }
 
 PyDoc_STRVAR(trace_doc,
@@ -1019,13 +1046,22 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     Ctx ctx = {args[1], args[2], args[3], args[4]};
-    PyObject *fields = PySet_New(NULL);
-    if (fields == NULL) return NULL;
-    int r = eval_tree(&ctx, args[0], fields);
-    if (r == 1) return fields;
-    Py_DECREF(fields);
-    if (r < 0) return NULL;
-    Py_RETURN_NONE;
+    Trace t;
+    trace_init(&t);
+    int r = eval_tree(&ctx, args[0], &t);
+    PyObject *out = NULL;
+    if (r == 1 && (out = PySet_New(NULL)) != NULL) {
+        for (Py_ssize_t i = 0; i < t.n; i++) {
+            if (PySet_Add(out, t.items[i]) < 0) {
+                Py_CLEAR(out);
+                break;
+            }
+        }
+    } else if (r == 0) {
+        out = Py_NewRef(Py_None);
+    }
+    trace_free(&t);
+    return out;
 }
 
 PyDoc_STRVAR(candidates_doc,
@@ -1063,10 +1099,13 @@ PyDoc_STRVAR(run_doc,
 "The bindings of one bucket that match an event, in ascending order: candidates from the bucket's lookups\n"
 "(always, eq, sub, has, unicode, keyword), each then tested by walking its tree.");
 
-/* Append to `out` the bindings of one bucket that match the event, in ascending order. */
-static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *out) {
+/* Append to `out` the bindings of one bucket that match the event, in ascending order; with `traces` (else NULL),
+ * append to it each one's evidence: the sorted tuple of the fields whose tests held. */
+static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *out, PyObject *traces) {
     Marks found;
     marks_init(&found);
+    Trace t;
+    trace_init(&t);
     int rc = bucket_candidates(&found, ctx->low, lookups);
     if (rc == 0) qsort(found.ids, (size_t)found.n, sizeof(Py_ssize_t), id_order);
     for (Py_ssize_t i = 0; rc == 0 && i < found.n; i++) {
@@ -1076,15 +1115,22 @@ static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *ou
             rc = -1;
             break;
         }
-        int r = eval_tree(ctx, PyList_GET_ITEM(trees, n), NULL);
+        t.n = 0;
+        int r = eval_tree(ctx, PyList_GET_ITEM(trees, n), traces != NULL ? &t : NULL);
         if (r < 0) {
             rc = -1;
         } else if (r) {
             PyObject *id = PyLong_FromSsize_t(n);
             if (id == NULL || PyList_Append(out, id) < 0) rc = -1;
             Py_XDECREF(id);
+            if (rc == 0 && traces != NULL) {
+                PyObject *fields = trace_fields(&t);
+                if (fields == NULL || PyList_Append(traces, fields) < 0) rc = -1;
+                Py_XDECREF(fields);
+            }
         }
     }
+    trace_free(&t);
     marks_free(&found);
     return rc;
 }
@@ -1099,7 +1145,7 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     Ctx ctx = {args[0], args[1], args[4], args[5]};
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
-    if (run_bucket(&ctx, args[2], args[3], out) < 0) {
+    if (run_bucket(&ctx, args[2], args[3], out, NULL) < 0) {
         Py_DECREF(out);
         return NULL;
     }
@@ -1107,10 +1153,11 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
 }
 
 PyDoc_STRVAR(match_evtx_doc,
-"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None, multi) | None\n\n"
+"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None, multi, evidence) | None\n\n"
 "`evtx_views` and `run` in one call: the record's views, and the matching bindings of the buckets that\n"
-"`routes` gives for its (lower-cased Channel, EventID) as a tuple of bucket lookups; ids None when the key\n"
-"is not in `routes` yet. None when the record needs the general path.");
+"`routes` gives for its (lower-cased Channel, EventID) as a tuple of bucket lookups, with each one's evidence\n"
+"(what `trace` gives, as a sorted tuple); ids and evidence None when the key is not in `routes` yet. None\n"
+"when the record needs the general path.");
 
 static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyDict_Check(args[1]) || !PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])
@@ -1132,26 +1179,31 @@ static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t 
         route = PyDict_GetItemWithError(args[1], key);
         Py_DECREF(key);
     }  /* else a list-valued source: the Python path picks its first value */
-    PyObject *ids = NULL;
+    PyObject *ids = NULL, *traces = NULL;
     if (route == NULL) {
         if (PyErr_Occurred()) goto fail;
-        ids = Py_NewRef(Py_None);
+        ids = Py_NewRef(Py_None), traces = Py_NewRef(Py_None);
     } else {
         if (!PyTuple_CheckExact(route)) {
             PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
             goto fail;
         }
-        if ((ids = PyList_New(0)) == NULL) goto fail;
+        if ((ids = PyList_New(0)) == NULL || (traces = PyList_New(0)) == NULL) {
+            Py_XDECREF(ids);
+            goto fail;
+        }
         Ctx ctx = {low, orig, args[3], args[4]};
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
-            if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), args[2], ids) < 0) {
+            if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), args[2], ids, traces) < 0) {
                 Py_DECREF(ids);
+                Py_DECREF(traces);
                 goto fail;
             }
         }
     }
-    PyObject *out = PyTuple_Pack(4, low, orig, ids, PyTuple_GET_ITEM(views, 2));
+    PyObject *out = PyTuple_Pack(5, low, orig, ids, PyTuple_GET_ITEM(views, 2), traces);
     Py_DECREF(ids);
+    Py_DECREF(traces);
     Py_DECREF(views);
     return out;
 fail:

@@ -144,7 +144,7 @@ class RuleSet:
         if _speedups is not None:  # views, routing and matching in one C call for the usual record shapes
             fast = _speedups.match_evtx(record, self._win_routes, self._trees, self._atom_specs, self._atoms)
             if fast is not None:
-                low, orig, ids, multi = fast
+                low, orig, ids, multi, evidence = fast
                 if ids is None:  # a (channel, event id) not routed yet
                     key = (low.get("Channel"), orig.get("EventID"))
                     hits = self._match_windows_views(low, orig, multi)
@@ -152,7 +152,7 @@ class RuleSet:
                     if buckets is not None and len(self._win_routes) < 4096:
                         self._win_routes[key] = tuple(b.lookups for b in buckets)
                     return hits, orig
-                return (self._hits(ids, low, orig) if ids else []), orig
+                return (self._hits(ids, low, orig, evidence) if ids else []), orig
         low, orig, multi = evtx_views(record)
         return self._match_windows_views(low, orig, multi), orig
 
@@ -246,15 +246,20 @@ class RuleSet:
                         ids.append(i)
         return self._hits(ids, low, orig) if ids else []
 
-    def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar]) -> list[RuleHit]:
-        """A hit per rule among the matching bindings `ids`, with the fields that made it match."""
+    def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar],
+              evidence: list[tuple[str, ...]] | None = None) -> list[RuleHit]:
+        """A hit per rule among the matching bindings `ids`, with the fields that made it match (`evidence`,
+        per binding, when the C path traced them while matching)."""
         hits: list[RuleHit] = []
         seen: set[int] = set()
-        for i in ids:
+        for k, i in enumerate(ids):
             rule_index = self._rule_of[i]
             if rule_index in seen:
                 continue
             seen.add(rule_index)
+            if evidence is not None:
+                hits.append(self.hit(rule_index, evidence[k]))
+                continue
             if _speedups is not None:
                 trace = _speedups.trace(self._trees[i], low, orig, self._atom_specs, self._atoms) or set()
             else:

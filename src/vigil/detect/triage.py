@@ -146,34 +146,35 @@ def _describe(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
             str(event.get("Computer", "")), str(event.get("Channel", "")), str(event.get("EventID", "")))
 
 
-def _matched(ruleset: RuleSet, path: Path) -> Iterator[tuple[list[RuleHit], Mapping[str, Any] | None]]:
-    """(hits, flat event) per event of a file; the event is flattened only when some rule hit."""
-    if path.suffix.lower() == ".evtx":
-        for record in read_evtx_records(path):
-            hits, flat = ruleset.match_evtx_event(record)  # flattens and matches in one fast pass
-            yield hits, (flat if hits else None)
-        return
-    for event in read_events(path):
-        yield ruleset.match_event(event), event
-
-
 def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
     events = 0
     detections: list[Detection] = []
     try:
-        for hits, event in _matched(ruleset, path):
-            events += 1
-            if not hits or event is None:
-                continue
-            ts, host, source, event_id = _describe(event)
-            for hit in hits:
-                fields = tuple((f, _shown(event.get(f, ""))) for f in hit.matched_fields)
-                wanted = ruleset.correlation_fields(hit.rule_id)
-                context = tuple((f, _text(event.get(f))) for f in wanted) if wanted else ()
-                detections.append(Detection(hit, path, ts, host, source, event_id, fields, context))
+        if path.suffix.lower() == ".evtx":
+            match = ruleset.match_evtx_event  # flattens and matches in one fast pass
+            for record in read_evtx_records(path):
+                events += 1
+                hits, flat = match(record)
+                if hits:
+                    detections.extend(_detections(ruleset, path, hits, flat))
+        else:
+            for event in read_events(path):
+                events += 1
+                hits = ruleset.match_event(event)
+                if hits:
+                    detections.extend(_detections(ruleset, path, hits, event))
     except TriageInputError as e:
         return FileResult(path, events, tuple(detections), e.reason)
     return FileResult(path, events, tuple(detections))
+
+
+def _detections(ruleset: RuleSet, path: Path, hits: list[RuleHit], event: Mapping[str, Any]) -> Iterator[Detection]:
+    ts, host, source, event_id = _describe(event)
+    for hit in hits:
+        fields = tuple((f, _shown(event.get(f, ""))) for f in hit.matched_fields)
+        wanted = ruleset.correlation_fields(hit.rule_id)
+        context = tuple((f, _text(event.get(f))) for f in wanted) if wanted else ()
+        yield Detection(hit, path, ts, host, source, event_id, fields, context)
 
 
 _worker_ruleset: RuleSet | None = None

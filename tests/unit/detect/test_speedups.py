@@ -200,3 +200,44 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
         assert c_hits == py_hits, record
         fired += bool(c_hits[0])
     assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
+
+
+def _condition(rng: random.Random, depth: int = 0) -> str:
+    if depth > 2 or rng.random() < 0.35:
+        return rng.choice(["s1", "s2", "s3", "s4", "1 of s*", "all of s*"])
+    if rng.random() < 0.2:
+        return f"not ({_condition(rng, depth + 1)})"
+    joiner = rng.choice([" and ", " or "])
+    return "(" + joiner.join(_condition(rng, depth + 1) for _ in range(rng.randint(2, 3))) + ")"
+
+
+@needs_c
+@pytest.mark.parametrize("seed", range(4))
+def test_evidence_traced_while_matching_is_the_general_paths(seed: int) -> None:
+    """The C path records a hit's evidence (the fields whose tests held, outside negations) during the match
+    itself; it must be what the Python tree walker traces, through any nesting of and, or and not."""
+    from tests.unit.detect.support import ruleset_for
+    from vigil.detect import events
+    from vigil.detect import ruleset as ruleset_module
+
+    rng = random.Random(seed)
+    fields = {"s1": "Image", "s2": "CommandLine", "s3": "ParentImage", "s4": "User"}
+    values = ["a", "b", "ab", "x"]
+    compared = 0
+    for _ in range(25):
+        selections = "".join(f"{s}:\n  {f}|contains: '{rng.choice(values)}'\n" for s, f in fields.items())
+        rules = ruleset_for(f"{selections}condition: {_condition(rng)}", logsource="product: windows\nservice: sysmon")
+        for _ in range(40):
+            data = {f: rng.choice(["", "a", "b", "ab", "zz"]) for f in fields.values() if rng.random() < 0.8}
+            record = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+                                "EventData": data}}
+            c_hits = rules.match_evtx_record(record)
+            saved = (events._speedups, ruleset_module._speedups)
+            events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
+            try:
+                py_hits = rules.match_evtx_record(record)
+            finally:
+                events._speedups, ruleset_module._speedups = saved
+            assert [h.matched_fields for h in c_hits] == [h.matched_fields for h in py_hits], (record, rules)
+            compared += bool(c_hits)
+    assert compared > 100
