@@ -2,7 +2,8 @@
  * bucket's candidate rules. Each function mirrors a Python reference (vigil.detect.events._evtx_views_fast,
  * vigil.detect.candidates.Bucket) that stays the fallback and the oracle the tests compare against.
  *
- * Written against the stable C API of CPython 3.11+; no allocation outlives a call except the results.
+ * Written against the C API of CPython 3.11+ (compact strings read in place, presized dicts); no allocation
+ * outlives a call except the results. Python.h defines _GNU_SOURCE, which declares memmem.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -82,8 +83,12 @@ static int put(PyObject *orig, PyObject *key, PyObject *value, Py_ssize_t *made)
 }
 
 static int has_char(PyObject *s, Py_UCS4 ch) {
-    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
-        return memchr(PyUnicode_1BYTE_DATA(s), (int)ch, (size_t)PyUnicode_GET_LENGTH(s)) != NULL;
+    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {  /* names: a few characters, no call needed */
+        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(s);
+        for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(s); i < n; i++) {
+            if (d[i] == ch) return 1;
+        }
+        return 0;
     }
     return PyUnicode_FindChar(s, ch, 0, PyUnicode_GET_LENGTH(s), 1) >= 0;
 }
@@ -172,7 +177,7 @@ static PyObject *texts_of(PyObject *list, int *status) {
 
 /* EventData: scalars by name; a {"#text": value} map as its value; a list of scalars as a tuple (sets *multi). */
 static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, made = PyDict_GET_SIZE(orig);
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
@@ -184,9 +189,6 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
             if (value == NULL) return PyErr_Occurred() ? FAILED : UNUSUAL;
         }
         if (value == Py_None) continue;
-        int contained = PyDict_Contains(orig, key);
-        if (contained < 0) return FAILED;
-        if (contained) return UNUSUAL;  /* the same name as a System field: kept as a list by the general path */
         int status = 0;
         PyObject *text;
         if (PyList_CheckExact(value)) {
@@ -199,8 +201,10 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
         int rc = PyDict_SetItem(orig, key, text);
         Py_DECREF(text);
         if (rc < 0) return FAILED;
+        made++;
     }
-    return 0;
+    /* A name also in System (it replaced System's value): the general path keeps both as a list. */
+    return PyDict_GET_SIZE(orig) != made ? UNUSUAL : 0;
 }
 
 /* New reference to the lower-cased string; an ASCII string without capitals is itself. */
@@ -382,11 +386,6 @@ static int add_ids(Marks *found, PyObject *ids) {
     return 0;
 }
 
-static int id_order(const void *a, const void *b) {
-    Py_ssize_t x = *(const Py_ssize_t *)a, y = *(const Py_ssize_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* eq: one value of a field looked up in its table. */
 static int eq_value(Marks *found, PyObject *table, PyObject *v) {
     if (!PyDict_Check(table)) {
@@ -427,6 +426,10 @@ typedef struct {
     Py_ssize_t n_empty;
     int32_t byte_start[257];
     uint64_t singles[4];      /* bit b: some literal is the character b */
+    int32_t *wide_ones;       /* literals with a character past Latin-1 */
+    Py_ssize_t n_wide;
+    Py_ssize_t min_len;       /* of the non-empty Latin-1 literals: shorter texts hold none of them */
+    int absent;               /* a byte no literal holds (-1 if none): stands for wider characters of a text */
 } Literals;
 
 static inline uint16_t hash4(const Py_UCS1 *d) {
@@ -444,6 +447,7 @@ static void literals_dealloc(Literals *self) {
     PyMem_Free(self->long_ones);
     PyMem_Free(self->pair_ones);
     PyMem_Free(self->short_ones);
+    PyMem_Free(self->wide_ones);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -482,7 +486,8 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     self->long_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
     self->pair_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
     self->short_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
-    if (self->long_ones == NULL || self->pair_ones == NULL || self->short_ones == NULL) {
+    self->wide_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    if (self->long_ones == NULL || self->pair_ones == NULL || self->short_ones == NULL || self->wide_ones == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -498,13 +503,29 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash4(d + off)]++;
     }
     /* One-character literals grouped by character, after the empty ones: a text's characters pick them. */
+    uint64_t used[4] = {0, 0, 0, 0};
+    self->min_len = PY_SSIZE_T_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
+        if (PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND) {
+            self->wide_ones[self->n_wide++] = (int32_t)i;
+            continue;
+        }
+        if (len > 0 && len < self->min_len) self->min_len = len;
+        for (Py_ssize_t j = 0; j < len; j++) {
+            Py_UCS1 c = PyUnicode_1BYTE_DATA(lit)[j];
+            used[c >> 6] |= (uint64_t)1 << (c & 63);
+        }
         if (PyUnicode_GET_LENGTH(lit) == 0) {
             self->short_ones[self->n_empty++] = (int32_t)i;
         } else if (PyUnicode_GET_LENGTH(lit) == 1 && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
             self->byte_start[PyUnicode_1BYTE_DATA(lit)[0] + 1]++;
         }
+    }
+    self->absent = -1;
+    for (int b = 1; b < 256 && self->absent < 0; b++) {
+        if (!((used[b >> 6] >> (b & 63)) & 1)) self->absent = b;
     }
     self->byte_start[0] = (int32_t)self->n_empty;
     for (int b = 0; b < 256; b++) self->byte_start[b + 1] += self->byte_start[b];
@@ -577,23 +598,14 @@ static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_
     return 0;
 }
 
-/* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal), until it
- * returns non-zero. */
-static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
-    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
-        for (Py_ssize_t i = 0; i < self->n; i++) {
-            int c = PyUnicode_Contains(text, PyTuple_GET_ITEM(self->literals, i));
-            if (c < 0) return -1;
-            if (c && (c = found(arg, i)) != 0) return c;
-        }
-        return 0;
-    }
-    const Py_UCS1 *d = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+/* Call `found(arg, i)` for each Latin-1 literal i that occurs in the bytes d[0..len) (possibly more than once
+ * per literal), until it returns non-zero. */
+static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found found, void *arg) {
     for (Py_ssize_t k = 0; k < self->n_empty; k++) {  /* "" occurs in every text */
         int rc = found(arg, self->short_ones[k]);
         if (rc) return rc;
     }
+    if (len < self->min_len) return 0;
     if (self->byte_start[256] > self->n_empty) {  /* one-character literals: the text's characters, once each */
         uint64_t seen[4] = {0, 0, 0, 0};
         for (Py_ssize_t i = 0; i < len; i++) seen[d[i] >> 6] |= (uint64_t)1 << (d[i] & 63);
@@ -626,6 +638,41 @@ static int literals_scan(Literals *self, PyObject *text, on_found found, void *a
         }
     }
     return 0;
+}
+
+/* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal), until it
+ * returns non-zero. A text with wider characters is scanned as Latin-1 with those characters replaced by a byte
+ * that no literal holds, then searched for the few wide literals one by one. */
+static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
+    int kind = PyUnicode_KIND(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    if (kind == PyUnicode_1BYTE_KIND) return scan_bytes(self, PyUnicode_1BYTE_DATA(text), len, found, arg);
+    if (self->absent < 0) {  /* every byte value in some literal: search each literal */
+        for (Py_ssize_t i = 0; i < self->n; i++) {
+            int c = PyUnicode_Contains(text, PyTuple_GET_ITEM(self->literals, i));
+            if (c < 0) return -1;
+            if (c && (c = found(arg, i)) != 0) return c;
+        }
+        return 0;
+    }
+    Py_UCS1 *narrow = PyMem_Malloc((size_t)len + 1);
+    if (narrow == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        narrow[i] = c < 256 ? (Py_UCS1)c : (Py_UCS1)self->absent;
+    }
+    int rc = scan_bytes(self, narrow, len, found, arg);
+    PyMem_Free(narrow);
+    for (Py_ssize_t k = 0; rc == 0 && k < self->n_wide; k++) {
+        int c = PyUnicode_Contains(text, PyTuple_GET_ITEM(self->literals, self->wide_ones[k]));
+        if (c < 0) return -1;
+        if (c) rc = found(arg, self->wide_ones[k]);
+    }
+    return rc;
 }
 
 static int collect_index(void *arg, Py_ssize_t index) {
@@ -873,8 +920,22 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
         return -1;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(payload);
+    int narrow = PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND;
+    const char *d = narrow ? (const char *)PyUnicode_1BYTE_DATA(s) : NULL;
+    size_t len = (size_t)PyUnicode_GET_LENGTH(s);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(payload, i);
+        if (narrow && PyUnicode_Check(lit) && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
+            /* the usual case, compared in place: a Latin-1 value and literal */
+            const char *l = (const char *)PyUnicode_1BYTE_DATA(lit);
+            size_t m = (size_t)PyUnicode_GET_LENGTH(lit);
+            if (m > len) continue;
+            int hit;
+            if (op == OP_CONTAINS) hit = m == 0 || (m == 1 ? memchr(d, l[0], len) != NULL : memmem(d, len, l, m) != NULL);
+            else hit = memcmp(op == OP_STARTSWITH ? d : d + len - m, l, m) == 0;
+            if (hit) return 1;
+            continue;
+        }
         Py_ssize_t r;
         if (op == OP_CONTAINS) r = PyUnicode_Contains(s, lit);
         else r = PyUnicode_Tailmatch(s, lit, 0, PY_SSIZE_T_MAX, op == OP_STARTSWITH ? -1 : 1);
@@ -1107,7 +1168,14 @@ static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *ou
     Trace t;
     trace_init(&t);
     int rc = bucket_candidates(&found, ctx->low, lookups);
-    if (rc == 0) qsort(found.ids, (size_t)found.n, sizeof(Py_ssize_t), id_order);
+    for (Py_ssize_t i = 1; rc == 0 && i < found.n; i++) {  /* a few candidates, mostly in order: insertion sort */
+        Py_ssize_t x = found.ids[i], j = i;
+        while (j > 0 && found.ids[j - 1] > x) {
+            found.ids[j] = found.ids[j - 1];
+            j--;
+        }
+        found.ids[j] = x;
+    }
     for (Py_ssize_t i = 0; rc == 0 && i < found.n; i++) {
         Py_ssize_t n = found.ids[i];
         if (n >= PyList_GET_SIZE(trees)) {

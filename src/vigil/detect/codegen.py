@@ -68,7 +68,7 @@ class _Emitter:
             return f"({o} is None or {o} == '')"
         if op is Op.CIDR:
             nets = ", ".join(f"ipaddress.ip_network({x!r})" for x in vals)
-            return f"_cidr({o}, {self.const(f'({nets},)')})"
+            return f"{self.const(f'_cidr(({nets},))')}({o})"
         if op is Op.CMP:
             return f"_cmp({o}, {a.arg!r}, {float(vals[0])!r})"
         if op is Op.FIELDREF:

@@ -54,7 +54,8 @@ _COMMON_PARTS = frozenset((
 def _literal_cost(text: str) -> float:
     # Longer literals are rarer; a path separator or extension alone says little about an event.
     # Non-ASCII characters (emoji, homoglyphs) are rare in event data: each counts as several.
-    core = text.strip("\\/. -")
+    # A parent-directory step ("\\..\\windows\\") is rare in paths and command lines, whatever it leads to.
+    core = text if "..\\" in text or "../" in text else text.strip("\\/. -")
     n = len(core) + 3 * sum(not c.isascii() for c in core)
     if n < _MIN_USEFUL_LITERAL or core.lower() in _COMMON_PARTS:
         return 40.0

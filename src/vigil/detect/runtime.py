@@ -34,6 +34,25 @@ def cidr(value: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IP
     return any(ip in n for n in networks if n.version == ip.version)
 
 
+def cidr_test(networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> Callable[[str | None], bool]:
+    """`cidr` against fixed networks, its answers kept per address text: logs repeat a few addresses many
+    times, and parsing one costs microseconds."""
+    seen: dict[str, bool] = {}
+
+    def test(value: str | None) -> bool:
+        if value is None:
+            return False
+        found = seen.get(value)
+        if found is None:
+            found = cidr(value, networks)
+            if len(seen) >= 4096:  # bounded: addresses come from event data
+                seen.clear()
+            seen[value] = found
+        return found
+
+    return test
+
+
 def _number(value: str) -> float | None:
     try:
         return float(int(value, 0)) if value[:2].lower() in ("0x", "0o", "0b") else float(value)
@@ -175,7 +194,7 @@ def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
 
 
 NAMESPACE: dict[str, Any] = {
-    "_cidr": cidr,
+    "_cidr": cidr_test,
     "_cmp": compare,
     "_fref": fieldref,
     "_vals": all_values,

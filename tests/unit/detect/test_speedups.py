@@ -97,6 +97,22 @@ def test_literal_matcher_finds_exactly_the_literals_in_a_text(seed: int) -> None
 
 
 @needs_c
+@pytest.mark.parametrize("every_byte", [False, True])
+def test_literal_matcher_reads_texts_with_wider_characters(every_byte: bool) -> None:
+    """A text past Latin-1 is scanned as Latin-1 with its wider characters masked by a byte no literal holds;
+    when literals hold every byte there is no such mask and each literal is searched on its own."""
+    rng = random.Random(11)
+    literals = ["é:", "a\\b", "€x", "x€", "Σ", "abc", "ab", "😀", ":\\", "b€b"]
+    if every_byte:
+        literals += [chr(b) for b in range(1, 256)]
+    literals = sorted(set(literals))
+    matcher = _speedups.Literals(literals)
+    for _ in range(500):
+        text = "".join(rng.choice("ab:\\é€Σ😀x\x01\xff") for _ in range(rng.randint(0, 20)))
+        assert matcher.find(text) == [i for i, lit in enumerate(literals) if lit in text], text
+
+
+@needs_c
 def test_literal_matcher_rejects_what_is_not_text() -> None:
     with pytest.raises(TypeError, match="literal 1 is not a str"):
         _speedups.Literals(["a", 2])
