@@ -399,29 +399,38 @@ static int eq_value(Marks *found, PyObject *table, PyObject *v) {
 
 /* ---- Literals: which of many literals occur in a text ------------------------------------------------------
  *
- * A filter on a hash of four bytes of each literal (a 64 Ki-bit map; the first two bytes for literals of two
- * or three), then a comparison with the literals whose four bytes hash alike: one pass over a Latin-1 text
- * whatever the number of literals. Each literal is keyed by its four bytes that fewest literals share, so
- * that common parts ("\\windows\\", ".exe") do not pile hundreds of literals on one key. Texts with wider characters (rare in event data) take one
- * substring search per literal.
+ * A filter on a hash of four bytes of each literal (two for literals of two or three), then a comparison with the
+ * literals whose bytes hash alike: one pass over a Latin-1 text whatever the number of literals. Each literal is
+ * keyed by its four bytes that fewest literals share, so that common parts ("\\windows\\", ".exe") do not pile
+ * hundreds of literals on one key. The filter's size follows the number of literals (64 bits per literal, 512 to
+ * 128 Ki bits): a table of a few literals is a cache line, not kilobytes that every probe would miss in cache.
+ * Literals of one character are looked up by the text's characters; texts with wider characters are masked to
+ * Latin-1 first.
  */
 typedef struct {
-    uint16_t key;
+    uint32_t key;
     uint32_t head;    /* the literal's bytes at offset (four, or two for short ones), compared first */
     int32_t offset;   /* where in the literal its key's bytes are */
     int32_t index;
 } KeyEntry;
 
+/* Entries by key: a bitmap of the keys present; rank[w] counts the keys before word w, so that the r-th key
+ * present has its entries at entries[start[r]..start[r + 1]). */
+typedef struct {
+    int shift;          /* key = hash >> shift */
+    uint64_t *bits;
+    uint32_t *rank;
+    int32_t *start;
+    KeyEntry *entries;
+    Py_ssize_t n;
+} KeyTable;
+
 typedef struct {
     PyObject_HEAD
     PyObject *literals;       /* tuple of str */
     Py_ssize_t n;
-    uint64_t quads[1024];     /* bit hash4(first four bytes) of the Latin-1 literals of 4+ characters */
-    uint64_t pairs[1024];     /* bit a << 8 | b: a Latin-1 literal of 2 or 3 characters starts with a, b */
-    KeyEntry *long_ones;      /* by key */
-    Py_ssize_t n_long;
-    KeyEntry *pair_ones;      /* by key */
-    Py_ssize_t n_pair;
+    KeyTable quads;           /* Latin-1 literals of four characters or more */
+    KeyTable pairs;           /* of two or three */
     int32_t *short_ones;      /* "" literals, then the Latin-1 characters by value: [byte_start[b], byte_start[b + 1]) */
     Py_ssize_t n_empty;
     int32_t byte_start[257];
@@ -432,29 +441,64 @@ typedef struct {
     int absent;               /* a byte no literal holds (-1 if none): stands for wider characters of a text */
 } Literals;
 
-static inline uint16_t hash4(const Py_UCS1 *d) {
-    uint32_t x;
-    memcpy(&x, d, 4);
-    return (uint16_t)((x * 2654435761u) >> 16);
+static inline uint32_t hash_bytes(const Py_UCS1 *d, int width) {
+    uint32_t x = 0;
+    memcpy(&x, d, (size_t)width);
+    return x * 2654435761u;
 }
 
-static inline int has_bit(const uint64_t *map, uint16_t key) {
-    return (map[key >> 6] >> (key & 63)) & 1;
+static void table_free(KeyTable *t) {
+    PyMem_Free(t->bits);
+    PyMem_Free(t->rank);
+    PyMem_Free(t->start);
+    PyMem_Free(t->entries);
 }
 
-static void literals_dealloc(Literals *self) {
-    Py_XDECREF(self->literals);
-    PyMem_Free(self->long_ones);
-    PyMem_Free(self->pair_ones);
-    PyMem_Free(self->short_ones);
-    PyMem_Free(self->wide_ones);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+/* Key bits for n entries: about 64 bits of filter per entry (a probe past the filter costs more than a miss). */
+static int table_shift(Py_ssize_t n) {
+    int log2 = 9;
+    while (log2 < 17 && ((Py_ssize_t)1 << log2) < n * 64) log2++;
+    return 32 - log2;
 }
 
 static int key_order(const void *a, const void *b) {
     const KeyEntry *x = a, *y = b;
     if (x->key != y->key) return x->key < y->key ? -1 : 1;
     return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Sort the table's n entries (keys set) and build its bitmap, ranks and starts. 0, or -1 out of memory. */
+static int table_build(KeyTable *t) {
+    size_t words = ((size_t)1 << (32 - t->shift)) / 64;
+    t->bits = PyMem_Calloc(words, sizeof(uint64_t));
+    t->rank = PyMem_Calloc(words, sizeof(uint32_t));
+    t->start = PyMem_Calloc((size_t)t->n + 1, sizeof(int32_t));
+    if (t->bits == NULL || t->rank == NULL || t->start == NULL) return -1;
+    qsort(t->entries, (size_t)t->n, sizeof(KeyEntry), key_order);
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        uint32_t k = t->entries[i].key;
+        if (i == 0 || k != t->entries[i - 1].key) {
+            t->start[distinct++] = (int32_t)i;
+            t->bits[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
+    }
+    t->start[distinct] = (int32_t)t->n;
+    uint32_t before = 0;
+    for (size_t w = 0; w < words; w++) {
+        t->rank[w] = before;
+        before += (uint32_t)__builtin_popcountll(t->bits[w]);
+    }
+    return 0;
+}
+
+static void literals_dealloc(Literals *self) {
+    Py_XDECREF(self->literals);
+    table_free(&self->quads);
+    table_free(&self->pairs);
+    PyMem_Free(self->short_ones);
+    PyMem_Free(self->wide_ones);
+    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -464,16 +508,22 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     PyObject *literals = PySequence_Tuple(seq);
     if (literals == NULL) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(literals);
-    if (n > INT32_MAX) {
+    if (n > INT32_MAX / 16) {
         Py_DECREF(literals);
         PyErr_SetString(PyExc_OverflowError, "too many literals");
         return NULL;
     }
+    Py_ssize_t n_quads = 0, n_pairs = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(literals, i))) {
+        PyObject *lit = PyTuple_GET_ITEM(literals, i);
+        if (!PyUnicode_Check(lit)) {
             Py_DECREF(literals);
             PyErr_Format(PyExc_TypeError, "literal %zd is not a str", i);
             return NULL;
+        }
+        if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
+            Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
+            n_quads += len >= 4, n_pairs += len == 2 || len == 3;
         }
     }
     Literals *self = (Literals *)type->tp_alloc(type, 0);
@@ -483,24 +533,25 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     self->literals = literals;
     self->n = n;
-    self->long_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
-    self->pair_ones = PyMem_Calloc((size_t)n + 1, sizeof(KeyEntry));
+    self->quads.shift = table_shift(n_quads), self->pairs.shift = table_shift(n_pairs);
+    self->quads.entries = PyMem_Calloc((size_t)n_quads + 1, sizeof(KeyEntry));
+    self->pairs.entries = PyMem_Calloc((size_t)n_pairs + 1, sizeof(KeyEntry));
     self->short_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
     self->wide_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
-    if (self->long_ones == NULL || self->pair_ones == NULL || self->short_ones == NULL || self->wide_ones == NULL) {
+    /* literals per key, to pick rare keys */
+    uint32_t *counts = PyMem_Calloc((size_t)1 << (32 - self->quads.shift), sizeof(uint32_t));
+    if (self->quads.entries == NULL || self->pairs.entries == NULL || self->short_ones == NULL
+        || self->wide_ones == NULL || counts == NULL) {
+        PyMem_Free(counts);
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    uint32_t *counts = PyMem_Calloc(65536, sizeof(uint32_t));  /* literals per key, to pick rare keys */
-    if (counts == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
+    int qshift = self->quads.shift;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         if (PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND) continue;
         const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
-        for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash4(d + off)]++;
+        for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash_bytes(d + off, 4) >> qshift]++;
     }
     /* One-character literals grouped by character, after the empty ones: a text's characters pick them. */
     uint64_t used[4] = {0, 0, 0, 0};
@@ -517,11 +568,8 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
             Py_UCS1 c = PyUnicode_1BYTE_DATA(lit)[j];
             used[c >> 6] |= (uint64_t)1 << (c & 63);
         }
-        if (PyUnicode_GET_LENGTH(lit) == 0) {
-            self->short_ones[self->n_empty++] = (int32_t)i;
-        } else if (PyUnicode_GET_LENGTH(lit) == 1 && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
-            self->byte_start[PyUnicode_1BYTE_DATA(lit)[0] + 1]++;
-        }
+        if (len == 0) self->short_ones[self->n_empty++] = (int32_t)i;
+        else if (len == 1) self->byte_start[PyUnicode_1BYTE_DATA(lit)[0] + 1]++;
     }
     self->absent = -1;
     for (int b = 1; b < 256 && self->absent < 0; b++) {
@@ -534,58 +582,49 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
-        if (len <= 1) {
-            if (len == 1 && PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
-                Py_UCS1 b = PyUnicode_1BYTE_DATA(lit)[0];
-                self->short_ones[fill[b]++] = (int32_t)i;
-                self->singles[b >> 6] |= (uint64_t)1 << (b & 63);
-            }  /* a wider character cannot occur in a Latin-1 text; wide texts search every literal */
-        } else if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
-            const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
-            KeyEntry *e;
-            uint64_t *map;
-            uint16_t key;
-            Py_ssize_t best = 0;
-            if (len >= 4) {
-                for (Py_ssize_t off = 1; off + 4 <= len; off++) {
-                    if (counts[hash4(d + off)] < counts[hash4(d + best)]) best = off;
-                }
-                key = hash4(d + best), map = self->quads, e = &self->long_ones[self->n_long++];
-            } else {
-                key = (uint16_t)(d[0] << 8 | d[1]), map = self->pairs, e = &self->pair_ones[self->n_pair++];
-            }
-            map[key >> 6] |= (uint64_t)1 << (key & 63);
-            e->key = key;
-            e->head = 0;
-            memcpy(&e->head, d + best, len >= 4 ? 4 : 2);
-            e->offset = (int32_t)best;
-            e->index = (int32_t)i;
+        if (PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND || len == 0) continue;  /* wide ones: searched apart */
+        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
+        if (len == 1) {
+            self->short_ones[fill[d[0]]++] = (int32_t)i;
+            self->singles[d[0] >> 6] |= (uint64_t)1 << (d[0] & 63);
+            continue;
         }
-        /* A literal with a character past Latin-1 cannot occur in a Latin-1 text; wide texts search all. */
+        KeyTable *t = len >= 4 ? &self->quads : &self->pairs;
+        int width = len >= 4 ? 4 : 2;
+        Py_ssize_t best = 0;
+        if (len >= 4) {
+            for (Py_ssize_t off = 1; off + 4 <= len; off++) {
+                if (counts[hash_bytes(d + off, 4) >> qshift] < counts[hash_bytes(d + best, 4) >> qshift]) best = off;
+            }
+        }
+        KeyEntry *e = &t->entries[t->n++];
+        e->key = hash_bytes(d + best, width) >> t->shift;
+        e->head = 0;
+        memcpy(&e->head, d + best, (size_t)width);
+        e->offset = (int32_t)best;
+        e->index = (int32_t)i;
     }
     PyMem_Free(counts);
-    qsort(self->long_ones, (size_t)self->n_long, sizeof(KeyEntry), key_order);
-    qsort(self->pair_ones, (size_t)self->n_pair, sizeof(KeyEntry), key_order);
+    if (table_build(&self->quads) < 0 || table_build(&self->pairs) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
     return (PyObject *)self;
 }
 
 /* Called per literal found: 0 goes on, anything else stops the scan and is returned (-1: an error). */
 typedef int (*on_found)(void *arg, Py_ssize_t index);
 
-/* The literals of `entries` (sorted by key) with this key that occur in d[0..len) with their key's bytes at
- * position i; `width`: how many bytes the key covers (4, or 2 for the short literals). */
-static int verify(Literals *self, const KeyEntry *entries, Py_ssize_t n, uint16_t key, const Py_UCS1 *d,
-                  Py_ssize_t len, Py_ssize_t i, int width, on_found found, void *arg) {
-    Py_ssize_t lo = 0, hi = n;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (entries[mid].key < key) lo = mid + 1;
-        else hi = mid;
-    }
+/* The literals of the table with `key` (present in its bitmap) whose key bytes are at position i of d[0..len)
+ * and that occur there in full; `width`: how many bytes a key covers (4, or 2 for the short literals). */
+static int probe(Literals *self, const KeyTable *t, uint32_t key, const Py_UCS1 *d, Py_ssize_t len, Py_ssize_t i,
+                 int width, on_found found, void *arg) {
+    uint64_t word = t->bits[key >> 6];
+    uint32_t r = t->rank[key >> 6] + (uint32_t)__builtin_popcountll(word & (((uint64_t)1 << (key & 63)) - 1));
     uint32_t head = 0;
     memcpy(&head, d + i, (size_t)width);
-    for (; lo < n && entries[lo].key == key; lo++) {
-        const KeyEntry *e = &entries[lo];
+    for (int32_t k = t->start[r]; k < t->start[r + 1]; k++) {
+        const KeyEntry *e = &t->entries[k];
         if (e->head != head) continue;
         Py_ssize_t start = i - e->offset;
         PyObject *lit = PyTuple_GET_ITEM(self->literals, e->index);
@@ -619,24 +658,22 @@ static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found
             }
         }
     }
-    if (self->n_long > 0) {
-        for (Py_ssize_t i = 0; i + 4 <= len; i++) {
-            uint16_t key = hash4(d + i);
-            if (has_bit(self->quads, key)) {
-                int rc = verify(self, self->long_ones, self->n_long, key, d, len, i, 4, found, arg);
-                if (rc) return rc;
-            }
-        }
+    /* the long literals, then those of two or three; each loop with its width known to the compiler */
+#define SCAN(table, width)                                                                  \
+    if ((table).n > 0) {                                                                    \
+        const uint64_t *bits = (table).bits;                                                \
+        int shift = (table).shift;                                                          \
+        for (Py_ssize_t i = 0; i + (width) <= len; i++) {                                   \
+            uint32_t key = hash_bytes(d + i, (width)) >> shift;                             \
+            if ((bits[key >> 6] >> (key & 63)) & 1) {                                       \
+                int rc = probe(self, &(table), key, d, len, i, (width), found, arg);        \
+                if (rc) return rc;                                                          \
+            }                                                                               \
+        }                                                                                   \
     }
-    if (self->n_pair > 0) {
-        for (Py_ssize_t i = 0; i + 2 <= len; i++) {
-            uint16_t key = (uint16_t)(d[i] << 8 | d[i + 1]);
-            if (has_bit(self->pairs, key)) {
-                int rc = verify(self, self->pair_ones, self->n_pair, key, d, len, i, 2, found, arg);
-                if (rc) return rc;
-            }
-        }
-    }
+    SCAN(self->quads, 4)
+    SCAN(self->pairs, 2)
+#undef SCAN
     return 0;
 }
 
