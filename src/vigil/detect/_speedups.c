@@ -1257,71 +1257,248 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     return out;
 }
 
-PyDoc_STRVAR(match_evtx_doc,
-"match_evtx(record, routes, trees, specs, atoms) -> (low, orig, ids | None, multi, evidence) | None\n\n"
-"`evtx_views` and `run` in one call: the record's views, and the matching bindings of the buckets that\n"
-"`routes` gives for its (lower-cased Channel, EventID) as a tuple of bucket lookups, with each one's evidence\n"
-"(what `trace` gives, as a sorted tuple); ids and evidence None when the key is not in `routes` yet. None\n"
-"when the record needs the general path.");
+/* ---- EvtxMatcher: a rule set's per-record path for pyevtx records -------------------------------------------- */
 
-static PyObject *match_evtx(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyDict_Check(args[1]) || !PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])
-        || !PyList_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "match_evtx(record, routes: dict, trees: list, specs: list, atoms: list)");
+typedef struct {
+    PyObject_HEAD
+    PyObject *routes;    /* dict: (lower-cased Channel, EventID) -> tuple of bucket lookups */
+    PyObject *trees, *specs, *atoms, *rule_of;  /* lists, by binding (rule_of: the rule index of each) */
+    PyObject *hit;       /* (rule index, evidence) -> a hit */
+    PyObject *general;   /* record -> (hits, flat event): records the fast path leaves, and unrouted sources */
+} EvtxMatcher;
+
+static void matcher_dealloc(EvtxMatcher *self) {
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->routes);
+    Py_CLEAR(self->trees);
+    Py_CLEAR(self->specs);
+    Py_CLEAR(self->atoms);
+    Py_CLEAR(self->rule_of);
+    Py_CLEAR(self->hit);
+    Py_CLEAR(self->general);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int matcher_traverse(EvtxMatcher *self, visitproc visit, void *arg) {
+    Py_VISIT(self->routes);
+    Py_VISIT(self->trees);
+    Py_VISIT(self->specs);
+    Py_VISIT(self->atoms);
+    Py_VISIT(self->rule_of);
+    Py_VISIT(self->hit);
+    Py_VISIT(self->general);
+    return 0;
+}
+
+static PyObject *matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *routes, *trees, *specs, *atoms, *rule_of, *hit, *general;
+    static char *kwlist[] = {"routes", "trees", "specs", "atoms", "rule_of", "hit", "general", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!O!OO:EvtxMatcher", kwlist, &PyDict_Type, &routes,
+                                     &PyList_Type, &trees, &PyList_Type, &specs, &PyList_Type, &atoms,
+                                     &PyList_Type, &rule_of, &hit, &general)) {
         return NULL;
     }
-    PyObject *views = evtx_views(module, args[0]);
-    if (views == NULL || views == Py_None) return views;
+    if (!PyCallable_Check(hit) || !PyCallable_Check(general)) {
+        PyErr_SetString(PyExc_TypeError, "EvtxMatcher: hit and general must be callable");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(rule_of) != PyList_GET_SIZE(trees)) {
+        PyErr_SetString(PyExc_ValueError, "EvtxMatcher: one rule index per tree");
+        return NULL;
+    }
+    EvtxMatcher *self = (EvtxMatcher *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->routes = Py_NewRef(routes), self->trees = Py_NewRef(trees), self->specs = Py_NewRef(specs);
+    self->atoms = Py_NewRef(atoms), self->rule_of = Py_NewRef(rule_of), self->hit = Py_NewRef(hit);
+    self->general = Py_NewRef(general);
+    return (PyObject *)self;
+}
+
+/* One hit per rule among the matching bindings (ascending), with its binding's evidence: a new list. */
+static PyObject *rule_hits(EvtxMatcher *self, PyObject *ids, PyObject *traces) {
+    PyObject *hits = PyList_New(0);
+    if (hits == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(ids);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t binding = PyLong_AsSsize_t(PyList_GET_ITEM(ids, i));
+        if (binding < 0 || binding >= PyList_GET_SIZE(self->rule_of)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "binding index out of range");
+            goto fail;
+        }
+        PyObject *rule = PyList_GET_ITEM(self->rule_of, binding);
+        int seen = 0;  /* a rule bound twice (two sources for one event) hits once: its first binding */
+        for (Py_ssize_t j = 0; j < i && !seen; j++) {
+            PyObject *other = PyList_GET_ITEM(self->rule_of, PyLong_AsSsize_t(PyList_GET_ITEM(ids, j)));
+            seen = PyObject_RichCompareBool(other, rule, Py_EQ);
+            if (seen < 0) goto fail;
+        }
+        if (seen) continue;
+        PyObject *args[2] = {rule, PyList_GET_ITEM(traces, i)};
+        PyObject *hit = PyObject_Vectorcall(self->hit, args, 2, NULL);
+        if (hit == NULL) goto fail;
+        int rc = PyList_Append(hits, hit);
+        Py_DECREF(hit);
+        if (rc < 0) goto fail;
+    }
+    return hits;
+fail:
+    Py_DECREF(hits);
+    return NULL;
+}
+
+/* (hits, flat event) for one record: a new tuple. */
+static PyObject *match_record(EvtxMatcher *self, PyObject *record) {
+    PyObject *views = evtx_views(NULL, record);
+    if (views == NULL) return NULL;
+    if (views == Py_None) {
+        Py_DECREF(views);
+        return PyObject_CallOneArg(self->general, record);
+    }
     PyObject *low = PyTuple_GET_ITEM(views, 0), *orig = PyTuple_GET_ITEM(views, 1);
+    PyObject *out = NULL, *ids = NULL, *traces = NULL;
     PyObject *channel = PyDict_GetItemWithError(low, s_channel);
-    if (channel == NULL && PyErr_Occurred()) goto fail;
+    if (channel == NULL && PyErr_Occurred()) goto done;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
-    if (event_id == NULL && PyErr_Occurred()) goto fail;
+    if (event_id == NULL && PyErr_Occurred()) goto done;
     PyObject *route = NULL;
     if ((channel == NULL || PyUnicode_Check(channel)) && (event_id == NULL || PyUnicode_Check(event_id))) {
         PyObject *key = PyTuple_Pack(2, channel ? channel : Py_None, event_id ? event_id : Py_None);
-        if (key == NULL) goto fail;
-        route = PyDict_GetItemWithError(args[1], key);
+        if (key == NULL) goto done;
+        route = PyDict_GetItemWithError(self->routes, key);
         Py_DECREF(key);
-    }  /* else a list-valued source: the Python path picks its first value */
-    PyObject *ids = NULL, *traces = NULL;
-    if (route == NULL) {
-        if (PyErr_Occurred()) goto fail;
-        ids = Py_NewRef(Py_None), traces = Py_NewRef(Py_None);
-    } else {
-        if (!PyTuple_CheckExact(route)) {
-            PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
-            goto fail;
-        }
-        if ((ids = PyList_New(0)) == NULL || (traces = PyList_New(0)) == NULL) {
-            Py_XDECREF(ids);
-            goto fail;
-        }
-        Ctx ctx = {low, orig, args[3], args[4]};
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
-            if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), args[2], ids, traces) < 0) {
-                Py_DECREF(ids);
-                Py_DECREF(traces);
-                goto fail;
-            }
-        }
+        if (route == NULL && PyErr_Occurred()) goto done;
+    }  /* else a list-valued source: the general path picks its first value */
+    if (route == NULL) {  /* a source not routed yet: the general path matches it and routes it */
+        out = PyObject_CallOneArg(self->general, record);
+        goto done;
     }
-    PyObject *out = PyTuple_Pack(5, low, orig, ids, PyTuple_GET_ITEM(views, 2), traces);
-    Py_DECREF(ids);
-    Py_DECREF(traces);
+    if (!PyTuple_CheckExact(route)) {
+        PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
+        goto done;
+    }
+    if ((ids = PyList_New(0)) == NULL || (traces = PyList_New(0)) == NULL) goto done;
+    Ctx ctx = {low, orig, self->specs, self->atoms};
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
+        if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), self->trees, ids, traces) < 0) goto done;
+    }
+    PyObject *hits = rule_hits(self, ids, traces);
+    if (hits == NULL) goto done;
+    out = PyTuple_Pack(2, hits, orig);
+    Py_DECREF(hits);
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(traces);
     Py_DECREF(views);
     return out;
+}
+
+static PyObject *matcher_call(EvtxMatcher *self, PyObject *args, PyObject *kwds) {
+    PyObject *record;
+    static char *kwlist[] = {"record", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:EvtxMatcher", kwlist, &record)) return NULL;
+    return match_record(self, record);
+}
+
+static PyObject *s_data;
+
+PyDoc_STRVAR(matcher_scan_doc,
+"scan(records, loads) -> (events, found, error)\n\n"
+"Match every record of a pyevtx `records_json()` iterator, each decoded with `loads`: the number of records\n"
+"read, the (hits, flat event) of those that some rule hits, and the OSError, RuntimeError or ValueError that\n"
+"stopped reading or decoding (None when the records ran out). Errors while matching are raised.");
+
+static int is_input_error(void) {
+    return PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_RuntimeError)
+           || PyErr_ExceptionMatches(PyExc_ValueError);
+}
+
+static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan(records, loads)");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL) return NULL;
+    PyObject *found = PyList_New(0), *error = NULL;
+    Py_ssize_t events = 0;
+    if (found == NULL) goto fail;
+    for (;;) {
+        PyObject *record = PyIter_Next(it);
+        if (record == NULL) {
+            if (PyErr_Occurred()) {
+                if (!is_input_error()) goto fail;
+                PyObject *type, *tb;
+                PyErr_Fetch(&type, &error, &tb);
+                PyErr_NormalizeException(&type, &error, &tb);
+                Py_XDECREF(type);
+                Py_XDECREF(tb);
+            }
+            break;
+        }
+        PyObject *data = PyObject_GetItem(record, s_data);
+        Py_DECREF(record);
+        if (data == NULL) goto fail;
+        PyObject *event = PyObject_CallOneArg(args[1], data);
+        Py_DECREF(data);
+        if (event == NULL) {
+            if (!is_input_error()) goto fail;
+            PyObject *type, *tb;
+            PyErr_Fetch(&type, &error, &tb);
+            PyErr_NormalizeException(&type, &error, &tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            break;
+        }
+        events++;
+        PyObject *result = match_record(self, event);
+        Py_DECREF(event);
+        if (result == NULL) goto fail;
+        PyObject *hits = PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2 ? PyTuple_GET_ITEM(result, 0) : NULL;
+        int keep = hits != NULL ? PyObject_IsTrue(hits) : -1;
+        if (keep < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the general path must give (hits, event)");
+            Py_DECREF(result);
+            goto fail;
+        }
+        int rc = keep ? PyList_Append(found, result) : 0;
+        Py_DECREF(result);
+        if (rc < 0) goto fail;
+    }
+    Py_DECREF(it);
+    PyObject *out = Py_BuildValue("(nNO)", events, found, error ? error : Py_None);
+    Py_XDECREF(error);
+    return out;
 fail:
-    Py_DECREF(views);
+    Py_DECREF(it);
+    Py_XDECREF(found);
+    Py_XDECREF(error);
     return NULL;
 }
+
+static PyMethodDef matcher_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))matcher_scan, METH_FASTCALL, matcher_scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EvtxMatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vigil.detect._speedups.EvtxMatcher",
+    .tp_basicsize = sizeof(EvtxMatcher),
+    .tp_dealloc = (destructor)matcher_dealloc,
+    .tp_call = (ternaryfunc)matcher_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)matcher_traverse,
+    .tp_doc = "EvtxMatcher(routes, trees, specs, atoms, rule_of, hit, general): a rule set's path for pyevtx\n"
+              "records. Calling it with a decoded record gives (hits, flat event); `scan` matches a record iterator.",
+    .tp_methods = matcher_methods,
+    .tp_new = matcher_new,
+};
 
 static PyMethodDef methods[] = {
     {"evtx_views", (PyCFunction)evtx_views, METH_O, evtx_views_doc},
     {"candidates", (PyCFunction)(void (*)(void))candidates, METH_FASTCALL, candidates_doc},
     {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, run_doc},
     {"trace", (PyCFunction)(void (*)(void))trace, METH_FASTCALL, trace_doc},
-    {"match_evtx", (PyCFunction)(void (*)(void))match_evtx, METH_FASTCALL, match_evtx_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1342,10 +1519,14 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || !(s_channel = intern("Channel")) || !(s_eventid = intern("EventID"))) {
         return NULL;
     }
-    if (PyType_Ready(&LiteralsType) < 0 || (joined_names = PyDict_New()) == NULL) return NULL;
+    if (PyType_Ready(&LiteralsType) < 0 || PyType_Ready(&EvtxMatcherType) < 0
+        || (joined_names = PyDict_New()) == NULL || (s_data = intern("data")) == NULL) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Literals", (PyObject *)&LiteralsType) < 0) {
+    if (PyModule_AddObjectRef(m, "Literals", (PyObject *)&LiteralsType) < 0
+        || PyModule_AddObjectRef(m, "EvtxMatcher", (PyObject *)&EvtxMatcherType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

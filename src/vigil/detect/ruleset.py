@@ -84,6 +84,7 @@ class RuleSet:
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
+        self._evtx: _speedups.EvtxMatcher | None = None  # the C matcher of pyevtx records, made on first use
         self._merged_buckets: dict[tuple[int, ...], Bucket] = {}
         self._hit_objects: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
 
@@ -141,20 +142,50 @@ class RuleSet:
     def match_evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
         """`match_evtx_record`, and the record flattened to text values (lists as tuples, booleans as
         'true'/'false', as rules see them) to report the hits from without flattening it again."""
-        if _speedups is not None:  # views, routing and matching in one C call for the usual record shapes
-            fast = _speedups.match_evtx(record, self._win_routes, self._trees, self._atom_specs, self._atoms)
-            if fast is not None:
-                low, orig, ids, multi, evidence = fast
-                if ids is None:  # a (channel, event id) not routed yet
-                    key = (low.get("Channel"), orig.get("EventID"))
-                    hits = self._match_windows_views(low, orig, multi)
-                    buckets = self._win_cache.get(key)  # filled by the line above, unless full
-                    if buckets is not None and len(self._win_routes) < 4096:
-                        self._win_routes[key] = tuple(b.lookups for b in buckets)
-                    return hits, orig
-                return (self._hits(ids, low, orig, evidence) if ids else []), orig
+        if _speedups is not None:  # views, routing, matching and evidence in one C call for the usual shapes
+            return self._evtx_matcher()(record)
+        return self._match_evtx_general(record)
+
+    def scan_evtx(
+        self, records: Iterable[Any], loads: Callable[[Any], Any],
+    ) -> tuple[int, list[tuple[list[RuleHit], Mapping[str, Scalar]]], Exception | None]:
+        """Match pyevtx `records_json()` records, each decoded by `loads`: (records read, (hits, flat event) of
+        those some rule hits, the OSError, RuntimeError or ValueError that stopped reading or decoding, if any).
+        Errors while matching are raised."""
+        if _speedups is not None:  # the whole loop in C: no Python frame per record
+            return self._evtx_matcher().scan(records, loads)
+        events = 0
+        found: list[tuple[list[RuleHit], Mapping[str, Scalar]]] = []
+        it = iter(records)
+        while True:
+            try:
+                record = loads(next(it)["data"])
+            except StopIteration:
+                return events, found, None
+            except (OSError, RuntimeError, ValueError) as e:
+                return events, found, e
+            events += 1
+            hits, flat = self.match_evtx_event(record)
+            if hits:
+                found.append((hits, flat))
+
+    def _evtx_matcher(self) -> _speedups.EvtxMatcher:
+        if self._evtx is None:
+            self._evtx = _speedups.EvtxMatcher(self._win_routes, self._trees, self._atom_specs, self._atoms,
+                                               self._rule_of, self.hit, self._match_evtx_general)
+        return self._evtx
+
+    def _match_evtx_general(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
+        """The path for what the C matcher leaves: any record shape, and a (channel, event id) seen for the
+        first time, whose buckets it then routes for the C matcher."""
         low, orig, multi = evtx_views(record)
-        return self._match_windows_views(low, orig, multi), orig
+        hits = self._match_windows_views(low, orig, multi)
+        key = (low.get("Channel"), orig.get("EventID"))
+        buckets = self._win_cache.get(key)  # filled by the line above, unless full
+        if (_speedups is not None and buckets is not None and len(self._win_routes) < 4096
+                and all(k is None or k.__class__ is str for k in key)):
+            self._win_routes[key] = tuple(b.lookups for b in buckets)
+        return hits, orig
 
     def _match_windows_views(self, low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool) -> list[RuleHit]:
         channel, event_id = low.get("Channel"), orig.get("EventID")
@@ -246,20 +277,15 @@ class RuleSet:
                         ids.append(i)
         return self._hits(ids, low, orig) if ids else []
 
-    def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar],
-              evidence: list[tuple[str, ...]] | None = None) -> list[RuleHit]:
-        """A hit per rule among the matching bindings `ids`, with the fields that made it match (`evidence`,
-        per binding, when the C path traced them while matching)."""
+    def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar]) -> list[RuleHit]:
+        """A hit per rule among the matching bindings `ids`, with the fields that made it match."""
         hits: list[RuleHit] = []
         seen: set[int] = set()
-        for k, i in enumerate(ids):
+        for i in ids:
             rule_index = self._rule_of[i]
             if rule_index in seen:
                 continue
             seen.add(rule_index)
-            if evidence is not None:
-                hits.append(self.hit(rule_index, evidence[k]))
-                continue
             if _speedups is not None:
                 trace = _speedups.trace(self._trees[i], low, orig, self._atom_specs, self._atoms) or set()
             else:

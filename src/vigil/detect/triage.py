@@ -151,12 +151,15 @@ def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
     detections: list[Detection] = []
     try:
         if path.suffix.lower() == ".evtx":
-            match = ruleset.match_evtx_event  # flattens and matches in one fast pass
-            for record in read_evtx_records(path):
-                events += 1
-                hits, flat = match(record)
-                if hits:
-                    detections.extend(_detections(ruleset, path, hits, flat))
+            try:
+                records = PyEvtxParser(str(path)).records_json()
+            except (OSError, RuntimeError, ValueError) as e:
+                raise TriageInputError(path, f"cannot read EVTX: {e}") from e
+            events, found, error = ruleset.scan_evtx(records, orjson.loads)  # flattens and matches in one pass
+            for hits, flat in found:
+                detections.extend(_detections(ruleset, path, hits, flat))
+            if error is not None:  # pyevtx raises RuntimeError on corrupt chunks
+                raise TriageInputError(path, f"cannot read EVTX: {error}")
         else:
             for event in read_events(path):
                 events += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+from vigil.detect.ruleset import RuleSet
 from vigil.detect.triage import batches
 
 
@@ -47,3 +49,66 @@ def test_workers_return_what_one_process_finds(tmp_path: Path) -> None:
     assert [len(r.detections) for r in two] == [1] * 6 and sum(r.events for r in two) == 12
     assert two[3].detections[0].fields == (("CommandLine", "cmd /c whoami /3"),)
     assert two[3].detections[0].hit.title == "Test rule" and two[3].detections[0].host == "h3"
+
+
+def _record(command: str, event_id: int = 1) -> dict[str, object]:
+    import orjson
+
+    event = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": event_id,
+                                  "Computer": "ws1"},
+                       "EventData": {"CommandLine": command, "Image": "C:\\Windows\\System32\\cmd.exe"}}}
+    return {"event_record_id": 1, "timestamp": "", "data": orjson.dumps(event).decode()}
+
+
+def _whoami_rules() -> RuleSet:
+    from tests.unit.detect.support import ruleset_for
+
+    return ruleset_for("selection:\n  CommandLine|contains: 'whoami'\ncondition: selection")
+
+
+def test_scanning_records_keeps_what_matched_and_the_flat_events() -> None:
+    import orjson
+
+    records = [_record("whoami /all"), _record("dir"), _record("WHOAMI"), _record("whoami", event_id=99)]
+    events, found, error = _whoami_rules().scan_evtx(iter(records), orjson.loads)
+    assert (events, error) == (4, None)
+    assert [(h[0].matched_fields, flat["CommandLine"]) for h, flat in found] == [
+        (("CommandLine",), "whoami /all"), (("CommandLine",), "WHOAMI")]  # event 99 is no process creation
+
+
+def test_a_read_or_decode_error_stops_the_scan_and_keeps_what_came_before() -> None:
+    """pyevtx raises RuntimeError on a corrupt chunk; a record that is no JSON fails to decode: either ends
+    the file's scan with the error, and the records before it count."""
+    import orjson
+
+    def corrupt_after_two() -> Iterator[dict[str, object]]:
+        yield _record("whoami")
+        yield _record("dir")
+        raise RuntimeError("chunk 3: bad magic")
+
+    events, found, error = _whoami_rules().scan_evtx(corrupt_after_two(), orjson.loads)
+    assert events == 2 and len(found) == 1
+    assert isinstance(error, RuntimeError) and "bad magic" in str(error)
+    not_json = {"event_record_id": 3, "timestamp": "", "data": "{not json"}
+    events, found, error = _whoami_rules().scan_evtx(iter([_record("whoami"), not_json, _record("whoami")]),
+                                                     orjson.loads)
+    assert events == 1 and len(found) == 1 and isinstance(error, ValueError)
+
+
+def test_an_error_while_matching_is_not_taken_for_a_bad_file() -> None:
+    """Only reading and decoding errors end a file's scan as bad input; anything else is a bug and is raised."""
+    import orjson
+    import pytest
+
+    rules = _whoami_rules()
+
+    def broken(record: object) -> object:
+        raise ZeroDivisionError("a bug in the general path")
+
+    rules._match_evtx_general = broken  # type: ignore[method-assign,assignment]
+    unusual = {"event_record_id": 1, "timestamp": "",
+               "data": '{"Event": {"System": {"Channel": "x"}, "UserData": {"A": {"B": 1}}}}'}
+    with pytest.raises(ZeroDivisionError):
+        rules.scan_evtx(iter([_record("dir"), unusual]), orjson.loads)
+    with pytest.raises(KeyError):  # a record without its data: a bug in the reader, not bad input
+        rules.scan_evtx(iter([{"event_record_id": 1}]), orjson.loads)
