@@ -51,13 +51,20 @@ _COMMON_PARTS = frozenset((
 ))
 
 
+# Costs estimate the share of events (per mille) that show a fact: a rule is indexed by the requirement whose
+# facts, summed, the fewest events show. A field's presence holds for nearly every event of its source, an
+# equality on a few-valued field for a large share; common path parts turn up in most paths.
+
+
 def _literal_cost(text: str) -> float:
     # Longer literals are rarer; a path separator or extension alone says little about an event.
     # Non-ASCII characters (emoji, homoglyphs) are rare in event data: each counts as several.
     # A parent-directory step ("\\..\\windows\\") is rare in paths and command lines, whatever it leads to.
     core = text if "..\\" in text or "../" in text else text.strip("\\/. -")
     n = len(core) + 3 * sum(not c.isascii() for c in core)
-    if n < _MIN_USEFUL_LITERAL or core.lower() in _COMMON_PARTS:
+    if core.lower() in _COMMON_PARTS:
+        return 150.0
+    if n < _MIN_USEFUL_LITERAL:
         return 40.0
     return 2.0 + 40.0 / n
 
@@ -76,9 +83,9 @@ _FEW_VALUED_FIELDS = frozenset(f.lower() for f in (
 
 def need_cost(need: Need) -> float:
     if need.kind is NeedKind.EQ:
-        return 45.0 if need.field is not None and need.field.lower() in _FEW_VALUED_FIELDS else 1.0
+        return 300.0 if need.field is not None and need.field.lower() in _FEW_VALUED_FIELDS else 1.0
     if need.kind is NeedKind.HAS:
-        return 30.0
+        return 400.0
     return _literal_cost(need.text) * (3.0 if need.field is None else 1.0)
 
 
