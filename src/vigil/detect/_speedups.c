@@ -1197,9 +1197,10 @@ PyDoc_STRVAR(run_doc,
 "The bindings of one bucket that match an event, in ascending order: candidates from the bucket's lookups\n"
 "(always, eq, sub, has, unicode, keyword), each then tested by walking its tree.");
 
-/* Append to `out` the bindings of one bucket that match the event, in ascending order; with `traces` (else NULL),
- * append to it each one's evidence: the sorted tuple of the fields whose tests held. */
-static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *out, PyObject *traces) {
+/* Append to the list *out (made at the first match) the bindings of one bucket that match the event, in ascending
+ * order; with `traces` (else NULL), to the list *traces each one's evidence: the sorted tuple of the fields whose
+ * tests held. */
+static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject **out, PyObject **traces) {
     Marks found;
     marks_init(&found);
     Trace t;
@@ -1225,12 +1226,14 @@ static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject *ou
         if (r < 0) {
             rc = -1;
         } else if (r) {
-            PyObject *id = PyLong_FromSsize_t(n);
-            if (id == NULL || PyList_Append(out, id) < 0) rc = -1;
+            if (*out == NULL && (*out = PyList_New(0)) == NULL) rc = -1;
+            if (rc == 0 && traces != NULL && *traces == NULL && (*traces = PyList_New(0)) == NULL) rc = -1;
+            PyObject *id = rc == 0 ? PyLong_FromSsize_t(n) : NULL;
+            if (id == NULL || PyList_Append(*out, id) < 0) rc = -1;
             Py_XDECREF(id);
             if (rc == 0 && traces != NULL) {
                 PyObject *fields = trace_fields(&t);
-                if (fields == NULL || PyList_Append(traces, fields) < 0) rc = -1;
+                if (fields == NULL || PyList_Append(*traces, fields) < 0) rc = -1;
                 Py_XDECREF(fields);
             }
         }
@@ -1248,13 +1251,12 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         return NULL;
     }
     Ctx ctx = {args[0], args[1], args[4], args[5]};
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    if (run_bucket(&ctx, args[2], args[3], out, NULL) < 0) {
-        Py_DECREF(out);
+    PyObject *out = NULL;
+    if (run_bucket(&ctx, args[2], args[3], &out, NULL) < 0) {
+        Py_XDECREF(out);
         return NULL;
     }
-    return out;
+    return out != NULL ? out : PyList_New(0);
 }
 
 /* ---- EvtxMatcher: a rule set's per-record path for pyevtx records -------------------------------------------- */
@@ -1346,16 +1348,16 @@ fail:
     return NULL;
 }
 
-/* (hits, flat event) for one record: a new tuple. */
-static PyObject *match_record(EvtxMatcher *self, PyObject *record) {
+/* Match one record: 0 with *hits (a new list, or NULL when nothing hits) and *flat (a new reference to the flat
+ * event); -1 on error. The general path gives both for what the fast path leaves. */
+static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, PyObject **flat) {
+    *hits = *flat = NULL;
     PyObject *views = evtx_views(NULL, record);
-    if (views == NULL) return NULL;
-    if (views == Py_None) {
-        Py_DECREF(views);
-        return PyObject_CallOneArg(self->general, record);
-    }
+    if (views == NULL) return -1;
+    PyObject *general = NULL, *ids = NULL, *traces = NULL;
+    int rc = -1;
+    if (views == Py_None) goto general;
     PyObject *low = PyTuple_GET_ITEM(views, 0), *orig = PyTuple_GET_ITEM(views, 1);
-    PyObject *out = NULL, *ids = NULL, *traces = NULL;
     PyObject *channel = PyDict_GetItemWithError(low, s_channel);
     if (channel == NULL && PyErr_Occurred()) goto done;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
@@ -1368,35 +1370,51 @@ static PyObject *match_record(EvtxMatcher *self, PyObject *record) {
         Py_DECREF(key);
         if (route == NULL && PyErr_Occurred()) goto done;
     }  /* else a list-valued source: the general path picks its first value */
-    if (route == NULL) {  /* a source not routed yet: the general path matches it and routes it */
-        out = PyObject_CallOneArg(self->general, record);
-        goto done;
-    }
+    if (route == NULL) goto general;  /* a source not routed yet: the general path matches and routes it */
     if (!PyTuple_CheckExact(route)) {
         PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
         goto done;
     }
-    if ((ids = PyList_New(0)) == NULL || (traces = PyList_New(0)) == NULL) goto done;
     Ctx ctx = {low, orig, self->specs, self->atoms};
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
-        if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), self->trees, ids, traces) < 0) goto done;
+        if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), self->trees, &ids, &traces) < 0) goto done;
     }
-    PyObject *hits = rule_hits(self, ids, traces);
-    if (hits == NULL) goto done;
-    out = PyTuple_Pack(2, hits, orig);
-    Py_DECREF(hits);
+    if (ids != NULL && (*hits = rule_hits(self, ids, traces)) == NULL) goto done;
+    *flat = Py_NewRef(orig);
+    rc = 0;
+    goto done;
+general:
+    general = PyObject_CallOneArg(self->general, record);
+    if (general == NULL) goto done;
+    if (!PyTuple_Check(general) || PyTuple_GET_SIZE(general) != 2 || !PyList_Check(PyTuple_GET_ITEM(general, 0))) {
+        PyErr_SetString(PyExc_TypeError, "the general path must give (hits: list, flat event)");
+        goto done;
+    }
+    if (PyList_GET_SIZE(PyTuple_GET_ITEM(general, 0)) > 0) *hits = Py_NewRef(PyTuple_GET_ITEM(general, 0));
+    *flat = Py_NewRef(PyTuple_GET_ITEM(general, 1));
+    rc = 0;
 done:
+    Py_XDECREF(general);
     Py_XDECREF(ids);
     Py_XDECREF(traces);
     Py_DECREF(views);
-    return out;
+    return rc;
 }
 
 static PyObject *matcher_call(EvtxMatcher *self, PyObject *args, PyObject *kwds) {
     PyObject *record;
     static char *kwlist[] = {"record", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:EvtxMatcher", kwlist, &record)) return NULL;
-    return match_record(self, record);
+    PyObject *hits, *flat;
+    if (match_record(self, record, &hits, &flat) < 0) return NULL;
+    if (hits == NULL && (hits = PyList_New(0)) == NULL) {
+        Py_DECREF(flat);
+        return NULL;
+    }
+    PyObject *out = PyTuple_Pack(2, hits, flat);
+    Py_DECREF(hits);
+    Py_DECREF(flat);
+    return out;
 }
 
 static PyObject *s_data;
@@ -1450,18 +1468,17 @@ static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize
             break;
         }
         events++;
-        PyObject *result = match_record(self, event);
+        PyObject *hits, *flat;
+        int rc = match_record(self, event, &hits, &flat);
         Py_DECREF(event);
-        if (result == NULL) goto fail;
-        PyObject *hits = PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2 ? PyTuple_GET_ITEM(result, 0) : NULL;
-        int keep = hits != NULL ? PyObject_IsTrue(hits) : -1;
-        if (keep < 0) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the general path must give (hits, event)");
-            Py_DECREF(result);
-            goto fail;
+        if (rc < 0) goto fail;
+        if (hits != NULL) {  /* only what some rule hits is kept */
+            PyObject *pair = PyTuple_Pack(2, hits, flat);
+            rc = pair == NULL ? -1 : PyList_Append(found, pair);
+            Py_XDECREF(pair);
         }
-        int rc = keep ? PyList_Append(found, result) : 0;
-        Py_DECREF(result);
+        Py_XDECREF(hits);
+        Py_DECREF(flat);
         if (rc < 0) goto fail;
     }
     Py_DECREF(it);
