@@ -156,18 +156,31 @@ class _Function:
         return "\n".join([f"def {name}(L, O):", *head, f"    return {body}"])
 
 
-# Statements per chunk: compiling the whole module at once (megabytes for SigmaHQ's rules) peaks at
-# hundreds of MiB of syntax tree; chunks compiled one after another keep that to a few tens.
+# Statements per chunk, and source characters: compiling the whole module at once (megabytes for SigmaHQ's
+# rules) peaks at hundreds of MiB of syntax tree; chunks compiled one after another keep that to a few tens. A
+# bucket's plan alone can be a hundred KiB of literals, hence the size bound too.
 _CHUNK = 400
+_CHUNK_CHARS = 64 * 1024
+
+
+def _runs(items: Sequence[str]) -> list[list[str]]:
+    """`items` in order, in runs of at most _CHUNK items and about _CHUNK_CHARS characters."""
+    runs: list[list[str]] = []
+    size = 0
+    for x in items:
+        if not runs or len(runs[-1]) == _CHUNK or size + len(x) > _CHUNK_CHARS:
+            runs.append([])
+            size = 0
+        runs[-1].append(x)
+        size += len(x)
+    return runs
 
 
 def _chunked(name: str, items: Sequence[str]) -> list[str]:
-    """`name = [...]` then `name += [...]` over slices of `items` (each an expression)."""
-    out = []
-    for n in range(0, max(len(items), 1), _CHUNK):
-        body = "".join(f"    {x},\n" for x in items[n:n + _CHUNK])
-        out.append(f"{name} {'=' if n == 0 else '+='} [\n{body}]\n")
-    return out
+    """`name = [...]` then `name += [...]` over runs of `items` (each an expression)."""
+    runs = _runs(items) or [[]]
+    return [f"{name} {'+=' if n else '='} [\n{''.join(f'    {x},{chr(10)}' for x in run)}]\n"
+            for n, run in enumerate(runs)]
 
 
 def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
@@ -195,12 +208,12 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     head = ["import re", "import ipaddress", "from vigil.detect.prefilter import BucketPlan", *em.imports]
     consts = [f"{name} = {source}" for source, name in em.consts.items()]
     chunks = ["\n".join(head) + "\n"]
-    chunks += ["\n".join(consts[n:n + _CHUNK]) + "\n" for n in range(0, len(consts), _CHUNK)]
+    chunks += ["\n".join(run) + "\n" for run in _runs(consts)]
     chunks += _chunked("A", atoms)
     chunks += _chunked("S", specs)
     chunks += _chunked("T", trees)
     chunks.append(f"R = {[b.rule_index for b in bindings]!r}\n")
-    chunks += ["\n".join(functions[n:n + _CHUNK]) + "\n" for n in range(0, len(functions), _CHUNK)]
+    chunks += ["\n".join(run) + "\n" for run in _runs(functions)]
     chunks.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]\n")
     chunks += _chunked("B", buckets)
     chunks.append("\n".join(["WIN = {", *tables["windows"], "}", "TEL = {", *tables["telemetry"], "}"]) + "\n")

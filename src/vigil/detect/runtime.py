@@ -92,14 +92,19 @@ def fieldref(value: str | None, other: Scalar | None, mode: str) -> bool:
 
 def contains_any(literals: tuple[str, ...]) -> Callable[[str], bool]:
     """A test for "one of many literals occurs in the value": one automaton pass, not a regex alternation
-    (hundreds of alternatives, such as emoji lists, make `re` backtrack at every position)."""
-    auto = ahocorasick.Automaton()
-    for lit in literals:
-        auto.add_word(lit, None)
-    auto.make_automaton()
-    search = auto.iter
+    (hundreds of alternatives, such as emoji lists, make `re` backtrack at every position). The automaton is
+    built at the first test: with the C extension the Python path rarely runs, and SigmaHQ's automata hold
+    ~12 MiB."""
+    search: Callable[[str], Any] | None = None
 
     def test(value: str) -> bool:
+        nonlocal search
+        if search is None:
+            auto = ahocorasick.Automaton()
+            for lit in literals:
+                auto.add_word(lit, None)
+            auto.make_automaton()
+            search = auto.iter
         for _ in search(value):
             return True
         return False
