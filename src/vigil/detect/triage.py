@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from evtx import PyEvtxParser
@@ -34,9 +34,9 @@ class TriageInputError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Detection:
-    """A rule hit on one event of one input file, with the event's key fields."""
+class Detection(NamedTuple):
+    """A rule hit on one event of one input file, with the event's key fields. A named tuple: a run makes one
+    per hit in the parent process, from the workers' rows, and a dataclass took a tenth of the run to build."""
 
     hit: RuleHit
     path: Path
