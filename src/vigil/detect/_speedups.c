@@ -82,15 +82,21 @@ static int put(PyObject *orig, PyObject *key, PyObject *value, Py_ssize_t *made)
     return 0;
 }
 
-static int has_char(PyObject *s, Py_UCS4 ch) {
+/* Whether s holds the character a or b (pass the same twice for one). */
+static int has_char2(PyObject *s, Py_UCS4 a, Py_UCS4 b) {
     if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {  /* names: a few characters, no call needed */
         const Py_UCS1 *d = PyUnicode_1BYTE_DATA(s);
         for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(s); i < n; i++) {
-            if (d[i] == ch) return 1;
+            if (d[i] == a || d[i] == b) return 1;
         }
         return 0;
     }
-    return PyUnicode_FindChar(s, ch, 0, PyUnicode_GET_LENGTH(s), 1) >= 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    return PyUnicode_FindChar(s, a, 0, n, 1) >= 0 || PyUnicode_FindChar(s, b, 0, n, 1) >= 0;
+}
+
+static int has_char(PyObject *s, Py_UCS4 ch) {
+    return has_char2(s, ch, ch);
 }
 
 /* s == the interned ASCII `name` (the same object, or equal text), without a call per comparison. */
@@ -107,7 +113,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
     PyObject *key, *value;
     while (PyDict_Next(system, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        if (has_char(key, '#') || has_char(key, ' ')) return UNUSUAL;
+        if (has_char2(key, '#', ' ')) return UNUSUAL;
         if (value == Py_None) continue;
         if (!PyDict_CheckExact(value)) {
             int rc = put(orig, key, value, &made);
@@ -1267,6 +1273,7 @@ typedef struct {
     PyObject *trees, *specs, *atoms, *rule_of;  /* lists, by binding (rule_of: the rule index of each) */
     PyObject *hit;       /* (rule index, evidence) -> a hit */
     PyObject *general;   /* record -> (hits, flat event): records the fast path leaves, and unrouted sources */
+    PyObject *last_channel, *last_event_id, *last_route;  /* the last record's route: files repeat a source */
 } EvtxMatcher;
 
 static void matcher_dealloc(EvtxMatcher *self) {
@@ -1278,6 +1285,9 @@ static void matcher_dealloc(EvtxMatcher *self) {
     Py_CLEAR(self->rule_of);
     Py_CLEAR(self->hit);
     Py_CLEAR(self->general);
+    Py_CLEAR(self->last_channel);
+    Py_CLEAR(self->last_event_id);
+    Py_CLEAR(self->last_route);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1289,6 +1299,9 @@ static int matcher_traverse(EvtxMatcher *self, visitproc visit, void *arg) {
     Py_VISIT(self->rule_of);
     Py_VISIT(self->hit);
     Py_VISIT(self->general);
+    Py_VISIT(self->last_channel);
+    Py_VISIT(self->last_event_id);
+    Py_VISIT(self->last_route);
     return 0;
 }
 
@@ -1314,6 +1327,15 @@ static PyObject *matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->atoms = Py_NewRef(atoms), self->rule_of = Py_NewRef(rule_of), self->hit = Py_NewRef(hit);
     self->general = Py_NewRef(general);
     return (PyObject *)self;
+}
+
+/* a and b (each a str or None) hold the same text. */
+static int same_text(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    if (a == Py_None || b == Py_None || !PyUnicode_Check(a) || !PyUnicode_Check(b)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return PyUnicode_GET_LENGTH(b) == n && PyUnicode_KIND(a) == PyUnicode_KIND(b)
+           && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)(n * PyUnicode_KIND(a))) == 0;
 }
 
 /* One hit per rule among the matching bindings (ascending), with its binding's evidence: a new list. */
@@ -1364,11 +1386,23 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
     if (event_id == NULL && PyErr_Occurred()) goto done;
     PyObject *route = NULL;
     if ((channel == NULL || PyUnicode_Check(channel)) && (event_id == NULL || PyUnicode_Check(event_id))) {
-        PyObject *key = PyTuple_Pack(2, channel ? channel : Py_None, event_id ? event_id : Py_None);
-        if (key == NULL) goto done;
-        route = PyDict_GetItemWithError(self->routes, key);
-        Py_DECREF(key);
-        if (route == NULL && PyErr_Occurred()) goto done;
+        if (channel == NULL) channel = Py_None;
+        if (event_id == NULL) event_id = Py_None;
+        if (self->last_route != NULL && same_text(channel, self->last_channel)
+            && same_text(event_id, self->last_event_id)) {
+            route = self->last_route;
+        } else {
+            PyObject *key = PyTuple_Pack(2, channel, event_id);
+            if (key == NULL) goto done;
+            route = PyDict_GetItemWithError(self->routes, key);
+            Py_DECREF(key);
+            if (route == NULL && PyErr_Occurred()) goto done;
+            if (route != NULL) {  /* routes are only ever added: the last one stays valid */
+                Py_XSETREF(self->last_channel, Py_NewRef(channel));
+                Py_XSETREF(self->last_event_id, Py_NewRef(event_id));
+                Py_XSETREF(self->last_route, Py_NewRef(route));
+            }
+        }
     }  /* else a list-valued source: the general path picks its first value */
     if (route == NULL) goto general;  /* a source not routed yet: the general path matches and routes it */
     if (!PyTuple_CheckExact(route)) {

@@ -112,3 +112,33 @@ def test_an_error_while_matching_is_not_taken_for_a_bad_file() -> None:
         rules.scan_evtx(iter([_record("dir"), unusual]), orjson.loads)
     with pytest.raises(KeyError):  # a record without its data: a bug in the reader, not bad input
         rules.scan_evtx(iter([{"event_record_id": 1}]), orjson.loads)
+
+
+def test_records_of_alternating_sources_each_meet_their_own_rules() -> None:
+    """The C matcher keeps the last record's route (a file repeats its sources): a record of another source
+    must still be matched against that source's rules only."""
+    import orjson
+
+    from tests.unit.detect.support import rule_yaml
+    from vigil.detect import load_rules_text
+
+    text = rule_yaml("selection:\n  CommandLine|contains: 'whoami'\ncondition: selection", title="sysmon") \
+        + "---\n" + rule_yaml("selection:\n  EventID: 4688\n  CommandLine|contains: 'whoami'\n"
+                              "condition: selection", logsource="product: windows\nservice: security",
+                              title="security")
+    rules = load_rules_text(text).ruleset
+
+    def record(channel: str, event_id: int, command: str) -> dict[str, object]:
+        event = {"Event": {"System": {"Channel": channel, "EventID": event_id},
+                           "EventData": {"CommandLine": command}}}
+        return {"data": orjson.dumps(event).decode()}
+
+    sysmon, security = "Microsoft-Windows-Sysmon/Operational", "Security"
+    records = [record(sysmon, 1, "whoami"), record(security, 4688, "whoami"), record(security, 4688, "dir"),
+               record(sysmon, 1, "whoami"), record(sysmon, 3, "whoami"), record(security, 4688, "whoami"),
+               record("SECURITY", 4688, "WHOAMI"), record(sysmon, 1, "dir")] * 2
+    events, found, error = rules.scan_evtx(iter(records), orjson.loads)
+    assert (events, error) == (16, None)
+    both = ["security", "sysmon"]  # a process-creation rule sees Security 4688 too
+    assert [(sorted(h.title for h in hits), flat["EventID"]) for hits, flat in found] == [
+        (["sysmon"], "1"), (both, "4688"), (["sysmon"], "1"), (both, "4688"), (both, "4688")] * 2
