@@ -272,39 +272,51 @@ PyDoc_STRVAR(evtx_views_doc,
 "evtx_views(record) -> (lower-cased, original, some value is a tuple) | None\n\n"
 "The string views of a pyevtx JSON record of the usual shape; None when the general path must do it.");
 
-static PyObject *evtx_views(PyObject *module, PyObject *record) {
-    (void)module;
-    if (!PyDict_CheckExact(record)) Py_RETURN_NONE;
+/* The original view of a record of the usual shape: 0 with *orig (new) and *multi; UNUSUAL (the general path
+ * must do it) or FAILED. */
+static int flatten_record(PyObject *record, PyObject **orig, int *multi) {
+    *orig = NULL, *multi = 0;
+    if (!PyDict_CheckExact(record)) return UNUSUAL;
     PyObject *event = PyDict_GetItemWithError(record, s_event);
     if (event == NULL) {
-        if (PyErr_Occurred()) return NULL;
+        if (PyErr_Occurred()) return FAILED;
         event = record;
     }
-    if (!PyDict_CheckExact(event)) Py_RETURN_NONE;
+    if (!PyDict_CheckExact(event)) return UNUSUAL;
     PyObject *user = PyDict_GetItemWithError(event, s_userdata);
-    if (user != NULL && user != Py_None) Py_RETURN_NONE;
-    if (user == NULL && PyErr_Occurred()) return NULL;
+    if (user != NULL && user != Py_None) return UNUSUAL;
+    if (user == NULL && PyErr_Occurred()) return FAILED;
     PyObject *system = PyDict_GetItemWithError(event, s_system);
-    if (system == NULL && PyErr_Occurred()) return NULL;
+    if (system == NULL && PyErr_Occurred()) return FAILED;
     PyObject *data = PyDict_GetItemWithError(event, s_eventdata);
-    if (data == NULL && PyErr_Occurred()) return NULL;
+    if (data == NULL && PyErr_Occurred()) return FAILED;
     /* Sized for System's attributes (a few per field) and EventData: no resizing while filling. */
     Py_ssize_t expect = (system != NULL && PyDict_CheckExact(system) ? PyDict_GET_SIZE(system) + 6 : 0)
                         + (data != NULL && PyDict_CheckExact(data) ? PyDict_GET_SIZE(data) : 0);
-    PyObject *orig = _PyDict_NewPresized(expect);
-    if (orig == NULL) return NULL;
-    int rc = 0, multi = 0;
+    PyObject *out = _PyDict_NewPresized(expect);
+    if (out == NULL) return FAILED;
+    int rc = 0;
     if (system != NULL && system != Py_None) {
-        rc = PyDict_CheckExact(system) ? flatten_system(orig, system) : UNUSUAL;
+        rc = PyDict_CheckExact(system) ? flatten_system(out, system) : UNUSUAL;
     }
     if (rc == 0 && data != NULL && data != Py_None) {
-        rc = PyDict_CheckExact(data) ? flatten_data(orig, data, &multi) : UNUSUAL;
+        rc = PyDict_CheckExact(data) ? flatten_data(out, data, multi) : UNUSUAL;
     }
     if (rc != 0) {
-        Py_DECREF(orig);
-        if (rc == FAILED) return NULL;
-        Py_RETURN_NONE;
+        Py_DECREF(out);
+        return rc;
     }
+    *orig = out;
+    return 0;
+}
+
+static PyObject *evtx_views(PyObject *module, PyObject *record) {
+    (void)module;
+    PyObject *orig;
+    int multi;
+    int rc = flatten_record(record, &orig, &multi);
+    if (rc == FAILED) return NULL;
+    if (rc != 0) Py_RETURN_NONE;
     PyObject *low = lowered_view(orig);
     if (low == NULL) {
         Py_DECREF(orig);
@@ -392,6 +404,46 @@ static int add_ids(Marks *found, PyObject *ids) {
     return 0;
 }
 
+/* One event being matched: its original view, and its lower-cased view, which the matcher fills as tests need
+ * a field's lower-cased value (`full` once it holds every field): the literal searches read the original
+ * values through folded tables, so most values are never lower-cased. */
+typedef struct {
+    PyObject *low, *orig, *specs, *atoms;
+    int full;
+} Ctx;
+
+/* The lower-cased value of a field (borrowed), NULL when absent; NULL with an exception on error. */
+static PyObject *low_get(Ctx *ctx, PyObject *field) {
+    PyObject *v = PyDict_GetItemWithError(ctx->low, field);
+    if (v != NULL || ctx->full || PyErr_Occurred()) return v;
+    PyObject *o = PyDict_GetItemWithError(ctx->orig, field);
+    if (o == NULL) return NULL;
+    PyObject *l = PyTuple_Check(o) ? lowered_tuple(o) : lowered(o);
+    if (l == NULL) return NULL;
+    int rc = PyDict_SetItem(ctx->low, field, l);
+    Py_DECREF(l);  /* the view holds it */
+    return rc < 0 ? NULL : l;
+}
+
+/* Lower-case every field: what a Python test (it gets the whole view) or the general path needs. */
+static int low_fill(Ctx *ctx) {
+    if (ctx->full) return 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(ctx->orig, &pos, &key, &value)) {
+        int has = PyDict_Contains(ctx->low, key);
+        if (has < 0) return -1;
+        if (has) continue;
+        PyObject *l = PyTuple_Check(value) ? lowered_tuple(value) : lowered(value);
+        if (l == NULL) return -1;
+        int rc = PyDict_SetItem(ctx->low, key, l);
+        Py_DECREF(l);
+        if (rc < 0) return -1;
+    }
+    ctx->full = 1;
+    return 0;
+}
+
 /* eq: one value of a field looked up in its table. */
 static int eq_value(Marks *found, PyObject *table, PyObject *v) {
     if (!PyDict_Check(table)) {
@@ -437,6 +489,7 @@ typedef struct {
     Py_ssize_t n;
     KeyTable quads;           /* Latin-1 literals of four characters or more */
     KeyTable pairs;           /* of two or three */
+    int folded;               /* the literals are lower-case and texts are compared lower-cased */
     int32_t *short_ones;      /* "" literals, then the Latin-1 characters by value: [byte_start[b], byte_start[b + 1]) */
     Py_ssize_t n_empty;
     int32_t byte_start[257];
@@ -447,10 +500,19 @@ typedef struct {
     int absent;               /* a byte no literal holds (-1 if none): stands for wider characters of a text */
 } Literals;
 
-static inline uint32_t hash_bytes(const Py_UCS1 *d, int width) {
+/* str.lower() of each Latin-1 character, which stays Latin-1: A-Z and À-Þ but ×. */
+static Py_UCS1 lower_table[256];
+
+/* The bytes d[0..width) as a word; folded: with bit 5 set in each, which makes ASCII and Latin-1 capitals
+ * their lower case (and a few other characters alike, which only costs a comparison). */
+static inline uint32_t load_word(const Py_UCS1 *d, int width, int folded) {
     uint32_t x = 0;
     memcpy(&x, d, (size_t)width);
-    return x * 2654435761u;
+    return folded ? x | (width == 4 ? 0x20202020u : 0x2020u) : x;
+}
+
+static inline uint32_t hash_bytes(const Py_UCS1 *d, int width, int folded) {
+    return load_word(d, width, folded) * 2654435761u;
 }
 
 static void table_free(KeyTable *t) {
@@ -509,8 +571,9 @@ static void literals_dealloc(Literals *self) {
 
 static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *seq;
-    static char *kwlist[] = {"literals", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Literals", kwlist, &seq)) return NULL;
+    int folded = 0;
+    static char *kwlist[] = {"literals", "folded", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:Literals", kwlist, &seq, &folded)) return NULL;
     PyObject *literals = PySequence_Tuple(seq);
     if (literals == NULL) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(literals);
@@ -527,9 +590,27 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
             PyErr_Format(PyExc_TypeError, "literal %zd is not a str", i);
             return NULL;
         }
+        if (folded && PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND) {  /* wide: searched in the lowered text */
+            PyObject *low = PyObject_CallMethodNoArgs(lit, s_lower);
+            int same = low == NULL ? -1 : PyUnicode_Compare(low, lit) == 0;
+            Py_XDECREF(low);
+            if (same != 1) {
+                Py_DECREF(literals);
+                if (same == 0) PyErr_Format(PyExc_ValueError, "literal %zd is not lower-case: a folded table needs it so", i);
+                return NULL;
+            }
+        }
         if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
             Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
             n_quads += len >= 4, n_pairs += len == 2 || len == 3;
+            for (Py_ssize_t j = 0; folded && j < len; j++) {
+                Py_UCS1 c = PyUnicode_1BYTE_DATA(lit)[j];
+                if (lower_table[c] != c) {
+                    Py_DECREF(literals);
+                    PyErr_Format(PyExc_ValueError, "literal %zd is not lower-case: a folded table needs it so", i);
+                    return NULL;
+                }
+            }
         }
     }
     Literals *self = (Literals *)type->tp_alloc(type, 0);
@@ -539,6 +620,7 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     self->literals = literals;
     self->n = n;
+    self->folded = folded;
     self->quads.shift = table_shift(n_quads), self->pairs.shift = table_shift(n_pairs);
     self->quads.entries = PyMem_Calloc((size_t)n_quads + 1, sizeof(KeyEntry));
     self->pairs.entries = PyMem_Calloc((size_t)n_pairs + 1, sizeof(KeyEntry));
@@ -557,7 +639,7 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         if (PyUnicode_KIND(lit) != PyUnicode_1BYTE_KIND) continue;
         const Py_UCS1 *d = PyUnicode_1BYTE_DATA(lit);
-        for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash_bytes(d + off, 4) >> qshift]++;
+        for (Py_ssize_t off = 0; off + 4 <= PyUnicode_GET_LENGTH(lit); off++) counts[hash_bytes(d + off, 4, folded) >> qshift]++;
     }
     /* One-character literals grouped by character, after the empty ones: a text's characters pick them. */
     uint64_t used[4] = {0, 0, 0, 0};
@@ -600,13 +682,14 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         Py_ssize_t best = 0;
         if (len >= 4) {
             for (Py_ssize_t off = 1; off + 4 <= len; off++) {
-                if (counts[hash_bytes(d + off, 4) >> qshift] < counts[hash_bytes(d + best, 4) >> qshift]) best = off;
+                if (counts[hash_bytes(d + off, 4, folded) >> qshift] < counts[hash_bytes(d + best, 4, folded) >> qshift]) {
+                    best = off;
+                }
             }
         }
         KeyEntry *e = &t->entries[t->n++];
-        e->key = hash_bytes(d + best, width) >> t->shift;
-        e->head = 0;
-        memcpy(&e->head, d + best, (size_t)width);
+        e->key = hash_bytes(d + best, width, folded) >> t->shift;
+        e->head = load_word(d + best, width, folded);
         e->offset = (int32_t)best;
         e->index = (int32_t)i;
     }
@@ -627,15 +710,22 @@ static int probe(Literals *self, const KeyTable *t, uint32_t key, const Py_UCS1 
                  int width, on_found found, void *arg) {
     uint64_t word = t->bits[key >> 6];
     uint32_t r = t->rank[key >> 6] + (uint32_t)__builtin_popcountll(word & (((uint64_t)1 << (key & 63)) - 1));
-    uint32_t head = 0;
-    memcpy(&head, d + i, (size_t)width);
+    uint32_t head = load_word(d + i, width, self->folded);
     for (int32_t k = t->start[r]; k < t->start[r + 1]; k++) {
         const KeyEntry *e = &t->entries[k];
         if (e->head != head) continue;
         Py_ssize_t start = i - e->offset;
         PyObject *lit = PyTuple_GET_ITEM(self->literals, e->index);
         Py_ssize_t l = PyUnicode_GET_LENGTH(lit);
-        if (start >= 0 && start + l <= len && memcmp(d + start, PyUnicode_1BYTE_DATA(lit), (size_t)l) == 0) {
+        if (start < 0 || start + l > len) continue;
+        const Py_UCS1 *want = PyUnicode_1BYTE_DATA(lit);
+        int same = 1;
+        if (self->folded) {
+            for (Py_ssize_t j = 0; j < l && same; j++) same = lower_table[d[start + j]] == want[j];
+        } else {
+            same = memcmp(d + start, want, (size_t)l) == 0;
+        }
+        if (same) {
             int rc = found(arg, e->index);
             if (rc) return rc;
         }
@@ -653,7 +743,10 @@ static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found
     if (len < self->min_len) return 0;
     if (self->byte_start[256] > self->n_empty) {  /* one-character literals: the text's characters, once each */
         uint64_t seen[4] = {0, 0, 0, 0};
-        for (Py_ssize_t i = 0; i < len; i++) seen[d[i] >> 6] |= (uint64_t)1 << (d[i] & 63);
+        for (Py_ssize_t i = 0; i < len; i++) {
+            Py_UCS1 c = self->folded ? lower_table[d[i]] : d[i];
+            seen[c >> 6] |= (uint64_t)1 << (c & 63);
+        }
         for (int w = 0; w < 4; w++) {
             for (uint64_t bits = seen[w] & self->singles[w]; bits; bits &= bits - 1) {
                 int b = w * 64 + __builtin_ctzll(bits);
@@ -665,12 +758,13 @@ static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found
         }
     }
     /* the long literals, then those of two or three; each loop with its width known to the compiler */
+    int folded = self->folded;
 #define SCAN(table, width)                                                                  \
     if ((table).n > 0) {                                                                    \
         const uint64_t *bits = (table).bits;                                                \
         int shift = (table).shift;                                                          \
         for (Py_ssize_t i = 0; i + (width) <= len; i++) {                                   \
-            uint32_t key = hash_bytes(d + i, (width)) >> shift;                             \
+            uint32_t key = hash_bytes(d + i, (width), folded) >> shift;                     \
             if ((bits[key >> 6] >> (key & 63)) & 1) {                                       \
                 int rc = probe(self, &(table), key, d, len, i, (width), found, arg);        \
                 if (rc) return rc;                                                          \
@@ -686,7 +780,7 @@ static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found
 /* Call `found(arg, i)` for each literal i that occurs in `text` (possibly more than once per literal), until it
  * returns non-zero. A text with wider characters is scanned as Latin-1 with those characters replaced by a byte
  * that no literal holds, then searched for the few wide literals one by one. */
-static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
+static int scan_text(Literals *self, PyObject *text, on_found found, void *arg) {
     int kind = PyUnicode_KIND(text);
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
     if (kind == PyUnicode_1BYTE_KIND) return scan_bytes(self, PyUnicode_1BYTE_DATA(text), len, found, arg);
@@ -715,6 +809,16 @@ static int literals_scan(Literals *self, PyObject *text, on_found found, void *a
         if (c < 0) return -1;
         if (c) rc = found(arg, self->wide_ones[k]);
     }
+    return rc;
+}
+
+static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
+    if (!self->folded || PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) return scan_text(self, text, found, arg);
+    /* past Latin-1, str.lower() is no per-byte table (the Kelvin sign becomes k): the text lower-cased first */
+    PyObject *lowered_text = PyObject_CallMethodNoArgs(text, s_lower);
+    if (lowered_text == NULL) return -1;
+    int rc = scan_text(self, lowered_text, found, arg);
+    Py_DECREF(lowered_text);
     return rc;
 }
 
@@ -813,8 +917,27 @@ static int sub_value(Marks *found, PyObject *spec, PyObject *v) {
 
 typedef int (*value_test)(Marks *found, PyObject *spec, PyObject *v);
 
-/* Run `test` on each (field, spec) of `pairs` whose field has a value: a string, or a tuple of strings. */
-static int each_field(Marks *found, PyObject *low, PyObject *pairs, value_test test) {
+/* Run `test` on a value: a string, or each string of a tuple. */
+static int each_value(Marks *found, PyObject *spec, PyObject *v, value_test test) {
+    if (PyUnicode_Check(v)) return test(found, spec, v);
+    if (PyTuple_Check(v)) {
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(v); j++) {
+            if (test(found, spec, PyTuple_GET_ITEM(v, j)) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* A folded literal table reads original values; anything else the lower-cased ones. */
+static int reads_original(PyObject *spec) {
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 5) return 0;
+    PyObject *matcher = PyTuple_GET_ITEM(spec, 4);
+    return PyObject_TypeCheck(matcher, &LiteralsType) && ((Literals *)matcher)->folded;
+}
+
+/* Run `test` on each (field, spec) of `pairs` whose field has a value: eq (original: 0) looks up lower-cased
+ * values; sub (original: 1) searches the original ones where its table folds case. */
+static int each_field(Marks *found, Ctx *ctx, PyObject *pairs, value_test test, int original) {
     Py_ssize_t n = PyTuple_GET_SIZE(pairs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(pairs, i);
@@ -822,20 +945,14 @@ static int each_field(Marks *found, PyObject *low, PyObject *pairs, value_test t
             PyErr_SetString(PyExc_TypeError, "a lookup must be a (field, table) pair");
             return -1;
         }
-        PyObject *v = PyDict_GetItemWithError(low, PyTuple_GET_ITEM(pair, 0));
+        PyObject *field = PyTuple_GET_ITEM(pair, 0), *spec = PyTuple_GET_ITEM(pair, 1);
+        PyObject *v = original && reads_original(spec) ? PyDict_GetItemWithError(ctx->orig, field)
+                                                        : low_get(ctx, field);
         if (v == NULL) {
             if (PyErr_Occurred()) return -1;
             continue;
         }
-        PyObject *spec = PyTuple_GET_ITEM(pair, 1);
-        if (PyUnicode_Check(v)) {
-            if (test(found, spec, v) < 0) return -1;
-        } else if (PyTuple_Check(v)) {
-            Py_ssize_t m = PyTuple_GET_SIZE(v);
-            for (Py_ssize_t j = 0; j < m; j++) {
-                if (test(found, spec, PyTuple_GET_ITEM(v, j)) < 0) return -1;
-            }
-        }
+        if (each_value(found, spec, v, test) < 0) return -1;
     }
     return 0;
 }
@@ -855,45 +972,52 @@ static int is_ascii_value(PyObject *v) {
     return 1;
 }
 
-static int unicode_lookups(Marks *found, PyObject *low, PyObject *unicode) {
+/* Non-ASCII values: judged on the lower-cased value (lower() makes the Kelvin sign ASCII), which an ASCII
+ * original never needs. */
+static int non_ascii(Ctx *ctx, PyObject *field, PyObject *original) {
+    if (is_ascii_value(original)) return 0;
+    PyObject *v = low_get(ctx, field);
+    if (v == NULL) return PyErr_Occurred() ? -1 : 0;
+    return !is_ascii_value(v);
+}
+
+static int unicode_lookups(Marks *found, Ctx *ctx, PyObject *unicode) {
     Py_ssize_t n = PyTuple_GET_SIZE(unicode);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyTuple_GET_ITEM(unicode, i);
         PyObject *field = PyTuple_GET_ITEM(pair, 0);
-        int all_ascii = 1;
+        int some = 0;
         if (field == Py_None) {
             Py_ssize_t pos = 0;
             PyObject *k, *v;
-            while (all_ascii && PyDict_Next(low, &pos, &k, &v)) all_ascii = is_ascii_value(v);
+            while (some == 0 && PyDict_Next(ctx->orig, &pos, &k, &v)) some = non_ascii(ctx, k, v);
         } else {
-            PyObject *v = PyDict_GetItemWithError(low, field);
+            PyObject *v = PyDict_GetItemWithError(ctx->orig, field);
             if (v == NULL && PyErr_Occurred()) return -1;
-            all_ascii = v == NULL || is_ascii_value(v);
+            some = v == NULL ? 0 : non_ascii(ctx, field, v);
         }
-        if (!all_ascii && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0) return -1;
+        if (some < 0 || (some && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) return -1;
     }
     return 0;
 }
 
-/* Keyword literals: searched in each value (list elements included). */
-static int keyword_lookups(Marks *found, PyObject *low, PyObject *spec) {
+/* Keyword literals: searched in each value (list elements included), the original ones for a folded table. */
+static int keyword_lookups(Marks *found, Ctx *ctx, PyObject *spec) {
+    PyObject *view = ctx->orig;
+    if (!reads_original(spec)) {
+        if (low_fill(ctx) < 0) return -1;
+        view = ctx->low;
+    }
     Py_ssize_t pos = 0;
     PyObject *k, *v;
-    while (PyDict_Next(low, &pos, &k, &v)) {
-        if (PyTuple_Check(v)) {
-            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(v); i++) {
-                PyObject *x = PyTuple_GET_ITEM(v, i);
-                if (PyUnicode_Check(x) && sub_value(found, spec, x) < 0) return -1;
-            }
-        } else if (PyUnicode_Check(v) && sub_value(found, spec, v) < 0) {
-            return -1;
-        }
+    while (PyDict_Next(view, &pos, &k, &v)) {
+        if (each_value(found, spec, v, sub_value) < 0) return -1;
     }
     return 0;
 }
 
 /* Mark the candidates of one bucket. args: (always, eq, sub, has, unicode, keyword spec or None). 0 or -1. */
-static int bucket_candidates(Marks *found, PyObject *low, PyObject *args) {
+static int bucket_candidates(Marks *found, Ctx *ctx, PyObject *args) {
     if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 6) {
         PyErr_SetString(PyExc_TypeError, "bucket lookups must be a 6-tuple");
         return -1;
@@ -920,29 +1044,25 @@ static int bucket_candidates(Marks *found, PyObject *low, PyObject *args) {
         if (PyErr_Occurred()) return -1;
     }
     PyObject *has = PyTuple_GET_ITEM(args, 3);
-    if (each_field(found, low, PyTuple_GET_ITEM(args, 1), eq_value) < 0
-        || each_field(found, low, PyTuple_GET_ITEM(args, 2), sub_value) < 0) return -1;
+    if (each_field(found, ctx, PyTuple_GET_ITEM(args, 1), eq_value, 0) < 0
+        || each_field(found, ctx, PyTuple_GET_ITEM(args, 2), sub_value, 1) < 0) return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(has); i++) {
         PyObject *pair = PyTuple_GET_ITEM(has, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
             PyErr_SetString(PyExc_TypeError, "a lookup must be a (field, table) pair");
             return -1;
         }
-        int c = PyDict_Contains(low, PyTuple_GET_ITEM(pair, 0));
+        int c = PyDict_Contains(ctx->orig, PyTuple_GET_ITEM(pair, 0));
         if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) return -1;
     }
-    if (unicode_lookups(found, low, PyTuple_GET_ITEM(args, 4)) < 0) return -1;
+    if (unicode_lookups(found, ctx, PyTuple_GET_ITEM(args, 4)) < 0) return -1;
     PyObject *keyword = PyTuple_GET_ITEM(args, 5);
-    if (keyword != Py_None && keyword_lookups(found, low, keyword) < 0) return -1;
+    if (keyword != Py_None && keyword_lookups(found, ctx, keyword) < 0) return -1;
     return 0;
 }
 
 /* Atom specs (codegen): (opcode, cased, payload); the Python atom test A[i] for everything else. */
 enum { OP_PYTHON = 0, OP_EQ, OP_CONTAINS, OP_STARTSWITH, OP_ENDSWITH, OP_EXISTS, OP_NOT_EXISTS, OP_NULL };
-
-typedef struct {
-    PyObject *low, *orig, *specs, *atoms;
-} Ctx;
 
 /* One atom on one value: v lower-cased, o original (NULL when absent). 1, 0 or -1. */
 static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObject *o) {
@@ -988,6 +1108,7 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
 }
 
 static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o) {
+    if (low_fill(ctx) < 0) return -1;  /* a Python test gets the whole event */
     PyObject *test = PyList_GET_ITEM(ctx->atoms, index);
     PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->low, ctx->orig};
     PyObject *r = PyObject_Vectorcall(test, args, 4, NULL);
@@ -1015,7 +1136,7 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     if (op == -1 && PyErr_Occurred()) return -1;
     int cased = PyTuple_GET_ITEM(spec, 1) == Py_True;
     PyObject *payload = PyTuple_GET_ITEM(spec, 2);
-    PyObject *v = PyDict_GetItemWithError(ctx->low, field);
+    PyObject *v = low_get(ctx, field);
     if (v == NULL && PyErr_Occurred()) return -1;
     if (!cased && op >= OP_EQ && op <= OP_ENDSWITH) {  /* the usual case: only the lower-cased value counts */
         if (v == NULL) return 0;
@@ -1149,7 +1270,7 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "trace(tree, low: dict, orig: dict, specs: list, atoms: list)");
         return NULL;
     }
-    Ctx ctx = {args[1], args[2], args[3], args[4]};
+    Ctx ctx = {args[1], args[2], args[3], args[4], 1};
     Trace t;
     trace_init(&t);
     int r = eval_tree(&ctx, args[0], &t);
@@ -1183,7 +1304,8 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
     Marks found;
     marks_init(&found);
     PyObject *out = NULL;
-    if (bucket_candidates(&found, args[0], args[1]) == 0 && (out = PySet_New(NULL)) != NULL) {
+    Ctx ctx = {args[0], args[0], NULL, NULL, 1};  /* lower-cased values read through folded tables alike */
+    if (bucket_candidates(&found, &ctx, args[1]) == 0 && (out = PySet_New(NULL)) != NULL) {
         for (Py_ssize_t i = 0; i < found.n; i++) {
             PyObject *id = PyLong_FromSsize_t(found.ids[i]);
             if (id == NULL || PySet_Add(out, id) < 0) {
@@ -1211,7 +1333,7 @@ static int run_bucket(Ctx *ctx, PyObject *lookups, PyObject *trees, PyObject **o
     marks_init(&found);
     Trace t;
     trace_init(&t);
-    int rc = bucket_candidates(&found, ctx->low, lookups);
+    int rc = bucket_candidates(&found, ctx, lookups);
     for (Py_ssize_t i = 1; rc == 0 && i < found.n; i++) {  /* a few candidates, mostly in order: insertion sort */
         Py_ssize_t x = found.ids[i], j = i;
         while (j > 0 && found.ids[j - 1] > x) {
@@ -1256,7 +1378,7 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
         return NULL;
     }
-    Ctx ctx = {args[0], args[1], args[4], args[5]};
+    Ctx ctx = {args[0], args[1], args[4], args[5], 1};
     PyObject *out = NULL;
     if (run_bucket(&ctx, args[2], args[3], &out, NULL) < 0) {
         Py_XDECREF(out);
@@ -1374,13 +1496,18 @@ fail:
  * event); -1 on error. The general path gives both for what the fast path leaves. */
 static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, PyObject **flat) {
     *hits = *flat = NULL;
-    PyObject *views = evtx_views(NULL, record);
-    if (views == NULL) return -1;
-    PyObject *general = NULL, *ids = NULL, *traces = NULL;
-    int rc = -1;
-    if (views == Py_None) goto general;
-    PyObject *low = PyTuple_GET_ITEM(views, 0), *orig = PyTuple_GET_ITEM(views, 1);
-    PyObject *channel = PyDict_GetItemWithError(low, s_channel);
+    PyObject *orig = NULL, *low = NULL, *general = NULL, *ids = NULL, *traces = NULL;
+    int multi, rc = flatten_record(record, &orig, &multi);
+    (void)multi;  /* list-valued fields: the tree walk tests each element */
+    if (rc == FAILED) return -1;
+    if (rc != 0) {
+        rc = -1;
+        goto general;
+    }
+    rc = -1;
+    if ((low = PyDict_New()) == NULL) goto done;
+    Ctx ctx = {low, orig, self->specs, self->atoms, 0};
+    PyObject *channel = low_get(&ctx, s_channel);
     if (channel == NULL && PyErr_Occurred()) goto done;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
     if (event_id == NULL && PyErr_Occurred()) goto done;
@@ -1409,7 +1536,6 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
         PyErr_SetString(PyExc_TypeError, "a route must be a tuple of bucket lookups");
         goto done;
     }
-    Ctx ctx = {low, orig, self->specs, self->atoms};
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(route); i++) {
         if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), self->trees, &ids, &traces) < 0) goto done;
     }
@@ -1431,7 +1557,8 @@ done:
     Py_XDECREF(general);
     Py_XDECREF(ids);
     Py_XDECREF(traces);
-    Py_DECREF(views);
+    Py_XDECREF(low);
+    Py_XDECREF(orig);
     return rc;
 }
 
@@ -1569,6 +1696,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || !(s_false = intern("false")) || !(s_underscore = intern("_")) || !(s_lower = intern("lower"))
         || !(s_channel = intern("Channel")) || !(s_eventid = intern("EventID"))) {
         return NULL;
+    }
+    for (int c = 0; c < 256; c++) {
+        lower_table[c] = (Py_UCS1)(((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) ? c + 32 : c);
     }
     if (PyType_Ready(&LiteralsType) < 0 || PyType_Ready(&EvtxMatcherType) < 0
         || (joined_names = PyDict_New()) == NULL || (s_data = intern("data")) == NULL) {

@@ -51,16 +51,12 @@ def anchors(literals: Iterable[str]) -> list[str]:
 # `_speedups.Literals` or None). Plain tuples, so that the C hot path and `_search` below read the same thing.
 SubSpec = tuple[tuple[str, ...], tuple[tuple[int, ...], ...], tuple[str, ...] | None, Search | None, Any]
 
-# From this many literals the C matcher (one pass over the value) beats a substring search per literal.
-_MATCHER_LITERALS = 3
-
-
 def _searcher(table: Table) -> SubSpec:
     """How to find which literals of `table` occur in a value."""
     literals = tuple(literal for literal, _ in table)
     ids = tuple(i for _, i in table)
-    if _speedups is not None and len(table) >= _MATCHER_LITERALS:
-        return literals, ids, None, None, _speedups.Literals(literals)
+    if _speedups is not None:  # folded: the C path searches original values, lower-cased as it reads them
+        return literals, ids, None, None, _speedups.Literals(literals, folded=True)
     if len(table) <= _FEW_LITERALS:
         return literals, ids, None, None, None
     if len(table) <= _FEW_LITERALS * 4:

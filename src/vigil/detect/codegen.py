@@ -94,7 +94,7 @@ class _Emitter:
         if op is Op.CONTAINS:
             if len(vals) <= _MAX_INLINE_CONTAINS:
                 return f"(2, {a.cased}, {tuple(vals)!r})"
-            return f"(2, {a.cased}, {self.const(f'_lits({tuple(sorted(vals))!r})')})"
+            return f"(2, {a.cased}, {self.const(f'_lits({tuple(sorted(vals))!r}, {a.cased})')})"
         if op is Op.STARTSWITH or op is Op.ENDSWITH:
             return f"({3 if op is Op.STARTSWITH else 4}, {a.cased}, {tuple(vals)!r})"
         code = {Op.ANY: 5, Op.EXISTS: 5, Op.NOT_EXISTS: 6, Op.NULL: 7}.get(op, 0)

@@ -183,10 +183,10 @@ def _gapped_literals(pattern: str, flags: int) -> tuple[list[str], int] | None:
     return literals, flags
 
 
-def literal_set(literals: tuple[str, ...]) -> Any:
-    """Many literals for the C evaluator's contains test: its one-pass matcher (a tuple without the extension,
-    which then never reads it)."""
-    return _speedups.Literals(literals) if _speedups is not None else literals
+def literal_set(literals: tuple[str, ...], cased: bool = False) -> Any:
+    """Many literals for the C evaluator's contains test: its one-pass matcher, folding case unless `cased`
+    (a tuple without the extension, which then never reads it)."""
+    return _speedups.Literals(literals, folded=not cased) if _speedups is not None else literals
 
 
 def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
