@@ -249,25 +249,6 @@ static PyObject *lowered_tuple(PyObject *t) {
     return out;
 }
 
-/* A copy of orig (one block copy) with the values that have capitals replaced: same keys, no resizing. */
-static PyObject *lowered_view(PyObject *orig) {
-    PyObject *low = PyDict_Copy(orig);
-    if (low == NULL) return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(orig, &pos, &key, &value)) {
-        PyObject *l = PyTuple_Check(value) ? lowered_tuple(value) : lowered(value);
-        if (l == NULL) goto fail;
-        int rc = l == value ? 0 : PyDict_SetItem(low, key, l);
-        Py_DECREF(l);
-        if (rc < 0) goto fail;
-    }
-    return low;
-fail:
-    Py_DECREF(low);
-    return NULL;
-}
-
 PyDoc_STRVAR(evtx_views_doc,
 "evtx_views(record) -> (lower-cased, original, some value is a tuple) | None\n\n"
 "The string views of a pyevtx JSON record of the usual shape; None when the general path must do it.");
@@ -309,6 +290,8 @@ static int flatten_record(PyObject *record, PyObject **orig, int *multi) {
     *orig = out;
     return 0;
 }
+
+static PyObject *lowered_view(PyObject *orig);
 
 static PyObject *evtx_views(PyObject *module, PyObject *record) {
     (void)module;
@@ -442,6 +425,13 @@ static int low_fill(Ctx *ctx) {
     }
     ctx->full = 1;
     return 0;
+}
+
+/* The whole lower-cased view of orig: a new dict. */
+static PyObject *lowered_view(PyObject *orig) {
+    Ctx ctx = {PyDict_New(), orig, NULL, NULL, 0};
+    if (ctx.low != NULL && low_fill(&ctx) < 0) Py_CLEAR(ctx.low);
+    return ctx.low;
 }
 
 /* eq: one value of a field looked up in its table. */
@@ -1586,9 +1576,19 @@ PyDoc_STRVAR(matcher_scan_doc,
 "read, the (hits, flat event) of those that some rule hits, and the OSError, RuntimeError or ValueError that\n"
 "stopped reading or decoding (None when the records ran out). Errors while matching are raised.");
 
-static int is_input_error(void) {
-    return PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_RuntimeError)
-           || PyErr_ExceptionMatches(PyExc_ValueError);
+/* The pending exception, if reading or decoding raised it (OSError, RuntimeError, ValueError), into *error: 0;
+ * -1 (still pending) for any other. */
+static int take_input_error(PyObject **error) {
+    if (!PyErr_ExceptionMatches(PyExc_OSError) && !PyErr_ExceptionMatches(PyExc_RuntimeError)
+        && !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return -1;
+    }
+    PyObject *type, *tb;
+    PyErr_Fetch(&type, error, &tb);
+    PyErr_NormalizeException(&type, error, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return 0;
 }
 
 static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1604,14 +1604,7 @@ static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize
     for (;;) {
         PyObject *record = PyIter_Next(it);
         if (record == NULL) {
-            if (PyErr_Occurred()) {
-                if (!is_input_error()) goto fail;
-                PyObject *type, *tb;
-                PyErr_Fetch(&type, &error, &tb);
-                PyErr_NormalizeException(&type, &error, &tb);
-                Py_XDECREF(type);
-                Py_XDECREF(tb);
-            }
+            if (PyErr_Occurred() && take_input_error(&error) < 0) goto fail;
             break;
         }
         PyObject *data = PyObject_GetItem(record, s_data);
@@ -1620,12 +1613,7 @@ static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize
         PyObject *event = PyObject_CallOneArg(args[1], data);
         Py_DECREF(data);
         if (event == NULL) {
-            if (!is_input_error()) goto fail;
-            PyObject *type, *tb;
-            PyErr_Fetch(&type, &error, &tb);
-            PyErr_NormalizeException(&type, &error, &tb);
-            Py_XDECREF(type);
-            Py_XDECREF(tb);
+            if (take_input_error(&error) < 0) goto fail;
             break;
         }
         events++;

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -180,6 +182,20 @@ def test_run_rejects_malformed_trees_and_specs() -> None:
     assert _speedups.run(low, low, lookups, [("a", 0, "F")], [(1, False, frozenset({"x"}))], [None]) == [0]
 
 
+@contextmanager
+def _python_path() -> Iterator[None]:
+    """The pure-Python engine for a moment, to compare with inside a test that runs on the C path."""
+    from vigil.detect import events
+    from vigil.detect import ruleset as ruleset_module
+
+    saved = (events._speedups, ruleset_module._speedups)
+    events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        events._speedups, ruleset_module._speedups = saved
+
+
 def _hostile(rng: random.Random, depth: int = 0) -> object:
     pick = rng.random()
     if depth > 2 or pick < 0.45:
@@ -195,8 +211,6 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
     """Whatever shape a record has, the C path gives the general path's views or leaves it to it, and a rule
     set matches it as the pure-Python engine does: an EVTX file from an attacker can not crash the scan."""
     from tests.unit.detect.support import ruleset_for
-    from vigil.detect import events
-    from vigil.detect import ruleset as ruleset_module
     from vigil.detect.events import flatten_evtx, views
 
     rules = ruleset_for("""
@@ -225,12 +239,8 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
         except (AttributeError, TypeError):
             assert general is None
             continue
-        saved = (events._speedups, ruleset_module._speedups)
-        events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
-        try:
+        with _python_path():
             py_hits = rules.match_evtx_event(record)
-        finally:
-            events._speedups, ruleset_module._speedups = saved
         assert c_hits == py_hits, record
         fired += bool(c_hits[0])
     assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
@@ -251,8 +261,6 @@ def test_evidence_traced_while_matching_is_the_general_paths(seed: int) -> None:
     """The C path records a hit's evidence (the fields whose tests held, outside negations) during the match
     itself; it must be what the Python tree walker traces, through any nesting of and, or and not."""
     from tests.unit.detect.support import ruleset_for
-    from vigil.detect import events
-    from vigil.detect import ruleset as ruleset_module
 
     rng = random.Random(seed)
     fields = {"s1": "Image", "s2": "CommandLine", "s3": "ParentImage", "s4": "User"}
@@ -266,12 +274,8 @@ def test_evidence_traced_while_matching_is_the_general_paths(seed: int) -> None:
             record = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
                                 "EventData": data}}
             c_hits = rules.match_evtx_record(record)
-            saved = (events._speedups, ruleset_module._speedups)
-            events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
-            try:
+            with _python_path():
                 py_hits = rules.match_evtx_record(record)
-            finally:
-                events._speedups, ruleset_module._speedups = saved
             assert [h.matched_fields for h in c_hits] == [h.matched_fields for h in py_hits], (record, rules)
             compared += bool(c_hits)
     assert compared > 100
