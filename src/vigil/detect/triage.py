@@ -36,7 +36,7 @@ class TriageInputError(Exception):
 
 class Detection(NamedTuple):
     """A rule hit on one event of one input file, with the event's key fields. A named tuple: a run makes one
-    per hit in the parent process, from the workers' rows, and a dataclass took a tenth of the run to build."""
+    per hit in the parent process from the workers' rows, and a frozen dataclass cost ~2 us each."""
 
     hit: RuleHit
     path: Path
