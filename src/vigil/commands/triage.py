@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vigil.core.severity import RuleLevel
-from vigil.detect import RuleFilter, load_rules
+from vigil.detect import RuleFilter, load_rules, native_matching
 from vigil.detect.cache import default_cache_dir
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.detect.triage import (
@@ -109,6 +109,9 @@ def app(
         err.print(f"[yellow]rule skipped[/]: {e}")
     if report.cache not in ("", "hit", "stored"):
         err.print(f"[yellow]rule cache[/]: {report.cache}")
+    if not native_matching():
+        err.print("[yellow]slow path[/]: vigil.detect._speedups is not built (no C compiler when Vigil was "
+                  "installed?): matching runs in Python, about twice as slow")
     if not len(report.ruleset):
         err.print("vigil: error: no rules to run (check --rules and the filters)")
         raise typer.Exit(2)

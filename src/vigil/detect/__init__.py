@@ -18,7 +18,7 @@ from vigil.detect.model import (
     RuleLoadError,
     RuleNote,
 )
-from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules, load_rules_text
+from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules, load_rules_text, native_matching
 
 __all__ = [
     "CompiledRules",
@@ -34,4 +34,5 @@ __all__ = [
     "flatten_evtx",
     "load_rules",
     "load_rules_text",
+    "native_matching",
 ]

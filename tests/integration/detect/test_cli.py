@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.unit.detect.support import SYSMON, rule_yaml
@@ -205,3 +206,21 @@ def test_rules_test_takes_placeholders(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["rules", "test", str(rules), "--placeholders", str(values)])
     assert result.exit_code == 0, result.stdout
     assert "1 cases, 1 passed" in result.stdout
+
+
+def test_triage_says_when_it_matches_without_the_c_extension(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.detect import candidates, ruleset
+    from vigil.detect import events as events_module
+
+    rules, events = _fixtures(tmp_path)
+    argv = ["triage", str(events), "--rules", str(rules), "-o", "jsonl", "-j", "1", "--no-cache"]
+    if ruleset._speedups is not None:
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        assert "slow path" not in result.stderr
+    for module in (candidates, events_module, ruleset):
+        monkeypatch.setattr(module, "_speedups", None)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "slow path" in result.stderr and "4 detections from 2 rules" in result.stderr
