@@ -210,8 +210,8 @@ def test_rules_test_takes_placeholders(tmp_path: Path) -> None:
 
 def test_triage_says_when_it_matches_without_the_c_extension(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from vigil.detect import candidates, ruleset
-    from vigil.detect import events as events_module
+    from tests.unit.detect.support import ENGINE_MODULES
+    from vigil.detect import ruleset
 
     rules, events = _fixtures(tmp_path)
     argv = ["triage", str(events), "--rules", str(rules), "-o", "jsonl", "-j", "1", "--no-cache"]
@@ -219,7 +219,7 @@ def test_triage_says_when_it_matches_without_the_c_extension(tmp_path: Path,
         result = CliRunner().invoke(app, argv)
         assert result.exit_code == 0, result.output
         assert "slow path" not in result.stderr
-    for module in (candidates, events_module, ruleset):
+    for module in ENGINE_MODULES:
         monkeypatch.setattr(module, "_speedups", None)
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output

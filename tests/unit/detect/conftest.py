@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.detect import candidates, events, ruleset
-
-_MODULES = (candidates, events, ruleset)
+from tests.unit.detect.support import ENGINE_MODULES
+from vigil.detect import events
 
 
 @pytest.fixture(autouse=True, params=["c", "python"])
@@ -17,6 +16,6 @@ def engine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         if events._speedups is None:
             pytest.skip("the C extension is not built here")
     else:
-        for module in _MODULES:
+        for module in ENGINE_MODULES:
             monkeypatch.setattr(module, "_speedups", None)
     yield request.param

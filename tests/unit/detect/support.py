@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import textwrap
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from vigil.detect import LoadReport, RuleSet, load_rules_text
+from vigil.detect import LoadReport, RuleSet, candidates, events, load_rules_text, ruleset
+
+# The modules whose `_speedups` decides between the C hot path and the pure-Python engine.
+ENGINE_MODULES = (candidates, events, ruleset)
+
+
+@contextmanager
+def python_path() -> Iterator[None]:
+    """The pure-Python engine for a moment, to compare with inside a test that runs on the C path."""
+    saved = [m._speedups for m in ENGINE_MODULES]
+    for m in ENGINE_MODULES:
+        m._speedups = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for m, was in zip(ENGINE_MODULES, saved, strict=True):
+            m._speedups = was
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 

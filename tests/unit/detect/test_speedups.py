@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
+from tests.unit.detect.support import python_path
 from vigil.detect import candidates
 from vigil.detect.candidates import Bucket
 from vigil.detect.prefilter import BucketPlan
@@ -182,20 +181,6 @@ def test_run_rejects_malformed_trees_and_specs() -> None:
     assert _speedups.run(low, low, lookups, [("a", 0, "F")], [(1, False, frozenset({"x"}))], [None]) == [0]
 
 
-@contextmanager
-def _python_path() -> Iterator[None]:
-    """The pure-Python engine for a moment, to compare with inside a test that runs on the C path."""
-    from vigil.detect import events
-    from vigil.detect import ruleset as ruleset_module
-
-    saved = (events._speedups, ruleset_module._speedups)
-    events._speedups = ruleset_module._speedups = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        events._speedups, ruleset_module._speedups = saved
-
-
 def _hostile(rng: random.Random, depth: int = 0) -> object:
     pick = rng.random()
     if depth > 2 or pick < 0.45:
@@ -239,7 +224,7 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
         except (AttributeError, TypeError):
             assert general is None
             continue
-        with _python_path():
+        with python_path():
             py_hits = rules.match_evtx_event(record)
         assert c_hits == py_hits, record
         fired += bool(c_hits[0])
@@ -274,7 +259,7 @@ def test_evidence_traced_while_matching_is_the_general_paths(seed: int) -> None:
             record = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
                                 "EventData": data}}
             c_hits = rules.match_evtx_record(record)
-            with _python_path():
+            with python_path():
                 py_hits = rules.match_evtx_record(record)
             assert [h.matched_fields for h in c_hits] == [h.matched_fields for h in py_hits], (record, rules)
             compared += bool(c_hits)
