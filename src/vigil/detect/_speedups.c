@@ -49,7 +49,39 @@ static PyObject *scalar(PyObject *value, int *status) {
 /* System names joined as "Provider_Name", kept: {field: {attribute: joined}}; the few names a log uses. */
 static PyObject *joined_names;
 
+/* Recent names by identity. orjson hands out the same key objects record after record (its key cache), so a
+ * pointer comparison answers what a scan of the text or two dict lookups would. Each slot holds references:
+ * no other object can take a cached address while it is cached. */
+#define NAME_SLOTS 256
+typedef struct {
+    PyObject *a, *b, *value;  /* joined: (a, b) -> the name; flags: (a, NULL) -> a small int */
+} NameSlot;
+static NameSlot joined_slots[NAME_SLOTS], flag_slots[NAME_SLOTS];
+
+static inline NameSlot *name_slot(NameSlot *slots, PyObject *a, PyObject *b) {
+    uint64_t h = ((uint64_t)(uintptr_t)a ^ ((uint64_t)(uintptr_t)b << 7)) * 0x9E3779B97F4A7C15ull;
+    return &slots[h >> (64 - 8)];
+}
+
+static void name_store(NameSlot *slot, PyObject *a, PyObject *b, PyObject *value) {
+    NameSlot old = *slot;
+    slot->a = Py_NewRef(a), slot->b = Py_XNewRef(b), slot->value = Py_NewRef(value);
+    Py_XDECREF(old.a);
+    Py_XDECREF(old.b);
+    Py_XDECREF(old.value);
+}
+
+static PyObject *joined_slow(PyObject *a, PyObject *b);
+
 static PyObject *joined(PyObject *a, PyObject *b) {
+    NameSlot *slot = name_slot(joined_slots, a, b);
+    if (slot->a == a && slot->b == b) return Py_NewRef(slot->value);
+    PyObject *out = joined_slow(a, b);
+    if (out != NULL) name_store(slot, a, b, out);
+    return out;
+}
+
+static PyObject *joined_slow(PyObject *a, PyObject *b) {
     PyObject *inner = PyDict_GetItemWithError(joined_names, a);
     if (inner == NULL) {
         if (PyErr_Occurred()) return NULL;
@@ -82,21 +114,22 @@ static int put(PyObject *orig, PyObject *key, PyObject *value, Py_ssize_t *made)
     return 0;
 }
 
-/* Whether s holds the character a or b (pass the same twice for one). */
-static int has_char2(PyObject *s, Py_UCS4 a, Py_UCS4 b) {
-    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {  /* names: a few characters, no call needed */
-        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(s);
-        for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(s); i < n; i++) {
-            if (d[i] == a || d[i] == b) return 1;
-        }
-        return 0;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    return PyUnicode_FindChar(s, a, 0, n, 1) >= 0 || PyUnicode_FindChar(s, b, 0, n, 1) >= 0;
+static int has_char(PyObject *s, Py_UCS4 ch) {
+    return PyUnicode_FindChar(s, ch, 0, PyUnicode_GET_LENGTH(s), 1) >= 0;
 }
 
-static int has_char(PyObject *s, Py_UCS4 ch) {
-    return has_char2(s, ch, ch);
+enum { HAS_SPACE = 1, HAS_HASH = 2 };
+
+/* Whether a name holds a space or a '#' (HAS_SPACE | HAS_HASH), -1 on error. */
+static int name_flags(PyObject *s) {
+    NameSlot *slot = name_slot(flag_slots, s, NULL);
+    if (slot->a == s) return (int)PyLong_AS_LONG(slot->value);
+    int flags = (has_char(s, ' ') ? HAS_SPACE : 0) | (has_char(s, '#') ? HAS_HASH : 0);
+    PyObject *value = PyLong_FromLong(flags);  /* a small int: no allocation */
+    if (value == NULL) return -1;
+    name_store(slot, s, NULL, value);
+    Py_DECREF(value);
+    return flags;
 }
 
 /* s == the interned ASCII `name` (the same object, or equal text), without a call per comparison. */
@@ -113,7 +146,9 @@ static int flatten_system(PyObject *orig, PyObject *system) {
     PyObject *key, *value;
     while (PyDict_Next(system, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        if (has_char2(key, '#', ' ')) return UNUSUAL;
+        int flags = name_flags(key);
+        if (flags < 0) return FAILED;
+        if (flags) return UNUSUAL;
         if (value == Py_None) continue;
         if (!PyDict_CheckExact(value)) {
             int rc = put(orig, key, value, &made);
@@ -132,7 +167,9 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                     if (a == Py_None) continue;
                     if (!PyUnicode_Check(attr)) return UNUSUAL;
                     if (same_name(attr, s_xmlns)) continue;
-                    if (has_char(attr, ' ')) return UNUSUAL;
+                    int attr_flags = name_flags(attr);
+                    if (attr_flags < 0) return FAILED;
+                    if (attr_flags & HAS_SPACE) return UNUSUAL;
                     PyObject *name = joined(key, attr);
                     if (name == NULL) return FAILED;
                     int rc = put(orig, name, a, &made);
@@ -147,7 +184,9 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                 if (rc) return rc;
                 continue;
             }
-            if (has_char(sub, ' ')) return UNUSUAL;
+            int sub_flags = name_flags(sub);
+            if (sub_flags < 0) return FAILED;
+            if (sub_flags & HAS_SPACE) return UNUSUAL;
             PyObject *name = joined(key, sub);
             if (name == NULL) return FAILED;
             int rc = put(orig, name, v, &made);
@@ -187,7 +226,9 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        if (has_char(key, ' ')) return UNUSUAL;  /* "Threat Name": the general path renames it */
+        int flags = name_flags(key);
+        if (flags < 0) return FAILED;
+        if (flags & HAS_SPACE) return UNUSUAL;  /* "Threat Name": the general path renames it */
         if (same_name(key, s_attributes)) return UNUSUAL;
         if (PyDict_CheckExact(value)) {  /* <Data>text</Data> without a name: {"#text": ...} */
             if (PyDict_GET_SIZE(value) != 1) return UNUSUAL;
@@ -1097,8 +1138,10 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
     return 0;
 }
 
-static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o) {
-    if (low_fill(ctx) < 0) return -1;  /* a Python test gets the whole event */
+/* A test written in Python; `whole`: it reads other fields of the lower-cased view than its own (a keyword
+ * search, a field reference), which is then filled first. */
+static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o, int whole) {
+    if (whole && low_fill(ctx) < 0) return -1;
     PyObject *test = PyList_GET_ITEM(ctx->atoms, index);
     PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->low, ctx->orig};
     PyObject *r = PyObject_Vectorcall(test, args, 4, NULL);
@@ -1116,7 +1159,7 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
         return -1;
     }
     PyObject *field = PyTuple_GET_ITEM(tree, 2);
-    if (field == Py_None) return python_atom(ctx, index, NULL, NULL);  /* a keyword search */
+    if (field == Py_None) return python_atom(ctx, index, NULL, NULL, 1);  /* a keyword search */
     PyObject *spec = PyList_GET_ITEM(ctx->specs, index);
     if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
         PyErr_SetString(PyExc_TypeError, "an atom spec must be (opcode, cased, payload)");
@@ -1142,12 +1185,13 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
         Py_ssize_t n = PyTuple_GET_SIZE(v);
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *vi = PyTuple_GET_ITEM(v, i), *oi = PyTuple_GET_ITEM(o, i);
-            int r = op == OP_PYTHON ? python_atom(ctx, index, vi, oi) : atom_value(op, payload, cased, vi, oi);
+            int r = op == OP_PYTHON ? python_atom(ctx, index, vi, oi, payload != Py_False)
+                                    : atom_value(op, payload, cased, vi, oi);
             if (r != 0) return r;
         }
         return 0;
     }
-    return op == OP_PYTHON ? python_atom(ctx, index, v, o) : atom_value(op, payload, cased, v, o);
+    return op == OP_PYTHON ? python_atom(ctx, index, v, o, payload != Py_False) : atom_value(op, payload, cased, v, o);
 }
 
 /* The fields of the atoms that held so far (borrowed from the trees), repeats included. */

@@ -85,10 +85,11 @@ class _Emitter:
         """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload); opcode 0 calls its Python
         test. Opcodes: 1 equals one of a frozenset, 2 contains one of a tuple (or of a `_speedups.Literals`, for
         many), 3 starts with, 4 ends with one of a tuple,
-        5 present, 6 absent, 7 absent or empty."""
+        5 present, 6 absent, 7 absent or empty. A Python test's payload says whether it reads the whole
+        lower-cased view (keywords, field references), which the C evaluator then fills first."""
         op, vals = a.op, a.values
         if a.field is None:
-            return "(0, False, None)"
+            return "(0, False, True)"
         if op is Op.EQ:
             return f"(1, {a.cased}, {self.const(f'frozenset({tuple(sorted(vals))!r})')})"
         if op is Op.CONTAINS:
@@ -98,7 +99,7 @@ class _Emitter:
         if op is Op.STARTSWITH or op is Op.ENDSWITH:
             return f"({3 if op is Op.STARTSWITH else 4}, {a.cased}, {tuple(vals)!r})"
         code = {Op.ANY: 5, Op.EXISTS: 5, Op.NOT_EXISTS: 6, Op.NULL: 7}.get(op, 0)
-        return f"({code}, False, None)"
+        return f"({code}, False, {op is Op.FIELDREF})"
 
     def keyword(self, a: Atom, low: str, orig: str) -> str:
         source = orig if a.cased else low
