@@ -491,8 +491,10 @@ static int eq_value(Marks *found, PyObject *table, PyObject *v) {
  * A filter on a hash of four bytes of each literal (two for literals of two or three), then a comparison with the
  * literals whose bytes hash alike: one pass over a Latin-1 text whatever the number of literals. Each literal is
  * keyed by its four bytes that fewest literals share, so that common parts ("\\windows\\", ".exe") do not pile
- * hundreds of literals on one key. The filter's size follows the number of literals (64 bits per literal, 512 to
- * 128 Ki bits): a table of a few literals is a cache line, not kilobytes that every probe would miss in cache.
+ * hundreds of literals on one key. Where every literal is long, only every few positions of a text are tried,
+ * each literal keyed once per residue of its key's position (see literals_new). The filter's size follows the
+ * number of keys (64 bits per key, 512 to 128 Ki bits): a table of a few literals is a cache line, not kilobytes
+ * that every probe would miss in cache.
  * Literals of one character are looked up by the text's characters; texts with wider characters are masked to
  * Latin-1 first.
  */
@@ -507,6 +509,7 @@ typedef struct {
  * present has its entries at entries[start[r]..start[r + 1]). */
 typedef struct {
     int shift;          /* key = hash >> shift */
+    int stride;         /* the text positions tried: every stride-th (see literals_new) */
     uint64_t *bits;
     uint32_t *rank;
     int32_t *start;
@@ -613,7 +616,7 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         PyErr_SetString(PyExc_OverflowError, "too many literals");
         return NULL;
     }
-    Py_ssize_t n_quads = 0, n_pairs = 0;
+    Py_ssize_t n_quads = 0, n_pairs = 0, min_quad = PY_SSIZE_T_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *lit = PyTuple_GET_ITEM(literals, i);
         if (!PyUnicode_Check(lit)) {
@@ -634,6 +637,7 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         if (PyUnicode_KIND(lit) == PyUnicode_1BYTE_KIND) {
             Py_ssize_t len = PyUnicode_GET_LENGTH(lit);
             n_quads += len >= 4, n_pairs += len == 2 || len == 3;
+            if (len >= 4 && len < min_quad) min_quad = len;
             for (Py_ssize_t j = 0; folded && j < len; j++) {
                 Py_UCS1 c = PyUnicode_1BYTE_DATA(lit)[j];
                 if (lower_table[c] != c) {
@@ -652,8 +656,14 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     self->literals = literals;
     self->n = n;
     self->folded = folded;
-    self->quads.shift = table_shift(n_quads), self->pairs.shift = table_shift(n_pairs);
-    self->quads.entries = PyMem_Calloc((size_t)n_quads + 1, sizeof(KeyEntry));
+    /* Literals of m characters or more hold a four-byte key at each of m - 3 consecutive positions: one of
+     * them is a multiple of m - 3. Keyed once per residue of their positions modulo that stride, they are found
+     * by trying every stride-th position of a text (a sixth of them for SigmaHQ's mimikatz keywords). */
+    int stride = n_quads == 0 ? 1 : (int)(min_quad - 3 < 64 ? min_quad - 3 : 64);
+    while (stride > 1 && n_quads * stride > (1 << 18)) stride /= 2;  /* memory: a few MiB at most */
+    self->quads.stride = stride, self->pairs.stride = 1;
+    self->quads.shift = table_shift(n_quads * stride), self->pairs.shift = table_shift(n_pairs);
+    self->quads.entries = PyMem_Calloc((size_t)(n_quads * stride) + 1, sizeof(KeyEntry));
     self->pairs.entries = PyMem_Calloc((size_t)n_pairs + 1, sizeof(KeyEntry));
     self->short_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
     self->wide_ones = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
@@ -710,19 +720,20 @@ static PyObject *literals_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         }
         KeyTable *t = len >= 4 ? &self->quads : &self->pairs;
         int width = len >= 4 ? 4 : 2;
-        Py_ssize_t best = 0;
-        if (len >= 4) {
-            for (Py_ssize_t off = 1; off + 4 <= len; off++) {
+        /* per residue of the key's position: the key that fewest literals share */
+        for (int r = 0; r < t->stride; r++) {
+            Py_ssize_t best = r;
+            for (Py_ssize_t off = r + t->stride; width == 4 && off + 4 <= len; off += t->stride) {
                 if (counts[hash_bytes(d + off, 4, folded) >> qshift] < counts[hash_bytes(d + best, 4, folded) >> qshift]) {
                     best = off;
                 }
             }
+            KeyEntry *e = &t->entries[t->n++];
+            e->key = hash_bytes(d + best, width, folded) >> t->shift;
+            e->head = load_word(d + best, width, folded);
+            e->offset = (int32_t)best;
+            e->index = (int32_t)i;
         }
-        KeyEntry *e = &t->entries[t->n++];
-        e->key = hash_bytes(d + best, width, folded) >> t->shift;
-        e->head = load_word(d + best, width, folded);
-        e->offset = (int32_t)best;
-        e->index = (int32_t)i;
     }
     PyMem_Free(counts);
     if (table_build(&self->quads) < 0 || table_build(&self->pairs) < 0) {
@@ -794,7 +805,8 @@ static int scan_bytes(Literals *self, const Py_UCS1 *d, Py_ssize_t len, on_found
     if ((table).n > 0) {                                                                    \
         const uint64_t *bits = (table).bits;                                                \
         int shift = (table).shift;                                                          \
-        for (Py_ssize_t i = 0; i + (width) <= len; i++) {                                   \
+        Py_ssize_t stride = (table).stride;                                                 \
+        for (Py_ssize_t i = 0; i + (width) <= len; i += stride) {                           \
             uint32_t key = hash_bytes(d + i, (width), folded) >> shift;                     \
             if ((bits[key >> 6] >> (key & 63)) & 1) {                                       \
                 int rc = probe(self, &(table), key, d, len, i, (width), found, arg);        \

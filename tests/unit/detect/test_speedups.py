@@ -98,6 +98,27 @@ def test_literal_matcher_finds_exactly_the_literals_in_a_text(seed: int) -> None
 
 
 @needs_c
+@pytest.mark.parametrize(("seed", "folded"), [(0, False), (1, False), (2, True), (3, True)])
+def test_literal_matcher_finds_long_literals_at_every_offset(seed: int, folded: bool) -> None:
+    """Long literals are keyed once per residue of their position and looked for at every few positions of a
+    text: each occurrence, wherever it starts, must still be found."""
+    rng = random.Random(seed)
+    alphabet = "abc:\\.k"
+    shortest = 5 + 3 * seed  # strides of 2 to 11
+    literals = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(shortest, shortest + 12)))
+                       for _ in range(40)})
+    matcher = _speedups.Literals(literals, folded=folded)
+    for _ in range(400):
+        pad = "".join(rng.choice(alphabet + "XY") for _ in range(rng.randint(0, 40)))
+        cut = rng.randint(0, len(pad))
+        text = pad[:cut] + rng.choice(literals) + pad[cut:]  # one literal, at any offset
+        if folded:
+            text = "".join(c.upper() if rng.random() < 0.3 else c for c in text)
+        seen = text.lower() if folded else text
+        assert matcher.find(text) == [i for i, lit in enumerate(literals) if lit in seen], (literals, text)
+
+
+@needs_c
 @pytest.mark.parametrize("every_byte", [False, True])
 def test_literal_matcher_reads_texts_with_wider_characters(every_byte: bool) -> None:
     """A text past Latin-1 is scanned as Latin-1 with its wider characters masked by a byte no literal holds;
