@@ -1053,6 +1053,20 @@ static int keyword_lookups(Marks *found, Ctx *ctx, PyObject *spec) {
     }
     Py_ssize_t pos = 0;
     PyObject *k, *v;
+    if (view == ctx->orig && PyTuple_GET_SIZE(spec) == 5 && PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
+        && PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) == ((Literals *)PyTuple_GET_ITEM(spec, 4))->n) {
+        /* the usual case, a folded matcher (reads_original checked it): no per-value checks of the spec */
+        AddIds a = {found, PyTuple_GET_ITEM(spec, 1)};
+        Literals *matcher = (Literals *)PyTuple_GET_ITEM(spec, 4);
+        while (PyDict_Next(view, &pos, &k, &v)) {
+            if (PyUnicode_Check(v)) {
+                if (literals_scan(matcher, v, add_literal_ids, &a) < 0) return -1;
+            } else if (each_value(found, spec, v, sub_value) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
     while (PyDict_Next(view, &pos, &k, &v)) {
         if (each_value(found, spec, v, sub_value) < 0) return -1;
     }
@@ -1441,7 +1455,8 @@ typedef struct {
     PyObject *trees, *specs, *atoms, *rule_of;  /* lists, by binding (rule_of: the rule index of each) */
     PyObject *hit;       /* (rule index, evidence) -> a hit */
     PyObject *general;   /* record -> (hits, flat event): records the fast path leaves, and unrouted sources */
-    PyObject *last_channel, *last_event_id, *last_route;  /* the last record's route: files repeat a source */
+    PyObject *last_channel, *last_event_id, *last_route;  /* the last record's route (its original Channel):
+                                                            files repeat a source */
 } EvtxMatcher;
 
 static void matcher_dealloc(EvtxMatcher *self) {
@@ -1553,7 +1568,7 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
     rc = -1;
     if ((low = PyDict_New()) == NULL) goto done;
     Ctx ctx = {low, orig, self->specs, self->atoms, 0};
-    PyObject *channel = low_get(&ctx, s_channel);
+    PyObject *channel = PyDict_GetItemWithError(orig, s_channel);
     if (channel == NULL && PyErr_Occurred()) goto done;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
     if (event_id == NULL && PyErr_Occurred()) goto done;
@@ -1565,7 +1580,9 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
             && same_text(event_id, self->last_event_id)) {
             route = self->last_route;
         } else {
-            PyObject *key = PyTuple_Pack(2, channel, event_id);
+            PyObject *source = channel == Py_None ? Py_None : low_get(&ctx, s_channel);  /* routes: lower-cased */
+            if (source == NULL) goto done;
+            PyObject *key = PyTuple_Pack(2, source, event_id);
             if (key == NULL) goto done;
             route = PyDict_GetItemWithError(self->routes, key);
             Py_DECREF(key);
