@@ -428,51 +428,90 @@ static int add_ids(Marks *found, PyObject *ids) {
     return 0;
 }
 
-/* One event being matched: its original view, and its lower-cased view, which the matcher fills as tests need
- * a field's lower-cased value (`full` once it holds every field): the literal searches read the original
- * values through folded tables, so most values are never lower-cased. */
+/* One event being matched: its original view, and its lower-cased values, which the matcher makes as tests need
+ * them (the literal searches read the original values through folded tables, so most values are never
+ * lower-cased). They are kept in a few slots by field object (rules name fields with the same interned strings)
+ * rather than in a dict; `low` is a dict only once something needs the whole view (`full`), or when given. */
+#define LOW_SLOTS 24
 typedef struct {
     PyObject *low, *orig, *specs, *atoms;
     int full;
+    int n_slots;
+    PyObject *slot_field[LOW_SLOTS];  /* borrowed from the rules */
+    PyObject *slot_value[LOW_SLOTS];  /* owned; NULL: the field is absent */
 } Ctx;
+
+/* A context over orig; low: a full lower-cased view (borrowed) or NULL to make values as needed. */
+static void ctx_init(Ctx *ctx, PyObject *low, PyObject *orig, PyObject *specs, PyObject *atoms) {
+    ctx->low = Py_XNewRef(low), ctx->orig = orig, ctx->specs = specs, ctx->atoms = atoms;
+    ctx->full = low != NULL, ctx->n_slots = 0;
+}
+
+static void ctx_free(Ctx *ctx) {
+    for (int i = 0; i < ctx->n_slots; i++) Py_XDECREF(ctx->slot_value[i]);
+    Py_CLEAR(ctx->low);
+    ctx->n_slots = 0;
+}
+
+static int low_fill(Ctx *ctx);
 
 /* The lower-cased value of a field (borrowed), NULL when absent; NULL with an exception on error. */
 static PyObject *low_get(Ctx *ctx, PyObject *field) {
-    PyObject *v = PyDict_GetItemWithError(ctx->low, field);
-    if (v != NULL || ctx->full || PyErr_Occurred()) return v;
-    PyObject *o = PyDict_GetItemWithError(ctx->orig, field);
-    if (o == NULL) return NULL;
-    PyObject *l = PyTuple_Check(o) ? lowered_tuple(o) : lowered(o);
-    if (l == NULL) return NULL;
-    int rc = PyDict_SetItem(ctx->low, field, l);
-    Py_DECREF(l);  /* the view holds it */
-    return rc < 0 ? NULL : l;
+    if (ctx->full) return PyDict_GetItemWithError(ctx->low, field);
+    for (int i = 0; i < ctx->n_slots; i++) {
+        if (ctx->slot_field[i] == field) return ctx->slot_value[i];
+    }
+    PyObject *o = PyDict_GetItemWithError(ctx->orig, field), *l = NULL;
+    if (o == NULL && PyErr_Occurred()) return NULL;
+    if (o != NULL && (l = PyTuple_Check(o) ? lowered_tuple(o) : lowered(o)) == NULL) return NULL;
+    if (ctx->n_slots == LOW_SLOTS) {  /* an event that many rules read many fields of: the whole view */
+        Py_XDECREF(l);
+        if (low_fill(ctx) < 0) return NULL;
+        return PyDict_GetItemWithError(ctx->low, field);
+    }
+    ctx->slot_field[ctx->n_slots] = field, ctx->slot_value[ctx->n_slots] = l;
+    ctx->n_slots++;
+    return l;
 }
 
-/* Lower-case every field: what a Python test (it gets the whole view) or the general path needs. */
+/* Lower-case every field: what a Python test reading the whole view, or the general path, needs. */
 static int low_fill(Ctx *ctx) {
     if (ctx->full) return 0;
+    PyObject *low = _PyDict_NewPresized(PyDict_GET_SIZE(ctx->orig));
+    if (low == NULL) return -1;
+    for (int i = 0; i < ctx->n_slots; i++) {  /* the values made so far */
+        if (ctx->slot_value[i] != NULL && PyDict_SetItem(low, ctx->slot_field[i], ctx->slot_value[i]) < 0) {
+            Py_DECREF(low);
+            return -1;
+        }
+    }
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(ctx->orig, &pos, &key, &value)) {
-        int has = PyDict_Contains(ctx->low, key);
-        if (has < 0) return -1;
+        int has = PyDict_Contains(low, key);
+        if (has < 0) goto fail;
         if (has) continue;
         PyObject *l = PyTuple_Check(value) ? lowered_tuple(value) : lowered(value);
-        if (l == NULL) return -1;
-        int rc = PyDict_SetItem(ctx->low, key, l);
+        if (l == NULL) goto fail;
+        int rc = PyDict_SetItem(low, key, l);
         Py_DECREF(l);
-        if (rc < 0) return -1;
+        if (rc < 0) goto fail;
     }
+    Py_XSETREF(ctx->low, low);
     ctx->full = 1;
     return 0;
+fail:
+    Py_DECREF(low);
+    return -1;
 }
 
 /* The whole lower-cased view of orig: a new dict. */
 static PyObject *lowered_view(PyObject *orig) {
-    Ctx ctx = {PyDict_New(), orig, NULL, NULL, 0};
-    if (ctx.low != NULL && low_fill(&ctx) < 0) Py_CLEAR(ctx.low);
-    return ctx.low;
+    Ctx ctx;
+    ctx_init(&ctx, NULL, orig, NULL, NULL);
+    PyObject *low = low_fill(&ctx) < 0 ? NULL : Py_NewRef(ctx.low);
+    ctx_free(&ctx);
+    return low;
 }
 
 /* eq: one value of a field looked up in its table. */
@@ -1169,7 +1208,8 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
 static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o, int whole) {
     if (whole && low_fill(ctx) < 0) return -1;
     PyObject *test = PyList_GET_ITEM(ctx->atoms, index);
-    PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->low, ctx->orig};
+    /* the others do not read the lower-cased view (see codegen's spec): None unless it is whole already */
+    PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->full ? ctx->low : Py_None, ctx->orig};
     PyObject *r = PyObject_Vectorcall(test, args, 4, NULL);
     if (r == NULL) return -1;
     int ok = PyObject_IsTrue(r);
@@ -1330,7 +1370,8 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "trace(tree, low: dict, orig: dict, specs: list, atoms: list)");
         return NULL;
     }
-    Ctx ctx = {args[1], args[2], args[3], args[4], 1};
+    Ctx ctx;
+    ctx_init(&ctx, args[1], args[2], args[3], args[4]);
     Trace t;
     trace_init(&t);
     int r = eval_tree(&ctx, args[0], &t);
@@ -1346,6 +1387,7 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         out = Py_NewRef(Py_None);
     }
     trace_free(&t);
+    ctx_free(&ctx);
     return out;
 }
 
@@ -1364,7 +1406,8 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
     Marks found;
     marks_init(&found);
     PyObject *out = NULL;
-    Ctx ctx = {args[0], args[0], NULL, NULL, 1};  /* lower-cased values read through folded tables alike */
+    Ctx ctx;  /* lower-cased values read through folded tables alike */
+    ctx_init(&ctx, args[0], args[0], NULL, NULL);
     if (bucket_candidates(&found, &ctx, args[1]) == 0 && (out = PySet_New(NULL)) != NULL) {
         for (Py_ssize_t i = 0; i < found.n; i++) {
             PyObject *id = PyLong_FromSsize_t(found.ids[i]);
@@ -1377,6 +1420,7 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
         }
     }
     marks_free(&found);
+    ctx_free(&ctx);
     return out;
 }
 
@@ -1438,9 +1482,12 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
         return NULL;
     }
-    Ctx ctx = {args[0], args[1], args[4], args[5], 1};
+    Ctx ctx;
+    ctx_init(&ctx, args[0], args[1], args[4], args[5]);
     PyObject *out = NULL;
-    if (run_bucket(&ctx, args[2], args[3], &out, NULL) < 0) {
+    int rc = run_bucket(&ctx, args[2], args[3], &out, NULL);
+    ctx_free(&ctx);
+    if (rc < 0) {
         Py_XDECREF(out);
         return NULL;
     }
@@ -1557,7 +1604,9 @@ fail:
  * event); -1 on error. The general path gives both for what the fast path leaves. */
 static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, PyObject **flat) {
     *hits = *flat = NULL;
-    PyObject *orig = NULL, *low = NULL, *general = NULL, *ids = NULL, *traces = NULL;
+    PyObject *orig = NULL, *general = NULL, *ids = NULL, *traces = NULL;
+    Ctx ctx;
+    ctx_init(&ctx, NULL, NULL, self->specs, self->atoms);
     int multi, rc = flatten_record(record, &orig, &multi);
     (void)multi;  /* list-valued fields: the tree walk tests each element */
     if (rc == FAILED) return -1;
@@ -1566,8 +1615,7 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
         goto general;
     }
     rc = -1;
-    if ((low = PyDict_New()) == NULL) goto done;
-    Ctx ctx = {low, orig, self->specs, self->atoms, 0};
+    ctx.orig = orig;
     PyObject *channel = PyDict_GetItemWithError(orig, s_channel);
     if (channel == NULL && PyErr_Occurred()) goto done;
     PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
@@ -1620,7 +1668,7 @@ done:
     Py_XDECREF(general);
     Py_XDECREF(ids);
     Py_XDECREF(traces);
-    Py_XDECREF(low);
+    ctx_free(&ctx);
     Py_XDECREF(orig);
     return rc;
 }
