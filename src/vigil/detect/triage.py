@@ -185,25 +185,28 @@ _worker_ruleset: RuleSet | None = None
 
 def _init_worker(compiled: CompiledRules | None) -> None:
     global _worker_ruleset  # one rule set per worker process
+    gc.enable()  # forked while the parent's collector was off; each batch turns it off again (_acyclic)
     if compiled is not None:
         _worker_ruleset = RuleSet.from_compiled(compiled)
 
 
-# A FileResult as workers send it: (path, events, error, detections as (rule index, matched fields, timestamp,
-# host, source, event id, fields, context)). Each hit would otherwise carry its rule's description, tags and
-# references through pickle: several times the cost of the rest of the result.
-Packed = tuple[Path, int, str | None, list[tuple[Any, ...]]]
+# A FileResult as workers send it, without its path (the parent has it, and a Path costs more to unpickle than
+# the rest of a result): (events, error, detections as (rule index, matched fields, timestamp, host, source,
+# event id, fields, context)). Each hit would otherwise carry its rule's description, tags and references through
+# pickle: several times the cost of the rest of the result.
+Packed = tuple[int, str | None, list[tuple[Any, ...]]]
 
 
 def _pack(result: FileResult, rule_index: Mapping[str, int]) -> Packed:
-    return result.path, result.events, result.error, [
+    return result.events, result.error, [
         (rule_index[d.hit.rule_id], d.hit.matched_fields, d.timestamp, d.host, d.source, d.event_id, d.fields,
          d.context) for d in result.detections]
 
 
-def _unpack(packed: Packed, ruleset: RuleSet) -> FileResult:
-    path, events, error, rows = packed
-    detections = [Detection(ruleset.hit(index, matched), path, *rest) for index, matched, *rest in rows]
+def _unpack(path: Path, packed: Packed, ruleset: RuleSet) -> FileResult:
+    events, error, rows = packed
+    hit, new = ruleset.hit, tuple.__new__  # tuple.__new__: a named tuple's own __new__ is a Python call
+    detections = [new(Detection, (hit(index, matched), path, *rest)) for index, matched, *rest in rows]
     return FileResult(path, events, tuple(detections), error)
 
 
@@ -211,11 +214,13 @@ def _rule_indexes(ruleset: RuleSet) -> dict[str, int]:
     return {r.id: i for i, r in enumerate(ruleset.rules)}
 
 
-def _scan_batch(paths: list[Path]) -> list[Packed]:
+def _scan_batch(task: tuple[int, list[Path]]) -> tuple[int, list[Packed]]:
+    """(batch number, its files) -> (the number, each file's result in order)."""
     assert _worker_ruleset is not None, "worker not initialised"
+    number, paths = task
     index = _rule_indexes(_worker_ruleset)
     with _acyclic():
-        return [_pack(scan_file(_worker_ruleset, p), index) for p in paths]
+        return number, [_pack(scan_file(_worker_ruleset, p), index) for p in paths]
 
 
 @contextmanager
@@ -235,10 +240,10 @@ def batches(files: Sequence[Path], count: int) -> list[list[Path]]:
     """`count` batches of about equal bytes (biggest files first, each to the lightest batch), biggest
     batch first: a worker takes one batch per task, so hundreds of small files cost a few round trips."""
     bins: list[tuple[int, int, list[Path]]] = [(0, i, []) for i in range(count)]
-    for f in sorted(files, key=lambda p: p.stat().st_size, reverse=True):
+    for negative_size, _, f in sorted((-f.stat().st_size, n, f) for n, f in enumerate(files)):  # one stat each
         size, i, members = min(bins)
         members.append(f)
-        bins[i] = (size + f.stat().st_size, i, members)
+        bins[i] = (size - negative_size, i, members)
     return [m for _, _, m in sorted(bins, reverse=True) if m]
 
 
@@ -278,18 +283,27 @@ def triage(
         ruleset.build_indexes()
     else:
         ctx, initargs = multiprocessing.get_context("spawn"), (ruleset.export(),)
-    gc.freeze()  # the workers' collector leaves what they inherit alone, so its passes do not copy pages
+    # The collector stays off while the workers run, and what exists is frozen (the rule set above all), out of
+    # its sight: in the workers, so that its passes do not copy the pages they inherit. At the end the results
+    # (a few tuples per detection, none in a cycle) are frozen too before all goes back to the oldest
+    # generation: the pass that their number would set off at once, walking every one, does not happen.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
     try:
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+            work = batches(files, workers * 4)
+            for number, packed_results in pool.imap_unordered(_scan_batch, enumerate(work)):
+                for path, packed in zip(work[number], packed_results, strict=True):
+                    result = _unpack(path, packed, ruleset)
+                    results.append(result)
+                    if on_file:
+                        on_file(result)
     finally:
+        gc.freeze()
         gc.unfreeze()
-    with pool, _acyclic():  # results hold no cycles; a collector pass here would walk the whole rule set
-        for batch in pool.imap_unordered(_scan_batch, batches(files, workers * 4)):
-            for packed in batch:
-                result = _unpack(packed, ruleset)
-                results.append(result)
-                if on_file:
-                    on_file(result)
+        if was_enabled:
+            gc.enable()
     order = {f: i for i, f in enumerate(files)}
     results.sort(key=lambda r: order[r.path])
     return results

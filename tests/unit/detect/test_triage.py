@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +45,11 @@ def test_workers_return_what_one_process_finds(tmp_path: Path) -> None:
         f.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
         files.append(f)
     one = triage(ruleset, files, workers=1)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     two = triage(ruleset, files, workers=2)
     assert two == one
+    # the collector was held off and the results frozen for the run: afterwards it is on, nothing frozen
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     assert [len(r.detections) for r in two] == [1] * 6 and sum(r.events for r in two) == 12
     assert two[3].detections[0].fields == (("CommandLine", "cmd /c whoami /3"),)
     assert two[3].detections[0].hit.title == "Test rule" and two[3].detections[0].host == "h3"
