@@ -126,6 +126,10 @@ class LazyRules(Sequence[RuleInfo]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def ids(self) -> list[str]:
+        """Each rule's id, without making its RuleInfo."""
+        return [row[0] for row in self._rows]
+
     def __eq__(self, other: object) -> bool:  # equal to the tuple of the same rules, as `RuleSet.rules` was
         if isinstance(other, LazyRules | tuple):
             return tuple(self) == tuple(other)

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from vigil.detect.cache import CacheEntry, RuleCache, cache_key, settings_text
+from vigil.detect.cache import CacheEntry, LazyRules, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.correlation import Correlation
@@ -92,6 +92,7 @@ class RuleSet:
         self._evtx: _speedups.EvtxMatcher | None = None  # the C matcher of pyevtx records, made on first use
         self._merged_buckets: dict[tuple[int, ...], Bucket] = {}
         self._hit_objects: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
+        self._index_of: dict[str, int] | None = None
 
     @classmethod
     def compile(
@@ -123,6 +124,16 @@ class RuleSet:
     @classmethod
     def from_compiled(cls, compiled: CompiledRules) -> RuleSet:
         return cls(compiled.rules, marshal.loads(compiled.code), compiled.correlations)  # noqa: S302 - ours
+
+    def rule_index(self, rule_id: str) -> int:
+        """The position of rule `rule_id` in `rules` (KeyError if it is not there)."""
+        return self._rule_indexes()[rule_id]
+
+    def _rule_indexes(self) -> dict[str, int]:
+        if self._index_of is None:  # from the ids alone: a warm start does not make every rule's RuleInfo
+            ids = self.rules.ids() if isinstance(self.rules, LazyRules) else [r.id for r in self.rules]
+            self._index_of = {rule_id: i for i, rule_id in enumerate(ids)}
+        return self._index_of
 
     def correlation_fields(self, rule_id: str) -> tuple[str, ...] | None:
         """Fields that correlations read from hits of `rule_id`; None when no correlation uses the rule."""
@@ -224,10 +235,12 @@ class RuleSet:
         return self.match_windows(event)
 
     def build_indexes(self) -> None:
-        """Build every bucket's lookups now, e.g. before forking workers so that they share them."""
+        """Build every bucket's lookups, and the rule index by id, now: e.g. before forking workers so that
+        they share them."""
         for table, cache in ((self._win, self._win_cache), (self._tel, self._tel_cache)):
             for source, sub in table:
                 self._lookup(table, cache, (source, sub))
+        self._rule_indexes()
 
     def _bucket(self, n: int) -> Bucket:
         bucket = self._buckets[n]

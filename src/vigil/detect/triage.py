@@ -197,9 +197,9 @@ def _init_worker(compiled: CompiledRules | None) -> None:
 Packed = tuple[int, str | None, list[tuple[Any, ...]]]
 
 
-def _pack(result: FileResult, rule_index: Mapping[str, int]) -> Packed:
+def _pack(result: FileResult, rule_index: Callable[[str], int]) -> Packed:
     return result.events, result.error, [
-        (rule_index[d.hit.rule_id], d.hit.matched_fields, d.timestamp, d.host, d.source, d.event_id, d.fields,
+        (rule_index(d.hit.rule_id), d.hit.matched_fields, d.timestamp, d.host, d.source, d.event_id, d.fields,
          d.context) for d in result.detections]
 
 
@@ -210,17 +210,12 @@ def _unpack(path: Path, packed: Packed, ruleset: RuleSet) -> FileResult:
     return FileResult(path, events, tuple(detections), error)
 
 
-def _rule_indexes(ruleset: RuleSet) -> dict[str, int]:
-    return {r.id: i for i, r in enumerate(ruleset.rules)}
-
-
 def _scan_batch(task: tuple[int, list[Path]]) -> tuple[int, list[Packed]]:
     """(batch number, its files) -> (the number, each file's result in order)."""
     assert _worker_ruleset is not None, "worker not initialised"
     number, paths = task
-    index = _rule_indexes(_worker_ruleset)
     with _acyclic():
-        return number, [_pack(scan_file(_worker_ruleset, p), index) for p in paths]
+        return number, [_pack(scan_file(_worker_ruleset, p), _worker_ruleset.rule_index) for p in paths]
 
 
 @contextmanager

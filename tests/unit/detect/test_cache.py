@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.unit.detect.support import rule_yaml, sysmon
 from vigil.core.severity import RuleLevel
 from vigil.detect import LoadReport, RuleFilter, load_rules
@@ -29,6 +31,25 @@ def test_second_load_is_a_hit_with_the_same_matches(tmp_path: Path) -> None:
     assert second.ruleset.rules == first.ruleset.rules
     assert _hits(second.ruleset, "whoami /all") == [RULE_ID]
     assert _hits(second.ruleset, "hostname") == []
+
+
+def test_rule_positions_by_id_are_the_same_from_the_cache(tmp_path: Path) -> None:
+    """Workers send a hit's rule as its position; a warm rule set finds it from the ids alone."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    ids = [f"5f0c7a11-2b3c-4d5e-8f90-a1b2c3d4e5f{n}" for n in range(3)]
+    for n, rule_id in enumerate(ids):
+        (rules / f"r{n}.yml").write_text(rule_yaml(f"selection:\n  CommandLine|contains: 'w{n}'\ncondition: selection",
+                                                   rule_id=rule_id))
+    cold = load_rules([rules], cache_dir=tmp_path / "cache").ruleset
+    warm = load_rules([rules], cache_dir=tmp_path / "cache").ruleset
+    for ruleset in (cold, warm):
+        assert [ruleset.rule_index(r) for r in ids] == [[x.id for x in ruleset.rules].index(r) for r in ids]
+    fresh = load_rules([rules], cache_dir=tmp_path / "cache").ruleset
+    assert sorted(fresh.rule_index(r) for r in ids) == [0, 1, 2]
+    assert fresh.rules._made == [None, None, None]  # type: ignore[attr-defined]  # no RuleInfo made for it
+    with pytest.raises(KeyError):
+        warm.rule_index("no-such-rule")
 
 
 def test_edited_rule_is_never_served_stale(tmp_path: Path) -> None:
