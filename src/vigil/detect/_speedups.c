@@ -53,31 +53,32 @@ static PyObject *joined_names;
  * pointer comparison answers what a scan of the text or two dict lookups would. Each slot holds references:
  * no other object can take a cached address while it is cached. */
 #define NAME_SLOTS 256
-typedef struct {
-    PyObject *a, *b, *value;  /* joined: (a, b) -> the name; flags: (a, NULL) -> a small int */
-} NameSlot;
-static NameSlot joined_slots[NAME_SLOTS], flag_slots[NAME_SLOTS];
+static struct {
+    PyObject *a, *b, *name;  /* "a_b" */
+} joined_slots[NAME_SLOTS];
+static struct {
+    PyObject *name;
+    int flags;
+} flag_slots[NAME_SLOTS];
 
-static inline NameSlot *name_slot(NameSlot *slots, PyObject *a, PyObject *b) {
+static inline size_t name_slot(PyObject *a, PyObject *b) {
     uint64_t h = ((uint64_t)(uintptr_t)a ^ ((uint64_t)(uintptr_t)b << 7)) * 0x9E3779B97F4A7C15ull;
-    return &slots[h >> (64 - 8)];
-}
-
-static void name_store(NameSlot *slot, PyObject *a, PyObject *b, PyObject *value) {
-    NameSlot old = *slot;
-    slot->a = Py_NewRef(a), slot->b = Py_XNewRef(b), slot->value = Py_NewRef(value);
-    Py_XDECREF(old.a);
-    Py_XDECREF(old.b);
-    Py_XDECREF(old.value);
+    return (size_t)(h >> (64 - 8));
 }
 
 static PyObject *joined_slow(PyObject *a, PyObject *b);
 
 static PyObject *joined(PyObject *a, PyObject *b) {
-    NameSlot *slot = name_slot(joined_slots, a, b);
-    if (slot->a == a && slot->b == b) return Py_NewRef(slot->value);
+    size_t i = name_slot(a, b);
+    if (joined_slots[i].a == a && joined_slots[i].b == b) return Py_NewRef(joined_slots[i].name);
     PyObject *out = joined_slow(a, b);
-    if (out != NULL) name_store(slot, a, b, out);
+    if (out != NULL) {
+        PyObject *old_a = joined_slots[i].a, *old_b = joined_slots[i].b, *old_name = joined_slots[i].name;
+        joined_slots[i].a = Py_NewRef(a), joined_slots[i].b = Py_NewRef(b), joined_slots[i].name = Py_NewRef(out);
+        Py_XDECREF(old_a);
+        Py_XDECREF(old_b);
+        Py_XDECREF(old_name);
+    }
     return out;
 }
 
@@ -120,15 +121,13 @@ static int has_char(PyObject *s, Py_UCS4 ch) {
 
 enum { HAS_SPACE = 1, HAS_HASH = 2 };
 
-/* Whether a name holds a space or a '#' (HAS_SPACE | HAS_HASH), -1 on error. */
+/* Whether a name holds a space or a '#': HAS_SPACE | HAS_HASH. */
 static int name_flags(PyObject *s) {
-    NameSlot *slot = name_slot(flag_slots, s, NULL);
-    if (slot->a == s) return (int)PyLong_AS_LONG(slot->value);
+    size_t i = name_slot(s, NULL);
+    if (flag_slots[i].name == s) return flag_slots[i].flags;
     int flags = (has_char(s, ' ') ? HAS_SPACE : 0) | (has_char(s, '#') ? HAS_HASH : 0);
-    PyObject *value = PyLong_FromLong(flags);  /* a small int: no allocation */
-    if (value == NULL) return -1;
-    name_store(slot, s, NULL, value);
-    Py_DECREF(value);
+    Py_XSETREF(flag_slots[i].name, Py_NewRef(s));
+    flag_slots[i].flags = flags;
     return flags;
 }
 
@@ -146,9 +145,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
     PyObject *key, *value;
     while (PyDict_Next(system, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        int flags = name_flags(key);
-        if (flags < 0) return FAILED;
-        if (flags) return UNUSUAL;
+        if (name_flags(key)) return UNUSUAL;
         if (value == Py_None) continue;
         if (!PyDict_CheckExact(value)) {
             int rc = put(orig, key, value, &made);
@@ -167,9 +164,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                     if (a == Py_None) continue;
                     if (!PyUnicode_Check(attr)) return UNUSUAL;
                     if (same_name(attr, s_xmlns)) continue;
-                    int attr_flags = name_flags(attr);
-                    if (attr_flags < 0) return FAILED;
-                    if (attr_flags & HAS_SPACE) return UNUSUAL;
+                    if (name_flags(attr) & HAS_SPACE) return UNUSUAL;
                     PyObject *name = joined(key, attr);
                     if (name == NULL) return FAILED;
                     int rc = put(orig, name, a, &made);
@@ -184,9 +179,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                 if (rc) return rc;
                 continue;
             }
-            int sub_flags = name_flags(sub);
-            if (sub_flags < 0) return FAILED;
-            if (sub_flags & HAS_SPACE) return UNUSUAL;
+            if (name_flags(sub) & HAS_SPACE) return UNUSUAL;
             PyObject *name = joined(key, sub);
             if (name == NULL) return FAILED;
             int rc = put(orig, name, v, &made);
@@ -226,9 +219,7 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        int flags = name_flags(key);
-        if (flags < 0) return FAILED;
-        if (flags & HAS_SPACE) return UNUSUAL;  /* "Threat Name": the general path renames it */
+        if (name_flags(key) & HAS_SPACE) return UNUSUAL;  /* "Threat Name": the general path renames it */
         if (same_name(key, s_attributes)) return UNUSUAL;
         if (PyDict_CheckExact(value)) {  /* <Data>text</Data> without a name: {"#text": ...} */
             if (PyDict_GET_SIZE(value) != 1) return UNUSUAL;
@@ -1028,12 +1019,13 @@ static int each_field(Marks *found, Ctx *ctx, PyObject *pairs, value_test test, 
             return -1;
         }
         PyObject *field = PyTuple_GET_ITEM(pair, 0), *spec = PyTuple_GET_ITEM(pair, 1);
-        PyObject *v = original && reads_original(spec) ? PyDict_GetItemWithError(ctx->orig, field)
-                                                        : low_get(ctx, field);
+        /* most fields are absent: known from orig before the spec (cold memory) is read */
+        PyObject *v = PyDict_GetItemWithError(ctx->orig, field);
         if (v == NULL) {
             if (PyErr_Occurred()) return -1;
             continue;
         }
+        if (!(original && reads_original(spec)) && (v = low_get(ctx, field)) == NULL) return -1;
         if (each_value(found, spec, v, test) < 0) return -1;
     }
     return 0;
