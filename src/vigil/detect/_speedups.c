@@ -52,7 +52,8 @@ static PyObject *joined_names;
 /* Recent names by identity. orjson hands out the same key objects record after record (its key cache), so a
  * pointer comparison answers what a scan of the text or two dict lookups would. Each slot holds references:
  * no other object can take a cached address while it is cached. */
-#define NAME_SLOTS 256
+#define NAME_SLOT_BITS 10
+#define NAME_SLOTS (1 << NAME_SLOT_BITS)
 static struct {
     PyObject *a, *b, *name;  /* "a_b" */
 } joined_slots[NAME_SLOTS];
@@ -63,7 +64,7 @@ static struct {
 
 static inline size_t name_slot(PyObject *a, PyObject *b) {
     uint64_t h = ((uint64_t)(uintptr_t)a ^ ((uint64_t)(uintptr_t)b << 7)) * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> (64 - 8));
+    return (size_t)(h >> (64 - NAME_SLOT_BITS));
 }
 
 static PyObject *joined_slow(PyObject *a, PyObject *b);
