@@ -1151,7 +1151,17 @@ static int bucket_candidates(Marks *found, Ctx *ctx, PyObject *args) {
 }
 
 /* Atom specs (codegen): (opcode, cased, payload); the Python atom test A[i] for everything else. */
-enum { OP_PYTHON = 0, OP_EQ, OP_CONTAINS, OP_STARTSWITH, OP_ENDSWITH, OP_EXISTS, OP_NOT_EXISTS, OP_NULL };
+enum { OP_PYTHON = 0, OP_EQ, OP_CONTAINS, OP_STARTSWITH, OP_ENDSWITH, OP_EXISTS, OP_NOT_EXISTS, OP_NULL, OP_CALL };
+
+/* OP_CALL: the payload (a regex search or full match) called with one value; the truth of what it gives. */
+static int call_value(PyObject *payload, PyObject *s) {
+    if (!PyUnicode_Check(s)) return 0;
+    PyObject *r = PyObject_CallOneArg(payload, s);
+    if (r == NULL) return -1;
+    int ok = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return ok;
+}
 
 /* One atom on one value: v lower-cased, o original (NULL when absent). 1, 0 or -1. */
 static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObject *o) {
@@ -1228,6 +1238,16 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     if (op == -1 && PyErr_Occurred()) return -1;
     int cased = PyTuple_GET_ITEM(spec, 1) == Py_True;
     PyObject *payload = PyTuple_GET_ITEM(spec, 2);
+    if (op == OP_CALL) {  /* on the original value (cased) or the lower-cased one, not both */
+        PyObject *s = cased ? PyDict_GetItemWithError(ctx->orig, field) : low_get(ctx, field);
+        if (s == NULL) return PyErr_Occurred() ? -1 : 0;
+        if (!PyTuple_Check(s)) return call_value(payload, s);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s); i++) {  /* any element of a list-valued field */
+            int r = call_value(payload, PyTuple_GET_ITEM(s, i));
+            if (r != 0) return r;
+        }
+        return 0;
+    }
     PyObject *v = low_get(ctx, field);
     if (v == NULL && PyErr_Occurred()) return -1;
     if (!cased && op >= OP_EQ && op <= OP_ENDSWITH) {  /* the usual case: only the lower-cased value counts */

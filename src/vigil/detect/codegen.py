@@ -85,7 +85,8 @@ class _Emitter:
         """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload); opcode 0 calls its Python
         test. Opcodes: 1 equals one of a frozenset, 2 contains one of a tuple (or of a `_speedups.Literals`, for
         many), 3 starts with, 4 ends with one of a tuple,
-        5 present, 6 absent, 7 absent or empty. A Python test's payload says whether it reads the whole
+        5 present, 6 absent, 7 absent or empty, 8 the payload (a callable) holds for the value (the original one
+        when cased). A Python test's payload says whether it reads the whole
         lower-cased view (keywords, field references), which the C evaluator then fills first."""
         op, vals = a.op, a.values
         if a.field is None:
@@ -98,6 +99,12 @@ class _Emitter:
             return f"(2, {a.cased}, {self.const(f'_lits({tuple(sorted(vals))!r}, {a.cased})')})"
         if op is Op.STARTSWITH or op is Op.ENDSWITH:
             return f"({3 if op is Op.STARTSWITH else 4}, {a.cased}, {tuple(vals)!r})"
+        # A regex search (on the original value) or glob match, called by the C evaluator: no frame for the atom.
+        if op is Op.REGEX:
+            return f"(8, True, {self.const(f'_research({vals[0]!r}, {a.flags})')})"
+        if op is Op.GLOB:
+            pat = "|".join(f"(?:{x})" for x in vals)
+            return f"(8, {a.cased}, {self.const(f're.compile({pat!r}, re.S).fullmatch')})"
         code = {Op.ANY: 5, Op.EXISTS: 5, Op.NOT_EXISTS: 6, Op.NULL: 7}.get(op, 0)
         return f"({code}, False, {op is Op.FIELDREF})"
 
