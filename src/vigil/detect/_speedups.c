@@ -104,16 +104,151 @@ static PyObject *joined_slow(PyObject *a, PyObject *b) {
     return out;
 }
 
-/* Put key -> text of value into orig, counting it in *made. 0, UNUSUAL or FAILED. */
-static int put(PyObject *orig, PyObject *key, PyObject *value, Py_ssize_t *made) {
+/* ---- Flat: an event's fields by name, as the rules read them --------------------------------------------
+ *
+ * A dict when a caller gives one (the Python entry points); else the fields of a record, added while flattening
+ * it and indexed by hash. A dict of each record's fields cost more to make and free than most records cost to
+ * match: one is made only for a record that some rule hits (its detection reports from it) or that a test
+ * written in Python reads whole. */
+#define FLAT_ENTRIES 64
+typedef struct {
+    PyObject *key, *value;  /* references */
+    Py_hash_t hash;
+} FlatEntry;
+
+typedef struct {
+    PyObject *dict;      /* the caller's view (borrowed), or the entries made a dict (owned when `made`) */
+    int made;
+    FlatEntry *entries;
+    Py_ssize_t n, cap;
+    int32_t *index;      /* 2 * cap slots, each 0 or an entry's number + 1: open addressing */
+    FlatEntry entries0[FLAT_ENTRIES];
+    int32_t index0[2 * FLAT_ENTRIES];
+} Flat;
+
+/* A view of `dict` (borrowed), or with dict NULL an empty one to add fields to. */
+static void flat_init(Flat *f, PyObject *dict) {
+    f->dict = dict, f->made = 0, f->entries = f->entries0, f->n = 0, f->cap = FLAT_ENTRIES, f->index = f->index0;
+    if (dict == NULL) memset(f->index0, 0, sizeof f->index0);
+}
+
+static void flat_free(Flat *f) {
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        Py_DECREF(f->entries[i].key);
+        Py_DECREF(f->entries[i].value);
+    }
+    if (f->entries != f->entries0) PyMem_Free(f->entries);
+    if (f->index != f->index0) PyMem_Free(f->index);
+    if (f->made) Py_DECREF(f->dict);
+    f->n = 0, f->made = 0, f->dict = NULL, f->entries = f->entries0, f->index = f->index0;
+}
+
+static inline int given(const Flat *f) {
+    return f->dict != NULL && !f->made;
+}
+
+static inline Py_hash_t str_hash(PyObject *s) {
+    Py_hash_t h = ((PyASCIIObject *)s)->hash;
+    return h != -1 ? h : PyObject_Hash(s);
+}
+
+static inline int same_str(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return PyUnicode_GET_LENGTH(b) == n && PyUnicode_KIND(a) == PyUnicode_KIND(b)
+           && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)(n * PyUnicode_KIND(a))) == 0;
+}
+
+/* The entry of `key` (hash h), or -1 with *slot the free index slot where it would go. */
+static Py_ssize_t flat_find(const Flat *f, PyObject *key, Py_hash_t h, size_t *slot) {
+    size_t mask = (size_t)(2 * f->cap) - 1, i = (size_t)h & mask;
+    for (; f->index[i] != 0; i = (i + 1) & mask) {
+        const FlatEntry *e = &f->entries[f->index[i] - 1];
+        if (e->hash == h && same_str(e->key, key)) return f->index[i] - 1;
+    }
+    *slot = i;
+    return -1;
+}
+
+/* Add key -> value, stealing the reference to value: 0; UNUSUAL for a name already there; FAILED. */
+static int flat_add(Flat *f, PyObject *key, PyObject *value) {
+    Py_hash_t h = str_hash(key);
+    size_t slot;
+    if (h == -1 || flat_find(f, key, h, &slot) >= 0) {
+        Py_DECREF(value);
+        return h == -1 ? FAILED : UNUSUAL;
+    }
+    if (f->n == f->cap) {  /* twice the room, the index made again */
+        Py_ssize_t cap = 2 * f->cap;
+        FlatEntry *entries = cap <= INT32_MAX / 4 ? PyMem_Malloc((size_t)cap * sizeof(FlatEntry)) : NULL;
+        int32_t *index = cap <= INT32_MAX / 4 ? PyMem_Calloc((size_t)(2 * cap), sizeof(int32_t)) : NULL;
+        if (entries == NULL || index == NULL) {
+            PyMem_Free(entries);
+            PyMem_Free(index);
+            Py_DECREF(value);
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        memcpy(entries, f->entries, (size_t)f->n * sizeof(FlatEntry));
+        if (f->entries != f->entries0) PyMem_Free(f->entries);
+        if (f->index != f->index0) PyMem_Free(f->index);
+        f->entries = entries, f->index = index, f->cap = cap;
+        for (Py_ssize_t k = 0; k < f->n; k++) {
+            size_t mask = (size_t)(2 * cap) - 1, i = (size_t)entries[k].hash & mask;
+            while (index[i] != 0) i = (i + 1) & mask;
+            index[i] = (int32_t)(k + 1);
+        }
+        flat_find(f, key, h, &slot);
+    }
+    f->entries[f->n] = (FlatEntry){Py_NewRef(key), value, h};
+    f->index[slot] = (int32_t)(++f->n);
+    return 0;
+}
+
+/* The value of a field (borrowed), NULL when absent; NULL with an exception on error. */
+static PyObject *flat_get(const Flat *f, PyObject *field) {
+    if (given(f)) return PyDict_GetItemWithError(f->dict, field);
+    if (!PyUnicode_Check(field)) return NULL;  /* names are text */
+    Py_hash_t h = str_hash(field);
+    if (h == -1) return NULL;
+    size_t slot;
+    Py_ssize_t i = flat_find(f, field, h, &slot);
+    return i < 0 ? NULL : f->entries[i].value;
+}
+
+/* PyDict_Next over the view. */
+static int flat_next(const Flat *f, Py_ssize_t *pos, PyObject **key, PyObject **value) {
+    if (given(f)) return PyDict_Next(f->dict, pos, key, value);
+    if (*pos >= f->n) return 0;
+    *key = f->entries[*pos].key, *value = f->entries[*pos].value;
+    (*pos)++;
+    return 1;
+}
+
+static Py_ssize_t flat_size(const Flat *f) {
+    return given(f) ? PyDict_GET_SIZE(f->dict) : f->n;
+}
+
+/* The view as a dict (borrowed): the caller's, or the entries made into one, once. NULL on error. */
+static PyObject *flat_dict(Flat *f) {
+    if (f->dict != NULL) return f->dict;
+    PyObject *d = _PyDict_NewPresized(f->n);
+    if (d == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        if (_PyDict_SetItem_KnownHash(d, f->entries[i].key, f->entries[i].value, f->entries[i].hash) < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    }
+    f->dict = d, f->made = 1;
+    return d;
+}
+
+/* Add key -> the text of value. 0, UNUSUAL or FAILED. */
+static int put(Flat *out, PyObject *key, PyObject *value) {
     int status = 0;
     PyObject *text = scalar(value, &status);
-    if (text == NULL) return status;
-    int rc = PyDict_SetItem(orig, key, text);
-    Py_DECREF(text);
-    if (rc < 0) return FAILED;
-    (*made)++;
-    return 0;
+    return text == NULL ? status : flat_add(out, key, text);
 }
 
 static int has_char(PyObject *s, Py_UCS4 ch) {
@@ -141,15 +276,15 @@ static inline int same_name(PyObject *s, PyObject *name) {
 }
 
 /* The System section: fields one level deep, attributes as Name_Attribute, "#text" as the field itself. */
-static int flatten_system(PyObject *orig, PyObject *system) {
-    Py_ssize_t pos = 0, made = 0;
+static int flatten_system(Flat *orig, PyObject *system) {
+    Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(system, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
         if (name_flags(key)) return UNUSUAL;
         if (value == Py_None) continue;
         if (!PyDict_CheckExact(value)) {
-            int rc = put(orig, key, value, &made);
+            int rc = put(orig, key, value);
             if (rc) return rc;
             continue;
         }
@@ -168,7 +303,7 @@ static int flatten_system(PyObject *orig, PyObject *system) {
                     if (name_flags(attr) & HAS_SPACE) return UNUSUAL;
                     PyObject *name = joined(key, attr);
                     if (name == NULL) return FAILED;
-                    int rc = put(orig, name, a, &made);
+                    int rc = put(orig, name, a);
                     Py_DECREF(name);
                     if (rc) return rc;
                 }
@@ -176,20 +311,19 @@ static int flatten_system(PyObject *orig, PyObject *system) {
             }
             if (v == Py_None) continue;
             if (same_name(sub, s_text)) {
-                int rc = put(orig, key, v, &made);
+                int rc = put(orig, key, v);
                 if (rc) return rc;
                 continue;
             }
             if (name_flags(sub) & HAS_SPACE) return UNUSUAL;
             PyObject *name = joined(key, sub);
             if (name == NULL) return FAILED;
-            int rc = put(orig, name, v, &made);
+            int rc = put(orig, name, v);
             Py_DECREF(name);
             if (rc) return rc;
         }
     }
-    /* A repeated name (a field and an attribute made the same key): the general path. */
-    return PyDict_GET_SIZE(orig) != made ? UNUSUAL : 0;
+    return 0;  /* a repeated name (a field and an attribute made the same key) was UNUSUAL: the general path */
 }
 
 /* A list of scalars (an unnamed Data array) -> new tuple of their texts, Nones left out. */
@@ -215,8 +349,8 @@ static PyObject *texts_of(PyObject *list, int *status) {
 }
 
 /* EventData: scalars by name; a {"#text": value} map as its value; a list of scalars as a tuple (sets *multi). */
-static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
-    Py_ssize_t pos = 0, made = PyDict_GET_SIZE(orig);
+static int flatten_data(Flat *orig, PyObject *data, int *multi) {
+    Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
@@ -237,13 +371,11 @@ static int flatten_data(PyObject *orig, PyObject *data, int *multi) {
             text = scalar(value, &status);
         }
         if (text == NULL) return status;
-        int rc = PyDict_SetItem(orig, key, text);
-        Py_DECREF(text);
-        if (rc < 0) return FAILED;
-        made++;
+        /* a name also in System is UNUSUAL: the general path keeps both as a list */
+        int rc = flat_add(orig, key, text);
+        if (rc) return rc;
     }
-    /* A name also in System (it replaced System's value): the general path keeps both as a list. */
-    return PyDict_GET_SIZE(orig) != made ? UNUSUAL : 0;
+    return 0;
 }
 
 /* New reference to the lower-cased string; an ASCII string without capitals is itself. */
@@ -286,10 +418,10 @@ PyDoc_STRVAR(evtx_views_doc,
 "evtx_views(record) -> (lower-cased, original, some value is a tuple) | None\n\n"
 "The string views of a pyevtx JSON record of the usual shape; None when the general path must do it.");
 
-/* The original view of a record of the usual shape: 0 with *orig (new) and *multi; UNUSUAL (the general path
- * must do it) or FAILED. */
-static int flatten_record(PyObject *record, PyObject **orig, int *multi) {
-    *orig = NULL, *multi = 0;
+/* The original view of a record of the usual shape, into `orig` (made by flat_init with no dict): 0 with
+ * *multi; UNUSUAL (the general path must do it) or FAILED, with what was added still to free. */
+static int flatten_record(PyObject *record, Flat *orig, int *multi) {
+    *multi = 0;
     if (!PyDict_CheckExact(record)) return UNUSUAL;
     PyObject *event = PyDict_GetItemWithError(record, s_event);
     if (event == NULL) {
@@ -304,43 +436,32 @@ static int flatten_record(PyObject *record, PyObject **orig, int *multi) {
     if (system == NULL && PyErr_Occurred()) return FAILED;
     PyObject *data = PyDict_GetItemWithError(event, s_eventdata);
     if (data == NULL && PyErr_Occurred()) return FAILED;
-    /* Sized for System's attributes (a few per field) and EventData: no resizing while filling. */
-    Py_ssize_t expect = (system != NULL && PyDict_CheckExact(system) ? PyDict_GET_SIZE(system) + 6 : 0)
-                        + (data != NULL && PyDict_CheckExact(data) ? PyDict_GET_SIZE(data) : 0);
-    PyObject *out = _PyDict_NewPresized(expect);
-    if (out == NULL) return FAILED;
     int rc = 0;
     if (system != NULL && system != Py_None) {
-        rc = PyDict_CheckExact(system) ? flatten_system(out, system) : UNUSUAL;
+        rc = PyDict_CheckExact(system) ? flatten_system(orig, system) : UNUSUAL;
     }
     if (rc == 0 && data != NULL && data != Py_None) {
-        rc = PyDict_CheckExact(data) ? flatten_data(out, data, multi) : UNUSUAL;
+        rc = PyDict_CheckExact(data) ? flatten_data(orig, data, multi) : UNUSUAL;
     }
-    if (rc != 0) {
-        Py_DECREF(out);
-        return rc;
-    }
-    *orig = out;
-    return 0;
+    return rc;
 }
 
 static PyObject *lowered_view(PyObject *orig);
 
 static PyObject *evtx_views(PyObject *module, PyObject *record) {
     (void)module;
-    PyObject *orig;
+    Flat f;
+    flat_init(&f, NULL);
     int multi;
-    int rc = flatten_record(record, &orig, &multi);
-    if (rc == FAILED) return NULL;
-    if (rc != 0) Py_RETURN_NONE;
-    PyObject *low = lowered_view(orig);
-    if (low == NULL) {
-        Py_DECREF(orig);
-        return NULL;
+    int rc = flatten_record(record, &f, &multi);
+    PyObject *orig = rc == 0 ? flat_dict(&f) : NULL, *low = NULL, *out = NULL;
+    if (orig != NULL && (low = lowered_view(orig)) != NULL) {
+        out = PyTuple_Pack(3, low, orig, multi ? Py_True : Py_False);
+    } else if (rc == UNUSUAL) {
+        out = Py_NewRef(Py_None);
     }
-    PyObject *out = PyTuple_Pack(3, low, orig, multi ? Py_True : Py_False);
-    Py_DECREF(low);
-    Py_DECREF(orig);
+    Py_XDECREF(low);
+    flat_free(&f);
     return out;
 }
 
@@ -426,7 +547,9 @@ static int add_ids(Marks *found, PyObject *ids) {
  * rather than in a dict; `low` is a dict only once something needs the whole view (`full`), or when given. */
 #define LOW_SLOTS 24
 typedef struct {
-    PyObject *low, *orig, *specs, *atoms;
+    PyObject *low;
+    Flat *orig;
+    PyObject *specs, *atoms;
     int full;
     int n_slots;
     PyObject *slot_field[LOW_SLOTS];  /* borrowed from the rules */
@@ -434,7 +557,7 @@ typedef struct {
 } Ctx;
 
 /* A context over orig; low: a full lower-cased view (borrowed) or NULL to make values as needed. */
-static void ctx_init(Ctx *ctx, PyObject *low, PyObject *orig, PyObject *specs, PyObject *atoms) {
+static void ctx_init(Ctx *ctx, PyObject *low, Flat *orig, PyObject *specs, PyObject *atoms) {
     ctx->low = Py_XNewRef(low), ctx->orig = orig, ctx->specs = specs, ctx->atoms = atoms;
     ctx->full = low != NULL, ctx->n_slots = 0;
 }
@@ -453,7 +576,7 @@ static PyObject *low_get(Ctx *ctx, PyObject *field) {
     for (int i = 0; i < ctx->n_slots; i++) {
         if (ctx->slot_field[i] == field) return ctx->slot_value[i];
     }
-    PyObject *o = PyDict_GetItemWithError(ctx->orig, field), *l = NULL;
+    PyObject *o = flat_get(ctx->orig, field), *l = NULL;
     if (o == NULL && PyErr_Occurred()) return NULL;
     if (o != NULL && (l = PyTuple_Check(o) ? lowered_tuple(o) : lowered(o)) == NULL) return NULL;
     if (ctx->n_slots == LOW_SLOTS) {  /* an event that many rules read many fields of: the whole view */
@@ -469,7 +592,7 @@ static PyObject *low_get(Ctx *ctx, PyObject *field) {
 /* Lower-case every field: what a Python test reading the whole view, or the general path, needs. */
 static int low_fill(Ctx *ctx) {
     if (ctx->full) return 0;
-    PyObject *low = _PyDict_NewPresized(PyDict_GET_SIZE(ctx->orig));
+    PyObject *low = _PyDict_NewPresized(flat_size(ctx->orig));
     if (low == NULL) return -1;
     for (int i = 0; i < ctx->n_slots; i++) {  /* the values made so far */
         if (ctx->slot_value[i] != NULL && PyDict_SetItem(low, ctx->slot_field[i], ctx->slot_value[i]) < 0) {
@@ -479,7 +602,7 @@ static int low_fill(Ctx *ctx) {
     }
     Py_ssize_t pos = 0;
     PyObject *key, *value;
-    while (PyDict_Next(ctx->orig, &pos, &key, &value)) {
+    while (flat_next(ctx->orig, &pos, &key, &value)) {
         int has = PyDict_Contains(low, key);
         if (has < 0) goto fail;
         if (has) continue;
@@ -499,8 +622,10 @@ fail:
 
 /* The whole lower-cased view of orig: a new dict. */
 static PyObject *lowered_view(PyObject *orig) {
+    Flat f;
+    flat_init(&f, orig);
     Ctx ctx;
-    ctx_init(&ctx, NULL, orig, NULL, NULL);
+    ctx_init(&ctx, NULL, &f, NULL, NULL);
     PyObject *low = low_fill(&ctx) < 0 ? NULL : Py_NewRef(ctx.low);
     ctx_free(&ctx);
     return low;
@@ -1021,7 +1146,7 @@ static int each_field(Marks *found, Ctx *ctx, PyObject *pairs, value_test test, 
         }
         PyObject *field = PyTuple_GET_ITEM(pair, 0), *spec = PyTuple_GET_ITEM(pair, 1);
         /* most fields are absent: known from orig before the spec (cold memory) is read */
-        PyObject *v = PyDict_GetItemWithError(ctx->orig, field);
+        PyObject *v = flat_get(ctx->orig, field);
         if (v == NULL) {
             if (PyErr_Occurred()) return -1;
             continue;
@@ -1065,9 +1190,9 @@ static int unicode_lookups(Marks *found, Ctx *ctx, PyObject *unicode) {
         if (field == Py_None) {
             Py_ssize_t pos = 0;
             PyObject *k, *v;
-            while (some == 0 && PyDict_Next(ctx->orig, &pos, &k, &v)) some = non_ascii(ctx, k, v);
+            while (some == 0 && flat_next(ctx->orig, &pos, &k, &v)) some = non_ascii(ctx, k, v);
         } else {
-            PyObject *v = PyDict_GetItemWithError(ctx->orig, field);
+            PyObject *v = flat_get(ctx->orig, field);
             if (v == NULL && PyErr_Occurred()) return -1;
             some = v == NULL ? 0 : non_ascii(ctx, field, v);
         }
@@ -1078,19 +1203,21 @@ static int unicode_lookups(Marks *found, Ctx *ctx, PyObject *unicode) {
 
 /* Keyword literals: searched in each value (list elements included), the original ones for a folded table. */
 static int keyword_lookups(Marks *found, Ctx *ctx, PyObject *spec) {
-    PyObject *view = ctx->orig;
-    if (!reads_original(spec)) {
-        if (low_fill(ctx) < 0) return -1;
-        view = ctx->low;
-    }
     Py_ssize_t pos = 0;
     PyObject *k, *v;
-    if (view == ctx->orig && PyTuple_GET_SIZE(spec) == 5 && PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
+    if (!reads_original(spec)) {  /* the lower-cased values */
+        if (low_fill(ctx) < 0) return -1;
+        while (PyDict_Next(ctx->low, &pos, &k, &v)) {
+            if (each_value(found, spec, v, sub_value) < 0) return -1;
+        }
+        return 0;
+    }
+    if (PyTuple_GET_SIZE(spec) == 5 && PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1))
         && PyTuple_GET_SIZE(PyTuple_GET_ITEM(spec, 1)) == ((Literals *)PyTuple_GET_ITEM(spec, 4))->n) {
         /* the usual case, a folded matcher (reads_original checked it): no per-value checks of the spec */
         AddIds a = {found, PyTuple_GET_ITEM(spec, 1)};
         Literals *matcher = (Literals *)PyTuple_GET_ITEM(spec, 4);
-        while (PyDict_Next(view, &pos, &k, &v)) {
+        while (flat_next(ctx->orig, &pos, &k, &v)) {
             if (PyUnicode_Check(v)) {
                 if (literals_scan(matcher, v, add_literal_ids, &a) < 0) return -1;
             } else if (each_value(found, spec, v, sub_value) < 0) {
@@ -1099,7 +1226,7 @@ static int keyword_lookups(Marks *found, Ctx *ctx, PyObject *spec) {
         }
         return 0;
     }
-    while (PyDict_Next(view, &pos, &k, &v)) {
+    while (flat_next(ctx->orig, &pos, &k, &v)) {
         if (each_value(found, spec, v, sub_value) < 0) return -1;
     }
     return 0;
@@ -1141,8 +1268,8 @@ static int bucket_candidates(Marks *found, Ctx *ctx, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a lookup must be a (field, table) pair");
             return -1;
         }
-        int c = PyDict_Contains(ctx->orig, PyTuple_GET_ITEM(pair, 0));
-        if (c < 0 || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) return -1;
+        int c = flat_get(ctx->orig, PyTuple_GET_ITEM(pair, 0)) != NULL;
+        if ((!c && PyErr_Occurred()) || (c && add_ids(found, PyTuple_GET_ITEM(pair, 1)) < 0)) return -1;
     }
     if (unicode_lookups(found, ctx, PyTuple_GET_ITEM(args, 4)) < 0) return -1;
     PyObject *keyword = PyTuple_GET_ITEM(args, 5);
@@ -1212,7 +1339,9 @@ static int python_atom(Ctx *ctx, Py_ssize_t index, PyObject *v, PyObject *o, int
     if (whole && low_fill(ctx) < 0) return -1;
     PyObject *test = PyList_GET_ITEM(ctx->atoms, index);
     /* the others do not read the lower-cased view (see codegen's spec): None unless it is whole already */
-    PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->full ? ctx->low : Py_None, ctx->orig};
+    PyObject *orig = flat_dict(ctx->orig);  /* a dict made for the rare record that reaches one */
+    if (orig == NULL) return -1;
+    PyObject *args[4] = {v ? v : Py_None, o ? o : Py_None, ctx->full ? ctx->low : Py_None, orig};
     PyObject *r = PyObject_Vectorcall(test, args, 4, NULL);
     if (r == NULL) return -1;
     int ok = PyObject_IsTrue(r);
@@ -1239,7 +1368,7 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
     int cased = PyTuple_GET_ITEM(spec, 1) == Py_True;
     PyObject *payload = PyTuple_GET_ITEM(spec, 2);
     if (op == OP_CALL) {  /* on the original value (cased) or the lower-cased one, not both */
-        PyObject *s = cased ? PyDict_GetItemWithError(ctx->orig, field) : low_get(ctx, field);
+        PyObject *s = cased ? flat_get(ctx->orig, field) : low_get(ctx, field);
         if (s == NULL) return PyErr_Occurred() ? -1 : 0;
         if (!PyTuple_Check(s)) return call_value(payload, s);
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s); i++) {  /* any element of a list-valued field */
@@ -1254,7 +1383,7 @@ static int eval_atom(Ctx *ctx, PyObject *tree) {
         if (v == NULL) return 0;
         if (PyUnicode_Check(v)) return atom_value(op, payload, 0, v, NULL);
     }
-    PyObject *o = PyDict_GetItemWithError(ctx->orig, field);
+    PyObject *o = flat_get(ctx->orig, field);
     if (o == NULL && PyErr_Occurred()) return -1;
     if (v != NULL && PyTuple_Check(v)) {  /* a list-valued field matches when any element does */
         if (o == NULL || !PyTuple_Check(o) || PyTuple_GET_SIZE(o) != PyTuple_GET_SIZE(v)) {
@@ -1383,8 +1512,10 @@ static PyObject *trace(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "trace(tree, low: dict, orig: dict, specs: list, atoms: list)");
         return NULL;
     }
+    Flat orig;  /* a caller's dict: nothing to free */
+    flat_init(&orig, args[2]);
     Ctx ctx;
-    ctx_init(&ctx, args[1], args[2], args[3], args[4]);
+    ctx_init(&ctx, args[1], &orig, args[3], args[4]);
     Trace t;
     trace_init(&t);
     int r = eval_tree(&ctx, args[0], &t);
@@ -1419,8 +1550,10 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
     Marks found;
     marks_init(&found);
     PyObject *out = NULL;
+    Flat orig;
+    flat_init(&orig, args[0]);
     Ctx ctx;  /* lower-cased values read through folded tables alike */
-    ctx_init(&ctx, args[0], args[0], NULL, NULL);
+    ctx_init(&ctx, args[0], &orig, NULL, NULL);
     if (bucket_candidates(&found, &ctx, args[1]) == 0 && (out = PySet_New(NULL)) != NULL) {
         for (Py_ssize_t i = 0; i < found.n; i++) {
             PyObject *id = PyLong_FromSsize_t(found.ids[i]);
@@ -1495,8 +1628,10 @@ static PyObject *run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_TypeError, "run(low: dict, orig: dict, lookups, trees: list, specs: list, atoms: list)");
         return NULL;
     }
+    Flat orig;
+    flat_init(&orig, args[1]);
     Ctx ctx;
-    ctx_init(&ctx, args[0], args[1], args[4], args[5]);
+    ctx_init(&ctx, args[0], &orig, args[4], args[5]);
     PyObject *out = NULL;
     int rc = run_bucket(&ctx, args[2], args[3], &out, NULL);
     ctx_free(&ctx);
@@ -1614,24 +1749,29 @@ fail:
 }
 
 /* Match one record: 0 with *hits (a new list, or NULL when nothing hits) and *flat (a new reference to the flat
- * event); -1 on error. The general path gives both for what the fast path leaves. */
-static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, PyObject **flat) {
+ * event, a dict: made for every record with `every_flat`, else only when something hits, NULL otherwise); -1
+ * on error. The general path gives both for what the fast path leaves. */
+static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, PyObject **flat, int every_flat) {
     *hits = *flat = NULL;
-    PyObject *orig = NULL, *general = NULL, *ids = NULL, *traces = NULL;
+    PyObject *general = NULL, *ids = NULL, *traces = NULL;
+    Flat orig;
+    flat_init(&orig, NULL);
     Ctx ctx;
-    ctx_init(&ctx, NULL, NULL, self->specs, self->atoms);
+    ctx_init(&ctx, NULL, &orig, self->specs, self->atoms);
     int multi, rc = flatten_record(record, &orig, &multi);
     (void)multi;  /* list-valued fields: the tree walk tests each element */
-    if (rc == FAILED) return -1;
+    if (rc == FAILED) {
+        rc = -1;
+        goto done;
+    }
     if (rc != 0) {
         rc = -1;
         goto general;
     }
     rc = -1;
-    ctx.orig = orig;
-    PyObject *channel = PyDict_GetItemWithError(orig, s_channel);
+    PyObject *channel = flat_get(&orig, s_channel);
     if (channel == NULL && PyErr_Occurred()) goto done;
-    PyObject *event_id = PyDict_GetItemWithError(orig, s_eventid);
+    PyObject *event_id = flat_get(&orig, s_eventid);
     if (event_id == NULL && PyErr_Occurred()) goto done;
     PyObject *route = NULL;
     if ((channel == NULL || PyUnicode_Check(channel)) && (event_id == NULL || PyUnicode_Check(event_id))) {
@@ -1664,7 +1804,14 @@ static int match_record(EvtxMatcher *self, PyObject *record, PyObject **hits, Py
         if (run_bucket(&ctx, PyTuple_GET_ITEM(route, i), self->trees, &ids, &traces) < 0) goto done;
     }
     if (ids != NULL && (*hits = rule_hits(self, ids, traces)) == NULL) goto done;
-    *flat = Py_NewRef(orig);
+    if (*hits != NULL || every_flat) {
+        PyObject *d = flat_dict(&orig);
+        if (d == NULL) {
+            Py_CLEAR(*hits);
+            goto done;
+        }
+        *flat = Py_NewRef(d);
+    }
     rc = 0;
     goto done;
 general:
@@ -1682,7 +1829,7 @@ done:
     Py_XDECREF(ids);
     Py_XDECREF(traces);
     ctx_free(&ctx);
-    Py_XDECREF(orig);
+    flat_free(&orig);
     return rc;
 }
 
@@ -1691,7 +1838,7 @@ static PyObject *matcher_call(EvtxMatcher *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"record", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:EvtxMatcher", kwlist, &record)) return NULL;
     PyObject *hits, *flat;
-    if (match_record(self, record, &hits, &flat) < 0) return NULL;
+    if (match_record(self, record, &hits, &flat, 1) < 0) return NULL;
     if (hits == NULL && (hits = PyList_New(0)) == NULL) {
         Py_DECREF(flat);
         return NULL;
@@ -1752,7 +1899,7 @@ static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize
         }
         events++;
         PyObject *hits, *flat;
-        int rc = match_record(self, event, &hits, &flat);
+        int rc = match_record(self, event, &hits, &flat, 0);
         Py_DECREF(event);
         if (rc < 0) goto fail;
         if (hits != NULL) {  /* only what some rule hits is kept */
@@ -1761,7 +1908,7 @@ static PyObject *matcher_scan(EvtxMatcher *self, PyObject *const *args, Py_ssize
             Py_XDECREF(pair);
         }
         Py_XDECREF(hits);
-        Py_DECREF(flat);
+        Py_XDECREF(flat);
         if (rc < 0) goto fail;
     }
     Py_DECREF(it);

@@ -252,6 +252,34 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
     assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
 
 
+@needs_c
+def test_records_of_many_fields_match_as_the_general_path_does() -> None:
+    """The C path indexes a record's fields itself, in room for 64 before it grows: records past that, with
+    names that collide in System or with EventData, match and flatten as the general path has them."""
+    from tests.unit.detect.support import ruleset_for
+    from vigil.detect.events import flatten_evtx, views
+
+    rules = ruleset_for("""
+        selection:
+            F0: 'value 0'
+            F1|endswith: ' 1'
+            F150|endswith: 'tail'
+            Computer: 'ws1'
+        condition: selection
+    """, logsource="product: windows\nservice: sysmon")
+    for n in (10, 63, 64, 65, 200, 600):
+        data = {f"F{i}": f"value {i}" for i in range(n)} | {"F150": "the tail"}
+        system = {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Computer": "ws1"}
+        for clash in (None, "Computer"):  # a name in both System and EventData: the general path's list
+            record = {"Event": {"System": system, "EventData": data | ({clash: "x"} if clash else {})}}
+            hits, flat = rules.match_evtx_event(record)
+            with python_path():
+                assert (hits, flat) == rules.match_evtx_event(record), (n, clash)
+            assert flat == views(flatten_evtx(record))[1]
+            # with the clash, Computer is a list that holds 'ws1' too
+            assert [h.matched_fields for h in hits] == [("Computer", "F0", "F1", "F150")], (n, clash)
+
+
 def _condition(rng: random.Random, depth: int = 0) -> str:
     if depth > 2 or rng.random() < 0.35:
         return rng.choice(["s1", "s2", "s3", "s4", "1 of s*", "all of s*"])
