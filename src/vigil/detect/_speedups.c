@@ -378,6 +378,50 @@ static int flatten_data(Flat *orig, PyObject *data, int *multi) {
     return 0;
 }
 
+/* UserData: the leaves of nested elements by their own names (attributes too, but xmlns), an element's "#text"
+ * under the element's name; `text_done`: node's "#text" was taken already. Lists of elements, names that are
+ * not plain, and names met twice are UNUSUAL: the general path renames and gathers them. */
+static int flatten_leaves(Flat *orig, PyObject *node, int *multi, int text_done, int depth) {
+    if (depth > 16) return UNUSUAL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(node, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key)) return UNUSUAL;
+        if (same_name(key, s_attributes)) {
+            if (!PyDict_CheckExact(value)) return UNUSUAL;
+            Py_ssize_t apos = 0;
+            PyObject *attr, *a;
+            while (PyDict_Next(value, &apos, &attr, &a)) {
+                if (!PyUnicode_Check(attr)) return UNUSUAL;
+                if (same_name(attr, s_xmlns) || a == Py_None) continue;
+                if (name_flags(attr)) return UNUSUAL;
+                int rc = put(orig, attr, a);
+                if (rc) return rc;
+            }
+            continue;
+        }
+        if (text_done && same_name(key, s_text)) continue;
+        if (name_flags(key)) return UNUSUAL;
+        int rc = 0;
+        if (PyDict_CheckExact(value)) {
+            PyObject *text = PyDict_GetItemWithError(value, s_text);
+            if (text == NULL && PyErr_Occurred()) return FAILED;
+            if (text != NULL && text != Py_None && (rc = put(orig, key, text)) != 0) return rc;
+            rc = flatten_leaves(orig, value, multi, 1, depth + 1);
+        } else if (PyList_CheckExact(value)) {
+            int status = 0;
+            PyObject *texts = texts_of(value, &status);  /* an element among them: UNUSUAL */
+            if (texts == NULL) return status;
+            *multi = 1;
+            rc = flat_add(orig, key, texts);
+        } else if (value != Py_None) {
+            rc = put(orig, key, value);
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* New reference to the lower-cased string; an ASCII string without capitals is itself. */
 static PyObject *lowered(PyObject *s) {
     if (PyUnicode_IS_COMPACT_ASCII(s)) {
@@ -430,7 +474,7 @@ static int flatten_record(PyObject *record, Flat *orig, int *multi) {
     }
     if (!PyDict_CheckExact(event)) return UNUSUAL;
     PyObject *user = PyDict_GetItemWithError(event, s_userdata);
-    if (user != NULL && user != Py_None) return UNUSUAL;
+    if (user != NULL && user != Py_None && !PyDict_CheckExact(user)) return UNUSUAL;
     if (user == NULL && PyErr_Occurred()) return FAILED;
     PyObject *system = PyDict_GetItemWithError(event, s_system);
     if (system == NULL && PyErr_Occurred()) return FAILED;
@@ -443,6 +487,7 @@ static int flatten_record(PyObject *record, Flat *orig, int *multi) {
     if (rc == 0 && data != NULL && data != Py_None) {
         rc = PyDict_CheckExact(data) ? flatten_data(orig, data, multi) : UNUSUAL;
     }
+    if (rc == 0 && user != NULL && user != Py_None) rc = flatten_leaves(orig, user, multi, 0, 0);
     return rc;
 }
 

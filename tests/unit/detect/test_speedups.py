@@ -232,6 +232,10 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
                        **{k: _hostile(rng) for k in rng.sample(["Provider", "Computer", "Name", "A B"], 2)}},
             "EventData": _hostile(rng) if rng.random() < 0.3 else {k: _hostile(rng) for k in ("Name", "Data", "x")},
         }}
+        if rng.random() < 0.5:  # UserData: nested elements; EventData too at times
+            record["Event"]["UserData"] = _hostile(rng) if rng.random() < 0.3 else {"Element": _hostile(rng)}  # type: ignore[index]
+            if rng.random() < 0.7:
+                del record["Event"]["EventData"]  # type: ignore[attr-defined]
         try:
             general = views(flatten_evtx(record))
         except (AttributeError, TypeError):
@@ -250,6 +254,36 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
         assert c_hits == py_hits, record
         fired += bool(c_hits[0])
     assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
+
+
+@needs_c
+def test_user_data_records_take_the_c_path_with_the_general_paths_views() -> None:
+    """UserData (log cleared, RDP sessions...): nested elements' leaves by name, attributes but xmlns, an
+    element's #text under its name. Shapes the general path renames or gathers stay with it."""
+    from vigil.detect.events import flatten_evtx, views
+
+    system = {"Channel": "Security", "EventID": 1102, "Computer": "dc1", "Execution": {"#attributes": {"ProcessID": 4}}}
+    usual = [
+        {"LogFileCleared": {"#attributes": {"xmlns": "http://x"}, "SubjectUserSid": "S-1-5-18", "SubjectLogonId": 999}},
+        {"EventXML": {"#attributes": {"xmlns": "Event_NS"}, "User": "CORP\\bob", "SessionID": 3,
+                      "Address": {"#text": "10.0.0.5", "#attributes": {"Port": 3389, "xmlns": "y"}}, "Flag": True}},
+        {"Outer": {"Inner": {"Deep": "x", "Empty": None}, "Names": ["a", None, "b", 7]}},
+        {"Element": {"#text": None, "Kept": "y"}},
+    ]
+    for user in usual:
+        record = {"Event": {"System": system, "UserData": user}}
+        fast = _speedups.evtx_views(record)
+        assert fast is not None, user
+        assert fast == views(flatten_evtx(record)), user
+    left = [
+        {"A": {"Dup": 1}, "B": {"Dup": 2}},  # a name twice: the general path makes a list
+        {"A": {"Two Words": 1}},  # renamed by the general path
+        {"Rows": [{"X": 1}, {"X": 2}]},  # a list of elements
+        {"A": {"#attributes": "not a map"}},
+        {"A": {"Computer": "again"}},  # a name System has
+    ]
+    for user in left:
+        assert _speedups.evtx_views({"Event": {"System": system, "UserData": user}}) is None, user
 
 
 @needs_c
