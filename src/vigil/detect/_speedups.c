@@ -261,7 +261,15 @@ enum { HAS_SPACE = 1, HAS_HASH = 2 };
 static int name_flags(PyObject *s) {
     size_t i = name_slot(s, NULL);
     if (flag_slots[i].name == s) return flag_slots[i].flags;
-    int flags = (has_char(s, ' ') ? HAS_SPACE : 0) | (has_char(s, '#') ? HAS_HASH : 0);
+    int flags = 0;
+    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {  /* one pass, no call: orjson's key cache evicts often */
+        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(s);
+        for (Py_ssize_t k = 0, n = PyUnicode_GET_LENGTH(s); k < n; k++) {
+            flags |= (d[k] == ' ' ? HAS_SPACE : 0) | (d[k] == '#' ? HAS_HASH : 0);
+        }
+    } else {
+        flags = (has_char(s, ' ') ? HAS_SPACE : 0) | (has_char(s, '#') ? HAS_HASH : 0);
+    }
     Py_XSETREF(flag_slots[i].name, Py_NewRef(s));
     flag_slots[i].flags = flags;
     return flags;
@@ -1262,9 +1270,13 @@ static int keyword_lookups(Marks *found, Ctx *ctx, PyObject *spec) {
         /* the usual case, a folded matcher (reads_original checked it): no per-value checks of the spec */
         AddIds a = {found, PyTuple_GET_ITEM(spec, 1)};
         Literals *matcher = (Literals *)PyTuple_GET_ITEM(spec, 4);
+        /* a value shorter than every literal holds none, unless "" or a literal past Latin-1 is one */
+        Py_ssize_t shortest = matcher->n_empty == 0 && matcher->n_wide == 0 ? matcher->min_len : 0;
         while (flat_next(ctx->orig, &pos, &k, &v)) {
             if (PyUnicode_Check(v)) {
-                if (literals_scan(matcher, v, add_literal_ids, &a) < 0) return -1;
+                if (PyUnicode_GET_LENGTH(v) >= shortest && literals_scan(matcher, v, add_literal_ids, &a) < 0) {
+                    return -1;
+                }
             } else if (each_value(found, spec, v, sub_value) < 0) {
                 return -1;
             }

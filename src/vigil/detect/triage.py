@@ -147,8 +147,13 @@ def _describe(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 
 def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
+    return _unpack(path, _scan_packed(ruleset, path), ruleset)
+
+
+def _scan_packed(ruleset: RuleSet, path: Path) -> Packed:
+    """A file's result as workers send it (see Packed)."""
     events = 0
-    detections: list[Detection] = []
+    rows: list[tuple[Any, ...]] = []
     try:
         if path.suffix.lower() == ".evtx":
             try:
@@ -157,7 +162,7 @@ def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
                 raise TriageInputError(path, f"cannot read EVTX: {e}") from e
             events, found, error = ruleset.scan_evtx(records, orjson.loads)  # flattens and matches in one pass
             for hits, flat in found:
-                detections.extend(_detections(ruleset, path, hits, flat))
+                _add_rows(rows, ruleset, hits, flat)
             if error is not None:  # pyevtx raises RuntimeError on corrupt chunks
                 raise TriageInputError(path, f"cannot read EVTX: {error}")
         else:
@@ -165,19 +170,21 @@ def scan_file(ruleset: RuleSet, path: Path) -> FileResult:
                 events += 1
                 hits = ruleset.match_event(event)
                 if hits:
-                    detections.extend(_detections(ruleset, path, hits, event))
+                    _add_rows(rows, ruleset, hits, event)
     except TriageInputError as e:
-        return FileResult(path, events, tuple(detections), e.reason)
-    return FileResult(path, events, tuple(detections))
+        return events, e.reason, rows
+    return events, None, rows
 
 
-def _detections(ruleset: RuleSet, path: Path, hits: list[RuleHit], event: Mapping[str, Any]) -> Iterator[Detection]:
+def _add_rows(rows: list[tuple[Any, ...]], ruleset: RuleSet, hits: list[RuleHit], event: Mapping[str, Any]) -> None:
+    """A row per hit: (rule index, matched fields, timestamp, host, source, event id, fields, context)."""
     ts, host, source, event_id = _describe(event)
+    get, index, correlated = event.get, ruleset.rule_index, ruleset.correlation_fields
     for hit in hits:
-        fields = tuple((f, _shown(event.get(f, ""))) for f in hit.matched_fields)
-        wanted = ruleset.correlation_fields(hit.rule_id)
-        context = tuple((f, _text(event.get(f))) for f in wanted) if wanted else ()
-        yield Detection(hit, path, ts, host, source, event_id, fields, context)
+        fields = tuple([(f, _shown(get(f, ""))) for f in hit.matched_fields])
+        wanted = correlated(hit.rule_id)
+        context = tuple([(f, _text(get(f))) for f in wanted]) if wanted else ()
+        rows.append((index(hit.rule_id), hit.matched_fields, ts, host, source, event_id, fields, context))
 
 
 _worker_ruleset: RuleSet | None = None
@@ -191,16 +198,9 @@ def _init_worker(compiled: CompiledRules | None) -> None:
 
 
 # A FileResult as workers send it, without its path (the parent has it, and a Path costs more to unpickle than
-# the rest of a result): (events, error, detections as (rule index, matched fields, timestamp, host, source,
-# event id, fields, context)). Each hit would otherwise carry its rule's description, tags and references through
-# pickle: several times the cost of the rest of the result.
+# the rest of a result): (events, error, detections as rows of _add_rows). Each hit would otherwise carry its
+# rule's description, tags and references through pickle: several times the cost of the rest of the result.
 Packed = tuple[int, str | None, list[tuple[Any, ...]]]
-
-
-def _pack(result: FileResult, rule_index: Callable[[str], int]) -> Packed:
-    return result.events, result.error, [
-        (rule_index(d.hit.rule_id), d.hit.matched_fields, d.timestamp, d.host, d.source, d.event_id, d.fields,
-         d.context) for d in result.detections]
 
 
 def _unpack(path: Path, packed: Packed, ruleset: RuleSet) -> FileResult:
@@ -215,7 +215,7 @@ def _scan_batch(task: tuple[int, list[Path]]) -> tuple[int, list[Packed]]:
     assert _worker_ruleset is not None, "worker not initialised"
     number, paths = task
     with _acyclic():
-        return number, [_pack(scan_file(_worker_ruleset, p), _worker_ruleset.rule_index) for p in paths]
+        return number, [_scan_packed(_worker_ruleset, p) for p in paths]
 
 
 @contextmanager
