@@ -1065,7 +1065,10 @@ static int scan_text(Literals *self, PyObject *text, on_found found, void *arg) 
 }
 
 static int literals_scan(Literals *self, PyObject *text, on_found found, void *arg) {
-    if (!self->folded || PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) return scan_text(self, text, found, arg);
+    if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {  /* the usual text: no stop on the way */
+        return scan_bytes(self, PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), found, arg);
+    }
+    if (!self->folded) return scan_text(self, text, found, arg);
     /* past Latin-1, str.lower() is no per-byte table (the Kelvin sign becomes k): the text lower-cased first */
     PyObject *lowered_text = PyObject_CallMethodNoArgs(text, s_lower);
     if (lowered_text == NULL) return -1;
