@@ -69,18 +69,24 @@ static inline size_t name_slot(PyObject *a, PyObject *b) {
 
 static PyObject *joined_slow(PyObject *a, PyObject *b);
 
-static PyObject *joined(PyObject *a, PyObject *b) {
+/* The name made from a and b (b NULL: a without its spaces), kept in its slot. */
+static PyObject *slot_name(PyObject *a, PyObject *b) {
     size_t i = name_slot(a, b);
     if (joined_slots[i].a == a && joined_slots[i].b == b) return Py_NewRef(joined_slots[i].name);
-    PyObject *out = joined_slow(a, b);
+    /* "Threat Name": Sigma rules write ThreatName, as the general path renames it */
+    PyObject *out = b != NULL ? joined_slow(a, b) : PyObject_CallMethod(a, "replace", "ss", " ", "");
     if (out != NULL) {
         PyObject *old_a = joined_slots[i].a, *old_b = joined_slots[i].b, *old_name = joined_slots[i].name;
-        joined_slots[i].a = Py_NewRef(a), joined_slots[i].b = Py_NewRef(b), joined_slots[i].name = Py_NewRef(out);
+        joined_slots[i].a = Py_NewRef(a), joined_slots[i].b = Py_XNewRef(b), joined_slots[i].name = Py_NewRef(out);
         Py_XDECREF(old_a);
         Py_XDECREF(old_b);
         Py_XDECREF(old_name);
     }
     return out;
+}
+
+static PyObject *joined(PyObject *a, PyObject *b) {
+    return slot_name(a, b);
 }
 
 static PyObject *joined_slow(PyObject *a, PyObject *b) {
@@ -362,7 +368,6 @@ static int flatten_data(Flat *orig, PyObject *data, int *multi) {
     PyObject *key, *value;
     while (PyDict_Next(data, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
-        if (name_flags(key) & HAS_SPACE) return UNUSUAL;  /* "Threat Name": the general path renames it */
         if (same_name(key, s_attributes)) return UNUSUAL;
         if (PyDict_CheckExact(value)) {  /* <Data>text</Data> without a name: {"#text": ...} */
             if (PyDict_GET_SIZE(value) != 1) return UNUSUAL;
@@ -379,8 +384,14 @@ static int flatten_data(Flat *orig, PyObject *data, int *multi) {
             text = scalar(value, &status);
         }
         if (text == NULL) return status;
-        /* a name also in System is UNUSUAL: the general path keeps both as a list */
-        int rc = flat_add(orig, key, text);
+        PyObject *name = name_flags(key) & HAS_SPACE ? slot_name(key, NULL) : Py_NewRef(key);
+        if (name == NULL) {
+            Py_DECREF(text);
+            return FAILED;
+        }
+        /* a name also in System (or two that differ by spaces) is UNUSUAL: the general path keeps both, a list */
+        int rc = flat_add(orig, name, text);
+        Py_DECREF(name);
         if (rc) return rc;
     }
     return 0;

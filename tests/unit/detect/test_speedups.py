@@ -287,6 +287,26 @@ def test_user_data_records_take_the_c_path_with_the_general_paths_views() -> Non
 
 
 @needs_c
+def test_names_with_spaces_take_the_c_path_renamed_as_the_general_path_does() -> None:
+    """Defender writes "Threat Name"; Sigma rules write ThreatName, as the general path renames it."""
+    from tests.unit.detect.support import ruleset_for
+    from vigil.detect.events import flatten_evtx, views
+
+    system = {"Channel": "Microsoft-Windows-Windows Defender/Operational", "EventID": 1116, "Computer": "ws1"}
+    data = {"Threat Name": "HackTool:Win32/Mimikatz", "Severity Name": "High", "Path": "C:\\t\\m.exe"}
+    record = {"Event": {"System": system, "EventData": data}}
+    fast = _speedups.evtx_views(record)
+    assert fast is not None and fast == views(flatten_evtx(record))
+    assert fast[1]["ThreatName"] == "HackTool:Win32/Mimikatz" and "Threat Name" not in fast[1]
+    for clash in ({"A B": "1", "AB": "2"}, {"Com puter": "x"}):  # the same name twice: the general path's list
+        assert _speedups.evtx_views({"Event": {"System": system, "EventData": clash}}) is None, clash
+    rules = ruleset_for("selection:\n  ThreatName|contains: 'mimikatz'\ncondition: selection",
+                        logsource="product: windows\nservice: windefend")
+    hits, _ = rules.match_evtx_event(record)
+    assert [h.matched_fields for h in hits] == [("ThreatName",)]
+
+
+@needs_c
 def test_records_of_many_fields_match_as_the_general_path_does() -> None:
     """The C path indexes a record's fields itself, in room for 64 before it grows: records past that, with
     names that collide in System or with EventData, match and flatten as the general path has them."""
