@@ -3,7 +3,7 @@
  * vigil.detect.candidates.Bucket) that stays the fallback and the oracle the tests compare against.
  *
  * Written against the C API of CPython 3.11+ (compact strings read in place, presized dicts); no allocation
- * outlives a call except the results. Python.h defines _GNU_SOURCE, which declares memmem.
+ * outlives a call except the results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1361,6 +1361,18 @@ static int call_value(PyObject *payload, PyObject *s) {
     return ok;
 }
 
+/* Whether needle[0..m) (m >= 1) occurs in text[0..n). The values are short (a path, a command line): glibc's
+ * memmem sets up a shift table on every call, which costs more than this whole search on most of them. */
+static int contains_bytes(const char *text, size_t n, const char *needle, size_t m) {
+    if (m > n) return 0;
+    const char *last = text + (n - m), *p = text;
+    while ((p = memchr(p, needle[0], (size_t)(last - p) + 1)) != NULL) {
+        if (memcmp(p + 1, needle + 1, m - 1) == 0) return 1;
+        if (p++ == last) break;
+    }
+    return 0;
+}
+
 /* One atom on one value: v lower-cased, o original (NULL when absent). 1, 0 or -1. */
 static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObject *o) {
     PyObject *s = cased ? o : v;
@@ -1391,7 +1403,7 @@ static int atom_value(int op, PyObject *payload, int cased, PyObject *v, PyObjec
             size_t m = (size_t)PyUnicode_GET_LENGTH(lit);
             if (m > len) continue;
             int hit;
-            if (op == OP_CONTAINS) hit = m == 0 || (m == 1 ? memchr(d, l[0], len) != NULL : memmem(d, len, l, m) != NULL);
+            if (op == OP_CONTAINS) hit = m == 0 || contains_bytes(d, len, l, m);
             else hit = memcmp(op == OP_STARTSWITH ? d : d + len - m, l, m) == 0;
             if (hit) return 1;
             continue;

@@ -287,6 +287,27 @@ def test_user_data_records_take_the_c_path_with_the_general_paths_views() -> Non
 
 
 @needs_c
+@pytest.mark.parametrize("seed", range(3))
+def test_contains_of_a_few_literals_answers_as_substring_search_does(seed: int) -> None:
+    """A contains test of up to ten literals searches each in C (first byte, then the rest), on texts that repeat
+    the literals' first bytes and end on partial matches."""
+    from tests.unit.detect.support import ruleset_for, sysmon
+
+    rng = random.Random(seed)
+    alphabet = "/ab."  # no backslash: a Sigma value reads two as one
+    literals = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5))) for _ in range(6)})
+    rules = ruleset_for("selection:\n  CommandLine|contains:\n" + "".join(f"    - '{x}'\n" for x in literals)
+                        + "condition: selection")
+    fired = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(alphabet + "X") for _ in range(rng.randint(0, 12)))
+        want = any(x in text.lower() for x in literals)
+        assert bool(rules.match_windows(sysmon(CommandLine=text))) is want, (literals, text)
+        fired += want
+    assert 20 < fired < 1400
+
+
+@needs_c
 def test_names_with_spaces_take_the_c_path_renamed_as_the_general_path_does() -> None:
     """Defender writes "Threat Name"; Sigma rules write ThreatName, as the general path renames it."""
     from tests.unit.detect.support import ruleset_for
