@@ -17,8 +17,9 @@
 static PyObject *s_event, *s_system, *s_eventdata, *s_userdata, *s_attributes, *s_text, *s_xmlns;
 static PyObject *s_true, *s_false, *s_underscore, *s_lower, *s_channel, *s_eventid;
 
-/* The texts of small integers (event ids, levels, process ids...), made once. */
-#define SMALL_INTS 4096
+/* The texts of small integers (event ids, levels, process and thread ids...), made once as met: at most 65,536
+ * strings, ~3.5 MiB. */
+#define SMALL_INTS 65536
 static PyObject *small_ints[SMALL_INTS];
 
 /* value -> new reference to its text as rules see it, or NULL with *status set (UNUSUAL or FAILED). */
