@@ -290,6 +290,25 @@ static inline int same_name(PyObject *s, PyObject *name) {
            && memcmp(PyUnicode_1BYTE_DATA(s), PyUnicode_1BYTE_DATA(name), (size_t)n) == 0;
 }
 
+/* An element's attributes but xmlns: as prefix_attribute (System), or by their own names (prefix NULL). A name
+ * with a space or a '#' is UNUSUAL: the general path renames it. */
+static int put_attributes(Flat *orig, PyObject *attributes, PyObject *prefix) {
+    if (!PyDict_CheckExact(attributes)) return UNUSUAL;
+    Py_ssize_t pos = 0;
+    PyObject *attr, *a;
+    while (PyDict_Next(attributes, &pos, &attr, &a)) {
+        if (!PyUnicode_Check(attr)) return UNUSUAL;
+        if (a == Py_None || same_name(attr, s_xmlns)) continue;
+        if (name_flags(attr)) return UNUSUAL;
+        PyObject *name = prefix != NULL ? joined(prefix, attr) : Py_NewRef(attr);
+        if (name == NULL) return FAILED;
+        int rc = put(orig, name, a);
+        Py_DECREF(name);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* The System section: fields one level deep, attributes as Name_Attribute, "#text" as the field itself. */
 static int flatten_system(Flat *orig, PyObject *system) {
     Py_ssize_t pos = 0;
@@ -308,20 +327,8 @@ static int flatten_system(Flat *orig, PyObject *system) {
         while (PyDict_Next(value, &sub_pos, &sub, &v)) {
             if (!PyUnicode_Check(sub)) return UNUSUAL;
             if (same_name(sub, s_attributes)) {
-                if (!PyDict_CheckExact(v)) return UNUSUAL;
-                Py_ssize_t apos = 0;
-                PyObject *attr, *a;
-                while (PyDict_Next(v, &apos, &attr, &a)) {
-                    if (a == Py_None) continue;
-                    if (!PyUnicode_Check(attr)) return UNUSUAL;
-                    if (same_name(attr, s_xmlns)) continue;
-                    if (name_flags(attr) & HAS_SPACE) return UNUSUAL;
-                    PyObject *name = joined(key, attr);
-                    if (name == NULL) return FAILED;
-                    int rc = put(orig, name, a);
-                    Py_DECREF(name);
-                    if (rc) return rc;
-                }
+                int rc = put_attributes(orig, v, key);
+                if (rc) return rc;
                 continue;
             }
             if (v == Py_None) continue;
@@ -408,16 +415,8 @@ static int flatten_leaves(Flat *orig, PyObject *node, int *multi, int text_done,
     while (PyDict_Next(node, &pos, &key, &value)) {
         if (!PyUnicode_Check(key)) return UNUSUAL;
         if (same_name(key, s_attributes)) {
-            if (!PyDict_CheckExact(value)) return UNUSUAL;
-            Py_ssize_t apos = 0;
-            PyObject *attr, *a;
-            while (PyDict_Next(value, &apos, &attr, &a)) {
-                if (!PyUnicode_Check(attr)) return UNUSUAL;
-                if (same_name(attr, s_xmlns) || a == Py_None) continue;
-                if (name_flags(attr)) return UNUSUAL;
-                int rc = put(orig, attr, a);
-                if (rc) return rc;
-            }
+            int rc = put_attributes(orig, value, NULL);
+            if (rc) return rc;
             continue;
         }
         if (text_done && same_name(key, s_text)) continue;
