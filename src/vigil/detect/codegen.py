@@ -82,12 +82,11 @@ class _Emitter:
         raise AssertionError(f"unhandled op {op}")  # pragma: no cover - every Op is handled above
 
     def spec(self, a: Atom) -> str:
-        """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload); opcode 0 calls its Python
-        test. Opcodes: 1 equals one of a frozenset, 2 contains one of a tuple (or of a `_speedups.Literals`, for
-        many), 3 starts with, 4 ends with one of a tuple,
-        5 present, 6 absent, 7 absent or empty, 8 the payload (a callable) holds for the value (the original one
-        when cased). A Python test's payload says whether it reads the whole
-        lower-cased view (keywords, field references), which the C evaluator then fills first."""
+        """The atom for the C evaluator (`_speedups.run`): (opcode, cased, payload). Opcodes: 1 equals one of a
+        frozenset, 2 contains one of a tuple (or of a `_speedups.Literals`, for many), 3 starts with, 4 ends with
+        one of a tuple, 5 present, 6 absent, 7 absent or empty, 8 the payload (a callable) holds for the value
+        (the original one when cased); 0 calls the atom's Python test, its payload saying whether the test reads
+        the whole lower-cased view (keywords, field references), which the C evaluator then fills first."""
         op, vals = a.op, a.values
         if a.field is None:
             return "(0, False, True)"
