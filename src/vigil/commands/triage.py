@@ -111,7 +111,7 @@ def app(
         err.print(f"[yellow]rule cache[/]: {report.cache}")
     if not native_matching():
         err.print("[yellow]slow path[/]: vigil.detect._speedups is not built (no C compiler when Vigil was "
-                  "installed?): matching runs in Python, about twice as slow")
+                  "installed?): matching runs in Python, about three times as slow")
     if not len(report.ruleset):
         err.print("vigil: error: no rules to run (check --rules and the filters)")
         raise typer.Exit(2)

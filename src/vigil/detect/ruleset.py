@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # pySigma (through `loading`) is imported only to compile: a 
     from vigil.detect.placeholders import Placeholders
 
 def native_matching() -> bool:
-    """Whether the C hot path is built here; without it the same engine runs in Python, about twice as slow."""
+    """Whether the C hot path is built here; without it the same engine runs in Python, about three times as
+    slow."""
     return _speedups is not None
 
 
