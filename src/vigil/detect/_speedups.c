@@ -86,10 +86,6 @@ static PyObject *slot_name(PyObject *a, PyObject *b) {
     return out;
 }
 
-static PyObject *joined(PyObject *a, PyObject *b) {
-    return slot_name(a, b);
-}
-
 static PyObject *joined_slow(PyObject *a, PyObject *b) {
     PyObject *inner = PyDict_GetItemWithError(joined_names, a);
     if (inner == NULL) {
@@ -300,7 +296,7 @@ static int put_attributes(Flat *orig, PyObject *attributes, PyObject *prefix) {
         if (!PyUnicode_Check(attr)) return UNUSUAL;
         if (a == Py_None || same_name(attr, s_xmlns)) continue;
         if (name_flags(attr)) return UNUSUAL;
-        PyObject *name = prefix != NULL ? joined(prefix, attr) : Py_NewRef(attr);
+        PyObject *name = prefix != NULL ? slot_name(prefix, attr) : Py_NewRef(attr);
         if (name == NULL) return FAILED;
         int rc = put(orig, name, a);
         Py_DECREF(name);
@@ -338,7 +334,7 @@ static int flatten_system(Flat *orig, PyObject *system) {
                 continue;
             }
             if (name_flags(sub) & HAS_SPACE) return UNUSUAL;
-            PyObject *name = joined(key, sub);
+            PyObject *name = slot_name(key, sub);
             if (name == NULL) return FAILED;
             int rc = put(orig, name, v);
             Py_DECREF(name);
@@ -1793,10 +1789,7 @@ static PyObject *matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 /* a and b (each a str or None) hold the same text. */
 static int same_text(PyObject *a, PyObject *b) {
     if (a == b) return 1;
-    if (a == Py_None || b == Py_None || !PyUnicode_Check(a) || !PyUnicode_Check(b)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
-    return PyUnicode_GET_LENGTH(b) == n && PyUnicode_KIND(a) == PyUnicode_KIND(b)
-           && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)(n * PyUnicode_KIND(a))) == 0;
+    return PyUnicode_Check(a) && PyUnicode_Check(b) && same_str(a, b);
 }
 
 /* One hit per rule among the matching bindings (ascending), with its binding's evidence: a new list. */
