@@ -96,6 +96,25 @@ users = sa.Table(
     sa.Column("oidc_subject", sa.String(512), nullable=True, unique=True),
     # Ties a user to a plan stakeholder: only that user may sign off for that stakeholder.
     sa.Column("email", sa.String(255), nullable=True),
+    sa.Column("password_changed_at", UtcDateTime, nullable=True),
+    # TOTP second factor: a secret without totp_enabled_at is an enrolment not yet confirmed with a code.
+    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_enabled_at", UtcDateTime, nullable=True),
+    # The last time step a code was accepted for: a code is good once, even inside its window.
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),
+    # The first sign-in at which the role policy required a second factor: the grace period runs from it.
+    sa.Column("mfa_grace_started_at", UtcDateTime, nullable=True),
+)
+
+# Single-use codes that stand in for the TOTP code; stored as SHA-256 (they are 80 random bits).
+recovery_codes = sa.Table(
+    "recovery_codes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime, nullable=True),
 )
 
 sessions = sa.Table(
