@@ -82,6 +82,23 @@ class OidcSettings(BaseModel):
             raise SettingsError(f"oidc.client_secret_file: cannot read {self.client_secret_file}: {e.strerror}") from e
 
 
+class SecuritySettings(BaseModel):
+    """Sign-in throttling and the second-factor policy (the `[security]` table of vigil.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Roles whose members must sign in with TOTP: basic mode's "full-access"/"read-only", or RBAC role names.
+    require_mfa_roles: list[str] = Field(default_factory=list)
+    # Days from the first sign-in the policy applied at until such a user can reach only the enrolment page.
+    mfa_grace_days: int = Field(default=7, ge=0, le=90)
+    # Wrong passwords from one source for one account before it must wait; each further one doubles the wait.
+    sign_in_free_failures: int = Field(default=5, ge=1, le=100)
+    sign_in_max_backoff_seconds: int = Field(default=900, ge=1, le=86400)
+    # This many failures for one account (from any sources) within the window make one audit record and a log warning.
+    guessing_alert_failures: int = Field(default=20, ge=2, le=100000)
+    guessing_alert_minutes: int = Field(default=10, ge=1, le=1440)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,6 +120,7 @@ class Settings(BaseModel):
     # A YAML or TOML file of values for the rules' |expand placeholders (name -> value or list of values).
     rule_placeholders: str = ""
     oidc: OidcSettings | None = None
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @property
     def db_url(self) -> str:
@@ -179,6 +197,6 @@ def load_settings(data_dir: Path, env: dict[str, str] | None = None) -> Settings
 def settings_toml(s: Settings) -> str:
     """The settings file as written at set-up; JSON string and list syntax is valid TOML."""
     lines = ["# Vigil server settings, written by `vigil setup`. VIGIL_* variables override them."]
-    for key, value in s.model_dump(exclude={"data_dir", "oidc"}).items():
+    for key, value in s.model_dump(exclude={"data_dir", "oidc", "security"}).items():
         lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from vigil.server import agent_actions, agent_api, api, errors, portal, portal_a
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
+from vigil.server.portal_account import router as portal_account_router
 from vigil.server.portal_sso import router as portal_sso_router
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(portal_actions.router)
     app.include_router(portal_plan.router)
     app.include_router(portal_sso_router)
+    app.include_router(portal_account_router)
     install_metrics(app)  # GET /metrics: loopback, or an analyst token
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     return app

@@ -16,11 +16,13 @@ from typing import Any
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from vigil.core.mfa import MfaState
 from vigil.core.rbac import Access, Permission
 from vigil.server.errors import APIError
 from vigil.server.services import Services
 from vigil.store import sessions as session_store
 from vigil.store.devices import authenticate_device
+from vigil.store.mfa import mfa_status
 from vigil.store.rbac import access_for
 from vigil.store.users import User, get_user
 
@@ -97,6 +99,10 @@ def _principal(svc: Services, token: str, via_cookie: bool) -> Principal | None:
             user_id = session_store.session_user(conn, sid, now) if sid else None
         user = get_user(conn, user_id) if user_id is not None else None
         if user is None:
+            return None
+        # A session opened during the MFA grace period ends with it: past the deadline only enrolment opens.
+        if scopes is None and svc.mfa_policy.required_roles and (
+                mfa_status(conn, user, svc.mfa_policy, now).state is MfaState.OVERDUE):
             return None
         access: Access = access_for(conn, user)
     is_admin = access.device_group_ids is None and access.permissions == frozenset(Permission)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -12,8 +13,8 @@ from fastapi.templating import Jinja2Templates
 
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES
+from vigil.server.accounts import password_sign_in
 from vigil.server.api import machines as api_machines
-from vigil.server.api.session import password_sign_in
 from vigil.server.auth import (
     CSRF_COOKIE,
     PERMISSION_ATTR,
@@ -28,6 +29,7 @@ from vigil.server.auth import (
     services,
 )
 from vigil.server.errors import APIError
+from vigil.server.portal_signin import after_password, sign_in_message
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 router = APIRouter(include_in_schema=False)
@@ -89,9 +91,8 @@ def login_submit(
     try:
         user = password_sign_in(svc, username, password, client_ip(request))
     except APIError as e:
-        message = "Too+many+attempts%2C+wait+a+minute" if e.status == 429 else "Wrong+user+name+or+password"
-        return RedirectResponse(f"/login?error={message}", status_code=303)
-    return signed_in_response(request, user)
+        return RedirectResponse(f"/login?error={quote_plus(sign_in_message(e))}", status_code=303)
+    return after_password(request, user, signed_in_response)  # the TOTP step, a forced enrolment, or a session
 
 
 def signed_in_response(request: Request, user: Any, to: str = "/devices") -> Response:

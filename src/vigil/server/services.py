@@ -6,12 +6,17 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from vigil.config import Settings
 from vigil.core.clock import Clock
+from vigil.core.mfa import MfaPolicy
+from vigil.core.passwords import PasswordPolicy
+from vigil.core.throttle import BackoffPolicy, SignInThrottle
 from vigil.server.ingest import IngestPipeline
+from vigil.server.password_strength import password_policy
 
 
 class RateLimiter:
@@ -50,6 +55,17 @@ class Services:
     ingest: IngestPipeline
     enroll_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(30))
     login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20))
-    # Failed sign-ins per account, so that guessing one password from many addresses is throttled too.
-    account_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10, 300.0))
     version: str = ""
+    # Built from settings.security: back-off per (account, source), the password and second-factor policies.
+    sign_in_throttle: SignInThrottle = field(init=False)
+    password_policy: PasswordPolicy = field(init=False)
+    mfa_policy: MfaPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        sec = self.settings.security
+        self.sign_in_throttle = SignInThrottle(BackoffPolicy(
+            free_failures=sec.sign_in_free_failures, max_seconds=float(sec.sign_in_max_backoff_seconds),
+            guessing_failures=sec.guessing_alert_failures, guessing_window_seconds=60.0 * sec.guessing_alert_minutes,
+        ), self.clock)
+        self.password_policy = password_policy(self.settings.org_name)
+        self.mfa_policy = MfaPolicy(frozenset(sec.require_mfa_roles), timedelta(days=sec.mfa_grace_days))

@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from vigil.core.rbac import BasicRole
+from vigil.store.devices import aware
 from vigil.store.schema import users
 
 _hasher = PasswordHasher()
@@ -26,6 +27,8 @@ class User:
     role: BasicRole
     email: str | None = None
     source: str = "local"
+    totp_enabled: bool = False
+    mfa_grace_started_at: datetime | None = None
 
 
 class UserExists(ValueError):
@@ -33,7 +36,9 @@ class UserExists(ValueError):
 
 
 def _user(row: sa.Row) -> User:  # type: ignore[type-arg]
-    return User(int(row.id), row.username, BasicRole(row.role), row.email, row.source)
+    grace = aware(row.mfa_grace_started_at) if row.mfa_grace_started_at is not None else None
+    return User(int(row.id), row.username, BasicRole(row.role), row.email, row.source,
+                row.totp_enabled_at is not None, grace)
 
 
 def create_user(
@@ -44,7 +49,7 @@ def create_user(
     res = conn.execute(
         users.insert().values(
             username=username, password_hash=_hasher.hash(password), role=role.value, created_at=now,
-            disabled=False, email=email, source="local",
+            disabled=False, email=email, source="local", password_changed_at=now,
         )
     )
     return User(int(res.inserted_primary_key[0]), username, role, email)  # type: ignore[index]
@@ -86,6 +91,21 @@ def verify_login(conn: sa.Connection, username: str, password: str) -> User | No
     if row is None or row.disabled or row.source != "local":
         return None
     return _user(row)
+
+
+def set_password(conn: sa.Connection, user_id: int, password: str, now: datetime) -> None:
+    """Replace a local user's password (the caller checked it against the policy and revokes the sessions)."""
+    conn.execute(users.update().where(users.c.id == user_id, users.c.source == "local")
+                 .values(password_hash=_hasher.hash(password), password_changed_at=now))
+
+
+def password_matches(conn: sa.Connection, user_id: int, password: str) -> bool:
+    """Whether ``password`` is the local user's own: asked again before a change to the account's security."""
+    row = conn.execute(sa.select(users.c.password_hash, users.c.source).where(users.c.id == user_id)).first()
+    try:
+        return bool(row and row.source == "local" and _hasher.verify(row.password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def get_user(conn: sa.Connection, user_id: int) -> User | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vigil.server.api import (
+    accounts,
     alerts,
     audit,
     incidents,
@@ -23,7 +24,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    tokens, audit, plan,
+    tokens, audit, plan, accounts,
 )
 for _module in _MODULES:
     router.include_router(_module.router)

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from vigil.core.mfa import MfaState
+from vigil.server.accounts import password_sign_in, record_sign_in, second_factor, sign_in_status
 from vigil.server.auth import (
     TOKEN_LIFETIME_SECONDS,
     Principal,
@@ -19,10 +21,6 @@ from vigil.server.auth import (
     signed_in,
 )
 from vigil.server.errors import APIError
-from vigil.server.services import Services
-from vigil.store import audit
-from vigil.store.audit import Change
-from vigil.store.users import User, verify_login
 
 router = APIRouter()
 
@@ -30,29 +28,30 @@ router = APIRouter()
 class LoginBody(BaseModel):
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
-
-
-def password_sign_in(svc: Services, username: str, password: str, ip: str | None) -> User:
-    """Check a password under both throttles and audit the outcome; raises APIError when refused."""
-    if svc.account_limiter.exhausted(username.lower()) or not svc.login_limiter.allow(ip or "?"):
-        raise APIError(429, "rate_limited", "too many sign-in attempts; wait a minute", headers={"Retry-After": "60"})
-    now = svc.clock.now()
-    with svc.engine.begin() as conn:
-        user = verify_login(conn, username, password)
-        audit.append(conn, Change(username, "user.sign_in" if user else "user.sign_in_failed", "user", username,
-                                  after={"method": "password"}, source_ip=ip), now)
-    if user is None:
-        svc.account_limiter.allow(username.lower())  # counts the failure
-        raise APIError(401, "bad_credentials", "wrong user name or password")
-    return user
+    # The second factor of an account with TOTP on: the app's current code, or one recovery code.
+    totp: str = Field(default="", max_length=16)
+    recoveryCode: str = Field(default="", max_length=64)
 
 
 @router.post("/auth/login")
 def login(body: LoginBody, request: Request, _: None = public()) -> dict[str, Any]:
     svc = services(request)
-    user = password_sign_in(svc, body.username, body.password, client_ip(request))
-    token = issue_token(svc, user, client_ip(request))
-    return {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_SECONDS}
+    ip = client_ip(request)
+    user = password_sign_in(svc, body.username, body.password, ip)
+    status = sign_in_status(svc, user)
+    method = "password"
+    if status.state is MfaState.OVERDUE:
+        raise APIError(403, "mfa_enrollment_required", "your role requires a second factor and the grace period is "
+                       "over: sign in to the portal to set up TOTP", field="totp")
+    if status.state is MfaState.ENROLLED:
+        if not body.totp and not body.recoveryCode:
+            raise APIError(401, "mfa_required", "this account signs in with a TOTP code too: send the app's code "
+                           "as 'totp' (or a recovery code as 'recoveryCode')", field="totp")
+        method = second_factor(svc, user, ip, code=body.totp, recovery_code=body.recoveryCode)
+    record_sign_in(svc, user, method, ip)
+    token = issue_token(svc, user, ip)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME_SECONDS,
+            "mfa": status.state.value, "mfaDeadline": status.deadline.isoformat() if status.deadline else None}
 
 
 @router.post("/auth/logout")
