@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vigil.commands.triage import PLACEHOLDERS_HELP, cache_dir, placeholder_values
 from vigil.detect import load_rules
@@ -24,7 +25,8 @@ def builtin_rules_dir() -> Path:
 @app.command()
 def check(
     paths: Annotated[list[Path], typer.Argument(help="Sigma rule files or folders.")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List rules without an event source.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List rules without an event source, and per "
+                                          "rule and source the fields absent there.")] = False,
     cache: Annotated[Path | None, typer.Option("--cache", help="Compiled-rule cache folder.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile without the cache.")] = False,
     placeholders: Annotated[Path | None, typer.Option("--placeholders", help=PLACEHOLDERS_HELP)] = None,
@@ -33,10 +35,12 @@ def check(
     out = Console(highlight=False, soft_wrap=True)
     report = load_rules(paths, cache_dir=cache_dir(cache, no_cache), placeholders=placeholder_values(placeholders))
     for e in report.errors:
-        out.print(f"[red]FAIL[/] {e}")
+        out.print(f"[red]FAIL[/] {escape(str(e))}")
     if verbose:
         for n in report.notes:
-            out.print(f"[yellow]NOTE[/] {n}")
+            out.print(f"[yellow]NOTE[/] {escape(str(n))}")
+        for a in report.absent:
+            out.print(f"ABSENT {escape(str(a))}")
     out.print(f"{report.files} files, {len(report.ruleset)} rules loaded, {len(report.errors)} failed, "
               f"{len(report.notes)} without an event source")
     if report.errors:
@@ -54,7 +58,7 @@ def test_rules(
     roots = paths or [builtin_rules_dir()]
     report = load_rules(roots, placeholders=placeholder_values(placeholders))
     for e in report.errors:
-        out.print(f"[red]FAIL[/] {e}")
+        out.print(f"[red]FAIL[/] {escape(str(e))}")
     try:
         results = run_golden(report.ruleset, golden_files(roots))
     except GoldenFileError as e:

@@ -21,11 +21,11 @@ from typing import Any, overload
 from vigil.core.attack import AttackTactic
 from vigil.core.severity import RuleLevel
 from vigil.detect.correlation import Correlation
-from vigil.detect.model import LogSource, RuleInfo, RuleLoadError, RuleNote
+from vigil.detect.model import AbsentFields, LogSource, RuleInfo, RuleLoadError, RuleNote
 from vigil.detect.sources import RuleSource
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-5"
+_FORMAT = b"vigil-rules-cache-6"
 
 
 def default_cache_dir() -> Path:
@@ -161,6 +161,7 @@ class CacheEntry:
     notes: tuple[RuleNote, ...]
     files: int
     correlations: tuple[Correlation, ...] = ()
+    absent: tuple[AbsentFields, ...] = ()
 
 
 class RuleCache:
@@ -186,13 +187,13 @@ class RuleCache:
         if (not isinstance(meta, tuple) or not isinstance(rows, tuple) or not isinstance(code, tuple)
                 or not all(isinstance(c, CodeType) for c in code)):
             return None
-        errors, notes, files, correlations = meta
-        return CacheEntry(LazyRules(rows), code, errors, notes, files, correlations)
+        errors, notes, files, correlations, absent = meta
+        return CacheEntry(LazyRules(rows), code, errors, notes, files, correlations, absent)
 
     def put(self, key: str, entry: CacheEntry) -> None:
         """Write atomically (a reader sees the old file or the whole new one); failures are the caller's."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        meta = pickle.dumps((entry.errors, entry.notes, entry.files, entry.correlations),
+        meta = pickle.dumps((entry.errors, entry.notes, entry.files, entry.correlations, entry.absent),
                             protocol=pickle.HIGHEST_PROTOCOL)
         rows = tuple(rule_row(r) for r in entry.rules)
         blob = len(meta).to_bytes(8, "little") + meta + marshal.dumps((rows, entry.code))

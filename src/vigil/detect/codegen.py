@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vigil.detect.ir import And, Atom, Node, Not, Op
 from vigil.detect.prefilter import plan_bucket
+from vigil.detect.runtime import NAMESPACE
 
 # Past this many alternatives, `a in v or b in v ...` loses to one automaton pass.
 _MAX_INLINE_CONTAINS = 10
@@ -112,6 +114,19 @@ class _Emitter:
         return f"any({self.atom(a, 'x', 'x', low)} for x in _vals({source}))"
 
 
+def constant_holds(atom: Atom, value: str) -> bool:
+    """Whether `atom` holds on a field whose value is `value` in every event of a source: the very test the
+    generated code runs, evaluated once at compile time."""
+    em = _Emitter()
+    body = em.atom(atom, "v", "o", "L")
+    ns: dict[str, Any] = dict(NAMESPACE)
+    for line in ("import re", *em.imports):
+        exec(line, ns)  # noqa: S102 - our own generated code
+    for source, name in em.consts.items():
+        ns[name] = eval(source, ns)  # noqa: S307 - as above
+    return bool(eval(body, ns, {"v": value.lower(), "o": value, "L": {}}))  # noqa: S307 - as above
+
+
 def _tree_tuple(node: Node, atoms: list[str], specs: list[str], em: _Emitter) -> str:
     if isinstance(node, Atom):
         body = em.keyword(node, "L", "O") if node.field is None else em.atom(node, "v", "o", "L")
@@ -150,6 +165,8 @@ class _Function:
             return self.em.atom(node, v, o, "L")
         if isinstance(node, Not):
             return f"(not {self.expr(node.child)})"
+        if not node.children:  # TRUE or FALSE: a rule whose other tests a source's absent fields folded away
+            return "True" if isinstance(node, And) else "False"
         joiner = " and " if isinstance(node, And) else " or "
         return "(" + joiner.join(self.expr(c) for c in node.children) + ")"
 

@@ -61,19 +61,33 @@ class Not:
 
 Node = Atom | And | Or | Not
 
+# The constants a source's absent fields fold a tree to: an empty `and` holds, an empty `or` never does (as in
+# the generated code, the C evaluator and the tree walker).
+TRUE = And(())
+FALSE = Or(())
+
+
 def simplify(node: Node) -> Node:
-    """Flatten nested and/or, merge OR-linked alternatives on one field, drop double negation."""
+    """Flatten nested and/or, merge OR-linked alternatives on one field, drop double negation, and fold the
+    constants TRUE and FALSE away (or to the whole tree)."""
     if isinstance(node, Atom):
         return node
     if isinstance(node, Not):
         child = simplify(node.child)
+        if child == TRUE:
+            return FALSE
+        if child == FALSE:
+            return TRUE
         return child.child if isinstance(child, Not) else Not(child)
     kind = type(node)
+    absorbing = FALSE if kind is And else TRUE  # one false operand makes an `and` false, one true an `or` true
     flat: list[Node] = []
     for child in node.children:
         c = simplify(child)
+        if c == absorbing:
+            return absorbing
         if isinstance(c, kind):
-            flat.extend(c.children)
+            flat.extend(c.children)  # the neutral constant (an empty node of the same kind) adds nothing
         else:
             flat.append(c)
     if kind is Or:

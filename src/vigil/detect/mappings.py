@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,73 +21,79 @@ class MappingError(Exception):
     """A mapping file is malformed; names the file and the entry."""
 
 
-@dataclass(frozen=True)
-class Binding:
-    """One place a rule runs: an index key (domain, channel|table, event id|action type) and field names."""
-
-    domain: str
-    key: tuple[str, str]
-    fields: Mapping[str, str] = field(default_factory=dict)
+_ARG = re.compile(r"a(0|[1-9][0-9]{0,2})")  # auditd EXECVE's a0, a1, ... (argv elements)
+ARGC = "argc"
 
 
 @dataclass(frozen=True)
-class _Entry:
+class EventSource:
+    """One kind of event a rule may run on: its index keys, the Sigma fields it carries and under what names.
+
+    A field the source does not carry is absent there for every rule (as a field missing from an event is):
+    `carries` decides it from `provides` (Windows; None: any field, the record's own names) or from the
+    table's columns and the renamed fields (telemetry). `constants` are Sigma fields with one value for every
+    event of the source (auditd's `type`, `Initiated`), `argv` the column whose shell-quoted words give
+    auditd's `a0..aN` and `argc`."""
+
+    name: str
     keys: tuple[tuple[str, str], ...]
     fields: Mapping[str, str]
     provides: frozenset[str] | None
-    table: str | None  # telemetry entries: the table whose columns are valid identity fields
+    table: str | None  # telemetry sources: the table whose columns are valid identity fields
+    constants: Mapping[str, str] = field(default_factory=dict)
+    argv: str | None = None
+
+    def carries(self, sigma_field: str) -> bool:
+        if sigma_field in self.constants:
+            return True
+        if self.argv is not None and (sigma_field == ARGC or _ARG.fullmatch(sigma_field)):
+            return True
+        if self.provides is not None:
+            return sigma_field in self.provides
+        if self.table is not None:
+            return sigma_field in self.fields or sigma_field in TABLES[self.table].column_names
+        return True
+
+    def derived_field(self, sigma_field: str) -> bool:
+        """Whether the field is computed per event from the `argv` column, not read from the event."""
+        return self.argv is not None and (sigma_field == ARGC or _ARG.fullmatch(sigma_field) is not None)
 
 
 @dataclass(frozen=True)
 class SourceMapping:
-    """A domain's mapping: Sigma (product, category, service) -> bindings."""
+    """A domain's mapping: Sigma (product, category, service) -> event sources."""
 
     domain: str
     product: str
-    categories: Mapping[str, tuple[_Entry, ...]]
-    services: Mapping[str, tuple[_Entry, ...]]
+    categories: Mapping[str, tuple[EventSource, ...]]
+    services: Mapping[str, tuple[EventSource, ...]]
     origin: str
 
-    def bind(self, logsource: LogSource, rule_fields: Iterable[str]) -> tuple[list[Binding], str | None]:
-        """Bindings of a rule in this domain, or none and the reason why."""
+    def sources(self, logsource: LogSource) -> tuple[tuple[EventSource, ...], str | None]:
+        """The event sources of a rule's log source in this domain, or none and the reason why. Which of them
+        the rule can match on is the compiler's to decide (field absence, constants)."""
         if logsource.product and logsource.product.lower() != self.product:
-            return [], f"product {logsource.product!r} is not {self.product!r}"
-        entries: tuple[_Entry, ...]
+            return (), f"product {logsource.product!r} is not {self.product!r}"
+        entries: tuple[EventSource, ...]
         if logsource.category:
             entries = self.categories.get(logsource.category.lower(), ())
             if not entries:
-                return [], f"no {self.domain} source for category {logsource.category!r}"
+                return (), f"no {self.domain} source for category {logsource.category!r}"
             if logsource.service:
                 wanted = {k[0] for e in self.services.get(logsource.service.lower(), ()) for k in e.keys}
                 entries = tuple(e for e in entries if any(k[0] in wanted for k in e.keys)) or entries
         elif logsource.service:
             entries = self.services.get(logsource.service.lower(), ())
             if not entries:
-                return [], f"no {self.domain} source for service {logsource.service!r}"
+                return (), f"no {self.domain} source for service {logsource.service!r}"
         elif logsource.product:
-            entries = (_Entry(((ANY, ANY),), {}, None, None),)
+            entries = (EventSource(f"any {self.domain} event", ((ANY, ANY),), {}, None, None),)
         else:
-            return [], "log source names no product, category or service"
-        used = set(rule_fields)
-        bindings: list[Binding] = []
-        reasons: list[str] = []
-        for entry in entries:
-            if entry.provides is not None and not used <= entry.provides:
-                reasons.append(f"fields {sorted(used - entry.provides)} not in {entry.keys[0][0]}")
-                continue
-            if entry.table is not None:
-                columns = TABLES[entry.table].column_names
-                missing = sorted(f for f in used if f not in entry.fields and f not in columns)
-                if missing:
-                    reasons.append(f"field(s) {', '.join(missing)} have no column in {entry.table}")
-                    continue
-            bindings.extend(Binding(self.domain, key, entry.fields) for key in entry.keys)
-        if not bindings:
-            return [], "; ".join(reasons) or f"no {self.domain} source"
-        return bindings, None
+            return (), "log source names no product, category or service"
+        return entries, None
 
 
-def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ...]:
+def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[EventSource, ...]:
     if not isinstance(raw, list):
         raise MappingError(f"{origin}: {where}: expected a list of sources")
     out = []
@@ -95,6 +102,8 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
             raise MappingError(f"{origin}: {where}: expected a mapping, got {item!r}")
         fields = {str(k): str(v) for k, v in (item.get("fields") or {}).items()}
         provides = item.get("provides")
+        constants = {str(k): _constant(v) for k, v in (item.get("constants") or {}).items()}
+        argv = item.get("argv")
         if domain == WINDOWS:
             if "channel" not in item:
                 raise MappingError(f"{origin}: {where}: a Windows source needs a channel")
@@ -102,6 +111,9 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
             ids = [str(i) for i in item.get("event_ids") or [ANY]]
             keys = tuple((channel, i) for i in ids)
             table = None
+            if argv is not None:
+                raise MappingError(f"{origin}: {where}: argv is for telemetry sources")
+            default_name = f"{item['channel']} {','.join(ids)}"
         else:
             table = str(item.get("table", ""))
             if table not in TABLES:
@@ -113,9 +125,21 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[_Entry, ..
             for target in fields.values():
                 if target not in TABLES[table].column_names:
                     raise MappingError(f"{origin}: {where}: {table} has no column {target!r}")
+            if argv is not None and argv not in TABLES[table].column_names:
+                raise MappingError(f"{origin}: {where}: argv names no column of {table}: {argv!r}")
             keys = tuple((table.lower(), a) for a in actions)  # matched case-insensitively, like channels
-        out.append(_Entry(keys, fields, frozenset(provides) if provides is not None else None, table))
+            default_name = f"{table} {','.join(actions)}"
+        out.append(EventSource(str(item.get("name") or default_name), keys, fields,
+                               frozenset(provides) if provides is not None else None, table, constants,
+                               None if argv is None else str(argv)))
     return tuple(out)
+
+
+def _constant(value: Any) -> str:
+    # As rules see event values: numbers as text, booleans as 'true'/'false'.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parse_mapping(text: str, origin: str) -> SourceMapping:

@@ -124,10 +124,27 @@ class RuleNote:
 
 
 @dataclass(frozen=True)
+class AbsentFields:
+    """Fields a rule names that one of its event sources does not carry: tests on them are those on a missing
+    field there (false; `field: null` and `|exists: false` true), and the branches they decide are pruned."""
+
+    path: Path | None
+    rule_id: str
+    source: str
+    fields: tuple[str, ...]
+    bound: bool = True  # False: no branch of the rule can match on this source, which it then does not run on
+
+    def __str__(self) -> str:
+        unbound = " (no branch can match there)" if not self.bound else ""
+        return f"{self.path or '<string>'} [{self.rule_id}]: on {self.source} absent: {', '.join(self.fields)}{unbound}"
+
+
+@dataclass(frozen=True)
 class LoadReport:
     ruleset: RuleSet
     errors: tuple[RuleLoadError, ...] = ()
     notes: tuple[RuleNote, ...] = ()
+    absent: tuple[AbsentFields, ...] = ()  # per bound rule and source, the fields absent there
     files: int = 0
     cache: str = ""  # compiled-rule cache: "" (not used), "hit", "stored", or why it was not written
 

@@ -9,14 +9,15 @@ from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
+from vigil.detect.binding import specialize
 from vigil.detect.cache import CacheEntry, LazyRules, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.correlation import Correlation
 from vigil.detect.events import Scalar, evtx_views, views
-from vigil.detect.ir import fields_of, rename_fields
 from vigil.detect.mappings import ANY, SourceMapping, default_mappings
 from vigil.detect.model import (
+    AbsentFields,
     ErrorKind,
     LoadReport,
     RuleFilter,
@@ -99,20 +100,27 @@ class RuleSet:
     def compile(
         cls, rules: Sequence[LoadedRule], mappings: Sequence[SourceMapping] | None = None,
         correlations: Sequence[Correlation] = (),
-    ) -> tuple[RuleSet, list[RuleNote]]:
+    ) -> tuple[RuleSet, list[RuleNote], list[AbsentFields]]:
         mappings = default_mappings() if mappings is None else mappings
         bindings: list[CompiledBinding] = []
         notes: list[RuleNote] = []
+        absent: list[AbsentFields] = []
         for index, rule in enumerate(rules):
-            fields = fields_of(rule.tree)
             reasons: list[str] = []
             bound = False
+            product = rule.info.logsource.product
             for mapping in mappings:
-                found, reason = mapping.bind(rule.info.logsource, fields)
-                for b in found:
-                    bindings.append(CompiledBinding(index, b.domain, b.key, rename_fields(rule.tree, dict(b.fields))))
+                sources, reason = mapping.sources(rule.info.logsource)
+                for source in sources:
+                    special = specialize(rule.tree, source)
+                    if special.absent:
+                        absent.append(AbsentFields(rule.info.path, rule.info.id, source.name, special.absent,
+                                                   special.bound))
+                    if not special.bound:
+                        reasons.append(special.why_unbound(source))
+                        continue
+                    bindings.extend(CompiledBinding(index, mapping.domain, key, special.tree) for key in source.keys)
                     bound = True
-                product = rule.info.logsource.product
                 if reason and (not product or product.lower() == mapping.product):
                     reasons.append(reason)
             if not bound:
@@ -120,7 +128,7 @@ class RuleSet:
                 notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
         # The source (megabytes for SigmaHQ's rules) is dropped once compiled; the cache keeps the code.
         code = tuple(compile(chunk, "<vigil-rules>", "exec") for chunk in generate_module(bindings))
-        return cls(tuple(r.info for r in rules), code, tuple(correlations)), notes
+        return cls(tuple(r.info for r in rules), code, tuple(correlations)), notes, absent
 
     @classmethod
     def from_compiled(cls, compiled: CompiledRules) -> RuleSet:
@@ -351,8 +359,8 @@ def load_rules(
         entry = store.get(key)
         if entry is not None:
             ruleset = RuleSet(entry.rules, entry.code, entry.correlations)
-            return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, files=entry.files,
-                              cache="hit")
+            return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, absent=entry.absent,
+                              files=entry.files, cache="hit")
     from vigil.detect.filtering import LoadedFilter, apply_filters
     from vigil.detect.loading import load_source
 
@@ -378,12 +386,13 @@ def load_rules(
     # Filters name rules that the rule filter may leave out: they are resolved against every loaded rule.
     rules = [r for r in apply_filters(rules, filters, errors) if rule_filter is None or rule_filter.keeps(r.info)]
     correlations = _resolve(pending, rules, errors)
-    ruleset, notes = RuleSet.compile(rules, mappings, correlations)
-    report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=len(sources))
+    ruleset, notes, absent = RuleSet.compile(rules, mappings, correlations)
+    report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), absent=tuple(absent),
+                        files=len(sources))
     if store is not None and not read_errors:
         try:
             store.put(key, CacheEntry(ruleset.rules, ruleset.code, report.errors,
-                                      report.notes, report.files, ruleset.correlations))
+                                      report.notes, report.files, ruleset.correlations, report.absent))
         except OSError as e:  # a read-only or full cache directory costs speed, never the load
             return replace(report, cache=f"not written to {cache_dir}: {e}")
         return replace(report, cache="stored")
@@ -425,5 +434,5 @@ def load_rules_text(
     errors = list(loaded.errors)
     rules = apply_filters(loaded.rules, loaded.filters, errors)
     correlations = _resolve(loaded.correlations, rules, errors)
-    ruleset, notes = RuleSet.compile(rules, mappings, correlations)
-    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), files=1)
+    ruleset, notes, absent = RuleSet.compile(rules, mappings, correlations)
+    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), absent=tuple(absent), files=1)
