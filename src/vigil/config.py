@@ -121,6 +121,27 @@ class Settings(BaseModel):
     rule_placeholders: str = ""
     oidc: OidcSettings | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed; anyone else's are ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # The bearer token a Prometheus scrape of /metrics sends; empty: the one `vigil setup` wrote to the pki folder.
+    metrics_token: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (CIDR)") from None
+        return v
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, v: str) -> str:
+        if v and len(v) < 32:
+            raise ValueError("use at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return v
 
     @property
     def db_url(self) -> str:
@@ -158,12 +179,26 @@ class Settings(BaseModel):
     def secret_key_file(self) -> Path:
         return self.pki_dir / "session.key"
 
+    @property
+    def metrics_token_file(self) -> Path:
+        return self.pki_dir / "metrics.token"
+
+    def scrape_token(self) -> str:
+        """The /metrics token: the setting, else the file, read each time so that a rotated one needs no restart."""
+        if self.metrics_token:
+            return self.metrics_token
+        try:
+            return self.metrics_token_file.read_text().strip()
+        except FileNotFoundError:
+            return ""  # a data dir set up before the token existed: only analyst tokens open /metrics
+
 
 _ENV = {
     "VIGIL_DATABASE_URL": "database_url",
     "VIGIL_LISTEN_HOST": "listen_host",
     "VIGIL_LISTEN_PORT": "listen_port",
     "VIGIL_PUBLIC_URL": "public_url",
+    "VIGIL_METRICS_TOKEN": "metrics_token",
 }
 
 

@@ -44,3 +44,24 @@ def test_loopback_http_issuer_and_secret_file(tmp_path: Path) -> None:
     secret.unlink()
     with pytest.raises(SettingsError, match="client_secret_file"):
         oidc.secret()
+
+
+@pytest.mark.parametrize(("line", "named"), [
+    ('trusted_proxies = ["10.0.0.0/33"]', "trusted_proxies"),
+    ('trusted_proxies = ["proxy.example"]', "trusted_proxies"),
+    ('metrics_token = "short"', "metrics_token"),
+])
+def test_bad_proxy_and_metrics_settings_name_the_field(tmp_path: Path, line: str, named: str) -> None:
+    (tmp_path / "vigil.toml").write_text(line + "\n")
+    with pytest.raises(SettingsError, match=named):
+        load_settings(tmp_path, env={})
+
+
+def test_the_scrape_token_is_the_setting_else_the_file(tmp_path: Path) -> None:
+    (tmp_path / "vigil.toml").write_text('trusted_proxies = ["10.1.2.3", "fd00::/8"]\n')
+    settings = load_settings(tmp_path, env={})
+    assert settings.trusted_proxies == ["10.1.2.3", "fd00::/8"] and settings.scrape_token() == ""
+    settings.pki_dir.mkdir()
+    settings.metrics_token_file.write_text("t" * 40 + "\n")
+    assert settings.scrape_token() == "t" * 40
+    assert load_settings(tmp_path, env={"VIGIL_METRICS_TOKEN": "e" * 32}).scrape_token() == "e" * 32

@@ -84,6 +84,8 @@ def _uvicorn_config(settings: Settings) -> uvicorn.Config:
         tls = {"ssl_certfile": str(settings.server_cert), "ssl_keyfile": str(settings.server_key)}
     return uvicorn.Config(
         app, host=settings.listen_host, port=settings.listen_port, log_level="info", access_log=False,
+        # uvicorn would believe X-Forwarded-For from any loopback peer; server/proxies.py honours only trusted_proxies.
+        proxy_headers=False, server_header=False,
         **tls,  # type: ignore[arg-type]
     )
 

@@ -72,6 +72,10 @@ def run_setup(
     if not settings.secret_key_file.exists():
         _write(settings.secret_key_file, secrets.token_bytes(32), 0o600)
         created.append("session signing key")
+    if not settings.metrics_token_file.exists():
+        # Prometheus reads it with `authorization: {credentials_file: ...}`; /metrics trusts no client address.
+        _write(settings.metrics_token_file, (secrets.token_urlsafe(32) + "\n").encode(), 0o600)
+        created.append(f"metrics scrape token {settings.metrics_token_file}")
     if not signing.key_path(settings).exists():
         signing.create_key(signing.key_path(settings))
         created.append(f"action-signing key {signing.key_path(settings)}")

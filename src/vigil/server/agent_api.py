@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil.core.telemetry import SchemaError, validate_events
 from vigil.server.agent_actions import pending_commands
-from vigil.server.auth import authenticated_device, public, services
+from vigil.server.auth import authenticated_device, client_ip, public, services
 from vigil.server.errors import APIError
 from vigil.store import devices as device_store
 from vigil.wire import (
@@ -31,7 +31,7 @@ router = APIRouter(tags=["agent"])
 
 
 def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request) or "unknown"
 
 
 @router.post(ENROLL_PATH, response_model=EnrollResponse)

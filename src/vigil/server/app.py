@@ -13,12 +13,23 @@ from fastapi.staticfiles import StaticFiles
 import vigil
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
-from vigil.server import agent_actions, agent_api, api, errors, portal, portal_actions, portal_alerts, portal_plan
+from vigil.server import (
+    agent_actions,
+    agent_api,
+    api,
+    errors,
+    headers,
+    portal,
+    portal_actions,
+    portal_alerts,
+    portal_plan,
+)
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal_account import router as portal_account_router
 from vigil.server.portal_sso import router as portal_sso_router
+from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
 from vigil.store import db
@@ -59,7 +70,8 @@ def create_app(
         version=vigil.__version__,
         description="Vigil's REST API: Defender for Endpoint's paths and field names, self-hosted.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by headers.install_api_docs, with its own CSP
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
     )
     app.state.services = svc
@@ -73,6 +85,10 @@ def create_app(
     app.include_router(portal_plan.router)
     app.include_router(portal_sso_router)
     app.include_router(portal_account_router)
-    install_metrics(app)  # GET /metrics: loopback, or an analyst token
+    install_metrics(app)  # GET /metrics: the scrape token, or an analyst token
+    headers.install_api_docs(app, "/api/docs")
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
+    headers.install(app)
+    # Added last, so it runs first: every middleware and route sees the client a trusted proxy reported, or the peer.
+    app.add_middleware(ProxyHeadersMiddleware, proxies=TrustedProxies(settings.trusted_proxies))
     return app

@@ -51,6 +51,11 @@ def services(request: Request) -> Services:
 
 
 def client_ip(request: Request) -> str | None:
+    """The caller's address for rate limits and audit records.
+
+    ``request.client`` is the TCP peer unless that peer is a configured trusted proxy, in which case
+    ``server/proxies.py`` has already replaced it with the address the proxy reported.
+    """
     return request.client.host if request.client else None
 
 

@@ -1,14 +1,14 @@
 """GET /metrics: per-device event-loss counters (from heartbeats) and ingest counters, Prometheus text format.
 
-Guard: callers on loopback need no credential (a Prometheus on the server host, or a local
-exporter/proxy); anyone else needs an analyst bearer token with "View data – Security operations".
-Behind a reverse proxy on the same host every caller looks local, so such a proxy must not
-forward /metrics.
+Guard: the scrape token (`metrics_token`, or `<data dir>/pki/metrics.token` written at set-up) as a
+bearer token sees every device; an analyst bearer token with "View data – Security operations" sees
+its device groups. The client's address opens nothing: behind a proxy, or with a forged
+X-Forwarded-For, every caller can look local.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,28 +25,28 @@ from vigil.store.schema import devices, telemetry_batches
 from vigil.wire import TELEMETRY_PATH
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-GUARD = f"loopback, or {Permission.VIEW_DATA_SECOPS}"
+GUARD = f"scrape token, or {Permission.VIEW_DATA_SECOPS}"
 
 router = APIRouter()
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _is_scrape_token(sent: str, expected: str) -> bool:
+    # Compared as bytes in constant time; an empty expected token (none configured) matches nothing.
+    return bool(expected) and secrets.compare_digest(sent.encode(), expected.encode())
 
 
 def metrics_guard() -> Any:
-    """Loopback callers pass; others must hold VIEW_DATA_SECOPS (declared for the route walker)."""
+    """The scrape token passes; otherwise the caller must hold VIEW_DATA_SECOPS (declared for the route walker)."""
 
     def check(request: Request) -> frozenset[int] | None:
         """The device groups the caller may see (None: all)."""
-        if request.client is not None and _is_loopback(request.client.host):
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() == "bearer " and _is_scrape_token(header[7:].strip(),
+                                                               services(request).settings.scrape_token()):
             return None
         principal = current_principal(request)
         if principal is None:
-            raise APIError(401, "unauthenticated", "metrics from outside the host need a bearer token",
+            raise APIError(401, "unauthenticated", "/metrics needs the scrape token or an analyst bearer token",
                            headers={"WWW-Authenticate": "Bearer"})
         if Permission.VIEW_DATA_SECOPS not in principal.permissions:
             raise APIError(403, "forbidden", f"this needs the permission '{Permission.VIEW_DATA_SECOPS}'")

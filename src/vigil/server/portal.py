@@ -76,7 +76,8 @@ def login_page(request: Request, error: str | None = None, _: None = _public()) 
         request, "login.html",
         {"csrf": csrf, "error": error, "user": None, "sso_name": oidc.provider_name if oidc else None},
     )
-    resp.set_cookie(CSRF_COOKIE, csrf, secure=_secure(request), samesite="strict", httponly=False)
+    # HttpOnly too: the token reaches forms through the page the server renders, never through document.cookie.
+    resp.set_cookie(CSRF_COOKIE, csrf, secure=_secure(request), samesite="strict", httponly=True)
     return resp
 
 
@@ -110,7 +111,7 @@ def start_session(request: Request, resp: Response, user: Any) -> Response:
         secure=_secure(request), samesite="strict",
     )
     resp.set_cookie(CSRF_COOKIE, secrets.token_urlsafe(24), secure=_secure(request), samesite="strict",
-                    httponly=False)
+                    httponly=True)
     return resp
 
 

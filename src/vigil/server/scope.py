@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import Request
 
-from vigil.server.auth import Principal
+from vigil.server.auth import Principal, client_ip
 from vigil.store.audit import Change
 from vigil.store.schema import devices
 
@@ -50,5 +50,4 @@ def change(request: Request, action: str, target_type: str, target_id: str, **kw
     """An audit record of a change made through the API or portal by the current caller."""
     who = principal_of(request)
     actor = who.user.username + (f"{_TOKEN_MARK}{who.api_token_id})" if who.api_token_id else "")
-    return Change(actor, action, target_type, target_id, source_ip=request.client.host if request.client else None,
-                  **kw)
+    return Change(actor, action, target_type, target_id, source_ip=client_ip(request), **kw)
