@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vigil.detect.codegen import constant_holds
-from vigil.detect.ir import FALSE, TRUE, And, Atom, Node, Not, Op, Or, rename_fields, simplify
+from vigil.detect.ir import FALSE, TRUE, And, Atom, Node, Not, Op, Or, fields_of, rename_fields, simplify
 from vigil.detect.mappings import EventSource
 
 # Tests that hold on an absent field: `field: null` and `|exists: false`. Every other test is false there.
@@ -20,18 +20,24 @@ class Specialized:
     tree: Node
     absent: tuple[str, ...]  # Sigma fields the rule names that the source does not carry
     fixed: tuple[str, ...]  # `field=value` constants of the source that the rule tests
+    derived: tuple[tuple[str, str, str], ...] = ()  # (field, derivation, column) the tree reads
 
     @property
     def bound(self) -> bool:
         return self.tree != FALSE
 
-    def why_unbound(self, source: EventSource) -> str:
-        parts = []
-        if self.absent:
-            parts.append(f"absent there: {', '.join(self.absent)}")
-        if self.fixed:
-            parts.append(f"fixed there: {', '.join(self.fixed)}")
-        return f"{source.name}: no branch can match ({'; '.join(parts) or 'the condition never holds'})"
+
+
+def why_unbound(tried: list[tuple[EventSource, Specialized]]) -> str:
+    """Why no branch of a rule can match on any of the sources its log source names, in one line: the source
+    itself when there is one, else the fields absent and the constants that decided it, across them."""
+    absent = dict.fromkeys(f for _, s in tried for f in s.absent)
+    fixed = dict.fromkeys(f for _, s in tried for f in s.fixed)
+    parts = [f"absent there: {', '.join(absent)}"] if absent else []
+    if fixed:
+        parts.append(f"fixed there: {', '.join(fixed)}")
+    where = tried[0][0].name if len(tried) == 1 else f"any of its {len(tried)} sources"
+    return f"no branch can match on {where} ({'; '.join(parts) or 'the condition never holds'})"
 
 
 def specialize(tree: Node, source: EventSource) -> Specialized:
@@ -62,5 +68,12 @@ def specialize(tree: Node, source: EventSource) -> Specialized:
         return Or(tuple(fold(c) for c in node.children))
 
     folded = simplify(fold(tree))
-    renamed = folded if folded in (TRUE, FALSE) else rename_fields(folded, dict(source.fields))
-    return Specialized(renamed, tuple(sorted(absent)), tuple(sorted(fixed)))
+    if folded in (TRUE, FALSE):
+        return Specialized(folded, tuple(sorted(absent)), tuple(sorted(fixed)))
+    derived = []
+    for f in sorted(fields_of(folded)):
+        found = source.derived_from(f)
+        if found is not None:
+            derived.append((f, *found))
+    return Specialized(rename_fields(folded, dict(source.fields)), tuple(sorted(absent)), tuple(sorted(fixed)),
+                       tuple(derived))

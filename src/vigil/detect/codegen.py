@@ -23,6 +23,7 @@ class CompiledBinding:
     domain: str
     key: tuple[str, str]
     tree: Node
+    derived: tuple[tuple[str, str, str], ...] = ()  # (field, derivation, column) the source computes per event
 
 
 class _Emitter:
@@ -217,10 +218,13 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     trees: list[str] = []
     functions: list[str] = []
     groups: dict[tuple[str, tuple[str, str]], list[int]] = defaultdict(list)
+    derived: dict[tuple[str, str], set[tuple[str, str, str]]] = defaultdict(set)
     for i, b in enumerate(bindings):
         trees.append(_tree_tuple(b.tree, atoms, specs, em))
         functions.append(_Function(em).define(f"m{i}", b.tree))
         groups[(b.domain, b.key)].append(i)
+        if b.derived:
+            derived[b.key].update(b.derived)
 
     buckets: list[str] = []
     tables: dict[str, list[str]] = {"windows": [], "telemetry": []}
@@ -241,4 +245,5 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     chunks.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]\n")
     chunks += _chunked("B", buckets)
     chunks.append("\n".join(["WIN = {", *tables["windows"], "}", "TEL = {", *tables["telemetry"], "}"]) + "\n")
+    chunks.append(f"DER = {({k: tuple(sorted(v)) for k, v in derived.items()})!r}\n")
     return chunks

@@ -22,7 +22,20 @@ class MappingError(Exception):
 
 
 _ARG = re.compile(r"a(0|[1-9][0-9]{0,2})")  # auditd EXECVE's a0, a1, ... (argv elements)
-ARGC = "argc"
+
+# Derivations a source may declare (`derived: {kind: column}`): the Sigma fields each gives, computed per event
+# from the column's shell-quoted words (the agent joins argv so that it splits back exactly).
+DERIVATIONS = {
+    "argv": "a0, a1, ... (argv elements) and argc",
+    "comm": "comm: the kernel's task name, argv[0]'s base name cut to 15 characters",
+}
+
+
+def derivation_of(sigma_field: str) -> str | None:
+    """The derivation that gives `sigma_field`, if any."""
+    if sigma_field == "argc" or _ARG.fullmatch(sigma_field):
+        return "argv"
+    return "comm" if sigma_field == "comm" else None
 
 
 @dataclass(frozen=True)
@@ -32,8 +45,8 @@ class EventSource:
     A field the source does not carry is absent there for every rule (as a field missing from an event is):
     `carries` decides it from `provides` (Windows; None: any field, the record's own names) or from the
     table's columns and the renamed fields (telemetry). `constants` are Sigma fields with one value for every
-    event of the source (auditd's `type`, `Initiated`), `argv` the column whose shell-quoted words give
-    auditd's `a0..aN` and `argc`."""
+    event of the source (auditd's `type`, `Initiated`), `derived` the fields computed per event from a column
+    (auditd's `a0..aN` and `argc` from the command line; see DERIVATIONS)."""
 
     name: str
     keys: tuple[tuple[str, str], ...]
@@ -41,12 +54,10 @@ class EventSource:
     provides: frozenset[str] | None
     table: str | None  # telemetry sources: the table whose columns are valid identity fields
     constants: Mapping[str, str] = field(default_factory=dict)
-    argv: str | None = None
+    derived: Mapping[str, str] = field(default_factory=dict)  # derivation -> the column it reads
 
     def carries(self, sigma_field: str) -> bool:
-        if sigma_field in self.constants:
-            return True
-        if self.argv is not None and (sigma_field == ARGC or _ARG.fullmatch(sigma_field)):
+        if sigma_field in self.constants or self.derived_from(sigma_field) is not None:
             return True
         if self.provides is not None:
             return sigma_field in self.provides
@@ -54,9 +65,10 @@ class EventSource:
             return sigma_field in self.fields or sigma_field in TABLES[self.table].column_names
         return True
 
-    def derived_field(self, sigma_field: str) -> bool:
-        """Whether the field is computed per event from the `argv` column, not read from the event."""
-        return self.argv is not None and (sigma_field == ARGC or _ARG.fullmatch(sigma_field) is not None)
+    def derived_from(self, sigma_field: str) -> tuple[str, str] | None:
+        """(derivation, column) when the source computes the field per event instead of reading it."""
+        kind = derivation_of(sigma_field)
+        return (kind, self.derived[kind]) if kind is not None and kind in self.derived else None
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,10 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[EventSourc
         fields = {str(k): str(v) for k, v in (item.get("fields") or {}).items()}
         provides = item.get("provides")
         constants = {str(k): _constant(v) for k, v in (item.get("constants") or {}).items()}
-        argv = item.get("argv")
+        derived = {str(k): str(v) for k, v in (item.get("derived") or {}).items()}
+        for kind in derived:
+            if kind not in DERIVATIONS:
+                raise MappingError(f"{origin}: {where}: unknown derivation {kind!r} (known: {', '.join(DERIVATIONS)})")
         if domain == WINDOWS:
             if "channel" not in item:
                 raise MappingError(f"{origin}: {where}: a Windows source needs a channel")
@@ -111,8 +126,8 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[EventSourc
             ids = [str(i) for i in item.get("event_ids") or [ANY]]
             keys = tuple((channel, i) for i in ids)
             table = None
-            if argv is not None:
-                raise MappingError(f"{origin}: {where}: argv is for telemetry sources")
+            if derived:
+                raise MappingError(f"{origin}: {where}: derived fields are for telemetry sources")
             default_name = f"{item['channel']} {','.join(ids)}"
         else:
             table = str(item.get("table", ""))
@@ -125,13 +140,14 @@ def _entries(raw: Any, domain: str, origin: str, where: str) -> tuple[EventSourc
             for target in fields.values():
                 if target not in TABLES[table].column_names:
                     raise MappingError(f"{origin}: {where}: {table} has no column {target!r}")
-            if argv is not None and argv not in TABLES[table].column_names:
-                raise MappingError(f"{origin}: {where}: argv names no column of {table}: {argv!r}")
+            for column in derived.values():
+                if column not in TABLES[table].column_names:
+                    raise MappingError(f"{origin}: {where}: {table} has no column {column!r} to derive from")
             keys = tuple((table.lower(), a) for a in actions)  # matched case-insensitively, like channels
             default_name = f"{table} {','.join(actions)}"
         out.append(EventSource(str(item.get("name") or default_name), keys, fields,
                                frozenset(provides) if provides is not None else None, table, constants,
-                               None if argv is None else str(argv)))
+                               derived))
     return tuple(out)
 
 

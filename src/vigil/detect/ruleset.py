@@ -9,13 +9,13 @@ from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from vigil.detect.binding import specialize
+from vigil.detect.binding import Specialized, specialize, why_unbound
 from vigil.detect.cache import CacheEntry, LazyRules, RuleCache, cache_key, settings_text
 from vigil.detect.candidates import Bucket
 from vigil.detect.codegen import CompiledBinding, generate_module
 from vigil.detect.correlation import Correlation
 from vigil.detect.events import Scalar, evtx_views, views
-from vigil.detect.mappings import ANY, SourceMapping, default_mappings
+from vigil.detect.mappings import ANY, EventSource, SourceMapping, default_mappings
 from vigil.detect.model import (
     AbsentFields,
     ErrorKind,
@@ -27,7 +27,7 @@ from vigil.detect.model import (
     RuleNote,
 )
 from vigil.detect.prefilter import BucketPlan, merge_plans
-from vigil.detect.runtime import NAMESPACE, evaluate
+from vigil.detect.runtime import NAMESPACE, derive_fields, evaluate
 from vigil.detect.sources import read_sources
 
 try:  # the C hot path, built at install; without it the generated Python functions run
@@ -88,6 +88,7 @@ class RuleSet:
         self._buckets: list[Bucket | None] = [None] * len(self._specs)
         self._win: dict[tuple[str, str], int] = ns["WIN"]
         self._tel: dict[tuple[str, str], int] = ns["TEL"]
+        self._derived: dict[tuple[str, str], tuple[tuple[str, str, str], ...]] = ns["DER"]
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
@@ -111,16 +112,20 @@ class RuleSet:
             product = rule.info.logsource.product
             for mapping in mappings:
                 sources, reason = mapping.sources(rule.info.logsource)
+                unbound: list[tuple[EventSource, Specialized]] = []
                 for source in sources:
                     special = specialize(rule.tree, source)
                     if special.absent:
                         absent.append(AbsentFields(rule.info.path, rule.info.id, source.name, special.absent,
                                                    special.bound))
                     if not special.bound:
-                        reasons.append(special.why_unbound(source))
+                        unbound.append((source, special))
                         continue
-                    bindings.extend(CompiledBinding(index, mapping.domain, key, special.tree) for key in source.keys)
+                    bindings.extend(CompiledBinding(index, mapping.domain, key, special.tree, special.derived)
+                                    for key in source.keys)
                     bound = True
+                if unbound:
+                    reasons.append(why_unbound(unbound))
                 if reason and (not product or product.lower() == mapping.product):
                     reasons.append(reason)
             if not bound:
@@ -232,6 +237,11 @@ class RuleSet:
         buckets = self._tel_cache.get(key)
         if buckets is None:
             buckets = self._lookup(self._tel, self._tel_cache, key)
+        if self._derived:  # fields some source computes from a column (auditd's a0..aN from the command line)
+            action = key[1] if isinstance(key[1], str) else ANY
+            derived = self._derived.get((table.lower(), action)) or self._derived.get((table.lower(), ANY))
+            if derived:
+                derive_fields(derived, low, orig)
         return self._run(buckets, low, orig, multi)
 
     def match_event(self, event: Mapping[str, Any]) -> list[RuleHit]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Callable, Iterator, Mapping
 from re import _constants as sre  # type: ignore[attr-defined]  # the stdlib's own parse of a pattern
 from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -196,6 +197,40 @@ def all_values(event: Mapping[str, Scalar]) -> Iterator[str]:
             yield from v
         else:
             yield v  # type: ignore[misc]
+
+
+def command_words(command_line: str) -> list[str]:
+    """argv back from a command line the agent joined with shell quoting (`procfs.join_argv`); a line cut
+    inside a quote (a truncated argv) falls back to splitting at spaces."""
+    if "'" not in command_line and '"' not in command_line and "\\" not in command_line:
+        return command_line.split()
+    try:
+        return shlex.split(command_line)
+    except ValueError:
+        return command_line.split()
+
+
+def derive_fields(derived: tuple[tuple[str, str, str], ...], low: dict[str, Scalar], orig: dict[str, Scalar]) -> None:
+    """Add the fields a source computes per event (mappings.DERIVATIONS) to an event's views; an argument past
+    the end of argv stays absent."""
+    words: dict[str, list[str]] = {}
+    for name, kind, column in derived:
+        line = orig.get(column)
+        if line.__class__ is not str:
+            continue
+        argv = words.get(column)
+        if argv is None:
+            argv = words[column] = command_words(line)
+        if kind == "comm":
+            value = argv[0].rpartition("/")[2][:15] if argv else None
+        elif name == "argc":
+            value = str(len(argv))
+        else:
+            n = int(name[1:])
+            value = argv[n] if n < len(argv) else None
+        if value is not None:
+            orig[name] = value
+            low[name] = value.lower()
 
 
 NAMESPACE: dict[str, Any] = {

@@ -86,8 +86,8 @@ def test_missing_path_and_duplicate_ids(tmp_path: Path) -> None:
 
 
 def test_rule_without_event_source_loads_with_a_note(tmp_path: Path) -> None:
-    path = _write(tmp_path, "auditd.yml", rule_yaml("s:\n  type: EXECVE\ncondition: s",
-                                                    logsource="product: linux\nservice: auditd"))
+    path = _write(tmp_path, "unseen.yml", rule_yaml("s:\n  type: EXECVE\ncondition: s",
+                                                    logsource="product: linux\nservice: unseen"))
     report = load_rules([path])
     assert report.ok and len(report.ruleset) == 1
-    assert len(report.notes) == 1 and "auditd" in report.notes[0].reason
+    assert len(report.notes) == 1 and "service 'unseen'" in report.notes[0].reason
