@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import Any
 
@@ -9,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from vigil.core.telemetry import SchemaError, validate_events
+from vigil.core.telemetry import validate_batch
 from vigil.server.agent_actions import pending_commands
 from vigil.server.auth import authenticated_device, client_ip, public, services
 from vigil.server.errors import APIError
@@ -28,6 +29,7 @@ from vigil.wire import (
 )
 
 router = APIRouter(tags=["agent"])
+log = logging.getLogger("vigil.ingest")
 
 
 def _client_ip(request: Request) -> str:
@@ -102,15 +104,55 @@ def _parse_batch(body: bytes) -> tuple[str, list[Any]]:
     return batch_id, events
 
 
-@router.post(TELEMETRY_PATH, response_model=TelemetryAck)
+# The body as the agent sends it (gzip or plain JSON), so schemathesis and readers of the schema see its shape.
+_BATCH_SCHEMA = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["batch_id", "events"],
+        "properties": {
+            "batch_id": {"type": "string", "minLength": 8, "maxLength": 64},
+            "events": {"type": "array", "maxItems": MAX_BATCH_EVENTS, "items": {
+                "type": "object", "required": ["table"], "properties": {"table": {"type": "string"}},
+                "description": "a row of the named telemetry table (docs/telemetry-schema.md)",
+            }},
+        },
+    }}}},
+}
+
+
+def _one_line(e: BaseException) -> str:
+    # SQLAlchemy's messages carry the statement and parameters on later lines: the first is the cause.
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+
+
+@router.post(TELEMETRY_PATH, response_model=TelemetryAck, openapi_extra=_BATCH_SCHEMA)
 async def telemetry(request: Request, device_id: str = authenticated_device) -> TelemetryAck:
+    """Store a batch's valid rows and name the invalid ones in the ack.
+
+    What depends on the body alone is answered 4xx, so the agent sets the batch aside instead of
+    resending it; only a failure to store (the database, the server) is answered 5xx, so it resends.
+    """
+    svc = services(request)
     batch_id, events = _parse_batch(await _read_body(request))
     try:
-        rows = validate_events(events, device_id)
-    except SchemaError as e:
-        raise APIError(422, "invalid_batch", str(e), field=e.where) from None
-    # Storing is blocking I/O; keep it off the event loop.
-    return await run_in_threadpool(services(request).ingest.ingest, device_id, batch_id, rows)
+        checked = validate_batch(events, device_id, svc.clock.now())
+    except Exception as e:  # a validator bug: the same body would fail again, so not a 5xx to be resent forever
+        log.error("batch %s of device %s could not be validated: %s", batch_id, device_id, _one_line(e))
+        log.debug("validation failure of batch %s", batch_id, exc_info=True)
+        raise APIError(422, "invalid_batch", f"the server could not validate this batch ({type(e).__name__})",
+                       field="events") from None
+    if checked.rejected and not checked.rows:
+        svc.ingest.rejected_rows.add(checked.rejected)
+        first = checked.rejected[0]
+        log.warning("batch %s of device %s refused: all %d rows invalid (first: %s: %s)",
+                    batch_id, device_id, len(checked.rejected), first.where, first.reason)
+        raise APIError(422, "invalid_batch", f"{first.where}: {first.reason}", field=first.where)
+    try:
+        # Storing is blocking I/O; keep it off the event loop.
+        return await run_in_threadpool(svc.ingest.ingest, device_id, batch_id, checked.rows, checked.rejected)
+    except Exception as e:
+        log.error("batch %s of device %s could not be stored: %s", batch_id, device_id, _one_line(e))
+        log.debug("storage failure of batch %s", batch_id, exc_info=True)
+        raise APIError(503, "ingest_failed", "the server could not store this batch; send it again later") from None
 
 
 @router.post(HEARTBEAT_PATH, response_model=HeartbeatResponse)

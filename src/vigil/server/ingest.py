@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from vigil.core.clock import Clock
+from vigil.core.telemetry import RejectedRow
 from vigil.store.alerts import NewHit, record_hit
 from vigil.store.devices import touch_device
-from vigil.store.telemetry import store_batch, stored_batch
-from vigil.wire import TelemetryAck
+from vigil.store.telemetry import insert_rows, store_batch, stored_batch
+from vigil.wire import MAX_LISTED_REJECTIONS, TelemetryAck
+from vigil.wire import RejectedRow as RejectedRowInfo
 
 log = logging.getLogger("vigil.ingest")
 
@@ -63,6 +68,50 @@ def agent_tags(raw: str | None) -> list[str] | None:
     return sorted(set(tags))[:MAX_TAGS]
 
 
+REJECTED_ACTION = "TelemetryRowsRejected"
+_DESCRIBED_IN_EVENT = 10  # rejected rows described in the DeviceEvents row; all are counted
+
+
+class RejectedRows:
+    """Rows refused by validation since the server started, by table ("unknown" when the row named none)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_table: Counter[str] = Counter()
+
+    def add(self, rejected: Sequence[RejectedRow]) -> None:
+        with self._lock:
+            self._by_table.update(r.table or "unknown" for r in rejected)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._by_table)
+
+
+def rejection_event(device_id: str, batch_id: str, rows: RowsByTable, rejected: Sequence[RejectedRow],
+                    now: Any) -> dict[str, Any]:
+    """The DeviceEvents row the server stores for a batch it stored in part, so the gap shows on the device."""
+    names = [r["DeviceName"] for table_rows in rows.values() for r in table_rows if r.get("DeviceName")]
+    details = {
+        "BatchId": batch_id,
+        "AcceptedRows": sum(map(len, rows.values())),
+        "RejectedRows": len(rejected),
+        "RejectedByTable": dict(Counter(r.table or "unknown" for r in rejected)),
+        "Rejections": [{"Index": r.index, "Table": r.table, "Field": r.field, "Reason": r.reason}
+                       for r in rejected[:_DESCRIBED_IN_EVENT]],
+    }
+    return {
+        "Timestamp": now, "DeviceId": device_id, "DeviceName": names[-1] if names else None,
+        "ActionType": REJECTED_ACTION, "ReportId": 0,  # 0: made by the server, not from the agent's spool
+        "AdditionalFields": json.dumps(details, separators=(",", ":")),
+    }
+
+
+def rejection_summary(rejected: Sequence[RejectedRow]) -> list[RejectedRowInfo]:
+    return [RejectedRowInfo(index=r.index, table=r.table, field=r.field, reason=r.reason)
+            for r in rejected[:MAX_LISTED_REJECTIONS]]
+
+
 class IngestPipeline:
     """Stores a batch and records its detections atomically: a crash between the two can lose neither,
     because an unacknowledged batch is resent by the agent and matched again."""
@@ -71,8 +120,12 @@ class IngestPipeline:
         self.engine = engine
         self.clock = clock
         self.detector = detector
+        self.rejected_rows = RejectedRows()
 
-    def ingest(self, device_id: str, batch_id: str, rows: RowsByTable) -> TelemetryAck:
+    def ingest(self, device_id: str, batch_id: str, rows: RowsByTable,
+               rejected: Sequence[RejectedRow] = ()) -> TelemetryAck:
+        """Store the batch's valid ``rows``; ``rejected`` (its invalid rows) is reported in the ack, counted
+        and recorded as one DeviceEvents row, the first time the batch is stored."""
         now = self.clock.now()
         hits: list[NewHit] = []
         if self.detector is not None:
@@ -88,11 +141,20 @@ class IngestPipeline:
                 if not stored.duplicate:
                     for hit in hits:
                         record_hit(conn, hit, now)
+                    if rejected:
+                        insert_rows(conn, "DeviceEvents", [rejection_event(device_id, batch_id, rows, rejected, now)])
         except sa.exc.IntegrityError:
             # A concurrent resend of the same batch won the race and holds the events; any other
             # constraint failure is an error the agent must see, so it keeps the batch and resends it.
             with self.engine.connect() as conn:
                 if stored_batch(conn, device_id, batch_id) is None:
                     raise
-            return TelemetryAck(batch_id=batch_id, accepted=0, duplicate=True)
-        return TelemetryAck(batch_id=batch_id, accepted=stored.accepted, duplicate=stored.duplicate)
+            return TelemetryAck(batch_id=batch_id, accepted=0, duplicate=True, rejected=len(rejected),
+                                rejections=rejection_summary(rejected))
+        if rejected and not stored.duplicate:
+            self.rejected_rows.add(rejected)
+            first = rejected[0]
+            log.warning("batch %s of device %s: stored %d rows, rejected %d invalid ones (first: %s: %s)",
+                        batch_id, device_id, stored.accepted, len(rejected), first.where, first.reason)
+        return TelemetryAck(batch_id=batch_id, accepted=stored.accepted, duplicate=stored.duplicate,
+                            rejected=len(rejected), rejections=rejection_summary(rejected))

@@ -91,7 +91,8 @@ class _Family:
         self.lines.append(f"{self.name}{_labels(**labels) if labels else ''} {value:g}")
 
 
-def render(device_rows: Iterable[Any], ingested: dict[str, tuple[int, int]], requests: dict[int, int]) -> str:
+def render(device_rows: Iterable[Any], ingested: dict[str, tuple[int, int]], requests: dict[int, int],
+           rejected: dict[str, int] | None = None) -> str:
     """The exposition text; pure, so the format is tested without a server."""
     per_state = {
         state: _Family(f"vigil_agent_events_{state}_total", "counter", f"Events the agent reports as {state}.")
@@ -126,7 +127,11 @@ def render(device_rows: Iterable[Any], ingested: dict[str, tuple[int, int]], req
         batches.add(n_batches, **ids)
     for status, n in sorted(requests.items()):
         http.add(n, status=status)
-    families = [*per_state.values(), dropped, pending, seen, sensors, stored, batches, http]
+    refused = _Family("vigil_ingest_rejected_rows_total", "counter",
+                      "Telemetry rows refused by validation since the server started, by table.")
+    for table, n in sorted((rejected or {}).items()):
+        refused.add(n, table=table)
+    families = [*per_state.values(), dropped, pending, seen, sensors, stored, batches, http, refused]
     return "\n".join(line for f in families for line in f.lines) + "\n"
 
 
@@ -145,7 +150,8 @@ def metrics(request: Request, groups: frozenset[int] | None = metrics_guard()) -
     ingested = {t[0]: (int(t[1] or 0), int(t[2])) for t in totals}
     # Server-wide request counts are not per device; scoped callers see only their devices' series.
     requests = request.app.state.ingest_counters.snapshot() if groups is None else {}
-    return Response(render(rows, ingested, requests), media_type=CONTENT_TYPE)
+    rejected = svc.ingest.rejected_rows.snapshot() if groups is None else {}
+    return Response(render(rows, ingested, requests, rejected), media_type=CONTENT_TYPE)
 
 
 def install(app: FastAPI) -> None:

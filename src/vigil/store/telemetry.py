@@ -125,6 +125,12 @@ def store_batch(
     return StoredBatch(count, duplicate=False)
 
 
+def insert_rows(conn: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Validated rows outside any agent batch (the server's own events), in the caller's transaction."""
+    sql, converters = _insert_plan(conn.dialect, table)
+    conn.exec_driver_sql(sql, _parameters(rows, _COLUMNS[table], converters))
+
+
 def timeline(
     conn: sa.Connection, device_id: str, start: datetime | None, end: datetime | None,
     tables: list[str] | None = None, limit: int = 1000,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,6 +33,52 @@ CREDENTIAL_PREFIX = "vgd_"  # device credentials read "vgd_<device id>.<secret>"
 
 MAX_BATCH_EVENTS = 5_000
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # after decompression
+MAX_LISTED_REJECTIONS = 100  # rejected rows an ack describes one by one; all are counted
+MAX_JSON_DEPTH = 32  # nesting of free-form JSON from an agent (action output), as telemetry's dynamic values
+MAX_JSON_CHARS = 1024 * 1024
+
+
+def _storable_text(value: str) -> str:
+    # Both databases store only real Unicode (no lone surrogates, which Python's JSON parser lets through)
+    # and PostgreSQL's text holds no NUL: refused here as the agent's fault, not failed on as the server's.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _json_texts(value: Any) -> list[str]:
+    """Every key and string in a JSON value, or raises ValueError when it is nested too deep."""
+    out: list[str] = []
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(v, dict):
+                out.extend(v)
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return out
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    for text in _json_texts(value):
+        _storable_text(text)
+    if len(json.dumps(value)) > MAX_JSON_CHARS:
+        raise ValueError(f"longer than {MAX_JSON_CHARS} characters as JSON")
+    return value
+
+
+# What an agent sends as text or free-form JSON; the server stores it as it came.
+Text = Annotated[str, AfterValidator(_storable_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class _Model(BaseModel):
@@ -55,12 +101,12 @@ class OnboardingPackage(_Model):
 
 
 class EnrollRequest(_Model):
-    token: str = Field(min_length=1, max_length=256)
-    hostname: str = Field(min_length=1, max_length=255)
-    os_platform: str = Field(max_length=32)
-    os_version: str = Field(default="", max_length=128)
-    agent_version: str = Field(max_length=32)
-    machine_id: str = Field(default="", max_length=128)
+    token: Text = Field(min_length=1, max_length=256)
+    hostname: Text = Field(min_length=1, max_length=255)
+    os_platform: Text = Field(max_length=32)
+    os_version: Text = Field(default="", max_length=128)
+    agent_version: Text = Field(max_length=32)
+    machine_id: Text = Field(default="", max_length=128)
 
 
 class EnrollResponse(_Model):
@@ -75,27 +121,42 @@ class TelemetryBatchHeader(_Model):
     events: list[dict[str, Any]]
 
 
+class RejectedRow(_Model):
+    """A row of a batch the server did not store: where it was and why."""
+
+    index: int = Field(description="position in the batch's events")
+    table: str | None = None
+    field: str | None = Field(default=None, description="the offending column; none when the whole row is wrong")
+    reason: str
+
+
 class TelemetryAck(_Model):
     batch_id: str
     accepted: int
     duplicate: bool
+    rejected: int = Field(default=0, description="rows not stored because they break the telemetry schema")
+    rejections: list[RejectedRow] = Field(
+        default_factory=list, description=f"the first {MAX_LISTED_REJECTIONS} rejected rows, each with its reason"
+    )
 
 
 class AgentCounters(_Model):
     """Event-loss accounting, per host: every event is in exactly one of these states."""
 
-    produced: int = 0
-    spooled: int = 0
-    sent: int = 0
-    acknowledged: int = 0
-    dropped: dict[str, int] = Field(default_factory=dict)
+    produced: Count = 0
+    spooled: Count = 0
+    sent: Count = 0
+    acknowledged: Count = 0
+    dropped: dict[Annotated[Text, Field(max_length=128)], Count] = Field(default_factory=dict, max_length=256)
 
 
 class Heartbeat(_Model):
-    agent_version: str
-    ip_addresses: list[str] = Field(default_factory=list)
+    agent_version: Text = Field(max_length=32)
+    ip_addresses: list[Annotated[Text, Field(max_length=64)]] = Field(default_factory=list, max_length=256)
     counters: AgentCounters = Field(default_factory=AgentCounters)
-    sensors: dict[str, str] = Field(default_factory=dict, description="provider name → health")
+    sensors: dict[Annotated[Text, Field(max_length=128)], Annotated[Text, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=256, description="provider name → health"
+    )
 
 
 class ActionCommand(_Model):
@@ -154,10 +215,10 @@ class ActionResult(_Model):
     """The agent's report on one command: accepted (InProgress), done, failed or refused."""
 
     status: Literal["InProgress", "Succeeded", "Failed"]
-    message: str = Field(default="", max_length=4000)
+    message: Text = Field(default="", max_length=4000)
     # Why the agent refused the command without running it: signature, device, expired, replay...
-    refused: str | None = Field(default=None, max_length=32)
-    output: dict[str, Any] = Field(default_factory=dict)
+    refused: Text | None = Field(default=None, max_length=32)
+    output: JsonObject = Field(default_factory=dict)
 
 
 class HeartbeatResponse(_Model):
