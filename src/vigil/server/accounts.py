@@ -95,7 +95,7 @@ def second_factor(svc: Services, user: User, ip: str | None, *, code: str = "", 
         if recovery_code:
             method, ok = "password+recovery_code", mfa.use_recovery_code(conn, user.id, recovery_code, now)
         else:
-            secret = mfa.totp_secret(conn, user.id, enabled=True)
+            secret = _secret(svc, conn, user, enabled=True)
             step = totp.matching_step(secret, code, now) if secret else None
             method, ok = "password+totp", step is not None and mfa.accept_step(conn, user.id, step)
     if not ok:
@@ -165,16 +165,31 @@ def change_password(svc: Services, user: User, new: str, actor: str, ip: str | N
                                   "user", user.username, source_ip=ip), now)
 
 
+def _secret(svc: Services, conn: sa.Connection, user: User, *, enabled: bool) -> str | None:
+    """The user's TOTP secret in clear; an enrolment this server's key cannot open is simply started again."""
+    stored = mfa.totp_secret(conn, user.id, enabled=enabled)
+    if stored is None:
+        return None
+    try:
+        return totp.unseal(stored, svc.secret_key, user.id)
+    except totp.SealError as e:
+        if not enabled:
+            return None
+        log.error("TOTP secret of %r: %s", user.username, e)
+        raise APIError(409, "mfa_unreadable", f"{e}; an administrator must reset this account's second factor "
+                       f"(DELETE /api/users/{user.username}/mfa)") from None
+
+
 def totp_enrolment(svc: Services, user: User) -> str:
     """The secret of the user's enrolment in progress (a new one when there is none); 409 when TOTP is on."""
     _local(user)
     if user.totp_enabled:
         raise APIError(409, "mfa_enabled", "TOTP is already on for this account; turn it off first to enrol again")
     with svc.engine.begin() as conn:
-        secret = mfa.totp_secret(conn, user.id, enabled=False)
+        secret = _secret(svc, conn, user, enabled=False)
         if secret is None:
             secret = totp.new_secret()
-            mfa.begin_totp(conn, user.id, secret)
+            mfa.begin_totp(conn, user.id, totp.seal(secret, svc.secret_key, user.id))
     return secret
 
 
@@ -183,7 +198,7 @@ def confirm_totp(svc: Services, user: User, code: str, ip: str | None) -> list[s
     _local(user)
     now = svc.clock.now()
     with svc.engine.begin() as conn:
-        secret = mfa.totp_secret(conn, user.id, enabled=False)
+        secret = _secret(svc, conn, user, enabled=False)
         if secret is None:
             raise APIError(409, "no_enrolment", "start the TOTP enrolment first (or TOTP is already on)")
         step = totp.matching_step(secret, code, now)
@@ -233,13 +248,7 @@ def mfa_overview(svc: Services, user: User) -> dict[str, object]:
     now = svc.clock.now()
     with svc.engine.connect() as conn:
         status = mfa.mfa_status(conn, user, svc.mfa_policy, now)
+        required = user.source == "local" and svc.mfa_policy.required_for(mfa.role_names(conn, user))
         left = mfa.recovery_codes_left(conn, user.id) if user.totp_enabled else 0
-    required = status.state in (MfaState.GRACE, MfaState.OVERDUE) or (
-        user.totp_enabled and status.state is MfaState.ENROLLED and _required(svc, user))
     return {"totp": user.totp_enabled, "state": status.state.value, "required": required,
             "deadline": status.deadline.isoformat() if status.deadline else None, "recoveryCodesLeft": left}
-
-
-def _required(svc: Services, user: User) -> bool:
-    with svc.engine.connect() as conn:
-        return svc.mfa_policy.required_for(mfa.role_names(conn, user)) if svc.mfa_policy.required_roles else False

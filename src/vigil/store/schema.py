@@ -98,7 +98,8 @@ users = sa.Table(
     sa.Column("email", sa.String(255), nullable=True),
     sa.Column("password_changed_at", UtcDateTime, nullable=True),
     # TOTP second factor: a secret without totp_enabled_at is an enrolment not yet confirmed with a code.
-    sa.Column("totp_secret", sa.String(64), nullable=True),
+    # Sealed (AES-GCM) with a key derived from the server's session key: a database copy alone opens nothing.
+    sa.Column("totp_secret", sa.String(255), nullable=True),
     sa.Column("totp_enabled_at", UtcDateTime, nullable=True),
     # The last time step a code was accepted for: a code is good once, even inside its window.
     sa.Column("totp_last_step", sa.BigInteger, nullable=True),
