@@ -201,3 +201,39 @@ def test_an_api_token_cannot_change_its_owners_password_or_second_factor(sqlite_
                                               "newPassword": "seven otters juggle quietly"})
         assert r.status_code == 403 and r.json()["error"] == "session_required"
         assert t.post("/api/auth/mfa/totp").status_code == 403
+
+
+def test_the_second_factor_steps_cannot_be_skipped_or_forged(sqlite_server: VigilServer) -> None:
+    server = sqlite_server
+    make_user(server, "frank")
+    with server.client(token_of(server, "frank")) as c:
+        secret = c.post("/api/auth/mfa/totp").json()["secret"]
+        assert c.post("/api/auth/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).now()}).status_code == 200
+    with server.client() as anon:
+        for path in ("/account", "/account/totp", "/account/totp/qr.svg"):
+            r = anon.get(path)
+            assert r.status_code == 303 and r.headers["location"] == "/login", path
+        anon.cookies.set("vigil_mfa_enrol", "forged")
+        assert anon.get("/account/totp").headers["location"] == "/login"
+    with server.client() as c:
+        c.get("/login")
+        r = c.post("/login", data={"username": "frank", "password": PASSWORD, "csrf": c.cookies["vigil_csrf"]})
+        assert r.status_code == 303 and r.headers["location"] == "/login/totp"
+        assert "vigil_session" not in r.cookies  # the password alone opens no session
+        pending = r.cookies["vigil_mfa"]
+        assert c.get("/api/machines").status_code == 401
+        # The second-factor cookie is not an enrolment cookie (another salt, another path).
+        c.cookies.set("vigil_mfa_enrol", pending, path="/account/totp")
+        assert c.get("/account/totp").headers["location"] == "/login"
+        r = c.post("/login/totp", data={"code": code_from(secret), "csrf": "wrong"})
+        assert r.status_code == 403
+        r = c.post("/login/totp", data={"code": code_from(secret), "csrf": c.cookies["vigil_csrf"]})
+        assert r.status_code == 303 and r.headers["location"] == "/devices" and r.cookies["vigil_session"]
+    with server.client() as c:
+        c.get("/login")
+        r = c.post("/login/totp", data={"code": code_from(secret, 2), "csrf": c.cookies["vigil_csrf"]})
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?error=")  # no password, no step
+
+
+def code_from(secret: str, steps_ahead: int = 1) -> str:
+    return pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30 * steps_ahead))
