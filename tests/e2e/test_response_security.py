@@ -3,6 +3,7 @@ nobody without "Active remediation actions" starts a remediation through any rou
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,10 @@ def _cmd(device_id: str, issued: datetime | None = None, **kw: object) -> Action
                          issued_at=issued, expires_at=issued + timedelta(hours=1), nonce=secrets.token_hex(16))
 
 
+def _signed_anyway(key: Ed25519PrivateKey, cmd: ActionCommand) -> SignedCommand:
+    return SignedCommand(command=cmd, signature=base64.b64encode(key.sign(cmd.signing_bytes())).decode())
+
+
 def test_the_agent_refuses_and_reports_bad_commands(sqlite_server: VigilServer, agent: AgentProcess) -> None:
     server, dev = sqlite_server, agent.device_id
     key = load_key(load_settings(server.data_dir))
@@ -64,12 +69,21 @@ def test_the_agent_refuses_and_reports_bad_commands(sqlite_server: VigilServer, 
         "bad_signature": sign_command(Ed25519PrivateKey.generate(), _cmd(dev)),
         "other_device": sign_command(key, _cmd("f" * 40)),
         "expired": sign_command(key, _cmd(dev, datetime.now(UTC) - timedelta(hours=2))),
+        # Valid for ten years under the server's own key (sign_command itself refuses to make it).
+        "lifetime": _signed_anyway(key, _cmd(dev).model_copy(
+            update={"expires_at": datetime.now(UTC) + timedelta(days=3650)})),
     }
+    # An expired command whose expiry was moved forward after it was signed.
+    stale = sign_command(key, _cmd(dev, datetime.now(UTC) - timedelta(hours=2)))
+    tampered = stale.model_copy(update={"command": stale.command.model_copy(
+        update={"expires_at": datetime.now(UTC) + timedelta(hours=1)})})
     ids = {reason: _inject(server, dev, signed) for reason, signed in cases.items()}
+    ids["bad_signature (expiry moved)"] = _inject(server, dev, tampered)
     with server.client(server.admin_token()) as c:
         for reason, action_id in ids.items():
             a = finished(c, action_id)
-            assert a["status"] == "Failed" and a["refused"] == reason, a
+            assert a["status"] == "Failed" and a["refused"] == reason.split()[0], a
+        assert "at most 1 day" in finished(c, ids["lifetime"])["resultMessage"]
         # A genuine action, then the very same signed command put back in the queue: a replay.
         real = finished(c, start(c, dev, "runAntiVirusScan")["id"])
         assert real["status"] == "Failed" and real["refused"] is None  # ran: "not available"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -27,6 +27,9 @@ MAX_POLL_SECONDS = 25
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 # Domain separation: an action signature can never be mistaken for a signature over anything else.
 SIGNATURE_CONTEXT = b"vigil-machine-action/1\n"
+# The longest a signed command may be valid (expires_at - issued_at): the server signs nothing longer and the agent
+# refuses anything longer, so a command leaked from the queue or a backup is useless within a day.
+MAX_COMMAND_LIFETIME = timedelta(hours=24)
 
 ONBOARDING_FORMAT = "vigil-onboarding/1"
 CREDENTIAL_PREFIX = "vgd_"  # device credentials read "vgd_<device id>.<secret>"
@@ -175,12 +178,31 @@ class ActionCommand(_Model):
         return SIGNATURE_CONTEXT + body.encode()
 
 
+    def lifetime_problem(self) -> str | None:
+        """Why the command's validity window is unacceptable (empty or beyond the maximum); None when it is fine."""
+        life = self.expires_at - self.issued_at
+        if life <= timedelta(0):
+            return f"expires_at ({self.expires_at.isoformat()}) is not after issued_at ({self.issued_at.isoformat()})"
+        if life > MAX_COMMAND_LIFETIME:
+            return (f"expires_at is {life} after issued_at; a command may be valid for at most "
+                    f"{MAX_COMMAND_LIFETIME}")
+        return None
+
+
 class SignedCommand(_Model):
     command: ActionCommand
     signature: str = Field(default="", max_length=200, description="base64 Ed25519 signature; empty = unsigned")
 
 
+class CommandLifetimeError(ValueError):
+    """The server was asked to sign a command valid for longer than MAX_COMMAND_LIFETIME (or for no time)."""
+
+
 def sign_command(key: Ed25519PrivateKey, command: ActionCommand) -> SignedCommand:
+    """Sign ``command``; raises CommandLifetimeError rather than sign a window beyond the maximum."""
+    problem = command.lifetime_problem()
+    if problem:
+        raise CommandLifetimeError(f"refusing to sign action {command.action_id}: {problem}")
     return SignedCommand(command=command, signature=base64.b64encode(key.sign(command.signing_bytes())).decode())
 
 

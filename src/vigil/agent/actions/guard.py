@@ -1,4 +1,4 @@
-"""Command verification: pinned-key signature, target device, freshness and replay, in that order."""
+"""Command verification: pinned-key signature, target device, bounded lifetime, freshness and replay, in that order."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ class CommandGuard:
         if cmd.device_id != self._device:
             raise CommandRefused("other_device", f"the command is for device {cmd.device_id}, not this one")
         now = self._clock.now()
+        # Checked after the signature: the window is signed, so only the server's own key could have widened it.
+        problem = cmd.lifetime_problem()
+        if problem:
+            raise CommandRefused("lifetime", problem)
         if cmd.expires_at <= now:
             raise CommandRefused("expired", f"the command expired at {cmd.expires_at.isoformat()}")
         if cmd.issued_at > now + CLOCK_SKEW:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -16,7 +17,17 @@ from vigil.agent.actions.base import ActionContext, ActionSettings, DuplicateAct
 from vigil.agent.actions.registry import ActionRegistry, default_registry
 from vigil.agent.actions.worker import ActionWorker
 from vigil.agent.identity import Identity
-from vigil.wire import ActionCommand, ActionResult, CommandPoll, SignedCommand, public_key_text, sign_command
+from vigil.core.actions import COMMAND_LIFETIME
+from vigil.wire import (
+    MAX_COMMAND_LIFETIME,
+    ActionCommand,
+    ActionResult,
+    CommandLifetimeError,
+    CommandPoll,
+    SignedCommand,
+    public_key_text,
+    sign_command,
+)
 
 KEY = Ed25519PrivateKey.generate()
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -56,6 +67,11 @@ def _command(device: str = "dev-1", issued: datetime = NOW, life: timedelta = ti
                          parameters={"x": 1}, issued_at=issued, expires_at=issued + life, nonce=secrets.token_hex(16))
 
 
+def _forged_with_server_key(cmd: ActionCommand) -> SignedCommand:
+    """Signed with the server's key while skipping sign_command's lifetime check (a rogue or buggy signer)."""
+    return SignedCommand(command=cmd, signature=base64.b64encode(KEY.sign(cmd.signing_bytes())).decode())
+
+
 def _worker(tmp_path: Path, calls: list[str]) -> tuple[ActionWorker, FakeTransport]:
     reg = ActionRegistry()
 
@@ -90,6 +106,16 @@ def test_a_signed_fresh_command_for_this_device_runs_once(tmp_path: Path) -> Non
     (lambda: sign_command(KEY, _command(device="dev-2")), "other_device"),
     (lambda: sign_command(KEY, _command(issued=NOW - timedelta(hours=2))), "expired"),
     (lambda: sign_command(KEY, _command(issued=NOW + timedelta(hours=1))), "not_yet_valid"),
+    # A far-future expiry, genuinely signed: refused for its lifetime although it has not expired.
+    (lambda: _forged_with_server_key(_command(life=timedelta(days=3650))), "lifetime"),
+    (lambda: _forged_with_server_key(_command(life=MAX_COMMAND_LIFETIME + timedelta(seconds=1))), "lifetime"),
+    # Issued long ago and still valid now: the window is too wide even though "now" falls inside it.
+    (lambda: _forged_with_server_key(_command(issued=NOW - timedelta(hours=30), life=timedelta(hours=31))),
+     "lifetime"),
+    (lambda: _forged_with_server_key(_command(life=timedelta(0))), "lifetime"),
+    # An expired command whose expiry was pushed forward after signing: the signature no longer verifies.
+    (lambda: _tampered_expiry(sign_command(KEY, _command(issued=NOW - timedelta(hours=2))),
+                              NOW + timedelta(hours=1)), "bad_signature"),
 ])
 def test_bad_commands_are_refused_and_reported(tmp_path: Path, make: Any, reason: str) -> None:
     calls: list[str] = []
@@ -99,6 +125,25 @@ def test_bad_commands_are_refused_and_reported(tmp_path: Path, make: Any, reason
     assert result.status == "Failed" and result.refused == reason
     assert t.results == [(signed.command.action_id, result)]
     assert calls == []
+
+
+def _tampered_expiry(signed: SignedCommand, expires: datetime) -> SignedCommand:
+    return signed.model_copy(update={"command": signed.command.model_copy(update={"expires_at": expires})})
+
+
+def test_a_command_valid_for_exactly_the_maximum_runs(tmp_path: Path) -> None:
+    calls: list[str] = []
+    w, _ = _worker(tmp_path, calls)
+    assert w.handle(sign_command(KEY, _command(life=MAX_COMMAND_LIFETIME))).status == "Succeeded"
+
+
+def test_the_signer_refuses_a_lifetime_beyond_the_maximum() -> None:
+    assert MAX_COMMAND_LIFETIME.total_seconds() == 24 * 3600  # the documented maximum
+    assert max(COMMAND_LIFETIME.values()) <= MAX_COMMAND_LIFETIME  # what the server signs for each action type
+    with pytest.raises(CommandLifetimeError, match="at most 1 day"):
+        sign_command(KEY, _command(life=MAX_COMMAND_LIFETIME + timedelta(seconds=1)))
+    with pytest.raises(CommandLifetimeError, match="not after issued_at"):
+        sign_command(KEY, _command(life=-timedelta(minutes=1)))
 
 
 def test_a_tampered_field_breaks_the_signature(tmp_path: Path) -> None:
