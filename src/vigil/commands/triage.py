@@ -98,6 +98,8 @@ def app(
                                                 "(default: ~/.cache/vigil/rules).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile the rules without the cache.")] = False,
     placeholders: Annotated[Path | None, typer.Option("--placeholders", help=PLACEHOLDERS_HELP)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A damaged EVTX file is an error (exit 1), "
+                                         "though its intact records are still hunted through.")] = False,
 ) -> None:
     """Run Sigma rules over event log files and print what fired."""
     err = _Stderr()
@@ -135,14 +137,42 @@ def app(
         results = triage(report.ruleset, files, workers=workers)
     results.sort(key=lambda r: str(r.path))
     failed = [r for r in results if r.error]
+    damaged = [r for r in results if r.damage is not None and not r.error]
     for r in failed:
         err.print(f"[red]unreadable[/]: {r.path}: {r.error}")
+    for r in damaged:
+        err.print(f"[yellow]damaged[/]: {r.path}: {_damage_text(r)}")
+    if output is OutputFormat.JSONL:
+        for r in [*failed, *damaged]:
+            sys.stdout.write(json.dumps(_problem_record(r)) + "\n")
     detections = with_correlations(report.ruleset, [d for r in results for d in r.detections])
     detections.sort(key=lambda d: (d.timestamp, d.hit.title))
     _print(detections, output)
     _summary(err, report_rules=len(report.ruleset), results=results, detections=detections)
-    if failed:
+    if damaged:
+        err.print(f"{len(damaged)} damaged files: {sum(r.damage.records_read for r in damaged if r.damage)} records "
+                  f"recovered, {sum(r.damage.records_skipped for r in damaged if r.damage)} skipped, "
+                  f"{sum(r.damage.bytes_unreadable for r in damaged if r.damage)} bytes unreadable"
+                  + (" (--strict: exit status 1)" if strict else ""))
+    if failed or (strict and damaged):
         raise typer.Exit(1)
+
+
+def _damage_text(r: FileResult) -> str:
+    d = r.damage
+    assert d is not None
+    return (f"{d.records_read} records read, {d.records_skipped} skipped, {d.bytes_unreadable} bytes unreadable; "
+            f"first error: {d.first_error}")
+
+
+def _problem_record(r: FileResult) -> dict[str, object]:
+    """A JSON-lines record of its own for a damaged or unreadable file (`type` tells it from a detection)."""
+    out: dict[str, object] = {"type": "error" if r.error else "warning", "file": str(r.path),
+                              "message": r.error or "damaged EVTX file: intact records recovered"}
+    if r.damage is not None:
+        out.update(records_read=r.damage.records_read, records_skipped=r.damage.records_skipped,
+                   bytes_unreadable=r.damage.bytes_unreadable, first_error=r.damage.first_error)
+    return out
 
 
 def _print(detections: list[Detection], output: OutputFormat) -> None:

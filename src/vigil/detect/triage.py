@@ -16,6 +16,7 @@ from evtx import PyEvtxParser
 
 from vigil.detect.correlation import CorrelationEngine, parse_time
 from vigil.detect.events import flatten_evtx
+from vigil.detect.evtx_recovery import EvtxDamage, Recovery, check_evtx
 from vigil.detect.model import RuleHit
 from vigil.detect.ruleset import TABLE_KEY, CompiledRules, RuleSet
 
@@ -54,6 +55,7 @@ class FileResult:
     events: int
     detections: tuple[Detection, ...]
     error: str | None = None
+    damage: EvtxDamage | None = None  # a damaged EVTX file read on the recovery path: what it cost
 
 
 def discover_inputs(paths: Iterable[Path]) -> list[Path]:
@@ -69,9 +71,13 @@ def discover_inputs(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_evtx_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The pyevtx JSON records of an EVTX file, as dicts."""
+    """The pyevtx JSON records of an intact EVTX file, as dicts; a damaged one raises (`triage` recovers what
+    it can of such a file instead)."""
     try:
-        parser = PyEvtxParser(str(path))
+        problem = check_evtx(path)
+        if problem is not None:
+            raise TriageInputError(path, f"damaged EVTX: {problem}")
+        parser = PyEvtxParser(str(path), validate_checksums=True)
         for record in parser.records_json():
             yield orjson.loads(record["data"])  # type: ignore[index]
     except (OSError, RuntimeError, ValueError) as e:  # pyevtx raises RuntimeError on corrupt chunks
@@ -156,24 +162,43 @@ def _scan_packed(ruleset: RuleSet, path: Path) -> Packed:
     rows: list[tuple[Any, ...]] = []
     try:
         if path.suffix.lower() == ".evtx":
-            try:
-                records = PyEvtxParser(str(path)).records_json()
-            except (OSError, RuntimeError, ValueError) as e:
-                raise TriageInputError(path, f"cannot read EVTX: {e}") from e
-            events, found, error = ruleset.scan_evtx(records, orjson.loads)  # flattens and matches in one pass
-            for hits, flat in found:
-                _add_rows(rows, ruleset, hits, flat)
-            if error is not None:  # pyevtx raises RuntimeError on corrupt chunks
-                raise TriageInputError(path, f"cannot read EVTX: {error}")
-        else:
-            for event in read_events(path):
-                events += 1
-                hits = ruleset.match_event(event)
-                if hits:
-                    _add_rows(rows, ruleset, hits, event)
+            return _scan_evtx(ruleset, path)
+        for event in read_events(path):
+            events += 1
+            hits = ruleset.match_event(event)
+            if hits:
+                _add_rows(rows, ruleset, hits, event)
     except TriageInputError as e:
-        return events, e.reason, rows
-    return events, None, rows
+        return events, e.reason, rows, None
+    return events, None, rows, None
+
+
+def _scan_evtx(ruleset: RuleSet, path: Path) -> Packed:
+    """An intact file (headers checked, then parsed with the chunks' checksums validated) on the fast path; a
+    damaged one, or one whose parse fails, from the start again on the recovery path."""
+    rows: list[tuple[Any, ...]] = []
+    try:
+        problem = check_evtx(path)
+        if problem is None:
+            records = PyEvtxParser(str(path), validate_checksums=True).records_json()
+            events, found, error = ruleset.scan_evtx(records, orjson.loads)  # flattens and matches in one pass
+            if error is None:
+                for hits, flat in found:
+                    _add_rows(rows, ruleset, hits, flat)
+                return events, None, rows, None
+            problem = str(error)  # pyevtx raises RuntimeError on a corrupt chunk: the hits so far are read again
+        recovery = Recovery(path.read_bytes(), problem)
+    except (OSError, RuntimeError, ValueError) as e:
+        return 0, f"cannot read EVTX: {e}", rows, None
+    events, found, error = ruleset.scan_evtx(recovery.records(), orjson.loads)
+    if error is not None:
+        recovery.problems.append(str(error))
+    for hits, flat in found:
+        _add_rows(rows, ruleset, hits, flat)
+    damage = recovery.damage()
+    if not events:
+        return 0, f"cannot read EVTX: {damage.first_error} (no intact record)", rows, damage
+    return events, None, rows, damage
 
 
 def _add_rows(rows: list[tuple[Any, ...]], ruleset: RuleSet, hits: list[RuleHit], event: Mapping[str, Any]) -> None:
@@ -198,16 +223,16 @@ def _init_worker(compiled: CompiledRules | None) -> None:
 
 
 # A FileResult as workers send it, without its path (the parent has it, and a Path costs more to unpickle than
-# the rest of a result): (events, error, detections as rows of _add_rows). Each hit would otherwise carry its
-# rule's description, tags and references through pickle: several times the cost of the rest of the result.
-Packed = tuple[int, str | None, list[tuple[Any, ...]]]
+# the rest of a result): (events, error, detections as rows of _add_rows, damage). Each hit would otherwise carry
+# its rule's description, tags and references through pickle: several times the cost of the rest of the result.
+Packed = tuple[int, str | None, list[tuple[Any, ...]], EvtxDamage | None]
 
 
 def _unpack(path: Path, packed: Packed, ruleset: RuleSet) -> FileResult:
-    events, error, rows = packed
+    events, error, rows, damage = packed
     hit, new = ruleset.hit, tuple.__new__  # tuple.__new__: a named tuple's own __new__ is a Python call
     detections = [new(Detection, (hit(index, matched), path, *rest)) for index, matched, *rest in rows]
-    return FileResult(path, events, tuple(detections), error)
+    return FileResult(path, events, tuple(detections), error, damage)
 
 
 def _scan_batch(task: tuple[int, list[Path]]) -> tuple[int, list[Packed]]:

@@ -224,3 +224,40 @@ def test_triage_says_when_it_matches_without_the_c_extension(tmp_path: Path,
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     assert "slow path" in result.stderr and "4 detections from 2 rules" in result.stderr
+
+
+def _damaged_evtx(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.unit.detect.evtx_writer import evtx_file, sysmon_events
+
+    rules, _ = _fixtures(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    intact = evtx_file(sysmon_events(150))
+    (logs / "intact.evtx").write_bytes(intact)
+    (logs / "cut.evtx").write_bytes(intact[:100_000])  # inside chunk 1
+    return rules, logs
+
+
+def test_triage_warns_about_a_damaged_evtx_file_and_hunts_its_intact_records(tmp_path: Path) -> None:
+    rules, logs = _damaged_evtx(tmp_path)
+    result = CliRunner().invoke(app, ["triage", str(logs), "--rules", str(rules), "-j", "1", "-o", "jsonl"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    warnings = [r for r in records if r.get("type") == "warning"]
+    assert len(warnings) == 1 and warnings[0]["file"].endswith("cut.evtx")
+    assert warnings[0]["records_read"] == 80 and warnings[0]["records_skipped"] == 30
+    assert warnings[0]["first_error"].startswith("truncated: 100000 bytes, 1 of the header's 3 chunks whole")
+    hunted = [r for r in records if "rule_id" in r]
+    assert {r["file"].rsplit("/", 1)[1] for r in hunted} == {"intact.evtx", "cut.evtx"}
+    assert sum(r["file"].endswith("cut.evtx") for r in hunted) == 80 // 7  # whoami every 7th record
+    assert "damaged: " in result.stderr and "80 records read, 30 skipped, 616 bytes unreadable" in result.stderr
+    assert "1 damaged files: 80 records recovered, 30 skipped" in result.stderr
+    assert "230 events" in result.stderr
+
+
+def test_triage_strict_makes_damage_an_error(tmp_path: Path) -> None:
+    rules, logs = _damaged_evtx(tmp_path)
+    result = CliRunner().invoke(app, ["triage", str(logs), "--rules", str(rules), "-j", "1", "--strict"])
+    assert result.exit_code == 1
+    assert "(--strict: exit status 1)" in result.stderr
+    assert "Whoami run" in result.stdout  # the intact records were still hunted through
