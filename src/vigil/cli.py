@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "triage": ("vigil.commands.triage", "app", False),
     "rules": ("vigil.commands.rules", "app", True),
     "plan": ("vigil.commands.plan", "app", True),
+    "backup": ("vigil.commands.backup", "app", True),
 }
 
 
