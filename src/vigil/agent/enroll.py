@@ -7,6 +7,7 @@ import platform
 import socket
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -31,6 +32,10 @@ def read_package(package_path: Path) -> OnboardingPackage:
         raise EnrollmentError(f"{package_path}: not a valid onboarding package: {where}: {first['msg']}") from e
     if package.format != ONBOARDING_FORMAT:
         raise EnrollmentError(f"{package_path}: format {package.format!r} is not {ONBOARDING_FORMAT!r}")
+    if urlsplit(package.server_url).scheme != "https":
+        raise EnrollmentError(f"{package_path}: server_url: {package.server_url!r} is not an https:// URL; the agent"
+                              " enrolls and reports only over TLS (set the server's public_url to its https://"
+                              " address)")
     return package
 
 

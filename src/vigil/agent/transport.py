@@ -143,14 +143,16 @@ class HttpClient:
 
     def __init__(self, base_url: str, context: ssl.SSLContext, timeout: float,
                  headers: dict[str, str] | None = None) -> None:
-        """Raises ValueError when ``base_url`` is not an http(s) URL."""
+        """Raises ValueError when ``base_url`` is not an https:// URL."""
         url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"the server URL {base_url!r} is not an http:// or https:// URL")
-        self._https = url.scheme == "https"
+        # Plain http would send the device credential and telemetry in clear and trust whoever answers:
+        # the agent talks to its server over TLS with the pinned CA, or not at all.
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError(f"server_url: {base_url!r} is not an https:// URL; the agent talks to its server only"
+                             " over TLS")
         self._host = url.hostname
         try:
-            self._port = url.port or (443 if self._https else 80)
+            self._port = url.port or 443
         except ValueError as e:
             raise ValueError(f"the server URL {base_url!r}: {e}") from e
         self._prefix = url.path.rstrip("/")
@@ -200,11 +202,6 @@ class HttpClient:
                   headers: dict[str, str]) -> tuple[Response, bool]:
         target = self._prefix + path
         sent = {**self._headers, **headers}
-        if self._proxy is not None and not self._https:  # forwarded by the proxy, not tunnelled
-            host = f"[{self._host}]" if ":" in self._host else self._host
-            target = f"http://{host}:{self._port}{target}"
-            if self._proxy.authorization:
-                sent["Proxy-Authorization"] = self._proxy.authorization
         if not isinstance(body, bytes):
             sent["Content-Length"] = str(os.fstat(body.fileno()).st_size - body.tell())
         try:
@@ -248,15 +245,11 @@ class HttpClient:
 
     def _new_connection(self) -> http.client.HTTPConnection:
         host, port = (self._host, self._port) if self._proxy is None else (self._proxy.host, self._proxy.port)
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._context,
-                                               blocksize=UPLOAD_BLOCK)
-            if self._proxy is not None:  # CONNECT tunnel; TLS (and its pin) end to end with the server
-                auth = {"Proxy-Authorization": self._proxy.authorization} if self._proxy.authorization else None
-                conn.set_tunnel(self._host, self._port, auth)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=self._timeout, blocksize=UPLOAD_BLOCK)
+        conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._context,
+                                           blocksize=UPLOAD_BLOCK)
+        if self._proxy is not None:  # CONNECT tunnel; TLS (and its pin) end to end with the server
+            auth = {"Proxy-Authorization": self._proxy.authorization} if self._proxy.authorization else None
+            conn.set_tunnel(self._host, self._port, auth)
         return conn
 
 

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from tests.unit.agent.pki import ThrowawayCA, make_ca
 from vigil import __version__
 from vigil.agent.enroll import enroll
-from vigil.agent.errors import EnrollmentError, ServerRejected
+from vigil.agent.errors import AgentError, EnrollmentError, ServerRejected
 from vigil.agent.identity import Identity, ca_fingerprint
 from vigil.agent.transport import AgentTransport, CredentialRevoked, ServerUnavailable
 from vigil.wire import ACTIONS_POLL_PATH, ENROLL_PATH, HEARTBEAT_PATH, TELEMETRY_PATH, ActionResult, Heartbeat
@@ -356,5 +357,18 @@ def test_enrollment_errors_say_what_failed(server: FakeServer, ca: ThrowawayCA, 
     with pytest.raises(ServerRejected) as rejected:
         enroll(package(tmp_path / "p.json", ca, f"https://127.0.0.1:{server.port}"), tmp_path / "s", timeout=2)
     assert rejected.value.status == 401 and rejected.value.field == "token"
-    with pytest.raises(EnrollmentError, match="not an http:// or https:// URL"):
+    with pytest.raises(EnrollmentError, match=r"server_url: 'ftp://127\.0\.0\.1' is not an https:// URL"):
         enroll(package(tmp_path / "p.json", ca, "ftp://127.0.0.1"), tmp_path / "s", timeout=2)
+
+
+def test_the_agent_refuses_a_plain_http_server_url(server: FakeServer, ca: ThrowawayCA, tmp_path: Path) -> None:
+    """Neither an onboarding package nor a (tampered) identity can point the agent at a cleartext server."""
+    served = len(server.requests)
+    for url in (f"http://127.0.0.1:{server.port}", f"HTTP://127.0.0.1:{server.port}", "127.0.0.1:443"):
+        with pytest.raises(EnrollmentError, match=r"p\.json: server_url: .* is not an https:// URL"):
+            enroll(package(tmp_path / "p.json", ca, url), tmp_path / "s", timeout=2)
+    assert not (tmp_path / "s" / "identity.json").exists()
+    plain = replace(identity_for(server.port, ca), server_url=f"http://127.0.0.1:{server.port}{PREFIX}")
+    with pytest.raises(AgentError, match=r"server_url: 'http://127\.0\.0\.1:\d+/[^']*' is not an https:// URL"):
+        AgentTransport(plain, 2)
+    assert len(server.requests) == served  # refused before any byte went out

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,20 @@ from vigil.agent.spool import DROP_REJECTED, Spool
 from vigil.agent.transport import AgentTransport
 from vigil.agent.uploader import Uploader
 from vigil.wire import HEARTBEAT_PATH, TELEMETRY_PATH
+
+# One CA for the module: the fake server's certificate, and the pin of every uploader talking to it (https only).
+CA = make_ca()
+
+
+def _tls_context() -> ssl.SSLContext:
+    cert, key = CA.server_cert()
+    folder = Path(tempfile.mkdtemp(prefix="vigil-uploader-tls-"))
+    (folder / "cert.pem").write_text(cert)
+    (folder / "key.pem").write_text(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    shutil.rmtree(folder)
+    return ctx
 
 
 class FakeServer:
@@ -82,6 +99,7 @@ class FakeServer:
                                    "duplicate": duplicate})
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.socket = _tls_context().wrap_socket(self._httpd.socket, server_side=True)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -108,9 +126,8 @@ def fake() -> Iterator[FakeServer]:
 
 
 def make_uploader(tmp_path: Path, port: int, **cfg: Any) -> tuple[Uploader, Spool]:
-    ca = make_ca()
-    identity = Identity("dev1", "vgd_dev1.secret", f"http://127.0.0.1:{port}", ca.cert_pem,
-                        ca_fingerprint(ca.cert_pem), "2026-01-01T00:00:00+00:00")
+    identity = Identity("dev1", "vgd_dev1.secret", f"https://127.0.0.1:{port}", CA.cert_pem,
+                        ca_fingerprint(CA.cert_pem), "2026-01-01T00:00:00+00:00")
     config = AgentConfig(state_dir=tmp_path, heartbeat_seconds=0.2, batch_seconds=0.05,
                          backoff_initial_seconds=0.05, backoff_max_seconds=0.3, request_timeout_seconds=2,
                          batch_max_events=100, shutdown_flush_seconds=2, **cfg)
