@@ -42,7 +42,7 @@ class BudgetLimits:
     window_seconds: float = 1.0
     aggregate_seconds: float = 2.0  # how long a summary row collects before it is emitted
     max_aggregate_keys: int = 5_000  # distinct summaries per sensor before rows are dropped outright
-    rate_limits: tuple[tuple[str, float], ...] = (("file", 2_000.0), ("network", 1_000.0))
+    rate_limits: tuple[tuple[str, float], ...] = (("file", 2_000.0), ("network", 1_000.0), ("system_log", 200.0))
     throttled_rate_factor: float = 0.25  # rate limits shrink to this while CPU is over its cap
 
     def rate_for(self, sensor: str) -> float | None:

@@ -212,6 +212,28 @@ DEVICE_INFO = Table(
     ("DeviceInfo",),
 )
 
+# The services whose messages the system-log sensor tells apart, by the program that logged them (journald's
+# SYSLOG_IDENTIFIER or the syslog tag): each is an action type, so that Sigma's `service: sshd` rules look at
+# sshd's messages alone. SystemLogMessage: any other program.
+SYSTEM_LOG_ACTION_TYPES = ("SshdMessage", "CronMessage", "SudoMessage", "SuMessage", "AuthMessage",
+                           "VsftpdMessage", "ClamavMessage", "GuacamoleMessage", "SystemLogMessage")
+
+DEVICE_SYSTEM_LOG_EVENTS = Table(
+    "DeviceSystemLogEvents",
+    "System log messages (journald or syslog files) of the services SigmaHQ's Linux log rules read.",
+    (
+        *_COMMON,
+        Column("ProcessName", S, "Program that logged the message (journald's SYSLOG_IDENTIFIER, syslog's tag)."),
+        Column("ProcessId", L, "PID of the program that logged the message.", minimum=0),
+        Column("Facility", S, "Syslog facility: auth, authpriv, cron, daemon, kern, user, ..."),
+        Column("SeverityLevel", S, "Syslog severity: emerg, alert, crit, err, warning, notice, info, debug."),
+        Column("SystemdUnit", S, "Systemd unit the program ran in (journald only)."),
+        Column("SyslogMessage", S, "The message text."),
+        _ADDITIONAL,
+    ),
+    SYSTEM_LOG_ACTION_TYPES,
+)
+
 TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (
@@ -221,6 +243,7 @@ TABLES: Mapping[str, Table] = {
         DEVICE_LOGON_EVENTS,
         DEVICE_EVENTS,
         DEVICE_INFO,
+        DEVICE_SYSTEM_LOG_EVENTS,
     )
 }
 

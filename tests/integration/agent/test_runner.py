@@ -67,7 +67,8 @@ def test_enroll_run_and_report(sqlite_server: VigilServer, tmp_path: Path) -> No
     # The file sensor watches the whole root filesystem, so other work on the machine can push it over its
     # rate limit (counted, as it should be); any other drop in this quiet run is a bug.
     assert set(report.counters["dropped"]) <= {"aggregated", "rate_limit.file", "file_path_unresolved"}
-    assert report.sensors.keys() == {"process", "file", "network", "logon", "device_info", "resource_budget"}
+    assert report.sensors.keys() == {"process", "file", "network", "logon", "system_log", "device_info",
+                                    "resource_budget"}
 
 
 def test_used_token_is_refused_with_the_servers_reason(sqlite_server: VigilServer, tmp_path: Path) -> None:

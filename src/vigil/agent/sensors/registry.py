@@ -47,6 +47,7 @@ def default_registry() -> SensorRegistry:
     from vigil.agent.sensors.logon import LogonSensor
     from vigil.agent.sensors.network import NetworkSensor
     from vigil.agent.sensors.process import ProcessSensor
+    from vigil.agent.sensors.system_log import SystemLogSensor
 
     registry = SensorRegistry()
     # The process sensor first: the others describe acting processes through its table.
@@ -54,5 +55,6 @@ def default_registry() -> SensorRegistry:
     registry.register(FileSensor.name, FileSensor)
     registry.register(NetworkSensor.name, NetworkSensor)
     registry.register(LogonSensor.name, LogonSensor)
+    registry.register(SystemLogSensor.name, SystemLogSensor)
     registry.register(DeviceInfoSensor.name, DeviceInfoSensor)
     return registry
