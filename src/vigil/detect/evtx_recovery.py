@@ -42,7 +42,7 @@ class EvtxDamage:
 
 def _header_problem(header: bytes, size: int) -> tuple[str | None, int | None]:
     """(the file header's first problem or None, its chunk count when the header can be trusted)."""
-    if len(header) < FILE_HEADER_SIZE:
+    if size < FILE_HEADER_SIZE or len(header) < 128:
         return f"file is {size} bytes, shorter than the {FILE_HEADER_SIZE}-byte file header", None
     if header[:8] != FILE_MAGIC:
         return "file header: no ElfFile signature", None
@@ -75,9 +75,11 @@ def check_evtx(path: Path) -> str | None:
     whose header or records do not match theirs. A truncation it would not notice (it reads the chunks that are
     there and stops), nor a damaged file header, which it does not check.
     """
-    with path.open("rb") as fh:
-        header = fh.read(FILE_HEADER_SIZE)
-        size = os.fstat(fh.fileno()).st_size
+    fd = os.open(path, os.O_RDONLY)  # no file object: this runs before every intact file's parse
+    try:
+        header, size = os.pread(fd, 128, 0), os.fstat(fd).st_size
+    finally:
+        os.close(fd)
     return _header_problem(header, size)[0]
 
 
