@@ -36,6 +36,8 @@ class DetectionSource(StrEnum):
     SIGMA = "Sigma"
     CUSTOM_DETECTION = "CustomDetection"
     ANTIVIRUS = "VigilAv"
+    # Vigil's own checks of what a device reports about itself (an identity change awaiting review).
+    IDENTITY = "VigilIdentity"
 
 
 # Defender's alert categories are ATT&CK tactics under their own names; Vigil adds no others.

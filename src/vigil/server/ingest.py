@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from vigil.core.clock import Clock
 from vigil.core.telemetry import RejectedRow
 from vigil.store.alerts import NewHit, record_hit
-from vigil.store.devices import touch_device
+from vigil.store.identity import report_device
 from vigil.store.telemetry import insert_rows, store_batch, stored_batch
 from vigil.wire import MAX_LISTED_REJECTIONS, TelemetryAck
 from vigil.wire import RejectedRow as RejectedRowInfo
@@ -137,7 +137,7 @@ class IngestPipeline:
         try:
             with self.engine.begin() as conn:
                 stored = store_batch(conn, device_id, batch_id, rows, now)
-                touch_device(conn, device_id, now, **_device_facts(rows))
+                report_device(conn, device_id, now, _device_facts(rows))  # name, OS, tags: held for review
                 if not stored.duplicate:
                     for hit in hits:
                         record_hit(conn, hit, now)

@@ -25,13 +25,15 @@ class DeviceGroup:
     rules: tuple[Condition, ...]
     user_groups: tuple[str, ...]
     device_count: int
+    # A name, OS or agent-tag change its devices report applies at once instead of waiting for review.
+    trust_reported_identity: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "description": self.description, "rank": self.rank,
             "automationLevel": self.automation_level.value, "isDefault": self.is_default,
             "rules": [c.as_dict() for c in self.rules], "userGroups": list(self.user_groups),
-            "deviceCount": self.device_count,
+            "deviceCount": self.device_count, "trustReportedIdentity": self.trust_reported_identity,
         }
 
 
@@ -46,7 +48,8 @@ def list_groups(conn: sa.Connection) -> list[DeviceGroup]:
     rows.sort(key=lambda r: (r.rank is None, r.rank or 0))
     return [
         DeviceGroup(int(r.id), r.name, r.description, r.rank, AutomationLevel(r.automation_level), bool(r.is_default),
-                    parse_conditions(r.rules or []), tuple(access.get(int(r.id), [])), int(counts.get(r.id, 0)))
+                    parse_conditions(r.rules or []), tuple(access.get(int(r.id), [])), int(counts.get(r.id, 0)),
+                    bool(r.trust_reported_identity))
         for r in rows
     ]
 
@@ -58,7 +61,7 @@ def get_group(conn: sa.Connection, name: str) -> DeviceGroup | None:
 def put_group(
     conn: sa.Connection, name: str, *, now: datetime, description: str | None = None,
     rules: list[dict[str, Any]] | None = None, automation_level: AutomationLevel | None = None,
-    user_groups: list[str] | None = None,
+    user_groups: list[str] | None = None, trust_reported_identity: bool | None = None,
 ) -> tuple[int, list[tuple[str, int, int]]]:
     """Create or change a group (new groups get the lowest rank); returns its id and device moves."""
     if not name.strip():
@@ -74,6 +77,8 @@ def put_group(
         values["rules"] = [c.as_dict() for c in parse_conditions(rules)]
     if automation_level is not None:
         values["automation_level"] = automation_level.value
+    if trust_reported_identity is not None:
+        values["trust_reported_identity"] = trust_reported_identity
     if row is None:
         top = conn.execute(sa.select(sa.func.max(device_groups.c.rank))).scalar() or 0
         values.setdefault("description", "")

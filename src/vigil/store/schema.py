@@ -32,6 +32,9 @@ device_groups = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     # Matching rule: a list of {"property", "operator", "value"} conditions, all of which must hold.
     sa.Column("rules", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    # When true, a name, OS or agent-tag change its devices report applies at once (still recorded and
+    # audited); when false it waits for an administrator, so a device cannot move itself out of the group.
+    sa.Column("trust_reported_identity", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 devices = sa.Table(
@@ -57,6 +60,28 @@ devices = sa.Table(
     sa.Column("sensors", sa.JSON, nullable=False, default=dict),
     sa.Column("offboarded_at", UtcDateTime, nullable=True),
     sa.Column("enrollment_token_id", sa.Integer, sa.ForeignKey("enrollment_tokens.id"), nullable=True),
+    # computer_dns_name, os_platform and agent_tags are the device's *accepted* identity; this is when its
+    # first DeviceInfo completed it (the enrolment request carries no tags). Later reports that differ
+    # become device_identity_changes.
+    sa.Column("identity_established_at", UtcDateTime, nullable=True),
+)
+
+device_identity_changes = sa.Table(
+    "device_identity_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Identity.as_json() of the accepted identity when the change was seen, and of the latest report.
+    sa.Column("before", sa.JSON, nullable=False),
+    sa.Column("after", sa.JSON, nullable=False),
+    sa.Column("detected_at", UtcDateTime, nullable=False),
+    sa.Column("last_reported_at", UtcDateTime, nullable=False),
+    sa.Column("reports", sa.Integer, nullable=False, default=1),
+    sa.Column("revision", sa.Integer, nullable=False, default=1),
+    sa.Column("decided_by", sa.String(255), nullable=True),
+    sa.Column("decided_at", UtcDateTime, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
 )
 
 enrollment_tokens = sa.Table(

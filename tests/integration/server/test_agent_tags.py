@@ -27,9 +27,17 @@ def test_agent_tags_join_analyst_tags_and_drive_group_membership(sqlite_server: 
         m = c.get(f"/api/machines/{did}").json()
         assert m["machineTags"] == ["owner-web", "ring-pilot", "web"]
         assert m["rbacGroupName"] == "Pilot"
-    # The operator removes the ring tag from the agent's config: the device leaves the group.
+    # The ring tag leaves the agent's config: that is the device's word, so it waits for an administrator.
     assert post_batch(server, dev["credential"], [_info(did, 2, ["web"])]).status_code == 200
     with server.client(server.admin_token()) as c:
         m = c.get(f"/api/machines/{did}").json()
-    assert m["machineTags"] == ["owner-web", "web"]
-    assert m["rbacGroupName"] == "Ungrouped devices (default)"
+        assert (m["machineTags"], m["rbacGroupName"]) == (["owner-web", "ring-pilot", "web"], "Pilot")
+        ch = c.get(f"/api/machines/{did}/identityChanges").json()["value"][0]
+        assert c.post(f"/api/machines/{did}/identityChanges/{ch['id']}/accept",
+                      json={"Revision": ch["revision"]}).status_code == 200
+        m = c.get(f"/api/machines/{did}").json()
+        assert m["machineTags"] == ["owner-web", "web"]
+        assert m["rbacGroupName"] == "Ungrouped devices (default)"
+        # Tags set by an analyst still move the device at once, as Defender's machine tags do.
+        assert c.post(f"/api/machines/{did}/tags", json={"Value": "ring-pilot", "Action": "Add"}).status_code == 200
+        assert c.get(f"/api/machines/{did}").json()["rbacGroupName"] == "Pilot"

@@ -12,6 +12,7 @@ from vigil.server.api import (
     liveresponse,
     machineactions,
     machinegroups,
+    machineidentity,
     machines,
     onboarding,
     plan,
@@ -24,7 +25,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    tokens, audit, plan, accounts,
+    machineidentity, tokens, audit, plan, accounts,
 )
 for _module in _MODULES:
     router.include_router(_module.router)

@@ -34,6 +34,8 @@ class GroupBody(BaseModel):
     rules: list[dict[str, Any]] | None = None
     automationLevel: AutomationLevel | None = None
     userGroups: list[str] | None = None
+    # Off by default: a device's own report of a new name, OS or tags waits for an administrator.
+    trustReportedIdentity: bool | None = None
 
 
 @router.put("/machinegroups/{name}")
@@ -46,7 +48,8 @@ def put_group(
         with svc.engine.begin() as conn:
             before = group_store.get_group(conn, name)
             _gid, moves = group_store.put_group(conn, name, now=now, description=body.description, rules=body.rules,
-                                             automation_level=body.automationLevel, user_groups=body.userGroups)
+                                             automation_level=body.automationLevel, user_groups=body.userGroups,
+                                             trust_reported_identity=body.trustReportedIdentity)
             after = group_store.get_group(conn, name)
             assert after is not None
             audit.append(conn, change(request, "device_group.put", "device_group", name,
