@@ -22,6 +22,7 @@ from vigil.server import (
     portal,
     portal_actions,
     portal_alerts,
+    portal_identity,
     portal_plan,
 )
 from vigil.server.detection import LiveDetection, load_ruleset
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(portal.router)
     app.include_router(portal_alerts.router)
     app.include_router(portal_actions.router)
+    app.include_router(portal_identity.router)
     app.include_router(portal_plan.router)
     app.include_router(portal_sso_router)
     app.include_router(portal_account_router)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
-from tests.integration.server.rbac_support import admin, make_user, token_of
+from tests.integration.server.rbac_support import PASSWORD, admin, make_user, token_of
 from tests.support import VigilServer, enroll_raw, post_batch
 
 TIER1 = ["View data – Security operations", "Alerts investigation"]
@@ -148,3 +150,38 @@ def test_a_group_that_trusts_reported_identity_lets_the_change_apply_at_once(sql
     with admin(server) as c:
         assert _group(c, did) == "Group B"
         assert c.get(f"/api/machines/{did}/identityChanges").json()["value"][0]["status"] == "Pending"
+
+
+@contextmanager
+def _portal(server: VigilServer, username: str, password: str) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        c.get("/login")
+        r = c.post("/login", data={"username": username, "password": password, "csrf": c.cookies["vigil_csrf"]})
+        assert r.status_code in (200, 303), r.text
+        yield c
+
+
+def test_the_device_page_lists_the_change_and_only_an_admin_accepts_it_there(sqlite_server: VigilServer) -> None:
+    server = sqlite_server
+    s = _set_up(server)
+    did = s["did"]
+    assert post_batch(server, s["credential"], [_info(did, 2, "a-web-01.corp.test", ["ring-b"])]).status_code == 200
+    with admin(server) as c:
+        ch = c.get(f"/api/machines/{did}/identityChanges").json()["value"][0]
+    action = f"/devices/{did}/identity/{ch['id']}/accept"
+    with _portal(server, "ann", PASSWORD) as c:
+        html = c.get(f"/devices/{did}").text
+        assert 'id="identity-changes"' in html and "ring-b" in html and "Pending" in html
+        assert action not in html  # no button for a Tier-1 analyst
+        r = c.post(action, data={"csrf": c.cookies["vigil_csrf"], "revision": "1"})
+        assert r.status_code == 403
+    with _portal(server, "admin", server.admin_password) as c:
+        assert action in c.get(f"/devices/{did}").text
+        assert c.post(action, data={"csrf": "forged", "revision": "1"}).status_code == 403
+        r = c.post(action, data={"csrf": c.cookies["vigil_csrf"], "revision": "1"})
+        assert r.status_code == 303 and r.headers["location"] == f"/devices/{did}"
+        html = c.get(f"/devices/{did}").text
+        assert "Accepted" in html and "Group B" in html
+    with admin(server) as c:
+        assert _group(c, did) == "Group B"
+        assert len(c.get("/api/audit", params={"action": "device.identity_accept"}).json()["value"]) == 1
