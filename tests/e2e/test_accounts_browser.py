@@ -57,7 +57,8 @@ def test_totp_enrolment_sign_in_and_recovery_codes(
     try:
         sign_in(page, "dana", PASSWORD)
         expect(page).to_have_url(f"{base}/devices")
-        page.goto("/account")
+        page.get_by_role("banner").get_by_role("link", name="dana").click()
+        expect(page).to_have_url(f"{base}/account")
         expect(page.locator("#mfa-state")).to_contain_text("TOTP is off")
         page.get_by_role("link", name="Set up TOTP").click()
         expect(page).to_have_url(f"{base}/account/totp")
