@@ -38,6 +38,13 @@ def device_filter(principal: Principal, device_id: sa.ColumnElement[Any]) -> sa.
     return device_id.in_(sa.select(devices.c.id).where(devices.c.group_id.in_(sorted(ids))))
 
 
+def visible_device_ids(conn: sa.Connection, principal: Principal) -> frozenset[str] | None:
+    """The ids of the devices the caller may see; None means all of them."""
+    if visible_group_ids(principal) is None:
+        return None
+    return frozenset(conn.execute(sa.select(devices.c.id).where(group_filter(principal, devices.c.group_id))).scalars())
+
+
 _TOKEN_MARK = " (API token "
 
 

@@ -15,9 +15,9 @@ from vigil.server.api._json import iso
 from vigil.server.api.alerts import query_alerts
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
-from vigil.server.scope import device_filter, group_filter, principal_of, visible_group_ids
+from vigil.server.scope import device_filter, principal_of, visible_device_ids
 from vigil.store import incidents as incident_store
-from vigil.store.schema import alerts, devices
+from vigil.store.schema import alerts
 
 router = APIRouter()
 
@@ -55,11 +55,9 @@ def incident_json(
 def _scope(request: Request) -> tuple[Any, frozenset[str] | None]:
     """The caller's alert filter, and the device ids they may see (None when they see all)."""
     who = principal_of(request)
-    if visible_group_ids(who) is None:
-        return None, None
     with services(request).engine.connect() as conn:
-        ids = frozenset(conn.execute(sa.select(devices.c.id).where(group_filter(who, devices.c.group_id))).scalars())
-    return device_filter(who, alerts.c.machine_id), ids
+        ids = visible_device_ids(conn, who)
+    return (None, None) if ids is None else (device_filter(who, alerts.c.machine_id), ids)
 
 
 def _require(conn: sa.Connection, incident_id: int, scope: Any) -> Any:
@@ -80,7 +78,16 @@ def list_incidents(request: Request, status: str | None = None) -> list[dict[str
     scope, visible = _scope(request)
     with services(request).engine.connect() as conn:
         rows = incident_store.listing(conn, status=status, scope=scope)
-    return [incident_json(r, visible) for r in rows]
+    return [_listed(request, r, visible) for r in rows]
+
+
+def _listed(request: Request, row: Any, visible: frozenset[str] | None) -> dict[str, Any]:
+    if visible is None or set(row.device_ids or []) <= visible:
+        return incident_json(row, visible)
+    # The incident also spans devices the caller cannot see: its entities come from the visible alerts only.
+    out = incident_json(row, visible, query_alerts(request, incident_id=row.id))
+    del out["alerts"]
+    return out
 
 
 @router.get("/incidents")

@@ -70,7 +70,11 @@ def _own_session(request: Request, session_id: int, who: Principal) -> action_st
             s = action_store.get_session(conn, session_id)
         except action_store.ActionNotFound as e:
             raise APIError(404, "not_found", str(e), field="session_id") from None
-    get_machine(request, s.device_id)
+    try:
+        get_machine(request, s.device_id)
+    except APIError:
+        # Said of the session, not its device: the device id of another group's session must not leak.
+        raise APIError(404, "not_found", f"no live response session {session_id}", field="session_id") from None
     if s.username != who.user.username:
         raise APIError(403, "forbidden", "this live response session belongs to another user")
     return s

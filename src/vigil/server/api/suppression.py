@@ -1,4 +1,8 @@
-"""Alert suppression rules: create, list, enable or disable, delete."""
+"""Alert suppression rules: create, list, enable or disable, delete.
+
+A Device-scoped rule belongs to its device's group: callers scoped to other groups neither see nor change it (404),
+as with the device itself; Organization-scoped rules name no device and are visible to every caller.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from vigil.core.suppression import SuppressionAction, SuppressionError, Suppress
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
+from vigil.server.scope import principal_of, visible_device_ids
 from vigil.store import suppression as store
 
 router = APIRouter()
@@ -40,10 +45,22 @@ def _json(row: Any) -> dict[str, Any]:
     }
 
 
+def _visible_rules(request: Request, conn: Any) -> list[Any]:
+    devices = visible_device_ids(conn, principal_of(request))
+    return [r for r in store.listing(conn) if devices is None or r.machine_id is None or r.machine_id in devices]
+
+
+def _visible_rule(request: Request, conn: Any, rule_id: int) -> Any:
+    row = next((r for r in _visible_rules(request, conn) if r.id == rule_id), None)
+    if row is None:
+        raise APIError(404, "not_found", f"no suppression rule {rule_id}", field="id")
+    return row
+
+
 @router.get("/suppressionRules")
 def list_rules(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
     with services(request).engine.connect() as conn:
-        return {"value": [_json(r) for r in store.listing(conn)]}
+        return {"value": [_json(r) for r in _visible_rules(request, conn)]}
 
 
 @router.post("/suppressionRules", status_code=201)
@@ -55,6 +72,9 @@ def create_rule(
     svc = services(request)
     try:
         with svc.engine.begin() as conn:
+            devices = visible_device_ids(conn, who)
+            if body.scope is SuppressionScope.DEVICE and devices is not None and body.machineId not in devices:
+                raise APIError(404, "not_found", f"no machine with id {body.machineId!r}", field="machineId")
             rule_id = store.create(
                 conn, title=body.alertTitle, scope=body.scope, action=body.action, conditions=body.conditions,
                 machine_id=body.machineId if body.scope is SuppressionScope.DEVICE else None,
@@ -71,9 +91,9 @@ def enable_rule(
     rule_id: int, body: EnableBody, request: Request, _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
 ) -> dict[str, Any]:
     with services(request).engine.begin() as conn:
-        if not store.set_enabled(conn, rule_id, body.enabled):
-            raise APIError(404, "not_found", f"no suppression rule {rule_id}", field="id")
-        return _json(next(r for r in store.listing(conn) if r.id == rule_id))
+        _visible_rule(request, conn, rule_id)
+        store.set_enabled(conn, rule_id, body.enabled)
+        return _json(_visible_rule(request, conn, rule_id))
 
 
 @router.delete("/suppressionRules/{rule_id}", status_code=204)
@@ -81,5 +101,5 @@ def delete_rule(
     rule_id: int, request: Request, _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
 ) -> None:
     with services(request).engine.begin() as conn:
-        if not store.delete(conn, rule_id):
-            raise APIError(404, "not_found", f"no suppression rule {rule_id}", field="id")
+        _visible_rule(request, conn, rule_id)
+        store.delete(conn, rule_id)
