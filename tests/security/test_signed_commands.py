@@ -124,7 +124,8 @@ def test_every_remediation_route_needs_the_remediation_permission(tmp_path: Path
         assert Permission.REMEDIATION_SECOPS in guards[path], path
     # Every route that creates a machine action is in the list above or is a non-remediation one.
     creating = {p for p in guards if p.startswith("/api/machines/{machine_id}/") and p.split("/")[-1][0].isalpha()
-                and p.split("/")[-1] not in ("timeline", "tags", "offboard", "sessions")}
+                and p.split("/")[-1] not in ("timeline", "tags", "offboard", "sessions", "identityChanges")
+                and "/identityChanges/" not in p}
     assert creating - REMEDIATION_ROUTES == {"/api/machines/{machine_id}/collectInvestigationPackage",
                                              "/api/machines/{machine_id}/runAntiVirusScan"}
 
