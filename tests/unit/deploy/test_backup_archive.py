@@ -1,4 +1,4 @@
-"""The backup archive: files round-trip exactly; a changed byte, member or manifest, or a wrong passphrase, is caught."""
+"""The backup archive: files round-trip exactly; a changed byte, member or manifest, or a wrong passphrase, fails."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_a_changed_manifest_is_caught_even_when_it_still_parses(tmp_path: Path) 
     doctored = body.replace(b'"DeviceProcessEvents": 7', b'"DeviceProcessEvents": 8')
     assert doctored != body and len(doctored) == size
     archive.write_bytes(raw[:offset] + doctored + raw[offset + size:])
-    with pytest.raises(ArchiveDamaged, match="manifest.json was changed"):
+    with pytest.raises(ArchiveDamaged, match=r"manifest\.json was changed"):
         _read_all(archive)
 
 
