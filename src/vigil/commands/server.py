@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from vigil.core.telemetry import schema_markdown
 from vigil.deploy.onboarding import create_package, parse_duration
 from vigil.deploy.setup import SetupReport, run_setup
 from vigil.server.app import create_app
-from vigil.store import db
+from vigil.store import audit, db
 from vigil.store import devices as device_store
 
 console = Console(stderr=True)
@@ -116,10 +117,12 @@ def onboarding_package(
     try:
         db.upgrade(engine)
         with engine.begin() as conn:
+            now = SystemClock().now()
             pkg = create_package(
-                conn, settings, group=group, lifetime=lifetime, uses=uses, created_by=f"cli:{_whoami()}",
-                now=SystemClock().now(),
+                conn, settings, group=group, lifetime=lifetime, uses=uses, created_by=f"cli:{_whoami()}", now=now,
             )
+            audit.append(conn, audit.Change(f"cli:{_whoami()}", "onboarding.package", "device_group", pkg.group or "",
+                                            after={"expires_at": pkg.expires_at.isoformat(), "uses": uses}), now)
     except (device_store.NotFound, ValueError) as e:
         raise CommandError(str(e)) from None
     finally:
@@ -145,7 +148,10 @@ def offboard(device: Annotated[str, typer.Argument(help="device id or host name"
             if len(found) > 1:
                 ids = ", ".join(f"{r.id} ({r.computer_dns_name})" for r in found)
                 raise CommandError(f"{device!r} matches several devices: {ids}; give the device id")
-            done = device_store.offboard_device(conn, found[0].id, SystemClock().now())
+            now = SystemClock().now()
+            done = device_store.offboard_device(conn, found[0].id, now)
+            if done:
+                audit.append(conn, audit.Change(f"cli:{_whoami()}", "device.offboard", "device", found[0].id), now)
     finally:
         engine.dispose()
     row = found[0]
@@ -153,10 +159,12 @@ def offboard(device: Annotated[str, typer.Argument(help="device id or host name"
 
 
 def _whoami() -> str:
+    """The OS user and host a CLI change is audited under: the CLI has no sign-in of its own."""
     try:
-        return os.getlogin()
+        user = os.getlogin()
     except OSError:
-        return str(os.getuid())
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def _wait_healthy(url: str, ca: Path, stop: threading.Event, timeout: float = 30) -> bool:

@@ -1,0 +1,43 @@
+"""State-changing CLI verbs leave an audit record naming the OS user and host, as the portal's do."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import VigilServer, enroll_raw
+from vigil.config import load_settings
+from vigil.store import audit, db
+
+
+def _vigil(server: VigilServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIGIL_DATA_DIR": str(server.data_dir)}
+    env.pop("VIGIL_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "vigil", *args, "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_onboarding_package_and_offboard_from_the_cli_are_audited(sqlite_server: VigilServer, tmp_path: Path) -> None:
+    pkg_path = tmp_path / "pkg.json"
+    made = _vigil(sqlite_server, "onboarding-package", "-o", str(pkg_path))
+    assert made.returncode == 0, made.stderr
+    device = enroll_raw(sqlite_server, json.loads(pkg_path.read_text())["token"], "cli-audited").json()["device_id"]
+    gone = _vigil(sqlite_server, "offboard", device)
+    assert gone.returncode == 0, gone.stderr
+
+    engine = db.make_engine(load_settings(sqlite_server.data_dir).db_url)
+    try:
+        with engine.connect() as conn:
+            made_rows = audit.entries(conn, action="onboarding.package")
+            gone_rows = audit.entries(conn, action="device.offboard")
+            chain = audit.verify(conn)
+    finally:
+        engine.dispose()
+    host = socket.gethostname()
+    assert [e.actor.endswith(f"@{host}") and e.actor.startswith("cli:") for e, _ in made_rows] == [True]
+    assert [(e.target_id, e.actor.endswith(f"@{host}")) for e, _ in gone_rows] == [(device, True)]
+    assert chain.ok
