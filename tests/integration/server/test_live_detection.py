@@ -70,14 +70,15 @@ def test_a_batch_is_not_acknowledged_without_its_alerts(sqlite_server: VigilServ
             conn.exec_driver_sql("CREATE TRIGGER refuse_alerts BEFORE INSERT ON alerts "
                                  "BEGIN SELECT RAISE(ABORT, 'alerts refused by the test'); END")
         refused = post_batch(server, dev["credential"], [ev], batch_id="batch-with-alert")
-        assert refused.status_code == 500  # not a duplicate acknowledgement: the constraint was not the batch's
+        assert refused.status_code == 503  # a storage fault, not a duplicate acknowledgement: the agent resends
         assert _count(server) == 0
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER refuse_alerts")
     finally:
         engine.dispose()
     resent = post_batch(server, dev["credential"], [ev], batch_id="batch-with-alert")
-    assert resent.json() == {"batch_id": "batch-with-alert", "accepted": 1, "duplicate": False}
+    assert resent.json() == {"batch_id": "batch-with-alert", "accepted": 1, "duplicate": False,
+                             "rejected": 0, "rejections": []}
     with server.client(server.admin_token()) as c:
         alerts = c.get("/api/alerts").json()["value"]
     assert [(a["title"], a["eventCount"]) for a in alerts] == [("Download Piped Into a Shell", 1)]
