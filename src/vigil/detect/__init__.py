@@ -8,9 +8,10 @@ Public API::
 """
 
 from vigil.detect.events import flatten_evtx
+from vigil.detect.load import LoadReport, load_rules, load_rules_text
 from vigil.detect.model import (
+    AbsentFields,
     ErrorKind,
-    LoadReport,
     LogSource,
     RuleFilter,
     RuleHit,
@@ -18,9 +19,10 @@ from vigil.detect.model import (
     RuleLoadError,
     RuleNote,
 )
-from vigil.detect.ruleset import CompiledRules, RuleSet, load_rules, load_rules_text, native_matching
+from vigil.detect.ruleset import CompiledRules, RuleSet, native_matching
 
 __all__ = [
+    "AbsentFields",
     "CompiledRules",
     "ErrorKind",
     "LoadReport",

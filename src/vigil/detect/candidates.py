@@ -51,11 +51,11 @@ def anchors(literals: Iterable[str]) -> list[str]:
 # `_speedups.Literals` or None). Plain tuples, so that the C hot path and `_search` below read the same thing.
 SubSpec = tuple[tuple[str, ...], tuple[tuple[int, ...], ...], tuple[str, ...] | None, Search | None, Any]
 
-def _searcher(table: Table) -> SubSpec:
-    """How to find which literals of `table` occur in a value."""
+def _searcher(table: Table, native: bool) -> SubSpec:
+    """How to find which literals of `table` occur in a value (`native`: by the C matcher)."""
     literals = tuple(literal for literal, _ in table)
     ids = tuple(i for _, i in table)
-    if _speedups is not None:  # folded: the C path searches original values, lower-cased as it reads them
+    if native:  # folded: the C path searches original values, lower-cased as it reads them
         return literals, ids, None, None, _speedups.Literals(literals, folded=True)
     if len(table) <= _FEW_LITERALS:
         return literals, ids, None, None, None
@@ -91,13 +91,15 @@ class Bucket:
 
     __slots__ = ("always", "eq", "has", "keyword", "lookups", "members", "sub", "unicode")
 
-    def __init__(self, members: tuple[int, ...], plan: BucketPlan) -> None:
+    def __init__(self, members: tuple[int, ...], plan: BucketPlan, *, native: bool | None = None) -> None:
+        """`native`: whether the C matcher reads the lookups (None: when it is built)."""
+        native = _speedups is not None and native is not False
         self.members = members
         self.always = frozenset(plan.always)
         self.eq = tuple((f, dict(t)) for f, t in plan.eq)
-        self.sub = tuple((f, _searcher(t)) for f, t in plan.sub if f is not None)
+        self.sub = tuple((f, _searcher(t, native)) for f, t in plan.sub if f is not None)
         keyword = [t for f, t in plan.sub if f is None]
-        self.keyword = _searcher(keyword[0]) if keyword else None
+        self.keyword = _searcher(keyword[0], native) if keyword else None
         self.has = plan.has
         self.unicode = plan.unicode
         # What `_speedups.candidates` and `_speedups.run` read, in this order.

@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import CodeType
 from typing import Any
 
+from vigil.detect.events import Scalar
 from vigil.detect.ir import And, Atom, Node, Not, Op
-from vigil.detect.prefilter import plan_bucket
-from vigil.detect.runtime import NAMESPACE
+from vigil.detect.prefilter import BucketPlan, plan_bucket
+from vigil.detect.runtime import NAMESPACE, AtomTest, Tree
+
+# A generated binding test: (lower-cased event, original event) -> matched
+Matcher = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], bool]
+IndexKey = tuple[str, str]  # (channel or table, event id or action type), lower-cased source
+Derived = tuple[tuple[str, str, str], ...]  # (field, derivation, column) a source computes per event
+
+
+@dataclass(frozen=True)
+class MatcherTables:
+    """What the generated module defines: the one contract between codegen and the rule set."""
+
+    atoms: list[AtomTest]  # per atom, its Python test
+    specs: list[tuple[Any, ...]]  # per atom, the same test for the C evaluator (`_Emitter.spec`)
+    trees: list[Tree]  # per binding, its tree over atom indexes
+    rule_of: list[int]  # per binding, its rule's index
+    functions: list[Matcher]  # per binding, its generated function
+    buckets: list[tuple[tuple[int, ...], BucketPlan]]  # per bucket, its member bindings and prefilter plan
+    windows: dict[IndexKey, int]  # Windows index key -> bucket
+    telemetry: dict[IndexKey, int]  # telemetry index key -> bucket
+    derived: dict[IndexKey, Derived]  # telemetry index key -> fields computed per event
+
+
+# Each table's name in the generated module: written by `generate_module`, read back only by `run_module`.
+_NAMES = {"atoms": "A", "specs": "S", "trees": "T", "rule_of": "R", "functions": "F", "buckets": "B",
+          "windows": "WIN", "telemetry": "TEL", "derived": "DER"}
+assert set(_NAMES) == {f.name for f in fields(MatcherTables)}
+
+
+def run_module(code: Iterable[CodeType]) -> MatcherTables:
+    """Run the generated module's compiled chunks in order, in one namespace, and take its tables."""
+    ns: dict[str, Any] = dict(NAMESPACE)
+    for chunk in code:
+        exec(chunk, ns)  # noqa: S102 - our own generated code
+    missing = [name for name in _NAMES.values() if name not in ns]
+    if missing:
+        raise ValueError(f"not a generated rule module: it defines no {', '.join(missing)}")
+    return MatcherTables(**{f: ns[name] for f, name in _NAMES.items()})
 
 # Past this many alternatives, `a in v or b in v ...` loses to one automaton pass.
 _MAX_INLINE_CONTAINS = 10
@@ -209,9 +248,9 @@ def _chunked(name: str, items: Sequence[str]) -> list[str]:
 
 
 def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
-    """Python source, in chunks to compile and run in order in one namespace, defining A (atom tests),
-    S (the same atoms for the C evaluator), T (trees), R (rule per binding), F (a function per binding),
-    B (per bucket: member bindings and prefilter plan) and WIN/TEL (index key -> bucket)."""
+    """Python source, in chunks to compile and run in order in one namespace (`run_module`), defining the
+    tables of `MatcherTables`."""
+    names = _NAMES
     em = _Emitter()
     atoms: list[str] = []
     specs: list[str] = []
@@ -237,13 +276,14 @@ def generate_module(bindings: Sequence[CompiledBinding]) -> list[str]:
     consts = [f"{name} = {source}" for source, name in em.consts.items()]
     chunks = ["\n".join(head) + "\n"]
     chunks += ["\n".join(run) + "\n" for run in _runs(consts)]
-    chunks += _chunked("A", atoms)
-    chunks += _chunked("S", specs)
-    chunks += _chunked("T", trees)
-    chunks.append(f"R = {[b.rule_index for b in bindings]!r}\n")
+    chunks += _chunked(names["atoms"], atoms)
+    chunks += _chunked(names["specs"], specs)
+    chunks += _chunked(names["trees"], trees)
+    chunks.append(f"{names['rule_of']} = {[b.rule_index for b in bindings]!r}\n")
     chunks += ["\n".join(run) + "\n" for run in _runs(functions)]
-    chunks.append(f"F = [{', '.join(f'm{i}' for i in range(len(bindings)))}]\n")
-    chunks += _chunked("B", buckets)
-    chunks.append("\n".join(["WIN = {", *tables["windows"], "}", "TEL = {", *tables["telemetry"], "}"]) + "\n")
-    chunks.append(f"DER = {({k: tuple(sorted(v)) for k, v in derived.items()})!r}\n")
+    chunks.append(f"{names['functions']} = [{', '.join(f'm{i}' for i in range(len(bindings)))}]\n")
+    chunks += _chunked(names["buckets"], buckets)
+    chunks.append("\n".join([f"{names['windows']} = {{", *tables["windows"], "}",
+                              f"{names['telemetry']} = {{", *tables["telemetry"], "}"]) + "\n")
+    chunks.append(f"{names['derived']} = {({k: tuple(sorted(v)) for k, v in derived.items()})!r}\n")
     return chunks

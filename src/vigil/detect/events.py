@@ -138,13 +138,15 @@ def _scalar(value: Any) -> str:
     raise _Unusual
 
 
-def evtx_views(record: Mapping[str, Any]) -> tuple[dict[str, Scalar], dict[str, Scalar], bool]:
-    """`views(flatten_evtx(record))` in one pass for the usual pyevtx shapes (several times faster).
+def evtx_views(record: Mapping[str, Any],
+               native: bool | None = None) -> tuple[dict[str, Scalar], dict[str, Scalar], bool]:
+    """`views(flatten_evtx(record))` in one pass for the usual pyevtx shapes (several times faster); `native`:
+    in C (None: when it is built).
 
     System fields one level deep with attributes, EventData of scalars: anything else (lists, nested
     data, repeated or spaced names, UserData) takes the general path, so the result is always the same.
     """
-    if _speedups is not None:
+    if _speedups is not None and native is not False:
         fast = _speedups.evtx_views(record)
         if fast is not None:
             return fast

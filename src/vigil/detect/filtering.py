@@ -6,13 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vigil.detect.ir import And, Node, simplify
-from vigil.detect.model import ErrorKind, LogSource, RuleLoadError
-
-if TYPE_CHECKING:
-    from vigil.detect.loading import LoadedRule
+from vigil.detect.model import ErrorKind, LoadedRule, LogSource, RuleLoadError
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,12 @@ from vigil.detect.correlation import STREAMING_OPERATORS, Correlation, Correlati
 from vigil.detect.filtering import LoadedFilter
 from vigil.detect.ir import Node, Or, UnsupportedFeature, simplify
 from vigil.detect.lowering import lower_condition
-from vigil.detect.model import ErrorKind, LogSource, RuleInfo, RuleLoadError
+from vigil.detect.model import ErrorKind, LoadedRule, LogSource, RuleInfo, RuleLoadError
 from vigil.detect.placeholders import Placeholders, UnresolvedPlaceholder
 from vigil.detect.sources import RuleSource, read_sources
 
 # The Sigma specification names `utf16le` as an alias of `wide`; pySigma 2.0.1 knows only `wide`.
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
-
-
-@dataclass(frozen=True)
-class LoadedRule:
-    info: RuleInfo
-    tree: Node  # in Sigma field names
 
 
 @dataclass(frozen=True)

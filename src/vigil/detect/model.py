@@ -1,17 +1,14 @@
-"""The detection engine's value types: rule metadata, hits, load errors and the load report."""
+"""The detection engine's value types: rule metadata, parsed rules, hits, load errors and notes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vigil.core.attack import AttackTactic
 from vigil.core.severity import RuleLevel, Severity
-
-if TYPE_CHECKING:
-    from vigil.detect.ruleset import RuleSet
+from vigil.detect.ir import Node
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,14 @@ class RuleInfo:
     @property
     def severity(self) -> Severity:
         return self.level.severity
+
+
+@dataclass(frozen=True)
+class LoadedRule:
+    """A parsed rule: its metadata and its condition lowered to IR, in Sigma field names."""
+
+    info: RuleInfo
+    tree: Node
 
 
 @dataclass(frozen=True)
@@ -137,20 +142,6 @@ class AbsentFields:
     def __str__(self) -> str:
         unbound = " (no branch can match there)" if not self.bound else ""
         return f"{self.path or '<string>'} [{self.rule_id}]: on {self.source} absent: {', '.join(self.fields)}{unbound}"
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    ruleset: RuleSet
-    errors: tuple[RuleLoadError, ...] = ()
-    notes: tuple[RuleNote, ...] = ()
-    absent: tuple[AbsentFields, ...] = ()  # per bound rule and source, the fields absent there
-    files: int = 0
-    cache: str = ""  # compiled-rule cache: "" (not used), "hit", "stored", or why it was not written
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 @dataclass(frozen=True)

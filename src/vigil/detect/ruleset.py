@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vigil.detect.binding import Specialized, specialize, why_unbound
-from vigil.detect.cache import CacheEntry, LazyRules, RuleCache, cache_key, settings_text
+from vigil.detect.cache import LazyRules
 from vigil.detect.candidates import Bucket
-from vigil.detect.codegen import CompiledBinding, generate_module
+from vigil.detect.codegen import run_module
 from vigil.detect.correlation import Correlation
 from vigil.detect.events import Scalar, evtx_views, views
-from vigil.detect.mappings import ANY, EventSource, SourceMapping, default_mappings
-from vigil.detect.model import (
-    AbsentFields,
-    ErrorKind,
-    LoadReport,
-    RuleFilter,
-    RuleHit,
-    RuleInfo,
-    RuleLoadError,
-    RuleNote,
-)
-from vigil.detect.prefilter import BucketPlan, merge_plans
-from vigil.detect.runtime import NAMESPACE, derive_fields, evaluate
-from vigil.detect.sources import read_sources
+from vigil.detect.mappings import ANY
+from vigil.detect.model import RuleHit, RuleInfo
+from vigil.detect.prefilter import merge_plans
+from vigil.detect.runtime import derive_fields, evaluate
 
 try:  # the C hot path, built at install; without it the generated Python functions run
     from vigil.detect import _speedups
 except ImportError:  # pragma: no cover - exercised where no compiler built the extension
     _speedups = None  # type: ignore[assignment]
 
-if TYPE_CHECKING:  # pySigma (through `loading`) is imported only to compile: a warm start never needs it
-    from vigil.detect.loading import LoadedRule, PendingCorrelation
-    from vigil.detect.placeholders import Placeholders
 
 def native_matching() -> bool:
     """Whether the C hot path is built here; without it the same engine runs in Python, about three times as
@@ -45,10 +30,9 @@ def native_matching() -> bool:
     return _speedups is not None
 
 
-# A generated binding test: (lower-cased event, original event) -> matched
-Matcher = Callable[[Mapping[str, Scalar], Mapping[str, Scalar]], bool]
-
 TABLE_KEY = "_table"  # in JSON-lines input, names the telemetry table of a row
+
+Scan = tuple[int, list[tuple[list[RuleHit], Mapping[str, Scalar]]], Exception | None]
 
 
 @dataclass(frozen=True)
@@ -62,10 +46,11 @@ class CompiledRules:
 
 
 class RuleSet:
-    """Rules compiled for matching; build with `load_rules` or `RuleSet.compile`."""
+    """Rules compiled for matching; build with `load_rules`. The C or the Python matcher is chosen once, when
+    the rule set is made (`native`: None takes C when it is built)."""
 
     def __init__(self, rules: Sequence[RuleInfo], code: tuple[CodeType, ...],
-                 correlations: tuple[Correlation, ...] = ()) -> None:
+                 correlations: tuple[Correlation, ...] = (), *, native: bool | None = None) -> None:
         """`code`: the generated module's chunks (`codegen.generate_module`) compiled, for `rules`."""
         self.rules = rules
         self.correlations = correlations
@@ -75,65 +60,16 @@ class RuleSet:
                 self._correlation_fields[r] = tuple(dict.fromkeys(self._correlation_fields.get(r, ())
                                                                   + c.fields_for(r)))
         self.code = code
-        ns: dict[str, Any] = dict(NAMESPACE)
-        for chunk in code:
-            exec(chunk, ns)  # noqa: S102 - our own generated code
-        self._atoms = ns["A"]
-        self._atom_specs = ns["S"]
-        self._trees = ns["T"]
-        self._rule_of: list[int] = ns["R"]
-        self._functions: list[Matcher] = ns["F"]
+        self.native = _speedups is not None and native is not False
+        self._tables = tables = run_module(code)
         # Buckets (their automata) are built on first use: a run builds only those its events need.
-        self._specs: list[tuple[tuple[int, ...], BucketPlan]] = ns["B"]
-        self._buckets: list[Bucket | None] = [None] * len(self._specs)
-        self._win: dict[tuple[str, str], int] = ns["WIN"]
-        self._tel: dict[tuple[str, str], int] = ns["TEL"]
-        self._derived: dict[tuple[str, str], tuple[tuple[str, str, str], ...]] = ns["DER"]
+        self._buckets: list[Bucket | None] = [None] * len(tables.buckets)
         self._win_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
         self._tel_cache: dict[tuple[Any, Any], tuple[Bucket, ...]] = {}
-        self._win_routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
-        self._evtx: _speedups.EvtxMatcher | None = None  # the C matcher of pyevtx records, made on first use
         self._merged_buckets: dict[tuple[int, ...], Bucket] = {}
         self._hit_objects: dict[tuple[int, tuple[str, ...]], RuleHit] = {}
         self._index_of: dict[str, int] | None = None
-
-    @classmethod
-    def compile(
-        cls, rules: Sequence[LoadedRule], mappings: Sequence[SourceMapping] | None = None,
-        correlations: Sequence[Correlation] = (),
-    ) -> tuple[RuleSet, list[RuleNote], list[AbsentFields]]:
-        mappings = default_mappings() if mappings is None else mappings
-        bindings: list[CompiledBinding] = []
-        notes: list[RuleNote] = []
-        absent: list[AbsentFields] = []
-        for index, rule in enumerate(rules):
-            reasons: list[str] = []
-            bound = False
-            product = rule.info.logsource.product
-            for mapping in mappings:
-                sources, reason = mapping.sources(rule.info.logsource)
-                unbound: list[tuple[EventSource, Specialized]] = []
-                for source in sources:
-                    special = specialize(rule.tree, source)
-                    if special.absent:
-                        absent.append(AbsentFields(rule.info.path, rule.info.id, source.name, special.absent,
-                                                   special.bound))
-                    if not special.bound:
-                        unbound.append((source, special))
-                        continue
-                    bindings.extend(CompiledBinding(index, mapping.domain, key, special.tree, special.derived)
-                                    for key in source.keys)
-                    bound = True
-                if unbound:
-                    reasons.append(why_unbound(unbound))
-                if reason and (not product or product.lower() == mapping.product):
-                    reasons.append(reason)
-            if not bound:
-                why = "; ".join(reasons) or f"no mapping for product {rule.info.logsource.product!r}"
-                notes.append(RuleNote(rule.info.path, rule.info.id, f"no event source: {why}"))
-        # The source (megabytes for SigmaHQ's rules) is dropped once compiled; the cache keeps the code.
-        code = tuple(compile(chunk, "<vigil-rules>", "exec") for chunk in generate_module(bindings))
-        return cls(tuple(r.info for r in rules), code, tuple(correlations)), notes, absent
+        self._matcher: _Matcher = _NativeMatcher(self) if self.native else _PythonMatcher(self)
 
     @classmethod
     def from_compiled(cls, compiled: CompiledRules) -> RuleSet:
@@ -172,49 +108,20 @@ class RuleSet:
     def match_evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
         """`match_evtx_record`, and the record flattened to text values (lists as tuples, booleans as
         'true'/'false', as rules see them) to report the hits from without flattening it again."""
-        if _speedups is not None:  # views, routing, matching and evidence in one C call for the usual shapes
-            return self._evtx_matcher()(record)
-        return self._match_evtx_general(record)
+        return self._matcher.evtx_event(record)
 
-    def scan_evtx(
-        self, records: Iterable[Any], loads: Callable[[Any], Any],
-    ) -> tuple[int, list[tuple[list[RuleHit], Mapping[str, Scalar]]], Exception | None]:
+    def scan_evtx(self, records: Iterable[Any], loads: Callable[[Any], Any]) -> Scan:
         """Match pyevtx `records_json()` records, each decoded by `loads`: (records read, (hits, flat event) of
         those some rule hits, the OSError, RuntimeError or ValueError that stopped reading or decoding, if any).
         Errors while matching are raised."""
-        if _speedups is not None:  # the whole loop in C: no Python frame per record
-            return self._evtx_matcher().scan(records, loads)
-        events = 0
-        found: list[tuple[list[RuleHit], Mapping[str, Scalar]]] = []
-        it = iter(records)
-        while True:
-            try:
-                record = loads(next(it)["data"])
-            except StopIteration:
-                return events, found, None
-            except (OSError, RuntimeError, ValueError) as e:
-                return events, found, e
-            events += 1
-            hits, flat = self.match_evtx_event(record)
-            if hits:
-                found.append((hits, flat))
-
-    def _evtx_matcher(self) -> _speedups.EvtxMatcher:
-        if self._evtx is None:
-            self._evtx = _speedups.EvtxMatcher(self._win_routes, self._trees, self._atom_specs, self._atoms,
-                                               self._rule_of, self.hit, self._match_evtx_general)
-        return self._evtx
+        return self._matcher.scan(records, loads)
 
     def _match_evtx_general(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
         """The path for what the C matcher leaves: any record shape, and a (channel, event id) seen for the
         first time, whose buckets it then routes for the C matcher."""
-        low, orig, multi = evtx_views(record)
+        low, orig, multi = evtx_views(record, self.native)
         hits = self._match_windows_views(low, orig, multi)
-        key = (low.get("Channel"), orig.get("EventID"))
-        buckets = self._win_cache.get(key)  # filled by the line above, unless full
-        if (_speedups is not None and buckets is not None and len(self._win_routes) < 4096
-                and all(k is None or k.__class__ is str for k in key)):
-            self._win_routes[key] = tuple(b.lookups for b in buckets)
+        self._matcher.routed((low.get("Channel"), orig.get("EventID")))
         return hits, orig
 
     def _match_windows_views(self, low: dict[str, Scalar], orig: dict[str, Scalar], multi: bool) -> list[RuleHit]:
@@ -227,7 +134,7 @@ class RuleSet:
         key = (channel, event_id)
         buckets = self._win_cache.get(key)
         if buckets is None:
-            buckets = self._lookup(self._win, self._win_cache, key)
+            buckets = self._lookup(self._tables.windows, self._win_cache, key)
         return self._run(buckets, low, orig, multi)
 
     def match_telemetry(self, table: str, row: Mapping[str, Any]) -> list[RuleHit]:
@@ -236,10 +143,11 @@ class RuleSet:
         key = (table, orig.get("ActionType"))
         buckets = self._tel_cache.get(key)
         if buckets is None:
-            buckets = self._lookup(self._tel, self._tel_cache, key)
-        if self._derived:  # fields some source computes from a column (auditd's a0..aN from the command line)
+            buckets = self._lookup(self._tables.telemetry, self._tel_cache, key)
+        all_derived = self._tables.derived
+        if all_derived:  # fields some source computes from a column (auditd's a0..aN from the command line)
             action = key[1] if isinstance(key[1], str) else ANY
-            derived = self._derived.get((table.lower(), action)) or self._derived.get((table.lower(), ANY))
+            derived = all_derived.get((table.lower(), action)) or all_derived.get((table.lower(), ANY))
             if derived:
                 derive_fields(derived, low, orig)
         return self._run(buckets, low, orig, multi)
@@ -256,7 +164,7 @@ class RuleSet:
     def build_indexes(self) -> None:
         """Build every bucket's lookups, and the rule index by id, now: e.g. before forking workers so that
         they share them."""
-        for table, cache in ((self._win, self._win_cache), (self._tel, self._tel_cache)):
+        for table, cache in ((self._tables.windows, self._win_cache), (self._tables.telemetry, self._tel_cache)):
             for source, sub in table:
                 self._lookup(table, cache, (source, sub))
         self._rule_indexes()
@@ -264,7 +172,7 @@ class RuleSet:
     def _bucket(self, n: int) -> Bucket:
         bucket = self._buckets[n]
         if bucket is None:
-            bucket = self._buckets[n] = Bucket(*self._specs[n])
+            bucket = self._buckets[n] = Bucket(*self._tables.buckets[n], native=self.native)
         return bucket
 
     def _lookup(
@@ -287,8 +195,9 @@ class RuleSet:
         """The buckets `numbers` as one: an event's fields are then looked up and searched once."""
         bucket = self._merged_buckets.get(numbers)
         if bucket is None:
-            members = tuple(sorted({i for n in numbers for i in self._specs[n][0]}))
-            bucket = Bucket(members, merge_plans([self._specs[n][1] for n in numbers]))
+            specs = self._tables.buckets
+            members = tuple(sorted({i for n in numbers for i in specs[n][0]}))
+            bucket = Bucket(members, merge_plans([specs[n][1] for n in numbers]), native=self.native)
             self._merged_buckets[numbers] = bucket  # as many as index keys with a source bucket, at most
         return bucket
 
@@ -297,38 +206,20 @@ class RuleSet:
     ) -> list[RuleHit]:
         if not buckets:
             return []
-        ids: list[int] = []
-        if _speedups is not None:  # candidates and their trees in C, list-valued fields included
-            run, trees, specs, atoms = _speedups.run, self._trees, self._atom_specs, self._atoms
-            for bucket in buckets:
-                ids.extend(run(low, orig, bucket.lookups, trees, specs, atoms))
-        elif multi:  # list-valued fields: the tree walker tests each element
-            atoms, trees = self._atoms, self._trees
-            for bucket in buckets:
-                ids.extend(i for i in bucket.candidates(low) if evaluate(trees[i], atoms, low, orig))
-        else:
-            functions = self._functions
-            for bucket in buckets:
-                for i in bucket.candidates(low):
-                    if functions[i](low, orig):
-                        ids.append(i)
+        ids = self._matcher.ids(buckets, low, orig, multi)
         return self._hits(ids, low, orig) if ids else []
 
     def _hits(self, ids: list[int], low: dict[str, Scalar], orig: dict[str, Scalar]) -> list[RuleHit]:
         """A hit per rule among the matching bindings `ids`, with the fields that made it match."""
         hits: list[RuleHit] = []
         seen: set[int] = set()
+        rule_of = self._tables.rule_of
         for i in ids:
-            rule_index = self._rule_of[i]
+            rule_index = rule_of[i]
             if rule_index in seen:
                 continue
             seen.add(rule_index)
-            if _speedups is not None:
-                trace = _speedups.trace(self._trees[i], low, orig, self._atom_specs, self._atoms) or set()
-            else:
-                trace = set()
-                evaluate(self._trees[i], self._atoms, low, orig, trace)
-            hits.append(self.hit(rule_index, tuple(sorted(trace))))
+            hits.append(self.hit(rule_index, tuple(sorted(self._matcher.trace(i, low, orig)))))
         return hits
 
     def hit(self, rule_index: int, matched_fields: tuple[str, ...]) -> RuleHit:
@@ -343,106 +234,101 @@ class RuleSet:
         return hit
 
 
-def load_rules(
-    paths: Iterable[Path],
-    *,
-    rule_filter: RuleFilter | None = None,
-    mappings: Sequence[SourceMapping] | None = None,
-    cache_dir: Path | None = None,
-    placeholders: Placeholders | None = None,
-) -> LoadReport:
-    """Load every rule under `paths`; broken rules are reported in the report, the rest compile. Sigma filters
-    among them apply to the rules they name in any file; `placeholders` gives `|expand` values.
 
-    With `cache_dir`, the compiled result is kept there under a hash of the rule files' paths and bytes,
-    the mappings, the filter, the placeholders and the engine's own code: an unchanged rule set loads without
-    parsing.
-    """
-    sources, read_errors = read_sources(paths)
-    store = RuleCache(cache_dir) if cache_dir is not None else None
-    # The shipped mappings are files of this package, which the engine fingerprint already hashes: a warm
-    # start does not parse them.
-    settings = settings_text(rule_filter, *(mappings if mappings is not None else ("shipped mappings",)),
-                             *((dict(placeholders),) if placeholders else ()))
-    key = cache_key(sources, settings) if store is not None else ""
-    if store is not None and read_errors == []:  # read errors depend on the file system: never cached
-        entry = store.get(key)
-        if entry is not None:
-            ruleset = RuleSet(entry.rules, entry.code, entry.correlations)
-            return LoadReport(ruleset=ruleset, errors=entry.errors, notes=entry.notes, absent=entry.absent,
-                              files=entry.files, cache="hit")
-    from vigil.detect.filtering import LoadedFilter, apply_filters
-    from vigil.detect.loading import load_source
+class _Matcher:
+    """How a rule set runs its candidates' trees: in C or in Python, chosen once per rule set."""
 
-    mappings = default_mappings() if mappings is None else mappings
-    rules: list[LoadedRule] = []
-    pending: list[PendingCorrelation] = []
-    errors: list[RuleLoadError] = list(read_errors)
-    seen: dict[str, Path | None] = {}
-    filters: list[LoadedFilter] = []
-    for source in sources:
-        loaded = load_source(source, placeholders)
-        errors.extend(loaded.errors)
-        filters.extend(loaded.filters)
-        pending.extend(c for c in loaded.correlations if rule_filter is None or rule_filter.keeps(c.info))
-        for rule in loaded.rules:
-            if rule.info.id in seen:
-                errors.append(RuleLoadError(source.path, ErrorKind.DUPLICATE,
-                                            f"rule id already loaded from {seen[rule.info.id]}",
-                                            rule.info.id, rule.info.title))
-                continue
-            seen[rule.info.id] = source.path
-            rules.append(rule)
-    # Filters name rules that the rule filter may leave out: they are resolved against every loaded rule.
-    rules = [r for r in apply_filters(rules, filters, errors) if rule_filter is None or rule_filter.keeps(r.info)]
-    correlations = _resolve(pending, rules, errors)
-    ruleset, notes, absent = RuleSet.compile(rules, mappings, correlations)
-    report = LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), absent=tuple(absent),
-                        files=len(sources))
-    if store is not None and not read_errors:
-        try:
-            store.put(key, CacheEntry(ruleset.rules, ruleset.code, report.errors,
-                                      report.notes, report.files, ruleset.correlations, report.absent))
-        except OSError as e:  # a read-only or full cache directory costs speed, never the load
-            return replace(report, cache=f"not written to {cache_dir}: {e}")
-        return replace(report, cache="stored")
-    return report
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.tables = rules._tables
+
+    def ids(self, buckets: tuple[Bucket, ...], low: dict[str, Scalar], orig: dict[str, Scalar],
+            multi: bool) -> list[int]:
+        raise NotImplementedError
+
+    def trace(self, i: int, low: dict[str, Scalar], orig: dict[str, Scalar]) -> set[str]:
+        raise NotImplementedError
+
+    def evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
+        return self.rules._match_evtx_general(record)
+
+    def routed(self, key: tuple[Any, Any]) -> None:
+        """The general path has routed (channel, event id) `key`."""
+
+    def scan(self, records: Iterable[Any], loads: Callable[[Any], Any]) -> Scan:
+        events = 0
+        found: list[tuple[list[RuleHit], Mapping[str, Scalar]]] = []
+        it = iter(records)
+        while True:
+            try:
+                record = loads(next(it)["data"])
+            except StopIteration:
+                return events, found, None
+            except (OSError, RuntimeError, ValueError) as e:
+                return events, found, e
+            events += 1
+            hits, flat = self.evtx_event(record)
+            if hits:
+                found.append((hits, flat))
 
 
-def _resolve(pending: Sequence[PendingCorrelation], rules: Sequence[LoadedRule],
-             errors: list[RuleLoadError]) -> tuple[Correlation, ...]:
-    """Correlations with references turned into rule ids; an unknown reference is the correlation's error."""
-    ids: dict[str, str] = {}
-    for r in rules:
-        ids[r.info.id] = r.info.id
-        if r.info.name:
-            ids.setdefault(r.info.name, r.info.id)
-    out: list[Correlation] = []
-    for p in pending:
-        try:
-            out.append(p.resolve(ids))
-        except KeyError as e:
-            errors.append(RuleLoadError(p.info.path, ErrorKind.PARSE,
-                                        f"correlation references unknown rule {e.args[0]!r} (not loaded, or "
-                                        "itself a correlation: chained correlations are not supported)",
-                                        p.info.id, p.info.title))
-    return tuple(out)
+class _PythonMatcher(_Matcher):
+    """The generated functions, or the tree walker for list-valued fields: the fallback and the tests' oracle."""
+
+    def ids(self, buckets: tuple[Bucket, ...], low: dict[str, Scalar], orig: dict[str, Scalar],
+            multi: bool) -> list[int]:
+        ids: list[int] = []
+        if multi:  # list-valued fields: the tree walker tests each element
+            atoms, trees = self.tables.atoms, self.tables.trees
+            for bucket in buckets:
+                ids.extend(i for i in bucket.candidates(low) if evaluate(trees[i], atoms, low, orig))
+        else:
+            functions = self.tables.functions
+            for bucket in buckets:
+                ids.extend(i for i in bucket.candidates(low) if functions[i](low, orig))
+        return ids
+
+    def trace(self, i: int, low: dict[str, Scalar], orig: dict[str, Scalar]) -> set[str]:
+        trace: set[str] = set()
+        evaluate(self.tables.trees[i], self.tables.atoms, low, orig, trace)
+        return trace
 
 
-def load_rules_text(
-    text: str,
-    path: Path | None = None,
-    *,
-    mappings: Sequence[SourceMapping] | None = None,
-    placeholders: Placeholders | None = None,
-) -> LoadReport:
-    """Load rules from YAML text (one or more documents), e.g. rules kept in a database."""
-    from vigil.detect.filtering import apply_filters
-    from vigil.detect.loading import load_text
+class _NativeMatcher(_Matcher):
+    """`_speedups`: candidates and their trees in C, and pyevtx records from views to evidence in one call."""
 
-    loaded = load_text(text, path, placeholders)
-    errors = list(loaded.errors)
-    rules = apply_filters(loaded.rules, loaded.filters, errors)
-    correlations = _resolve(loaded.correlations, rules, errors)
-    ruleset, notes, absent = RuleSet.compile(rules, mappings, correlations)
-    return LoadReport(ruleset=ruleset, errors=tuple(errors), notes=tuple(notes), absent=tuple(absent), files=1)
+    def __init__(self, rules: RuleSet) -> None:
+        super().__init__(rules)
+        self._routes: dict[tuple[Any, Any], tuple[tuple[Any, ...], ...]] = {}  # the C path's _win_cache
+        self._evtx: _speedups.EvtxMatcher | None = None  # made on first use
+
+    def ids(self, buckets: tuple[Bucket, ...], low: dict[str, Scalar], orig: dict[str, Scalar],
+            multi: bool) -> list[int]:
+        run, t = _speedups.run, self.tables
+        ids: list[int] = []
+        for bucket in buckets:  # list-valued fields included
+            ids.extend(run(low, orig, bucket.lookups, t.trees, t.specs, t.atoms))
+        return ids
+
+    def trace(self, i: int, low: dict[str, Scalar], orig: dict[str, Scalar]) -> set[str]:
+        t = self.tables
+        return _speedups.trace(t.trees[i], low, orig, t.specs, t.atoms) or set()
+
+    def _matcher(self) -> _speedups.EvtxMatcher:
+        if self._evtx is None:
+            t = self.tables
+            self._evtx = _speedups.EvtxMatcher(self._routes, t.trees, t.specs, t.atoms, t.rule_of,
+                                               self.rules.hit, self.rules._match_evtx_general)
+        return self._evtx
+
+    def evtx_event(self, record: Mapping[str, Any]) -> tuple[list[RuleHit], Mapping[str, Scalar]]:
+        return self._matcher()(record)  # views, routing, matching and evidence in one C call for usual shapes
+
+    def scan(self, records: Iterable[Any], loads: Callable[[Any], Any]) -> Scan:
+        return self._matcher().scan(records, loads)  # the whole loop in C: no Python frame per record
+
+    def routed(self, key: tuple[Any, Any]) -> None:
+        buckets = self.rules._win_cache.get(key)  # filled by the general path, unless full
+        if (buckets is not None and len(self._routes) < 4096
+                and all(k is None or k.__class__ is str for k in key)):
+            self._routes[key] = tuple(b.lookups for b in buckets)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import textwrap
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from vigil.detect import LoadReport, RuleSet, candidates, events, load_rules_text, ruleset
@@ -14,17 +12,10 @@ from vigil.detect import LoadReport, RuleSet, candidates, events, load_rules_tex
 ENGINE_MODULES = (candidates, events, ruleset)
 
 
-@contextmanager
-def python_path() -> Iterator[None]:
-    """The pure-Python engine for a moment, to compare with inside a test that runs on the C path."""
-    saved = [m._speedups for m in ENGINE_MODULES]
-    for m in ENGINE_MODULES:
-        m._speedups = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for m, was in zip(ENGINE_MODULES, saved, strict=True):
-            m._speedups = was
+def python_twin(rules: RuleSet) -> RuleSet:
+    """The same compiled rules on the pure-Python matcher, to compare with inside a test on the C path."""
+    return RuleSet(rules.rules, rules.code, rules.correlations, native=False)
+
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 

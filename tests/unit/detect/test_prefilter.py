@@ -81,6 +81,7 @@ def test_requirement_prefers_equality_and_skips_negation() -> None:
 
 
 def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
+    from vigil.detect import candidates
     from vigil.detect.candidates import _search, _searcher, anchors
 
     literals = ["dumpcreds", "invoke-mimikatz", "mimikatz", "rpc::", "token::", "crypto::", "dpapi::",
@@ -89,7 +90,7 @@ def test_anchored_search_finds_exactly_what_a_plain_search_finds() -> None:
     assert cover == ["::", "abc", "dumpcreds", "mimikatz"]
     assert all(any(a in lit for a in cover) for lit in literals)
     table = tuple((lit, (n,)) for n, lit in enumerate(literals))
-    spec = _searcher(table)
+    spec = _searcher(table, candidates._speedups is not None)
     assert spec[2] is not None or spec[4] is not None  # through its anchors, or the C matcher
     for text in ["", "nothing here", "fe80::1", "x invoke-mimikatz y", "sekurlsa::logonpasswords abc",
                  "dumpcred", "mimikat", "vault:", "process::  token:: rpc::"]:

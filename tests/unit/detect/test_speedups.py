@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tests.unit.detect.support import python_path
+from tests.unit.detect.support import python_twin
 from vigil.detect import candidates
 from vigil.detect.candidates import Bucket
 from vigil.detect.prefilter import BucketPlan
@@ -224,6 +224,7 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
             Name|contains: 'mixed'
         condition: selection
     """, logsource="product: windows\nservice: sysmon")
+    python = python_twin(rules)
     rng = random.Random(5)
     fired = fast_shapes = 0
     for _ in range(3000):
@@ -249,8 +250,7 @@ def test_hostile_records_match_as_the_general_path_does() -> None:
         except (AttributeError, TypeError):
             assert general is None
             continue
-        with python_path():
-            py_hits = rules.match_evtx_event(record)
+        py_hits = python.match_evtx_event(record)
         assert c_hits == py_hits, record
         fired += bool(c_hits[0])
     assert fired > 50 and fast_shapes > 20  # the records reached both paths and the rule
@@ -342,14 +342,14 @@ def test_records_of_many_fields_match_as_the_general_path_does() -> None:
             Computer: 'ws1'
         condition: selection
     """, logsource="product: windows\nservice: sysmon")
+    python = python_twin(rules)
     for n in (10, 63, 64, 65, 200, 600):
         data = {f"F{i}": f"value {i}" for i in range(n)} | {"F150": "the tail"}
         system = {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Computer": "ws1"}
         for clash in (None, "Computer"):  # a name in both System and EventData: the general path's list
             record = {"Event": {"System": system, "EventData": data | ({clash: "x"} if clash else {})}}
             hits, flat = rules.match_evtx_event(record)
-            with python_path():
-                assert (hits, flat) == rules.match_evtx_event(record), (n, clash)
+            assert (hits, flat) == python.match_evtx_event(record), (n, clash)
             assert flat == views(flatten_evtx(record))[1]
             # with the clash, Computer is a list that holds 'ws1' too
             assert [h.matched_fields for h in hits] == [("Computer", "F0", "F1", "F150")], (n, clash)
@@ -383,8 +383,7 @@ def test_evidence_traced_while_matching_is_the_general_paths(seed: int) -> None:
             record = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
                                 "EventData": data}}
             c_hits = rules.match_evtx_record(record)
-            with python_path():
-                py_hits = rules.match_evtx_record(record)
+            py_hits = python_twin(rules).match_evtx_record(record)
             assert [h.matched_fields for h in c_hits] == [h.matched_fields for h in py_hits], (record, rules)
             compared += bool(c_hits)
     assert compared > 100
