@@ -37,7 +37,7 @@ def assemble(files: Iterable[LoadedText], rule_filter: RuleFilter | None = None,
         for rule in loaded.rules:
             first = seen.get(rule.info.id)
             if first is not None:
-                found.append(RuleLoadError(rule.info.path, ErrorKind.DUPLICATE,
+                found.append(RuleLoadError.at(rule.position, rule.info.path, ErrorKind.DUPLICATE,
                                            f"rule id already loaded from {first.info.path or '<string>'}",
                                            rule.info.id, rule.info.title))
                 continue
@@ -61,7 +61,7 @@ def _resolve(pending: Sequence[PendingCorrelation], rules: Sequence[LoadedRule],
         try:
             out.append(p.resolve(ids))
         except KeyError as e:
-            errors.append(RuleLoadError(p.info.path, ErrorKind.PARSE,
+            errors.append(RuleLoadError.at(p.position, p.info.path, ErrorKind.PARSE,
                                         f"correlation references unknown rule {e.args[0]!r} (not loaded, or "
                                         "itself a correlation: chained correlations are not supported)",
                                         p.info.id, p.info.title))

@@ -25,7 +25,7 @@ from vigil.detect.model import AbsentFields, LogSource, RuleInfo, RuleLoadError,
 from vigil.detect.sources import RuleSource
 
 # Bump when the entry layout changes; engine code changes are covered by the source hash below.
-_FORMAT = b"vigil-rules-cache-6"
+_FORMAT = b"vigil-rules-cache-7"
 
 
 def default_cache_dir() -> Path:

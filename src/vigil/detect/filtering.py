@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vigil.detect.ir import And, Node, simplify
-from vigil.detect.model import ErrorKind, LoadedRule, LogSource, RuleLoadError
+from vigil.detect.model import ErrorKind, LoadedRule, LogSource, Position, RuleLoadError
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class LoadedFilter:
     logsource: LogSource
     rules: tuple[str, ...] | None  # rule ids or names; None: every rule its log source covers (`rules: any`)
     tree: Node  # in Sigma field names
+    position: Position | None = None  # where its YAML document starts
 
     def covers(self, logsource: LogSource) -> bool:
         """Whether each log source attribute the filter sets is the rule's too (the ones it omits are free)."""
@@ -58,13 +59,14 @@ def apply_filters(rules: Sequence[LoadedRule], filters: Sequence[LoadedFilter],
         for ref in f.rules or ():
             found = by_reference.get(reference_key(ref))
             if found is None:
-                errors.append(RuleLoadError(f.path, ErrorKind.PARSE, f"filter names rule {ref!r}, which is not "
-                                            "loaded (the filter still applies to the rules it names that are)",
-                                            f.id, f.title))
+                errors.append(RuleLoadError.at(f.position, f.path, ErrorKind.PARSE,
+                                               f"filter names rule {ref!r}, which is not loaded (the filter still "
+                                               "applies to the rules it names that are)", f.id, f.title))
             elif not f.covers(rules[found].info.logsource):
-                errors.append(RuleLoadError(f.path, ErrorKind.PARSE, f"filter names rule {ref!r}, whose log "
-                                            f"source ({rules[found].info.logsource}) is outside the filter's "
-                                            f"({f.logsource}); not applied to it", f.id, f.title))
+                errors.append(RuleLoadError.at(f.position, f.path, ErrorKind.PARSE,
+                                               f"filter names rule {ref!r}, whose log source "
+                                               f"({rules[found].info.logsource}) is outside the filter's "
+                                               f"({f.logsource}); not applied to it", f.id, f.title))
             else:
                 targets.append(found)
         for i in dict.fromkeys(targets):

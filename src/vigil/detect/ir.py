@@ -7,8 +7,17 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
-class UnsupportedFeature(Exception):
-    """Valid Sigma that this engine cannot evaluate; the loader reports it against the rule."""
+class RuleContentError(Exception):
+    """A rule that Vigil cannot run as written: the loader reports it against the rule, with its location. Only
+    these (and pySigma's own errors) become a rule's error: anything else raised while lowering is a bug."""
+
+
+class UnsupportedFeature(RuleContentError):
+    """Valid Sigma that this engine cannot evaluate."""
+
+
+class InvalidRuleValue(RuleContentError):
+    """A value that no event can hold where the rule tests it (an hour of 24, a month of 13, ...)."""
 
 
 class Op(StrEnum):

@@ -33,7 +33,7 @@ from sigma.types import (
     TimestampPart,
 )
 
-from vigil.detect.ir import And, Atom, Node, Not, Op, Or, UnsupportedFeature, simplify
+from vigil.detect.ir import And, Atom, InvalidRuleValue, Node, Not, Op, Or, UnsupportedFeature, simplify
 from vigil.detect.placeholders import Placeholders, UnresolvedPlaceholder
 from vigil.detect.timeparts import PART_RANGES
 
@@ -146,7 +146,7 @@ def _timestamp_part(field: str | None, value: SigmaTimestampPart) -> Atom:
     number = int(value.number)
     bounds = PART_RANGES[part]
     if bounds is not None and not bounds[0] <= number <= bounds[1]:
-        raise ValueError(f"|{part} value {number} is outside {bounds[0]}..{bounds[1]}")
+        raise InvalidRuleValue(f"|{part} value {number} is outside {bounds[0]}..{bounds[1]}")
     return Atom(field, Op.TIMEPART, (str(number),), cased=True, arg=part)
 
 

@@ -10,6 +10,8 @@ from vigil.core.attack import AttackTactic
 from vigil.core.severity import RuleLevel, Severity
 from vigil.detect.ir import Node
 
+Position = tuple[int, int]  # in a rule file: line and column, both counted from 1
+
 
 @dataclass(frozen=True)
 class LogSource:
@@ -53,6 +55,7 @@ class LoadedRule:
 
     info: RuleInfo
     tree: Node
+    position: Position | None = None  # where its YAML document starts
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,34 @@ class ErrorKind(StrEnum):
 
 @dataclass(frozen=True)
 class RuleLoadError:
-    """A rule (or file) that did not load, with where and why."""
+    """A rule (or file) that did not load, with where and why: the file, and the line and column (from 1) of
+    the key or value at fault (else of the rule's document; none for a file that could not be read)."""
 
     path: Path | None
     kind: ErrorKind
     reason: str
     rule_id: str | None = None
     title: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    @classmethod
+    def at(cls, position: Position | None, path: Path | None, kind: ErrorKind, reason: str,
+           rule_id: str | None = None, title: str | None = None) -> RuleLoadError:
+        line, column = position if position is not None else (None, None)
+        return cls(path, kind, reason, rule_id, title, line, column)
+
+    @property
+    def where(self) -> str:
+        """`file:line:column`, as editors and compilers write it."""
+        where = str(self.path) if self.path else "<string>"
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        return where
 
     def __str__(self) -> str:
-        where = str(self.path) if self.path else "<string>"
         rule = f" [{self.rule_id}]" if self.rule_id else ""
-        return f"{where}{rule}: {self.kind}: {self.reason}"
+        return f"{self.where}{rule}: {self.kind}: {self.reason}"
 
 
 @dataclass(frozen=True)

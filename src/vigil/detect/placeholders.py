@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vigil.detect.ir import RuleContentError
+
 # Placeholder name -> its values; a rule value with `%name%` matches when any value put in its place does.
 Placeholders = Mapping[str, tuple[str, ...]]
 
@@ -14,7 +16,7 @@ class PlaceholderFileError(Exception):
     """A placeholder file that cannot be used; the message names the file and what is wrong."""
 
 
-class UnresolvedPlaceholder(Exception):
+class UnresolvedPlaceholder(RuleContentError):
     """A rule uses `%name%` with `|expand` and no value was given for it; the loader reports it against the rule."""
 
     def __init__(self, name: str) -> None:

@@ -31,7 +31,8 @@ def test_broken_rules_are_reported_and_the_rest_load(tmp_path: Path) -> None:
     assert [r.title for r in report.ruleset.rules] == ["Good"]
     by_path = {e.path: e for e in report.errors}
     assert set(by_path) == {bad_yaml, bad_modifier, bad_condition, placeholder}
-    assert by_path[bad_yaml].kind is ErrorKind.READ and "line 2" in by_path[bad_yaml].reason
+    assert by_path[bad_yaml].kind is ErrorKind.READ and (by_path[bad_yaml].line, by_path[bad_yaml].column) == (3, 1)
+    assert "flow sequence at line 2, column 12" in by_path[bad_yaml].reason  # where the unclosed '[' opens
     assert by_path[bad_modifier].kind is ErrorKind.PARSE and "nosuch" in by_path[bad_modifier].reason
     assert "missing" in by_path[bad_condition].reason
     assert by_path[placeholder].kind is ErrorKind.PLACEHOLDER and "%admins%" in by_path[placeholder].reason
