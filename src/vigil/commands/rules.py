@@ -1,4 +1,5 @@
-"""`vigil rules check|test`: validate Sigma rules and run their golden tests."""
+"""`vigil rules check|test`: validate Sigma rules and run their golden tests; `vigil rules import|update|list|
+enable|disable|set-level`: the content store of imported Sigma releases and which of their rules run where."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from vigil.commands.triage import PLACEHOLDERS_HELP, cache_dir, placeholder_values
+from vigil.config import data_dir_from_env
+from vigil.content.store import DEFAULT_PACK, ContentError, ContentStore, ImportReport, content_root
 from vigil.detect import load_rules
 from vigil.detect.testing import GoldenFileError, golden_files, run_golden
 
-app = typer.Typer(help="Check Sigma rules and run their tests.", no_args_is_help=True)
+app = typer.Typer(help="Check Sigma rules, run their tests, and manage imported rule content.", no_args_is_help=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Vigil's data directory (default $VIGIL_DATA_DIR "
+                                              "or /var/lib/vigil); its content store is <data dir>/content")]
+Group = Annotated[str | None, typer.Option("--group", "-g", help="Only for this device group (default: store-wide)")]
 
 
 def builtin_rules_dir() -> Path:
@@ -75,3 +82,119 @@ def test_rules(
     out.print(f"{len(results)} cases, {len(results) - len(failed)} passed, {len(failed)} failed")
     if failed or report.errors:
         raise typer.Exit(1)
+
+
+def _store(data_dir: Path | None) -> ContentStore:
+    return ContentStore(content_root(data_dir_from_env(data_dir)))
+
+
+def _fail(e: ContentError) -> typer.Exit:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"vigil: error: {escape(str(e))}")
+    return typer.Exit(2)
+
+
+def _print_import(report: ImportReport, verb: str) -> None:
+    out = Console(highlight=False, soft_wrap=True)
+    for e in report.errors:
+        out.print(f"[red]FAIL[/] {escape(str(e))}")
+    if report.already:
+        out.print(f"{report.pack} {report.version} is already in the store; nothing {verb}")
+        return
+    out.print(f"{verb} {report.pack} {report.version}: {report.files} files, {report.rules} rules loaded, "
+              f"{len(report.errors)} failed; {report.pack} now runs {report.version}")
+
+
+ReleaseFrom = Annotated[Path, typer.Option("--from", help="A Sigma release: a folder, or its zip as downloaded.")]
+PackName = Annotated[str, typer.Option("--pack", help="Name of the pack in the store.")]
+Version = Annotated[str | None, typer.Option("--version", help="Version to keep it as (default: the release tag "
+                                             "in its name, e.g. r2024-09-02, else a hash of its files).")]
+
+
+@app.command("import")
+def import_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Version = None,
+                 data_dir: DataDir = None) -> None:
+    """Import a Sigma release into the content store; every rule loads or is reported with its reason."""
+    try:
+        report = _store(data_dir).import_release(source, pack=pack, version=version)
+    except ContentError as e:
+        raise _fail(e) from None
+    _print_import(report, "imported")
+
+
+@app.command("update")
+def update_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Version = None,
+                 data_dir: DataDir = None) -> None:
+    """Import a newer release of a pack; it becomes the version that runs (the older stay in the store)."""
+    try:
+        report = _store(data_dir).import_release(source, pack=pack, version=version, update=True)
+    except ContentError as e:
+        raise _fail(e) from None
+    _print_import(report, "updated")
+
+
+@app.command("list")
+def list_rules(group: Group = None, data_dir: DataDir = None,
+               state: Annotated[str | None, typer.Option("--state", help="Only 'enabled' or 'disabled' rules.")]
+               = None) -> None:
+    """The store's rules: pack, version, status, effective level, whether it runs, and its file; then the rules
+    that did not load, with file, line and column."""
+    if state not in (None, "enabled", "disabled"):
+        raise _fail(ContentError(f"--state {state!r}: use enabled or disabled"))
+    try:
+        store = _store(data_dir)
+        entries = store.entries(group)
+        errors = store.load_errors()
+    except ContentError as e:
+        raise _fail(e) from None
+    out = Console(highlight=False, soft_wrap=True)
+    shown = [r for r in entries if state is None or r.enabled == (state == "enabled")]
+    for r in shown:
+        on = "on " if r.enabled else "off"
+        out.print(f"{on}  {r.rule_id}  {r.level:<13} {r.status or '-':<12} {r.pack} {r.version}  {escape(r.path)}  "
+                  f"{escape(r.title)}")
+    for err in errors:
+        out.print(f"[red]FAIL[/] {escape(str(err))}")
+    enabled = sum(r.enabled for r in entries)
+    where = f"device group {group}" if group else "store-wide"
+    out.print(f"{len(entries)} rules, {enabled} on, {len(entries) - enabled} off ({where}); {len(errors)} did not "
+              "load")
+
+
+Targets = Annotated[list[str], typer.Argument(help="Rule ids, or folders written pack/path (e.g. "
+                                              "sigmahq/rules/linux/auditd).")]
+
+
+def _switch(targets: list[str], enabled: bool, group: str | None, data_dir: Path | None) -> None:
+    try:
+        taken = _store(data_dir).set_enabled(targets, enabled, group)
+    except ContentError as e:
+        raise _fail(e) from None
+    out = Console(highlight=False, soft_wrap=True)
+    for t in taken:
+        out.print(f"{'enabled' if enabled else 'disabled'} {escape(t)}"
+                  + (f" for device group {escape(group)}" if group else ""))
+
+
+@app.command("enable")
+def enable(targets: Targets, group: Group = None, data_dir: DataDir = None) -> None:
+    """Switch rules or whole folders on (store-wide or for one device group)."""
+    _switch(targets, True, group, data_dir)
+
+
+@app.command("disable")
+def disable(targets: Targets, group: Group = None, data_dir: DataDir = None) -> None:
+    """Switch rules or whole folders off (store-wide or for one device group)."""
+    _switch(targets, False, group, data_dir)
+
+
+@app.command("set-level")
+def set_level(rule_id: Annotated[str, typer.Argument(help="The rule's id.")],
+              level: Annotated[str, typer.Argument(help="informational, low, medium, high or critical.")],
+              group: Group = None, data_dir: DataDir = None) -> None:
+    """Give a rule another level (and so severity) in the alerts it raises."""
+    try:
+        _store(data_dir).set_level(rule_id, level, group)
+    except ContentError as e:
+        raise _fail(e) from None
+    Console(highlight=False).print(f"{rule_id}: level {level.lower()}" + (f" for device group {group}" if group
+                                                                          else ""))
