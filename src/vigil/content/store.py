@@ -223,23 +223,18 @@ class ContentStore:
             raise ContentError(f"{path}: unreadable rule index: {e}") from None
         return index  # type: ignore[no-any-return]
 
-    def enabled_files(self, group: str | None = None) -> list[Path]:
-        """The files of the rules that run for `group`."""
-        return [self.root / "packs" / e.pack / e.version / e.path for e in self.entries(group) if e.enabled]
+    def selection(self, group: str | None = None) -> tuple[list[Path], dict[str, RuleLevel]]:
+        """What runs for `group`: the rule files to load (a file of several rules runs when any of them is on)
+        and each rule's effective level (for `with_levels`)."""
+        entries = [e for e in self.entries(group) if e.enabled]
+        files = list(dict.fromkeys(self.root / "packs" / e.pack / e.version / e.path for e in entries))
+        return files, {e.rule_id: RuleLevel(e.level) for e in entries}
 
     def load(self, group: str | None = None, **kw: Any) -> LoadReport:
         """The rules that run for `group`, compiled, at their effective levels (`kw`: load_rules' options)."""
-        entries = [e for e in self.entries(group) if e.enabled]
-        # A file's rules load together: a file of several rules runs when any of them is switched on.
-        files = list(dict.fromkeys(self.root / "packs" / e.pack / e.version / e.path for e in entries))
+        files, levels = self.selection(group)
         report = load_rules(files, **kw)
-        levels = {e.rule_id: RuleLevel(e.level) for e in entries}
-        rules = report.ruleset.rules
-        if any(levels.get(r.id, r.level) != r.level for r in rules):
-            infos = [replace(r, level=levels.get(r.id, r.level)) for r in rules]
-            ruleset = RuleSet(infos, report.ruleset.code, report.ruleset.correlations)
-            report = replace(report, ruleset=ruleset)
-        return report
+        return replace(report, ruleset=with_levels(report.ruleset, levels))
 
     # -- policy ----------------------------------------------------------------------------------------
 
@@ -282,6 +277,14 @@ class ContentStore:
 
     def groups(self) -> list[str]:
         return sorted(_policy(self._state())["groups"])
+
+
+def with_levels(ruleset: RuleSet, levels: dict[str, RuleLevel]) -> RuleSet:
+    """`ruleset` with the rules of `levels` at those levels (the same compiled code: it refers to rules by index)."""
+    rules = ruleset.rules
+    if not any(levels.get(r.id, r.level) != r.level for r in rules):
+        return ruleset
+    return RuleSet([replace(r, level=levels.get(r.id, r.level)) for r in rules], ruleset.code, ruleset.correlations)
 
 
 def _empty() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 import vigil
 from vigil.config import Settings
+from vigil.content.store import ContentError, ContentStore, content_root
 from vigil.core.clock import Clock, SystemClock
 from vigil.server import (
     agent_actions,
@@ -25,7 +26,7 @@ from vigil.server import (
     portal_identity,
     portal_plan,
 )
-from vigil.server.detection import LiveDetection, load_ruleset
+from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal_account import router as portal_account_router
@@ -34,6 +35,15 @@ from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
 from vigil.store import db
+
+
+def _content_groups(content: ContentStore) -> list[str]:
+    """The device groups with content settings of their own (each gets its rule set); none if the store is
+    unreadable (load_ruleset logs why)."""
+    try:
+        return content.groups()
+    except ContentError:
+        return []
 
 
 def create_app(
@@ -46,7 +56,10 @@ def create_app(
     engine = engine or db.make_engine(settings.db_url)
     db.upgrade(engine)
     placeholders = Path(settings.rule_placeholders) if settings.rule_placeholders else None
-    detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders))
+    content = ContentStore(content_root(settings.data_dir))
+    rulesets = {g: load_ruleset(settings.rule_paths, placeholders, content, g) for g in _content_groups(content)}
+    detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders, content), rulesets,
+                              device_group_lookup(engine))
     svc = Services(
         settings=settings,
         engine=engine,

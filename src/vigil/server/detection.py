@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from vigil.content.store import ContentError, ContentStore, with_levels
 from vigil.core.alerts import DetectionSource, category
 from vigil.detect import RuleHit, RuleSet, load_rules
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.server.ingest import RowsByTable
 from vigil.store.alerts import NewHit
+from vigil.store.schema import device_groups, devices
 
 log = logging.getLogger("vigil.detect")
 
@@ -39,10 +45,20 @@ def evidence(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return ev
 
 
-def load_ruleset(extra_dirs: list[Path], placeholders_file: Path | None = None) -> RuleSet:
-    """Vigil's own rules plus the operator's; a broken rule is logged and skipped, never fatal. So is a broken
-    placeholder file: the rules that need its values are then skipped, each logged."""
-    dirs = [BUILTIN_RULES, *(d for d in extra_dirs if d.exists())]
+def load_ruleset(extra_dirs: list[Path], placeholders_file: Path | None = None,
+                 content: ContentStore | None = None, group: str | None = None) -> RuleSet:
+    """Vigil's own rules plus the operator's, and the content store's that run for device group `group` (None:
+    store-wide) at their levels; a broken rule is logged and skipped, never fatal. So is a broken placeholder
+    file: the rules that need its values are then skipped, each logged."""
+    dirs: list[Path] = [BUILTIN_RULES, *(d for d in extra_dirs if d.exists())]
+    levels: dict[str, Any] = {}
+    if content is not None:
+        try:
+            files, levels = content.selection(group)
+        except ContentError as e:
+            log.error("rule content store not used: %s", e)
+        else:
+            dirs += files
     placeholders = None
     if placeholders_file is not None:
         try:
@@ -52,21 +68,51 @@ def load_ruleset(extra_dirs: list[Path], placeholders_file: Path | None = None) 
     report = load_rules(dirs, placeholders=placeholders)
     for err in report.errors:
         log.warning("rule skipped: %s", err)
-    log.info("detection: %d rules from %s", len(report.ruleset), ", ".join(map(str, dirs)))
-    return report.ruleset
+    log.info("detection%s: %d rules from %d paths", f" for device group {group}" if group else "",
+             len(report.ruleset), len(dirs))
+    return with_levels(report.ruleset, levels)
+
+
+def device_group_lookup(engine: sa.Engine, ttl: float = 60.0) -> Callable[[str], str | None]:
+    """A device's group name by its id, read again after `ttl` seconds (group rules may move a device)."""
+    seen: dict[str, tuple[float, str | None]] = {}
+
+    def group_of(device_id: str) -> str | None:
+        now = time.monotonic()
+        hit = seen.get(device_id)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        query = (sa.select(device_groups.c.name).select_from(devices.join(device_groups))
+                 .where(devices.c.id == device_id))
+        with engine.connect() as conn:
+            name = conn.execute(query).scalar()
+        if len(seen) > 100_000:
+            seen.clear()
+        seen[device_id] = (now, name)
+        return name
+
+    return group_of
 
 
 class LiveDetection:
     """The ingest pipeline's detector: every row of a batch matched against the rule set."""
 
-    def __init__(self, ruleset: RuleSet) -> None:
+    def __init__(self, ruleset: RuleSet, by_group: Mapping[str, RuleSet] | None = None,
+                 group_of: Callable[[str], str | None] | None = None) -> None:
+        """`by_group`: the rule sets of device groups whose content settings differ from the store-wide ones
+        (`ruleset`), chosen per batch by the device's group (`group_of`)."""
         self.ruleset = ruleset
+        self.by_group = dict(by_group or {})
+        self.group_of = group_of
 
     def hits(self, device_id: str, rows: RowsByTable) -> list[NewHit]:
+        ruleset = self.ruleset
+        if self.by_group and self.group_of is not None:
+            ruleset = self.by_group.get(self.group_of(device_id) or "", self.ruleset)
         out: list[NewHit] = []
         for table, table_rows in rows.items():
             for row in table_rows:
-                for h in self.ruleset.match_telemetry(table, row):
+                for h in ruleset.match_telemetry(table, row):
                     out.append(self._new_hit(device_id, table, row, h))
         return out
 
