@@ -198,3 +198,21 @@ def set_level(rule_id: Annotated[str, typer.Argument(help="The rule's id.")],
         raise _fail(e) from None
     Console(highlight=False).print(f"{rule_id}: level {level.lower()}" + (f" for device group {group}" if group
                                                                           else ""))
+
+
+def import_at_first_start(data_dir: Path, source: Path, console: Console) -> None:
+    """`vigil up --rules-from`: import the release unless the store has the pack already (a later start keeps
+    what the operator has; `vigil rules update` brings a new release). A release that cannot be imported is
+    said and the server starts without it."""
+    store = ContentStore(content_root(data_dir))
+    try:
+        if DEFAULT_PACK in store.packs():
+            console.print(f"Rule content: {DEFAULT_PACK} already imported; `vigil rules update --from` for a new "
+                          "release.")
+            return
+        report = store.import_release(source)
+    except ContentError as e:
+        console.print(f"[red]Rule content not imported:[/] {escape(str(e))}")
+        return
+    console.print(f"Rule content: imported {report.pack} {report.version} ({report.rules} rules, "
+                  f"{len(report.errors)} did not load: `vigil rules list` names them)")

@@ -209,12 +209,20 @@ def _start_local_agent(settings: Settings, stop: threading.Event, procs: list[su
         console.print("Local agent started.")
 
 
-def up(data_dir: DataDir = None) -> None:
+def up(
+    data_dir: DataDir = None,
+    rules_from: Annotated[Path | None, typer.Option("--rules-from", help="A Sigma release (folder or zip) to import "
+                                                    "into the rule content store at first start")] = None,
+) -> None:
     """Set up if needed, then run the server on SQLite with a local agent enrolled to it."""
     d = data_dir_from_env(data_dir)
     report = run_setup(d, SystemClock())
     _print_setup(report)
     settings = report.settings
+    if rules_from is not None:
+        from vigil.commands.rules import import_at_first_start
+
+        import_at_first_start(settings.data_dir, rules_from, console)
     creds = settings.data_dir / "admin-credentials.json"
     if report.admin_password:
         # `vigil up` is the evaluation path: keep the generated credentials where the operator can find them.

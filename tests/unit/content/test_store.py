@@ -178,3 +178,27 @@ def test_the_cli_imports_lists_and_switches(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "use `vigil rules update --from`" in again.stderr
     same = run(app, ["rules", "update", "--from", str(release), *data])
     assert same.exit_code == 0 and "already in the store" in same.stdout
+
+
+def test_up_rules_from_imports_at_first_start_only(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from vigil.commands.rules import import_at_first_start
+
+    def start(source: Path) -> str:
+        out = StringIO()
+        import_at_first_start(tmp_path / "data", source, Console(file=out, width=300))
+        return out.getvalue()
+
+    release = _zip(_release(tmp_path / "rel"), tmp_path / "sigma_core-r2024-09-02.zip")
+    assert "imported sigmahq r2024-09-02 (3 rules, 1 did not load" in start(release)
+    assert "already imported" in start(release)  # a restart keeps what the operator has
+    assert ContentStore(tmp_path / "data/content").packs()["sigmahq"]["current"] == "r2024-09-02"
+    fresh = tmp_path / "other"
+    out = StringIO()
+    import_at_first_start(fresh, tmp_path / "missing.zip", Console(file=out, width=300))
+    assert "not imported" in out.getvalue() and "no such file" in out.getvalue()  # the server starts anyway
+    help_text = CliRunner().invoke(app, ["up", "--help"]).stdout
+    assert "--rules-from" in help_text
