@@ -104,7 +104,8 @@ def _print_import(report: ImportReport, verb: str) -> None:
               f"{len(report.errors)} failed; {report.pack} now runs {report.version}")
 
 
-ReleaseFrom = Annotated[Path, typer.Option("--from", help="A Sigma release: a folder, or its zip as downloaded.")]
+ReleaseFrom = Annotated[str, typer.Option("--from", help="A Sigma release: a folder, its zip as downloaded, or the "
+                                          "https URL of the zip on its release page.")]
 PackName = Annotated[str, typer.Option("--pack", help="Name of the pack in the store.")]
 Version = Annotated[str | None, typer.Option("--version", help="Version to keep it as (default: the release tag "
                                              "in its name, e.g. r2024-09-02, else a hash of its files).")]
@@ -115,7 +116,7 @@ def import_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Ve
                  data_dir: DataDir = None) -> None:
     """Import a Sigma release into the content store; every rule loads or is reported with its reason."""
     try:
-        report = _store(data_dir).import_release(source, pack=pack, version=version)
+        report = _store(data_dir).import_from(source, pack=pack, version=version)
     except ContentError as e:
         raise _fail(e) from None
     _print_import(report, "imported")
@@ -126,7 +127,7 @@ def update_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Ve
                  data_dir: DataDir = None) -> None:
     """Import a newer release of a pack; it becomes the version that runs (the older stay in the store)."""
     try:
-        report = _store(data_dir).import_release(source, pack=pack, version=version, update=True)
+        report = _store(data_dir).import_from(source, pack=pack, version=version, update=True)
     except ContentError as e:
         raise _fail(e) from None
     _print_import(report, "updated")

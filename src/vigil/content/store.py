@@ -26,6 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from vigil.core.severity import RuleLevel
 from vigil.detect import ErrorKind, LoadReport, RuleLoadError, load_rules
@@ -133,12 +136,22 @@ class ContentStore:
 
     # -- import ----------------------------------------------------------------------------------------
 
+    def import_from(self, source: str, *, pack: str = DEFAULT_PACK, version: str | None = None,
+                    update: bool = False) -> ImportReport:
+        """`import_release` from a folder, a zip, or the https URL of a release zip (downloaded first: then the
+        same path as a zip on disk)."""
+        if not source.startswith(("http://", "https://")):
+            return self.import_release(Path(source), pack=pack, version=version, update=update)
+        with tempfile.TemporaryDirectory(prefix="vigil-release-") as tmp:
+            archive = fetch_release(source, Path(tmp))
+            return self.import_release(archive, pack=pack, version=version, update=update, origin=source)
+
     def import_release(self, source: Path, *, pack: str = DEFAULT_PACK, version: str | None = None,
-                       update: bool = False) -> ImportReport:
+                       update: bool = False, origin: str | None = None) -> ImportReport:
         """Copy the rule files of a release (a folder or a zip, as downloaded from the release page) into the
-        store as `pack` at `version` (default: the release tag in its name, else a hash of its files), load
-        them to report every rule that does not load, and make it the pack's current version. `update`: the pack
-        must exist (import: it must not)."""
+        store as `pack` at `version` (default: the release tag in its name or `origin`'s, else a hash of its
+        files), load them to report every rule that does not load, and make it the pack's current version.
+        `update`: the pack must exist (import: it must not). `origin`: where it came from (default `source`)."""
         if not _NAME.match(pack):
             raise ContentError(f"pack name {pack!r}: use letters, digits, '.', '_' or '-'")
         state = self._state()
@@ -151,7 +164,7 @@ class ContentStore:
         files = dict(_release_files(source))
         if not any(name.endswith(_RULE_SUFFIXES) for name in files):
             raise ContentError(f"{source}: no Sigma rule files (.yml, .yaml) in it")
-        version = version or _version_of(source, files)
+        version = version or _version_of(f"{origin or ''} {source.name}", files)
         if not _NAME.match(version):
             raise ContentError(f"version {version!r}: use letters, digits, '.', '_' or '-'")
         target = self.root / "packs" / pack / version
@@ -176,8 +189,8 @@ class ContentStore:
         errors = tuple(replace(e, path=target / e.path.relative_to(staging)) if e.path and e.path.is_relative_to(
             staging) else e for e in report.errors)
         versions = dict(known["versions"]) if known else {}
-        versions[version] = {"source": str(source), "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                             "files": report.files, "rules": len(report.ruleset), "errors": len(errors)}
+        versions[version] = {"source": origin or str(source), "files": report.files, "rules": len(report.ruleset),
+                             "errors": len(errors), "imported_at": datetime.now(UTC).isoformat(timespec="seconds")}
         state["packs"][pack] = {"current": version, "versions": versions}
         self._save(state)
         return ImportReport(pack, version, report.files, len(report.ruleset), errors, True)
@@ -401,9 +414,10 @@ def _safe_member(source: Path, member: zipfile.ZipInfo) -> str:
     return path.as_posix()
 
 
-def _version_of(source: Path, files: dict[str, bytes]) -> str:
-    """The release tag in its name (SigmaHQ's `r2024-09-02`), else a `version` file, else a hash of its files."""
-    found = _RELEASE.search(source.name)
+def _version_of(name: str, files: dict[str, bytes]) -> str:
+    """The release tag in `name` (SigmaHQ's `r2024-09-02`, in a zip's name or a download URL's path), else a
+    `version` file, else a hash of its files."""
+    found = _RELEASE.search(name)
     if found:
         return found.group(0)
     for name, data in files.items():
@@ -426,3 +440,32 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fetch_release(url: str, folder: Path, *, timeout: float = 60.0) -> Path:
+    """Download the release zip at `url` (https; plain http only from this machine) into `folder`, at most
+    `_MAX_BYTES`, following the release page's redirects; returns the file."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1",
+                                                                                      "localhost")):
+        raise ContentError(f"{url}: only https URLs are fetched (plain http only from this machine)")
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+            if response.status_code != 200:
+                raise ContentError(f"{url}: the server answered {response.status_code}")
+            # Named after where the redirects ended, with the release tag of that path (GitHub's
+            # .../releases/download/r2024-09-02/sigma_all_rules.zip): what the version is read from.
+            final = PurePosixPath(response.url.path)
+            name = final.name if _NAME.match(final.name) else "release.zip"
+            tag = _RELEASE.search(str(final.parent))
+            target = folder / (f"{tag.group(0)}-{name}" if tag and not _RELEASE.search(name) else name)
+            size = 0
+            with target.open("wb") as fh:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > _MAX_BYTES:
+                        raise ContentError(f"{url}: more than {_MAX_BYTES >> 20} MiB: not a rule release")
+                    fh.write(chunk)
+    except httpx.HTTPError as e:
+        raise ContentError(f"{url}: download failed: {e}") from None
+    return target

@@ -202,3 +202,48 @@ def test_up_rules_from_imports_at_first_start_only(tmp_path: Path) -> None:
     assert "not imported" in out.getvalue() and "no such file" in out.getvalue()  # the server starts anyway
     help_text = CliRunner().invoke(app, ["up", "--help"]).stdout
     assert "--rules-from" in help_text
+
+
+def test_a_release_downloads_from_its_url_through_the_zip_path(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    release = _zip(_release(tmp_path / "rel"), tmp_path / "sigma_core.zip")
+    served = {"/SigmaHQ/sigma/releases/download/r2024-09-02/sigma_core.zip": release.read_bytes()}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/latest":  # the release page redirects to the file, as GitHub's does
+                self.send_response(302)
+                self.send_header("Location", next(iter(served)))
+                self.end_headers()
+                return
+            body = served.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        store = ContentStore(tmp_path / "content")
+        report = store.import_from(f"{base}/latest")
+        assert (report.version, report.rules, len(report.errors)) == ("r2024-09-02", 3, 1)
+        assert store.entries()[0].source == f"{base}/latest"
+        with pytest.raises(ContentError, match="answered 404"):
+            store.import_from(f"{base}/missing.zip", pack="other")
+        with pytest.raises(ContentError, match="only https"):
+            store.import_from("http://example.org/r.zip", pack="other")
+        cli = CliRunner().invoke(app, ["rules", "import", "--from", f"{base}/latest", "--data-dir",
+                                       str(tmp_path / "data")])
+        assert cli.exit_code == 0 and "imported sigmahq r2024-09-02" in cli.stdout, cli.output
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
