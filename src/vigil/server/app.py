@@ -23,6 +23,7 @@ from vigil.server import (
     portal,
     portal_actions,
     portal_alerts,
+    portal_content,
     portal_identity,
     portal_plan,
 )
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(portal_actions.router)
     app.include_router(portal_identity.router)
     app.include_router(portal_plan.router)
+    app.include_router(portal_content.router)
     app.include_router(portal_sso_router)
     app.include_router(portal_account_router)
     install_metrics(app)  # GET /metrics: the scrape token, or an analyst token

@@ -105,6 +105,10 @@ class LiveDetection:
         self.by_group = dict(by_group or {})
         self.group_of = group_of
 
+    def replace(self, ruleset: RuleSet, by_group: Mapping[str, RuleSet]) -> None:
+        """Run these rule sets from the next batch on (a batch being matched finishes on the old ones)."""
+        self.ruleset, self.by_group = ruleset, dict(by_group)
+
     def hits(self, device_id: str, rows: RowsByTable) -> list[NewHit]:
         ruleset = self.ruleset
         if self.by_group and self.group_of is not None:
