@@ -157,6 +157,10 @@ def _error(document: Document | None, path: Path | None, error: Exception, rule_
     """The rule's error, at the key or value it names in the rule's document."""
     reason = _sigma_reason(error) if isinstance(error, SigmaError) else str(error)
     where = locate(document, error, reason) if document is not None else None
+    source = error.source if isinstance(error, SigmaError) else None
+    if source is not None and source.line is not None and (document is None or (
+            source.line, source.char) != document.start):
+        where = (source.line, source.char or 1)  # pySigma located it more closely than the document we gave it
     return RuleLoadError.at(where, path, _kind(error), reason, rule_id, title)
 
 
