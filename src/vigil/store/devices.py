@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import DeviceFacts, GroupRule, assign_group, parse_conditions
+from vigil.store import errors
 from vigil.store.schema import device_groups, devices, enrollment_tokens
 from vigil.store.secrets import digest, new_secret, same
 
@@ -25,8 +26,8 @@ class EnrollmentRefused(Exception):
         self.reason = reason
 
 
-class NotFound(LookupError):
-    pass
+# The store's own NotFound (store/errors.py), named here too for the callers that catch devices.NotFound.
+NotFound = errors.NotFound
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""An in-memory store behind the same ports, for services' unit tests (like httpx's MockTransport).
+
+Changes go to a copy that replaces the committed state only when the unit of work ends without raising,
+so a refused operation leaves nothing behind here as it does in the database.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from vigil.app.ports import (
+    ActionRequest,
+    AuditRecord,
+    DeviceRecord,
+    IssuedToken,
+    PlanGate,
+    UnitOfWork,
+)
+from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
+from vigil.core.devices import DEFAULT_GROUP_NAME
+from vigil.store.errors import NotFound
+
+
+@dataclass
+class MemoryState:
+    """Everything the fake holds; tests seed it directly."""
+
+    groups: dict[str, int] = field(default_factory=lambda: {DEFAULT_GROUP_NAME: 1})
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    audit: list[AuditRecord] = field(default_factory=list)
+    tokens: list[IssuedToken] = field(default_factory=list)
+    actions: list[MachineAction] = field(default_factory=list)
+    plan: PlanGate | None = None
+
+
+class _Devices:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def in_groups(self, group_ids: frozenset[int] | None) -> list[DeviceRecord]:
+        rows = [d for d in self._s.devices.values() if group_ids is None or d.group_id in group_ids]
+        return sorted(rows, key=lambda d: (d.computer_dns_name, d.id))
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        return self._s.devices.get(device_id)
+
+    def find(self, ref: str) -> list[DeviceRecord]:
+        return [
+            d
+            for d in self._s.devices.values()
+            if ref in (d.id, d.computer_dns_name) or (len(ref) >= 8 and d.id.startswith(ref))
+        ]
+
+    def offboard(self, device_id: str, now: datetime) -> bool:
+        d = self._s.devices.get(device_id)
+        if d is None or d.offboarded_at is not None:
+            return False
+        self._s.devices[device_id] = replace(d, offboarded_at=now)
+        return True
+
+    def group_id(self, name: str | None, now: datetime) -> int:
+        key = name or DEFAULT_GROUP_NAME
+        if key not in self._s.groups:
+            raise NotFound(f"no device group named {name!r}")
+        return self._s.groups[key]
+
+
+class _Audit:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def append(self, record: AuditRecord, now: datetime) -> int:
+        self._s.audit.append(record)
+        return len(self._s.audit)
+
+    def entries(self, action: str | None = None) -> Sequence[AuditRecord]:
+        return [r for r in self._s.audit if action is None or r.action == action]
+
+
+class _Tokens:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def issue(
+        self, *, group: str | None, expires_at: datetime, max_uses: int, created_by: str, now: datetime
+    ) -> IssuedToken:
+        if max_uses < 1:
+            raise ValueError("uses must be at least 1")
+        if expires_at <= now:
+            raise ValueError("expiry must be in the future")
+        name = group or DEFAULT_GROUP_NAME
+        if name not in self._s.groups:
+            raise NotFound(f"no device group named {group!r}")
+        token = IssuedToken("vge_" + secrets.token_urlsafe(32), len(self._s.tokens) + 1, name, expires_at, max_uses)
+        self._s.tokens.append(token)
+        return token
+
+
+class _Plan:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def gate(self) -> PlanGate | None:
+        return self._s.plan
+
+
+class _Actions:
+    """Records actions as the server's issuer does, without a signing key (the fake signs nothing)."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def issue(self, request: ActionRequest, who: AuditRecord, now: datetime) -> MachineAction:
+        action = MachineAction(
+            id=str(uuid.uuid4()),
+            device_id=request.device_id,
+            type=request.type,
+            status=ActionStatus.PENDING,
+            approval=Approval.PENDING if request.require_approval else Approval.NOT_REQUIRED,
+            requestor=who.actor,
+            comment=request.comment or "",
+            parameters=request.parameters,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + COMMAND_LIFETIME[request.type],
+        )
+        self._s.actions.append(action)
+        self._s.audit.append(
+            replace(
+                who,
+                action="machineaction.create",
+                target_type="machine_action",
+                target_id=action.id,
+                reason=action.comment,
+            )
+        )
+        return action
+
+
+@dataclass
+class MemoryUnitOfWork:
+    devices: _Devices
+    audit: _Audit
+    enrollment: _Tokens
+    plan: _Plan
+    actions: _Actions
+
+
+class MemoryStore:
+    """The fake store: ``state`` is what has been committed."""
+
+    def __init__(self, state: MemoryState | None = None) -> None:
+        self.state = state or MemoryState()
+
+    @contextmanager
+    def begin(self) -> Iterator[UnitOfWork]:
+        work = copy.deepcopy(self.state)
+        yield MemoryUnitOfWork(_Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work))
+        self.state = work

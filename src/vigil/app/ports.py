@@ -1,0 +1,147 @@
+"""Store ports: one Protocol per repository and the unit of work that holds them in one transaction.
+
+``vigil.store.sql`` implements them on SQLAlchemy and ``vigil.app.memory`` in memory; the contract suite
+(tests/contract/) runs the same tests on both, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from vigil.core.actions import ActionType, MachineAction
+from vigil.core.plan import Ring
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device as the control plane knows it, with its group's name."""
+
+    id: str
+    computer_dns_name: str
+    os_platform: str
+    os_version: str
+    os_build: str | None
+    agent_version: str
+    group_id: int
+    group_name: str
+    first_seen: datetime
+    last_seen: datetime
+    last_ip: str | None = None
+    last_external_ip: str | None = None
+    tags: tuple[str, ...] = ()
+    offboarded_at: datetime | None = None
+    sensors: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One change to append to the audit log: who did what to which object, from where."""
+
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    before: Any = None
+    after: Any = None
+    reason: str | None = None
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: int
+    group: str
+    expires_at: datetime
+    max_uses: int
+
+
+@dataclass(frozen=True)
+class PlanGate:
+    """What the onboarding gate needs of the current plan: is it signed off, and which group is Evaluate."""
+
+    version: int
+    signed_off: bool
+    missing: tuple[str, ...]
+    ring_groups: dict[Ring, str]
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A response action to record and sign; the issuer fills in id, times and the signed command."""
+
+    device_id: str
+    type: ActionType
+    parameters: dict[str, Any]
+    comment: str | None
+    require_approval: bool = False
+
+
+class DeviceRepository(Protocol):
+    def in_groups(self, group_ids: frozenset[int] | None) -> Sequence[DeviceRecord]:
+        """Devices ordered by host name, only those in ``group_ids`` unless it is None."""
+        ...
+
+    def get(self, device_id: str) -> DeviceRecord | None: ...
+
+    def find(self, ref: str) -> Sequence[DeviceRecord]:
+        """Devices whose id or host name is ``ref`` (an id prefix of 8+ characters also matches)."""
+        ...
+
+    def offboard(self, device_id: str, now: datetime) -> bool:
+        """Revoke the device's credential; False when it was already offboarded."""
+        ...
+
+    def group_id(self, name: str | None, now: datetime) -> int:
+        """The id of the named device group (the default group for None); raises store NotFound."""
+        ...
+
+
+class AuditRepository(Protocol):
+    def append(self, record: AuditRecord, now: datetime) -> int:
+        """Record ``record`` in the unit of work's transaction; returns its sequence number."""
+        ...
+
+    def entries(self, action: str | None = None) -> Sequence[AuditRecord]: ...
+
+
+class EnrollmentTokens(Protocol):
+    def issue(
+        self, *, group: str | None, expires_at: datetime, max_uses: int, created_by: str, now: datetime
+    ) -> IssuedToken: ...
+
+
+class PlanRepository(Protocol):
+    def gate(self) -> PlanGate | None:
+        """The current plan's sign-off state; None when there is no plan (an evaluation install)."""
+        ...
+
+
+class ActionIssuer(Protocol):
+    def issue(self, request: ActionRequest, who: AuditRecord, now: datetime) -> MachineAction:
+        """Record, sign (unless held for approval) and audit one action; ``who`` names actor and source."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def devices(self) -> DeviceRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    @property
+    def enrollment(self) -> EnrollmentTokens: ...
+    @property
+    def plan(self) -> PlanRepository: ...
+    @property
+    def actions(self) -> ActionIssuer: ...
+
+
+class Store(Protocol):
+    def begin(self) -> AbstractContextManager[UnitOfWork]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        ...

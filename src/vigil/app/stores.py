@@ -1,0 +1,27 @@
+"""Where the edges get a store: the SQLAlchemy one for an engine, so server and commands never import vigil.store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vigil.app.ports import Store
+
+if TYPE_CHECKING:
+    from vigil.store.sql import ActionIssuerFn
+
+
+def sql_store(engine: Any, issue_action: ActionIssuerFn | None = None) -> Store:
+    """The store on ``engine`` (an SQLAlchemy engine); ``issue_action`` is the server's signing path."""
+    from vigil.store.sql import SqlStore
+
+    return SqlStore(engine, issue_action)
+
+
+def open_engine(db_url: str, migrate: bool = False) -> Any:
+    """An engine for a command that opens the database itself; ``migrate`` brings the schema up to date."""
+    from vigil.store import db
+
+    engine = db.make_engine(db_url)
+    if migrate:
+        db.upgrade(engine)
+    return engine

@@ -1,0 +1,159 @@
+"""The store ports (``vigil.app.ports``) on SQLAlchemy: one connection and transaction per unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from vigil.app.ports import ActionRequest, AuditRecord, DeviceRecord, IssuedToken, PlanGate, UnitOfWork
+from vigil.core.actions import MachineAction
+from vigil.core.plan import Ring, plan_from_dict, signoff_status
+from vigil.store import audit, plans
+from vigil.store import devices as device_store
+from vigil.store.errors import NotConfiguredIssuer
+from vigil.store.schema import device_groups, devices
+
+# The server's signing path (server/actions.py) given a connection: the store records, the server signs.
+ActionIssuerFn = Callable[[sa.Connection, ActionRequest, AuditRecord, datetime], MachineAction]
+
+
+def _device(row: Any) -> DeviceRecord:
+    return DeviceRecord(
+        id=row.id,
+        computer_dns_name=row.computer_dns_name,
+        os_platform=row.os_platform,
+        os_version=row.os_version,
+        os_build=row.os_build or None,
+        agent_version=row.agent_version,
+        group_id=int(row.group_id),
+        group_name=row.group_name,
+        first_seen=device_store.aware(row.first_seen),
+        last_seen=device_store.aware(row.last_seen),
+        last_ip=row.last_ip,
+        last_external_ip=row.last_external_ip,
+        tags=device_store.all_tags(row.tags, row.agent_tags),
+        offboarded_at=device_store.aware(row.offboarded_at) if row.offboarded_at else None,
+        sensors=dict(row.sensors or {}),
+        counters=dict(row.counters or {}),
+    )
+
+
+_WITH_GROUP = sa.select(devices, device_groups.c.name.label("group_name")).join(
+    device_groups, device_groups.c.id == devices.c.group_id
+)
+
+
+class SqlDevices:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def in_groups(self, group_ids: frozenset[int] | None) -> list[DeviceRecord]:
+        q = _WITH_GROUP if group_ids is None else _WITH_GROUP.where(devices.c.group_id.in_(sorted(group_ids)))
+        return [_device(r) for r in self._c.execute(q.order_by(devices.c.computer_dns_name, devices.c.id))]
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        row = self._c.execute(_WITH_GROUP.where(devices.c.id == device_id)).first()
+        return _device(row) if row else None
+
+    def find(self, ref: str) -> list[DeviceRecord]:
+        ids = [r.id for r in device_store.find_devices(self._c, ref)]
+        return [_device(r) for r in self._c.execute(_WITH_GROUP.where(devices.c.id.in_(ids)))] if ids else []
+
+    def offboard(self, device_id: str, now: datetime) -> bool:
+        return device_store.offboard_device(self._c, device_id, now)
+
+    def group_id(self, name: str | None, now: datetime) -> int:
+        return device_store.group_id_by_name(self._c, name, now)
+
+
+class SqlAudit:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def append(self, record: AuditRecord, now: datetime) -> int:
+        return audit.append(
+            self._c,
+            audit.Change(
+                record.actor,
+                record.action,
+                record.target_type,
+                record.target_id,
+                before=record.before,
+                after=record.after,
+                reason=record.reason,
+                source_ip=record.source_ip,
+            ),
+            now,
+        ).seq
+
+    def entries(self, action: str | None = None) -> Sequence[AuditRecord]:
+        return [
+            AuditRecord(e.actor, e.action, e.target_type, e.target_id, e.before, e.after, e.reason, e.source_ip)
+            for e, _ in audit.entries(self._c, action=action)
+        ]
+
+
+class SqlTokens:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def issue(
+        self, *, group: str | None, expires_at: datetime, max_uses: int, created_by: str, now: datetime
+    ) -> IssuedToken:
+        t = device_store.issue_token(
+            self._c, group=group, expires_at=expires_at, max_uses=max_uses, created_by=created_by, now=now
+        )
+        return IssuedToken(t.token, t.token_id, t.group, t.expires_at, t.max_uses)
+
+
+class SqlPlan:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def gate(self) -> PlanGate | None:
+        stored = plans.current_plan(self._c)
+        if stored is None:
+            return None
+        # Stored documents were validated when saved, so this parse does not fail on a live install.
+        plan = plan_from_dict(yaml.safe_load(stored.document))
+        sigs = [(s.version, s.digest, s.email) for s in plans.signoffs(self._c, stored.version)]
+        status = signoff_status(plan, stored.version, stored.digest, sigs)
+        rings = {ring: group for ring in Ring if (group := plan.ring_group(ring)) is not None}
+        return PlanGate(stored.version, not status.missing, status.missing, rings)
+
+
+class SqlActions:
+    def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
+        self._c, self._issue = conn, issue
+
+    def issue(self, request: ActionRequest, who: AuditRecord, now: datetime) -> MachineAction:
+        if self._issue is None:
+            raise NotConfiguredIssuer("this store was opened without the server's action signer")
+        return self._issue(self._c, request, who, now)
+
+
+class SqlUnitOfWork:
+    def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
+        self.conn = conn
+        self.devices = SqlDevices(conn)
+        self.audit = SqlAudit(conn)
+        self.enrollment = SqlTokens(conn)
+        self.plan = SqlPlan(conn)
+        self.actions = SqlActions(conn, issue)
+
+
+class SqlStore:
+    """The store on one engine; ``issue_action`` is the server's signing path (None outside the server)."""
+
+    def __init__(self, engine: sa.Engine, issue_action: ActionIssuerFn | None = None) -> None:
+        self.engine, self._issue = engine, issue_action
+
+    @contextmanager
+    def begin(self) -> Iterator[UnitOfWork]:
+        with self.engine.begin() as conn:
+            yield SqlUnitOfWork(conn, self._issue)
