@@ -85,7 +85,11 @@ def test_rules(
 
 
 def _store(data_dir: Path | None) -> ContentStore:
-    return ContentStore(content_root(data_dir_from_env(data_dir)))
+    d = data_dir_from_env(data_dir)
+    if not d.is_dir():
+        raise _fail(ContentError(f"data directory {d} does not exist: run `vigil setup --data-dir {d}` (or `vigil "
+                                 "up`) first, or pass --data-dir"))
+    return ContentStore(content_root(d))
 
 
 def _fail(e: ContentError) -> typer.Exit:

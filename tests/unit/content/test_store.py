@@ -158,6 +158,9 @@ def test_the_cli_imports_lists_and_switches(tmp_path: Path) -> None:
     release = _zip(_release(tmp_path / "rel"), tmp_path / "sigma_core-r2024-09-02.zip")
     data = ["--data-dir", str(tmp_path / "data")]
     run = CliRunner().invoke
+    missing = run(app, ["rules", "list", *data])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    (tmp_path / "data").mkdir()
     imported = run(app, ["rules", "import", "--from", str(release), *data])
     assert imported.exit_code == 0, imported.output
     assert "imported sigmahq r2024-09-02: 4 files, 3 rules loaded, 1 failed" in imported.stdout
@@ -240,6 +243,7 @@ def test_a_release_downloads_from_its_url_through_the_zip_path(tmp_path: Path) -
             store.import_from(f"{base}/missing.zip", pack="other")
         with pytest.raises(ContentError, match="only https"):
             store.import_from("http://example.org/r.zip", pack="other")
+        (tmp_path / "data").mkdir()
         cli = CliRunner().invoke(app, ["rules", "import", "--from", f"{base}/latest", "--data-dir",
                                        str(tmp_path / "data")])
         assert cli.exit_code == 0 and "imported sigmahq r2024-09-02" in cli.stdout, cli.output
