@@ -102,7 +102,8 @@ def _print_import(report: ImportReport, verb: str) -> None:
     for e in report.errors:
         out.print(f"[red]FAIL[/] {escape(str(e))}")
     if report.already:
-        out.print(f"{report.pack} {report.version} is already in the store; nothing {verb}")
+        out.print(f"{report.pack} {report.version} is already in the store; nothing {verb}; {report.pack} runs "
+                  f"{report.version}")
         return
     out.print(f"{verb} {report.pack} {report.version}: {report.files} files, {report.rules} rules loaded, "
               f"{len(report.errors)} failed; {report.pack} now runs {report.version}")

@@ -169,9 +169,12 @@ class ContentStore:
             raise ContentError(f"version {version!r}: use letters, digits, '.', '_' or '-'")
         target = self.root / "packs" / pack / version
         if known is not None and version in known["versions"]:
+            # Kept already: nothing is copied; an update to it makes it the one that runs again (a rollback).
             entry = known["versions"][version]
-            return ImportReport(pack, version, entry["files"], entry["rules"], (), known["current"] == version,
-                                already=True)
+            if known["current"] != version:
+                known["current"] = version
+                self._save(state)
+            return ImportReport(pack, version, entry["files"], entry["rules"], (), True, already=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{pack}-{version}-", dir=self._staging_dir()))
         try:
             for name, data in files.items():

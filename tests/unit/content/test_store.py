@@ -92,6 +92,9 @@ def test_import_refuses_a_second_import_and_update_keeps_versions(tmp_path: Path
     pack = store.packs()["sigmahq"]
     assert pack["current"] == "r2024-10-01" and set(pack["versions"]) == {"r2024-09-02", "r2024-10-01"}
     assert _fired(store, "curl") == [(CURL, "high")]  # stable in the new release
+    back = store.import_release(tmp_path / "sigma-r2024-09-02", update=True, version="r2024-09-02")
+    assert back.already and store.packs()["sigmahq"]["current"] == "r2024-09-02"  # a rollback, nothing copied
+    assert _fired(store, "curl") == []  # experimental again
     with pytest.raises(ContentError, match="import it first"):
         store.import_release(folder, pack="other", update=True)
 
