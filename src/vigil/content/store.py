@@ -28,8 +28,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from vigil.core.severity import RuleLevel
 from vigil.detect import ErrorKind, LoadReport, RuleLoadError, load_rules
 from vigil.detect.ruleset import RuleSet
@@ -448,6 +446,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def fetch_release(url: str, folder: Path, *, timeout: float = 60.0) -> Path:
     """Download the release zip at `url` (https; plain http only from this machine) into `folder`, at most
     `_MAX_BYTES`, following the release page's redirects; returns the file."""
+    import httpx  # only a download needs it: listing and switching rules stay quick to start
+
     parts = urlsplit(url)
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1",
                                                                                       "localhost")):
