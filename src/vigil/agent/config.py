@@ -36,6 +36,9 @@ class AgentConfig:
     spool_max_bytes: int = 1 << 30
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # A batch the server answers with 5xx this many times in a row, while its heartbeats succeed, is held
+    # (set aside in the spool) so the batches behind it move on; `vigil agent resend-held` sends it again.
+    hold_after_server_errors: int = 5
     request_timeout_seconds: float = 15.0
     shutdown_flush_seconds: float = 5.0
     device_info_seconds: float = 3600.0
@@ -86,6 +89,8 @@ class AgentConfig:
         for name in ("heartbeat_seconds", "batch_seconds", "backoff_initial_seconds", "request_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.hold_after_server_errors < 1:
+            raise ValueError("hold_after_server_errors must be at least 1")
         if self.spool_max_events < self.batch_max_events:
             raise ValueError("spool_max_events must hold at least one batch")
         if self.process_provider not in PROCESS_PROVIDERS:

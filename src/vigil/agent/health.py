@@ -12,7 +12,7 @@ from typing import Any
 from vigil.agent.errors import AgentError, IdentityError
 from vigil.agent.identity import load_identity
 from vigil.agent.runner import META_PID, META_SENSORS, META_STARTED
-from vigil.agent.spool import SPOOL_FILE, read_counters, read_meta
+from vigil.agent.spool import SPOOL_FILE, held_batches, read_counters, read_meta
 from vigil.agent.uploader import META_LAST_ERROR, META_LAST_HEARTBEAT, META_REVOKED
 from vigil.wire import AgentCounters
 
@@ -33,6 +33,8 @@ class AgentHealth:
     spool_depth: int = 0
     pending_batches: int = 0
     dead_letter_batches: int = 0
+    held_batches: int = 0  # set aside after repeated server errors; `vigil agent resend-held` sends them again
+    held_events: int = 0
     last_upload_at: str | None = None
     last_heartbeat_at: str | None = None
     last_error: str | None = None
@@ -77,6 +79,7 @@ def read_health(state_dir: Path) -> AgentHealth:
             return AgentHealth(**base)
         meta = {k: read_meta(db, k) for k in (META_PID, META_STARTED, META_REVOKED, META_SENSORS,
                                                 "last_upload_at", META_LAST_HEARTBEAT, META_LAST_ERROR)}
+        held = held_batches(db)
         return AgentHealth(
             **base,
             running_pid=_alive(meta[META_PID]),
@@ -87,6 +90,8 @@ def read_health(state_dir: Path) -> AgentHealth:
             spool_depth=db.execute("SELECT COUNT(*) FROM events").fetchone()[0],
             pending_batches=db.execute("SELECT COUNT(*) FROM batches").fetchone()[0],
             dead_letter_batches=db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0],
+            held_batches=len(held),
+            held_events=sum(h.events for h in held),
             last_upload_at=meta["last_upload_at"],
             last_heartbeat_at=meta[META_LAST_HEARTBEAT],
             last_error=meta[META_LAST_ERROR],

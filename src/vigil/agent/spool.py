@@ -56,6 +56,15 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     events INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+-- Batches set aside after repeated 5xx answers while the server was otherwise up: their rows stay in
+-- events (still spooled, still counted), next_batch skips them until `vigil agent resend-held`.
+CREATE TABLE IF NOT EXISTS held (
+    batch_id TEXT PRIMARY KEY,
+    held_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    status INTEGER,
+    error TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -80,6 +89,16 @@ class Batch:
             ident += b'"DeviceName":' + orjson.dumps(device_name) + b","
         parts = [b'{"ReportId":%d,' % seq + ident + body[1:] for seq, body in zip(self.seqs, self.bodies, strict=True)]
         return b'{"batch_id":' + orjson.dumps(self.batch_id) + b',"events":[' + b",".join(parts) + b"]}"
+
+
+@dataclass(frozen=True)
+class HeldBatch:
+    batch_id: str
+    held_at: str
+    attempts: int
+    status: int | None
+    error: str
+    events: int
 
 
 @dataclass(frozen=True)
@@ -268,6 +287,10 @@ class Spool:
             self._count -= n
             self._bytes -= freed
             self._bump(db, f"dropped.{DROP_SPOOL_FULL}", n)
+            # A held batch the cap emptied is gone (its rows are counted above): not listed as held any more.
+            db.execute(
+                "DELETE FROM held WHERE batch_id NOT IN (SELECT batch_id FROM events WHERE batch_id IS NOT NULL)"
+            )
             log.warning("spool full: dropped the %d oldest events", n)
 
     # -- batches ------------------------------------------------------------------------------
@@ -279,7 +302,8 @@ class Spool:
         with self._lock, self._tx() as db:
             while True:
                 pending = db.execute(
-                    "SELECT batch_id, attempts FROM batches ORDER BY rowid LIMIT 1"
+                    "SELECT batch_id, attempts FROM batches WHERE batch_id NOT IN (SELECT batch_id FROM held)"
+                    " ORDER BY rowid LIMIT 1"
                 ).fetchone()
                 if pending is None:
                     break
@@ -322,14 +346,32 @@ class Spool:
                 self._bump(db, "sent", len(batch))
 
     def acknowledge(self, batch: Batch, ack: TelemetryAck) -> int:
-        """The server has the batch: delete its rows. Returns how many rows were released."""
+        """The server has the batch: delete its rows. Returns how many rows were released.
+
+        Rows the server refused (``ack.rejected``) count as rejected, the rest as acknowledged."""
         if ack.batch_id != batch.batch_id:
             raise SpoolError(f"acknowledgement for batch {ack.batch_id} while sending {batch.batch_id}")
         with self._lock, self._tx() as db:
             released = self._release(db, batch.batch_id)
-            self._bump(db, "acknowledged", released)
+            rejected = min(max(ack.rejected, 0), released)
+            self._bump(db, "acknowledged", released - rejected)
+            self._bump(db, f"dropped.{DROP_REJECTED}", rejected)
             self._set_meta(db, "last_upload_at", iso(self._clock.now()))
         return released
+
+    def hold(self, batch: Batch, status: int | None, error: str) -> None:
+        """Set the batch aside: kept in the spool, skipped by ``next_batch`` until released."""
+        with self._lock, self._tx() as db:
+            attempts = db.execute("SELECT attempts FROM batches WHERE batch_id = ?", (batch.batch_id,)).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?)",
+                (batch.batch_id, iso(self._clock.now()), attempts[0] if attempts else 0, status, error[:1000]),
+            )
+
+    def held(self) -> list[HeldBatch]:
+        with self._lock:
+            self._write_pending()  # the cap may empty a held batch when pending rows are written
+            return held_batches(self._db)
 
     def dead_letter(self, batch: Batch, status: int, error: str, detail: str, field: str | None) -> int:
         """The server refused the batch for good: keep it aside, count its rows as dropped."""
@@ -354,6 +396,7 @@ class Spool:
         ).fetchone()
         db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
         db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        db.execute("DELETE FROM held WHERE batch_id = ?", (batch_id,))
         self._count -= n
         self._bytes -= size
         return int(n)
@@ -402,6 +445,42 @@ def read_counters(db: sqlite3.Connection) -> AgentCounters:
         acknowledged=values.get("acknowledged", 0),
         dropped=dropped,
     )
+
+
+def held_batches(db: sqlite3.Connection) -> list[HeldBatch]:
+    """The held batches, oldest first; none in a spool made before holding existed."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'held'").fetchone() is None:
+        return []
+    rows = db.execute(
+        "SELECT h.batch_id, h.held_at, h.attempts, h.status, h.error,"
+        " (SELECT COUNT(*) FROM events e WHERE e.batch_id = h.batch_id) FROM held h ORDER BY h.held_at, h.rowid"
+    ).fetchall()
+    return [HeldBatch(*r) for r in rows]
+
+
+def release_held(path: Path, batch_id: str | None = None, dry_run: bool = False) -> list[HeldBatch]:
+    """Put held batches (all, or the one named) back in the queue, ahead of newer ones; returns them
+    (with ``dry_run``, only returns them).
+
+    Works beside a running agent (its uploader picks them up at its next pass) or a stopped one."""
+    if not path.exists():
+        raise SpoolError(f"no spool at {path} (is this the agent's state directory?)")
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as e:
+        raise SpoolError(f"cannot open the spool at {path}: {e}") from e
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("BEGIN IMMEDIATE")
+        chosen = [h for h in held_batches(db) if batch_id is None or h.batch_id == batch_id]
+        if chosen and not dry_run:  # (a spool made before holding existed has no held table)
+            db.executemany("DELETE FROM held WHERE batch_id = ?", [(h.batch_id,) for h in chosen])
+        db.execute("ROLLBACK" if dry_run else "COMMIT")
+        return chosen
+    except sqlite3.Error as e:
+        raise SpoolError(f"cannot release held batches in {path}: {e}") from e
+    finally:
+        db.close()
 
 
 def read_meta(db: sqlite3.Connection, key: str) -> str | None:

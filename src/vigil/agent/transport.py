@@ -48,11 +48,14 @@ UPLOAD_BLOCK = 64 * 1024
 
 
 class ServerUnavailable(AgentError):
-    """Worth retrying later: unreachable, timed out, 5xx or 429; ``retry_after`` when the server said."""
+    """Worth retrying later: unreachable, timed out, 5xx or 429; ``retry_after`` when the server said.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``status`` is the HTTP status when the server answered (5xx, 429), None when it could not be reached."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class CredentialRevoked(ServerRejected):
@@ -271,7 +274,7 @@ def check(response: Response, where: str) -> None:
     if status == 429 or status >= 500:
         retry = response.headers.get("retry-after")
         raise ServerUnavailable(
-            f"{where}: server answered {status}", float(retry) if retry and retry.isdigit() else None
+            f"{where}: server answered {status}", float(retry) if retry and retry.isdigit() else None, status
         )
     raise rejection(response, where)
 

@@ -71,6 +71,10 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
         self._unavailable_logged = False
+        # Server errors (5xx) per batch id in a row, with when the first came; and when the server last
+        # answered anything but a 5xx. A batch fails alone only if the server has answered since it began failing.
+        self._server_errors: dict[str, tuple[int, float]] = {}
+        self._last_answer = float("-inf")
         # Revocation sticks to the credential it was seen with; a new enrollment starts afresh.
         self._credential_tag = hashlib.sha256(identity.credential.encode()).hexdigest()[:16]
         self.revoked = (spool.get_meta(META_REVOKED) or "").startswith(self._credential_tag)
@@ -147,12 +151,44 @@ class Uploader:
         except CredentialRevoked:
             raise
         except ServerRejected as e:
+            self._server_errors.pop(batch.batch_id, None)
+            self._last_answer = self._clock.monotonic()
             n = self._spool.dead_letter(batch, e.status, e.error, e.detail, e.field)
             log.error("server rejected batch %s (%d events moved to dead letter): %s", batch.batch_id, n, e)
             self._spool.set_meta(META_LAST_ERROR, f"{iso(self._clock.now())} {e}")
             return
+        except ServerUnavailable as e:
+            if e.status is not None and e.status >= 500 and self._failing_alone(batch, e):
+                return  # set aside: the batches behind it go on
+            raise
+        self._server_errors.pop(batch.batch_id, None)
+        self._last_answer = self._clock.monotonic()
         released = self._spool.acknowledge(batch, ack)
+        if ack.rejected:
+            first = ack.rejections[0] if ack.rejections else None
+            log.warning("server stored batch %s without %d invalid events%s", batch.batch_id, ack.rejected,
+                        f" (first: events[{first.index}].{first.field}: {first.reason})" if first else "")
         log.debug("batch %s acknowledged: %d events (duplicate=%s)", batch.batch_id, released, ack.duplicate)
+
+    def _failing_alone(self, batch: Batch, e: ServerUnavailable) -> bool:
+        """Count a 5xx for ``batch``; hold it once it has had ``hold_after_server_errors`` of them while the
+        server kept answering other requests (a fault this batch triggers, not an outage). Returns whether held."""
+        now = self._clock.monotonic()
+        count, since = self._server_errors.get(batch.batch_id, (0, now))
+        count += 1
+        limit = self._config.hold_after_server_errors
+        if count >= limit and self._last_answer > since:
+            self._server_errors.pop(batch.batch_id, None)
+            self._spool.hold(batch, e.status, str(e))
+            log.error("batch %s (%d events) failed %d times with a server error while the server answered other"
+                      " requests; held, so the queue moves on. Send it again with `vigil agent resend-held`"
+                      " once the server is fixed. Last error: %s", batch.batch_id, len(batch), count, e)
+            self._spool.set_meta(META_LAST_ERROR, f"{iso(self._clock.now())} batch {batch.batch_id} held: {e}")
+            return True
+        self._server_errors[batch.batch_id] = (count, since)
+        if count >= limit:
+            self._next_heartbeat = 0.0  # is the server up for anything else? the next pass asks at once
+        return False
 
     def _heartbeat_if_due(self) -> None:
         now = self._clock.monotonic()
@@ -169,9 +205,11 @@ class Uploader:
         except (ServerUnavailable, CredentialRevoked):
             raise
         except ServerRejected as e:  # telemetry still flows; the mismatch is logged and kept in health
+            self._last_answer = self._clock.monotonic()
             log.error("heartbeat refused: %s", e)
             self._spool.set_meta(META_LAST_ERROR, f"{iso(self._clock.now())} {e}")
         else:
+            self._last_answer = self._clock.monotonic()
             self._spool.set_meta(META_LAST_HEARTBEAT, iso(self._clock.now()))
             if answer.commands and self._on_commands is not None:
                 self._on_commands(answer.commands)

@@ -1,4 +1,4 @@
-"""`vigil agent`: enroll this endpoint, run the agent, show its health."""
+"""`vigil agent`: enroll this endpoint, run the agent, show its health, resend held batches."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from vigil.agent.enroll import enroll as enroll_device
 from vigil.agent.errors import AgentError, ServerRejected
 from vigil.agent.health import read_health
 from vigil.agent.runner import run_agent
+from vigil.agent.spool import SPOOL_FILE, release_held
 
 app = typer.Typer(help="The Vigil endpoint agent.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -138,3 +139,26 @@ def health(
     for key, value in _flatten("", report.as_dict()):
         table.add_row(key, value)
     Console().print(table)
+
+
+@app.command("resend-held")
+def resend_held(
+    state_dir: StateDir = None,
+    batch_id: Annotated[str | None, typer.Option("--batch-id", help="Only this held batch")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the held batches, release none")] = False,
+) -> None:
+    """Send held batches again (those set aside after repeated server errors), once the server is fixed."""
+    state = state_dir or default_state_dir()
+    with _user_errors():
+        chosen = release_held(state / SPOOL_FILE, batch_id, dry_run=dry_run)
+    if batch_id is not None and not chosen:
+        console.print(f"[red]vigil agent: error:[/] no held batch {batch_id!r}")
+        raise typer.Exit(2)
+    for h in chosen:
+        typer.echo(f"{h.batch_id}: {h.events} events, held {h.held_at} after {h.attempts} attempts ({h.error})")
+    events = sum(h.events for h in chosen)
+    if dry_run:
+        typer.echo(f"{len(chosen)} held batches ({events} events); none released (--dry-run)")
+        return
+    typer.echo(f"Released {len(chosen)} held batches ({events} events): the running agent sends them at its"
+               " next pass, a stopped one when it starts.")

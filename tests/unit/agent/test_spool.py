@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from vigil.agent.spool import DROP_REJECTED, DROP_SPOOL_FULL, Spool
+from vigil.agent.errors import SpoolError
+from vigil.agent.health import read_health
+from vigil.agent.spool import _SCHEMA, DROP_REJECTED, DROP_SPOOL_FULL, Batch, Spool, release_held
 from vigil.wire import TelemetryAck
 
 
@@ -181,3 +184,115 @@ def test_rows_waiting_for_a_flush_take_their_own_size_in_memory(tmp_path: Path) 
     assert held < 1.5 * size + 64 * len(rows), (held, size)
     spool.flush()
     assert spool.depth() == 2_000
+
+
+# -- held batches (set aside after repeated server errors) -------------------------------------------
+
+
+def _held_batch(spool: Spool, n: int) -> Batch:
+    spool.append([row(i) for i in range(n)])
+    batch = spool.next_batch(max_events=n)
+    assert batch is not None
+    spool.mark_sending(batch)
+    spool.hold(batch, 503, "server answered 503")
+    return batch
+
+
+def test_held_batch_stays_spooled_and_the_queue_moves_past_it(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    held = _held_batch(spool, 2)
+    spool.append([row(i) for i in range(10, 13)])
+    nxt = spool.next_batch(max_events=10)
+    assert nxt is not None and nxt.batch_id != held.batch_id
+    assert [orjson.loads(b)["ProcessId"] for b in nxt.bodies] == [10, 11, 12]
+    spool.acknowledge(nxt, ack(nxt.batch_id, 3))
+    assert spool.next_batch(max_events=10) is None  # only the held batch is left, and it is skipped
+    assert spool.depth() == 2
+    (h,) = spool.held()
+    assert (h.batch_id, h.status, h.attempts, h.events) == (held.batch_id, 503, 1, 2)
+    spool.close()
+
+    health = read_health(tmp_path)
+    assert (health.held_batches, health.held_events, health.spool_depth) == (1, 2, 2)
+
+
+def test_released_batch_goes_first_with_its_own_id_and_leaves_on_ack(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    held = _held_batch(spool, 2)
+    spool.append([row(i) for i in range(10, 13)])
+    newer = spool.next_batch(max_events=1)  # a newer batch already assigned and waiting
+    assert newer is not None
+    # The operator's command runs beside the open spool (a running agent), on its own connection.
+    (released,) = release_held(tmp_path / "spool.db")
+    assert released.batch_id == held.batch_id
+    again = spool.next_batch(max_events=10)
+    assert again is not None
+    assert (again.batch_id, again.seqs) == (held.batch_id, held.seqs)  # the same id: the server de-duplicates
+    spool.acknowledge(again, ack(again.batch_id, 2))
+    assert spool.held() == []
+    c = spool.counters()
+    assert c.acknowledged == 2 and c.dropped == {}
+    spool.close()
+
+
+def test_release_held_names_one_batch_and_dry_run_releases_none(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    first = _held_batch(spool, 1)
+    second = _held_batch(spool, 2)
+    path = tmp_path / "spool.db"
+    assert [h.batch_id for h in release_held(path, dry_run=True)] == [first.batch_id, second.batch_id]
+    assert len(spool.held()) == 2
+    assert release_held(path, "no-such-batch") == []
+    assert [h.batch_id for h in release_held(path, second.batch_id)] == [second.batch_id]
+    assert [h.batch_id for h in spool.held()] == [first.batch_id]
+    spool.close()
+
+
+def test_release_held_without_a_spool_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SpoolError, match="no spool at"):
+        release_held(tmp_path / "spool.db")
+
+
+def test_cap_emptying_a_held_batch_counts_its_rows_and_unlists_it(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_events=4)
+    _held_batch(spool, 2)
+    spool.append([row(i) for i in range(10, 14)])  # pushes the held batch's rows out
+    assert spool.held() == []
+    assert spool.counters().dropped == {DROP_SPOOL_FULL: 2}
+    spool.close()
+
+
+def test_a_spool_made_before_held_batches_existed_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    db = sqlite3.connect(path)
+    old_schema = _SCHEMA.split("-- Batches set aside")[0] + (
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    )
+    db.executescript(old_schema)
+    db.execute("INSERT INTO events (batch_id, body, size) VALUES ('b1', ?, 2)", (b"{}",))
+    db.execute("INSERT INTO batches VALUES ('b1', '2026-01-01T00:00:00+00:00', 3)")
+    db.commit()
+    db.close()
+    # Read by an operator before the upgraded agent has run: nothing held, no error.
+    assert read_health(tmp_path).held_batches == 0
+    assert release_held(path) == []
+
+    spool = open_spool(tmp_path)
+    batch = spool.next_batch(max_events=10)
+    assert batch is not None and (batch.batch_id, batch.attempts) == ("b1", 3)  # the old queue survives
+    spool.hold(batch, 500, "server answered 500")
+    assert [h.batch_id for h in spool.held()] == ["b1"]
+    spool.close()
+
+
+def test_rows_the_server_refused_in_an_acknowledged_batch_count_as_rejected(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    spool.append([row(i) for i in range(5)])
+    batch = spool.next_batch(10)
+    assert batch is not None
+    spool.mark_sending(batch)
+    spool.acknowledge(batch, TelemetryAck(batch_id=batch.batch_id, accepted=3, duplicate=False, rejected=2))
+    c = spool.counters()
+    assert (c.sent, c.acknowledged, c.dropped) == (5, 3, {DROP_REJECTED: 2})
+    assert c.spooled == c.acknowledged + sum(c.dropped.values()) + spool.depth()
