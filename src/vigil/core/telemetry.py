@@ -101,10 +101,20 @@ DEVICE_PROCESS_EVENTS = Table(
         Column("AccountDomain", S, "Domain of the account (the host name for local accounts)."),
         Column("ProcessPosixUserId", L, "Numeric user id the process runs as."),
         Column("ProcessCurrentWorkingDirectory", S, "Working directory of the process."),
+        Column("ProcessGroupId", L, "Process group of the new process (with job control, a pipeline's first member's"
+               " PID).", minimum=0),
+        Column("ProcessStdin", S, "What the process's stdin is: kind:identity, e.g. pipe:41237, tty:/dev/pts/3,"
+               " socket:5521, file:inode, null, none.", max_length=300),
+        Column("ProcessStdout", S, "What the process's stdout is, as ProcessStdin.", max_length=300),
+        Column("ProcessStderr", S, "What the process's stderr is, as ProcessStdin.", max_length=300),
+        Column("PipelineMembers", D, "PipelineCreated rows: every process of the pipeline in order, each with"
+               " ProcessId, FileName, ProcessCommandLine (null for a shell builtin), ProcessStdin and ProcessStdout."),
         *_INITIATING,
         _ADDITIONAL,
     ),
-    ("ProcessCreated", "ProcessTerminated"),
+    # PipelineCreated: the members of one typed pipeline joined by the agent (same parent and process group,
+    # connected pipes), with the whole pipeline as ProcessCommandLine (docs/linux-detection.md, "Pipelines").
+    ("ProcessCreated", "ProcessTerminated", "PipelineCreated"),
 )
 
 DEVICE_FILE_EVENTS = Table(

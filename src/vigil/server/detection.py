@@ -30,6 +30,7 @@ _EVIDENCE = (
     "LocalIP", "LocalPort", "PreviousFolderPath", "InitiatingProcessId", "InitiatingProcessFileName",
     "InitiatingProcessFolderPath", "InitiatingProcessCommandLine", "InitiatingProcessSHA256",
     "InitiatingProcessAccountName", "InitiatingProcessParentId", "InitiatingProcessParentFileName",
+    "ProcessGroupId", "ProcessStdin", "ProcessStdout", "PipelineMembers",
 )
 
 

@@ -9,7 +9,10 @@ from enum import IntEnum
 from vigil.agent.sensors.procfs import join_argv
 
 # struct vigil_event in process.bpf.c, field for field; both change together.
-HEADER = struct.Struct("<QQIIIIIIIIIHHHH16s4x")
+# After comm: the process group, then fds 0-2 as (inode, rdev, mode) (zero for forks).
+HEADER = struct.Struct("<QQIIIIIIIIIHHHH16s4xI4x" + "QIH2x" * 3)
+PGID = 16  # HEADER's field index of pgid; fd n's inode, rdev and mode follow at FDS + 3n
+FDS = 17
 
 ARGV_TRUNCATED = 1
 EXE_TRUNCATED = 2
@@ -46,6 +49,8 @@ class KernelProcessEvent:
     exe: str = ""
     command_line: str = ""
     cwd: str = ""
+    pgid: int = 0
+    fds: tuple[tuple[int, int, int], ...] = ()  # fds 0-2 as (inode, rdev, mode); mode 0: not open
 
     @property
     def argv_truncated(self) -> bool:
@@ -90,14 +95,18 @@ def decode(record: bytes) -> KernelProcessEvent:
     """One ring-buffer record; raises BadRecord saying what is wrong."""
     if len(record) < HEADER.size:
         raise BadRecord(f"record of {len(record)} bytes is shorter than the {HEADER.size}-byte header")
+    f = HEADER.unpack_from(record)
     (ts, start, kind, pid, tid, ppid, uid, gid, euid, code, flags,
-     exe_len, argv_len, cwd_len, _reserved, comm) = HEADER.unpack_from(record)
+     exe_len, argv_len, cwd_len, _reserved, comm) = f[:PGID]
+    pgid = f[PGID]
+    fds = tuple((f[FDS + 3 * n], f[FDS + 3 * n + 1], f[FDS + 3 * n + 2]) for n in range(3))
     known = _KINDS.get(kind)
     if known is None:
         raise BadRecord(f"unknown record kind {kind}")
     exe, argv, cwd = split_tail(record, exe_len, argv_len, cwd_len)
     name = comm.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     if known is not Kind.EXEC:
-        return KernelProcessEvent(known, ts, start, pid, tid, ppid, uid, gid, euid, code, flags, name)
+        return KernelProcessEvent(known, ts, start, pid, tid, ppid, uid, gid, euid, code, flags, name,
+                                  pgid=pgid, fds=fds)
     return KernelProcessEvent(known, ts, start, pid, tid, ppid, uid, gid, euid, code, flags, name,
-                              path_from_leaf_first(exe), command_line(argv), path_from_leaf_first(cwd))
+                              path_from_leaf_first(exe), command_line(argv), path_from_leaf_first(cwd), pgid, fds)

@@ -230,12 +230,14 @@ class ProcessSensor:
                 last = now = clock.monotonic()
                 rows = self._feed(kernel, ring.consume(), now)
                 rows += tracker.expire(now)
+                rows += kernel.pipelines.expire(now)
                 self._count_drops(source)
             except Exception:  # keep the sensor alive; the failure is counted and shown in health
                 self._faults.failed()
             if rows:
                 self._ctx.sink.append(rows)
         final = self._feed(kernel, ring.consume(), clock.monotonic()) + tracker.expire(float("inf"))
+        final += kernel.pipelines.expire(float("inf"))
         if final:
             self._ctx.sink.append(final)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from vigil.agent.sensors.base import Row
 from vigil.agent.sensors.bpf_events import (
     ARGV_TRUNCATED,
+    FDS,
     HEADER,
+    PGID,
     BadRecord,
     Kind,
     command_line,
@@ -18,6 +20,7 @@ from vigil.agent.sensors.bpf_events import (
     split_tail,
 )
 from vigil.agent.sensors.libbpf import EventSource
+from vigil.agent.sensors.pipeline import PipelineJoiner, Stdio, describe_fd
 from vigil.agent.sensors.proc_connector import ExitEvent
 from vigil.agent.sensors.process_tracker import ProcessTracker
 from vigil.agent.sensors.procfs import HashCache, ProcessInfo
@@ -55,6 +58,7 @@ class KernelRows:
         self.tracker = ProcessTracker(use_proc=True, use_audit=False, audit_wait=0.0, exit_events=exit_events,
                                       read=read, hashes=hashes, wall_from_ns=self.wall)
         self._paths: dict[bytes, str] = {}
+        self.pipelines = PipelineJoiner()
 
     def wall(self, boottime_ns: int) -> float:
         return self._offset + boottime_ns / 1e9
@@ -95,10 +99,17 @@ class KernelRows:
                 row = tracker.on_described_exec(info, offset + f[0] / 1e9, now)
                 if f[10] & ARGV_TRUNCATED:
                     row["AdditionalFields"]["CommandLineTruncated"] = True
+                stdin, stdout, stderr = _stdio(f)
+                row["ProcessGroupId"] = f[PGID] or None
+                row["ProcessStdin"], row["ProcessStdout"], row["ProcessStderr"] = str(stdin), str(stdout), str(stderr)
+                self.pipelines.executed(row, f[5], f[PGID], stdin, stdout, now)
                 rows.append(row)
             elif kind == _FORK and len(rec) == size:
                 tracker.forked(f[3], f[5], f[0])
             elif kind == _EXIT and len(rec) == size:
+                stdin, stdout, _ = _stdio(f)
+                comm = f[15].split(b"\0", 1)[0].decode("utf-8", "replace")
+                self.pipelines.exited(f[3], f[5], f[PGID], stdin, stdout, comm, now, execed=tracker.reported(f[3]))
                 rows += tracker.on_exit(ExitEvent(f[0], f[3], f[3], f[9], 0), now)
             else:
                 try:
@@ -107,3 +118,9 @@ class KernelRows:
                 except BadRecord as e:
                     bad.append(e)
         return rows, bad
+
+
+def _stdio(f: tuple[int | bytes, ...]) -> tuple[Stdio, Stdio, Stdio]:
+    """fds 0, 1 and 2 of an unpacked header."""
+    fd = [describe_fd(int(f[FDS + 3 * n + 2]), int(f[FDS + 3 * n]), int(f[FDS + 3 * n + 1])) for n in range(3)]
+    return fd[0], fd[1], fd[2]

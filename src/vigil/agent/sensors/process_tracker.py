@@ -186,6 +186,10 @@ class ProcessTracker:
         self._audit_order.append(pa)
         return self._with_exit(pid, rows)
 
+    def reported(self, pid: int) -> bool:
+        """Whether the process has had a ProcessCreated row (it exec'd while the sensor watched)."""
+        return pid in self._reported
+
     def on_described_exec(self, info: ProcessInfo, when: float, now: float) -> Row:
         """An exec the kernel described in full (the eBPF provider): nothing to wait for or read."""
         self._now = now

