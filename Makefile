@@ -24,6 +24,8 @@ system-deps:
 
 ## Run Vigil: server on SQLite plus a local agent (needs root for the agent's sensors).
 up: install
+	@command -v nft >/dev/null || { [ "$$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null; } \
+	  || echo "up: nft not found: the isolation action needs nftables (apt-get install nftables)" >&2
 	$(BIN)/vigil up --data-dir $(DATA_DIR)
 
 lint: install
