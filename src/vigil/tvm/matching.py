@@ -1,0 +1,132 @@
+"""Matching an installed package against an advisory by the ecosystem's own version rules, with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.tvm.model import Advisory, Affected, EventKind, Package
+from vigil.tvm.version_schemes import GO, SEMVER, VersionScheme, scheme_for
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An advisory that applies to a package, and why."""
+
+    package: Package
+    advisory: Advisory
+    why: str  # e.g. "openssl (source) 3.0.11-1~deb12u1 in [0, fixed 3.0.13-1~deb12u1)"
+    fixed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Weakness:
+    """One CVE on one package, with every advisory that reached it."""
+
+    cve: str
+    package: Package
+    findings: tuple[Finding, ...]
+
+
+def _normalise(ecosystem: str, name: str) -> str:
+    if ecosystem == "PyPI":  # PEP 503: advisories and installers spell names differently
+        return name.lower().replace("_", "-").replace(".", "-")
+    return name
+
+
+def _range_scheme(range_type: str, affected: Affected) -> VersionScheme:
+    if range_type == "SEMVER":
+        return GO if affected.ecosystem == "Go" else SEMVER
+    return scheme_for(affected.ecosystem)
+
+
+def _version_key(t: tuple[Any, EventKind, str]) -> Any:
+    return t[0]
+
+
+def _in_events(version: Any, events: list[tuple[Any, EventKind, str]]) -> tuple[str, str | None] | None:
+    """The OSV walk over events sorted by version: the interval holding `version` and its fix, or None."""
+    introduced: str | None = None
+    for parsed, kind, raw in events:
+        if kind is EventKind.INTRODUCED and (parsed is None or version >= parsed):
+            introduced = raw
+        elif parsed is not None and kind is not EventKind.INTRODUCED:
+            # fixed and limit exclude their own version; last_affected includes it
+            closed = version > parsed if kind is EventKind.LAST_AFFECTED else version >= parsed
+            if closed:
+                introduced = None
+    if introduced is None:
+        return None
+    for parsed, kind, raw in events:  # the first upper bound above the installed version
+        if kind is EventKind.FIXED and parsed is not None and version < parsed:
+            return f"in [{introduced}, fixed {raw})", raw
+        if kind is EventKind.LAST_AFFECTED and parsed is not None and version <= parsed:
+            return f"in [{introduced}, last affected {raw}]", None
+        if kind is EventKind.LIMIT and parsed is not None and version < parsed:
+            return f"in [{introduced}, limit {raw})", None
+    return f"in [{introduced}, no fix)", None
+
+
+def match_affected(package: Package, affected: Affected) -> tuple[str, str | None] | None:
+    """Why `package` is in `affected` (explicit versions, then ranges), with the fixed version, or None."""
+    if affected.ecosystem != package.ecosystem:
+        return None
+    if _normalise(affected.ecosystem, affected.name) != _normalise(package.ecosystem, package.match_name):
+        return None
+    installed = package.match_version
+    if installed in affected.versions:
+        return f"{installed} listed in the advisory's versions", None
+    for r in affected.ranges:
+        if r.type == "GIT":
+            continue
+        scheme = _range_scheme(r.type, affected)
+        version = scheme.parse(installed)
+        parsed = [
+            (
+                None if e.kind is EventKind.INTRODUCED and e.version == "0" else scheme.parse(e.version),
+                e.kind,
+                e.version,
+            )
+            for e in r.events
+        ]
+        # introduced "0" sorts below every version; the rest by the scheme's order (univers objects compare).
+        events = [t for t in parsed if t[0] is None] + sorted((t for t in parsed if t[0] is not None), key=_version_key)
+        hit = _in_events(version, events)
+        if hit is not None:
+            return hit
+    if affected.versions:
+        scheme = scheme_for(affected.ecosystem)
+        version = scheme.parse(installed)
+        for v in affected.versions:  # the same version spelt differently ("1.0" and "1.0.0")
+            try:
+                if scheme.parse(v) == version:
+                    return f"{installed} listed in the advisory's versions (as {v})", None
+            except ValueError:
+                continue
+    return None
+
+
+def match_advisory(package: Package, advisory: Advisory) -> Finding | None:
+    """The finding of `advisory` on `package`, or None; withdrawn advisories never match."""
+    if advisory.withdrawn:
+        return None
+    for affected in advisory.affected:
+        hit = match_affected(package, affected)
+        if hit is not None:
+            why, fixed = hit
+            src = " (source)" if package.source_name else ""
+            return Finding(package, advisory, f"{package.match_name}{src} {package.match_version} {why}", fixed)
+    return None
+
+
+def group_weaknesses(findings: Iterable[Finding]) -> list[Weakness]:
+    """One weakness per (package, CVE) with all its advisories; an advisory without a CVE stands as its own id."""
+    groups: dict[tuple[str, str, str, str], list[Finding]] = {}
+    packages: dict[tuple[str, str, str, str], Package] = {}
+    for f in findings:
+        for cve in f.advisory.cves or (f.advisory.id,):
+            key = (f.package.ecosystem, f.package.name, f.package.version, cve)
+            groups.setdefault(key, []).append(f)
+            packages[key] = f.package
+    return [Weakness(k[3], packages[k], tuple(v)) for k, v in groups.items()]
