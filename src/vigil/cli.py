@@ -69,7 +69,7 @@ def _root() -> None:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors a user can act on; anything else is a bug and keeps its traceback."""
-    from vigil.commands.server import CommandError
+    from vigil.commands._common import CommandError
     from vigil.config import SettingsError
     return (CommandError, SettingsError)
 
@@ -80,5 +80,5 @@ def main() -> None:
     except Exception as e:
         if isinstance(e, user_errors()):
             print(f"vigil: error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(getattr(e, "exit_code", 2))
         raise

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.commands.server import CommandError, DataDir, _settings
+from vigil.commands._common import CommandError, DataDir
+from vigil.commands._common import settings_for as _settings
 from vigil.config import data_dir_from_env
 from vigil.core.clock import SystemClock
 from vigil.deploy.backup import create_backup, restore_backup, verify_backup, whoami

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 
-from vigil.commands.server import CommandError, DataDir, _settings, _whoami
+from vigil.commands._common import CommandError, DataDir
+from vigil.commands._common import settings_for as _settings
+from vigil.commands._common import whoami as _whoami
 from vigil.core.clock import SystemClock
 from vigil.core.plan import PlanFormatError, Ring, validate
 from vigil.deploy import plan as deployment

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,30 +17,29 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from vigil.config import Settings, data_dir_from_env, load_settings
+from vigil.app import devices as app_devices
+from vigil.app import onboarding as app_onboarding
+from vigil.commands._common import (
+    CommandError,
+    DataDir,
+    local_principal,
+    local_store,
+    settings_for,
+    translated,
+    whoami,
+)
+from vigil.config import Settings, data_dir_from_env
 from vigil.core.clock import SystemClock
 from vigil.core.telemetry import schema_markdown
 from vigil.deploy.onboarding import create_package, parse_duration
 from vigil.deploy.setup import SetupReport, run_setup
 from vigil.server.app import create_app
-from vigil.store import audit, db
-from vigil.store import devices as device_store
+from vigil.store import db
 
 console = Console(stderr=True)
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Vigil's data directory (default $VIGIL_DATA_DIR or /var/lib/vigil)")
-]
-
-
-class CommandError(Exception):
-    """A user-facing failure of a command; the CLI prints it and exits non-zero."""
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    d = data_dir_from_env(data_dir)
-    if not (d / "vigil.toml").exists():
-        raise CommandError(f"{d} is not set up yet; run `vigil setup --data-dir {d}` first")
-    return load_settings(d)
+# Re-exported for the command groups that still import them from here.
+_settings = settings_for
+_whoami = whoami
 
 
 def _print_setup(report: SetupReport) -> None:
@@ -106,27 +104,19 @@ def onboarding_package(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the package")] = Path(
         "vigil-onboarding.json"
     ),
+    override_reason: Annotated[str | None, typer.Option(
+        help="onboard production devices before every sign-off of the plan (audited)")] = None,
 ) -> None:
-    """Write an onboarding package: server URL, CA pin and an expiring enrollment token."""
+    """Write an onboarding package: server URL, CA pin and an expiring enrollment token.
+
+    The same onboarding service as the API and the portal: the plan's sign-off gate applies here too.
+    """
     settings = _settings(data_dir)
-    try:
-        lifetime = parse_duration(expires)
-    except ValueError as e:
-        raise CommandError(f"--expires: {e}") from None
-    engine = db.make_engine(settings.db_url)
-    try:
-        db.upgrade(engine)
-        with engine.begin() as conn:
-            now = SystemClock().now()
-            pkg = create_package(
-                conn, settings, group=group, lifetime=lifetime, uses=uses, created_by=f"cli:{_whoami()}", now=now,
-            )
-            audit.append(conn, audit.Change(f"cli:{_whoami()}", "onboarding.package", "device_group", pkg.group or "",
-                                            after={"expires_at": pkg.expires_at.isoformat(), "uses": uses}), now)
-    except (device_store.NotFound, ValueError) as e:
-        raise CommandError(str(e)) from None
-    finally:
-        engine.dispose()
+    with local_store(settings, migrate=True) as store, translated():
+        pkg = app_onboarding.write_package(
+            store, SystemClock(), local_principal(), app_onboarding.ServerIdentity.of(settings),
+            app_onboarding.PackageRequest(group, expires, uses, override_reason),
+        )
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(pkg.model_dump_json(indent=2))
@@ -136,35 +126,17 @@ def onboarding_package(
     )
 
 
-def offboard(device: Annotated[str, typer.Argument(help="device id or host name")], data_dir: DataDir = None) -> None:
+def offboard(
+    device: Annotated[str, typer.Argument(help="device id or host name")], data_dir: DataDir = None,
+    comment: Annotated[str | None, typer.Option(help="why; kept in the audit record")] = None,
+) -> None:
     """Revoke a device's identity: its agent can no longer send or receive anything."""
     settings = _settings(data_dir)
-    engine = db.make_engine(settings.db_url)
-    try:
-        with engine.begin() as conn:
-            found = device_store.find_devices(conn, device)
-            if not found:
-                raise CommandError(f"no device matches {device!r}")
-            if len(found) > 1:
-                ids = ", ".join(f"{r.id} ({r.computer_dns_name})" for r in found)
-                raise CommandError(f"{device!r} matches several devices: {ids}; give the device id")
-            now = SystemClock().now()
-            done = device_store.offboard_device(conn, found[0].id, now)
-            if done:
-                audit.append(conn, audit.Change(f"cli:{_whoami()}", "device.offboard", "device", found[0].id), now)
-    finally:
-        engine.dispose()
-    row = found[0]
-    console.print(f"{'Offboarded' if done else 'Already offboarded:'} {row.computer_dns_name} ({row.id}).")
-
-
-def _whoami() -> str:
-    """The OS user and host a CLI change is audited under: the CLI has no sign-in of its own."""
-    try:
-        user = os.getlogin()
-    except OSError:
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    who = local_principal()
+    with local_store(settings) as store, translated():
+        found = app_devices.resolve(store, who, device)
+        done = app_devices.offboard(store, SystemClock(), who, found.id, comment)
+    console.print(f"{'Offboarded' if done.changed else 'Already offboarded:'} {found.computer_dns_name} ({found.id}).")
 
 
 def _wait_healthy(url: str, ca: Path, stop: threading.Event, timeout: float = 30) -> bool:

@@ -24,6 +24,7 @@ from vigil.server import (
     portal_actions,
     portal_alerts,
     portal_content,
+    portal_devices,
     portal_identity,
     portal_plan,
 )
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(portal_identity.router)
     app.include_router(portal_plan.router)
     app.include_router(portal_content.router)
+    app.include_router(portal_devices.router)
     app.include_router(portal_sso_router)
     app.include_router(portal_account_router)
     install_metrics(app)  # GET /metrics: the scrape token, or an analyst token

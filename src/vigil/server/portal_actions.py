@@ -9,15 +9,18 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from vigil.app import actions as app_actions
+from vigil.app.errors import AppError
 from vigil.core.actions import ActionStatus, ActionType
 from vigil.core.rbac import Permission
+from vigil.server import app_edge as edge
 from vigil.server.api import machineactions as api_actions
 from vigil.server.api._json import iso
 from vigil.server.api.machines import list_machines
-from vigil.server.auth import CSRF_COOKIE, Principal, current_principal
-from vigil.server.errors import APIError
+from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
 from vigil.server.portal import page, templates
 from vigil.server.portal_alerts import _check_form_csrf
+from vigil.server.portal_devices import refused
 
 router = APIRouter(include_in_schema=False)
 OPEN = (ActionStatus.PENDING, ActionStatus.IN_PROGRESS)
@@ -71,14 +74,16 @@ def device_action(
     _admit(request, who)
     if kind not in DEVICE_ACTIONS:
         return RedirectResponse(f"/devices/{machine_id}", status_code=303)
-    action_type, permission, _ = DEVICE_ACTIONS[kind]
-    if permission not in who.permissions:
-        raise APIError(403, "forbidden", f"this needs the permission '{permission}'")
+    action_type = DEVICE_ACTIONS[kind][0]
     params: dict[str, Any] = {}
     if action_type is ActionType.ISOLATE:
         params = {"IsolationType": isolation_type,
                   "AllowList": [a for a in allow_list.replace(",", " ").split() if a]}
-    api_actions.start_action(request, machine_id, action_type, params, comment, bool(require_approval))
+    try:  # the actions service checks the action's own permission before anything happens
+        app_actions.start(edge.store(request), services(request).clock, edge.principal(request), machine_id,
+                          action_type, params, comment, bool(require_approval))
+    except AppError as e:
+        return refused(request, who, e)
     return RedirectResponse("/actioncenter", status_code=303)
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.app import actions as app_actions
 from vigil.core.actions import (
     ActionRuleError,
     ActionStatus,
@@ -23,6 +24,7 @@ from vigil.core.rbac import Permission
 from vigil.core.telemetry import parse_timestamp
 from vigil.deploy.signing import SigningKeyMissing
 from vigil.server import actions as action_service
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.api.machines import get_machine, list_machines
 from vigil.server.auth import Principal, requires, services
@@ -35,6 +37,41 @@ router = APIRouter()
 REMEDIATE = Permission.REMEDIATION_SECOPS
 # Defender puts collecting a package and scanning under "Alerts investigation", not remediation.
 INVESTIGATE = Permission.ALERTS_INVESTIGATION
+
+
+class RelatedFile(BaseModel):
+    fileIdentifier: str
+    fileIdentifierType: str
+
+
+class MachineActionInfo(BaseModel):
+    """Defender's machine action entity, with Vigil's approval, result and package fields."""
+
+    id: str
+    type: str
+    scope: str | None
+    requestor: str
+    requestorComment: str
+    status: str
+    machineId: str
+    computerDnsName: str | None
+    creationDateTimeUtc: str | None
+    lastUpdateDateTimeUtc: str | None
+    expirationDateTimeUtc: str | None
+    relatedFileInfo: RelatedFile | None
+    parameters: dict[str, Any]
+    approval: str
+    decidedBy: str | None
+    decisionComment: str | None
+    resultMessage: str
+    refused: str | None
+    output: dict[str, Any] | None
+    packageAvailable: bool
+    packageSha256: str | None
+    packageSize: int | None
+    undoOf: str | None
+    undoable: bool
+    sessionId: int | None
 
 
 def action_json(a: MachineAction, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -130,62 +167,65 @@ class KillBody(_Body):
     ProcessCreationTime: str
 
 
-def _start(request: Request, machine_id: str, kind: ActionType, body: _Body) -> dict[str, Any]:
+def _start(request: Request, machine_id: str, kind: ActionType, body: _Body) -> MachineActionInfo:
+    """Every response-action route: the actions service checks, validates, signs and audits."""
     params = body.model_dump(exclude={"Comment", "RequireApproval"}, exclude_none=True)
-    a = start_action(request, machine_id, kind, params, body.Comment, body.RequireApproval)
-    return action_json(a)
+    with edge.translated():
+        a = app_actions.start(edge.store(request), services(request).clock, edge.principal(request), machine_id,
+                              kind, params, body.Comment, body.RequireApproval)
+    return MachineActionInfo.model_validate(action_json(a))
 
 
-@router.post("/machines/{machine_id}/isolate", status_code=201)
+@router.post("/machines/{machine_id}/isolate", status_code=201, response_model=MachineActionInfo)
 def isolate(machine_id: str, body: IsolateBody, request: Request, _: Principal = requires(REMEDIATE)
-            ) -> dict[str, Any]:
+            ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.ISOLATE, body)
 
 
-@router.post("/machines/{machine_id}/unisolate", status_code=201)
-def unisolate(machine_id: str, body: _Body, request: Request, _: Principal = requires(REMEDIATE)) -> dict[str, Any]:
+@router.post("/machines/{machine_id}/unisolate", status_code=201, response_model=MachineActionInfo)
+def unisolate(machine_id: str, body: _Body, request: Request, _: Principal = requires(REMEDIATE)) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.UNISOLATE, body)
 
 
-@router.post("/machines/{machine_id}/collectInvestigationPackage", status_code=201)
+@router.post("/machines/{machine_id}/collectInvestigationPackage", status_code=201, response_model=MachineActionInfo)
 def collect_package(machine_id: str, body: _Body, request: Request, _: Principal = requires(INVESTIGATE)
-                    ) -> dict[str, Any]:
+                    ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.COLLECT_INVESTIGATION_PACKAGE, body)
 
 
-@router.post("/machines/{machine_id}/restrictCodeExecution", status_code=201)
+@router.post("/machines/{machine_id}/restrictCodeExecution", status_code=201, response_model=MachineActionInfo)
 def restrict(machine_id: str, body: RestrictBody, request: Request, _: Principal = requires(REMEDIATE)
-             ) -> dict[str, Any]:
+             ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.RESTRICT_CODE_EXECUTION, body)
 
 
-@router.post("/machines/{machine_id}/unrestrictCodeExecution", status_code=201)
+@router.post("/machines/{machine_id}/unrestrictCodeExecution", status_code=201, response_model=MachineActionInfo)
 def unrestrict(machine_id: str, body: _Body, request: Request, _: Principal = requires(REMEDIATE)
-               ) -> dict[str, Any]:
+               ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.UNRESTRICT_CODE_EXECUTION, body)
 
 
-@router.post("/machines/{machine_id}/runAntiVirusScan", status_code=201)
+@router.post("/machines/{machine_id}/runAntiVirusScan", status_code=201, response_model=MachineActionInfo)
 def av_scan(machine_id: str, body: ScanBody, request: Request, _: Principal = requires(INVESTIGATE)
-            ) -> dict[str, Any]:
+            ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.RUN_ANTIVIRUS_SCAN, body)
 
 
-@router.post("/machines/{machine_id}/StopAndQuarantineFile", status_code=201)
+@router.post("/machines/{machine_id}/StopAndQuarantineFile", status_code=201, response_model=MachineActionInfo)
 def stop_and_quarantine(machine_id: str, body: QuarantineBody, request: Request, _: Principal = requires(REMEDIATE)
-                        ) -> dict[str, Any]:
+                        ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.STOP_AND_QUARANTINE_FILE, body)
 
 
-@router.post("/machines/{machine_id}/restoreQuarantinedFile", status_code=201)
+@router.post("/machines/{machine_id}/restoreQuarantinedFile", status_code=201, response_model=MachineActionInfo)
 def restore_file(machine_id: str, body: RestoreBody, request: Request, _: Principal = requires(REMEDIATE)
-                 ) -> dict[str, Any]:
+                 ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.RESTORE_QUARANTINED_FILE, body)
 
 
-@router.post("/machines/{machine_id}/killProcess", status_code=201)
+@router.post("/machines/{machine_id}/killProcess", status_code=201, response_model=MachineActionInfo)
 def kill_process(machine_id: str, body: KillBody, request: Request, _: Principal = requires(REMEDIATE)
-                 ) -> dict[str, Any]:
+                 ) -> MachineActionInfo:
     return _start(request, machine_id, ActionType.KILL_PROCESS, body)
 
 
@@ -221,16 +261,30 @@ def query_actions(
     return [action_json(a, names) for a in rows]
 
 
-@router.get("/machineactions")
+class MachineActionList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    odata_context: str = Field(default="/api/$metadata#MachineActions", alias="@odata.context")
+    value: list[MachineActionInfo]
+
+
+class MachineActionValues(BaseModel):
+    value: list[MachineActionInfo]
+
+
+class PackageUri(BaseModel):
+    value: str
+
+
+@router.get("/machineactions", response_model=MachineActionList)
 def machineactions(
     request: Request, machineId: str | None = None, type: list[str] | None = Query(default=None),
     status: list[str] | None = Query(default=None), from_: str | None = Query(default=None, alias="from"),
     to: str | None = None, pendingApproval: bool | None = None, limit: int = Query(default=1000, ge=1, le=10_000),
     _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> dict[str, Any]:
+) -> MachineActionList:
     rows = query_actions(request, machine_id=machineId, types=type, statuses=status, since=from_, until=to,
                          pending_approval=pendingApproval, limit=limit)
-    return {"@odata.context": "/api/$metadata#MachineActions", "value": rows}
+    return MachineActionList(value=[MachineActionInfo.model_validate(r) for r in rows])
 
 
 CSV_COLUMNS = ("id", "type", "scope", "status", "approval", "machineId", "computerDnsName", "requestor",
@@ -271,11 +325,12 @@ def get_action(request: Request, action_id: str) -> MachineAction:
     return a
 
 
-@router.get("/machineactions/{action_id}")
+@router.get("/machineactions/{action_id}", response_model=MachineActionInfo)
 def machineaction(action_id: str, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)
-                  ) -> dict[str, Any]:
+                  ) -> MachineActionInfo:
     a = get_action(request, action_id)
-    return action_json(a, {a.device_id: get_machine(request, a.device_id)["computerDnsName"]})
+    return MachineActionInfo.model_validate(
+        action_json(a, {a.device_id: get_machine(request, a.device_id)["computerDnsName"]}))
 
 
 class CommentBody(BaseModel):
@@ -299,14 +354,16 @@ def change_action(request: Request, action_id: str, what: str, comment: str) -> 
                        "invalid_request", str(e), field=e.field) from None
 
 
-@router.post("/machineactions/{action_id}/cancel")
-def cancel(action_id: str, body: CommentBody, request: Request, _: Principal = requires(REMEDIATE)) -> dict[str, Any]:
-    return action_json(change_action(request, action_id, "cancel", body.Comment))
+@router.post("/machineactions/{action_id}/cancel", response_model=MachineActionInfo)
+def cancel(action_id: str, body: CommentBody, request: Request, _: Principal = requires(REMEDIATE)
+           ) -> MachineActionInfo:
+    return MachineActionInfo.model_validate(action_json(change_action(request, action_id, "cancel", body.Comment)))
 
 
-@router.post("/machineactions/{action_id}/undo", status_code=201)
-def undo(action_id: str, body: CommentBody, request: Request, _: Principal = requires(REMEDIATE)) -> dict[str, Any]:
-    return action_json(change_action(request, action_id, "undo", body.Comment))
+@router.post("/machineactions/{action_id}/undo", status_code=201, response_model=MachineActionInfo)
+def undo(action_id: str, body: CommentBody, request: Request, _: Principal = requires(REMEDIATE)
+         ) -> MachineActionInfo:
+    return MachineActionInfo.model_validate(action_json(change_action(request, action_id, "undo", body.Comment)))
 
 
 class DecisionBody(BaseModel):
@@ -338,22 +395,24 @@ def decide_many(request: Request, ids: list[str], approve: bool, comment: str) -
         raise APIError(503, "not_configured", str(e)) from None
 
 
-@router.post("/machineactions/approve")
-def approve(body: DecisionBody, request: Request, _: Principal = requires(REMEDIATE)) -> dict[str, Any]:
-    return {"value": decide_many(request, body.ActionIds, True, body.Comment)}
+@router.post("/machineactions/approve", response_model=MachineActionValues)
+def approve(body: DecisionBody, request: Request, _: Principal = requires(REMEDIATE)) -> MachineActionValues:
+    return MachineActionValues(value=[MachineActionInfo.model_validate(a)
+                                      for a in decide_many(request, body.ActionIds, True, body.Comment)])
 
 
-@router.post("/machineactions/reject")
-def reject(body: DecisionBody, request: Request, _: Principal = requires(REMEDIATE)) -> dict[str, Any]:
-    return {"value": decide_many(request, body.ActionIds, False, body.Comment)}
+@router.post("/machineactions/reject", response_model=MachineActionValues)
+def reject(body: DecisionBody, request: Request, _: Principal = requires(REMEDIATE)) -> MachineActionValues:
+    return MachineActionValues(value=[MachineActionInfo.model_validate(a)
+                                      for a in decide_many(request, body.ActionIds, False, body.Comment)])
 
 
-@router.get("/machineactions/{action_id}/GetPackageUri")
-def package_uri(action_id: str, request: Request, _: Principal = requires(INVESTIGATE)) -> dict[str, Any]:
+@router.get("/machineactions/{action_id}/GetPackageUri", response_model=PackageUri)
+def package_uri(action_id: str, request: Request, _: Principal = requires(INVESTIGATE)) -> PackageUri:
     a = get_action(request, action_id)
     if a.artifact_sha256 is None:
         raise APIError(404, "not_found", "this action has no package (yet)", field="id")
-    return {"value": str(request.url_for("download_package", action_id=action_id))}
+    return PackageUri(value=str(request.url_for("download_package", action_id=action_id)))
 
 
 @router.get("/machineactions/{action_id}/download")

@@ -5,86 +5,99 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from vigil.core.devices import health_status
+from vigil.app import devices as app_devices
 from vigil.core.groups import GroupRuleError
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES, parse_timestamp
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
+from vigil.server.app_edge import translated
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
-from vigil.server.scope import change, group_filter, principal_of
+from vigil.server.scope import change
 from vigil.store import audit
 from vigil.store import devices as device_store
 from vigil.store.groups import set_tags
-from vigil.store.schema import device_groups, devices
 from vigil.store.telemetry import timeline
 
 router = APIRouter()
 
 
-def machine_json(row: Any, group_name: str, now: datetime) -> dict[str, Any]:
-    last_seen = device_store.aware(row.last_seen)
-    return {
-        "id": row.id,
-        "computerDnsName": row.computer_dns_name,
-        "firstSeen": iso(row.first_seen),
-        "lastSeen": iso(row.last_seen),
-        "osPlatform": row.os_platform,
-        "version": row.os_version,
-        "osBuild": row.os_build or None,
-        "agentVersion": row.agent_version,
-        "lastIpAddress": row.last_ip,
-        "lastExternalIpAddress": row.last_external_ip,
-        "healthStatus": health_status(last_seen, now, row.offboarded_at is not None).value,
-        "machineTags": list(device_store.all_tags(row.tags, row.agent_tags)),
-        "rbacGroupId": row.group_id,
-        "rbacGroupName": group_name,
-        "riskScore": "None",
-        "exposureLevel": "None",
-        "isOffboarded": row.offboarded_at is not None,
-        "sensorHealth": row.sensors or {},
-        "eventCounters": row.counters or {},
-    }
+class Machine(BaseModel):
+    """Defender's machine entity, as far as Vigil knows it."""
+
+    id: str
+    computerDnsName: str
+    firstSeen: str | None
+    lastSeen: str | None
+    osPlatform: str
+    version: str
+    osBuild: str | None
+    agentVersion: str
+    lastIpAddress: str | None
+    lastExternalIpAddress: str | None
+    healthStatus: str
+    machineTags: list[str]
+    rbacGroupId: int
+    rbacGroupName: str
+    riskScore: str = "None"
+    exposureLevel: str = "None"
+    isOffboarded: bool
+    sensorHealth: dict[str, Any]
+    eventCounters: dict[str, Any]
 
 
-def _machines_query(request: Request) -> sa.Select[Any]:
-    """Devices with their group's name, limited to the caller's device groups."""
-    return sa.select(devices, device_groups.c.name.label("group_name")).join(
-        device_groups, device_groups.c.id == devices.c.group_id
-    ).where(group_filter(principal_of(request), devices.c.group_id))
+class MachineList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    odata_context: str = Field(default="/api/$metadata#Machines", alias="@odata.context")
+    value: list[Machine]
+
+
+def machine_of(d: app_devices.Device) -> Machine:
+    r = d.record
+    return Machine(
+        id=r.id, computerDnsName=r.computer_dns_name, firstSeen=iso(r.first_seen), lastSeen=iso(r.last_seen),
+        osPlatform=r.os_platform, version=r.os_version, osBuild=r.os_build, agentVersion=r.agent_version,
+        lastIpAddress=r.last_ip, lastExternalIpAddress=r.last_external_ip, healthStatus=d.health.value,
+        machineTags=list(r.tags), rbacGroupId=r.group_id, rbacGroupName=r.group_name,
+        isOffboarded=r.offboarded_at is not None, sensorHealth=r.sensors, eventCounters=r.counters,
+    )
+
+
+def machines_of(request: Request) -> list[Machine]:
+    """The caller's devices through the devices service (the portal's inventory uses it too)."""
+    with translated():
+        found = app_devices.list_devices(edge.store(request), services(request).clock, edge.principal(request))
+    return [machine_of(d) for d in found]
+
+
+def machine_by_id(request: Request, machine_id: str) -> Machine:
+    with translated():
+        d = app_devices.get_device(edge.store(request), services(request).clock, edge.principal(request), machine_id)
+    return machine_of(d)
 
 
 def list_machines(request: Request) -> list[dict[str, Any]]:
-    svc = services(request)
-    now = svc.clock.now()
-    with svc.engine.connect() as conn:
-        rows = conn.execute(_machines_query(request).order_by(devices.c.computer_dns_name)).all()
-    return [machine_json(r, r.group_name, now) for r in rows]
+    """The machines as plain mappings, for the modules that still index them by field name."""
+    return [m.model_dump() for m in machines_of(request)]
 
 
 def get_machine(request: Request, machine_id: str) -> dict[str, Any]:
-    svc = services(request)
-    with svc.engine.connect() as conn:
-        row = conn.execute(_machines_query(request).where(devices.c.id == machine_id)).first()
-    if row is None:
-        raise APIError(404, "not_found", f"no machine with id {machine_id!r}", field="id")
-    return machine_json(row, row.group_name, svc.clock.now())
+    """404 unless the caller may see the machine; a plain mapping, like ``list_machines``."""
+    return machine_by_id(request, machine_id).model_dump()
 
 
-@router.get("/machines")
-def machines(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
-    return {"@odata.context": "/api/$metadata#Machines", "value": list_machines(request)}
+@router.get("/machines", response_model=MachineList)
+def machines(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> MachineList:
+    return MachineList(value=machines_of(request))
 
 
-@router.get("/machines/{machine_id}")
-def machine(
-    machine_id: str, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)
-) -> dict[str, Any]:
-    return get_machine(request, machine_id)
+@router.get("/machines/{machine_id}", response_model=Machine)
+def machine(machine_id: str, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> Machine:
+    return machine_by_id(request, machine_id)
 
 
 def _time_arg(value: str | None, name: str) -> datetime | None:
@@ -111,7 +124,13 @@ def machine_timeline(
         return timeline(conn, machine_id, start, end, tables, limit)
 
 
-@router.get("/machines/{machine_id}/timeline")
+class Timeline(BaseModel):
+    """The device's events, newest first; each row has its table's columns (docs/telemetry-schema.md)."""
+
+    value: list[dict[str, Any]]
+
+
+@router.get("/machines/{machine_id}/timeline", response_model=Timeline)
 def machine_timeline_api(
     machine_id: str,
     request: Request,
@@ -120,7 +139,7 @@ def machine_timeline_api(
     table: list[str] | None = Query(default=None),
     limit: int = Query(default=1000, ge=1, le=10_000),
     _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> dict[str, Any]:
+) -> Timeline:
     events = machine_timeline(
         request, machine_id, _time_arg(from_, "from"), _time_arg(to, "to"), table, limit
     )
@@ -128,27 +147,34 @@ def machine_timeline_api(
         for k, v in e.items():
             if isinstance(v, datetime):
                 e[k] = iso(v)
-    return {"value": events}
+    return Timeline(value=events)
 
 
 class OffboardBody(BaseModel):
     Comment: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/machines/{machine_id}/offboard")
+class OffboardResult(BaseModel):
+    id: str
+    type: str = "Offboard"
+    status: str
+    requestorComment: str
+
+
+def offboard_result(done: app_devices.Offboarded) -> OffboardResult:
+    return OffboardResult(id=done.device.id, status="Succeeded" if done.changed else "AlreadyOffboarded",
+                          requestorComment=done.comment or "")
+
+
+@router.post("/machines/{machine_id}/offboard", response_model=OffboardResult)
 def offboard(
     machine_id: str, body: OffboardBody, request: Request,
     _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS),
-) -> dict[str, Any]:
-    svc = services(request)
-    get_machine(request, machine_id)  # 404 unless the caller may see it
-    with svc.engine.begin() as conn:
-        done = device_store.offboard_device(conn, machine_id, svc.clock.now())
-        if done:
-            audit.append(conn, change(request, "device.offboard", "device", machine_id, reason=body.Comment),
-                         svc.clock.now())
-    return {"id": machine_id, "type": "Offboard", "status": "Succeeded" if done else "AlreadyOffboarded",
-            "requestorComment": body.Comment}
+) -> OffboardResult:
+    with translated():
+        done = app_devices.offboard(edge.store(request), services(request).clock, edge.principal(request),
+                                    machine_id, body.Comment)
+    return offboard_result(done)
 
 
 class TagBody(BaseModel):
@@ -156,10 +182,10 @@ class TagBody(BaseModel):
     Action: str = Field(pattern="^(Add|Remove)$")
 
 
-@router.post("/machines/{machine_id}/tags")
+@router.post("/machines/{machine_id}/tags", response_model=Machine)
 def machine_tags(
     machine_id: str, body: TagBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
-) -> dict[str, Any]:
+) -> Machine:
     """Defender's "Add or Remove Tag": the device's group is re-evaluated at once."""
     svc = services(request)
     get_machine(request, machine_id)
@@ -174,4 +200,4 @@ def machine_tags(
                                           after={"tags": after, "group_moves": moves}), now)
     except GroupRuleError as e:
         raise APIError(422, "invalid_request", str(e), field="Value") from None
-    return get_machine(request, machine_id)
+    return machine_by_id(request, machine_id)

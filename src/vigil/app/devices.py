@@ -1,0 +1,80 @@
+"""Devices: the scoped device list and one device, and offboarding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from vigil.app.errors import Ambiguous, NotFound
+from vigil.app.ports import AuditRecord, DeviceRecord, Store, UnitOfWork
+from vigil.app.principal import Principal
+from vigil.core.clock import Clock
+from vigil.core.devices import HealthStatus, health_status
+from vigil.core.rbac import Permission
+
+
+@dataclass(frozen=True)
+class Device:
+    record: DeviceRecord
+    health: HealthStatus
+
+
+@dataclass(frozen=True)
+class Offboarded:
+    device: DeviceRecord
+    # False when the device had been offboarded before: nothing changed and nothing was audited.
+    changed: bool
+    comment: str | None
+
+
+def _device(record: DeviceRecord, now: datetime) -> Device:
+    return Device(record, health_status(record.last_seen, now, record.offboarded_at is not None))
+
+
+def visible(uow: UnitOfWork, who: Principal, device_id: str) -> DeviceRecord:
+    """The device, if the caller may see it; one it may not see is as unknown as a missing one."""
+    d = uow.devices.get(device_id)
+    if d is None or not who.sees_group(d.group_id):
+        raise NotFound(f"no machine with id {device_id!r}", field="id")
+    return d
+
+
+def list_devices(store: Store, clock: Clock, who: Principal) -> list[Device]:
+    """Every device in the caller's device groups, by host name."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    now = clock.now()
+    with store.begin() as uow:
+        return [_device(d, now) for d in uow.devices.in_groups(who.device_group_ids)]
+
+
+def get_device(store: Store, clock: Clock, who: Principal, device_id: str) -> Device:
+    who.require(Permission.VIEW_DATA_SECOPS)
+    with store.begin() as uow:
+        return _device(visible(uow, who, device_id), clock.now())
+
+
+def resolve(store: Store, who: Principal, ref: str) -> DeviceRecord:
+    """A device named by id, host name or an id prefix of 8+ characters, among those the caller sees."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    with store.begin() as uow:
+        found = [d for d in uow.devices.find(ref) if who.sees_group(d.group_id)]
+    if not found:
+        raise NotFound(f"no device matches {ref!r}", field="device")
+    if len(found) > 1:
+        ids = ", ".join(f"{d.id} ({d.computer_dns_name})" for d in found)
+        raise Ambiguous(f"{ref!r} matches several devices: {ids}; give the device id", field="device")
+    return found[0]
+
+
+def offboard(store: Store, clock: Clock, who: Principal, device_id: str, comment: str | None) -> Offboarded:
+    """Revoke a device's identity; its agent can no longer send or receive anything. Audited once."""
+    who.require(Permission.MANAGE_SECURITY_SETTINGS)
+    now = clock.now()
+    with store.begin() as uow:
+        d = visible(uow, who, device_id)
+        changed = uow.devices.offboard(d.id, now)
+        if changed:
+            uow.audit.append(
+                AuditRecord(who.actor, "device.offboard", "device", d.id, reason=comment, source_ip=who.source_ip), now
+            )
+    return Offboarded(d, changed, comment)

@@ -1,0 +1,80 @@
+"""What every command group shares: the data-dir option, settings, the local principal and the CLI error table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil.app import errors as app_errors
+from vigil.app.ports import Store
+from vigil.app.principal import Principal, local_cli, os_user
+from vigil.app.stores import open_engine, sql_store
+from vigil.config import Settings, data_dir_from_env, load_settings
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Vigil's data directory (default $VIGIL_DATA_DIR or /var/lib/vigil)")
+]
+
+
+class CommandError(Exception):
+    """A user-facing failure of a command; the CLI prints it and exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# The CLI's one error table: each domain error's exit code (2 stays "bad input", as for every other command).
+CLI_EXIT_CODES: dict[type[app_errors.AppError], int] = {
+    app_errors.InvalidInput: 2,
+    app_errors.Ambiguous: 2,
+    app_errors.NotFound: 3,
+    app_errors.Forbidden: 4,
+    app_errors.GateClosed: 5,
+    app_errors.NotConfigured: 6,
+}
+
+
+def cli_error(e: app_errors.AppError) -> CommandError:
+    code = next(v for k, v in CLI_EXIT_CODES.items() if isinstance(e, k))
+    return CommandError(e.message + (f" (field: {e.field})" if e.field else ""), code)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn a service's refusal into the command's message and exit code."""
+    try:
+        yield
+    except app_errors.AppError as e:
+        raise cli_error(e) from None
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    d = data_dir_from_env(data_dir)
+    if not (d / "vigil.toml").exists():
+        raise CommandError(f"{d} is not set up yet; run `vigil setup --data-dir {d}` first")
+    return load_settings(d)
+
+
+def whoami() -> str:
+    """The OS user and host a CLI change is audited under: the CLI has no sign-in of its own."""
+    return os_user()
+
+
+def local_principal() -> Principal:
+    """The operator at the console, audited as ``cli:user@host``, through the same services as everyone."""
+    return local_cli()
+
+
+@contextmanager
+def local_store(settings: Settings, migrate: bool = False) -> Iterator[Store]:
+    """The store of a local data directory, for the length of one command."""
+    engine = open_engine(settings.db_url, migrate)
+    try:
+        yield sql_store(engine)
+    finally:
+        engine.dispose()
