@@ -96,6 +96,8 @@ def _parse_batch(body: bytes) -> tuple[str, list[Any]]:
     batch_id, events = doc.get("batch_id"), doc.get("events")
     if not isinstance(batch_id, str) or not 8 <= len(batch_id) <= 64:
         raise APIError(422, "invalid_batch", "batch_id must be a string of 8 to 64 characters", field="batch_id")
+    if not batch_id.isprintable():  # NUL and control characters: PostgreSQL text refuses NUL (was a 503)
+        raise APIError(422, "invalid_batch", "batch_id must be printable characters", field="batch_id")
     if not isinstance(events, list):
         raise APIError(422, "invalid_batch", "events must be a list", field="events")
     if len(events) > MAX_BATCH_EVENTS:
