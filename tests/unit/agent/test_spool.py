@@ -24,8 +24,12 @@ class FixedClock:
 
 
 def row(i: int) -> dict[str, object]:
-    return {"table": "DeviceEvents", "Timestamp": "2026-01-02T03:04:05+00:00", "ActionType": "AgentStarted",
-            "ProcessId": i}
+    return {
+        "table": "DeviceEvents",
+        "Timestamp": "2026-01-02T03:04:05+00:00",
+        "ActionType": "AgentStarted",
+        "ProcessId": i,
+    }
 
 
 def open_spool(path: Path, **kw: int) -> Spool:
