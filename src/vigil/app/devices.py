@@ -49,6 +49,15 @@ def list_devices(store: Store, clock: Clock, who: Principal) -> list[Device]:
 
 def get_device(store: Store, clock: Clock, who: Principal, device_id: str) -> Device:
     who.require(Permission.VIEW_DATA_SECOPS)
+    return in_scope(store, clock, who, device_id)
+
+
+def in_scope(store: Store, clock: Clock, who: Principal, device_id: str) -> Device:
+    """The device if it is in the caller's device groups, whatever the caller's permissions.
+
+    For operations guarded by a permission of their own (live response, response actions): their
+    caller must reach a device it may act on without also holding the permission to view data.
+    """
     with store.begin() as uow:
         return _device(visible(uow, who, device_id), clock.now())
 

@@ -86,8 +86,13 @@ def list_machines(request: Request) -> list[dict[str, Any]]:
 
 
 def get_machine(request: Request, machine_id: str) -> dict[str, Any]:
-    """404 unless the caller may see the machine; a plain mapping, like ``list_machines``."""
-    return machine_by_id(request, machine_id).model_dump()
+    """404 unless the machine is in the caller's device groups; a plain mapping, like ``list_machines``.
+
+    A scope check for routes guarded by their own permission: it does not also demand the view one.
+    """
+    with translated():
+        d = app_devices.in_scope(edge.store(request), services(request).clock, edge.principal(request), machine_id)
+    return machine_of(d).model_dump()
 
 
 @router.get("/machines", response_model=MachineList)
