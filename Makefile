@@ -53,5 +53,6 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/triage.py
 
+## Build intermediates only: the shipped eBPF objects (src/vigil/agent/sensors/bpf/*.bpf.o, objects.sha256) stay.
 clean:
-	rm -rf $(VENV) var build/bpf src/vigil/agent/sensors/bpf/*.bpf.o src/vigil/detect/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build/bpf src/vigil/agent/sensors/bpf/*.bpf.o.tmp src/vigil/detect/*.so .pytest_cache .mypy_cache .ruff_cache
