@@ -195,6 +195,8 @@ user_group_members = sa.Table(
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     # "local" memberships are managed in Vigil; "oidc" ones are replaced at every single sign-on.
     sa.Column("via", sa.String(16), nullable=False, default="local"),
+    # A temporary role assignment: the membership stops counting at this time (access_for checks the clock).
+    sa.Column("expires_at", UtcDateTime, nullable=True),
 )
 
 role_user_groups = sa.Table(
@@ -257,6 +259,10 @@ plan_signoffs = sa.Table(
     sa.Column("stakeholder_email", sa.String(255), nullable=False),
     sa.Column("signed_by", sa.String(128), nullable=False),
     sa.Column("signed_at", UtcDateTime, nullable=False),
+    # A sign-off given offline on a plan file (`vigil plan sign --plan`): who, their key and the detached signature.
+    sa.Column("signer_name", sa.String(200), nullable=True),
+    sa.Column("public_key", sa.String(64), nullable=True),
+    sa.Column("signature", sa.String(128), nullable=True),
     sa.UniqueConstraint("plan_version", "stakeholder_email"),
 )
 
