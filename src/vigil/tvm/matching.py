@@ -29,7 +29,8 @@ class Weakness:
     findings: tuple[Finding, ...]
 
 
-def _normalise(ecosystem: str, name: str) -> str:
+def normalise_name(ecosystem: str, name: str) -> str:
+    """A package name as its ecosystem compares them (PyPI: PEP 503)."""
     if ecosystem == "PyPI":  # PEP 503: advisories and installers spell names differently
         return name.lower().replace("_", "-").replace(".", "-")
     return name
@@ -72,7 +73,7 @@ def match_affected(package: Package, affected: Affected) -> tuple[str, str | Non
     """Why `package` is in `affected` (explicit versions, then ranges), with the fixed version, or None."""
     if affected.ecosystem != package.ecosystem:
         return None
-    if _normalise(affected.ecosystem, affected.name) != _normalise(package.ecosystem, package.match_name):
+    if normalise_name(affected.ecosystem, affected.name) != normalise_name(package.ecosystem, package.match_name):
         return None
     installed = package.match_version
     if installed in affected.versions:

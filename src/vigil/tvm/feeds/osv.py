@@ -47,7 +47,7 @@ def parse_osv(record: Any, path: str) -> Advisory:
         tuple(str(x) for x in _list(record, "aliases", path)),
         tuple(affected),
         summary=str(record.get("summary") or ""),
-        withdrawn=record.get("withdrawn") or None,
+        withdrawn=str(record["withdrawn"]) if record.get("withdrawn") else None,  # YAML may give a datetime
         severity=severity,
         related=tuple(str(x) for x in _list(record, "related", path)),
     )
