@@ -42,7 +42,7 @@ def list_groups(conn: sa.Connection) -> list[DeviceGroup]:
     counts: dict[int, int] = dict(conn.execute(
         sa.select(devices.c.group_id, sa.func.count()).where(devices.c.offboarded_at.is_(None))
         .group_by(devices.c.group_id)
-    ).tuples().all())
+    ).all())
     rows = list(conn.execute(sa.select(device_groups)).all())
     # Ranked groups first, by rank; the default group (no rank) last, as Defender lists them.
     rows.sort(key=lambda r: (r.rank is None, r.rank or 0))
