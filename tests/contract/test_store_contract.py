@@ -61,3 +61,8 @@ def test_no_plan_means_no_gate_and_unknown_devices_are_none(store: Store) -> Non
         assert uow.plan.gate() is None
         assert uow.devices.get("f" * 40) is None and uow.devices.find("f" * 40) == []
         assert list(uow.devices.in_groups(None)) == [] and uow.devices.offboard("f" * 40, NOW) is False
+
+
+def test_an_unknown_user_has_no_access(store: Store) -> None:
+    with store.begin() as uow:
+        assert uow.users.access("nobody-by-this-name") is None

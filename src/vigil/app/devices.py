@@ -62,9 +62,13 @@ def in_scope(store: Store, clock: Clock, who: Principal, device_id: str) -> Devi
         return _device(visible(uow, who, device_id), clock.now())
 
 
-def resolve(store: Store, who: Principal, ref: str) -> DeviceRecord:
-    """A device named by id, host name or an id prefix of 8+ characters, among those the caller sees."""
-    who.require(Permission.VIEW_DATA_SECOPS)
+def resolve(store: Store, who: Principal, ref: str, need_view: bool = True) -> DeviceRecord:
+    """A device named by id, host name or an id prefix of 8+ characters, among those the caller sees.
+
+    ``need_view=False`` for operations guarded by a permission of their own (see ``in_scope``).
+    """
+    if need_view:
+        who.require(Permission.VIEW_DATA_SECOPS)
     with store.begin() as uow:
         found = [d for d in uow.devices.find(ref) if who.sees_group(d.group_id)]
     if not found:

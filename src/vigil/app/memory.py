@@ -21,6 +21,7 @@ from vigil.app.ports import (
     IssuedToken,
     PlanGate,
     UnitOfWork,
+    UserAccess,
 )
 from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
 from vigil.core.devices import DEFAULT_GROUP_NAME
@@ -37,6 +38,7 @@ class MemoryState:
     tokens: list[IssuedToken] = field(default_factory=list)
     actions: list[MachineAction] = field(default_factory=list)
     plan: PlanGate | None = None
+    users: dict[str, UserAccess] = field(default_factory=dict)
 
 
 class _Devices:
@@ -143,6 +145,14 @@ class _Actions:
         return action
 
 
+class _Users:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def access(self, username: str) -> UserAccess | None:
+        return self._s.users.get(username)
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -150,6 +160,7 @@ class MemoryUnitOfWork:
     enrollment: _Tokens
     plan: _Plan
     actions: _Actions
+    users: _Users
 
 
 class MemoryStore:
@@ -161,5 +172,5 @@ class MemoryStore:
     @contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
         work = copy.deepcopy(self.state)
-        yield MemoryUnitOfWork(_Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work))
+        yield MemoryUnitOfWork(_Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work))
         self.state = work

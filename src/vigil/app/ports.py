@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from vigil.core.actions import ActionType, MachineAction
 from vigil.core.plan import Ring
+from vigil.core.rbac import Permission
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,17 @@ class ActionRequest:
     require_approval: bool = False
 
 
+@dataclass(frozen=True)
+class UserAccess:
+    """A Vigil user's rights as the permission model resolves them: what they may do, on which device groups."""
+
+    username: str
+    permissions: frozenset[Permission]
+    # None means every device group.
+    device_group_ids: frozenset[int] | None
+    is_admin: bool = False
+
+
 class DeviceRepository(Protocol):
     def in_groups(self, group_ids: frozenset[int] | None) -> Sequence[DeviceRecord]:
         """Devices ordered by host name, only those in ``group_ids`` unless it is None."""
@@ -128,6 +140,12 @@ class ActionIssuer(Protocol):
         ...
 
 
+class UserDirectory(Protocol):
+    def access(self, username: str) -> UserAccess | None:
+        """The named user's permissions and device groups under the current mode; None for no such user."""
+        ...
+
+
 class UnitOfWork(Protocol):
     @property
     def devices(self) -> DeviceRepository: ...
@@ -139,6 +157,8 @@ class UnitOfWork(Protocol):
     def plan(self) -> PlanRepository: ...
     @property
     def actions(self) -> ActionIssuer: ...
+    @property
+    def users(self) -> UserDirectory: ...
 
 
 class Store(Protocol):

@@ -70,11 +70,31 @@ def local_principal() -> Principal:
     return local_cli()
 
 
+def acting(store: Store, as_user: str | None) -> Principal:
+    """The local principal, or, with ``--as USER``, the operator narrowed to that Vigil user's rights."""
+    from vigil.app.users import acting_as
+
+    who = local_principal()
+    return who if as_user is None else acting_as(store, who, as_user)
+
+
+AsUser = Annotated[str | None, typer.Option(
+    "--as", help="act with this Vigil user's permissions and device groups (audited as you, as that user)")]
+
+
 @contextmanager
-def local_store(settings: Settings, migrate: bool = False) -> Iterator[Store]:
-    """The store of a local data directory, for the length of one command."""
+def local_store(settings: Settings, migrate: bool = False, sign_actions: bool = False) -> Iterator[Store]:
+    """The store of a local data directory, for the length of one command.
+
+    ``sign_actions`` wires in the server's signing key, for commands that record response actions.
+    """
     engine = open_engine(settings.db_url, migrate)
+    issuer = None
+    if sign_actions:
+        from vigil.server.actions import signing_issuer
+
+        issuer = signing_issuer(settings)
     try:
-        yield sql_store(engine)
+        yield sql_store(engine, issuer)
     finally:
         engine.dispose()

@@ -11,6 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from vigil.app.actions import SigningUnavailable
+from vigil.app.ports import ActionRequest, AuditRecord
 from vigil.config import Settings
 from vigil.core.actions import (
     COMMAND_LIFETIME,
@@ -24,11 +26,12 @@ from vigil.core.actions import (
     undo_of,
     validate_comment,
 )
-from vigil.deploy.signing import load_key
+from vigil.deploy.signing import SigningKeyMissing, load_key
 from vigil.server.scope import username_of
 from vigil.store import actions as action_store
 from vigil.store import audit
 from vigil.store.audit import Change
+from vigil.store.sql import ActionIssuerFn
 from vigil.wire import ActionCommand, ActionResult, sign_command
 
 ARTIFACT_TYPES = frozenset({ActionType.COLLECT_INVESTIGATION_PACKAGE, ActionType.LIVE_RESPONSE})
@@ -46,6 +49,22 @@ def signed_command(settings: Settings, action: MachineAction, now: datetime) -> 
         issued_at=now, expires_at=expires, nonce=secrets.token_hex(16),
     )
     return sign_command(load_key(settings), command).model_dump(mode="json"), expires
+
+
+def signing_issuer(settings: Settings) -> ActionIssuerFn:
+    """The store's action issuer on this server's signing key: what the API, the portal and the CLI record with."""
+
+    def issue(conn: sa.Connection, req: ActionRequest, who: AuditRecord, now: datetime) -> MachineAction:
+        try:
+            return create(
+                conn, settings, Change(who.actor, "", "", "", source_ip=who.source_ip), device_id=req.device_id,
+                action_type=req.type, parameters=req.parameters, comment=req.comment, now=now,
+                require_approval=req.require_approval,
+            )
+        except SigningKeyMissing as e:
+            raise SigningUnavailable(str(e)) from None
+
+    return issue
 
 
 def create(

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
 
 from fastapi import Request
 
 from vigil.app import errors as app_errors
-from vigil.app.actions import SigningUnavailable
-from vigil.app.ports import ActionRequest, AuditRecord, Store
+from vigil.app.ports import Store
 from vigil.app.principal import Principal
 from vigil.app.stores import sql_store
-from vigil.core.actions import MachineAction
-from vigil.deploy.signing import SigningKeyMissing
 from vigil.server import actions as action_service
 from vigil.server.auth import client_ip, services
 from vigil.server.errors import APIError
 from vigil.server.scope import principal_of
-from vigil.store.audit import Change
 
 # One table: each domain error's HTTP status and error code. The body is the server's one error shape.
 HTTP_ERRORS: dict[type[app_errors.AppError], tuple[int, str]] = {
@@ -57,22 +51,6 @@ def principal(request: Request) -> Principal:
 
 
 def store(request: Request) -> Store:
+    """The store with the server's signing path, so response actions are signed as they are recorded."""
     svc = services(request)
-
-    def issue(conn: Any, req: ActionRequest, who: AuditRecord, now: datetime) -> MachineAction:
-        try:
-            return action_service.create(
-                conn,
-                svc.settings,
-                Change(who.actor, "", "", "", source_ip=who.source_ip),
-                device_id=req.device_id,
-                action_type=req.type,
-                parameters=req.parameters,
-                comment=req.comment,
-                now=now,
-                require_approval=req.require_approval,
-            )
-        except SigningKeyMissing as e:
-            raise SigningUnavailable(str(e)) from None
-
-    return sql_store(svc.engine, issue)
+    return sql_store(svc.engine, action_service.signing_issuer(svc.settings))

@@ -10,10 +10,19 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from vigil.app.ports import ActionRequest, AuditRecord, DeviceRecord, IssuedToken, PlanGate, UnitOfWork
+from vigil.app.ports import (
+    ActionRequest,
+    AuditRecord,
+    DeviceRecord,
+    IssuedToken,
+    PlanGate,
+    UnitOfWork,
+    UserAccess,
+)
 from vigil.core.actions import MachineAction
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
-from vigil.store import audit, plans
+from vigil.core.rbac import Permission
+from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
 from vigil.store.errors import NotConfiguredIssuer
 from vigil.store.schema import device_groups, devices
@@ -137,6 +146,19 @@ class SqlActions:
         return self._issue(self._c, request, who, now)
 
 
+class SqlUsers:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def access(self, username: str) -> UserAccess | None:
+        user = users.get_user_by_name(self._c, username)
+        if user is None:
+            return None
+        a = rbac.access_for(self._c, user)
+        is_admin = a.device_group_ids is None and a.permissions == frozenset(Permission)
+        return UserAccess(user.username, a.permissions, a.device_group_ids, is_admin)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -145,6 +167,7 @@ class SqlUnitOfWork:
         self.enrollment = SqlTokens(conn)
         self.plan = SqlPlan(conn)
         self.actions = SqlActions(conn, issue)
+        self.users = SqlUsers(conn)
 
 
 class SqlStore:

@@ -115,3 +115,18 @@ def test_offboarding_once_is_audited_once(store: MemoryStore) -> None:
     assert [(r.actor, r.action, r.reason) for r in store.state.audit] == [("cli:op@host", "device.offboard", "retired")]
     with pytest.raises(Forbidden):
         devices.offboard(store, FixedClock(NOW), analyst(), "b" * 40, None)
+
+
+def test_the_cli_acting_as_a_user_has_that_users_rights_and_is_audited_as_the_operator(store: MemoryStore) -> None:
+    from vigil.app.ports import UserAccess
+    from vigil.app.users import acting_as
+
+    store.state.users["alice"] = UserAccess("alice", frozenset({Permission.VIEW_DATA_SECOPS}), frozenset({2}))
+    who = acting_as(store, local_cli("op@host"), "alice")
+    assert (who.actor, who.is_admin, who.device_group_ids) == ("cli:op@host (as alice)", False, frozenset({2}))
+    assert [d.record.computer_dns_name for d in devices.list_devices(store, FixedClock(NOW), who)] == ["lab-1"]
+    with pytest.raises(Forbidden):
+        actions.isolate(store, FixedClock(NOW), who, "b" * 40, "contain it")
+    with pytest.raises(NotFound) as e:
+        acting_as(store, local_cli("op@host"), "mallory")
+    assert e.value.field == "as"
