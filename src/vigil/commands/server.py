@@ -61,8 +61,17 @@ def setup(
     public_url: Annotated[str | None, typer.Option(help="URL agents use to reach the server")] = None,
     retention_days: Annotated[int | None, typer.Option(help="days of telemetry kept (30–186)")] = None,
     admin: Annotated[str, typer.Option(help="name of the first administrator")] = "admin",
+    plan: Annotated[Path | None, typer.Option(
+        "--plan", help="a plan file prepared and signed with `vigil plan … --plan FILE`: apply it")] = None,
 ) -> None:
-    """Create the data directory, internal CA, server certificate, database and first administrator."""
+    """Create the data directory, internal CA, server certificate, database and first administrator.
+
+    With --plan, also carry the prepared plan in (its versions and sign-offs) and apply it: roles, user groups,
+    device groups and rings.
+    """
+    from vigil.commands.plan import apply_plan_file, check_plan_file
+
+    prepared = check_plan_file(plan) if plan is not None else None
     overrides: dict[str, object] = {}
     if listen:
         host, _, port = listen.rpartition(":")
@@ -73,7 +82,10 @@ def setup(
         overrides["public_url"] = public_url
     if retention_days is not None:
         overrides["retention_days"] = retention_days
-    _print_setup(run_setup(data_dir_from_env(data_dir), SystemClock(), admin_username=admin, overrides=overrides))
+    report = run_setup(data_dir_from_env(data_dir), SystemClock(), admin_username=admin, overrides=overrides)
+    _print_setup(report)
+    if prepared is not None:
+        apply_plan_file(report.settings, prepared)
 
 
 def _uvicorn_config(settings: Settings) -> uvicorn.Config:

@@ -1,0 +1,121 @@
+"""Prepare before Set up: a plan file filled and signed with no server, then `vigil setup --plan` applies it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from tests.unit.core.test_plan import complete
+from vigil.cli import app
+from vigil.config import load_settings
+from vigil.core.plan import Ring
+from vigil.deploy import plan as deployment
+from vigil.deploy import plan_file
+from vigil.store import groups, plans, rbac
+
+runner = CliRunner()
+
+
+def vigil(*args: str, ok: bool = True) -> str:
+    r = runner.invoke(app, list(args))
+    if ok:
+        assert r.exit_code == 0, (args, r.output, r.exception)
+    else:
+        assert r.exit_code != 0, (args, r.output)
+        # A CommandError reaches main() (which prints it) as the runner's exception.
+        return r.output + str(r.exception or "")
+    return r.output
+
+
+@pytest.fixture()
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine with no Vigil server: the data directory does not exist."""
+    monkeypatch.delenv(plan_file.ENV_VAR, raising=False)
+    monkeypatch.setenv("VIGIL_DATA_DIR", str(tmp_path / "no-server"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def filled(tmp: Path) -> Path:
+    f = tmp / "filled.yml"
+    f.write_text(yaml.safe_dump(complete(), sort_keys=False, allow_unicode=True))
+    return f
+
+
+def test_prepare_without_a_server_then_setup_applies_the_signed_plan(offline: Path, tmp_path: Path) -> None:
+    out = vigil("plan", "init", "--organization", "ACME")  # no --plan: the default file, as documented
+    assert "vigil-plan.yml" in out and not (tmp_path / "no-server").exists()
+    assert "gap(s)" in vigil("plan", "validate", ok=False)
+    vigil("plan", "edit", "--file", str(filled(tmp_path)))
+    assert "The plan is complete." in vigil("plan", "validate")
+    vigil("plan", "keygen", "-o", "ada.key")
+    vigil("plan", "keygen", "-o", "ben.key")
+    assert "Still missing: cdoc@acme.test" in vigil(
+        "plan", "sign", "--key", "ada.key", "--email", "ciso@acme.test", "--name", "Ada Lovelace")
+    assert "Still missing: nobody" in vigil("plan", "sign", "--key", "ben.key", "--email", "cdoc@acme.test")
+    # A reviewer (R) cannot sign off; a signer needs their key.
+    vigil("plan", "keygen", "-o", "cy.key")
+    assert "not a sign-off (SO) stakeholder" in vigil("plan", "sign", "--key", "cy.key", "--email", "arch@acme.test",
+                                                      ok=False)
+    md = vigil("plan", "export", "--format", "md")
+    assert "Ada Lovelace" in md and "pending" not in md
+    pf = plan_file.load(tmp_path / "vigil-plan.yml")
+    assert [v.version for v in pf.versions] == [1, 2] and len(pf.signatures) == 2
+    assert not (tmp_path / "no-server").exists()
+
+    # Set up on another data directory (another machine) with the prepared file.
+    server_dir = tmp_path / "server"
+    out = vigil("setup", "--data-dir", str(server_dir), "--plan", str(tmp_path / "vigil-plan.yml"))
+    assert "2 sign-off(s)" in out and "production onboarding is open" in out
+    settings = load_settings(server_dir)
+    engine = sa.create_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            st = deployment.state(conn)
+            assert st is not None and st.gate_open and st.version == 2 and st.digest == pf.digest
+            history = plans.versions(conn)
+            assert [(v.version, v.digest, v.created_by) for v in history] == [
+                (v.version, v.digest, v.created_by) for v in pf.versions]
+            sigs = {s.email: s for s in plans.signoffs(conn)}
+            assert sigs["ciso@acme.test"].signer_name == "Ada Lovelace"
+            assert sigs["ciso@acme.test"].signature == pf.signatures[0].signature
+            assert sigs["cdoc@acme.test"].public_key == pf.signatures[1].public_key
+            # The applied roles, device groups and rings are the plan's.
+            assert rbac.get_mode(conn).value == st.plan.mode
+            roles = {r.name: r for r in rbac.list_roles(conn) if not r.builtin}
+            assert set(roles) == {r.name for r in st.plan.roles}
+            for r in st.plan.roles:
+                assert sorted(p.value for p in roles[r.name].permissions) == sorted(r.permissions)
+                assert sorted(roles[r.name].user_groups) == sorted(r.user_groups)
+            made = {g.name: g for g in groups.list_groups(conn) if not g.is_default}
+            assert {g.name: g.rank for g in st.plan.device_groups} == {n: g.rank for n, g in made.items()}
+            for ring in Ring:
+                assert st.plan.ring_group(ring) in made
+            actions = {e for (e,) in conn.execute(sa.text("select action from audit_log"))}
+            assert actions >= {"plan.import", "plan.apply"}
+    finally:
+        engine.dispose()
+
+
+def test_a_hand_edit_voids_signatures_and_a_forged_one_is_refused(offline: Path, tmp_path: Path) -> None:
+    path = tmp_path / "acme-plan.yml"
+    vigil("plan", "init", "--plan", str(path))
+    vigil("plan", "edit", "--plan", str(path), "--file", str(filled(tmp_path)))
+    vigil("plan", "keygen", "-o", "ada.key")
+    vigil("plan", "sign", "--plan", str(path), "--key", "ada.key", "--email", "ciso@acme.test")
+    text = path.read_text()
+    # Edited by hand: a new version, and Ada's sign-off of the old content no longer counts.
+    path.write_text(text.replace("Splunk", "Elastic", 1))
+    pf = plan_file.load(path)
+    assert not pf.recorded and pf.version == 3 and pf.state().signoffs.signed == ()
+    # A record whose signature was altered does not verify: validate reports it and setup refuses.
+    sig = pf.signatures[0].signature
+    path.write_text(text.replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:]))
+    assert "does not verify" in vigil("plan", "validate", "--plan", str(path), ok=False)
+    out = vigil("setup", "--data-dir", str(tmp_path / "server"), "--plan", str(path), ok=False)
+    assert "cannot be applied" in out
+    assert not (tmp_path / "server").exists()
