@@ -8,7 +8,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 import vigil
 from vigil.config import Settings
@@ -21,18 +20,10 @@ from vigil.server import (
     errors,
     headers,
     portal,
-    portal_actions,
-    portal_alerts,
-    portal_content,
-    portal_devices,
-    portal_identity,
-    portal_plan,
 )
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
-from vigil.server.portal_account import router as portal_account_router
-from vigil.server.portal_sso import router as portal_sso_router
 from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
@@ -95,18 +86,9 @@ def create_app(
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)
     app.include_router(api.router)
-    app.include_router(portal.router)
-    app.include_router(portal_alerts.router)
-    app.include_router(portal_actions.router)
-    app.include_router(portal_identity.router)
-    app.include_router(portal_plan.router)
-    app.include_router(portal_content.router)
-    app.include_router(portal_devices.router)
-    app.include_router(portal_sso_router)
-    app.include_router(portal_account_router)
+    portal.install(app)  # the portal's pages and its /static files
     install_metrics(app)  # GET /metrics: the scrape token, or an analyst token
     headers.install_api_docs(app, "/api/docs")
-    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     headers.install(app)
     # Added last, so it runs first: every middleware and route sees the client a trusted proxy reported, or the peer.
     app.add_middleware(ProxyHeadersMiddleware, proxies=TrustedProxies(settings.trusted_proxies))
