@@ -19,7 +19,7 @@ from vigil.commands._common import settings_for as _settings
 from vigil.commands._common import whoami as _whoami
 from vigil.config import Settings, data_dir_from_env
 from vigil.core.clock import SystemClock
-from vigil.core.plan import PlanFormatError, Ring, validate
+from vigil.core.plan import Plan, PlanFormatError, Ring, adoption_warnings, validate
 from vigil.deploy import plan as deployment
 from vigil.deploy import plan_file
 from vigil.deploy.plan_export import plan_html, plan_markdown
@@ -84,6 +84,11 @@ def _actor() -> str:
 def _print_gaps(gaps: list[str]) -> None:
     for g in gaps:
         out.print(f"  [yellow]gap[/] {g}", highlight=False)
+
+
+def _print_warnings(plan: Plan | None) -> None:
+    for g in adoption_warnings(plan) if plan is not None else []:
+        out.print(f"  [cyan]advice[/] {g}", highlight=False)
 
 
 @app.command()
@@ -169,17 +174,21 @@ def validate_cmd(
 ) -> None:
     """Report every gap in the plan with where it is; exit 1 when there is any."""
     path = _file(data_dir, plan)
+    doc: Plan | None = None
     try:
         if file is not None:
-            gaps = [str(g) for g in validate(deployment.load_yaml(file.read_text()))]
+            doc = deployment.load_yaml(file.read_text())
+            gaps = [str(g) for g in validate(doc)]
         elif path is not None:
             pf = _load_file(path)
-            gaps = [str(g) for g in plan_file.check_importable(pf)]
+            doc, gaps = pf.plan, [str(g) for g in plan_file.check_importable(pf)]
         else:
             with _db(data_dir) as conn:
-                gaps = [str(g) for g in _state(conn).gaps]
+                st = _state(conn)
+                doc, gaps = st.plan, [str(g) for g in st.gaps]
     except PlanFormatError as e:
         gaps = [str(g) for g in e.gaps]
+    _print_warnings(doc)
     if gaps:
         _print_gaps(gaps)
         out.print(f"{len(gaps)} gap(s).")
@@ -264,7 +273,8 @@ def status(data_dir: DataDir = None, plan: PlanOpt = None) -> None:
               f"(missing: {', '.join(st.signoffs.missing) or 'none'})")
     evaluate = st.plan.ring_group(Ring.EVALUATE)
     out.print("Production onboarding: " + ("open" if st.gate_open else f"gated (Evaluate ring only: {evaluate})"))
-    out.print(f"Components on: {', '.join(st.components)} of {' → '.join(st.plan.adoption_order())}")
+    out.print(f"Components on: {', '.join(st.components)} of {' → '.join(st.plan.adoption_order())}"
+              + (f" (removed: {', '.join(st.plan.removed)})" if st.plan.removed else ""))
     for c in criteria:
         out.print(f"  [{'green' if c.met else 'red'}]{'met' if c.met else 'not met'}[/] {c.name}: {c.detail}",
                   highlight=False)

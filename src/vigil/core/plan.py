@@ -30,8 +30,45 @@ class Component(StrEnum):
     MTE = "MTE"
 
 
-# Defender's adoption order; AIR and MTE are not ranked.
-RANKED_COMPONENTS = (Component.EDR, Component.TVM, Component.NGP, Component.ASR)
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A component as the deployment template means it: its recommended rank, why, and what it needs."""
+
+    component: Component
+    title: str
+    recommended_rank: int | None  # None: "not applicable" (a service, not part of the adoption order)
+    why: str  # why Microsoft puts it where it is in the order
+    # Prerequisites: each is a tuple of alternatives (any one of them will do); "indicators" is not a component.
+    needs: tuple[tuple[str, ...], ...] = ()
+    needs_why: str = ""
+    built: bool = False  # whether Vigil has it yet; a component that is not built cannot be enabled
+
+
+COMPONENTS: dict[Component, ComponentInfo] = {c.component: c for c in (
+    ComponentInfo(Component.EDR, "Endpoint detection and response", 1,
+                  "it is the sensor everything else runs on and gives visibility first without changing anything "
+                  "on the devices", built=True),
+    ComponentInfo(Component.TVM, "Threat and vulnerability management", 2,
+                  "it uses the same sensor's inventory to show what to fix before anything starts blocking",
+                  needs=(("EDR",),), needs_why="it reads the EDR sensor's software inventory"),
+    ComponentInfo(Component.NGP, "Next-generation protection (antivirus)", 3,
+                  "it blocks malware once EDR shows what runs where, and starts passive next to the incumbent "
+                  "antivirus", needs=(("EDR",),), needs_why="it reports through the EDR sensor"),
+    ComponentInfo(Component.ASR, "Attack surface reduction", 4,
+                  "its rules block behaviours, so they are tuned in audit mode against what EDR and NGP have "
+                  "already shown", needs=(("NGP",),), needs_why="its rules are enforced by the antivirus engine"),
+    ComponentInfo(Component.AIR, "Automated investigation and remediation", 5,
+                  "it acts on devices on its own, so it comes last, once detections are tuned",
+                  needs=(("NGP", "indicators"),),
+                  needs_why="it remediates with the antivirus (NGP) or with indicators"),
+    ComponentInfo(Component.MTE, "Managed threat hunting (Microsoft Threat Experts)", None,
+                  "it is a managed service, not a component rolled out to devices"),
+)}
+
+# Defender's recommended adoption order.
+RANKED_COMPONENTS = tuple(c for c, i in sorted(COMPONENTS.items(), key=lambda kv: kv[1].recommended_rank or 99)
+                          if i.recommended_rank is not None)
+NOT_APPLICABLE = "not applicable"
 
 
 class Ring(StrEnum):
@@ -129,6 +166,12 @@ class Plan:
         ranked = sorted((a for a in self.adoption if a.rank is not None), key=lambda a: a.rank or 0)
         return [a.component for a in ranked]
 
+    @property
+    def removed(self) -> list[str]:
+        """Components the site chose not to use: the ones left out of the adoption list."""
+        listed = {a.component for a in self.adoption}
+        return [c.value for c in Component if c.value not in listed]
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -192,8 +235,7 @@ def default_plan(organization: str = "Example organization") -> Plan:
         ),
         roles=tiers,
         device_groups=rings,
-        adoption=(*(Adoption(c.value, i + 1) for i, c in enumerate(RANKED_COMPONENTS)),
-                  Adoption(Component.AIR.value, None), Adoption(Component.MTE.value, None)),
+        adoption=tuple(Adoption(c.value, info.recommended_rank) for c, info in COMPONENTS.items()),
         rings=(RingPlan(Ring.EVALUATE.value, "Ring – Evaluate", 50), RingPlan(Ring.PILOT.value, "Ring – Pilot", 100),
                RingPlan(Ring.FULL.value, "Ring – Full", 0)),
     )
@@ -202,6 +244,8 @@ def default_plan(organization: str = "Example organization") -> Plan:
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     # Through JSON so that tuples become lists and enums plain strings, as a YAML or JSON document has them.
     d = json.loads(json.dumps(asdict(plan)))
+    for a in d["adoption"]:
+        a["rank"] = NOT_APPLICABLE if a["rank"] is None else a["rank"]
     return {
         "organization": d["organization"],
         "stakeholders": d["stakeholders"],
@@ -294,7 +338,13 @@ def plan_from_dict(data: Any) -> Plan:
 
     def adoption(i: int, x: dict[str, Any]) -> Adoption:
         at = f"adoption[{i}]"
-        return Adoption(r.text(x.get("component"), f"{at}.component"), r.number(x.get("rank"), f"{at}.rank", None))
+        rank = x.get("rank")
+        if isinstance(rank, str) and rank.strip().lower() in (NOT_APPLICABLE, "n/a", "na", ""):
+            rank = None
+        elif isinstance(rank, str):
+            r.gaps.append(Gap(f"{at}.rank", f"{rank!r}: a whole number, or '{NOT_APPLICABLE}'"))
+            rank = None
+        return Adoption(r.text(x.get("component"), f"{at}.component").upper(), r.number(rank, f"{at}.rank", None))
 
     def ring(i: int, x: dict[str, Any]) -> RingPlan:
         at = f"rings[{i}]"
@@ -447,24 +497,81 @@ def _rbac_gaps(plan: Plan) -> list[Gap]:
 
 
 def _adoption_gaps(plan: Plan) -> list[Gap]:
+    """What makes the adoption list unusable; an unusual choice is advice (``adoption_warnings``), not a gap."""
     gaps = []
-    components = {c.value for c in Component}
     listed: dict[str, int] = {}
+    ranks: dict[int, str] = {}
     for i, a in enumerate(plan.adoption):
-        if a.component not in components:
-            gaps.append(Gap(f"adoption[{i}].component", f"unknown component {a.component!r}"))
+        at = f"adoption[{i}]"
+        try:
+            comp = Component(a.component)
+        except ValueError:
+            gaps.append(Gap(f"{at}.component", f"unknown component {a.component!r}; use one of "
+                            f"{', '.join(Component)}"))
             continue
+        if a.component in listed:
+            gaps.append(Gap(f"{at}.component", f"{a.component} is listed twice"))
         listed[a.component] = i
-        if a.component in (Component.AIR.value, Component.MTE.value) and a.rank is not None:
-            gaps.append(Gap(f"adoption[{i}].rank", f"{a.component} is not ranked in the adoption order"))
-    for want, comp in enumerate(RANKED_COMPONENTS, start=1):
-        if comp.value not in listed:
-            gaps.append(Gap("adoption", f"{comp.value} is missing"))
-            continue
-        i = listed[comp.value]
-        if plan.adoption[i].rank != want:
-            gaps.append(Gap(f"adoption[{i}].rank", f"{comp.value} comes at rank {want} (EDR, TVM, NGP, ASR)"))
+        info = COMPONENTS[comp]
+        if info.recommended_rank is None and a.rank is not None:
+            gaps.append(Gap(f"{at}.rank", f"{a.component}: rank '{NOT_APPLICABLE}' — {info.why}"))
+        elif a.rank is not None:
+            if a.rank < 1:
+                gaps.append(Gap(f"{at}.rank", "ranks start at 1"))
+            elif a.rank in ranks:
+                gaps.append(Gap(f"{at}.rank", f"rank {a.rank} is also given to {ranks[a.rank]}"))
+            ranks.setdefault(a.rank, a.component)
+    if Component.EDR.value not in listed:
+        gaps.append(Gap("adoption", "EDR cannot be removed: " + COMPONENTS[Component.EDR].why + "; every other "
+                        "component needs it"))
+    elif plan.adoption[listed[Component.EDR.value]].rank is None:
+        gaps.append(Gap(f"adoption[{listed[Component.EDR.value]}].rank", "EDR needs a rank (Microsoft: 1)"))
     return gaps
+
+
+def adoption_warnings(plan: Plan) -> list[Gap]:
+    """Advice on the adoption list: an order other than Microsoft's, removed components, unmet prerequisites.
+
+    None of these blocks signing or applying; each says why the template recommends otherwise.
+    """
+    out: list[Gap] = []
+    index = {a.component: i for i, a in enumerate(plan.adoption)}
+    known = [a for a in plan.adoption if a.component in {c.value for c in Component}]
+    order = [c for c in plan.adoption_order() if c in {k.value for k in Component}]
+    recommended = [c.value for c in RANKED_COMPONENTS if c.value in order]
+    if order != recommended:
+        out.append(Gap("adoption", f"the order {' → '.join(order)} differs from Microsoft's recommended "
+                       f"{' → '.join(c.value for c in RANKED_COMPONENTS)}"))
+        for pos, comp in enumerate(order):
+            info = COMPONENTS[Component(comp)]
+            if pos < len(recommended) and recommended[pos] != comp:
+                out.append(Gap(f"adoption[{index[comp]}].rank",
+                               f"{comp} is recommended at rank {info.recommended_rank} because {info.why}"))
+    for a in known:
+        info = COMPONENTS[Component(a.component)]
+        if a.rank is None and info.recommended_rank is not None:
+            out.append(Gap(f"adoption[{index[a.component]}].rank", f"{a.component} has no rank, so it is never "
+                           f"enabled; Microsoft recommends rank {info.recommended_rank}"))
+        for alternatives in info.needs:
+            present = [x for x in alternatives if x in index]
+            if not present and "indicators" not in alternatives:
+                out.append(Gap(f"adoption[{index[a.component]}].component",
+                               f"{a.component} needs {' or '.join(alternatives)} ({info.needs_why}), which the plan "
+                               "removes"))
+            elif not present:
+                out.append(Gap(f"adoption[{index[a.component]}].component",
+                               f"{a.component} needs {' or '.join(alternatives)} ({info.needs_why}); NGP is removed, "
+                               "so plan indicators for it to remediate with"))
+            elif a.rank is not None and all(
+                    plan.adoption[index[x]].rank is None or (plan.adoption[index[x]].rank or 0) > a.rank
+                    for x in present):
+                out.append(Gap(f"adoption[{index[a.component]}].rank",
+                               f"{a.component} comes before {' or '.join(present)}, which it needs ({info.needs_why})"))
+    for comp in plan.removed:
+        info = COMPONENTS[Component(comp)]
+        if info.recommended_rank is not None:
+            out.append(Gap("adoption", f"{comp} ({info.title}) is removed: the plan does not use it"))
+    return out
 
 
 @dataclass(frozen=True)

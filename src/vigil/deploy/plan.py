@@ -12,11 +12,15 @@ import yaml
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import AutomationLevel, parse_conditions
 from vigil.core.plan import (
+    COMPONENTS,
+    NOT_APPLICABLE,
+    Component,
     Gap,
     Plan,
     PlanFormatError,
     Ring,
     SignoffStatus,
+    adoption_warnings,
     default_plan,
     plan_digest,
     plan_from_dict,
@@ -85,6 +89,29 @@ class PlanState:
     @property
     def gate_open(self) -> bool:
         return self.signoffs.complete
+
+    @property
+    def warnings(self) -> tuple[Gap, ...]:
+        """Advice that blocks nothing: the adoption order, removed components, unmet prerequisites."""
+        return tuple(adoption_warnings(self.plan))
+
+
+def component_rows(plan: Plan) -> list[dict[str, Any]]:
+    """Each component of the template: the plan's rank (or removed / not applicable), Microsoft's, whether built."""
+    ranks = {a.component: a.rank for a in plan.adoption}
+    rows = []
+    for comp, info in COMPONENTS.items():
+        listed = comp.value in ranks
+        rank = ranks.get(comp.value)
+        rows.append({
+            "component": comp.value, "title": info.title,
+            "rank": rank if rank is not None else (NOT_APPLICABLE if listed else None),
+            "used": listed, "recommendedRank": info.recommended_rank or NOT_APPLICABLE,
+            "built": info.built, "needs": [" or ".join(n) for n in info.needs],
+            "status": "removed" if not listed else ("available" if info.built else "not built yet")
+            if comp is not Component.MTE else NOT_APPLICABLE,
+        })
+    return rows
 
 
 def state(conn: sa.Connection) -> PlanState | None:

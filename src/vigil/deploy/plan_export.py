@@ -7,7 +7,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 
 from vigil.core.plan import Action
-from vigil.deploy.plan import PlanState
+from vigil.deploy.plan import PlanState, component_rows
 
 _ACTIONS = {Action.SIGN_OFF.value: "Sign off", Action.REVIEW.value: "Review", Action.INFORMED.value: "Informed"}
 
@@ -43,11 +43,12 @@ def plan_markdown(st: PlanState) -> str:
         rule = " and ".join(f"{c.get('property')} {c.get('operator', 'equals')} {c.get('value')}" for c in g.rules)
         out.append(f"| {g.rank} | {_cell(g.name)} | {_cell(rule)} | {g.automation_level} | "
                    f"{_cell(', '.join(g.user_groups))} |")
-    out += ["", "## Adoption order", ""]
-    out += [f"{i}. {c}" for i, c in enumerate(p.adoption_order(), start=1)]
-    unranked = [a.component for a in p.adoption if a.rank is None]
-    if unranked:
-        out.append(f"\nNot ranked: {', '.join(unranked)}")
+    out += ["", "## Adoption order", "", f"Order: {' → '.join(p.adoption_order())}", "",
+            "| Component | Rank | Recommended | Needs | Status |", "|---|---|---|---|---|"]
+    out += [f"| {c['component']} — {_cell(c['title'])} | {c['rank'] if c['used'] else 'removed'} | "
+            f"{c['recommendedRank']} | {_cell(', '.join(c['needs']))} | {c['status']} |" for c in component_rows(p)]
+    if st.warnings:
+        out += ["", "Advice (does not block sign-off):", ""] + [f"- `{g.where}`: {g.problem}" for g in st.warnings]
     out += ["", "## Rings", "", "| Ring | Device group | Target devices |", "|---|---|---|"]
     out += [f"| {r.ring} | {_cell(r.device_group)} | {r.target_devices or 'all remaining'} |" for r in p.rings]
     if st.gaps:
@@ -62,4 +63,4 @@ _HTML = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates"
 
 def plan_html(st: PlanState) -> str:
     signed = {s.email: s for s in st.signatures if s.version == st.version and s.digest == st.digest}
-    return _HTML.render(st=st, p=st.plan, signed=signed, actions=_ACTIONS)
+    return _HTML.render(st=st, p=st.plan, signed=signed, actions=_ACTIONS, components=component_rows(st.plan))

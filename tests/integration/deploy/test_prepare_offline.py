@@ -119,3 +119,27 @@ def test_a_hand_edit_voids_signatures_and_a_forged_one_is_refused(offline: Path,
     out = vigil("setup", "--data-dir", str(tmp_path / "server"), "--plan", str(path), ok=False)
     assert "cannot be applied" in out
     assert not (tmp_path / "server").exists()
+
+
+def test_validate_advises_on_a_reordered_plan_and_refuses_one_without_edr(offline: Path, tmp_path: Path) -> None:
+    d = complete()
+    d["adoption"] = [a for a in d["adoption"] if a["component"] != "NGP"]
+    for a in d["adoption"]:
+        a["rank"] = {"ASR": 2, "TVM": 3, "AIR": 4}.get(a["component"], a["rank"])
+    f = tmp_path / "reordered.yml"
+    f.write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
+    out = vigil("plan", "validate", "--file", str(f))
+    assert "The plan is complete." in out
+    assert "differs from Microsoft's recommended EDR → TVM → NGP → ASR → AIR" in out
+    assert "TVM is recommended at rank 2 because" in out and "ASR needs NGP" in out
+    path = tmp_path / "p.yml"
+    vigil("plan", "init", "--plan", str(path))
+    vigil("plan", "edit", "--plan", str(path), "--file", str(f))
+    md = vigil("plan", "export", "--plan", str(path))
+    assert "| NGP — Next-generation protection (antivirus) | removed | 3 |" in md
+    assert "| MTE — Managed threat hunting (Microsoft Threat Experts) | not applicable | not applicable |" in md
+
+    d["adoption"] = [a for a in d["adoption"] if a["component"] != "EDR"]
+    f.write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
+    out = vigil("plan", "validate", "--file", str(f), ok=False)
+    assert "adoption: EDR cannot be removed: it is the sensor everything else runs on" in out

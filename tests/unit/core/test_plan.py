@@ -10,6 +10,7 @@ import pytest
 from vigil.core.plan import (
     Plan,
     PlanFormatError,
+    adoption_warnings,
     default_plan,
     plan_digest,
     plan_from_dict,
@@ -39,8 +40,10 @@ def test_the_seed_has_defenders_defaults_and_round_trips() -> None:
     assert [(s.role, s.action) for s in plan.stakeholders] == [
         ("CISO", "SO"), ("Head of CDOC", "SO"), ("Security Architect", "R"), ("Workplace Architect", "R"),
         ("Security Analyst", "I")]
-    assert plan.adoption_order() == ["EDR", "TVM", "NGP", "ASR"]
-    assert {a.component for a in plan.adoption if a.rank is None} == {"AIR", "MTE"}
+    assert plan.adoption_order() == ["EDR", "TVM", "NGP", "ASR", "AIR"]
+    assert {a.component for a in plan.adoption if a.rank is None} == {"MTE"}
+    assert plan_to_dict(plan)["adoption"][-1] == {"component": "MTE", "rank": "not applicable"}
+    assert adoption_warnings(plan) == []
     assert {r.tier for r in plan.roles} >= {1, 2, 3}
     assert plan_from_dict(plan_to_dict(plan)) == plan
 
@@ -87,9 +90,10 @@ _DELETE = object()
     ("rbac.device_groups.0.rules", [{"property": "colour", "value": "x"}], "rbac.device_groups[0].rules[0].property",
      "use one of"),
     ("rbac.device_groups.0.user_groups", ["strangers"], "rbac.device_groups[0].user_groups[0]", "holds no role"),
-    ("adoption.1.rank", 3, "adoption[1].rank", "rank 2"),
-    ("adoption.4.rank", 5, "adoption[4].rank", "not ranked"),
-    ("adoption.0", {"component": "XDR", "rank": 1}, "adoption", "EDR is missing"),
+    ("adoption.1.rank", 3, "adoption[2].rank", "also given to TVM"),
+    ("adoption.5.rank", 6, "adoption[5].rank", "not applicable"),
+    ("adoption.0", {"component": "XDR", "rank": 1}, "adoption", "EDR cannot be removed"),
+    ("adoption.1", {"component": "XDR", "rank": 2}, "adoption[1].component", "unknown component"),
     ("rings.0.device_group", "Nowhere", "rings[0].device_group", "not one of rbac.device_groups"),
     ("rings.2", _DELETE, "rings", "Full ring is missing"),
 ])
@@ -97,6 +101,36 @@ def test_validate_reports_each_kind_of_gap_where_it_is(path: str, value: Any, wh
     gaps = gaps_of(edit(path, value))
     assert where in gaps, gaps
     assert says in gaps[where]
+
+
+def test_components_may_be_removed_and_reordered_with_advice_but_edr_stays() -> None:
+    d = complete()
+    d["adoption"] = [a for a in d["adoption"] if a["component"] != "NGP"]
+    ranks = {"EDR": 1, "ASR": 2, "TVM": 3, "AIR": 4}
+    for a in d["adoption"]:
+        a["rank"] = ranks.get(a["component"], a["rank"])
+    plan = plan_from_dict(d)
+    assert validate(plan) == []  # valid: the site chooses
+    assert plan.removed == ["NGP"] and plan.adoption_order() == ["EDR", "ASR", "TVM", "AIR"]
+    warnings = {g.where: g.problem for g in adoption_warnings(plan)}
+    text = " | ".join(g.problem for g in adoption_warnings(plan))
+    assert "differs from Microsoft's recommended EDR → TVM → NGP → ASR → AIR" in text
+    assert "TVM is recommended at rank 2 because" in warnings["adoption[1].rank"]
+    assert "ASR needs NGP" in warnings["adoption[2].component"]  # a prerequisite the plan removes
+    assert "AIR needs NGP or indicators" in warnings["adoption[3].component"]
+    assert "NGP (Next-generation protection (antivirus)) is removed" in text
+
+    d["adoption"] = [a for a in d["adoption"] if a["component"] != "EDR"]
+    gaps = gaps_of(d)
+    assert "EDR cannot be removed" in gaps["adoption"] and "every other component needs it" in gaps["adoption"]
+
+
+def test_a_component_ranked_before_what_it_needs_is_reported() -> None:
+    d = complete()
+    for a in d["adoption"]:
+        a["rank"] = {"NGP": 4, "ASR": 3}.get(a["component"], a["rank"])
+    warnings = {g.where: g.problem for g in adoption_warnings(plan_from_dict(d))}
+    assert "ASR comes before NGP, which it needs" in warnings["adoption[3].rank"]
 
 
 def test_missing_tiers_and_signers_are_gaps() -> None:
@@ -113,6 +147,8 @@ def test_a_document_of_the_wrong_shape_is_reported_whole() -> None:
     with pytest.raises(PlanFormatError) as e:
         plan_from_dict({"stakeholders": "everyone", "environment": {"endpoint_count": "many"}})
     assert {g.where for g in e.value.gaps} == {"stakeholders", "environment.endpoint_count"}
+    with pytest.raises(PlanFormatError, match=r"adoption\[1\]\.rank: 'soon': a whole number, or 'not applicable'"):
+        plan_from_dict(edit("adoption.1.rank", "soon"))
 
 
 def test_signoffs_count_only_for_the_version_and_content_signed() -> None:

@@ -42,6 +42,8 @@ def state_json(request: Request) -> dict[str, Any]:
         "exists": True, "version": st.version, "digest": st.digest, "document": st.document, "phase": st.phase,
         "gateOpen": st.gate_open, "ring": st.ring.value, "componentsEnabled": list(st.components),
         "adoptionOrder": st.plan.adoption_order(), "gaps": [{"where": g.where, "problem": g.problem} for g in st.gaps],
+        "warnings": [{"where": g.where, "problem": g.problem} for g in st.warnings],
+        "components": deployment.component_rows(st.plan),
         "signoff": {"required": list(st.signoffs.required), "signed": list(st.signoffs.signed),
                     "missing": list(st.signoffs.missing), "complete": st.signoffs.complete},
         "signatures": [{**asdict(s), "signed_at": iso(s.signed_at)} for s in st.signatures],
