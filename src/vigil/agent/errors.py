@@ -13,6 +13,8 @@ AgentError
 
 from __future__ import annotations
 
+from vigil.core.registry import DuplicateName
+
 
 class AgentError(Exception):
     """Base of every error the agent raises on purpose."""
@@ -60,5 +62,5 @@ class SensorUnavailable(SensorError):
     pass
 
 
-class DuplicateSensor(SensorError):
+class DuplicateSensor(SensorError, DuplicateName):
     pass

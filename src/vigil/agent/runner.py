@@ -19,7 +19,7 @@ from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.errors import AgentError
 from vigil.agent.identity import Identity, load_identity
-from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth
+from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth, provider_map
 from vigil.agent.sensors.process_lookup import ProcessDirectory
 from vigil.agent.sensors.registry import SensorRegistry, default_registry
 from vigil.agent.spool import SPOOL_FILE, Spool
@@ -29,6 +29,7 @@ from vigil.agent.uploader import Uploader
 log = logging.getLogger(__name__)
 
 META_SENSORS = "sensors"
+META_PROVIDERS = "providers"  # sensor -> {"provider", "why"}, for the sensors that choose one at start
 META_PID = "agent_pid"
 META_STARTED = "started_at"
 BUDGET_HEALTH_KEY = "resource_budget"  # shown with the sensors: the budget's state and usage
@@ -85,9 +86,14 @@ class Agent:
                 reached[name] = SensorHealth(HealthState.UNAVAILABLE, str(e))
             level = logging.INFO if reached[name].state is HealthState.ACTIVE else logging.WARNING
             log.log(level, "sensor %s: %s", name, reached[name])
+        providers = provider_map(self.sensors)
+        for name, chosen in providers.items():
+            log.info("sensor %s runs on provider %s: %s", name, chosen["provider"], chosen["why"])
+        self.spool.set_meta(META_PROVIDERS, json.dumps(providers, sort_keys=True))
         self.sensor_health()
         self._agent_event("AgentStarted", {"ClientVersion": __version__,
-                                           "Sensors": {n: str(h) for n, h in reached.items()}})
+                                           "Sensors": {n: str(h) for n, h in reached.items()},
+                                           "Providers": providers})
         self.uploader.start()
         self.actions.start()
         log.info("agent %s running as device %s, reporting to %s",
@@ -135,7 +141,7 @@ def build_agent(
     budget = Budget(config.budget, losses=spool)
     ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group, budget=budget,
                         processes=ProcessDirectory())
-    sensors = (registry or default_registry()).build(ctx)
+    sensors = (registry if registry is not None else default_registry()).build(ctx)
     transport = AgentTransport(identity, config.request_timeout_seconds)
     return Agent(config, identity, spool, sensors, transport, clock, budget)
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from vigil.agent.clock import Clock
 from vigil.agent.errors import AgentError
+from vigil.core.registry import DuplicateName
 from vigil.wire import ActionCommand
 
 # Test-only: apply isolation rules inside this network namespace instead of the agent's own.
@@ -39,7 +40,7 @@ class ActionFailed(ActionError):
     pass
 
 
-class DuplicateAction(ActionError):
+class DuplicateAction(ActionError, DuplicateName):
     pass
 
 

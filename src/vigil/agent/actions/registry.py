@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from vigil.agent.actions.base import ActionError, ActionHandler, DuplicateAction
+from vigil.core.registry import Registry
 
-from vigil.agent.actions.base import ActionHandler, DuplicateAction
 
-
-class ActionRegistry:
+class ActionRegistry(Registry[ActionHandler]):
     def __init__(self) -> None:
-        self._handlers: dict[str, ActionHandler] = {}
-
-    def register(self, name: str, handler: ActionHandler) -> None:
-        if name in self._handlers:
-            raise DuplicateAction(f"a handler for action type {name!r} is already registered")
-        self._handlers[name] = handler
-
-    def get(self, name: str) -> ActionHandler | None:
-        return self._handlers.get(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._handlers)
+        super().__init__("action type", duplicate=DuplicateAction, unknown=ActionError)
 
 
 def default_registry() -> ActionRegistry:

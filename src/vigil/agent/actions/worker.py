@@ -38,7 +38,7 @@ class ActionWorker:
         event: EventSink, registry: ActionRegistry | None = None,
     ) -> None:
         self._transport = transport
-        self._registry = registry or default_registry()
+        self._registry = registry if registry is not None else default_registry()
         self._seen = SeenCommands(settings.state_dir / SEEN_FILE)
         self._outbox = ResultOutbox(settings.state_dir / SEEN_FILE)
         self._guard = CommandGuard(identity.action_public_key, identity.device_id, self._seen, clock)
@@ -111,7 +111,7 @@ class ActionWorker:
                                                   "Reason": e.reason, "Detail": e.detail})
             return self._report(cmd.action_id, ActionResult(status="Failed", message=str(e), refused=e.reason))
         self._report(cmd.action_id, ActionResult(status="InProgress", message="accepted by the agent"))
-        handler = self._registry.get(cmd.type)
+        handler = self._registry.find(cmd.type)
         outcome: Outcome | None = None
         try:
             if handler is None:

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from vigil.agent.errors import DuplicateSensor, SensorError
 from vigil.agent.sensors.base import Sensor, SensorContext
+from vigil.core.registry import Registry
 
 SensorFactory = Callable[[SensorContext], Sensor]
 
 
-class SensorRegistry:
+class SensorRegistry(Registry[SensorFactory]):
     def __init__(self) -> None:
-        self._factories: dict[str, SensorFactory] = {}
-
-    def register(self, name: str, factory: SensorFactory) -> None:
-        if name in self._factories:
-            raise DuplicateSensor(f"a sensor named {name!r} is already registered")
-        self._factories[name] = factory
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._factories)
+        super().__init__("sensor", duplicate=DuplicateSensor, unknown=SensorError)
 
     def build(self, ctx: SensorContext) -> dict[str, Sensor]:
-        unknown = set(ctx.config.disabled_sensors) - set(self._factories)
-        if unknown:
-            raise SensorError(f"cannot disable unknown sensors {sorted(unknown)}; known: {', '.join(self._factories)}")
+        """Every sensor not disabled by the agent's settings; disabling an unknown one raises, listing the known."""
+        self.check_known(ctx.config.disabled_sensors)
         sensors = {}
-        for name, factory in self._factories.items():
+        for name, factory in self.items():
             if name in ctx.config.disabled_sensors:
                 continue
             sensor = factory(ctx)
@@ -35,9 +27,6 @@ class SensorRegistry:
                 raise DuplicateSensor(f"factory registered as {name!r} built a sensor named {sensor.name!r}")
             sensors[name] = sensor
         return sensors
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._factories)
 
 
 def default_registry() -> SensorRegistry:
