@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "rules": ("vigil.commands.rules", "app", True),
     "plan": ("vigil.commands.plan", "app", True),
     "backup": ("vigil.commands.backup", "app", True),
+    "tvm": ("vigil.commands.tvm", "app", True),
 }
 
 
