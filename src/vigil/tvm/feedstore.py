@@ -27,6 +27,7 @@ from vigil.tvm.feeds.corpus import ParsedFile, StoredAdvisory
 from vigil.tvm.feeds.exploitation import Epss
 from vigil.tvm.matching import match_advisory, normalise_name
 from vigil.tvm.model import Advisory, Affected, Event, EventKind, Package, Range
+from vigil.tvm.version_schemes import UnknownEcosystem
 
 SCHEMA_VERSION = 1
 
@@ -264,10 +265,12 @@ class FeedStore:
             self._epss[cve] = row[0] if row else None
         return self._epss[cve]
 
-    def scan(self, packages: Iterable[Package]) -> list[ScanFinding]:
+    def scan(self, packages: Iterable[Package], problems: list[str] | None = None) -> list[ScanFinding]:
         """Every advisory matching an installed package by its ecosystem's version rules.
 
-        Debian binaries built from one source are matched once, on the source package and version."""
+        Debian binaries built from one source are matched once, on the source package and version. A version the
+        ecosystem's scheme cannot parse (installed or in the advisory) skips that one comparison and is reported
+        in `problems`; it never stops the scan."""
         groups: dict[tuple[str, str, str], list[Package]] = {}
         for p in packages:
             groups.setdefault((p.ecosystem, p.match_name, p.match_version), []).append(p)
@@ -279,7 +282,12 @@ class FeedStore:
             probe = members[0]
             for doc, severity, _source in rows:
                 advisory = advisory_from_doc(json.loads(doc))
-                hit = match_advisory(probe, advisory)
+                try:
+                    hit = match_advisory(probe, advisory)
+                except (ValueError, UnknownEcosystem) as e:  # InvalidVersion is a ValueError
+                    if problems is not None:
+                        problems.append(f"{ecosystem} {name} {probe.match_version} vs {advisory.id}: {e}")
+                    continue
                 if hit is None:
                     continue
                 cves = advisory.cves

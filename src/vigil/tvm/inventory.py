@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from vigil.tvm.feeds import FeedError
@@ -66,3 +67,58 @@ def read_requirements(text: str, path: str) -> list[Package]:
             raise FeedError(path, n, f"not a pinned 'name==version' requirement: {line[:80]!r}")
         packages.append(Package("PyPI", m.group(1), m.group(2)))
     return packages
+
+
+def read_package_lock(text: str, path: str) -> list[Package]:
+    """npm's package-lock.json: lockfile v2/v3 `packages` ("node_modules/a/node_modules/b" keys) or v1's nested
+    `dependencies`; the root project and linked (version-less) entries are skipped."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FeedError(path, e.lineno, f"not JSON: {e.msg}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("packages", doc.get("dependencies")), dict):
+        raise FeedError(path, None, "not an npm package-lock.json: no 'packages' or 'dependencies' object")
+    found: dict[tuple[str, str], Package] = {}
+    if isinstance(doc.get("packages"), dict):
+        for key, entry in doc["packages"].items():
+            if not key or not isinstance(entry, dict) or "node_modules/" not in key:
+                continue
+            name = entry.get("name") or key.rsplit("node_modules/", 1)[1]
+            version = entry.get("version")
+            if isinstance(version, str) and not entry.get("link"):
+                found[(name, version)] = Package("npm", name, version)
+    else:
+        stack = [doc["dependencies"]]
+        while stack:
+            deps = stack.pop()
+            for name, entry in deps.items():
+                if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+                    found[(name, entry["version"])] = Package("npm", name, entry["version"])
+                    if isinstance(entry.get("dependencies"), dict):
+                        stack.append(entry["dependencies"])
+    return sorted(found.values(), key=lambda p: (p.name, p.version))
+
+
+def read_dist_metadata(text: str, path: str) -> Package:
+    """A Python distribution's METADATA (dist-info) or PKG-INFO (egg-info): its Name and Version headers."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line; the description follows
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+    if "Name" not in fields or "Version" not in fields:
+        raise FeedError(path, None, "distribution metadata without Name or Version")
+    return Package("PyPI", fields["Name"], fields["Version"])
+
+
+def read_npm_package_json(text: str, path: str) -> Package | None:
+    """An installed npm package's package.json (under node_modules); None when it has no name or version."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FeedError(path, e.lineno, f"not JSON: {e.msg}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("name"), str) and isinstance(doc.get("version"), str):
+        return Package("npm", doc["name"], doc["version"])
+    return None

@@ -70,14 +70,13 @@ def _in_events(version: Any, events: list[tuple[Any, EventKind, str]]) -> tuple[
 
 
 def match_affected(package: Package, affected: Affected) -> tuple[str, str | None] | None:
-    """Why `package` is in `affected` (explicit versions, then ranges), with the fixed version, or None."""
+    """Why `package` is in `affected` (ranges, then explicit versions), with the fixed version, or None."""
     if affected.ecosystem != package.ecosystem:
         return None
     if normalise_name(affected.ecosystem, affected.name) != normalise_name(package.ecosystem, package.match_name):
         return None
     installed = package.match_version
-    if installed in affected.versions:
-        return f"{installed} listed in the advisory's versions", None
+    # Ranges first: they give the fixed version, which an explicit versions list does not.
     for r in affected.ranges:
         if r.type == "GIT":
             continue
@@ -96,6 +95,8 @@ def match_affected(package: Package, affected: Affected) -> tuple[str, str | Non
         hit = _in_events(version, events)
         if hit is not None:
             return hit
+    if installed in affected.versions:
+        return f"{installed} listed in the advisory's versions", None
     if affected.versions:
         scheme = scheme_for(affected.ecosystem)
         version = scheme.parse(installed)

@@ -42,3 +42,31 @@ def test_requirements_pins_and_an_unpinned_line() -> None:
     assert [(p.name, p.version) for p in got] == [("Django", "4.2.1"), ("requests", "2.31.0")]
     with pytest.raises(FeedError, match=r"r.txt:2: not a pinned"):
         read_requirements("a==1\nflask>=2\n", "r.txt")
+
+
+def test_package_lock_v3_and_v1() -> None:
+    import json
+
+    from vigil.tvm.inventory import read_package_lock
+
+    v3 = {"lockfileVersion": 3, "packages": {"": {"version": "1.0.0"},
+                                             "node_modules/a": {"version": "1.0.0"},
+                                             "node_modules/a/node_modules/@s/b": {"version": "2.0.0"},
+                                             "node_modules/linked": {"link": True, "resolved": "../x"}}}
+    got = [(p.ecosystem, p.name, p.version) for p in read_package_lock(json.dumps(v3), "package-lock.json")]
+    assert got == [("npm", "@s/b", "2.0.0"), ("npm", "a", "1.0.0")]
+    v1 = {"lockfileVersion": 1, "dependencies": {"a": {"version": "1.0.0", "dependencies": {"b": {"version": "3"}}}}}
+    assert {p.name for p in read_package_lock(json.dumps(v1), "l")} == {"a", "b"}
+    with pytest.raises(FeedError, match="l:1: not JSON"):
+        read_package_lock("{", "l")
+    with pytest.raises(FeedError, match="not an npm package-lock"):
+        read_package_lock("[]", "l")
+
+
+def test_dist_metadata_reads_the_headers_only() -> None:
+    from vigil.tvm.inventory import read_dist_metadata
+
+    p = read_dist_metadata("Metadata-Version: 2.1\nName: Foo_Bar\nVersion: 1.0.post1\n\nName: not-this\n", "M")
+    assert (p.ecosystem, p.name, p.version) == ("PyPI", "Foo_Bar", "1.0.post1")
+    with pytest.raises(FeedError, match="without Name or Version"):
+        read_dist_metadata("Metadata-Version: 2.1\n", "M")
