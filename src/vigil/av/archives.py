@@ -11,9 +11,13 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import Protocol
 
 _CHUNK = 1 << 16
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Budget:
             raise LimitExceeded(f"more than {self.limits.max_members} archive members")
 
 
-def _read_limited(stream: IO[bytes], packed: int, budget: Budget) -> bytes:
+def _read_limited(stream: _Readable, packed: int, budget: Budget) -> bytes:
     limits = budget.limits
     cap = min(limits.max_member_size, max(packed, 1) * limits.max_ratio)
     out = bytearray()
@@ -92,14 +96,18 @@ def members(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
     elif k in ("gz", "bz2", "xz"):
         budget.member()
         raw = io.BytesIO(data)
-        opened: IO[bytes] = (gzip.GzipFile(fileobj=raw) if k == "gz" else bz2.BZ2File(raw) if k == "bz2"
-                             else lzma.LZMAFile(raw))  # noqa: SIM115 (closed by the with below)
-        with opened as f:
+        with _decompressor(k, raw) as f:
             inner = _read_limited(f, len(data), budget)
         if kind(inner) == "tar":
             yield from _tar_members(io.BytesIO(inner), budget)
         else:
             yield "(" + k + " content)", inner
+
+
+def _decompressor(k: str, raw: io.BytesIO) -> gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile:
+    if k == "gz":
+        return gzip.GzipFile(fileobj=raw)
+    return bz2.BZ2File(raw) if k == "bz2" else lzma.LZMAFile(raw)
 
 
 def _tar_members(buf: io.BytesIO, budget: Budget) -> Iterator[tuple[str, bytes]]:
