@@ -11,7 +11,7 @@ from typing import Any
 
 from vigil.agent.errors import AgentError, IdentityError
 from vigil.agent.identity import load_identity
-from vigil.agent.runner import META_PID, META_SENSORS, META_STARTED
+from vigil.agent.runner import META_PID, META_PROVIDERS, META_SENSORS, META_STARTED
 from vigil.agent.spool import SPOOL_FILE, held_batches, read_counters, read_meta
 from vigil.agent.uploader import META_LAST_ERROR, META_LAST_HEARTBEAT, META_REVOKED
 from vigil.wire import AgentCounters
@@ -29,6 +29,8 @@ class AgentHealth:
     started_at: str | None = None
     revoked: str | None = None
     sensors: dict[str, str] = field(default_factory=dict)
+    # sensor -> {"provider": "ebpf" | "proc_connector" | "audit" | ..., "why": ...} for sensors that choose one
+    providers: dict[str, dict[str, str]] = field(default_factory=dict)
     counters: dict[str, Any] = field(default_factory=lambda: AgentCounters().model_dump())
     spool_depth: int = 0
     pending_batches: int = 0
@@ -77,7 +79,7 @@ def read_health(state_dir: Path) -> AgentHealth:
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
             # The agent has created the spool file but not yet its tables: nothing to report so far.
             return AgentHealth(**base)
-        meta = {k: read_meta(db, k) for k in (META_PID, META_STARTED, META_REVOKED, META_SENSORS,
+        meta = {k: read_meta(db, k) for k in (META_PID, META_STARTED, META_REVOKED, META_SENSORS, META_PROVIDERS,
                                                 "last_upload_at", META_LAST_HEARTBEAT, META_LAST_ERROR)}
         held = held_batches(db)
         return AgentHealth(
@@ -86,6 +88,7 @@ def read_health(state_dir: Path) -> AgentHealth:
             started_at=meta[META_STARTED],
             revoked=meta[META_REVOKED],
             sensors=json.loads(meta[META_SENSORS] or "{}"),
+            providers=json.loads(meta[META_PROVIDERS] or "{}"),
             counters=read_counters(db).model_dump(),
             spool_depth=db.execute("SELECT COUNT(*) FROM events").fetchone()[0],
             pending_batches=db.execute("SELECT COUNT(*) FROM batches").fetchone()[0],

@@ -116,5 +116,16 @@ class Sensor(Protocol):
     def health(self) -> SensorHealth: ...
 
 
+def provider_map(sensors: Mapping[str, Sensor]) -> dict[str, dict[str, str]]:
+    """Sensor → the provider it runs on and why, for the sensors that choose one (their ``provider`` and
+    ``provider_why``; ``provider`` is "" when none started, and ``why`` then says what failed)."""
+    chosen: dict[str, dict[str, str]] = {}
+    for name, s in sensors.items():
+        provider, why = getattr(s, "provider", None), getattr(s, "provider_why", None)
+        if isinstance(provider, str) and isinstance(why, str) and (provider or why):
+            chosen[name] = {"provider": provider or "none", "why": why}
+    return chosen
+
+
 def health_map(sensors: Mapping[str, Sensor]) -> dict[str, str]:
     return {name: str(s.health()) for name, s in sensors.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -27,6 +28,28 @@ _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)  # LIBBPF_WARN, LIBBPF_
 MOUNTINFO = "/proc/self/mountinfo"
 CGROUP_SECTION = "cgroup/"  # programs libbpf cannot attach by themselves: they need a cgroup's fd
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+# The package's CO-RE objects and the stamp of the sources they were built from (scripts/build-bpf.sh).
+SHIPPED_DIR = Path(__file__).resolve().parent / "bpf"
+SOURCES_STAMP = "objects.sha256"
+
+
+def describe_object(path: Path) -> str:
+    """Where a loaded BPF object came from, for the sensor's health: the package's own (shipped, current with
+    its sources or older than them) or one a setting names."""
+    if path.resolve().parent != SHIPPED_DIR:
+        return f"CO-RE object {path} (named by the settings)"
+    sources = [*sorted(SHIPPED_DIR.glob("*.bpf.c")), SHIPPED_DIR / "vigil.bpf.h"]
+    stamp = SHIPPED_DIR / SOURCES_STAMP
+    try:
+        recorded = stamp.read_text().strip()
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    except OSError:  # an installed wheel carries the objects, not their sources
+        return f"shipped CO-RE object {path}"
+    if digest != recorded:
+        return f"shipped CO-RE object {path}, older than its sources ({SOURCES_STAMP} differs: run `make bpf`)"
+    return f"shipped CO-RE object {path}, built from the current sources"
 
 
 class BpfError(SensorUnavailable):
@@ -217,7 +240,8 @@ class BpfObject:
         self.programs: list[str] = []
         self.unattached: dict[str, str] = {}
         if not path.is_file():
-            raise BpfError(f"open {path}", errno.ENOENT, "the BPF object is not built; run `make bpf`")
+            raise BpfError(f"open {path}", errno.ENOENT, "the BPF object is not shipped and not built here:"
+                           " `make bpf` builds it where clang, bpftool and libbpf-dev are installed")
         try:
             self._open_and_load(set(optional))
             prog = lib.bpf_object__next_program(self._obj, None)

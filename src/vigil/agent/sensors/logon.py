@@ -54,7 +54,8 @@ class LogonSensor:
         self._journal: JournalFollower | None = None
         self._thread = SensorThread("vigil-sensor-logon")
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
-        self.provider = ""
+        self.provider = ""  # the logon source read, once started
+        self.provider_why = ""
         self.faults = SensorFaults(log, "logon sensor failed to handle a record")
 
     # -- choosing the source ------------------------------------------------------------------
@@ -150,10 +151,13 @@ class LogonSensor:
                     why_not = str(e) or type(e).__name__
             if why_not is None:
                 self.provider = source
+                self.provider_why = "; ".join(["the first usable of logon_sources",
+                                               *([f"not usable: {'; '.join(skipped)}"] if skipped else [])])
                 self._health = self._reached(source, skipped)
                 return self._health
             skipped.append(f"{source} ({why_not})")
         self._health = SensorHealth(HealthState.UNAVAILABLE, f"no logon source: {'; '.join(skipped)}")
+        self.provider_why = self._health.reason
         return self._health
 
     def stop(self) -> None:

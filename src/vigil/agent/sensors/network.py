@@ -15,6 +15,7 @@ from vigil.agent.sensors.audit_events import SyscallEvent
 from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import AuditRuleSession, build_network_rules, open_multicast, rule_key_for
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
+from vigil.agent.sensors.libbpf import describe_object
 from vigil.agent.sensors.net_records import NET_INTEREST, Endpoint, NetRecord, build_net, ip_type
 from vigil.agent.sensors.network_ebpf import BpfNetworkSource, EbpfNetworkProvider, load_source, source_health
 from vigil.agent.sensors.sockets import (
@@ -51,7 +52,8 @@ class NetworkSensor:
         self._dumped_at = -_DUMP_SECONDS  # when the socket table was last dumped (the feed's clock)
         self._waiting: list[tuple[NetRecord, int | None, int | None]] = []  # records that need a fresh dump
         self._ebpf: EbpfNetworkProvider | None = None
-        self.provider = ""
+        self.provider = ""  # ebpf, audit or socket_table once started
+        self.provider_why = ""  # why that one, not another
         self.faults = SensorFaults(log, "network sensor failed to handle an event")
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -80,10 +82,12 @@ class NetworkSensor:
                                              self._gate.overflowed, self._ctx.budget.pace)
             self._ebpf.start()
             self.provider = "ebpf"
+            self.provider_why = describe_object(ebpf.path)
             self._health = source_health(ebpf)
             return self._health
         if self._ctx.config.network_provider == "ebpf":
             self._health = SensorHealth(HealthState.UNAVAILABLE, ebpf)
+            self.provider_why = ebpf
             return self._health
         reason = f"{ebpf}; audit disabled by configuration"
         if self._ctx.config.use_audit:
@@ -95,9 +99,11 @@ class NetworkSensor:
                 reason = f"{ebpf}; audit unavailable ({e})"
         if self._audit.attached:
             self.provider = "audit"
+            self.provider_why = ebpf
             self._health = SensorHealth(HealthState.ACTIVE, f"provider audit; {ebpf}")
             return self._health  # the shared audit feed's thread calls on_audit
         self.provider = "socket_table"
+        self.provider_why = reason
         seconds = self._ctx.config.network_poll_seconds
         self._health = SensorHealth(
             HealthState.DEGRADED,

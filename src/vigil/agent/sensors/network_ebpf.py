@@ -15,7 +15,7 @@ from typing import Any
 from vigil.agent.clock import iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.sensors.base import HealthState, Row, SensorFaults, SensorHealth, SensorThread
-from vigil.agent.sensors.libbpf import MOUNTINFO, BpfError, EventSource
+from vigil.agent.sensors.libbpf import MOUNTINFO, BpfError, EventSource, describe_object
 from vigil.agent.sensors.net_bpf_events import (
     ABANDONED_ACTION,
     ACTIONS,
@@ -34,7 +34,7 @@ from vigil.agent.sensors.sockets import owners
 log = logging.getLogger(__name__)
 
 OBJECT_NAME = "network.bpf.o"
-# Where `make bpf` puts the object it compiles (never committed: it is built against this kernel's BTF).
+# The shipped CO-RE object, where `make bpf` also rebuilds it (relocated against the running kernel's BTF at load).
 DEFAULT_OBJECT = Path(__file__).resolve().parent / "bpf" / OBJECT_NAME
 
 # Rows wait for nothing, so this is their only latency; the wake-up's fixed costs (poll, consume,
@@ -67,7 +67,7 @@ def source_health(source: BpfNetworkSource) -> SensorHealth:
     missing = source.udp_missing
     reason = (f"provider eBPF ({', '.join(source.programs)}): TCP connects, accepts and listens"
               f"{'' if missing else ' and UDP connects'} attributed in the kernel, so the audit connect/accept"
-              " rules are not used")
+              f" rules are not used; {describe_object(source.path)}")
     if missing:
         return SensorHealth(HealthState.DEGRADED, f"{reason}; UDP connects are NOT reported: {missing}")
     return SensorHealth(HealthState.ACTIVE, reason)

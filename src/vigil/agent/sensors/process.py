@@ -17,7 +17,7 @@ from vigil.agent.sensors.audit_feed import AuditAttachment, Subscription
 from vigil.agent.sensors.audit_netlink import ExecRuleSession, drain, open_multicast
 from vigil.agent.sensors.audit_records import EXEC_INTEREST, ExecRecord, build_exec
 from vigil.agent.sensors.base import HealthState, Row, SensorContext, SensorFaults, SensorHealth, SensorThread
-from vigil.agent.sensors.libbpf import BpfError
+from vigil.agent.sensors.libbpf import BpfError, describe_object
 from vigil.agent.sensors.proc_connector import (
     ExecEvent,
     ExitEvent,
@@ -56,6 +56,9 @@ class ProcessSensor:
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
         self._faults = SensorFaults(log, "process sensor failed to handle an event")
         self.tracker: ProcessTracker | None = None
+        # The provider started (ebpf, proc_connector or audit) and why it, not another, runs; "" until started.
+        self.provider = ""
+        self.provider_why = ""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -94,6 +97,7 @@ class ProcessSensor:
             return self._start_ebpf(ebpf)
         if self._ctx.config.process_provider == "ebpf":
             self._health = SensorHealth(HealthState.UNAVAILABLE, ebpf)
+            self.provider_why = ebpf
             return self._health
         reasons: list[str] = []
         try:
@@ -111,6 +115,7 @@ class ProcessSensor:
             reasons.append("audit disabled by configuration: short-lived processes may lack command lines")
         if self._pc is None and not self._audit.attached:
             self._health = SensorHealth(HealthState.UNAVAILABLE, "; ".join(reasons))
+            self.provider_why = "; ".join([ebpf, *reasons])
             return self._health
         self.tracker = ProcessTracker(
             use_proc=self._pc is not None,
@@ -121,6 +126,8 @@ class ProcessSensor:
         combined = _combine(reasons, False)
         provider = "provider proc connector" if self._pc is not None else "provider audit"
         provider += " + audit" if self._pc is not None and self._audit.attached else ""
+        self.provider = "proc_connector" if self._pc is not None else "audit"
+        self.provider_why = ebpf
         self._health = SensorHealth(combined.state, "; ".join(filter(None, [provider, ebpf, combined.reason])))
         self._ctx.processes.attach(self.tracker.info)
         self._thread.start(self._loop)
@@ -130,10 +137,12 @@ class ProcessSensor:
         self._bpf = source
         self._kernel_rows = KernelRows(exit_events=self._ctx.config.process_exit_events)
         self.tracker = self._kernel_rows.tracker
+        self.provider = "ebpf"
+        self.provider_why = describe_object(source.path)
         self._health = SensorHealth(
             HealthState.ACTIVE,
             f"provider eBPF ({', '.join(source.programs)}): the kernel describes each process, so the proc"
-            " connector and the audit exec rule are not used",
+            f" connector and the audit exec rule are not used; {self.provider_why}",
         )
         self._ctx.processes.attach(self.tracker.info)
         self._thread.start(self._bpf_loop)

@@ -26,7 +26,7 @@ from vigil.agent.sensors.process_tracker import ProcessTracker
 from vigil.agent.sensors.procfs import HashCache, ProcessInfo
 
 OBJECT_NAME = "process.bpf.o"
-# Where `make bpf` puts the object it compiles (never committed: it is built against this kernel's BTF).
+# The shipped CO-RE object, where `make bpf` also rebuilds it (relocated against the running kernel's BTF at load).
 DEFAULT_OBJECT = Path(__file__).resolve().parent / "bpf" / OBJECT_NAME
 
 _EXEC, _FORK, _EXIT = Kind.EXEC.value, Kind.FORK.value, Kind.EXIT.value

@@ -56,7 +56,8 @@ class SystemLogSensor:
         self._flusher = SensorThread("vigil-sensor-system-log-flush")
         self._gate: Gate | None = None
         self._health = SensorHealth(HealthState.UNAVAILABLE, "not started")
-        self.provider = ""
+        self.provider = ""  # journald or files, once started
+        self.provider_why = ""
         self.faults = SensorFaults(log, "system-log sensor failed to handle an entry")
         self._own_pid = str(os.getpid())
 
@@ -85,6 +86,7 @@ class SystemLogSensor:
                 why_not = f"cannot start journalctl: {e}"
             else:
                 self.provider = "journald"
+                self.provider_why = "journald's socket is present"
                 self._thread.start(self._journal_loop)
                 self._flusher.start(self._flush_loop)
                 self._health = SensorHealth(HealthState.ACTIVE, "source journald: every entry of priority info "
@@ -98,8 +100,10 @@ class SystemLogSensor:
         if not self._files:
             self._health = SensorHealth(HealthState.UNAVAILABLE, f"no system log: journald not usable: {why_not}; "
                                         f"no readable file at {', '.join(p for p, _ in self._files_wanted)}")
+            self.provider_why = self._health.reason
             return self._health
         self.provider = "files"
+        self.provider_why = f"journald not usable: {why_not}"
         self._thread.start(self._poll_loop)
         names = ", ".join(str(f.path) for f, _ in self._files)
         self._health = SensorHealth(HealthState.ACTIVE, f"source files: following {names}; journald not usable: "
