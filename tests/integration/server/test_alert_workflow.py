@@ -126,11 +126,11 @@ def test_alerts_correlate_into_incidents_and_can_be_merged_and_split(server: Vig
 def test_a_shared_dropped_file_ties_alerts_on_different_devices(sqlite_server: VigilServer) -> None:
     server = sqlite_server
     a, b, c_ = _device(server, "a"), _device(server, "b"), _device(server, "c")
-    payload = {"FileName": "kworkerd", "FolderPath": "/tmp/.x/kworkerd", "SHA256": "ab" * 32}
-    _raise(server, a, 1, "/tmp/.x/kworkerd --pool 198.51.100.7", "2026-11-28T09:00:00Z", **payload)
-    _raise(server, b, 1, "/tmp/.x/kworkerd --pool 198.51.100.7", "2026-11-28T12:00:00Z", **payload)
+    payload = {"FileName": "kworkerd", "FolderPath": "/tmp/x/kworkerd", "SHA256": "ab" * 32}
+    _raise(server, a, 1, "/tmp/x/kworkerd --pool 198.51.100.7", "2026-11-28T09:00:00Z", **payload)
+    _raise(server, b, 1, "/tmp/x/kworkerd --pool 198.51.100.7", "2026-11-28T12:00:00Z", **payload)
     other = {**payload, "SHA256": "cd" * 32}
-    _raise(server, c_, 1, "/tmp/.x/kworkerd --pool 198.51.100.7", "2026-11-28T12:00:00Z", **other)
+    _raise(server, c_, 1, "/tmp/x/kworkerd --pool 198.51.100.7", "2026-11-28T12:00:00Z", **other)
     with server.client(server.admin_token()) as c:
         assert len(_alerts(c)) == 3
         incidents = c.get("/api/incidents").json()["value"]
