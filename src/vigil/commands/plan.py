@@ -276,8 +276,10 @@ def status(data_dir: DataDir = None, plan: PlanOpt = None) -> None:
     out.print(f"Components on: {', '.join(st.components)} of {' → '.join(st.plan.adoption_order())}"
               + (f" (removed: {', '.join(st.plan.removed)})" if st.plan.removed else ""))
     for c in criteria:
-        out.print(f"  [{'green' if c.met else 'red'}]{'met' if c.met else 'not met'}[/] {c.name}: {c.detail}",
-                  highlight=False)
+        out.print(f"  [{'green' if c.met else 'red'}]{'met' if c.met else 'not met'}[/] {c.name}: {c.value} "
+                  f"(target {c.target}) — {c.detail}", highlight=False)
+        for f in c.failing:
+            out.print(f"      {f['name']} ({f['id']}): {f['why']}", highlight=False)
     _print_gaps([str(g) for g in st.gaps])
 
 

@@ -29,6 +29,7 @@ from vigil.core.plan import (
     validate,
 )
 from vigil.core.rbac import PermissionsMode, parse_permissions
+from vigil.core.sensor_health import MAX_LOSS, event_loss, sensor_problems
 from vigil.store import audit, groups, plans, rbac
 from vigil.store.audit import Change
 from vigil.store.devices import aware
@@ -276,36 +277,69 @@ def apply(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None)
 
 @dataclass(frozen=True)
 class Criterion:
+    """One exit criterion of a ring: its live value, its target, and the devices that fail it."""
+
     name: str
     met: bool
     detail: str
+    value: str = ""
+    target: str = ""
+    failing: tuple[dict[str, str], ...] = ()  # {"id", "name", "why"}, at most MAX_FAILING_LISTED
 
 
-def ring_criteria(conn: sa.Connection, st: PlanState, now: datetime) -> list[Criterion]:
-    """The exit criteria of the current ring, checked against what the ring's devices report."""
-    name = st.plan.ring_group(st.ring)
+MAX_FAILING_LISTED = 50
+
+
+def _failing(rows: list[Any], why: dict[str, str]) -> tuple[dict[str, str], ...]:
+    return tuple({"id": r.id, "name": r.computer_dns_name, "why": why[r.id]} for r in rows if r.id in why
+                 )[:MAX_FAILING_LISTED]
+
+
+def ring_criteria(conn: sa.Connection, st: PlanState, now: datetime, ring: Ring | None = None) -> list[Criterion]:
+    """The exit criteria of a ring (the current one by default), checked against what its devices report."""
+    ring = ring or st.ring
+    name = st.plan.ring_group(ring)
     gid = conn.execute(sa.select(device_groups.c.id).where(device_groups.c.name == name)).scalar()
-    rows = [] if gid is None else conn.execute(
-        sa.select(devices).where(devices.c.group_id == gid, devices.c.offboarded_at.is_(None))).all()
-    target = next((r.target_devices for r in st.plan.rings if r.ring == st.ring.value), 0)
-    reporting = [r for r in rows if now - aware(r.last_seen) <= REPORTING_WINDOW]
-    healthy = [r for r in rows if r.sensors and all(str(v).startswith("active") for v in r.sensors.values())]
-    dropped = sum(sum((r.counters or {}).get("dropped", {}).values()) for r in rows)
-    produced = sum(int((r.counters or {}).get("produced", 0)) for r in rows)
-    tested = 0
+    rows = [] if gid is None else list(conn.execute(
+        sa.select(devices).where(devices.c.group_id == gid, devices.c.offboarded_at.is_(None))
+        .order_by(devices.c.computer_dns_name)).all())
+    target = next((r.target_devices for r in st.plan.rings if r.ring == ring.value), 0)
+    n = len(rows)
+    problems = {r.id: "; ".join(p) for r in rows if (p := sensor_problems(r.sensors, r.counters))}
+    healthy = n - len(problems)
+    stale = {r.id: f"last seen {aware(r.last_seen):%Y-%m-%d %H:%M} UTC" for r in rows
+             if now - aware(r.last_seen) > REPORTING_WINDOW}
+    tested: set[str] = set()
     if rows:
-        tested = int(conn.execute(sa.select(sa.func.count(sa.distinct(alerts.c.machine_id))).where(
-            alerts.c.rule_id == DETECTION_TEST_RULE_ID, alerts.c.machine_id.in_([r.id for r in rows]))).scalar_one())
+        tested = {m for (m,) in conn.execute(sa.select(alerts.c.machine_id).distinct().where(
+            alerts.c.rule_id == DETECTION_TEST_RULE_ID, alerts.c.machine_id.in_([r.id for r in rows])))}
+    untested = {r.id: f"no detection test alert yet (run `{DETECTION_TEST_COMMAND}`)" for r in rows
+                if r.id not in tested}
+    loss = {r.id: event_loss(r.counters) for r in rows}
+    dropped, produced = sum(d for d, _ in loss.values()), sum(p for _, p in loss.values())
+    lossy = {i: f"{d} of {p} event(s) dropped" for i, (d, p) in loss.items() if d and d > MAX_LOSS * p}
+    count_met = healthy >= target and n >= target if target else n > 0 and healthy == n
     return [
-        Criterion("Devices reporting", bool(rows) and len(reporting) == len(rows),
-                  f"{len(reporting)} of {len(rows)} device(s) in {name!r} reported in the last 24 h"
-                  + (f" (target {target})" if target else "")),
-        Criterion("Sensor healthy", bool(rows) and len(healthy) == len(rows),
-                  f"{len(healthy)} of {len(rows)} device(s) report every sensor active"),
-        Criterion("Detection test passed", bool(rows) and tested > 0,
-                  f"{tested} device(s) raised the detection test alert (run `{DETECTION_TEST_COMMAND}`)"),
-        Criterion("No crash or drop regression", bool(rows) and dropped * 1000 <= produced,
-                  f"{dropped} of {produced} event(s) dropped (at most 0.1% allowed)"),
+        Criterion("Target devices", count_met,
+                  f"{n} device(s) enrolled in {name!r}, {healthy} healthy; target "
+                  + (f"{target}" if target else "every remaining device, all healthy"),
+                  value=f"{n} enrolled, {healthy} healthy",
+                  target=f"{target} enrolled and healthy" if target else "all enrolled devices healthy",
+                  failing=_failing(rows, problems)),
+        Criterion("Devices reporting", n > 0 and not stale,
+                  f"{n - len(stale)} of {n} device(s) in {name!r} reported in the last 24 h",
+                  value=f"{n - len(stale)} of {n}", target="every device, within 24 h",
+                  failing=_failing(rows, stale)),
+        Criterion("Sensor healthy", n > 0 and not problems,
+                  f"{healthy} of {n} device(s) have every sensor active, the resource budget within limits and "
+                  "at most 0.1 % of events dropped",
+                  value=f"{healthy} of {n}", target="every device", failing=_failing(rows, problems)),
+        Criterion("Detection test passed", n > 0 and not untested,
+                  f"{len(tested)} of {n} device(s) raised the detection test alert (run `{DETECTION_TEST_COMMAND}`)",
+                  value=f"{len(tested)} of {n}", target="every device", failing=_failing(rows, untested)),
+        Criterion("No crash or drop regression", n > 0 and dropped <= MAX_LOSS * produced,
+                  f"{dropped} of {produced} event(s) dropped (at most 0.1% allowed)",
+                  value=f"{dropped} of {produced} dropped", target="at most 0.1 %", failing=_failing(rows, lossy)),
     ]
 
 
