@@ -10,7 +10,14 @@ from enum import StrEnum
 from typing import Any
 
 from vigil.core.groups import AutomationLevel, GroupRuleError, parse_conditions
-from vigil.core.rbac import ADMIN_ROLE_NAME, TIER_PERMISSIONS, Permission, PermissionsMode
+from vigil.core.rbac import (
+    ADMIN_ROLE_NAME,
+    STAKEHOLDER_PERMISSIONS,
+    STAKEHOLDER_ROLE_NAME,
+    TIER_PERMISSIONS,
+    Permission,
+    PermissionsMode,
+)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -204,7 +211,10 @@ def default_plan(organization: str = "Example organization") -> Plan:
         PlanRole("CDOC Tier 3", "Global CDOC: everything, including settings", _tier(3),
                  ("cdoc-tier3",), 3),
         PlanRole("Endpoint administrator", "Onboards and offboards devices",
-                 (Permission.VIEW_DATA_SECOPS.value, Permission.MANAGE_SECURITY_SETTINGS.value), ("endpoint-admins",)),
+                 (Permission.VIEW_DATA_SECOPS.value, Permission.MANAGE_SECURITY_SETTINGS.value,
+                  Permission.VIEW_PLAN_REPORTS.value), ("endpoint-admins",)),
+        PlanRole(STAKEHOLDER_ROLE_NAME, "Built-in, read-only: the plan, reports and ring progress; no device data",
+                 tuple(sorted(p.value for p in STAKEHOLDER_PERMISSIONS)), ("business-stakeholders",)),
     )
     everyone = ("cdoc-tier1", "cdoc-tier2", "cdoc-tier3", "endpoint-admins")
     rings = (
@@ -231,7 +241,7 @@ def default_plan(organization: str = "Example organization") -> Plan:
             Persona("Security Analyst", "CDOC Tier 2"),
             Persona("Endpoint Admin", "Endpoint administrator"),
             Persona("Infrastructure Admin", "Endpoint administrator"),
-            Persona("Business Owner", "CDOC Tier 1"),
+            Persona("Business Owner", STAKEHOLDER_ROLE_NAME),
         ),
         roles=tiers,
         device_groups=rings,
@@ -462,6 +472,9 @@ def _rbac_gaps(plan: Plan) -> list[Gap]:
         names.add(role.name)
         if not role.permissions:
             add(f"{at}.permissions", "a role needs at least one permission")
+        elif role.name == STAKEHOLDER_ROLE_NAME and set(role.permissions) != {p.value for p in STAKEHOLDER_PERMISSIONS}:
+            add(f"{at}.permissions", f"the built-in {STAKEHOLDER_ROLE_NAME} role is read-only: its permissions are "
+                f"fixed ({', '.join(sorted(STAKEHOLDER_PERMISSIONS))}); give other permissions to another role")
         for j, perm in enumerate(role.permissions):
             if perm not in {p.value for p in Permission}:
                 add(f"{at}.permissions[{j}]", f"unknown permission {perm!r}")

@@ -18,6 +18,8 @@ class Permission(StrEnum):
     MANAGE_SECURITY_SETTINGS = "Manage security settings"
     LIVE_RESPONSE_BASIC = "Live response capabilities – Basic"
     LIVE_RESPONSE_ADVANCED = "Live response capabilities – Advanced"
+    # Vigil's own: the deployment plan, its export and ring progress, with device counts but no device data.
+    VIEW_PLAN_REPORTS = "View deployment plan and reports"
 
 
 class BasicRole(StrEnum):
@@ -27,7 +29,7 @@ class BasicRole(StrEnum):
     READ_ONLY = "read-only"
 
 
-_READ_ONLY = frozenset({Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM})
+_READ_ONLY = frozenset({Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM, Permission.VIEW_PLAN_REPORTS})
 
 BASIC_ROLE_PERMISSIONS: dict[BasicRole, frozenset[Permission]] = {
     BasicRole.FULL_ACCESS: frozenset(Permission),
@@ -48,6 +50,10 @@ class PermissionsMode(StrEnum):
 
 # The role every administrator holds in RBAC mode: all permissions on every device group.
 ADMIN_ROLE_NAME = "Vigil administrator (default)"
+# The built-in read-only role for the Business Owner / Stakeholder persona: the plan, its reports and ring
+# progress (device counts), nothing of the devices themselves. Its permissions are fixed; its user groups are not.
+STAKEHOLDER_ROLE_NAME = "Stakeholder"
+STAKEHOLDER_PERMISSIONS = frozenset({Permission.VIEW_PLAN_REPORTS})
 
 
 class UnknownPermission(ValueError):
@@ -110,13 +116,15 @@ def access_of(
 
 # CDOC tiers from Defender's deployment guide: T1 triages and escalates, T2 remediates, T3 runs it all.
 TIER_PERMISSIONS: dict[int, frozenset[Permission]] = {
-    1: frozenset({Permission.VIEW_DATA_SECOPS, Permission.ALERTS_INVESTIGATION}),
+    1: frozenset({Permission.VIEW_DATA_SECOPS, Permission.ALERTS_INVESTIGATION, Permission.VIEW_PLAN_REPORTS}),
     2: frozenset({
-        Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM, Permission.ALERTS_INVESTIGATION,
+        Permission.VIEW_PLAN_REPORTS, Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM,
+        Permission.ALERTS_INVESTIGATION,
         Permission.REMEDIATION_SECOPS, Permission.LIVE_RESPONSE_BASIC,
     }),
     3: frozenset({
-        Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM, Permission.ALERTS_INVESTIGATION,
+        Permission.VIEW_PLAN_REPORTS, Permission.VIEW_DATA_SECOPS, Permission.VIEW_DATA_TVM,
+        Permission.ALERTS_INVESTIGATION,
         Permission.REMEDIATION_SECOPS, Permission.TVM_EXCEPTION_HANDLING, Permission.TVM_REMEDIATION_HANDLING,
         Permission.TVM_APPLICATION_HANDLING, Permission.MANAGE_PORTAL_SETTINGS, Permission.MANAGE_SECURITY_SETTINGS,
         Permission.LIVE_RESPONSE_BASIC, Permission.LIVE_RESPONSE_ADVANCED,

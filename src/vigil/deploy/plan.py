@@ -28,7 +28,7 @@ from vigil.core.plan import (
     signoff_status,
     validate,
 )
-from vigil.core.rbac import PermissionsMode, parse_permissions
+from vigil.core.rbac import ADMIN_ROLE_NAME, PermissionsMode, parse_permissions
 from vigil.core.sensor_health import MAX_LOSS, event_loss, sensor_problems
 from vigil.store import audit, groups, plans, rbac
 from vigil.store.audit import Change
@@ -217,7 +217,7 @@ def _actual(conn: sa.Connection) -> dict[str, Any]:
     return {
         "mode": rbac.get_mode(conn).value,
         "roles": {r.name: {"permissions": sorted(p.value for p in r.permissions), "user_groups": sorted(r.user_groups),
-                           "description": r.description} for r in rbac.list_roles(conn) if not r.builtin},
+                           "description": r.description} for r in rbac.list_roles(conn) if r.name != ADMIN_ROLE_NAME},
         "device_groups": {g.name: {"rules": [c.as_dict() for c in g.rules],
                                    "automation_level": g.automation_level.value,
                                    "user_groups": sorted(g.user_groups), "rank": g.rank}

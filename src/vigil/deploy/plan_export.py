@@ -6,7 +6,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
 
-from vigil.core.plan import Action
+from vigil.core.plan import Action, Plan
+from vigil.core.rbac import ADMIN_ROLE_NAME, STAKEHOLDER_ROLE_NAME
 from vigil.deploy.plan import PlanState, component_rows
 
 _ACTIONS = {Action.SIGN_OFF.value: "Sign off", Action.REVIEW.value: "Review", Action.INFORMED.value: "Informed"}
@@ -14,6 +15,15 @@ _ACTIONS = {Action.SIGN_OFF.value: "Sign off", Action.REVIEW.value: "Review", Ac
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def persona_permissions(p: Plan, role: str) -> str:
+    """What a persona's suggested role allows, in words."""
+    if role == ADMIN_ROLE_NAME:
+        return "every permission on every device group"
+    found = next((r for r in p.roles if r.name == role), None)
+    perms = ", ".join(found.permissions) if found else "not a role of the plan"
+    return perms + (" — built-in, read-only, no device data" if role == STAKEHOLDER_ROLE_NAME else "")
 
 
 def plan_markdown(st: PlanState) -> str:
@@ -34,7 +44,7 @@ def plan_markdown(st: PlanState) -> str:
     out += ["", "## Environment", "", f"- Endpoints: {e.endpoint_count}", f"- Servers: {e.server_count}",
             f"- Management engine: {e.management_engine}", f"- CDOC distribution: {e.cdoc_distribution}",
             f"- SIEM: {e.siem}", "", f"## Permissions ({p.mode} mode)", "", "### Personas", ""]
-    out += [f"- {_cell(x.name)} → {_cell(x.role)}" for x in p.personas]
+    out += [f"- {_cell(x.name)} → {_cell(x.role)} ({_cell(persona_permissions(p, x.role))})" for x in p.personas]
     out += ["", "### Roles", "", "| Role | Tier | Permissions | User groups |", "|---|---|---|---|"]
     out += [f"| {_cell(r.name)} | {r.tier or ''} | {_cell(', '.join(r.permissions))} | "
             f"{_cell(', '.join(r.user_groups))} |" for r in p.roles]
@@ -63,4 +73,5 @@ _HTML = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates"
 
 def plan_html(st: PlanState) -> str:
     signed = {s.email: s for s in st.signatures if s.version == st.version and s.digest == st.digest}
-    return _HTML.render(st=st, p=st.plan, signed=signed, actions=_ACTIONS, components=component_rows(st.plan))
+    return _HTML.render(st=st, p=st.plan, signed=signed, actions=_ACTIONS, components=component_rows(st.plan),
+                        persona_permissions=persona_permissions)

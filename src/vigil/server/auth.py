@@ -109,7 +109,7 @@ def _principal(svc: Services, token: str, via_cookie: bool) -> Principal | None:
         if scopes is None and svc.mfa_policy.required_roles and (
                 mfa_status(conn, user, svc.mfa_policy, now).state is MfaState.OVERDUE):
             return None
-        access: Access = access_for(conn, user)
+        access: Access = access_for(conn, user, now)
     is_admin = access.device_group_ids is None and access.permissions == frozenset(Permission)
     if scopes is not None:
         access = access.restricted_to(scopes)

@@ -13,6 +13,7 @@ from tests.unit.core.test_plan import complete
 from vigil.cli import app
 from vigil.config import load_settings
 from vigil.core.plan import Ring
+from vigil.core.rbac import ADMIN_ROLE_NAME
 from vigil.deploy import plan as deployment
 from vigil.deploy import plan_file
 from vigil.store import groups, plans, rbac
@@ -86,7 +87,7 @@ def test_prepare_without_a_server_then_setup_applies_the_signed_plan(offline: Pa
             assert sigs["cdoc@acme.test"].public_key == pf.signatures[1].public_key
             # The applied roles, device groups and rings are the plan's.
             assert rbac.get_mode(conn).value == st.plan.mode
-            roles = {r.name: r for r in rbac.list_roles(conn) if not r.builtin}
+            roles = {r.name: r for r in rbac.list_roles(conn) if r.name != ADMIN_ROLE_NAME}
             assert set(roles) == {r.name for r in st.plan.roles}
             for r in st.plan.roles:
                 assert sorted(p.value for p in roles[r.name].permissions) == sorted(r.permissions)

@@ -45,6 +45,10 @@ def test_the_seed_has_defenders_defaults_and_round_trips() -> None:
     assert plan_to_dict(plan)["adoption"][-1] == {"component": "MTE", "rank": "not applicable"}
     assert adoption_warnings(plan) == []
     assert {r.tier for r in plan.roles} >= {1, 2, 3}
+    # The Business Owner gets the built-in read-only Stakeholder role, not an analyst tier.
+    assert {x.name: x.role for x in plan.personas}["Business Owner"] == "Stakeholder"
+    stakeholder = next(r for r in plan.roles if r.name == "Stakeholder")
+    assert stakeholder.permissions == ("View deployment plan and reports",)
     assert plan_from_dict(plan_to_dict(plan)) == plan
 
 
@@ -84,6 +88,7 @@ _DELETE = object()
     ("rbac.personas.0.role", "Ghost role", "rbac.personas[0].role", "not a role"),
     ("rbac.roles.0.permissions", ["Root access"], "rbac.roles[0].permissions[0]", "unknown permission"),
     ("rbac.roles.1.user_groups", [], "rbac.roles[1].user_groups", "at least one user group"),
+    ("rbac.roles.4.permissions", ["Alerts investigation"], "rbac.roles[4].permissions", "built-in Stakeholder"),
     ("rbac.roles.2.tier", 7, "rbac.roles[2].tier", "1, 2 and 3"),
     ("rbac.device_groups.1.rank", 1, "rbac.device_groups[1].rank", "also given to"),
     ("rbac.device_groups.0.automation_level", "Yolo", "rbac.device_groups[0].automation_level", "use one of"),

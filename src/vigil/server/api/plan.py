@@ -31,6 +31,12 @@ def _error(e: Exception) -> APIError:
     raise e
 
 
+def _device_data_visible(request: Request) -> bool:
+    """A Stakeholder sees ring progress as counts; device names and ids need View data – Security operations."""
+    who = getattr(request.state, "principal", None)
+    return who is None or Permission.VIEW_DATA_SECOPS in who.permissions
+
+
 def state_json(request: Request) -> dict[str, Any]:
     svc = services(request)
     with svc.engine.connect() as conn:
@@ -38,6 +44,7 @@ def state_json(request: Request) -> dict[str, Any]:
         if st is None:
             return {"exists": False, "phase": "Prepare", "gateOpen": True}
         criteria = deployment.ring_criteria(conn, st, svc.clock.now())
+    devices_visible = _device_data_visible(request)
     return {
         "exists": True, "version": st.version, "digest": st.digest, "document": st.document, "phase": st.phase,
         "gateOpen": st.gate_open, "ring": st.ring.value, "componentsEnabled": list(st.components),
@@ -47,13 +54,14 @@ def state_json(request: Request) -> dict[str, Any]:
         "signoff": {"required": list(st.signoffs.required), "signed": list(st.signoffs.signed),
                     "missing": list(st.signoffs.missing), "complete": st.signoffs.complete},
         "signatures": [{**asdict(s), "signed_at": iso(s.signed_at)} for s in st.signatures],
-        "ringCriteria": [asdict(c) for c in criteria],
+        "ringCriteria": [{**asdict(c), "failing": list(c.failing) if devices_visible else []} for c in criteria],
+        "deviceDataHidden": not devices_visible,
         "evaluateGroup": st.plan.ring_group(Ring.EVALUATE),
     }
 
 
 @router.get("/plan")
-def get_plan(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
+def get_plan(request: Request, _: Principal = requires(Permission.VIEW_PLAN_REPORTS)) -> dict[str, Any]:
     return state_json(request)
 
 
@@ -133,7 +141,7 @@ def apply_plan(request: Request, who: Principal = requires(Permission.MANAGE_POR
 @router.get("/plan/export")
 def export_plan(
     request: Request, format: str = Query(default="md", pattern="^(md|html|yaml)$"),
-    _: Principal = requires(Permission.VIEW_DATA_SECOPS),
+    _: Principal = requires(Permission.VIEW_PLAN_REPORTS),
 ) -> Response:
     with services(request).engine.connect() as conn:
         st = deployment.state(conn)

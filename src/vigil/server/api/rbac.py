@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vigil.core.rbac import BasicRole, Permission, UnknownPermission, parse_permissions
 from vigil.server.accounts import check_new_password
@@ -113,17 +113,34 @@ def _group_exists(conn: Any, group: str) -> bool:
     return any(name == group for _, name in rbac.list_user_groups(conn))
 
 
+class MemberBody(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    # A temporary role assignment ("applied temporarily and removed after the deployment"): the membership
+    # stops granting the group's roles at this time; absent = for good.
+    expires_at: AwareDatetime | None = Field(default=None, alias="expiresAt")
+
+
 @router.put("/usergroups/{group}/members/{username}")
-def add_member(group: str, username: str, request: Request, _: Principal = requires(ADMIN)) -> dict[str, Any]:
+def add_member(group: str, username: str, request: Request, body: MemberBody | None = None,
+               _: Principal = requires(ADMIN)) -> dict[str, Any]:
     svc = services(request)
     now = svc.clock.now()
-    with svc.engine.begin() as conn:
-        uid = _user_id(conn, username)
-        if not _group_exists(conn, group) or uid not in rbac.members(conn, group):
-            close_user_sessions(conn, uid, now)  # the user's roles change with the group: sign in again
-        rbac.add_member(conn, group, uid, now)
-        audit.append(conn, change(request, "user_group.add_member", "user_group", group, after={"user": username}), now)
-    return {"userGroup": group, "user": username}
+    expires = body.expires_at if body is not None else None
+    if expires is not None and expires <= now:
+        raise APIError(422, "invalid_request", "expiresAt must be in the future", field="expiresAt")
+    try:
+        with svc.engine.begin() as conn:
+            uid = _user_id(conn, username)
+            if not _group_exists(conn, group) or uid not in rbac.members(conn, group):
+                close_user_sessions(conn, uid, now)  # the user's roles change with the group: sign in again
+            rbac.add_member(conn, group, uid, now, expires_at=expires)
+            after: dict[str, Any] = {"user": username}
+            if expires is not None:
+                after["expires_at"] = expires.isoformat()
+            audit.append(conn, change(request, "user_group.add_member", "user_group", group, after=after), now)
+    except rbac.RbacError as e:
+        raise _rbac_error(e) from None
+    return {"userGroup": group, "user": username, "expiresAt": expires.isoformat() if expires else None}
 
 
 @router.delete("/usergroups/{group}/members/{username}")
