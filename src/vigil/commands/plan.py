@@ -280,6 +280,9 @@ def status(data_dir: DataDir = None, plan: PlanOpt = None) -> None:
                   f"(target {c.target}) — {c.detail}", highlight=False)
         for f in c.failing:
             out.print(f"      {f['name']} ({f['id']}): {f['why']}", highlight=False)
+    for o in st.overrides:
+        out.print(f"  [yellow]override[/] {o.at:%Y-%m-%d %H:%M} UTC {o.actor}: {o.label} ({o.target}, plan version "
+                  f"{o.plan_version or '?'}) — {o.reason}", highlight=False)
     _print_gaps([str(g) for g in st.gaps])
 
 

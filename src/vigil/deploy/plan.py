@@ -9,7 +9,6 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import AutomationLevel, parse_conditions
 from vigil.core.plan import (
     COMPONENTS,
@@ -53,7 +52,37 @@ class PlanError(Exception):
 
 
 class GateClosed(PlanError):
-    """Production onboarding while the current plan lacks sign-offs."""
+    """A ring beyond Evaluate while the current plan lacks sign-offs (onboarding's gate: vigil.app.onboarding)."""
+
+
+# Emergency overrides of the plan's gates, each audited with its reason and shown on the plan.
+OVERRIDE_ACTIONS = ("onboarding.gate_override", "ring.promote_override")
+
+
+@dataclass(frozen=True)
+class Override:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    plan_version: int | None
+
+    @property
+    def label(self) -> str:
+        return "Onboarding before sign-off" if self.action == "onboarding.gate_override" else "Ring promoted"
+
+
+def overrides(conn: sa.Connection, limit: int = 100) -> tuple[Override, ...]:
+    """The gate overrides from the audit log, newest first."""
+    out = []
+    for action in OVERRIDE_ACTIONS:
+        for e, _ in audit.entries(conn, action=action, limit=limit, newest_first=True):
+            after = e.after if isinstance(e.after, dict) else {}
+            version = after.get("plan_version")
+            out.append(Override(e.at, e.actor, e.action, e.target_id, e.reason or "",
+                                version if isinstance(version, int) else None))
+    return tuple(sorted(out, key=lambda o: o.at, reverse=True)[:limit])
 
 
 def load_yaml(text: str) -> Plan:
@@ -82,6 +111,7 @@ class PlanState:
     signatures: tuple[plans.Signoff, ...]
     ring: Ring
     components: tuple[str, ...]
+    overrides: tuple[Override, ...] = ()
 
     @property
     def phase(self) -> str:
@@ -126,7 +156,7 @@ def state(conn: sa.Connection) -> PlanState | None:
     enabled = int(get_setting(conn, COMPONENTS_KEY, 1))
     return PlanState(
         stored.version, stored.document, stored.digest, plan, tuple(validate(plan)), status, tuple(sigs),
-        Ring(get_setting(conn, RING_KEY, Ring.EVALUATE.value)), tuple(order[:enabled]),
+        Ring(get_setting(conn, RING_KEY, Ring.EVALUATE.value)), tuple(order[:enabled]), overrides(conn),
     )
 
 
@@ -172,34 +202,6 @@ def sign(conn: sa.Connection, user: User, now: datetime, ip: str | None = None) 
     new = state(conn)
     assert new is not None
     return new
-
-
-def check_onboarding(
-    conn: sa.Connection, group: str | None, *, actor: str, is_admin: bool, override_reason: str | None,
-    now: datetime, ip: str | None = None,
-) -> None:
-    """Until every SO stakeholder signed the current plan, packages may target only the Evaluate ring.
-
-    Without a plan (an evaluation install, `vigil up`) there is nothing to gate yet.
-    """
-    st = state(conn)
-    if st is None or st.gate_open:
-        return
-    evaluate = st.plan.ring_group(Ring.EVALUATE)
-    if group is not None and group == evaluate:
-        return
-    target = group or DEFAULT_GROUP_NAME
-    if override_reason and override_reason.strip():
-        if not is_admin:
-            raise GateClosed("only an administrator may override the sign-off gate", field="override_reason")
-        audit.append(conn, Change(actor, "onboarding.gate_override", "device_group", target,
-                                  after={"plan_version": st.version, "missing": list(st.signoffs.missing)},
-                                  reason=override_reason.strip(), source_ip=ip), now)
-        return
-    raise GateClosed(
-        f"production onboarding is gated: plan version {st.version} lacks sign-off from "
-        f"{', '.join(st.signoffs.missing) or 'its stakeholders'}; target the Evaluate ring ({evaluate!r}) "
-        "or give an administrator override reason", field="group")
 
 
 def _desired(plan: Plan) -> dict[str, Any]:
@@ -360,7 +362,7 @@ def promote(conn: sa.Connection, actor: str, now: datetime, override_reason: str
                         field="override_reason")
     set_setting(conn, RING_KEY, nxt.value, now)
     audit.append(conn, Change(actor, "ring.promote_override" if unmet else "ring.promote", "ring", nxt.value,
-                              before={"ring": st.ring.value}, after={"ring": nxt.value},
+                              before={"ring": st.ring.value}, after={"ring": nxt.value, "plan_version": st.version},
                               reason=override_reason.strip() if unmet and override_reason else None, source_ip=ip), now)
     return nxt
 

@@ -61,6 +61,11 @@ def plan_markdown(st: PlanState) -> str:
         out += ["", "Advice (does not block sign-off):", ""] + [f"- `{g.where}`: {g.problem}" for g in st.warnings]
     out += ["", "## Rings", "", "| Ring | Device group | Target devices |", "|---|---|---|"]
     out += [f"| {r.ring} | {_cell(r.device_group)} | {r.target_devices or 'all remaining'} |" for r in p.rings]
+    if st.overrides:
+        out += ["", "## Emergency overrides", "", "| When | Who | Override | Target | Plan version | Reason |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {o.at:%Y-%m-%d %H:%M} UTC | {_cell(o.actor)} | {o.label} | {_cell(o.target)} | "
+                f"{o.plan_version or ''} | {_cell(o.reason)} |" for o in st.overrides]
     if st.gaps:
         out += ["", "## Open gaps", ""] + [f"- `{g.where}`: {g.problem}" for g in st.gaps]
     return "\n".join(out) + "\n"

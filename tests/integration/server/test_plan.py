@@ -74,6 +74,13 @@ def test_an_administrator_override_needs_a_reason_and_is_audited(sqlite_server: 
         entry = c.get("/api/audit", params={"action": "onboarding.gate_override"}).json()["value"][0]
         assert entry["reason"] == "Emergency rollout after incident 42" and entry["actor"] == "admin"
         assert entry["after"]["plan_version"] == 1
+        # The override is shown on the plan, with who, when, the plan version and the reason.
+        shown = c.get("/api/plan").json()["overrides"]
+        assert [(o["action"], o["actor"], o["planVersion"], o["reason"]) for o in shown] == [
+            ("onboarding.gate_override", "admin", 1, "Emergency rollout after incident 42")]
+        md = c.get("/api/plan/export", params={"format": "md"}).text
+        assert "## Emergency overrides" in md and "| admin | Onboarding before sign-off |" in md
+        assert "Emergency rollout after incident 42" in c.get("/api/plan/export", params={"format": "html"}).text
         actions = {e["action"] for e in c.get("/api/audit").json()["value"]}
         assert {"plan.edit", "onboarding.package", "user.create", "user.sign_in"} <= actions
     with server.client() as c:
@@ -108,4 +115,6 @@ def test_apply_is_idempotent_and_rings_need_criteria_or_an_override(sqlite_serve
         assert r.json()["ring"] == "Pilot"
         assert c.get("/api/plan").json()["ring"] == "Pilot"
         assert c.get("/api/audit", params={"action": "ring.promote_override"}).json()["value"][0]["reason"]
+        assert ("ring.promote_override", "Lab ring validated by hand") in {
+            (o["action"], o["reason"]) for o in c.get("/api/plan").json()["overrides"]}
         assert c.post("/api/plan/components/next").json()["componentsEnabled"] == ["EDR", "TVM"]

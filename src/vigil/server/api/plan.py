@@ -56,6 +56,8 @@ def state_json(request: Request) -> dict[str, Any]:
         "signatures": [{**asdict(s), "signed_at": iso(s.signed_at)} for s in st.signatures],
         "ringCriteria": [{**asdict(c), "failing": list(c.failing) if devices_visible else []} for c in criteria],
         "deviceDataHidden": not devices_visible,
+        "overrides": [{"at": iso(o.at), "actor": o.actor, "action": o.action, "label": o.label, "target": o.target,
+                       "planVersion": o.plan_version, "reason": o.reason} for o in st.overrides],
         "evaluateGroup": st.plan.ring_group(Ring.EVALUATE),
     }
 
