@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vigil.app.memory import MemoryStore
-from vigil.app.ports import AuditRecord, Store
+from vigil.app.ports import AlertQuery, AlertRecord, AlertUpdate, AuditRecord, DeviceRecord, Store
 from vigil.app.stores import open_engine, sql_store
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.store.errors import NotFound
@@ -66,3 +66,66 @@ def test_no_plan_means_no_gate_and_unknown_devices_are_none(store: Store) -> Non
 def test_an_unknown_user_has_no_access(store: Store) -> None:
     with store.begin() as uow:
         assert uow.users.access("nobody-by-this-name") is None
+
+
+def _seed(store: Store, hostname: str, group: str | None, title: str, at: datetime) -> tuple[int, str]:
+    """A device in ``group`` (made if missing) with one new alert raised at ``at``: (group id, alert id)."""
+    if isinstance(store, MemoryStore):
+        st = store.state
+        gid = st.groups.setdefault(group or DEFAULT_GROUP_NAME, len(st.groups) + 1)
+        dev = DeviceRecord(f"{hostname:0<40}"[:40], hostname, "Linux", "6.1", None, "1.0", gid,
+                           group or DEFAULT_GROUP_NAME, at, at)
+        st.devices[dev.id] = dev
+        alert = AlertRecord(f"va{len(st.alerts):032x}", dev.id, None, title, "", "High", "Execution", "New", None,
+                            None, "Unknown", "CustomDetection", "rule-1", ("T1059",), None, at, at, at, at, None,
+                            1, ({"FileName": "sh"},))
+        st.alerts[alert.id] = alert
+        return gid, alert.id
+    from vigil.store import devices as device_store
+    from vigil.store.alerts import NewHit, record_hit
+
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        device_store.ensure_default_group(conn, at)
+        try:
+            gid = device_store.group_id_by_name(conn, group, at)
+        except NotFound:
+            gid = device_store.create_group(conn, group or "", at)
+        tok = device_store.issue_token(conn, group=group, expires_at=at + timedelta(days=1), max_uses=1,
+                                       created_by="t", now=at)
+        dev_id, _ = device_store.register_device(conn, token_id=tok.token_id, group_id=gid, hostname=hostname,
+                                              os_platform="Linux", os_version="6.1", agent_version="1.0",
+                                              machine_id=hostname, ip=None, now=at)
+        alert_id, _ = record_hit(conn, NewHit(dev_id, "rule-1", title, "", "High", "Execution", "CustomDetection",
+                                              ["T1059"], at, {"FileName": "sh"}), at)
+    return gid, alert_id
+
+
+def test_alerts_are_listed_newest_first_within_the_groups_asked_for(store: Store) -> None:
+    lab, older = _seed(store, "lab-1", "Lab", "Reverse shell", NOW - timedelta(hours=2))
+    default, newer = _seed(store, "web-1", None, "Miner", NOW - timedelta(hours=1))
+    with store.begin() as uow:
+        assert [a.id for a in uow.alerts.query(AlertQuery(), None)] == [newer, older]
+        assert [a.id for a in uow.alerts.query(AlertQuery(), frozenset({lab}))] == [older]
+        assert uow.alerts.query(AlertQuery(), frozenset()) == []
+        assert [a.id for a in uow.alerts.query(AlertQuery(since=NOW - timedelta(minutes=90)), None)] == [newer]
+        assert [a.id for a in uow.alerts.query(AlertQuery(limit=1), None)] == [newer]
+        assert uow.alerts.query(AlertQuery(status="Resolved"), None) == []
+        got = uow.alerts.get(older, None)
+        assert got is not None and (got.title, got.status, got.mitre_techniques) == ("Reverse shell", "New", ("T1059",))
+        assert got.evidence == ({"FileName": "sh"},) and got.alert_creation_time == NOW - timedelta(hours=2)
+        assert uow.alerts.get(older, frozenset({default})) is None and uow.alerts.get("va" + "0" * 30, None) is None
+
+
+def test_an_alert_update_notes_each_changed_property_and_the_comment(store: Store) -> None:
+    _, alert_id = _seed(store, "web-1", None, "Miner", NOW - timedelta(hours=1))
+    with store.begin() as uow:
+        change = AlertUpdate(status="Resolved", classification="TruePositive", assigned_to=None, comment="done")
+        assert uow.alerts.update(alert_id, change, "ana", NOW) is True
+        assert uow.alerts.update("va" + "0" * 30, change, "ana", NOW) is False
+    with store.begin() as uow:
+        a = uow.alerts.get(alert_id, None)
+        assert a is not None and (a.status, a.classification, a.resolved_time, a.last_update_time) == (
+            "Resolved", "TruePositive", NOW, NOW)
+        notes = [(n.kind, n.author, n.text) for n in uow.alerts.notes(alert_id)]
+    assert notes == [("History", "ana", "status: New → Resolved"),
+                     ("History", "ana", "classification: — → TruePositive"), ("Comment", "ana", "done")]

@@ -16,6 +16,10 @@ from datetime import datetime
 
 from vigil.app.ports import (
     ActionRequest,
+    AlertNote,
+    AlertQuery,
+    AlertRecord,
+    AlertUpdate,
     AuditRecord,
     DeviceRecord,
     IssuedToken,
@@ -39,6 +43,8 @@ class MemoryState:
     actions: list[MachineAction] = field(default_factory=list)
     plan: PlanGate | None = None
     users: dict[str, UserAccess] = field(default_factory=dict)
+    alerts: dict[str, AlertRecord] = field(default_factory=dict)
+    alert_notes: dict[str, list[AlertNote]] = field(default_factory=dict)
 
 
 class _Devices:
@@ -153,6 +159,52 @@ class _Users:
         return self._s.users.get(username)
 
 
+class _Alerts:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def _seen(self, a: AlertRecord, group_ids: frozenset[int] | None) -> bool:
+        d = self._s.devices.get(a.machine_id)
+        return group_ids is None or (d is not None and d.group_id in group_ids)
+
+    def query(self, q: AlertQuery, group_ids: frozenset[int] | None) -> list[AlertRecord]:
+        rows = [
+            a for a in self._s.alerts.values()
+            if self._seen(a, group_ids)
+            and (q.machine_id is None or a.machine_id == q.machine_id)
+            and (q.status is None or a.status == q.status)
+            and (q.severity is None or a.severity == q.severity)
+            and (q.incident_id is None or a.incident_id == q.incident_id)
+            and (q.since is None or a.alert_creation_time >= q.since)
+        ]
+        return sorted(rows, key=lambda a: a.alert_creation_time, reverse=True)[: q.limit]
+
+    def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None:
+        a = self._s.alerts.get(alert_id)
+        return a if a is not None and self._seen(a, group_ids) else None
+
+    def notes(self, alert_id: str) -> list[AlertNote]:
+        return list(self._s.alert_notes.get(alert_id, []))
+
+    def update(self, alert_id: str, change: AlertUpdate, who: str, now: datetime) -> bool:
+        a = self._s.alerts.get(alert_id)
+        if a is None:
+            return False
+        notes = self._s.alert_notes.setdefault(alert_id, [])
+        values: dict[str, object] = {}
+        for column in ("status", "assigned_to", "classification", "determination"):
+            new, old = getattr(change, column), getattr(a, column)
+            if new is not None and new != old:
+                values[column] = new
+                notes.append(AlertNote(f"{column.replace('_', ' ')}: {old or '—'} → {new}", who, now, "History"))
+        if "status" in values:
+            values["resolved_time"] = now if values["status"] == "Resolved" else None
+        if change.comment:
+            notes.append(AlertNote(change.comment, who, now, "Comment"))
+        self._s.alerts[alert_id] = replace(a, last_update_time=now, **values)  # type: ignore[arg-type]
+        return True
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -161,6 +213,7 @@ class MemoryUnitOfWork:
     plan: _Plan
     actions: _Actions
     users: _Users
+    alerts: _Alerts
 
 
 class MemoryStore:
@@ -172,5 +225,7 @@ class MemoryStore:
     @contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
         work = copy.deepcopy(self.state)
-        yield MemoryUnitOfWork(_Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work))
+        yield MemoryUnitOfWork(
+            _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work)
+        )
         self.state = work

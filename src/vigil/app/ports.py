@@ -94,6 +94,65 @@ class UserAccess:
     is_admin: bool = False
 
 
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert as the queue shows it (hidden, i.e. suppressed, alerts never leave the store)."""
+
+    id: str
+    machine_id: str
+    incident_id: int | None
+    title: str
+    description: str
+    severity: str
+    category: str
+    status: str
+    classification: str | None
+    determination: str | None
+    investigation_state: str
+    detection_source: str
+    rule_id: str
+    mitre_techniques: tuple[str, ...]
+    assigned_to: str | None
+    alert_creation_time: datetime
+    first_event_time: datetime
+    last_event_time: datetime
+    last_update_time: datetime
+    resolved_time: datetime | None
+    event_count: int
+    evidence: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class AlertNote:
+    """A comment on an alert: an analyst's (``Comment``) or the automatic record of a change (``History``)."""
+
+    text: str
+    author: str
+    created_at: datetime
+    kind: str
+
+
+@dataclass(frozen=True)
+class AlertQuery:
+    machine_id: str | None = None
+    status: str | None = None
+    severity: str | None = None
+    incident_id: int | None = None
+    since: datetime | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class AlertUpdate:
+    """Defender's update-alert properties; None leaves one as it is."""
+
+    status: str | None = None
+    assigned_to: str | None = None
+    classification: str | None = None
+    determination: str | None = None
+    comment: str | None = None
+
+
 class DeviceRepository(Protocol):
     def in_groups(self, group_ids: frozenset[int] | None) -> Sequence[DeviceRecord]:
         """Devices ordered by host name, only those in ``group_ids`` unless it is None."""
@@ -140,6 +199,22 @@ class ActionIssuer(Protocol):
         ...
 
 
+class AlertRepository(Protocol):
+    def query(self, q: AlertQuery, group_ids: frozenset[int] | None) -> Sequence[AlertRecord]:
+        """Alerts newest first, only on devices in ``group_ids`` unless it is None."""
+        ...
+
+    def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None: ...
+
+    def notes(self, alert_id: str) -> Sequence[AlertNote]:
+        """The alert's comments and history, oldest first."""
+        ...
+
+    def update(self, alert_id: str, change: AlertUpdate, who: str, now: datetime) -> bool:
+        """Apply ``change``, each changed property recorded as a History note by ``who``; False if no such alert."""
+        ...
+
+
 class UserDirectory(Protocol):
     def access(self, username: str) -> UserAccess | None:
         """The named user's permissions and device groups under the current mode; None for no such user."""
@@ -159,6 +234,8 @@ class UnitOfWork(Protocol):
     def actions(self) -> ActionIssuer: ...
     @property
     def users(self) -> UserDirectory: ...
+    @property
+    def alerts(self) -> AlertRepository: ...
 
 
 class Store(Protocol):

@@ -12,6 +12,10 @@ import yaml
 
 from vigil.app.ports import (
     ActionRequest,
+    AlertNote,
+    AlertQuery,
+    AlertRecord,
+    AlertUpdate,
     AuditRecord,
     DeviceRecord,
     IssuedToken,
@@ -20,12 +24,14 @@ from vigil.app.ports import (
     UserAccess,
 )
 from vigil.core.actions import MachineAction
+from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
 from vigil.core.rbac import Permission
+from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
 from vigil.store.errors import NotConfiguredIssuer
-from vigil.store.schema import device_groups, devices
+from vigil.store.schema import alerts, device_groups, devices
 
 # The server's signing path (server/actions.py) given a connection: the store records, the server signs.
 ActionIssuerFn = Callable[[sa.Connection, ActionRequest, AuditRecord, datetime], MachineAction]
@@ -159,6 +165,57 @@ class SqlUsers:
         return UserAccess(user.username, a.permissions, a.device_group_ids, is_admin)
 
 
+def _alert(row: Any) -> AlertRecord:
+    aware = device_store.aware
+    return AlertRecord(
+        id=row.id, machine_id=row.machine_id, incident_id=row.incident_id, title=row.title,
+        description=row.description, severity=row.severity, category=row.category, status=row.status,
+        classification=row.classification, determination=row.determination,
+        investigation_state=row.investigation_state, detection_source=row.detection_source, rule_id=row.rule_id,
+        mitre_techniques=tuple(row.mitre_techniques or ()), assigned_to=row.assigned_to,
+        alert_creation_time=aware(row.alert_creation_time), first_event_time=aware(row.first_event_time),
+        last_event_time=aware(row.last_event_time), last_update_time=aware(row.last_update_time),
+        resolved_time=aware(row.resolved_time) if row.resolved_time else None, event_count=int(row.event_count),
+        evidence=tuple(row.evidence or ()),
+    )
+
+
+def _in_groups(group_ids: frozenset[int] | None) -> sa.ColumnElement[bool] | None:
+    if group_ids is None:
+        return None
+    return alerts.c.machine_id.in_(sa.select(devices.c.id).where(devices.c.group_id.in_(sorted(group_ids))))
+
+
+class SqlAlerts:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def query(self, q: AlertQuery, group_ids: frozenset[int] | None) -> list[AlertRecord]:
+        rows = alert_store.list_alerts(
+            self._c, machine_id=q.machine_id, status=q.status, severity=q.severity, since=q.since, limit=q.limit,
+            incident_id=q.incident_id, scope=_in_groups(group_ids),
+        )
+        return [_alert(r) for r in rows]
+
+    def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None:
+        row = alert_store.get_alert(self._c, alert_id, _in_groups(group_ids))
+        return _alert(row) if row is not None else None
+
+    def notes(self, alert_id: str) -> list[AlertNote]:
+        return [
+            AlertNote(c.text, c.author, device_store.aware(c.created_at), c.kind)
+            for c in alert_store.comments(self._c, alert_id)
+        ]
+
+    def update(self, alert_id: str, change: AlertUpdate, who: str, now: datetime) -> bool:
+        return alert_store.update_alert(self._c, alert_id, alert_store.AlertChange(
+            status=AlertStatus(change.status) if change.status else None, assigned_to=change.assigned_to,
+            classification=Classification(change.classification) if change.classification else None,
+            determination=Determination(change.determination) if change.determination else None,
+            comment=change.comment,
+        ), who, now)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -168,6 +225,7 @@ class SqlUnitOfWork:
         self.plan = SqlPlan(conn)
         self.actions = SqlActions(conn, issue)
         self.users = SqlUsers(conn)
+        self.alerts = SqlAlerts(conn)
 
 
 class SqlStore:

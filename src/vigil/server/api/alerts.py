@@ -1,68 +1,121 @@
-"""Alerts: Defender's alert entity, the queue and single alerts."""
+"""Alerts: Defender's alert entity, the queue and single alerts, over the alerts service."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.app import alerts as app_alerts
+from vigil.app.ports import AlertRecord, AlertUpdate
 from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.rbac import Permission
 from vigil.core.severity import Severity
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
-from vigil.server.errors import APIError
-from vigil.server.scope import device_filter, principal_of
-from vigil.store import alerts as alert_store
-from vigil.store.schema import alerts
 
 router = APIRouter()
 
 
-def alert_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "incidentId": row.incident_id,
-        "machineId": row.machine_id,
-        "title": row.title,
-        "description": row.description,
-        "severity": row.severity,
-        "category": row.category,
-        "status": row.status,
-        "classification": row.classification,
-        "determination": row.determination,
-        "investigationState": row.investigation_state,
-        "detectionSource": row.detection_source,
-        "detectorId": row.rule_id,
-        "mitreTechniques": list(row.mitre_techniques or []),
-        "assignedTo": row.assigned_to,
-        "alertCreationTime": iso(row.alert_creation_time),
-        "firstEventTime": iso(row.first_event_time),
-        "lastEventTime": iso(row.last_event_time),
-        "lastUpdateTime": iso(row.last_update_time),
-        "resolvedTime": iso(row.resolved_time),
-        "eventCount": row.event_count,
-        "evidence": list(row.evidence or []),
-    }
+class AlertInfo(BaseModel):
+    """Defender's alert entity, as far as Vigil fills it."""
+
+    id: str
+    incidentId: int | None
+    machineId: str
+    title: str
+    description: str
+    severity: str
+    category: str
+    status: str
+    classification: str | None
+    determination: str | None
+    investigationState: str
+    detectionSource: str
+    detectorId: str
+    mitreTechniques: list[str]
+    assignedTo: str | None
+    alertCreationTime: str | None
+    firstEventTime: str | None
+    lastEventTime: str | None
+    lastUpdateTime: str | None
+    resolvedTime: str | None
+    eventCount: int
+    # The matched events' columns (docs/telemetry-schema.md), one mapping per event, at most MAX_EVIDENCE.
+    evidence: list[dict[str, Any]]
+
+
+class AlertComment(BaseModel):
+    comment: str
+    createdBy: str
+    createdTime: str | None
+    # "Comment" for an analyst's, "History" for the automatic record of a change.
+    kind: str
+
+
+class AlertDetail(AlertInfo):
+    comments: list[AlertComment]
+
+
+class AlertList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    odata_context: str = Field(default="/api/$metadata#Alerts", alias="@odata.context")
+    value: list[AlertInfo]
+
+
+def alert_info(a: AlertRecord) -> AlertInfo:
+    return AlertInfo(
+        id=a.id, incidentId=a.incident_id, machineId=a.machine_id, title=a.title, description=a.description,
+        severity=a.severity, category=a.category, status=a.status, classification=a.classification,
+        determination=a.determination, investigationState=a.investigation_state,
+        detectionSource=a.detection_source, detectorId=a.rule_id, mitreTechniques=list(a.mitre_techniques),
+        assignedTo=a.assigned_to, alertCreationTime=iso(a.alert_creation_time),
+        firstEventTime=iso(a.first_event_time), lastEventTime=iso(a.last_event_time),
+        lastUpdateTime=iso(a.last_update_time), resolvedTime=iso(a.resolved_time), eventCount=a.event_count,
+        evidence=[dict(e) for e in a.evidence],
+    )
+
+
+def alert_detail(a: app_alerts.Alert) -> AlertDetail:
+    return AlertDetail(**alert_info(a.record).model_dump(), comments=[
+        AlertComment(comment=n.text, createdBy=n.author, createdTime=iso(n.created_at), kind=n.kind) for n in a.notes
+    ])
+
+
+def alerts_of(
+    request: Request, machine_id: str | None = None, status: str | None = None, severity: str | None = None,
+    limit: int = 1000, incident_id: int | None = None,
+) -> list[AlertInfo]:
+    with edge.translated():
+        found = app_alerts.list_alerts(
+            edge.store(request), services(request).clock, edge.principal(request), machine_id=machine_id,
+            status=status, severity=severity, incident_id=incident_id, limit=limit,
+        )
+    return [alert_info(a) for a in found]
 
 
 def query_alerts(
     request: Request, machine_id: str | None = None, status: str | None = None, severity: str | None = None,
     limit: int = 1000, incident_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    svc = services(request)
-    since = svc.clock.now() - timedelta(days=30)  # Defender's queue shows the last 30 days
-    with svc.engine.connect() as conn:
-        rows = alert_store.list_alerts(
-            conn, machine_id=machine_id, status=status, severity=severity, since=since, limit=limit,
-            incident_id=incident_id, scope=device_filter(principal_of(request), alerts.c.machine_id),
-        )
-    return [alert_json(r) for r in rows]
+    """The alerts as plain mappings, for the modules (portal, incidents) that still index them by field name."""
+    return [a.model_dump() for a in alerts_of(request, machine_id, status, severity, limit, incident_id)]
 
 
-@router.get("/alerts")
+def alert_by_id(request: Request, alert_id: str) -> AlertDetail:
+    with edge.translated():
+        a = app_alerts.get_alert(edge.store(request), services(request).clock, edge.principal(request), alert_id)
+    return alert_detail(a)
+
+
+def get_alert_json(request: Request, alert_id: str) -> dict[str, Any]:
+    """One alert with its comments as a plain mapping (the portal's alert page)."""
+    return alert_by_id(request, alert_id).model_dump()
+
+
+@router.get("/alerts", response_model=AlertList)
 def alerts_api(
     request: Request,
     status: AlertStatus | None = None,
@@ -70,32 +123,15 @@ def alerts_api(
     machineId: str | None = None,
     top: int = Query(default=1000, alias="$top", ge=1, le=10_000),
     _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> dict[str, Any]:
-    value = query_alerts(
+) -> AlertList:
+    return AlertList(value=alerts_of(
         request, machineId, status.value if status else None, severity.value if severity else None, top
-    )
-    return {"@odata.context": "/api/$metadata#Alerts", "value": value}
+    ))
 
 
-@router.get("/alerts/{alert_id}")
-def alert_api(alert_id: str, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
-    return get_alert_json(request, alert_id)
-
-
-def get_alert_json(request: Request, alert_id: str) -> dict[str, Any]:
-    svc = services(request)
-    with svc.engine.connect() as conn:
-        row = alert_store.get_alert(
-            conn, alert_id, device_filter(principal_of(request), alerts.c.machine_id)
-        )
-        notes = alert_store.comments(conn, alert_id) if row is not None else []
-    if row is None:
-        raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")
-    out = alert_json(row)
-    out["comments"] = [
-        {"comment": c.text, "createdBy": c.author, "createdTime": iso(c.created_at), "kind": c.kind} for c in notes
-    ]
-    return out
+@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+def alert_api(alert_id: str, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> AlertDetail:
+    return alert_by_id(request, alert_id)
 
 
 class AlertPatch(BaseModel):
@@ -110,21 +146,26 @@ class AlertPatch(BaseModel):
     comment: str | None = Field(default=None, max_length=10_000)
 
 
-def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Principal) -> dict[str, Any]:
-    svc = services(request)
-    change = alert_store.AlertChange(
-        status=body.status, assigned_to=body.assignedTo, classification=body.classification,
-        determination=body.determination, comment=body.comment,
+def _update(request: Request, alert_id: str, body: AlertPatch) -> AlertDetail:
+    change = AlertUpdate(
+        status=body.status.value if body.status else None, assigned_to=body.assignedTo,
+        classification=body.classification.value if body.classification else None,
+        determination=body.determination.value if body.determination else None, comment=body.comment,
     )
-    get_alert_json(request, alert_id)  # 404 unless the alert is on a device the caller may see
-    with svc.engine.begin() as conn:
-        if not alert_store.update_alert(conn, alert_id, change, who.user.username, svc.clock.now()):
-            raise APIError(404, "not_found", f"no alert with id {alert_id!r}", field="id")
-    return get_alert_json(request, alert_id)
+    with edge.translated():
+        a = app_alerts.update_alert(
+            edge.store(request), services(request).clock, edge.principal(request), alert_id, change
+        )
+    return alert_detail(a)
 
 
-@router.patch("/alerts/{alert_id}")
+def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Principal) -> dict[str, Any]:
+    """The portal's update form goes through here; ``who`` is the guarded caller (read again by the service)."""
+    return _update(request, alert_id, body).model_dump()
+
+
+@router.patch("/alerts/{alert_id}", response_model=AlertDetail)
 def patch_alert(
-    alert_id: str, body: AlertPatch, request: Request, who: Principal = requires(Permission.ALERTS_INVESTIGATION)
-) -> dict[str, Any]:
-    return change_alert(request, alert_id, body, who)
+    alert_id: str, body: AlertPatch, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
+) -> AlertDetail:
+    return _update(request, alert_id, body)
