@@ -1,10 +1,9 @@
-"""Stop and quarantine a file: kill what runs it, move it to a root-only vault, remove its persistence; restore."""
+"""Stop and quarantine a file: kill what runs it, keep it in the antivirus's quarantine, remove its persistence."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -14,6 +13,7 @@ from typing import Any
 from vigil.agent.actions import persistence
 from vigil.agent.actions.base import ActionContext, ActionFailed, ActionSettings, Outcome
 from vigil.agent.actions.kill import kill_exact
+from vigil.av.quarantine import QuarantineError, QuarantineStore
 from vigil.wire import ActionCommand
 
 
@@ -91,43 +91,28 @@ def quarantine(settings: ActionSettings, quarantine_id: str, path: Path | None, 
     for file, ls in lines.items():
         persistence.remove_lines(Path(file), ls)
         removed.append({"path": file, "lines": ls})
-    stored = vault / quarantine_id
-    shutil.move(str(target), stored)  # a rename on one filesystem, copy-and-delete across
-    os.chmod(stored, 0)
-    meta = {"id": quarantine_id, "path": str(target), "sha256": digest, "mode": stat.S_IMODE(st.st_mode),
-            "uid": st.st_uid, "gid": st.st_gid, "size": st.st_size, "killed": killed, "persistence": removed}
-    meta_path = vault / f"{quarantine_id}.json"
-    fd = os.open(meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=2)
-    return meta
+    try:
+        entry = QuarantineStore(vault).add(target, entry_id=quarantine_id, extra={"killed": killed,
+                                                                                  "persistence": removed})
+    except QuarantineError as e:
+        raise ActionFailed(str(e)) from None
+    return entry.as_dict()
 
 
 def restore(settings: ActionSettings, quarantine_id: str) -> dict[str, Any]:
-    if not quarantine_id.replace("-", "").isalnum():
-        raise ActionFailed(f"{quarantine_id!r} is not a quarantine id")
-    vault = _vault(settings)
+    """Put the file back with its bytes, mode and owner (the antivirus's quarantine does it), then its persistence."""
+    store = QuarantineStore(_vault(settings))
     try:
-        meta: dict[str, Any] = json.loads((vault / f"{quarantine_id}.json").read_text())
-    except FileNotFoundError:
-        raise ActionFailed(f"nothing is quarantined under {quarantine_id} on this device") from None
-    original, stored = Path(meta["path"]), vault / quarantine_id
-    if original.exists():
-        raise ActionFailed(f"{original} exists again; move it away before restoring")
-    if sha256_of(stored) != meta["sha256"]:
-        raise ActionFailed(f"the quarantined copy of {original} no longer has SHA-256 {meta['sha256']}")
-    original.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(stored), original)
-    os.chown(original, meta["uid"], meta["gid"])
-    os.chmod(original, meta["mode"])
-    for item in meta["persistence"]:
+        entry = store.restore(quarantine_id)
+    except QuarantineError as e:
+        raise ActionFailed(str(e)) from None
+    for item in entry.extra.get("persistence", []):
         if "file" in item:
-            shutil.move(vault / item["file"], item["path"])
+            shutil.move(settings.quarantine_dir / item["file"], item["path"])
             os.chmod(item["path"], 0o644)
         else:
             persistence.restore_lines(Path(item["path"]), item["lines"])
-    (vault / f"{quarantine_id}.json").unlink()
-    return meta
+    return entry.as_dict()
 
 
 def _stop_and_quarantine(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
