@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "plan": ("vigil.commands.plan", "app", True),
     "backup": ("vigil.commands.backup", "app", True),
     "tvm": ("vigil.commands.tvm", "app", True),
+    "av": ("vigil.commands.av", "app", True),
 }
 
 

@@ -1,0 +1,331 @@
+"""`vigil av`: the antivirus on this machine — scans, definitions, bundles, quarantine (works with no server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vigil.agent.config import STATE_DIR_ENV, default_state_dir
+from vigil.av import bundle as bundles
+from vigil.av.bundle import BundleError, InstalledDefinitions
+from vigil.av.definitions import Definitions, builtin
+from vigil.av.engine import Engine
+from vigil.av.hashes import HashListError
+from vigil.av.quarantine import QuarantineError, QuarantineStore
+from vigil.av.scan import Progress, ScanReport, ScanType, be_polite, paths_for, run_scan
+from vigil.commands._common import CommandError
+
+app = typer.Typer(help="Antivirus (next-generation protection): scans, definitions, bundles, quarantine.",
+                  no_args_is_help=True)
+scan_app = typer.Typer(help="Scan now: quick, full or custom PATH.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Definition bundles: build a signed one.", no_args_is_help=True)
+definitions_app = typer.Typer(help="The installed definitions: show, import a bundle.", no_args_is_help=True)
+threat_app = typer.Typer(help="Threats found on this machine.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Quarantined files: list, restore, remove.", no_args_is_help=True)
+app.add_typer(scan_app, name="scan")
+app.add_typer(bundle_app, name="bundle")
+app.add_typer(definitions_app, name="definitions")
+app.add_typer(threat_app, name="threat")
+threat_app.add_typer(quarantine_app, name="quarantine")
+
+PUBLIC_KEY_ENV = "VIGIL_AV_PUBLIC_KEY"
+EXIT_THREATS = 1  # like clamscan: 0 clean, 1 threats found, 2 and up: the command failed
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", help="table or json (on stdout)")]
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", help=f"agent state directory: definitions, quarantine (default ${STATE_DIR_ENV} or "
+    "/var/lib/vigil/agent)")]
+PublicKey = Annotated[str | None, typer.Option(
+    "--public-key", help=f"the Ed25519 key bundles must be signed with: raw base64, PEM, or a file holding either "
+    f"(default ${PUBLIC_KEY_ENV}, else the key this agent pinned at enrolment, else the server's in --data-dir)")]
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="a server data directory whose action-signing key signs or verifies bundles")]
+
+
+def _state(state_dir: Path | None) -> Path:
+    return state_dir or default_state_dir()
+
+
+def _emit(output: Output, value: Any, table: str) -> None:
+    typer.echo(json.dumps(value, indent=2) if output is Output.JSON else table)
+
+
+# -- trust ------------------------------------------------------------------------------------------------------
+def _trusted(public_key: str | None, state_dir: Path, data_dir: Path | None) -> list[Any]:
+    """The keys a bundle may be signed with, from the first source that has one."""
+    text = public_key or os.environ.get(PUBLIC_KEY_ENV)
+    if text:
+        candidate = Path(text)
+        if len(text) < 4096 and candidate.is_file():
+            text = candidate.read_text()
+        return [bundles.public_key_from_text(text)]
+    from vigil.agent.errors import IdentityError
+    from vigil.agent.identity import load_identity
+
+    try:
+        pinned = load_identity(state_dir).action_public_key
+    except IdentityError:
+        pinned = None
+    if pinned:
+        return [bundles.public_key_from_text(pinned)]
+    if data_dir is not None or os.environ.get("VIGIL_DATA_DIR"):
+        from vigil.commands._common import settings_for
+        from vigil.deploy.signing import public_key as server_public_key
+
+        server_key = server_public_key(settings_for(data_dir))
+        if server_key:
+            return [bundles.public_key_from_text(server_key)]
+    return []
+
+
+def _definitions(bundle: Path | None, public_key: str | None, state_dir: Path, data_dir: Path | None
+                 ) -> Definitions:
+    """--bundle FILE, else the installed bundle, else the built-in definitions; any bundle verified first."""
+    try:
+        if bundle is not None:
+            trusted = _need_trust(public_key, state_dir, data_dir, str(bundle))
+            return bundles.read_bundle(_read(bundle), trusted, str(bundle))
+        installed = InstalledDefinitions(state_dir / "av" / "definitions")
+        if installed.current.exists():
+            trusted = _need_trust(public_key, state_dir, data_dir, str(installed.current))
+            loaded = installed.load(trusted)
+            if loaded is not None:
+                return loaded
+    except BundleError as e:
+        raise CommandError(str(e)) from None
+    return builtin()
+
+
+def _need_trust(public_key: str | None, state_dir: Path, data_dir: Path | None, what: str) -> list[Any]:
+    trusted = _trusted(public_key, state_dir, data_dir)
+    if not trusted:
+        raise CommandError(f"cannot verify {what}: no trusted key; give --public-key (or ${PUBLIC_KEY_ENV}), "
+                           "enroll this agent, or --data-dir of the server that signed it")
+    return trusted
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CommandError(f"{path}: {e.strerror or e}") from None
+
+
+# -- scans ------------------------------------------------------------------------------------------------------
+def _progress_printer() -> Any:
+    start = time.monotonic()
+    tty = sys.stderr.isatty()
+
+    def show(p: Progress) -> None:
+        if time.monotonic() - start < 2:  # short scans stay quiet
+            return
+        line = f"scanned {p.files} files, {p.bytes / 1e6:.1f} MB ({p.cached} unchanged) — {p.current}"
+        if tty:
+            sys.stderr.write("\r" + line[: os.get_terminal_size(2).columns - 1].ljust(40) + "\x1b[K")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _report_table(report: ScanReport) -> str:
+    lines = [f"{report.scan_type} scan: {report.files} files, {report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s; "
+             f"definitions version {report.definitions_version}; {len(report.detections)} threat(s)"]
+    for d in report.detections:
+        lines.append(f"  {d.threat.name:<40} {d.threat.type:<9} {d.threat.severity:<7} {d.location}")
+    for note in report.incomplete[:50]:
+        lines.append(f"  incomplete: {note}")
+    if report.errors:
+        lines.append(f"  {len(report.errors)} path(s) could not be read, e.g. {report.errors[0]}")
+    return "\n".join(lines)
+
+
+def _scan(scan_type: ScanType, paths: list[str] | None, output: Output, bundle: Path | None,
+          public_key: str | None, state_dir: Path | None, data_dir: Path | None, workers: int | None,
+          exclude: list[Path] | None, progress: bool, quarantine: bool) -> None:
+    state = _state(state_dir)
+    definitions = _definitions(bundle, public_key, state, data_dir)
+    be_polite()
+    for p in paths or []:
+        if not os.path.lexists(p):
+            raise CommandError(f"{p}: no such file or folder")
+    excluded = [str(e) for e in exclude or []] + [str(state / "quarantine")]
+    report = run_scan(Engine(definitions), scan_type, paths_for(scan_type, paths), excluded=excluded,
+                      workers=workers, on_progress=_progress_printer() if progress else None)
+    if progress and sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")
+    result = report.as_dict()
+    if quarantine and report.detections:
+        store = QuarantineStore(state / "quarantine")
+        moved = []
+        for path in sorted({d.path for d in report.detections}):
+            threat = next(d.threat for d in report.detections if d.path == path)
+            try:
+                moved.append(store.add(Path(path), threat=threat).as_dict())
+            except (QuarantineError, OSError) as e:
+                result["errors"].append(f"{path}: not quarantined: {e}")  # type: ignore[attr-defined]
+        result["quarantined"] = moved
+    table = _report_table(report)
+    if quarantine and report.detections:
+        table += f"\n  quarantined {len(result['quarantined'])} file(s)"  # type: ignore[arg-type]
+    _emit(output, result, table)
+    if report.detections:
+        raise typer.Exit(EXIT_THREATS)
+
+
+Bundle = Annotated[Path | None, typer.Option("--bundle", help="scan with this signed bundle (verified first)")]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="scan threads (default: the CPU count)")]
+Exclude = Annotated[list[Path] | None, typer.Option("--exclude", help="a path not to scan (repeatable)")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="files, bytes and path on stderr")]
+QuarantineOpt = Annotated[bool, typer.Option("--quarantine", help="move each file with a threat to the quarantine")]
+
+
+@scan_app.command("custom")
+def scan_custom(paths: Annotated[list[str], typer.Argument(help="files or folders")], output: OutputOpt = Output.TABLE,
+                bundle: Bundle = None, public_key: PublicKey = None, state_dir: StateDir = None,
+                data_dir: DataDir = None, workers: Workers = None, exclude: Exclude = None,
+                progress: ProgressOpt = True, quarantine: QuarantineOpt = False) -> None:
+    """Scan files and folders (archives unpacked). Exit 0: clean; 1: threats found."""
+    _scan(ScanType.CUSTOM, [os.path.abspath(p) for p in paths], output, bundle, public_key, state_dir, data_dir,
+          workers, exclude, progress, quarantine)
+
+
+@scan_app.command("quick")
+def scan_quick(output: OutputOpt = Output.TABLE, bundle: Bundle = None, public_key: PublicKey = None,
+               state_dir: StateDir = None, data_dir: DataDir = None, workers: Workers = None,
+               exclude: Exclude = None, progress: ProgressOpt = True, quarantine: QuarantineOpt = False) -> None:
+    """Autostart and persistence locations, temporary folders, and the programs running now."""
+    _scan(ScanType.QUICK, None, output, bundle, public_key, state_dir, data_dir, workers, exclude, progress,
+          quarantine)
+
+
+@scan_app.command("full")
+def scan_full(output: OutputOpt = Output.TABLE, bundle: Bundle = None, public_key: PublicKey = None,
+              state_dir: StateDir = None, data_dir: DataDir = None, workers: Workers = None,
+              exclude: Exclude = None, progress: ProgressOpt = True, quarantine: QuarantineOpt = False) -> None:
+    """Every local file system (kernel, remote and removable file systems left out)."""
+    _scan(ScanType.FULL, None, output, bundle, public_key, state_dir, data_dir, workers, exclude, progress,
+          quarantine)
+
+
+# -- bundles and definitions --------------------------------------------------------------------------------------
+@bundle_app.command("build")
+def bundle_build(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the bundle file to write")],
+    yara_paths: Annotated[list[Path] | None, typer.Option("--yara", help="a YARA file or folder (repeatable)")] = None,
+    hash_lists: Annotated[list[Path] | None, typer.Option(
+        "--hashes", help="a hash list: HEX [NAME] per line, or ClamAV HEX:SIZE:NAME (repeatable)")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="bundle version (default: now, in seconds)")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Ed25519 private key (PEM) to sign with")] = None,
+    data_dir: DataDir = None, output: OutputOpt = Output.TABLE,
+) -> None:
+    """Compile YARA rules once, add hash lists and the heuristics version, sign: one versioned file."""
+    from vigil.deploy.signing import SigningKeyMissing, load_key, load_private_key
+
+    try:
+        if key is not None:
+            signing_key = load_private_key(key)
+        else:
+            from vigil.commands._common import settings_for
+
+            signing_key = load_key(settings_for(data_dir))
+    except SigningKeyMissing as e:
+        raise CommandError(f"{e}; or give --key") from None
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot read the signing key: {e}") from None
+    try:
+        data, report = bundles.build(signing_key, yara_paths=yara_paths or [], hash_lists=hash_lists or [],
+                                     version=version)
+    except (HashListError, BundleError, FileNotFoundError) as e:
+        raise CommandError(str(e)) from None
+    out.write_bytes(data)
+    summary = {"file": str(out), "version": report.version, "size": report.size, "hashes": report.hashes,
+               "yara_files": report.yara.files, "yara_rules": report.yara.rules, "yara_refused": report.yara.refused,
+               "yara_refused_examples": report.yara.refused_examples}
+    _emit(output, summary, f"{out}: version {report.version}, {report.size} bytes; hashes {report.hashes}; "
+          f"YARA rules {report.yara.rules} compiled, {report.yara.refused} refused")
+
+
+@definitions_app.command("show")
+def definitions_show(output: OutputOpt = Output.TABLE, public_key: PublicKey = None, state_dir: StateDir = None,
+                     data_dir: DataDir = None) -> None:
+    """The definitions scans use: the installed bundle (verified), or the built-in ones."""
+    state = _state(state_dir)
+    installed = InstalledDefinitions(state / "av" / "definitions")
+    definitions = _definitions(None, public_key, state, data_dir)
+    summary = definitions.summary()
+    summary["installed"] = str(installed.current) if installed.current.exists() else None
+    summary["previous"] = str(installed.previous) if installed.previous.exists() else None
+    created = definitions.created
+    summary["age_days"] = round((time.time() - created.timestamp()) / 86400, 2) if created else None
+    table = (f"definitions version {definitions.version}" + (" (built-in only)" if not definitions.version else "")
+             + f"; created {summary['created']}; heuristics v{definitions.heuristics_version}; hashes "
+             f"{summary['hashes']}; YARA rules {definitions.yara_rule_count}")
+    _emit(output, summary, table)
+
+
+@definitions_app.command("import")
+def definitions_import(bundle: Annotated[Path, typer.Argument(help="a signed bundle (.vab)")],
+                       output: OutputOpt = Output.TABLE, public_key: PublicKey = None, state_dir: StateDir = None,
+                       data_dir: DataDir = None) -> None:
+    """Verify and install a bundle (air-gapped update); an older or tampered bundle is refused."""
+    state = _state(state_dir)
+    trusted = _need_trust(public_key, state, data_dir, str(bundle))
+    installed = InstalledDefinitions(state / "av" / "definitions")
+    try:
+        header = installed.install(_read(bundle), trusted, str(bundle))
+    except BundleError as e:
+        raise CommandError(str(e)) from None
+    summary = {k: v for k, v in header.items() if not k.startswith("_")} | {"installed": str(installed.current)}
+    _emit(output, summary, f"installed definitions version {header['version']} from {bundle}")
+
+
+# -- quarantine ---------------------------------------------------------------------------------------------------
+def _store(state_dir: Path | None) -> QuarantineStore:
+    return QuarantineStore(_state(state_dir) / "quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(output: OutputOpt = Output.TABLE, state_dir: StateDir = None) -> None:
+    """Files in the quarantine."""
+    entries = _store(state_dir).list()
+    rows = [f"{e.id}  {e.quarantined_at[:19]}  {(e.threat or {}).get('name', '-'):<36} {e.path}" for e in entries]
+    _emit(output, [e.as_dict() for e in entries], "\n".join(rows) if rows else "the quarantine is empty")
+
+
+@quarantine_app.command("restore")
+def quarantine_restore(entry_id: Annotated[str, typer.Argument(help="the quarantine id")],
+                       output: OutputOpt = Output.TABLE, state_dir: StateDir = None,
+                       to: Annotated[Path | None, typer.Option("--to", help="restore here, not where it was")] = None,
+                       ) -> None:
+    """Put a file back with its bytes, mode, owner and times."""
+    try:
+        entry = _store(state_dir).restore(entry_id, to)
+    except QuarantineError as e:
+        raise CommandError(str(e), exit_code=3 if "nothing is quarantined" in str(e) else 2) from None
+    _emit(output, entry.as_dict(), f"restored {to or entry.path}")
+
+
+@quarantine_app.command("remove")
+def quarantine_remove(entry_id: Annotated[str, typer.Argument(help="the quarantine id")],
+                      output: OutputOpt = Output.TABLE, state_dir: StateDir = None) -> None:
+    """Delete a quarantined file for good."""
+    try:
+        entry = _store(state_dir).remove(entry_id)
+    except QuarantineError as e:
+        raise CommandError(str(e), exit_code=3 if "nothing is quarantined" in str(e) else 2) from None
+    _emit(output, entry.as_dict(), f"removed {entry.id} ({entry.path})")
