@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
@@ -19,11 +20,13 @@ from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.config import AgentConfig
 from vigil.agent.errors import AgentError
 from vigil.agent.identity import Identity, load_identity
+from vigil.agent.incumbent import HEALTH_KEY as INCUMBENT_HEALTH_KEY
+from vigil.agent.incumbent import IncumbentProbe
 from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth, provider_map
 from vigil.agent.sensors.process_lookup import ProcessDirectory
 from vigil.agent.sensors.registry import SensorRegistry, default_registry
 from vigil.agent.spool import SPOOL_FILE, Spool
-from vigil.agent.transport import AgentTransport
+from vigil.agent.transport import AgentTransport, ProxyEnv
 from vigil.agent.uploader import Uploader
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class Agent:
         transport: AgentTransport,
         clock: Clock,
         budget: Budget | None = None,
+        action_settings: ActionSettings | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -56,8 +60,9 @@ class Agent:
         self.clock = clock
         self._transport = transport
         self._saved_health = ""
-        self.actions = ActionWorker(identity, transport, clock,
-                                    ActionSettings.from_env(config.state_dir, identity.server_url), self._agent_event)
+        self.incumbent = IncumbentProbe()  # the antivirus/EDR already on the device, reported with the sensors
+        settings = action_settings or ActionSettings(config.state_dir, identity.server_url)
+        self.actions = ActionWorker(identity, transport, clock, settings, self._agent_event)
         self.uploader = Uploader(
             spool, transport, identity, config, clock, self.sensor_health, device_name=socket.getfqdn(),
             on_commands=self.actions.submit,
@@ -67,6 +72,7 @@ class Agent:
         health = {name: str(s.health()) for name, s in self.sensors.items()}
         if self.budget is not None:
             health[BUDGET_HEALTH_KEY] = self.budget.describe()
+        health[INCUMBENT_HEALTH_KEY] = self.incumbent.describe()
         text = json.dumps(health, sort_keys=True)
         if text != self._saved_health:  # the health command reads it from the spool database
             self.spool.set_meta(META_SENSORS, text)
@@ -133,8 +139,13 @@ def build_agent(
     *,
     clock: Clock | None = None,
     registry: SensorRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Agent:
-    """Wire an agent from its settings; raises IdentityError when the device is not enrolled."""
+    """Wire an agent from its settings; raises IdentityError when the device is not enrolled.
+
+    ``environ`` is the process environment as the edge (`vigil agent run`) read it: the proxy variables and the
+    test-only action hooks come from it, never from ``os.environ`` here. None: no proxy, no hooks.
+    """
     clock = clock or SystemClock()
     identity = load_identity(config.state_dir)
     spool = Spool(config.state_dir / SPOOL_FILE, clock, config.spool_max_events, config.spool_max_bytes)
@@ -142,8 +153,10 @@ def build_agent(
     ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group, budget=budget,
                         processes=ProcessDirectory())
     sensors = (registry if registry is not None else default_registry()).build(ctx)
-    transport = AgentTransport(identity, config.request_timeout_seconds)
-    return Agent(config, identity, spool, sensors, transport, clock, budget)
+    env = environ or {}
+    transport = AgentTransport(identity, config.request_timeout_seconds, ProxyEnv.of(env))
+    actions = ActionSettings.from_env(config.state_dir, identity.server_url, env)
+    return Agent(config, identity, spool, sensors, transport, clock, budget, actions)
 
 
 def run_agent(
@@ -152,13 +165,14 @@ def run_agent(
     stop: threading.Event | None = None,
     clock: Clock | None = None,
     registry: SensorRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Run until ``stop`` is set or, from the main thread, until SIGTERM/SIGINT; then shut down."""
     stop = stop or threading.Event()
     owns_process = threading.current_thread() is threading.main_thread()
     if owns_process:  # not when a program embeds the agent in one of its threads (tests do)
         limit_heap_arenas()
-    agent = build_agent(config, clock=clock, registry=registry)
+    agent = build_agent(config, clock=clock, registry=registry, environ=environ)
     previous: dict[signal.Signals, Any] = {}
     if owns_process:
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 BUDGET_KEY = "resource_budget"
+# Not a sensor either: what the agent sees of the incumbent antivirus/EDR (agent/incumbent.py).
+INCUMBENT_KEY = "incumbent_security"
+NOT_SENSORS = (BUDGET_KEY, INCUMBENT_KEY)
 WITHIN_BUDGET = "within budget"
 MAX_LOSS = 0.001  # at most 0.1 % of events dropped
 
@@ -39,12 +42,20 @@ def sensor_problems(sensors: dict[str, Any] | None, counters: dict[str, Any] | N
             if not text.startswith(WITHIN_BUDGET):
                 out.append(f"resource budget: {text}")
             continue
+        if name == INCUMBENT_KEY:
+            continue
         state = text.split(":", 1)[0].strip()
         if state != "active":
             out.append(f"{name}: {text}")
-    if not any(name != BUDGET_KEY for name in sensors):
+    if not any(name not in NOT_SENSORS for name in sensors):
         out.append("no sensor reported, only the resource budget")
     dropped, produced = event_loss(counters)
     if dropped and dropped > MAX_LOSS * produced:
         out.append(f"event loss: {dropped} of {produced} event(s) dropped (at most 0.1 %)")
     return out
+
+
+def incumbent(sensors: dict[str, Any] | None) -> str | None:
+    """The incumbent security software the agent reported, or None when it found none (or did not look)."""
+    line = str((sensors or {}).get(INCUMBENT_KEY) or "")
+    return line if line.startswith("detected") else None
