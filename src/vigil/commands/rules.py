@@ -11,9 +11,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from vigil.app.ports import AuditRecord
+from vigil.commands._common import local_principal, local_store, settings_for
 from vigil.commands.triage import PLACEHOLDERS_HELP, cache_dir, placeholder_values
 from vigil.config import data_dir_from_env
 from vigil.content.store import DEFAULT_PACK, ContentError, ContentStore, ImportReport, content_root
+from vigil.core.clock import SystemClock
 from vigil.detect import load_rules
 from vigil.detect.testing import GoldenFileError, golden_files, run_golden
 
@@ -97,6 +100,16 @@ def _fail(e: ContentError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _audit(data_dir: Path | None, action: str, target: str, after: dict[str, object]) -> None:
+    """Record a change of rule content in the server's audit log as the OS user and host (``cli:user@host``),
+    as the portal records its own. A content store outside a set-up server (no vigil.toml) has no audit log."""
+    if not (data_dir_from_env(data_dir) / "vigil.toml").exists():
+        return
+    record = AuditRecord(local_principal().actor, action, "rule_content", target, after=after)
+    with local_store(settings_for(data_dir)) as store, store.begin() as uow:
+        uow.audit.append(record, SystemClock().now())
+
+
 def _print_import(report: ImportReport, verb: str) -> None:
     out = Console(highlight=False, soft_wrap=True)
     for e in report.errors:
@@ -124,6 +137,7 @@ def import_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Ve
         report = _store(data_dir).import_from(source, pack=pack, version=version)
     except ContentError as e:
         raise _fail(e) from None
+    _audit(data_dir, "content.import", report.pack, _import_facts(report, source))
     _print_import(report, "imported")
 
 
@@ -135,7 +149,13 @@ def update_rules(source: ReleaseFrom, pack: PackName = DEFAULT_PACK, version: Ve
         report = _store(data_dir).import_from(source, pack=pack, version=version, update=True)
     except ContentError as e:
         raise _fail(e) from None
+    _audit(data_dir, "content.update", report.pack, _import_facts(report, source))
     _print_import(report, "updated")
+
+
+def _import_facts(report: ImportReport, source: str) -> dict[str, object]:
+    return {"version": report.version, "from": source, "rules": report.rules, "failed": len(report.errors),
+            "alreadyKept": report.already}
 
 
 @app.command("list")
@@ -175,6 +195,8 @@ def _switch(targets: list[str], enabled: bool, group: str | None, data_dir: Path
         taken = _store(data_dir).set_enabled(targets, enabled, group)
     except ContentError as e:
         raise _fail(e) from None
+    for t in targets:
+        _audit(data_dir, "content.switch", t, {"enabled": enabled, "group": group})
     out = Console(highlight=False, soft_wrap=True)
     for t in taken:
         out.print(f"{'enabled' if enabled else 'disabled'} {escape(t)}"
@@ -202,6 +224,7 @@ def set_level(rule_id: Annotated[str, typer.Argument(help="The rule's id.")],
         _store(data_dir).set_level(rule_id, level, group)
     except ContentError as e:
         raise _fail(e) from None
+    _audit(data_dir, "content.set_level", rule_id, {"level": level.lower(), "group": group})
     Console(highlight=False).print(f"{rule_id}: level {level.lower()}" + (f" for device group {group}" if group
                                                                           else ""))
 

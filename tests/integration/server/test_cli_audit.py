@@ -41,3 +41,39 @@ def test_onboarding_package_and_offboard_from_the_cli_are_audited(sqlite_server:
     assert [e.actor.endswith(f"@{host}") and e.actor.startswith("cli:") for e, _ in made_rows] == [True]
     assert [(e.target_id, e.actor.endswith(f"@{host}")) for e, _ in gone_rows] == [(device, True)]
     assert chain.ok
+
+
+def test_rule_content_changes_from_the_cli_are_audited_and_a_refused_one_records_nothing(
+        sqlite_server: VigilServer, tmp_path: Path) -> None:
+    from tests.unit.content.test_store import NC, _release
+
+    release = _release(tmp_path / "release")
+    steps = [
+        (("rules", "import", "--from", str(release)), 0),
+        (("rules", "disable", "sigmahq/rules/linux", "--group", "web"), 0),
+        (("rules", "set-level", NC, "critical"), 0),
+        (("rules", "enable", "nope"), 2),  # refused: nothing changed, nothing recorded
+        (("rules", "set-level", NC, "severe"), 2),
+        (("rules", "update", "--from", str(release)), 0),
+    ]
+    for args, code in steps:
+        done = _vigil(sqlite_server, *args)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+
+    engine = db.make_engine(load_settings(sqlite_server.data_dir).db_url)
+    try:
+        with engine.connect() as conn:
+            rows = [e for e, _ in audit.entries(conn) if e.action.startswith("content.")]
+            chain = audit.verify(conn)
+    finally:
+        engine.dispose()
+    me = f"@{socket.gethostname()}"
+    assert all(e.actor.startswith("cli:") and e.actor.endswith(me) for e in rows), [e.actor for e in rows]
+    assert sorted((e.action, e.target_id) for e in rows) == sorted([
+        ("content.import", "sigmahq"), ("content.switch", "sigmahq/rules/linux"), ("content.set_level", NC),
+        ("content.update", "sigmahq"),
+    ])
+    switched = next(e for e in rows if e.action == "content.switch")
+    assert switched.after == {"enabled": False, "group": "web"}
+    assert next(e for e in rows if e.action == "content.set_level").after == {"level": "critical", "group": None}
+    assert chain.ok
