@@ -24,6 +24,7 @@ from vigil.server import (
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
+from vigil.server.portal import web as portal_web
 from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
@@ -82,7 +83,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = svc
-    errors.install(app)
+    errors.install(app, errors.HtmlErrors(portal_web.wants_html, portal_web.error_page))  # pages for people
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)
     app.include_router(api.router)

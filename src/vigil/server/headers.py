@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,9 +26,9 @@ HEADERS = {
     b"x-content-type-options": b"nosniff",
     b"referrer-policy": b"same-origin",
 }
-# Swagger UI comes from FastAPI's CDN default; its page may load that origin's script and style and run its
-# own inline start-up script (allowed by hash, not by 'unsafe-inline'), and nothing else.
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
+# Swagger UI and ReDoc come from Vigil's own server (the fastapi-offline package ships their files), so the docs
+# work air-gapped; their pages may run their own inline start-up script (allowed by hash, not by 'unsafe-inline').
+API_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
@@ -63,23 +66,43 @@ def _script_hashes(html: str) -> str:
     )
 
 
-def install_api_docs(app: FastAPI, path: str) -> None:
-    """Swagger UI at ``path`` (FastAPI's own page, minus its third-party favicon and validator badge)."""
+def _docs_csp(html: str, style: str = "'self'", extra: str = "") -> str:
+    return (f"default-src 'self'; script-src 'self' {_script_hashes(html)}; style-src {style}; img-src 'self' data:; "
+            f"frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'{extra}")
+
+
+def install_api_docs(app: FastAPI, path: str, redoc_path: str = "/api/redoc") -> None:
+    """Swagger UI at ``path`` and ReDoc at ``redoc_path``, their scripts and styles served from ``path``/assets."""
+    assets = path.rstrip("/") + "/assets"
+    app.mount(assets, StaticFiles(directory=str(API_DOCS_ASSETS)), name="api-docs-assets")
+
+    def root(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
 
     async def swagger_ui(request: Request) -> Response:
         page = get_swagger_ui_html(
-            openapi_url=request.scope.get("root_path", "").rstrip("/") + (app.openapi_url or ""),
+            openapi_url=root(request) + (app.openapi_url or ""),
             title=f"{app.title} - Swagger UI", swagger_favicon_url="data:,",
+            swagger_js_url=root(request) + assets + "/swagger-ui-bundle.js",
+            swagger_css_url=root(request) + assets + "/swagger-ui.css",
             swagger_ui_parameters={"validatorUrl": None},
         )
-        html = bytes(page.body).decode()
-        page.headers["content-security-policy"] = (
-            f"default-src 'self'; script-src {SWAGGER_CDN} {_script_hashes(html)}; style-src {SWAGGER_CDN}; "
-            "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+        page.headers["content-security-policy"] = _docs_csp(bytes(page.body).decode())
+        return page
+
+    async def redoc(request: Request) -> Response:
+        page = get_redoc_html(
+            openapi_url=root(request) + (app.openapi_url or ""), title=f"{app.title} - ReDoc",
+            redoc_js_url=root(request) + assets + "/redoc.standalone.js", redoc_favicon_url="data:,",
+            with_google_fonts=False,
         )
+        # ReDoc styles itself with injected <style> elements and renders in a blob: worker: this page only.
+        page.headers["content-security-policy"] = _docs_csp(
+            bytes(page.body).decode(), "'self' 'unsafe-inline'", "; worker-src 'self' blob:")
         return page
 
     app.add_route(path, swagger_ui, include_in_schema=False)
+    app.add_route(redoc_path, redoc, include_in_schema=False)
 
 
 def install(app: FastAPI) -> None:

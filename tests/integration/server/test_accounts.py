@@ -228,7 +228,7 @@ def test_the_second_factor_steps_cannot_be_skipped_or_forged(sqlite_server: Vigi
         r = c.post("/login/totp", data={"code": code_from(secret), "csrf": "wrong"})
         assert r.status_code == 403
         r = c.post("/login/totp", data={"code": code_from(secret), "csrf": c.cookies["vigil_csrf"]})
-        assert r.status_code == 303 and r.headers["location"] == "/devices" and r.cookies["vigil_session"]
+        assert r.status_code == 303 and r.headers["location"] == "/" and r.cookies["vigil_session"]
     with server.client() as c:
         c.get("/login")
         r = c.post("/login/totp", data={"code": code_from(secret, 2), "csrf": c.cookies["vigil_csrf"]})

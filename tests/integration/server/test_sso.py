@@ -98,7 +98,7 @@ def test_sign_in_opens_a_session_with_the_permissions_of_the_mapped_groups(sso: 
         assert "Sign in with Test IdP" in login_page.text
         csrf_before = browser.cookies.get("vigil_csrf")
         r = sign_in(sso, browser, "alice")
-        assert r.status_code == 200 and 'url=/devices' in r.text  # a same-site hop, so the Strict cookie is sent
+        assert r.status_code == 200 and 'url=/"' in r.text  # a same-site hop, so the Strict cookie is sent
         assert browser.cookies.get("vigil_csrf") not in (None, csrf_before)  # rotated at sign-in
         who = me(browser).json()
         assert (who["username"], who["email"], who["source"]) == ("alice", "alice@example.org", "oidc")

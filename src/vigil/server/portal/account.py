@@ -125,7 +125,7 @@ def second_factor_submit(
         return _back(SECOND_FACTOR_PATH, error=message)
     accounts.record_sign_in(svc, user, method, client_ip(request))
     # After a recovery code the account page shows how many are left (and offers a new set).
-    resp = signed_in_response(request, user, "/account" if recovery_code.strip() else "/devices")
+    resp = signed_in_response(request, user, "/account" if recovery_code.strip() else "/")
     return end_step(request, resp, SECOND_FACTOR_PATH)
 
 

@@ -23,12 +23,13 @@ from vigil.server.auth import (
     SESSION_COOKIE,
     TOKEN_LIFETIME_SECONDS,
     client_ip,
+    current_principal,
     end_session,
     issue_token,
     services,
 )
 from vigil.server.errors import APIError
-from vigil.server.portal.web import public_page, secure, templates
+from vigil.server.portal.web import landing, public_page, secure, templates
 from vigil.store.users import User, get_user
 
 SECOND_FACTOR_PATH = "/login/totp"
@@ -80,7 +81,7 @@ def after_password(request: Request, user: User, signed_in: Callable[[Request, U
         return step_redirect(request, user, ENROL_PATH)
     record_sign_in(svc, user, "password", client_ip(request))
     # Inside the grace period the account page comes first: it says how long is left and offers the enrolment.
-    return signed_in(request, user, "/account" if status.state is MfaState.GRACE else "/devices")
+    return signed_in(request, user, "/account" if status.state is MfaState.GRACE else "/")
 
 
 def sign_in_message(e: APIError) -> str:
@@ -94,8 +95,10 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(_: None = public_page()) -> Response:
-    return RedirectResponse("/devices", status_code=303)
+def home(request: Request, _: None = public_page()) -> Response:
+    """The first page the signed-in user may see (a read-only or plan-only user never starts on a refusal)."""
+    who = current_principal(request)
+    return RedirectResponse(landing(who) if who else "/login", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -126,7 +129,7 @@ def login_submit(
     return after_password(request, user, signed_in_response)  # the TOTP step, a forced enrolment, or a session
 
 
-def signed_in_response(request: Request, user: Any, to: str = "/devices") -> Response:
+def signed_in_response(request: Request, user: Any, to: str = "/") -> Response:
     """A fresh session (never one the visitor brought along: no session fixation) and a fresh CSRF token."""
     return start_session(request, RedirectResponse(to, status_code=303), user)
 

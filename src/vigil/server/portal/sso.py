@@ -34,8 +34,8 @@ _MAX_USERNAME = 124
 # site, and a redirect would keep that cross-site origin, so the SameSite=Strict session cookie set
 # here would not be sent with the next page. A same-site refresh carries it.
 _BOUNCE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="0;url=/devices"><title>Signed in</title></head>
-<body><p>Signed in. <a href="/devices">Continue to Vigil</a></p></body></html>"""
+<meta http-equiv="refresh" content="0;url=/"><title>Signed in</title></head>
+<body><p>Signed in. <a href="/">Continue to Vigil</a></p></body></html>"""
 
 
 def _serializer(svc: Services) -> URLSafeTimedSerializer:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from vigil.app.errors import AppError
@@ -23,6 +23,14 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC_DIR = HERE / "static"
 
 
+class PageForbidden(APIError):
+    """A page the caller may not see: the error page names the permission it needs."""
+
+    def __init__(self, permission: Permission) -> None:
+        super().__init__(403, "forbidden", f"this page needs the permission '{permission}'")
+        self.permission = permission
+
+
 def page(permission: Permission) -> Any:
     """Like ``requires`` for pages: an anonymous visitor is sent to the sign-in page instead."""
 
@@ -31,7 +39,7 @@ def page(permission: Permission) -> Any:
         if principal is None:
             raise APIError(303, "login_required", "sign in first", headers={"Location": "/login"})
         if permission not in principal.permissions:
-            raise APIError(403, "forbidden", f"this page needs the permission '{permission}'")
+            raise PageForbidden(permission)
         request.state.principal = principal
         return principal
 
@@ -69,3 +77,75 @@ def refused(request: Request, who: Principal, e: AppError) -> Response:
         "user": who.user, "title": PORTAL_TITLES.get(err.error, "Refused"), "error": err.error,
         "detail": err.detail, "field": err.field,
     }, status_code=err.status)
+
+
+# The header's links, each with the permission its page needs (None: any signed-in user). The first the user may
+# see is where they land after signing in, so a read-only or plan-only user never starts on a refusal.
+NAV: tuple[tuple[str, str, Permission | None], ...] = (
+    ("/devices", "Devices", Permission.VIEW_DATA_SECOPS),
+    ("/incidents", "Incidents", Permission.VIEW_DATA_SECOPS),
+    ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
+    ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
+    ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
+    ("/plan", "Plan", Permission.VIEW_DATA_SECOPS),
+    ("/audit", "Audit log", Permission.MANAGE_PORTAL_SETTINGS),
+    ("/onboarding", "Onboarding", Permission.MANAGE_SECURITY_SETTINGS),
+)
+
+
+def allowed_links(who: Principal | None) -> list[tuple[str, str]]:
+    if who is None:
+        return []
+    return [(href, label) for href, label, perm in NAV if perm is None or perm in who.permissions]
+
+
+def landing(who: Principal) -> str:
+    """The first page this user may see; their own account page when they may see nothing else."""
+    links = allowed_links(who)
+    return links[0][0] if links else "/account"
+
+
+def _nav(request: Request) -> list[tuple[str, str]]:
+    try:
+        return allowed_links(getattr(request.state, "principal", None) or current_principal(request))
+    except Exception:  # the error page of a broken request still renders, without its links
+        return []
+
+
+templates.env.globals["nav_links"] = _nav
+
+_ERROR_TITLES = {400: "Bad request", 401: "Sign in first", 403: "Not allowed", 404: "Page not found",
+                 405: "Not allowed here", 409: "Conflict", 422: "Not valid", 429: "Too many requests",
+                 500: "Something went wrong", 503: "Unavailable"}
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a portal page: /api (and the agent and metrics routes) always answer JSON."""
+    path = request.url.path
+    if path.startswith(("/api/", "/agent", "/metrics", "/static/")) or path == "/api":
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_page(request: Request, status: int, error: str, detail: str, field: str | None = None,
+               headers: dict[str, str] | None = None, permission: Permission | None = None) -> Response:
+    """The portal's error page for people: what went wrong, the permission a page needs, and a way home."""
+    if 300 <= status < 400 and headers and "Location" in headers:
+        return RedirectResponse(headers["Location"], status_code=status)
+    try:
+        who = getattr(request.state, "principal", None) or current_principal(request)
+    except Exception:
+        who = None
+    context = {
+        "user": who.user if who else None, "status": status, "title": _ERROR_TITLES.get(status, "Error"),
+        "error": error, "detail": detail[:1].upper() + detail[1:], "field": field,
+        "permission": str(permission) if permission else None,
+        "home": landing(who) if who else "/login",
+        "held": sorted(str(p) for p in who.permissions) if who and permission else [],
+    }
+    resp = templates.TemplateResponse(request, "layout/error.html", context, status_code=status)
+    assert isinstance(resp, HTMLResponse)
+    for k, v in (headers or {}).items():
+        if k.lower() != "www-authenticate":
+            resp.headers[k] = v
+    return resp
