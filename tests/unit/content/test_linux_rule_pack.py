@@ -94,7 +94,7 @@ def test_download_chmod_run_is_one_correlated_alert_only_in_that_order(ruleset: 
     assert _correlate(ruleset, [("DeviceProcessEvents", r) for r in late]) == []
 
 
-def test_mass_renames_to_a_ransomware_extension_need_ten_by_one_process(ruleset: RuleSet) -> None:
+def test_mass_renames_to_a_ransomware_extension_need_ten_within_a_minute(ruleset: RuleSet) -> None:
     t = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
     def rename(i: int, pid: int) -> tuple[str, dict[str, Any]]:
@@ -103,9 +103,11 @@ def test_mass_renames_to_a_ransomware_extension_need_ten_by_one_process(ruleset:
             "FolderPath": f"/srv/d/{i}.doc.locked", "PreviousFolderPath": f"/srv/d/{i}.doc",
             "InitiatingProcessFolderPath": "/usr/bin/mv", "InitiatingProcessId": pid}
 
-    title = "Many Files Renamed to a Ransomware Extension by One Process"
+    title = "Many Files Renamed to a Ransomware Extension"
     assert _correlate(ruleset, [rename(i, 7) for i in range(10)]) == [title]
-    assert _correlate(ruleset, [rename(i, 7 + i % 2) for i in range(10)]) == []
+    assert _correlate(ruleset, [rename(i, 7 + i) for i in range(10)]) == [title]  # a shell loop: a process a file
+    assert _correlate(ruleset, [rename(i, 7) for i in range(9)]) == []
+    assert _correlate(ruleset, [rename(i * 7, 7) for i in range(10)]) == []  # 63 s from the first to the last
 
 
 def test_the_docs_table_is_generated_from_the_rule_files() -> None:
@@ -127,3 +129,18 @@ def test_splicing_replaces_only_the_marked_block(tmp_path: Path) -> None:
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{ruledoc.END}\nafter\n") and "STALE-TABLE" not in text
     assert "| **Reverse Shell Through /dev/tcp** (`proc_reverse_shell_dev_tcp.yml`) | T1059.004, T1095 | high |" in text
     assert ruledoc.main(["--check", str(doc)]) == 0
+
+
+def test_a_discovery_burst_is_six_different_programs_from_one_parent_within_a_minute(ruleset: RuleSet) -> None:
+    t = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    tools = ["/usr/bin/id", "/usr/bin/whoami", "/usr/bin/uname", "/usr/bin/hostname", "/usr/bin/ps", "/usr/bin/ip"]
+
+    def run(i: int, image: str, parent: int = 900) -> tuple[str, dict[str, Any]]:
+        return "DeviceProcessEvents", dict(_proc(image.rsplit("/", 1)[-1], image, t + timedelta(seconds=i)),
+                                           InitiatingProcessId=parent)
+
+    title = "Burst of Discovery Commands From One Shell"
+    assert _correlate(ruleset, [run(i, x) for i, x in enumerate(tools)]) == [title]
+    assert _correlate(ruleset, [run(i, tools[0]) for i in range(10)]) == []  # one program, many times
+    assert _correlate(ruleset, [run(i, x, parent=900 + i) for i, x in enumerate(tools)]) == []  # six shells
+    assert _correlate(ruleset, [run(i * 13, x) for i, x in enumerate(tools)]) == []  # over 65 s
