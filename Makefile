@@ -12,7 +12,13 @@ $(BIN)/.installed: pyproject.toml src/vigil/detect/_speedups.c
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed bpf
+## The portal's browser libraries (Chart.js) from the npm registry, served by Vigil itself (no CDN, never committed).
+PORTAL_ASSETS := src/vigil/server/portal/assets
+$(PORTAL_ASSETS)/node_modules/.installed: $(PORTAL_ASSETS)/package.json $(PORTAL_ASSETS)/package-lock.json
+	npm ci --prefix $(PORTAL_ASSETS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed bpf $(PORTAL_ASSETS)/node_modules/.installed
 
 ## The agent's eBPF objects (process and network sensors), compiled against this kernel's BTF (skipped with a message
 ## without clang/bpftool).
