@@ -275,6 +275,8 @@ def status(data_dir: DataDir = None, plan: PlanOpt = None) -> None:
     out.print("Production onboarding: " + ("open" if st.gate_open else f"gated (Evaluate ring only: {evaluate})"))
     out.print(f"Components on: {', '.join(st.components)} of {' → '.join(st.plan.adoption_order())}"
               + (f" (removed: {', '.join(st.plan.removed)})" if st.plan.removed else ""))
+    for ring_name, row in st.ring_components.items():
+        out.print(f"  {ring_name}: " + ", ".join(f"{c} {v}" for c, v in row.items()), highlight=False)
     for c in criteria:
         out.print(f"  [{'green' if c.met else 'red'}]{'met' if c.met else 'not met'}[/] {c.name}: {c.value} "
                   f"(target {c.target}) — {c.detail}", highlight=False)

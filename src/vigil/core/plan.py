@@ -98,6 +98,20 @@ class Stakeholder:
     action: str
 
 
+INCUMBENT_KINDS = ("antivirus", "edr")
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The security product already on the devices: NGP starts passive next to an antivirus until it is removed."""
+
+    kind: str  # antivirus or edr
+    product: str
+    version: str = ""
+    where: str = ""  # which devices: "all servers", a device group, …
+    removed: bool = False
+
+
 @dataclass(frozen=True)
 class Environment:
     endpoint_count: int = 0
@@ -105,6 +119,7 @@ class Environment:
     management_engine: str = ""
     cdoc_distribution: str = ""
     siem: str = ""
+    incumbents: tuple[Incumbent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,10 @@ class Plan:
         names = [ug for r in self.roles for ug in r.user_groups]
         names += [ug for d in self.device_groups for ug in d.user_groups]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def incumbent_av_in_use(self) -> bool:
+        return any(i.kind == "antivirus" and not i.removed for i in self.environment.incumbents)
 
     def ring_group(self, ring: Ring) -> str | None:
         return next((r.device_group for r in self.rings if r.ring == ring.value), None)
@@ -256,6 +275,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     d = json.loads(json.dumps(asdict(plan)))
     for a in d["adoption"]:
         a["rank"] = NOT_APPLICABLE if a["rank"] is None else a["rank"]
+    if not d["environment"]["incumbents"]:
+        del d["environment"]["incumbents"]  # a plan without them keeps the digest it had before they existed
     return {
         "organization": d["organization"],
         "stakeholders": d["stakeholders"],
@@ -356,6 +377,15 @@ def plan_from_dict(data: Any) -> Plan:
             rank = None
         return Adoption(r.text(x.get("component"), f"{at}.component").upper(), r.number(rank, f"{at}.rank", None))
 
+    def incumbent(i: int, x: dict[str, Any]) -> Incumbent:
+        at = f"environment.incumbents[{i}]"
+        removed = x.get("removed", False)
+        if not isinstance(removed, bool):
+            r.gaps.append(Gap(f"{at}.removed", "must be true or false"))
+            removed = False
+        return Incumbent(r.text(x.get("kind"), f"{at}.kind").lower(), r.text(x.get("product"), f"{at}.product"),
+                         r.text(x.get("version"), f"{at}.version"), r.text(x.get("where"), f"{at}.where"), removed)
+
     def ring(i: int, x: dict[str, Any]) -> RingPlan:
         at = f"rings[{i}]"
         return RingPlan(
@@ -372,6 +402,8 @@ def plan_from_dict(data: Any) -> Plan:
             management_engine=r.text(env.get("management_engine"), "environment.management_engine"),
             cdoc_distribution=r.text(env.get("cdoc_distribution"), "environment.cdoc_distribution"),
             siem=r.text(env.get("siem"), "environment.siem"),
+            incumbents=tuple(incumbent(i, x) for i, x in enumerate(r.items(env.get("incumbents"),
+                                                                            "environment.incumbents"))),
         ),
         mode=r.text(rbac.get("mode"), "rbac.mode"),
         personas=tuple(persona(i, x) for i, x in enumerate(r.items(rbac.get("personas"), "rbac.personas"))),
@@ -405,6 +437,11 @@ def validate(plan: Plan) -> list[Gap]:
     for name in ("management_engine", "cdoc_distribution", "siem"):
         if not getattr(env, name):
             add(f"environment.{name}", "missing (write 'none' if there is none)")
+    for i, inc in enumerate(env.incumbents):
+        if inc.kind not in INCUMBENT_KINDS:
+            add(f"environment.incumbents[{i}].kind", f"{inc.kind!r}: use antivirus or edr")
+        if not inc.product:
+            add(f"environment.incumbents[{i}].product", "name the product")
     gaps += _rbac_gaps(plan)
     gaps += _adoption_gaps(plan)
     groups = {g.name for g in plan.device_groups}

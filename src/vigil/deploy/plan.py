@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 import yaml
 
+from vigil.core import rollout
 from vigil.core.groups import AutomationLevel, parse_conditions
 from vigil.core.plan import (
     COMPONENTS,
@@ -28,7 +29,7 @@ from vigil.core.plan import (
     validate,
 )
 from vigil.core.rbac import ADMIN_ROLE_NAME, PermissionsMode, parse_permissions
-from vigil.core.sensor_health import MAX_LOSS, event_loss, sensor_problems
+from vigil.core.sensor_health import MAX_LOSS, event_loss, incumbent, sensor_problems
 from vigil.store import audit, groups, plans, rbac
 from vigil.store.audit import Change
 from vigil.store.devices import aware
@@ -37,7 +38,7 @@ from vigil.store.tenant import get_setting, set_setting
 from vigil.store.users import User
 
 RING_KEY = "deployment.ring"
-COMPONENTS_KEY = "deployment.components_enabled"
+RING_COMPONENTS_KEY = "deployment.ring_components"  # ring -> component -> off|audit|on|failed
 DETECTION_TEST_RULE_ID = "3ff0d242-5e81-4c5b-b8a1-f1e07cab5b2b"
 DETECTION_TEST_COMMAND = "echo vigil-detection-test"
 REPORTING_WINDOW = timedelta(hours=24)
@@ -110,8 +111,9 @@ class PlanState:
     signoffs: SignoffStatus
     signatures: tuple[plans.Signoff, ...]
     ring: Ring
-    components: tuple[str, ...]
+    components: tuple[str, ...]  # the components on (or in audit/passive mode) in the current ring
     overrides: tuple[Override, ...] = ()
+    ring_components: dict[str, dict[str, str]] = field(default_factory=dict)  # every ring's component states
 
     @property
     def phase(self) -> str:
@@ -152,11 +154,14 @@ def state(conn: sa.Connection) -> PlanState | None:
     plan = load_yaml(stored.document)
     sigs = plans.signoffs(conn, stored.version)
     status = signoff_status(plan, stored.version, stored.digest, [(s.version, s.digest, s.email) for s in sigs])
-    order = plan.adoption_order()
-    enabled = int(get_setting(conn, COMPONENTS_KEY, 1))
+    ring = Ring(get_setting(conn, RING_KEY, Ring.EVALUATE.value))
+    table = rollout.states(plan, get_setting(conn, RING_COMPONENTS_KEY, {}))
+    live = (rollout.ComponentState.AUDIT, rollout.ComponentState.ON)
+    on = tuple(c.value for c, v in table[ring].items() if v in live)
     return PlanState(
         stored.version, stored.document, stored.digest, plan, tuple(validate(plan)), status, tuple(sigs),
-        Ring(get_setting(conn, RING_KEY, Ring.EVALUATE.value)), tuple(order[:enabled]), overrides(conn),
+        ring, on, overrides(conn),
+        {r.value: {c.value: v.value for c, v in row.items()} for r, row in table.items()},
     )
 
 
@@ -367,16 +372,43 @@ def promote(conn: sa.Connection, actor: str, now: datetime, override_reason: str
     return nxt
 
 
-def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None) -> list[str]:
-    """Switch on the next component in the plan's adoption order (EDR, then TVM, NGP, ASR)."""
+def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None,
+                          ring: Ring | None = None) -> rollout.Step:
+    """Step the next component of the adoption order for ``ring`` (the current ring by default).
+
+    Refused, with the reason, for a component not built yet, one an earlier ring has not reached, NGP leaving
+    passive mode while the plan lists an incumbent antivirus, or any ring but Evaluate before sign-off.
+    This records the ring's component state and audits it; pushing the component's policy to the ring's
+    device groups is not built yet (see docs/prepare.md, "Not yet").
+    """
     st = state(conn)
     if st is None:
         raise PlanError("there is no plan; the adoption order comes from it")
-    order = st.plan.adoption_order()
-    if len(st.components) >= len(order):
-        raise PlanError("every ranked component is on already")
-    set_setting(conn, COMPONENTS_KEY, len(st.components) + 1, now)
-    enabled = order[: len(st.components) + 1]
-    audit.append(conn, Change(actor, "plan.component_enable", "component", enabled[-1],
-                              before={"enabled": list(st.components)}, after={"enabled": enabled}, source_ip=ip), now)
-    return enabled
+    ring = ring or st.ring
+    if ring is not Ring.EVALUATE and not st.gate_open:
+        raise GateClosed("the plan lacks sign-offs; rings beyond Evaluate need every SO stakeholder's signature")
+    stored = get_setting(conn, RING_COMPONENTS_KEY, {})
+    try:
+        step = rollout.next_step(st.plan, stored, ring, incumbent_in_use=st.plan.incumbent_av_in_use)
+    except rollout.RolloutRefused as e:
+        raise PlanError(str(e), field=e.field) from None
+    set_setting(conn, RING_COMPONENTS_KEY, rollout.apply_step(stored, step), now)
+    audit.append(conn, Change(actor, "plan.component_enable", "component", step.component.value,
+                              before={"ring": ring.value, "state": step.before.value},
+                              after={"ring": ring.value, "state": step.after.value}, source_ip=ip), now)
+    return step
+
+
+def incumbent_devices(conn: sa.Connection, plan: Plan) -> dict[str, list[dict[str, str]]]:
+    """The migration view: per ring, the devices whose agent still sees an incumbent antivirus/EDR running."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for ring in Ring:
+        name = plan.ring_group(ring)
+        rows = conn.execute(
+            sa.select(devices.c.id, devices.c.computer_dns_name, devices.c.sensors)
+            .join(device_groups, device_groups.c.id == devices.c.group_id)
+            .where(device_groups.c.name == name, devices.c.offboarded_at.is_(None))
+            .order_by(devices.c.computer_dns_name)).all()
+        out[ring.value] = [{"id": r.id, "name": r.computer_dns_name, "incumbent": line}
+                           for r in rows if (line := incumbent(r.sensors)) is not None]
+    return out

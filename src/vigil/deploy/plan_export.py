@@ -43,7 +43,10 @@ def plan_markdown(st: PlanState) -> str:
     e = p.environment
     out += ["", "## Environment", "", f"- Endpoints: {e.endpoint_count}", f"- Servers: {e.server_count}",
             f"- Management engine: {e.management_engine}", f"- CDOC distribution: {e.cdoc_distribution}",
-            f"- SIEM: {e.siem}", "", f"## Permissions ({p.mode} mode)", "", "### Personas", ""]
+            f"- SIEM: {e.siem}"]
+    out += [f"- Incumbent {i.kind}: {_cell(i.product)} {_cell(i.version)} on {_cell(i.where or 'unspecified devices')}"
+            + (" (removed)" if i.removed else "") for i in e.incumbents]
+    out += ["", f"## Permissions ({p.mode} mode)", "", "### Personas", ""]
     out += [f"- {_cell(x.name)} → {_cell(x.role)} ({_cell(persona_permissions(p, x.role))})" for x in p.personas]
     out += ["", "### Roles", "", "| Role | Tier | Permissions | User groups |", "|---|---|---|---|"]
     out += [f"| {_cell(r.name)} | {r.tier or ''} | {_cell(', '.join(r.permissions))} | "

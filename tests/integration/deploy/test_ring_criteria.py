@@ -114,3 +114,16 @@ def test_one_healthy_device_does_not_meet_a_target_of_fifty(conn: sa.Connection)
     got = criteria(conn)
     assert got["Sensor healthy"].met
     assert not got["Target devices"].met and "target 50" in got["Target devices"].detail
+
+
+def test_the_migration_view_lists_devices_still_running_the_incumbent_per_ring(conn: sa.Connection) -> None:
+    clam = "detected: ClamAV; ClamAV (clamd pid 812)"
+    seed(conn, "old-av", "Ring – Evaluate", sensors={**HEALTHY, "incumbent_security": clam})
+    seed(conn, "clean", "Ring – Evaluate", sensors={**HEALTHY, "incumbent_security": "none detected"})
+    seed(conn, "pilot-av", "Ring – Pilot", sensors={**HEALTHY, "incumbent_security": clam})
+    st = deployment.state(conn)
+    assert st is not None
+    view = deployment.incumbent_devices(conn, st.plan)
+    assert [d["name"] for d in view["Evaluate"]] == ["old-av"] and view["Evaluate"][0]["incumbent"] == clam
+    assert [d["name"] for d in view["Pilot"]] == ["pilot-av"] and view["Full"] == []
+    assert criteria(conn)["Sensor healthy"].value == "2 of 2"  # an incumbent is reported, not a sensor fault

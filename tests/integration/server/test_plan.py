@@ -117,4 +117,11 @@ def test_apply_is_idempotent_and_rings_need_criteria_or_an_override(sqlite_serve
         assert c.get("/api/audit", params={"action": "ring.promote_override"}).json()["value"][0]["reason"]
         assert ("ring.promote_override", "Lab ring validated by hand") in {
             (o["action"], o["reason"]) for o in c.get("/api/plan").json()["overrides"]}
-        assert c.post("/api/plan/components/next").json()["componentsEnabled"] == ["EDR", "TVM"]
+        # Each ring has its own component state; TVM comes next but is not built, so it cannot be enabled.
+        st = c.get("/api/plan").json()
+        assert st["ringComponents"]["Pilot"]["EDR"] == "on" and st["ringComponents"]["Pilot"]["TVM"] == "off"
+        assert st["componentsEnabled"] == ["EDR"]
+        r = c.post("/api/plan/components/next", json={"ring": "Pilot"})
+        assert r.status_code == 409 and "TVM (Threat and vulnerability management) is next" in r.json()["detail"]
+        assert "not built in Vigil yet" in r.json()["detail"]
+        assert c.post("/api/plan/components/next", json={"ring": "Nowhere"}).status_code == 422

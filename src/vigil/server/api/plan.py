@@ -44,6 +44,7 @@ def state_json(request: Request) -> dict[str, Any]:
         if st is None:
             return {"exists": False, "phase": "Prepare", "gateOpen": True}
         criteria = deployment.ring_criteria(conn, st, svc.clock.now())
+        migration = deployment.incumbent_devices(conn, st.plan)
     devices_visible = _device_data_visible(request)
     return {
         "exists": True, "version": st.version, "digest": st.digest, "document": st.document, "phase": st.phase,
@@ -56,6 +57,10 @@ def state_json(request: Request) -> dict[str, Any]:
         "signatures": [{**asdict(s), "signed_at": iso(s.signed_at)} for s in st.signatures],
         "ringCriteria": [{**asdict(c), "failing": list(c.failing) if devices_visible else []} for c in criteria],
         "deviceDataHidden": not devices_visible,
+        "ringComponents": st.ring_components,
+        # The migration view: devices still running the incumbent antivirus/EDR, per ring (counts for stakeholders).
+        "incumbentDevices": {r: (v if devices_visible else []) for r, v in migration.items()},
+        "incumbentDeviceCounts": {r: len(v) for r, v in migration.items()},
         "overrides": [{"at": iso(o.at), "actor": o.actor, "action": o.action, "label": o.label, "target": o.target,
                        "planVersion": o.plan_version, "reason": o.reason} for o in st.overrides],
         "evaluateGroup": st.plan.ring_group(Ring.EVALUATE),
@@ -173,13 +178,22 @@ def promote_ring(body: OverrideBody, request: Request, who: Principal = requires
     return {"ring": ring.value}
 
 
+class NextComponentBody(BaseModel):
+    ring: Ring | None = None  # the current ring when absent
+
+
 @router.post("/plan/components/next")
-def next_component(request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)
-                   ) -> dict[str, Any]:
+def next_component(request: Request, body: NextComponentBody | None = None,
+                   who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
+    """Step the ring's next component (Audit/passive first, then on); refused for a component not built yet."""
     svc = services(request)
     try:
         with svc.engine.begin() as conn:
-            enabled = deployment.enable_next_component(conn, who.user.username, svc.clock.now(), client_ip(request))
+            step = deployment.enable_next_component(conn, who.user.username, svc.clock.now(), client_ip(request),
+                                                    ring=body.ring if body else None)
+            st = deployment.state(conn)
     except deployment.PlanError as e:
         raise _error(e) from None
-    return {"componentsEnabled": enabled}
+    assert st is not None
+    return {"ring": step.ring.value, "component": step.component.value, "state": step.after.value,
+            "ringComponents": st.ring_components, "componentsEnabled": list(st.components)}
