@@ -15,7 +15,7 @@ from vigil import __version__
 from vigil.agent.clock import Clock, SystemClock, iso
 from vigil.agent.errors import EnrollmentError
 from vigil.agent.identity import Identity, pinned_context, save_identity
-from vigil.agent.transport import TRANSPORT_ERRORS, ConnectFailed, HttpClient, rejection
+from vigil.agent.transport import TRANSPORT_ERRORS, ConnectFailed, HttpClient, ProxyEnv, rejection
 from vigil.wire import ENROLL_PATH, ONBOARDING_FORMAT, EnrollRequest, EnrollResponse, OnboardingPackage
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def enroll(
     *,
     clock: Clock | None = None,
     timeout: float = 30.0,
+    proxy: ProxyEnv | None = None,
 ) -> Identity:
     """Enroll this device with the server named in the package; saves and returns the identity.
 
@@ -83,7 +84,7 @@ def enroll(
     url = package.server_url.rstrip("/")
     request = build_request(package.token)
     try:
-        client = HttpClient(url, ctx, timeout)
+        client = HttpClient(url, ctx, timeout, proxy=proxy)
     except ValueError as e:
         raise EnrollmentError(f"{package_path}: {e}") from e
     try:

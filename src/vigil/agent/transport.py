@@ -15,6 +15,7 @@ import os
 import select
 import ssl
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -91,19 +92,34 @@ class _Proxy:
     authorization: str | None
 
 
-def _env_proxy(scheme: str, host: str, port: int) -> _Proxy | None:
-    """The HTTP proxy the environment names for this scheme and host, as httpx read it: ``https_proxy``
-    (or ``http_proxy``) else ``all_proxy``, lower case before upper, unless ``no_proxy`` lists the host or
-    one of its domains (or ``*``)."""
+@dataclass(frozen=True)
+class ProxyEnv:
+    """The proxy settings of the agent's environment, read once at the edge (``ProxyEnv.of(os.environ)``).
 
-    def var(name: str) -> str:
-        return os.environ.get(name) or os.environ.get(name.upper()) or ""
+    As httpx reads them: lower case before upper. The default is no proxy.
+    """
 
-    url = var(f"{scheme}_proxy") or var("all_proxy")
+    https_proxy: str = ""
+    http_proxy: str = ""
+    all_proxy: str = ""
+    no_proxy: str = ""
+
+    @classmethod
+    def of(cls, environ: Mapping[str, str]) -> ProxyEnv:
+        def var(name: str) -> str:
+            return environ.get(name) or environ.get(name.upper()) or ""
+
+        return cls(var("https_proxy"), var("http_proxy"), var("all_proxy"), var("no_proxy"))
+
+
+def _env_proxy(scheme: str, host: str, port: int, env: ProxyEnv) -> _Proxy | None:
+    """The HTTP proxy ``env`` names for this scheme and host: ``https_proxy`` (or ``http_proxy``) else
+    ``all_proxy``, unless ``no_proxy`` lists the host or one of its domains (or ``*``)."""
+    url = (env.https_proxy if scheme == "https" else env.http_proxy) or env.all_proxy
     if not url:
         return None
     host = host.lower()
-    for entry in var("no_proxy").split(","):
+    for entry in env.no_proxy.split(","):
         name = entry.strip().lower().lstrip(".")
         if name == "*" or name in (host, f"{host}:{port}") or (name and host.endswith(f".{name}")):
             return None
@@ -145,8 +161,8 @@ class HttpClient:
     MAX_IDLE = 4
 
     def __init__(self, base_url: str, context: ssl.SSLContext, timeout: float,
-                 headers: dict[str, str] | None = None) -> None:
-        """Raises ValueError when ``base_url`` is not an https:// URL."""
+                 headers: dict[str, str] | None = None, proxy: ProxyEnv | None = None) -> None:
+        """Raises ValueError when ``base_url`` is not an https:// URL; ``proxy`` None means no proxy."""
         url = urlsplit(base_url)
         # Plain http would send the device credential and telemetry in clear and trust whoever answers:
         # the agent talks to its server over TLS with the pinned CA, or not at all.
@@ -162,7 +178,7 @@ class HttpClient:
         self._context = context
         self._timeout = timeout
         self._headers = dict(headers or {})
-        self._proxy = _env_proxy(url.scheme, self._host, self._port)
+        self._proxy = _env_proxy(url.scheme, self._host, self._port, proxy or ProxyEnv())
         self._lock = threading.Lock()
         self._idle: list[http.client.HTTPConnection] = []
         self._busy: set[http.client.HTTPConnection] = set()
@@ -287,7 +303,7 @@ def unavailable(where: str, e: BaseException) -> ServerUnavailable:
 class AgentTransport:
     """The agent's keep-alive HTTP client for its whole lifetime."""
 
-    def __init__(self, identity: Identity, timeout: float) -> None:
+    def __init__(self, identity: Identity, timeout: float, proxy: ProxyEnv | None = None) -> None:
         self._timeout = timeout
         try:
             self._client = HttpClient(
@@ -295,6 +311,7 @@ class AgentTransport:
                 pinned_context(identity.ca_cert_pem, identity.ca_sha256),
                 timeout,
                 {"Authorization": f"Bearer {identity.credential}", "User-Agent": f"vigil-agent/{__version__}"},
+                proxy,
             )
         except ValueError as e:
             raise AgentError(f"cannot talk to the server: {e}") from e

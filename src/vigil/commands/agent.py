@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -22,6 +23,7 @@ from vigil.agent.errors import AgentError, ServerRejected
 from vigil.agent.health import read_health
 from vigil.agent.runner import run_agent
 from vigil.agent.spool import SPOOL_FILE, release_held
+from vigil.agent.transport import ProxyEnv
 
 app = typer.Typer(help="The Vigil endpoint agent.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -59,7 +61,7 @@ def enroll(
     """Enroll this device with the server named in the onboarding package."""
     state = state_dir or default_state_dir()
     with _user_errors():
-        identity = enroll_device(package, state)
+        identity = enroll_device(package, state, proxy=ProxyEnv.of(os.environ))
     console.print(f"Enrolled as device [bold]{identity.device_id}[/] with {identity.server_url}.")
     console.print(f"Identity saved in {state / 'identity.json'} (mode 0600). Start with: vigil agent run")
 
@@ -108,7 +110,7 @@ def run(
         log.info("settings from %s", ", ".join(map(str, loaded.sources)) or "defaults and flags")
         if loaded.managed_keys:
             log.warning("managed settings override local ones: %s", ", ".join(loaded.managed_keys))
-        run_agent(loaded.config)
+        run_agent(loaded.config, environ=os.environ)  # read here, at the edge, and passed in
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -68,7 +69,7 @@ def cache_dir(option: Path | None, disabled: bool) -> Path | None:
     """The compiled-rule cache folder the CLI uses: `--cache`, else the user's cache, none with `--no-cache`."""
     if disabled:
         return None
-    return option or default_cache_dir()
+    return option or default_cache_dir(os.environ.get("XDG_CACHE_HOME"), Path.home())
 
 
 def placeholder_values(path: Path | None) -> dict[str, tuple[str, ...]] | None:

@@ -28,10 +28,10 @@ from vigil.detect.sources import RuleSource
 _FORMAT = b"vigil-rules-cache-7"
 
 
-def default_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/vigil/rules`, else `~/.cache/vigil/rules`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vigil" / "rules"
+def default_cache_dir(xdg_cache_home: str | None, home: Path) -> Path:
+    """`$XDG_CACHE_HOME/vigil/rules`, else `~/.cache/vigil/rules`; the edge reads the variable and the home."""
+    base = Path(xdg_cache_home) if xdg_cache_home else home / ".cache"
+    return base / "vigil" / "rules"
 
 
 @cache

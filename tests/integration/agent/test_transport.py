@@ -25,7 +25,7 @@ from vigil import __version__
 from vigil.agent.enroll import enroll
 from vigil.agent.errors import AgentError, EnrollmentError, ServerRejected
 from vigil.agent.identity import Identity, ca_fingerprint
-from vigil.agent.transport import AgentTransport, CredentialRevoked, ServerUnavailable
+from vigil.agent.transport import AgentTransport, CredentialRevoked, ProxyEnv, ServerUnavailable
 from vigil.wire import ACTIONS_POLL_PATH, ENROLL_PATH, HEARTBEAT_PATH, TELEMETRY_PATH, ActionResult, Heartbeat
 
 PREFIX = "/vigil"
@@ -309,18 +309,24 @@ def test_https_proxy_tunnels_to_the_pinned_server(server: FakeServer, ca: Throwa
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        monkeypatch.setenv("HTTPS_PROXY", f"http://agent:s%3Acret@127.0.0.1:{proxy.getsockname()[1]}")
-        t = AgentTransport(identity_for(server.port, ca), 2)
+        env = {"HTTPS_PROXY": f"http://agent:s%3Acret@127.0.0.1:{proxy.getsockname()[1]}"}
+        t = AgentTransport(identity_for(server.port, ca), 2, ProxyEnv.of(env))
         t.heartbeat(beat())
         t.close()
         assert connects[0].startswith(f"CONNECT 127.0.0.1:{server.port} ")
         assert "Proxy-Authorization: Basic YWdlbnQ6czpjcmV0" in connects[0]  # agent:s:cret
         assert server.requests[-1]["headers"]["Authorization"] == "Bearer vgd_dev1.secret"
-        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
-        t = AgentTransport(identity_for(server.port, ca), 2)
+        env["NO_PROXY"] = "localhost,127.0.0.1"
+        t = AgentTransport(identity_for(server.port, ca), 2, ProxyEnv.of(env))
         t.heartbeat(beat())
         t.close()
         assert len(connects) == 1, "NO_PROXY: straight to the server"
+        # The library never reads the process environment itself: only what the edge passes in counts.
+        monkeypatch.setenv("HTTPS_PROXY", env["HTTPS_PROXY"])
+        t = AgentTransport(identity_for(server.port, ca), 2)
+        t.heartbeat(beat())
+        t.close()
+        assert len(connects) == 1
     finally:
         proxy.close()
 

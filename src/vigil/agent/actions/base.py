@@ -9,8 +9,7 @@ AgentError
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,9 +53,10 @@ class ActionSettings:
     script_timeout_seconds: float = 120.0
 
     @classmethod
-    def from_env(cls, state_dir: Path, server_url: str) -> ActionSettings:
-        return cls(state_dir, server_url, isolation_netns=os.environ.get(ISOLATION_NETNS_ENV) or None,
-                   persistence_root=Path(os.environ.get(PERSISTENCE_ROOT_ENV) or "/"))
+    def from_env(cls, state_dir: Path, server_url: str, environ: Mapping[str, str]) -> ActionSettings:
+        """The settings with the test-only variables of ``environ``, which the edge (`vigil agent run`) reads."""
+        return cls(state_dir, server_url, isolation_netns=environ.get(ISOLATION_NETNS_ENV) or None,
+                   persistence_root=Path(environ.get(PERSISTENCE_ROOT_ENV) or "/"))
 
     @property
     def quarantine_dir(self) -> Path:

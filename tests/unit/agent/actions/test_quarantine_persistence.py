@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vigil.agent.actions.base import PERSISTENCE_ROOT_ENV, ActionSettings
@@ -49,9 +48,7 @@ def _signed(kind: str, **parameters: Any) -> SignedCommand:
         expires_at=NOW + timedelta(hours=1), nonce=secrets.token_hex(16)))
 
 
-def test_quarantine_removes_cron_unit_and_profile_entries_and_undo_restores_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_quarantine_removes_cron_unit_and_profile_entries_and_undo_restores_them(tmp_path: Path) -> None:
     root = tmp_path / "root"
     payload = root / "opt" / "evil" / "payload.sh"
     payload.parent.mkdir(parents=True)
@@ -72,10 +69,9 @@ def test_quarantine_removes_cron_unit_and_profile_entries_and_undo_restores_them
     profile_line = f"{payload} >/dev/null 2>&1 &"
     profile.write_text(f"alias ll='ls -l'\n{profile_line}\nexport PATH=$PATH:/opt/bin\n")
 
-    # The worker reads the test root from the environment exactly as a running agent does.
-    monkeypatch.setenv(PERSISTENCE_ROOT_ENV, str(root))
+    # The test root comes from the environment `vigil agent run` reads and passes in, as for a running agent.
     (tmp_path / "state").mkdir()
-    settings = ActionSettings.from_env(tmp_path / "state", "https://127.0.0.1:1")
+    settings = ActionSettings.from_env(tmp_path / "state", "https://127.0.0.1:1", {PERSISTENCE_ROOT_ENV: str(root)})
     assert settings.persistence_root == root
     identity = Identity("dev-1", "vgd_x", "https://127.0.0.1:1", "", "", "now", action_public_key=public_key_text(KEY))
     transport = _Transport()
