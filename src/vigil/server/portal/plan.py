@@ -32,7 +32,7 @@ def _back(message: str | None = None, error: str | None = None) -> Response:
 @router.get("/plan", response_class=HTMLResponse)
 def plan_page(
     request: Request, message: str | None = None, error: str | None = None,
-    who: Principal = page(Permission.VIEW_DATA_SECOPS),
+    who: Principal = page(Permission.VIEW_PLAN_REPORTS),
 ) -> Response:
     st = api_plan.state_json(request)
     return templates.TemplateResponse(request, "plan/plan.html", {
@@ -69,7 +69,7 @@ def plan_save(
 
 
 @router.post("/plan/signoff")
-def plan_sign(request: Request, csrf: str = Form(""), who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
+def plan_sign(request: Request, csrf: str = Form(""), who: Principal = page(Permission.VIEW_PLAN_REPORTS)) -> Response:
     _form_csrf(request, csrf)
     try:
         api_plan.sign_current(request, who)
