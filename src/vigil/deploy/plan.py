@@ -57,7 +57,7 @@ class GateClosed(PlanError):
 
 
 # Emergency overrides of the plan's gates, each audited with its reason and shown on the plan.
-OVERRIDE_ACTIONS = ("onboarding.gate_override", "ring.promote_override")
+OVERRIDE_ACTIONS = ("onboarding.gate_override", "ring.promote_override", "plan.component_enable_override")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class Override:
 
     @property
     def label(self) -> str:
-        return "Onboarding before sign-off" if self.action == "onboarding.gate_override" else "Ring promoted"
+        return {"onboarding.gate_override": "Onboarding before sign-off", "ring.promote_override": "Ring promoted",
+                }.get(self.action, "Component enabled before the previous ring's criteria")
 
 
 def overrides(conn: sa.Connection, limit: int = 100) -> tuple[Override, ...]:
@@ -373,11 +374,12 @@ def promote(conn: sa.Connection, actor: str, now: datetime, override_reason: str
 
 
 def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None,
-                          ring: Ring | None = None) -> rollout.Step:
+                          ring: Ring | None = None, override_reason: str | None = None) -> rollout.Step:
     """Step the next component of the adoption order for ``ring`` (the current ring by default).
 
     Refused, with the reason, for a component not built yet, one an earlier ring has not reached, NGP leaving
     passive mode while the plan lists an incumbent antivirus, or any ring but Evaluate before sign-off.
+    Beyond the first ring, the previous ring's exit criteria must be met (or an audited override given).
     This records the ring's component state and audits it; pushing the component's policy to the ring's
     device groups is not built yet (see docs/prepare.md, "Not yet").
     """
@@ -392,10 +394,22 @@ def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: st
         step = rollout.next_step(st.plan, stored, ring, incumbent_in_use=st.plan.incumbent_av_in_use)
     except rollout.RolloutRefused as e:
         raise PlanError(str(e), field=e.field) from None
+    order = list(Ring)
+    unmet: list[Criterion] = []
+    if ring is not order[0]:
+        earlier = order[order.index(ring) - 1]
+        unmet = [c for c in ring_criteria(conn, st, now, earlier) if not c.met]
+        reason = (override_reason or "").strip()
+        if unmet and not reason:
+            raise PlanError(f"{step.component.value} waits for the {earlier.value} ring's exit criteria: "
+                            + "; ".join(f"{c.name} ({c.value}, target {c.target})" for c in unmet),
+                            field="override_reason")
     set_setting(conn, RING_COMPONENTS_KEY, rollout.apply_step(stored, step), now)
-    audit.append(conn, Change(actor, "plan.component_enable", "component", step.component.value,
+    audit.append(conn, Change(actor, "plan.component_enable_override" if unmet else "plan.component_enable",
+                              "component", step.component.value,
                               before={"ring": ring.value, "state": step.before.value},
-                              after={"ring": ring.value, "state": step.after.value}, source_ip=ip), now)
+                              after={"ring": ring.value, "state": step.after.value, "plan_version": st.version},
+                              reason=(override_reason or "").strip() or None if unmet else None, source_ip=ip), now)
     return step
 
 

@@ -127,3 +127,32 @@ def test_the_migration_view_lists_devices_still_running_the_incumbent_per_ring(c
     assert [d["name"] for d in view["Evaluate"]] == ["old-av"] and view["Evaluate"][0]["incumbent"] == clam
     assert [d["name"] for d in view["Pilot"]] == ["pilot-av"] and view["Full"] == []
     assert criteria(conn)["Sensor healthy"].value == "2 of 2"  # an incumbent is reported, not a sensor fault
+
+
+def test_a_component_moves_to_the_next_ring_only_when_the_previous_ring_meets_its_criteria(
+        conn: sa.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from vigil.core.plan import COMPONENTS, Component
+    from vigil.store import audit, plans
+
+    # As NGP will be once built: this is about the gating, not about which components exist.
+    monkeypatch.setitem(COMPONENTS, Component.NGP, dataclasses.replace(COMPONENTS[Component.NGP], built=True))
+    d = complete()
+    d["rings"][0]["target_devices"] = 1
+    d["adoption"] = [a for a in d["adoption"] if a["component"] in ("EDR", "NGP", "MTE")]
+    st, _ = deployment.save(conn, yaml.safe_dump(d, sort_keys=False, allow_unicode=True), "test", NOW)
+    for email in st.signoffs.required:
+        plans.record_signoff(conn, st.version, st.digest, email, email, NOW)
+    seed(conn, "eval-1", "Ring – Evaluate", seen=timedelta(days=3))  # not reporting: criteria unmet
+    step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.EVALUATE)
+    assert (step.component.value, step.after.value) == ("NGP", "audit")
+    with pytest.raises(deployment.PlanError, match="NGP waits for the Evaluate ring's exit criteria: Devices reporting"):
+        deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT)
+    step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT, override_reason="lab checked by hand")
+    assert step.after.value == "audit"
+    st2 = deployment.state(conn)
+    assert st2 is not None
+    assert st2.ring_components["Pilot"]["NGP"] == "audit" and st2.ring_components["Full"]["NGP"] == "off"
+    assert [(o.action, o.reason) for o in st2.overrides] == [("plan.component_enable_override", "lab checked by hand")]
+    assert audit.entries(conn, action="plan.component_enable")[0][0].after["ring"] == "Evaluate"

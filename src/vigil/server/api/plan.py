@@ -180,17 +180,21 @@ def promote_ring(body: OverrideBody, request: Request, who: Principal = requires
 
 class NextComponentBody(BaseModel):
     ring: Ring | None = None  # the current ring when absent
+    override_reason: str | None = Field(default=None, max_length=1000)  # past the previous ring's criteria
 
 
 @router.post("/plan/components/next")
 def next_component(request: Request, body: NextComponentBody | None = None,
                    who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
     """Step the ring's next component (Audit/passive first, then on); refused for a component not built yet."""
+    if body is not None and body.override_reason and not who.is_admin:
+        raise APIError(403, "forbidden", "only an administrator may override exit criteria", field="override_reason")
     svc = services(request)
     try:
         with svc.engine.begin() as conn:
             step = deployment.enable_next_component(conn, who.user.username, svc.clock.now(), client_ip(request),
-                                                    ring=body.ring if body else None)
+                                                    ring=body.ring if body else None,
+                                                    override_reason=body.override_reason if body else None)
             st = deployment.state(conn)
     except deployment.PlanError as e:
         raise _error(e) from None
