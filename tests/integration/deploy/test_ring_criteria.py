@@ -147,7 +147,8 @@ def test_a_component_moves_to_the_next_ring_only_when_the_previous_ring_meets_it
     seed(conn, "eval-1", "Ring – Evaluate", seen=timedelta(days=3))  # not reporting: criteria unmet
     step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.EVALUATE)
     assert (step.component.value, step.after.value) == ("NGP", "audit")
-    with pytest.raises(deployment.PlanError, match="NGP waits for the Evaluate ring's exit criteria: Devices reporting"):
+    waits = "NGP waits for the Evaluate ring's exit criteria: Devices reporting"
+    with pytest.raises(deployment.PlanError, match=waits):
         deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT)
     step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT, override_reason="lab checked by hand")
     assert step.after.value == "audit"
