@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from vigil.core.clock import Clock
 from vigil.core.telemetry import RejectedRow
 from vigil.store.alerts import NewHit, record_hit
+from vigil.store.errors import DuplicateBatch
 from vigil.store.identity import report_device
-from vigil.store.telemetry import insert_rows, store_batch, stored_batch
+from vigil.store.telemetry import batch_transaction, insert_rows, store_batch
 from vigil.wire import MAX_LISTED_REJECTIONS, TelemetryAck
 from vigil.wire import RejectedRow as RejectedRowInfo
 
@@ -135,7 +136,7 @@ class IngestPipeline:
                 log.exception("detection failed on batch %s of device %s; stored without detection",
                               batch_id, device_id)
         try:
-            with self.engine.begin() as conn:
+            with batch_transaction(self.engine, device_id, batch_id) as conn:
                 stored = store_batch(conn, device_id, batch_id, rows, now)
                 report_device(conn, device_id, now, _device_facts(rows))  # name, OS, tags: held for review
                 if not stored.duplicate:
@@ -143,12 +144,7 @@ class IngestPipeline:
                         record_hit(conn, hit, now)
                     if rejected:
                         insert_rows(conn, "DeviceEvents", [rejection_event(device_id, batch_id, rows, rejected, now)])
-        except sa.exc.IntegrityError:
-            # A concurrent resend of the same batch won the race and holds the events; any other
-            # constraint failure is an error the agent must see, so it keeps the batch and resends it.
-            with self.engine.connect() as conn:
-                if stored_batch(conn, device_id, batch_id) is None:
-                    raise
+        except DuplicateBatch:  # a concurrent resend of the same batch won the race and holds the events
             return TelemetryAck(batch_id=batch_id, accepted=0, duplicate=True, rejected=len(rejected),
                                 rejections=rejection_summary(rejected))
         if rejected and not stored.duplicate:

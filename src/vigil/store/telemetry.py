@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -13,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from vigil.core.telemetry import TABLES
+from vigil.store.errors import DuplicateBatch
 from vigil.store.schema import telemetry_batches, telemetry_tables
 
 
@@ -97,6 +99,23 @@ def stored_batch(conn: sa.Connection, device_id: str, batch_id: str) -> StoredBa
         )
     ).first()
     return None if seen is None else StoredBatch(int(seen.event_count), duplicate=True)
+
+
+@contextmanager
+def batch_transaction(engine: sa.Engine, device_id: str, batch_id: str) -> Iterator[sa.Connection]:
+    """The transaction a batch is stored in; a concurrent resend that won the race raises ``DuplicateBatch``.
+
+    Both resends insert the batch row first, so the loser fails on its primary key. Any other constraint
+    failure is raised as it is: an error the agent must see, so it keeps the batch and resends it.
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sa.exc.IntegrityError as e:
+        with engine.connect() as conn:
+            if stored_batch(conn, device_id, batch_id) is None:
+                raise
+        raise DuplicateBatch(f"batch {batch_id!r} of device {device_id!r} is already stored") from e
 
 
 def store_batch(
