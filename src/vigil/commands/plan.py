@@ -368,3 +368,20 @@ def apply_plan_file(settings: Settings, pf: plan_file.PlanFile) -> None:
     else:
         out.print(f"Production onboarding stays gated until {', '.join(st.signoffs.missing)} sign(s) "
                   f"(`vigil plan sign`).")
+
+
+@app.command("enable-next")
+def enable_next(
+    data_dir: DataDir = None,
+    ring: Annotated[Ring | None, typer.Option(help="the ring (default: the current one)")] = None,
+    override_reason: Annotated[str | None, typer.Option(
+        help="pass the previous ring's unmet exit criteria (audited)")] = None,
+) -> None:
+    """Step the ring's next component in the adoption order (Audit/passive first, then on)."""
+    try:
+        with _db(data_dir, write=True) as conn:
+            step = deployment.enable_next_component(conn, _actor(), SystemClock().now(), ring=ring,
+                                                    override_reason=override_reason)
+    except deployment.PlanError as e:
+        raise CommandError(str(e)) from None
+    out.print(f"{step.component.value} in the {step.ring.value} ring: {step.before.value} → {step.after.value}.")
