@@ -196,7 +196,7 @@ DEVICE_EVENTS = Table(
         _ADDITIONAL,
     ),
     ("AgentStarted", "AgentStopped", "SensorHealth", "EventsDropped", "ResponseActionSucceeded",
-     "ResponseActionFailed", "ResponseActionRefused",
+     "ResponseActionFailed", "ResponseActionRefused", "AntivirusDetection", "AntivirusScanCompleted",
      "TelemetryRowsRejected"),  # made by the server: rows of a batch it refused, counts in AdditionalFields
 )
 
