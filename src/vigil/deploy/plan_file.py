@@ -171,6 +171,11 @@ def load(path: Path) -> PlanFile:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanFileError(f"{path} does not exist; run `vigil plan init --plan {path}`", field="plan") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> PlanFile:
+    """A plan file's text (``path`` names it in messages: an upload has no file of its own)."""
     document, record = _split(text)
     plan = load_yaml(document)
     versions, signatures = _read_record(record, path) if record is not None else ([], [])

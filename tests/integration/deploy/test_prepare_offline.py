@@ -9,6 +9,8 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
+from tests.integration.server.rbac_support import admin
+from tests.support import VigilServer
 from tests.unit.core.test_plan import complete
 from vigil.cli import app
 from vigil.config import load_settings
@@ -144,3 +146,27 @@ def test_validate_advises_on_a_reordered_plan_and_refuses_one_without_edr(offlin
     f.write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
     out = vigil("plan", "validate", "--file", str(f), ok=False)
     assert "adoption: EDR cannot be removed: it is the sensor everything else runs on" in out
+
+
+def test_the_api_imports_a_prepared_signed_plan(offline: Path, tmp_path: Path, sqlite_server: VigilServer) -> None:
+    path = tmp_path / "prepared.yml"
+    vigil("plan", "init", "--plan", str(path))
+    vigil("plan", "edit", "--plan", str(path), "--file", str(filled(tmp_path)))
+    vigil("plan", "keygen", "-o", "ada.key")
+    vigil("plan", "sign", "--plan", str(path), "--key", "ada.key", "--email", "ciso@acme.test")
+    text = path.read_text()
+    sig = plan_file.load(path).signatures[0].signature
+    with admin(sqlite_server) as c:
+        forged = text.replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])
+        r = c.post("/api/plan/import", json={"file": forged})
+        assert r.status_code == 409 and "does not verify" in r.json()["detail"]
+        assert c.get("/api/plan").json()["exists"] is False  # nothing half-imported
+        r = c.post("/api/plan/import", json={"file": text, "name": "prepared.yml"})
+        assert r.status_code == 200, r.text
+        st = r.json()
+        assert st["version"] == 2 and st["signoff"]["signed"] == ["ciso@acme.test"] and not st["gateOpen"]
+        assert "+ role 'Stakeholder'" in st["changes"]
+        names = {g["name"] for g in c.get("/api/machinegroups").json()["value"]}
+        assert {"Ring – Evaluate", "Ring – Pilot", "Ring – Full"} <= names
+        signer = next(s for s in st["signatures"] if s["email"] == "ciso@acme.test")
+        assert signer["signer_name"] == "Ada CISO" and signer["signature"] == sig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 from vigil.core.plan import PlanFormatError, Ring
 from vigil.core.rbac import Permission
 from vigil.deploy import plan as deployment
+from vigil.deploy import plan_file
 from vigil.deploy.plan_export import plan_html, plan_markdown
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, client_ip, requires, services, signed_in
@@ -123,6 +125,31 @@ def sign_plan(request: Request, who: Principal = signed_in()) -> dict[str, Any]:
     """Any signed-in user whose e-mail is an SO stakeholder's may sign; a CISO need not hold a role."""
     sign_current(request, who)
     return state_json(request)
+
+
+class ImportBody(BaseModel):
+    file: str = Field(min_length=1, max_length=5_000_000, description="a plan file prepared with `vigil plan --plan`")
+    name: str = Field(default="uploaded plan", max_length=200)
+
+
+def import_file(request: Request, who: Principal, text: str, name: str) -> list[str]:
+    """Carry a prepared, signed plan file in (versions and sign-offs), then apply it; all or nothing."""
+    svc = services(request)
+    now = svc.clock.now()
+    try:
+        pf = plan_file.parse(text, Path(name))
+        with svc.engine.begin() as conn:
+            plan_file.import_into(conn, pf, who.user.username, now)
+            return deployment.apply(conn, who.user.username, now, client_ip(request))
+    except (PlanFormatError, deployment.PlanError) as e:
+        raise _error(e) from None
+
+
+@router.post("/plan/import")
+def import_plan(body: ImportBody, request: Request, who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)
+                ) -> dict[str, Any]:
+    changes = import_file(request, who, body.file, body.name)
+    return {**state_json(request), "changes": changes}
 
 
 @router.get("/plan/diff")

@@ -55,6 +55,19 @@ def plan_init(
     return _back("Plan created from Defender's template; fill in the gaps.")
 
 
+@router.post("/plan/import")
+def plan_import(
+    request: Request, file: str = Form(...), csrf: str = Form(""),
+    who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    _form_csrf(request, csrf)
+    try:
+        changes = api_plan.import_file(request, who, file.replace("\r\n", "\n"), "uploaded plan")
+    except APIError as e:
+        return _back(error=e.detail)
+    return _back(f"Imported the prepared plan with its sign-offs; applied {len(changes)} change(s).")
+
+
 @router.post("/plan")
 def plan_save(
     request: Request, document: str = Form(...), csrf: str = Form(""),
