@@ -109,7 +109,7 @@ def test_quarantine_a_running_file_and_restore_it(
         running.wait()
 
 
-def test_collect_a_package_and_scan_honestly(sqlite_server: VigilServer, agent: AgentProcess) -> None:
+def test_collect_a_package_and_scan_for_a_planted_file(sqlite_server: VigilServer, agent: AgentProcess) -> None:
     with sqlite_server.client(sqlite_server.admin_token()) as c:
         a = finished(c, start(c, agent.device_id, "collectInvestigationPackage")["id"], timeout=120)
         assert a["status"] == "Succeeded" and a["packageAvailable"], a
@@ -125,5 +125,14 @@ def test_collect_a_package_and_scan_honestly(sqlite_server: VigilServer, agent: 
             assert expected in names, expected
         assert summary.startswith("item,kind,source,status,error,bytes")
         assert "autoruns/ld.so.preload" in summary  # collected or recorded as absent, never silently skipped
-        scan = finished(c, start(c, agent.device_id, "runAntiVirusScan", ScanType="Quick")["id"])
-        assert scan["status"] == "Failed" and "not available" in scan["resultMessage"]
+    planted = Path("/dev/shm") / f"vigil-e2e-{os.getpid()}.com"  # a quick-scan location
+    planted.write_bytes("".join(("X5O!P%@AP[4\\PZX54(P^)7CC)7}$", "EICAR-STANDARD-", "ANTIVIRUS-TEST-FILE!$H+H*")
+                                ).encode())  # EICAR, assembled here: never stored whole
+    try:
+        with sqlite_server.client(sqlite_server.admin_token()) as c:
+            scan = finished(c, start(c, agent.device_id, "runAntiVirusScan", ScanType="Quick")["id"], timeout=300)
+        assert scan["status"] == "Succeeded", scan
+        assert "Virus:DOS/EICAR_Test_File" in scan["resultMessage"], scan
+        assert str(planted) in {d["path"] for d in scan["output"]["detections"]}, scan["output"]
+    finally:
+        planted.unlink()
