@@ -12,7 +12,7 @@ import pytest
 from tests.unit.av.av_support import eicar, zip_of
 from vigil.agent.actions.base import ActionContext, ActionFailed, ActionSettings
 from vigil.agent.actions.scan import HANDLERS
-from vigil.core.clock import SystemClock
+from vigil.agent.clock import SystemClock
 from vigil.wire import ActionCommand
 
 NOW = datetime.now(UTC)
