@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from vigil.app.memory import MemoryStore
-from vigil.app.ports import AlertQuery, AlertRecord, AlertUpdate, AuditRecord, DeviceRecord, Store
+from vigil.app.ports import (
+    AlertQuery,
+    AlertRecord,
+    AlertUpdate,
+    AuditRecord,
+    DeviceRecord,
+    IncidentRecord,
+    IncidentUpdate,
+    Store,
+)
 from vigil.app.stores import open_engine, sql_store
 from vigil.core.devices import DEFAULT_GROUP_NAME
-from vigil.store.errors import NotFound
+from vigil.core.incidents import incident_name
+from vigil.store.errors import InvalidChange, NotFound
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -79,7 +90,10 @@ def _seed(store: Store, hostname: str, group: str | None, title: str, at: dateti
         alert = AlertRecord(f"va{len(st.alerts):032x}", dev.id, None, title, "", "High", "Execution", "New", None,
                             None, "Unknown", "CustomDetection", "rule-1", ("T1059",), None, at, at, at, at, None,
                             1, ({"FileName": "sh"},))
-        st.alerts[alert.id] = alert
+        iid = max(st.incidents, default=0) + 1  # a new alert on its own device opens its own incident
+        st.alerts[alert.id] = replace(alert, incident_id=iid)
+        st.incidents[iid] = IncidentRecord(iid, incident_name(["Execution"], [hostname], ["CustomDetection"]),
+                                           "Active", "High", None, None, None, at, at, at, (dev.id,), ())
         return gid, alert.id
     from vigil.store import devices as device_store
     from vigil.store.alerts import NewHit, record_hit
@@ -129,3 +143,48 @@ def test_an_alert_update_notes_each_changed_property_and_the_comment(store: Stor
         notes = [(n.kind, n.author, n.text) for n in uow.alerts.notes(alert_id)]
     assert notes == [("History", "ana", "status: New → Resolved"),
                      ("History", "ana", "classification: — → TruePositive"), ("Comment", "ana", "done")]
+
+
+def _incident_of(store: Store, alert_id: str) -> int:
+    with store.begin() as uow:
+        a = uow.alerts.get(alert_id, None)
+    assert a is not None and a.incident_id is not None
+    return a.incident_id
+
+
+def test_incidents_are_scoped_by_their_alerts_merged_and_split(store: Store) -> None:
+    lab, a = _seed(store, "lab-1", "Lab", "Reverse shell", NOW - timedelta(hours=2))
+    _, b = _seed(store, "web-1", None, "Miner", NOW - timedelta(hours=1))
+    ia, ib = _incident_of(store, a), _incident_of(store, b)
+    assert ia != ib
+    with store.begin() as uow:
+        assert [i.id for i in uow.incidents.listing(None, None)] == [ib, ia]  # newest activity first
+        assert [i.id for i in uow.incidents.listing(None, frozenset({lab}))] == [ia]
+        assert uow.incidents.get(ib, frozenset({lab})) is None and uow.incidents.get(10_000, None) is None
+        first = uow.incidents.get(ia, None)
+        assert first is not None and (first.status, first.severity, first.name) == (
+            "Active", "High", incident_name(["Execution"], ["lab-1"], ["CustomDetection"]))
+        uow.incidents.update(ia, IncidentUpdate(assigned_to="ana", classification="TruePositive"), NOW)
+    with store.begin() as uow:
+        for bad in ([ia], [], [10_000]):
+            with pytest.raises(InvalidChange):
+                uow.incidents.merge(ia, bad, NOW)
+        uow.incidents.merge(ia, [ib], NOW)
+    with store.begin() as uow:
+        merged, gone = uow.incidents.get(ia, None), uow.incidents.get(ib, None)
+        assert merged is not None and gone is not None
+        assert (merged.assigned_to, merged.classification, len(merged.device_ids)) == ("ana", "TruePositive", 2)
+        assert (gone.status, gone.redirect_incident_id) == ("Redirected", ia)
+        assert [i.id for i in uow.incidents.listing(None, None)] == [ia]
+        assert uow.incidents.get(ia, frozenset({lab})) is not None  # it still has an alert on a Lab device
+        with pytest.raises(InvalidChange, match="at least one alert"):
+            uow.incidents.split(ia, [a, b], NOW)
+        with pytest.raises(InvalidChange, match="not in incident"):
+            uow.incidents.split(ib, [a], NOW)
+        new = uow.incidents.split(ia, [b], NOW)
+        alert_b = uow.alerts.get(b, None)
+        assert alert_b is not None and alert_b.incident_id == new
+    with store.begin() as uow:
+        left, out = uow.incidents.get(ia, None), uow.incidents.get(new, None)
+        assert left is not None and out is not None
+        assert len(left.device_ids) == 1 and out.device_ids == (alert_b.machine_id,) and out.status == "Active"

@@ -22,6 +22,8 @@ from vigil.app.ports import (
     AlertUpdate,
     AuditRecord,
     DeviceRecord,
+    IncidentRecord,
+    IncidentUpdate,
     IssuedToken,
     PlanGate,
     UnitOfWork,
@@ -29,7 +31,8 @@ from vigil.app.ports import (
 )
 from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
 from vigil.core.devices import DEFAULT_GROUP_NAME
-from vigil.store.errors import NotFound
+from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
+from vigil.store.errors import InvalidChange, NotFound
 
 
 @dataclass
@@ -45,6 +48,7 @@ class MemoryState:
     users: dict[str, UserAccess] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     alert_notes: dict[str, list[AlertNote]] = field(default_factory=dict)
+    incidents: dict[int, IncidentRecord] = field(default_factory=dict)
 
 
 class _Devices:
@@ -205,6 +209,83 @@ class _Alerts:
         return True
 
 
+class _Incidents:
+    """Incidents as the SQL store keeps them: recomputed from their alerts after a merge or split."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def _seen(self, incident_id: int, group_ids: frozenset[int] | None) -> bool:
+        return group_ids is None or any(
+            a.incident_id == incident_id and (d := self._s.devices.get(a.machine_id)) is not None
+            and d.group_id in group_ids
+            for a in self._s.alerts.values()
+        )
+
+    def listing(
+        self, status: str | None, group_ids: frozenset[int] | None, limit: int = 1000
+    ) -> list[IncidentRecord]:
+        rows = [i for i in self._s.incidents.values()
+                if i.status != IncidentStatus.REDIRECTED.value and (status is None or i.status == status)
+                and self._seen(i.id, group_ids)]
+        return sorted(rows, key=lambda i: i.last_activity, reverse=True)[:limit]
+
+    def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None:
+        i = self._s.incidents.get(incident_id)
+        return i if i is not None and self._seen(incident_id, group_ids) else None
+
+    def update(self, incident_id: int, change: IncidentUpdate, now: datetime) -> None:
+        values = {k: v for k, v in vars(change).items() if v is not None}
+        self._s.incidents[incident_id] = replace(self._s.incidents[incident_id], last_update_time=now, **values)
+
+    def _refresh(self, incident_id: int, now: datetime) -> None:
+        mine = [a for a in self._s.alerts.values() if a.incident_id == incident_id]
+        i = self._s.incidents[incident_id]
+        if not mine:
+            self._s.incidents[incident_id] = replace(i, status=IncidentStatus.RESOLVED.value, last_update_time=now)
+            return
+        hosts = [d.computer_dns_name if (d := self._s.devices.get(a.machine_id)) else a.machine_id for a in mine]
+        ents = set().union(*(entities_of(list(a.evidence)) for a in mine))
+        self._s.incidents[incident_id] = replace(
+            i, name=incident_name([a.category for a in mine], hosts, [a.detection_source for a in mine]),
+            severity=max_severity(a.severity for a in mine), device_ids=tuple(sorted({a.machine_id for a in mine})),
+            entities=tuple(sorted((e.kind.value, e.value) for e in ents)),
+            last_activity=max(a.last_event_time for a in mine), last_update_time=now,
+        )
+
+    def _move(self, alert_ids: set[str], incident_id: int) -> None:
+        for aid in alert_ids:
+            self._s.alerts[aid] = replace(self._s.alerts[aid], incident_id=incident_id)
+
+    def merge(self, target: int, others: Sequence[int], now: datetime) -> None:
+        missing = sorted({target, *others} - set(self._s.incidents))
+        if missing:
+            raise InvalidChange(f"no incident with id {missing[0]}")
+        if target in others or not others:
+            raise InvalidChange("name one or more other incidents to merge into this one")
+        self._move({a.id for a in self._s.alerts.values() if a.incident_id in others}, target)
+        for o in others:
+            self._s.incidents[o] = replace(self._s.incidents[o], status=IncidentStatus.REDIRECTED.value,
+                                           redirect_incident_id=target, last_update_time=now)
+        self._refresh(target, now)
+
+    def split(self, source: int, alert_ids: Sequence[str], now: datetime) -> int:
+        owned = {a for a in alert_ids if (x := self._s.alerts.get(a)) is not None and x.incident_id == source}
+        stray = sorted(set(alert_ids) - owned)
+        if stray:
+            raise InvalidChange(f"alert {stray[0]} is not in incident {source}")
+        total = sum(1 for a in self._s.alerts.values() if a.incident_id == source)
+        if not alert_ids or len(owned) == total:
+            raise InvalidChange("a split must leave at least one alert in each incident")
+        new_id = max(self._s.incidents, default=0) + 1
+        self._s.incidents[new_id] = IncidentRecord(new_id, "Incident", IncidentStatus.ACTIVE.value, "Informational",
+                                                   None, None, None, now, now, now, (), ())
+        self._move(owned, new_id)
+        self._refresh(source, now)
+        self._refresh(new_id, now)
+        return new_id
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -214,6 +295,7 @@ class MemoryUnitOfWork:
     actions: _Actions
     users: _Users
     alerts: _Alerts
+    incidents: _Incidents
 
 
 class MemoryStore:
@@ -226,6 +308,7 @@ class MemoryStore:
     def begin(self) -> Iterator[UnitOfWork]:
         work = copy.deepcopy(self.state)
         yield MemoryUnitOfWork(
-            _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work)
+            _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
+            _Incidents(work),
         )
         self.state = work

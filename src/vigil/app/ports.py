@@ -153,6 +153,33 @@ class AlertUpdate:
     comment: str | None = None
 
 
+@dataclass(frozen=True)
+class IncidentRecord:
+    """An incident as stored: its alerts' devices and entities are those of all its alerts, seen or not."""
+
+    id: int
+    name: str
+    status: str
+    severity: str
+    assigned_to: str | None
+    classification: str | None
+    determination: str | None
+    created_time: datetime
+    last_update_time: datetime
+    last_activity: datetime
+    device_ids: tuple[str, ...]
+    entities: tuple[tuple[str, str], ...]
+    redirect_incident_id: int | None = None
+
+
+@dataclass(frozen=True)
+class IncidentUpdate:
+    status: str | None = None
+    assigned_to: str | None = None
+    classification: str | None = None
+    determination: str | None = None
+
+
 class DeviceRepository(Protocol):
     def in_groups(self, group_ids: frozenset[int] | None) -> Sequence[DeviceRecord]:
         """Devices ordered by host name, only those in ``group_ids`` unless it is None."""
@@ -215,6 +242,28 @@ class AlertRepository(Protocol):
         ...
 
 
+class IncidentRepository(Protocol):
+    """Incidents; ``group_ids`` (None for all) keeps those with no alert on the caller's devices out."""
+
+    def listing(
+        self, status: str | None, group_ids: frozenset[int] | None, limit: int = 1000
+    ) -> Sequence[IncidentRecord]:
+        """Incidents newest activity first, Redirected (merged) ones left out."""
+        ...
+
+    def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None: ...
+
+    def update(self, incident_id: int, change: IncidentUpdate, now: datetime) -> None: ...
+
+    def merge(self, target: int, others: Sequence[int], now: datetime) -> None:
+        """Move the alerts of ``others`` into ``target``, the others Redirected; raises store InvalidChange."""
+        ...
+
+    def split(self, source: int, alert_ids: Sequence[str], now: datetime) -> int:
+        """Move ``alert_ids`` into a new incident, returned; raises store InvalidChange."""
+        ...
+
+
 class UserDirectory(Protocol):
     def access(self, username: str) -> UserAccess | None:
         """The named user's permissions and device groups under the current mode; None for no such user."""
@@ -236,6 +285,8 @@ class UnitOfWork(Protocol):
     def users(self) -> UserDirectory: ...
     @property
     def alerts(self) -> AlertRepository: ...
+    @property
+    def incidents(self) -> IncidentRepository: ...
 
 
 class Store(Protocol):

@@ -4,6 +4,7 @@ StoreError
 ├── NotFound         no row for the key asked for
 ├── Conflict         a unique key or guarded update refused the write
 │   └── DuplicateBatch   a telemetry batch id already stored
+├── InvalidChange    a change the store's rules refuse (merging an incident into itself, ...); the message says why
 └── Unavailable      the database could not be reached
 """
 
@@ -23,6 +24,10 @@ class Conflict(StoreError):
 
 
 class DuplicateBatch(Conflict):
+    pass
+
+
+class InvalidChange(StoreError, ValueError):
     pass
 
 

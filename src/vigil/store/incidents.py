@@ -20,10 +20,11 @@ from vigil.core.incidents import (
     max_severity,
 )
 from vigil.store.devices import aware
+from vigil.store.errors import InvalidChange
 from vigil.store.schema import alerts, devices, incidents
 
 
-class IncidentError(ValueError):
+class IncidentError(InvalidChange):
     """A merge or split that cannot be done; the message says why."""
 
 

@@ -18,6 +18,8 @@ from vigil.app.ports import (
     AlertUpdate,
     AuditRecord,
     DeviceRecord,
+    IncidentRecord,
+    IncidentUpdate,
     IssuedToken,
     PlanGate,
     UnitOfWork,
@@ -30,6 +32,7 @@ from vigil.core.rbac import Permission
 from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
+from vigil.store import incidents as incident_store
 from vigil.store.errors import NotConfiguredIssuer
 from vigil.store.schema import alerts, device_groups, devices
 
@@ -216,6 +219,43 @@ class SqlAlerts:
         ), who, now)
 
 
+def _incident(row: Any) -> IncidentRecord:
+    aware = device_store.aware
+    return IncidentRecord(
+        id=int(row.id), name=row.name, status=row.status, severity=row.severity, assigned_to=row.assigned_to,
+        classification=row.classification, determination=row.determination,
+        created_time=aware(row.created_time), last_update_time=aware(row.last_update_time),
+        last_activity=aware(row.last_activity), device_ids=tuple(row.device_ids or ()),
+        entities=tuple((str(k), str(v)) for k, v in row.entities or ()),
+        redirect_incident_id=row.redirect_incident_id,
+    )
+
+
+class SqlIncidents:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def listing(
+        self, status: str | None, group_ids: frozenset[int] | None, limit: int = 1000
+    ) -> list[IncidentRecord]:
+        rows = incident_store.listing(self._c, status=status, limit=limit, scope=_in_groups(group_ids))
+        return [_incident(r) for r in rows]
+
+    def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None:
+        row = incident_store.get(self._c, incident_id, _in_groups(group_ids))
+        return _incident(row) if row is not None else None
+
+    def update(self, incident_id: int, change: IncidentUpdate, now: datetime) -> None:
+        values = {k: v for k, v in vars(change).items() if v is not None}
+        incident_store.update(self._c, incident_id, now, **values)
+
+    def merge(self, target: int, others: Sequence[int], now: datetime) -> None:
+        incident_store.merge(self._c, target, list(others), now)
+
+    def split(self, source: int, alert_ids: Sequence[str], now: datetime) -> int:
+        return incident_store.split(self._c, source, list(alert_ids), now)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -226,6 +266,7 @@ class SqlUnitOfWork:
         self.actions = SqlActions(conn, issue)
         self.users = SqlUsers(conn)
         self.alerts = SqlAlerts(conn)
+        self.incidents = SqlIncidents(conn)
 
 
 class SqlStore:

@@ -1,107 +1,102 @@
-"""Incidents: correlated alerts, with assignment, status, merge and split."""
+"""Incidents: correlated alerts, with assignment, status, merge and split, over the incidents service."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.app import incidents as app_incidents
+from vigil.app.ports import IncidentUpdate
 from vigil.core.alerts import Classification, Determination
-from vigil.core.incidents import IncidentStatus, entities_of
+from vigil.core.incidents import IncidentStatus
 from vigil.core.rbac import Permission
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
-from vigil.server.api.alerts import query_alerts
+from vigil.server.api.alerts import AlertInfo, alert_info
 from vigil.server.auth import Principal, requires, services
-from vigil.server.errors import APIError
-from vigil.server.scope import device_filter, principal_of, visible_device_ids
-from vigil.store import incidents as incident_store
-from vigil.store.schema import alerts
 
 router = APIRouter()
 
 
-def incident_json(
-    row: Any, visible: frozenset[str] | None, alerts: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """``visible`` (device ids the caller may see, None for all) keeps other groups' devices out."""
-    machine_ids = [d for d in row.device_ids or [] if visible is None or d in visible]
-    if alerts is not None and visible is not None:
-        # Entities come only from alerts the caller may see.
-        entities = sorted((e.kind.value, e.value) for e in entities_of(ev for a in alerts for ev in a["evidence"]))
-    else:
-        entities = [tuple(e) for e in row.entities or []]
-    out = {
-        "incidentId": row.id,
-        "incidentName": row.name,
-        "status": row.status,
-        "severity": row.severity,
-        "assignedTo": row.assigned_to,
-        "classification": row.classification,
-        "determination": row.determination,
-        "createdTime": iso(row.created_time),
-        "lastUpdateTime": iso(row.last_update_time),
-        "lastActivityTime": iso(row.last_activity),
-        "machineIds": machine_ids,
-        "entities": [{"kind": k, "value": v} for k, v in entities],
-        "redirectIncidentId": row.redirect_incident_id,
-    }
-    if alerts is not None:
-        out["alerts"] = alerts
-    return out
+class IncidentEntity(BaseModel):
+    kind: str
+    value: str
 
 
-def _scope(request: Request) -> tuple[Any, frozenset[str] | None]:
-    """The caller's alert filter, and the device ids they may see (None when they see all)."""
-    who = principal_of(request)
-    with services(request).engine.connect() as conn:
-        ids = visible_device_ids(conn, who)
-    return (None, None) if ids is None else (device_filter(who, alerts.c.machine_id), ids)
+class IncidentInfo(BaseModel):
+    """Defender's incident entity; devices and entities are those the caller may see."""
+
+    incidentId: int
+    incidentName: str
+    status: str
+    severity: str
+    assignedTo: str | None
+    classification: str | None
+    determination: str | None
+    createdTime: str | None
+    lastUpdateTime: str | None
+    lastActivityTime: str | None
+    machineIds: list[str]
+    entities: list[IncidentEntity]
+    redirectIncidentId: int | None
 
 
-def _require(conn: sa.Connection, incident_id: int, scope: Any) -> Any:
-    row = incident_store.get(conn, incident_id, scope)
-    if row is None:
-        raise APIError(404, "not_found", f"no incident with id {incident_id}", field="id")
-    return row
+class IncidentDetail(IncidentInfo):
+    alerts: list[AlertInfo]
+
+
+class IncidentList(BaseModel):
+    value: list[IncidentInfo]
+
+
+def incident_info(i: app_incidents.Incident) -> IncidentInfo:
+    r = i.record
+    return IncidentInfo(
+        incidentId=r.id, incidentName=r.name, status=r.status, severity=r.severity, assignedTo=r.assigned_to,
+        classification=r.classification, determination=r.determination, createdTime=iso(r.created_time),
+        lastUpdateTime=iso(r.last_update_time), lastActivityTime=iso(r.last_activity),
+        machineIds=list(i.machine_ids), entities=[IncidentEntity(kind=k, value=v) for k, v in i.entities],
+        redirectIncidentId=r.redirect_incident_id,
+    )
+
+
+def incident_detail(i: app_incidents.Incident) -> IncidentDetail:
+    return IncidentDetail(**incident_info(i).model_dump(), alerts=[alert_info(a) for a in i.alerts or ()])
+
+
+def _call(request: Request) -> tuple[Any, Any, Any]:
+    return edge.store(request), services(request).clock, edge.principal(request)
 
 
 def get_incident_json(request: Request, incident_id: int) -> dict[str, Any]:
-    scope, visible = _scope(request)
-    with services(request).engine.connect() as conn:
-        row = _require(conn, incident_id, scope)
-    return incident_json(row, visible, query_alerts(request, incident_id=incident_id))
+    """One incident with its alerts as a plain mapping (the portal's incident page)."""
+    with edge.translated():
+        return incident_detail(app_incidents.get_incident(*_call(request), incident_id)).model_dump()
 
 
 def list_incidents(request: Request, status: str | None = None) -> list[dict[str, Any]]:
-    scope, visible = _scope(request)
-    with services(request).engine.connect() as conn:
-        rows = incident_store.listing(conn, status=status, scope=scope)
-    return [_listed(request, r, visible) for r in rows]
+    """The caller's incidents as plain mappings (the portal's list and dashboard)."""
+    with edge.translated():
+        return [incident_info(i).model_dump() for i in app_incidents.list_incidents(*_call(request), status)]
 
 
-def _listed(request: Request, row: Any, visible: frozenset[str] | None) -> dict[str, Any]:
-    if visible is None or set(row.device_ids or []) <= visible:
-        return incident_json(row, visible)
-    # The incident also spans devices the caller cannot see: its entities come from the visible alerts only.
-    out = incident_json(row, visible, query_alerts(request, incident_id=row.id))
-    del out["alerts"]
-    return out
-
-
-@router.get("/incidents")
+@router.get("/incidents", response_model=IncidentList)
 def incidents_api(
     request: Request, status: IncidentStatus | None = None, _: Principal = requires(Permission.VIEW_DATA_SECOPS)
-) -> dict[str, Any]:
-    return {"value": list_incidents(request, status.value if status else None)}
+) -> IncidentList:
+    with edge.translated():
+        found = app_incidents.list_incidents(*_call(request), status.value if status else None)
+    return IncidentList(value=[incident_info(i) for i in found])
 
 
-@router.get("/incidents/{incident_id}")
+@router.get("/incidents/{incident_id}", response_model=IncidentDetail)
 def incident_api(
     incident_id: int, request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)
-) -> dict[str, Any]:
-    return get_incident_json(request, incident_id)
+) -> IncidentDetail:
+    with edge.translated():
+        return incident_detail(app_incidents.get_incident(*_call(request), incident_id))
 
 
 class IncidentPatch(BaseModel):
@@ -113,25 +108,18 @@ class IncidentPatch(BaseModel):
     determination: Determination | None = None
 
 
-@router.patch("/incidents/{incident_id}")
+@router.patch("/incidents/{incident_id}", response_model=IncidentDetail)
 def patch_incident(
     incident_id: int, body: IncidentPatch, request: Request,
     _: Principal = requires(Permission.ALERTS_INVESTIGATION),
-) -> dict[str, Any]:
-    if body.status is IncidentStatus.REDIRECTED:
-        raise APIError(422, "invalid_request", "status: merge incidents to redirect one", field="status")
-    values = {
-        k: (v.value if hasattr(v, "value") else v)
-        for k, v in (("status", body.status), ("assigned_to", body.assignedTo),
-                     ("classification", body.classification), ("determination", body.determination))
-        if v is not None
-    }
-    svc = services(request)
-    scope, _visible = _scope(request)
-    with svc.engine.begin() as conn:
-        _require(conn, incident_id, scope)
-        incident_store.update(conn, incident_id, svc.clock.now(), **values)
-    return get_incident_json(request, incident_id)
+) -> IncidentDetail:
+    change = IncidentUpdate(
+        status=body.status.value if body.status else None, assigned_to=body.assignedTo,
+        classification=body.classification.value if body.classification else None,
+        determination=body.determination.value if body.determination else None,
+    )
+    with edge.translated():
+        return incident_detail(app_incidents.update_incident(*_call(request), incident_id, change))
 
 
 class MergeBody(BaseModel):
@@ -142,37 +130,17 @@ class SplitBody(BaseModel):
     alertIds: list[str] = Field(min_length=1, max_length=1000)
 
 
-@router.post("/incidents/{incident_id}/merge")
+@router.post("/incidents/{incident_id}/merge", response_model=IncidentDetail)
 def merge_incidents(
     incident_id: int, body: MergeBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
-) -> dict[str, Any]:
-    svc = services(request)
-    scope, _visible = _scope(request)
-    try:
-        with svc.engine.begin() as conn:
-            for i in (incident_id, *body.incidentIds):
-                _require(conn, i, scope)
-            incident_store.merge(conn, incident_id, body.incidentIds, svc.clock.now())
-    except incident_store.IncidentError as e:
-        raise APIError(422, "invalid_request", str(e), field="incidentIds") from None
-    return get_incident_json(request, incident_id)
+) -> IncidentDetail:
+    with edge.translated():
+        return incident_detail(app_incidents.merge_incidents(*_call(request), incident_id, body.incidentIds))
 
 
-@router.post("/incidents/{incident_id}/split")
+@router.post("/incidents/{incident_id}/split", response_model=IncidentDetail)
 def split_incident(
     incident_id: int, body: SplitBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
-) -> dict[str, Any]:
-    svc = services(request)
-    scope, _visible = _scope(request)
-    try:
-        with svc.engine.begin() as conn:
-            _require(conn, incident_id, scope)
-            if scope is not None:
-                seen = {r for r in conn.execute(sa.select(alerts.c.id).where(alerts.c.id.in_(body.alertIds), scope))
-                        .scalars()}
-                if len(seen) != len(set(body.alertIds)):
-                    raise incident_store.IncidentError("an alert to split out is not in this incident")
-            new_id = incident_store.split(conn, incident_id, body.alertIds, svc.clock.now())
-    except incident_store.IncidentError as e:
-        raise APIError(422, "invalid_request", str(e), field="alertIds") from None
-    return get_incident_json(request, new_id)
+) -> IncidentDetail:
+    with edge.translated():
+        return incident_detail(app_incidents.split_incident(*_call(request), incident_id, body.alertIds))
