@@ -51,9 +51,11 @@ test: system-deps install lint typecheck imports docs-check pytest
 
 docs:
 	$(BIN)/vigil docs schema -o docs/telemetry-schema.md
+	$(BIN)/python -m vigil.content.ruledoc --write docs/linux-detection.md
 
 docs-check: install
 	$(BIN)/vigil docs schema | diff -u docs/telemetry-schema.md - || (echo "docs/telemetry-schema.md is stale: run make docs" && exit 1)
+	$(BIN)/python -m vigil.content.ruledoc --check docs/linux-detection.md
 
 bench: install
 	$(BIN)/python bench/ingest.py
