@@ -7,9 +7,13 @@ and caching stores are the adapter's (`vigil.content.tvm_feeds`).
 Schema (version `SCHEMA_VERSION`)::
 
     meta(key, value)                                   schema version, built-at, sources summary
-    advisory(id, source, severity, cvss, modified, doc) doc = the advisory as compact OSV-shaped JSON
-    affected(ecosystem, name, advisory_id)             one row per (ecosystem with release, name) an advisory
-                                                       names; PyPI names PEP 503-normalised; index (ecosystem, name)
+    advisory(id, source, severity, cvss, modified, withdrawn, cves, doc)
+                                                       doc = the advisory as compact OSV-shaped JSON; cves = its
+                                                       CVE ids, space-separated
+    affected(ecosystem, name, advisory_id, entry)      one row per package entry of an advisory: ecosystem with
+                                                       release, name (PyPI PEP 503-normalised), and that entry's
+                                                       own ranges and versions as JSON, so a lookup decodes only
+                                                       what concerns the package; index (ecosystem, name)
     kev(cve)                                           CISA's known exploited vulnerabilities
     epss(cve, probability, percentile)
     source(name, files, advisories, errors, newest)    per top-level corpus folder; newest = its newest entry's date
@@ -21,22 +25,24 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from vigil.tvm.feeds.corpus import ParsedFile, StoredAdvisory
 from vigil.tvm.feeds.exploitation import Epss
-from vigil.tvm.matching import match_advisory, normalise_name
+from vigil.tvm.matching import explain, match_affected, normalise_name
 from vigil.tvm.model import Advisory, Affected, Event, EventKind, Package, Range
 from vigil.tvm.version_schemes import UnknownEcosystem
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE advisory (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL, severity TEXT, cvss REAL, modified TEXT, doc TEXT NOT NULL
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, severity TEXT, cvss REAL, modified TEXT, withdrawn TEXT,
+    cves TEXT NOT NULL, doc TEXT NOT NULL
 );
-CREATE TABLE affected (ecosystem TEXT NOT NULL, name TEXT NOT NULL, advisory_id TEXT NOT NULL);
+CREATE TABLE affected (ecosystem TEXT NOT NULL, name TEXT NOT NULL, advisory_id TEXT NOT NULL, entry TEXT NOT NULL);
 CREATE INDEX affected_by_package ON affected (ecosystem, name);
 CREATE TABLE kev (cve TEXT PRIMARY KEY);
 CREATE TABLE epss (cve TEXT PRIMARY KEY, probability REAL NOT NULL, percentile REAL NOT NULL);
@@ -52,6 +58,27 @@ class StoreError(ValueError):
     """A database that is not a feed store of this schema version."""
 
 
+def affected_to_doc(x: Affected) -> dict[str, Any]:
+    doc: dict[str, Any] = {"package": {"ecosystem": x.ecosystem, "name": x.name}}
+    if x.ranges:
+        doc["ranges"] = [{"type": r.type, "events": [{e.kind.value: e.version} for e in r.events]} for r in x.ranges]
+    if x.versions:
+        doc["versions"] = list(x.versions)
+    return doc
+
+
+def affected_from_doc(x: dict[str, Any]) -> Affected:
+    return Affected(
+        x["package"]["ecosystem"],
+        x["package"]["name"],
+        tuple(
+            Range(r["type"], tuple(Event(_KINDS[k], v) for e in r["events"] for k, v in e.items()))
+            for r in x.get("ranges", ())
+        ),
+        tuple(x.get("versions", ())),
+    )
+
+
 def advisory_to_doc(a: Advisory) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": a.id}
     if a.aliases:
@@ -64,39 +91,13 @@ def advisory_to_doc(a: Advisory) -> dict[str, Any]:
         doc["withdrawn"] = a.withdrawn
     if a.severity:
         doc["severity"] = [{"type": t, "score": s} for t, s in a.severity]
-    doc["affected"] = [
-        {
-            "package": {"ecosystem": x.ecosystem, "name": x.name},
-            **(
-                {
-                    "ranges": [
-                        {"type": r.type, "events": [{e.kind.value: e.version} for e in r.events]} for r in x.ranges
-                    ]
-                }
-                if x.ranges
-                else {}
-            ),
-            **({"versions": list(x.versions)} if x.versions else {}),
-        }
-        for x in a.affected
-    ]
+    doc["affected"] = [affected_to_doc(x) for x in a.affected]
     return doc
 
 
 def advisory_from_doc(doc: dict[str, Any]) -> Advisory:
     """The inverse of `advisory_to_doc` (the store's own JSON, trusted: no shape checks)."""
-    affected = tuple(
-        Affected(
-            x["package"]["ecosystem"],
-            x["package"]["name"],
-            tuple(
-                Range(r["type"], tuple(Event(_KINDS[k], v) for e in r["events"] for k, v in e.items()))
-                for r in x.get("ranges", ())
-            ),
-            tuple(x.get("versions", ())),
-        )
-        for x in doc["affected"]
-    )
+    affected = tuple(affected_from_doc(x) for x in doc["affected"])
     return Advisory(
         doc["id"],
         tuple(doc.get("aliases", ())),
@@ -106,6 +107,12 @@ def advisory_from_doc(doc: dict[str, Any]) -> Advisory:
         severity=tuple((s["type"], s["score"]) for s in doc.get("severity", ())),
         related=tuple(doc.get("related", ())),
     )
+
+
+@lru_cache(maxsize=100_000)
+def _entry(text: str) -> Affected:
+    """A stored package entry, decoded once: the same entries come back for every device that has the package."""
+    return affected_from_doc(json.loads(text))
 
 
 @dataclass(slots=True)
@@ -147,7 +154,7 @@ class FeedBuilder:
         conn.executescript(SCHEMA)
         with conn:
             conn.executemany(
-                "INSERT INTO advisory VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO advisory VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         s.advisory.id,
@@ -155,18 +162,25 @@ class FeedBuilder:
                         s.severity,
                         s.cvss,
                         s.modified,
+                        s.advisory.withdrawn,
+                        " ".join(s.advisory.cves),
                         json.dumps(advisory_to_doc(s.advisory), separators=(",", ":")),
                     )
                     for s in self.advisories.values()
                 ),
             )
             conn.executemany(
-                "INSERT INTO affected VALUES (?, ?, ?)",
-                {
-                    (x.ecosystem, normalise_name(x.ecosystem, x.name), s.advisory.id)
+                "INSERT INTO affected VALUES (?, ?, ?, ?)",
+                dict.fromkeys(
+                    (
+                        x.ecosystem,
+                        normalise_name(x.ecosystem, x.name),
+                        s.advisory.id,
+                        json.dumps(affected_to_doc(x), separators=(",", ":")),
+                    )
                     for s in self.advisories.values()
                     for x in s.advisory.affected
-                },
+                ),
             )
             conn.executemany("INSERT INTO kev VALUES (?)", ((c,) for c in sorted(self.kev)))
             conn.executemany(
@@ -248,13 +262,18 @@ class FeedStore:
     def sources(self) -> list[SourceInfo]:
         return [SourceInfo(*r) for r in self.conn.execute("SELECT * FROM source ORDER BY name")]
 
-    def candidate_rows(self, ecosystem: str, name: str) -> list[tuple[str, str | None, str]]:
-        """(doc, severity, source) of the advisories naming this package: the lookup without version logic."""
+    def candidate_rows(self, ecosystem: str, name: str) -> list[tuple[str, str, str | None, str, str | None]]:
+        """(entry, advisory id, severity, CVEs, withdrawn) of each advisory entry naming this package: the
+        indexed lookup, without version logic."""
         return self.conn.execute(
-            "SELECT a.doc, a.severity, a.source FROM affected f JOIN advisory a ON a.id = f.advisory_id "
-            "WHERE f.ecosystem = ? AND f.name = ?",
+            "SELECT f.entry, a.id, a.severity, a.cves, a.withdrawn FROM affected f "
+            "JOIN advisory a ON a.id = f.advisory_id WHERE f.ecosystem = ? AND f.name = ?",
             (ecosystem, normalise_name(ecosystem, name)),
         ).fetchall()
+
+    def advisory(self, advisory_id: str) -> Advisory | None:
+        row = self.conn.execute("SELECT doc FROM advisory WHERE id = ?", (advisory_id,)).fetchone()
+        return advisory_from_doc(json.loads(row[0])) if row else None
 
     def in_kev(self, cve: str) -> bool:
         return cve in self._kev
@@ -280,30 +299,33 @@ class FeedStore:
             if not rows:
                 continue
             probe = members[0]
-            for doc, severity, _source in rows:
-                advisory = advisory_from_doc(json.loads(doc))
+            seen: set[str] = set()
+            for entry, advisory_id, severity, cve_text, withdrawn in rows:
+                if withdrawn or advisory_id in seen:
+                    continue
                 try:
-                    hit = match_advisory(probe, advisory)
+                    hit = match_affected(probe, _entry(entry))
                 except (ValueError, UnknownEcosystem) as e:  # InvalidVersion is a ValueError
                     if problems is not None:
-                        problems.append(f"{ecosystem} {name} {probe.match_version} vs {advisory.id}: {e}")
+                        problems.append(f"{ecosystem} {name} {probe.match_version} vs {advisory_id}: {e}")
                     continue
                 if hit is None:
                     continue
-                cves = advisory.cves
+                seen.add(advisory_id)
+                cves = tuple(cve_text.split())
                 scores = [e for e in (self.epss(c) for c in cves) if e is not None]
                 findings.append(
                     ScanFinding(
                         package=name,
                         ecosystem=ecosystem,
                         installed=probe.match_version,
-                        advisory=advisory.id,
+                        advisory=advisory_id,
                         aliases=cves,
-                        fixed=hit.fixed,
+                        fixed=hit[1],
                         severity=severity,
                         kev=any(self.in_kev(c) for c in cves),
                         epss=max(scores) if scores else None,
-                        why=hit.why,
+                        why=explain(probe, hit[0]),
                         binaries=tuple(sorted({m.name for m in members}))
                         if probe.source_name and any(m.name != name for m in members)
                         else (),

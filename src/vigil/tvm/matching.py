@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from vigil.tvm.model import Advisory, Affected, EventKind, Package
+from vigil.tvm.model import Advisory, Affected, Event, EventKind, Package
 from vigil.tvm.version_schemes import GO, SEMVER, VersionScheme, scheme_for
 
 
@@ -46,27 +47,54 @@ def _version_key(t: tuple[Any, EventKind, str]) -> Any:
     return t[0]
 
 
+def _bound(introduced: str, kind: EventKind, raw: str) -> tuple[str, str | None]:
+    if kind is EventKind.FIXED:
+        return f"in [{introduced}, fixed {raw})", raw
+    if kind is EventKind.LAST_AFFECTED:
+        return f"in [{introduced}, last affected {raw}]", None
+    return f"in [{introduced}, limit {raw})", None
+
+
 def _in_events(version: Any, events: list[tuple[Any, EventKind, str]]) -> tuple[str, str | None] | None:
-    """The OSV walk over events sorted by version: the interval holding `version` and its fix, or None."""
+    """The OSV walk over events sorted by version, in one pass: the interval holding `version` and its upper
+    bound (the fix), or None. `introduced` opens; `fixed` and `limit` close excluding their own version,
+    `last_affected` including it. Once an event lies above the installed version so do all later ones."""
     introduced: str | None = None
-    for parsed, kind, raw in events:
-        if kind is EventKind.INTRODUCED and (parsed is None or version >= parsed):
-            introduced = raw
-        elif parsed is not None and kind is not EventKind.INTRODUCED:
-            # fixed and limit exclude their own version; last_affected includes it
-            closed = version > parsed if kind is EventKind.LAST_AFFECTED else version >= parsed
-            if closed:
-                introduced = None
+    for i, (parsed, kind, raw) in enumerate(events):
+        if kind is EventKind.INTRODUCED:
+            if parsed is None or version >= parsed:
+                introduced = raw
+                continue
+            if introduced is None:  # closed, and everything further up is above the installed version
+                return None
+            for _, later, later_raw in events[i + 1:]:  # still open: the first upper bound above closes it
+                if later is not EventKind.INTRODUCED:
+                    return _bound(introduced, later, later_raw)
+            return f"in [{introduced}, no fix)", None
+        if introduced is None or parsed is None:
+            continue
+        inside = version <= parsed if kind is EventKind.LAST_AFFECTED else version < parsed
+        if inside:
+            return _bound(introduced, kind, raw)
+        introduced = None
     if introduced is None:
         return None
-    for parsed, kind, raw in events:  # the first upper bound above the installed version
-        if kind is EventKind.FIXED and parsed is not None and version < parsed:
-            return f"in [{introduced}, fixed {raw})", raw
-        if kind is EventKind.LAST_AFFECTED and parsed is not None and version <= parsed:
-            return f"in [{introduced}, last affected {raw}]", None
-        if kind is EventKind.LIMIT and parsed is not None and version < parsed:
-            return f"in [{introduced}, limit {raw})", None
     return f"in [{introduced}, no fix)", None
+
+
+@lru_cache(maxsize=100_000)
+def _sorted_events(scheme: VersionScheme, events: tuple[Event, ...]) -> list[tuple[Any, EventKind, str]]:
+    """A range's events parsed and sorted by the scheme, once per distinct range (ranges recur across devices)."""
+    parsed = [
+        (
+            None if e.kind is EventKind.INTRODUCED and e.version == "0" else scheme.parse(e.version),
+            e.kind,
+            e.version,
+        )
+        for e in events
+    ]
+    # introduced "0" sorts below every version; the rest by the scheme's order (univers objects compare).
+    return [t for t in parsed if t[0] is None] + sorted((t for t in parsed if t[0] is not None), key=_version_key)
 
 
 def match_affected(package: Package, affected: Affected) -> tuple[str, str | None] | None:
@@ -82,17 +110,7 @@ def match_affected(package: Package, affected: Affected) -> tuple[str, str | Non
             continue
         scheme = _range_scheme(r.type, affected)
         version = scheme.parse(installed)
-        parsed = [
-            (
-                None if e.kind is EventKind.INTRODUCED and e.version == "0" else scheme.parse(e.version),
-                e.kind,
-                e.version,
-            )
-            for e in r.events
-        ]
-        # introduced "0" sorts below every version; the rest by the scheme's order (univers objects compare).
-        events = [t for t in parsed if t[0] is None] + sorted((t for t in parsed if t[0] is not None), key=_version_key)
-        hit = _in_events(version, events)
+        hit = _in_events(version, _sorted_events(scheme, r.events))
         if hit is not None:
             return hit
     if installed in affected.versions:
@@ -109,6 +127,12 @@ def match_affected(package: Package, affected: Affected) -> tuple[str, str | Non
     return None
 
 
+def explain(package: Package, why: str) -> str:
+    """A finding's reason: the package (source for Debian), its installed version and what it fell in."""
+    src = " (source)" if package.source_name else ""
+    return f"{package.match_name}{src} {package.match_version} {why}"
+
+
 def match_advisory(package: Package, advisory: Advisory) -> Finding | None:
     """The finding of `advisory` on `package`, or None; withdrawn advisories never match."""
     if advisory.withdrawn:
@@ -117,8 +141,7 @@ def match_advisory(package: Package, advisory: Advisory) -> Finding | None:
         hit = match_affected(package, affected)
         if hit is not None:
             why, fixed = hit
-            src = " (source)" if package.source_name else ""
-            return Finding(package, advisory, f"{package.match_name}{src} {package.match_version} {why}", fixed)
+            return Finding(package, advisory, explain(package, why), fixed)
     return None
 
 

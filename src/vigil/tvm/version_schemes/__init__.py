@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from univers.versions import DebianVersion, GolangVersion, PypiVersion, RpmVersion, SemverVersion
@@ -26,9 +27,57 @@ class VersionScheme:
 
     def parse(self, version: str) -> Any:
         try:
-            return self.parse_raw(version)
+            return Ordered(self.parse_raw, version, _parse(self.parse_raw, version))
         except Exception as e:  # univers raises several types (ValueError, InvalidVersion, TypeError)
             raise InvalidVersion(f"{self.name}: not a valid version: {version!r} ({e})") from e
+
+
+@lru_cache(maxsize=200_000)
+def _parse(parse_raw: Callable[[str], Any], version: str) -> Any:
+    """Parsed versions are immutable and the same strings recur across devices and advisories: parse each once."""
+    return parse_raw(version)
+
+
+@lru_cache(maxsize=1_000_000)
+def _compare(parse_raw: Callable[[str], Any], a: str, b: str) -> int:
+    x, y = _parse(parse_raw, a), _parse(parse_raw, b)
+    return -1 if x < y else 1 if x > y else 0
+
+
+class Ordered:
+    """A parsed version ordered by its scheme. univers compares RPM and dpkg versions by re-tokenising both
+    strings on every comparison; a fleet shares most versions, so each pair's result is remembered."""
+
+    __slots__ = ("_parse_raw", "raw", "value")
+
+    def __init__(self, parse_raw: Callable[[str], Any], raw: str, value: Any) -> None:
+        self._parse_raw, self.raw, self.value = parse_raw, raw, value
+
+    def _cmp(self, other: object) -> int:
+        if not isinstance(other, Ordered) or other._parse_raw is not self._parse_raw:
+            raise TypeError(f"cannot compare {self!r} with {other!r}")
+        return 0 if self.raw == other.raw else _compare(self._parse_raw, self.raw, other.raw)
+
+    def __lt__(self, other: object) -> bool:
+        return self._cmp(other) < 0
+
+    def __le__(self, other: object) -> bool:
+        return self._cmp(other) <= 0
+
+    def __gt__(self, other: object) -> bool:
+        return self._cmp(other) > 0
+
+    def __ge__(self, other: object) -> bool:
+        return self._cmp(other) >= 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ordered) and other._parse_raw is self._parse_raw and self._cmp(other) == 0
+
+    def __hash__(self) -> int:  # equal versions may be spelt differently ("1.0" == "1.0.0"): one bucket per scheme
+        return hash(self._parse_raw)
+
+    def __repr__(self) -> str:
+        return f"Ordered({self.raw!r})"
 
 
 _SCHEMES: dict[str, VersionScheme] = {}
