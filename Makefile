@@ -60,6 +60,7 @@ docs-check: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/triage.py
+	$(BIN)/python bench/tvm.py
 
 ## Build intermediates only: the shipped eBPF objects (src/vigil/agent/sensors/bpf/*.bpf.o, objects.sha256) stay.
 clean:
