@@ -324,6 +324,28 @@ suppression_rules = sa.Table(
     sa.Column("hits", sa.Integer, nullable=False, default=0),
 )
 
+indicators = sa.Table(
+    "indicators",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("indicator_value", sa.String(2048), nullable=False),
+    sa.Column("indicator_type", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("expiration_time", UtcDateTime, nullable=True),
+    sa.Column("rbac_group_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("generate_alert", sa.Boolean, nullable=False, default=False),
+    sa.Column("recommended_actions", sa.Text, nullable=False, default=""),
+    sa.Column("application", sa.String(256), nullable=False, default=""),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("creation_time", UtcDateTime, nullable=False),
+    sa.Column("last_updated_by", sa.String(128), nullable=False),
+    sa.Column("last_update_time", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("indicator_type", "indicator_value"),
+)
+
 incidents = sa.Table(
     "incidents",
     metadata,
