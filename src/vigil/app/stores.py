@@ -25,3 +25,10 @@ def open_engine(db_url: str, migrate: bool = False) -> Any:
     if migrate:
         db.upgrade(engine)
     return engine
+
+
+def hunt_runner(store: Store) -> Any:
+    """The hunting runner (``vigil.app.hunting.HuntRunner``) on ``store``'s database."""
+    from vigil.store.hunt import SqlHuntRunner
+
+    return SqlHuntRunner(store.engine)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from vigil.server.api import (
     accounts,
+    advancedqueries,
     alerts,
     audit,
     incidents,
@@ -25,7 +26,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    machineidentity, tokens, audit, plan, accounts,
+    machineidentity, tokens, audit, plan, accounts, advancedqueries,
 )
 for _module in _MODULES:
     router.include_router(_module.router)

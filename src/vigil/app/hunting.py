@@ -1,0 +1,133 @@
+"""Advanced hunting: run an analyst's read-only query over the telemetry, within their device groups.
+
+``vigil.hunt.sql`` checks and scopes the query; a ``HuntRunner`` (``vigil.store.hunt`` on SQLAlchemy) runs it
+read-only with a time quota; this service checks the permission, applies the quotas and audits the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from vigil.app.errors import InvalidInput
+from vigil.app.ports import AuditRecord, Store
+from vigil.app.principal import Principal
+from vigil.core.clock import Clock
+from vigil.core.rbac import Permission
+from vigil.core.telemetry import ColumnType
+from vigil.hunt.sql import HuntError, Scope, check, column_type
+
+MAX_ROWS = 10_000  # Defender's advanced-hunting row limit
+TIMEOUT_S = 30.0
+# Defender's schema types for a column: the declared type of a telemetry column, else from the values.
+_TYPE_NAMES = {
+    ColumnType.STRING: "String", ColumnType.INT: "Int32", ColumnType.LONG: "Int64", ColumnType.BOOL: "Boolean",
+    ColumnType.DATETIME: "DateTime", ColumnType.DYNAMIC: "Dynamic",
+}
+
+
+class QueryTimeout(Exception):
+    """The runner stopped the query at its time quota."""
+
+
+class QueryFailed(Exception):
+    """The database refused the (already checked) query, e.g. a type error; the message says why."""
+
+
+class HuntRunner(Protocol):
+    dialect: str  # "sqlite" or "postgres"
+
+    def run(self, sql: str, timeout_s: float) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of ``sql``, read-only; raises QueryTimeout or QueryFailed."""
+        ...
+
+
+@dataclass(frozen=True)
+class HuntResult:
+    schema: list[dict[str, str]]  # [{"Name", "Type"}]
+    results: list[dict[str, Any]]
+    truncated: bool
+    sql: str
+
+
+def _iso(v: Any) -> Any:
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(v, str):
+        try:
+            d = datetime.fromisoformat(v)
+        except ValueError:
+            return v
+        return _iso(d)
+    return v
+
+
+def _normal(value: Any, ctype: ColumnType | None) -> Any:
+    """One value as both databases give it the same: datetimes as ISO text, booleans as booleans."""
+    if value is None:
+        return None
+    if ctype is ColumnType.DATETIME or isinstance(value, datetime):
+        return _iso(value)
+    if ctype is ColumnType.BOOL and isinstance(value, int):
+        return bool(value)
+    if ctype is ColumnType.DYNAMIC and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value.is_integer() and ctype in (ColumnType.INT, ColumnType.LONG):
+        return int(value)
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def _type_name(ctype: ColumnType | None, values: Sequence[Any]) -> str:
+    if ctype is not None:
+        return _TYPE_NAMES[ctype]
+    for v in values:
+        if isinstance(v, bool):
+            return "Boolean"
+        if isinstance(v, int):
+            return "Int64"
+        if isinstance(v, float):
+            return "Double"
+        if v is not None:
+            return "String"
+    return "String"
+
+
+def run_query(
+    store: Store, runner: HuntRunner, clock: Clock, principal: Principal, query: str,
+    max_rows: int = MAX_ROWS, timeout_s: float = TIMEOUT_S,
+) -> HuntResult:
+    """Check, scope and run ``query`` for ``principal``; audited as ``hunt.run`` with the query text."""
+    principal.require(Permission.VIEW_DATA_SECOPS)
+    if not isinstance(query, str):
+        raise InvalidInput("Query must be a string", field="Query")
+    try:
+        checked = check(query, Scope(principal.device_group_ids), runner.dialect, max_rows)
+    except HuntError as e:
+        raise InvalidInput(str(e), field="Query") from None
+    try:
+        names, rows = runner.run(checked.sql, timeout_s)
+    except QueryTimeout:
+        raise InvalidInput(f"the query ran longer than its {timeout_s:g} s quota; narrow it (a Timestamp range,"
+                           " fewer joins)", field="Query") from None
+    except QueryFailed as e:
+        raise InvalidInput(f"the database refused the query: {e}", field="Query") from None
+    truncated = len(rows) > max_rows
+    rows = rows[:max_rows]
+    types = [column_type(n) for n in names]
+    results = [{n: _normal(v, t) for n, v, t in zip(names, row, types, strict=True)} for row in rows]
+    schema = [{"Name": n, "Type": _type_name(t, [r[n] for r in results])} for n, t in zip(names, types, strict=True)]
+    with store.begin() as uow:
+        uow.audit.append(AuditRecord(principal.actor, "hunt.run", "query", "advancedqueries",
+                                     after={"query": query[:4000], "rows": len(results), "truncated": truncated},
+                                     source_ip=principal.source_ip), clock.now())
+    return HuntResult(schema, results, truncated, checked.sql)

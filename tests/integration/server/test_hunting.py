@@ -1,0 +1,108 @@
+"""Advanced hunting on a real server: POST /api/advancedqueries/run on SQLite and PostgreSQL, scoped, refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.server.rbac_support import admin, make_user, token_of
+from tests.support import VigilServer, enroll_raw, post_batch, process_event
+from vigil.core.rbac import Permission
+
+QUERIES = [
+    "SELECT DeviceName, FileName, ProcessId, Timestamp FROM DeviceProcessEvents ORDER BY DeviceName, ProcessId",
+    "SELECT DeviceName, count(*) AS n FROM DeviceProcessEvents GROUP BY DeviceName ORDER BY DeviceName",
+    "SELECT p.DeviceName, i.DeviceName AS other FROM DeviceProcessEvents p JOIN DeviceProcessEvents i"
+    " ON p.ProcessId = i.ProcessId ORDER BY 1, 2",
+    "WITH x AS (SELECT * FROM DeviceProcessEvents WHERE FileName = 'curl') SELECT DeviceName FROM x ORDER BY 1",
+    "SELECT DeviceName FROM DeviceProcessEvents WHERE DeviceId IN (SELECT DeviceId FROM DeviceProcessEvents"
+    " WHERE FileName = 'curl') ORDER BY 1",
+    "SELECT DeviceName FROM DeviceProcessEvents UNION SELECT DeviceName FROM DeviceFileEvents ORDER BY 1",
+]
+
+
+def _enroll(server: VigilServer, c: httpx.Client, hostname: str) -> dict[str, Any]:
+    pkg = c.post("/api/onboarding/packages", json={})
+    assert pkg.status_code == 200, pkg.text
+    r = enroll_raw(server, pkg.json()["token"], hostname)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+def _seed_and_hunt(server: VigilServer) -> list[Any]:
+    with admin(server) as c:
+        devs = {h: _enroll(server, c, h) for h in ("a-web-01", "b-db-01")}
+        for host, dev in devs.items():
+            events = [process_event(dev["device_id"], i + 1, DeviceName=host, FileName=name, ProcessId=100 + i,
+                                    FolderPath=f"/usr/bin/{name}", ProcessCommandLine=name)
+                      for i, name in enumerate(("bash", "curl", "ls"))]
+            assert post_batch(server, dev["credential"], events).status_code == 200
+        for g in ("a", "b"):
+            r = c.put(f"/api/machinegroups/Group {g.upper()}", json={
+                "rules": [{"property": "name", "operator": "startsWith", "value": f"{g}-"}],
+                "userGroups": [f"ug-{g}"]})
+            assert r.status_code == 200, r.text
+        assert c.put("/api/machinegroups/Ungrouped devices (default)",
+                     json={"userGroups": ["ug-admins"]}).status_code == 200
+        assert c.put("/api/roles/hunter", json={"permissions": [Permission.VIEW_DATA_SECOPS.value],
+                                                "userGroups": ["ug-hunters"]}).status_code == 200
+        assert c.put("/api/roles/planner", json={"permissions": [Permission.VIEW_PLAN_REPORTS.value],
+                                                 "userGroups": ["ug-planners"]}).status_code == 200
+        assert c.post("/api/rbac/mode", json={"mode": "rbac"}).status_code == 200
+        make_user(server, "alice", groups=("ug-a", "ug-hunters"))
+        make_user(server, "pat", groups=("ug-a", "ug-planners"))
+
+        everything = []
+        for q in QUERIES:
+            r = c.post("/api/advancedqueries/run", json={"Query": q})
+            assert r.status_code == 200, (q, r.text)
+            everything.append(r.json())
+        body = everything[0]
+        assert [col["Name"] for col in body["Schema"]] == ["DeviceName", "FileName", "ProcessId", "Timestamp"]
+        assert [col["Type"] for col in body["Schema"]] == ["String", "String", "Int64", "DateTime"]
+        assert len(body["Results"]) == 6
+        assert body["Results"][0] == {"DeviceName": "a-web-01", "FileName": "bash", "ProcessId": 100,
+                                      "Timestamp": "2026-11-28T09:00:00.000001Z"}
+        assert everything[1]["Results"] == [{"DeviceName": "a-web-01", "n": 3}, {"DeviceName": "b-db-01", "n": 3}]
+
+        for bad, needle in [("DELETE FROM DeviceProcessEvents", "only SELECT"),
+                            ("SELECT * FROM devices", "unknown table 'devices'"),
+                            ("SELECT * FROM sqlite_master", "unknown table"),
+                            ("SELECT Nope FROM DeviceProcessEvents", "unknown column 'Nope'"),
+                            ("SELECT FileName + FROM", "syntax error"),
+                            ("SELECT load_extension('x')", "not allowed")]:
+            r = c.post("/api/advancedqueries/run", json={"Query": bad})
+            assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
+            assert needle in r.text, r.text
+        assert c.post("/api/advancedqueries/run", json={"query": "x"}).status_code == 422
+
+    with server.client(token_of(server, "alice")) as c:
+        for q in QUERIES:
+            r = c.post("/api/advancedqueries/run", json={"Query": q})
+            assert r.status_code == 200, (q, r.text)
+            names = {v for row in r.json()["Results"] for v in row.values() if isinstance(v, str) and "-0" in v}
+            assert names <= {"a-web-01"}, (q, names)
+        assert len(c.post("/api/advancedqueries/run", json={"Query": QUERIES[0]}).json()["Results"]) == 3
+    with server.client(token_of(server, "pat")) as c:
+        r = c.post("/api/advancedqueries/run", json={"Query": QUERIES[0]})
+        assert r.status_code == 403, r.text
+    with admin(server) as c:
+        audit = c.get("/api/audit", params={"action": "hunt.run"}).json()["value"]
+        assert len(audit) >= len(QUERIES) * 2
+    return [e["Results"] for e in everything]
+
+
+@pytest.mark.postgres
+def test_hunting_on_sqlite_and_postgres_gives_the_same_answers_within_scope(tmp_path: Path, pg_database: str) -> None:
+    results = []
+    for name, url in (("sqlite", ""), ("postgres", pg_database)):
+        srv = VigilServer.create(tmp_path / name, url)
+        srv.start()
+        try:
+            results.append(_seed_and_hunt(srv))
+        finally:
+            srv.stop()
+    assert results[0] == results[1]
