@@ -56,29 +56,31 @@ def _bound(introduced: str, kind: EventKind, raw: str) -> tuple[str, str | None]
 
 
 def _in_events(version: Any, events: list[tuple[Any, EventKind, str]]) -> tuple[str, str | None] | None:
-    """The OSV walk over events sorted by version, in one pass: the interval holding `version` and its upper
-    bound (the fix), or None. `introduced` opens; `fixed` and `limit` close excluding their own version,
-    `last_affected` including it. Once an event lies above the installed version so do all later ones."""
+    """The OSV walk over events sorted by version: the interval holding `version` and its upper bound (the fix),
+    or None. `introduced` opens; `fixed` and `limit` close excluding their own version, `last_affected` including
+    it. Events above the installed version cannot change the state, so the walk stops at the first one (one
+    comparison per event below it) and that event's successors give the bound without comparing."""
     introduced: str | None = None
+    stop = len(events)
     for i, (parsed, kind, raw) in enumerate(events):
-        if kind is EventKind.INTRODUCED:
-            if parsed is None or version >= parsed:
-                introduced = raw
-                continue
-            if introduced is None:  # closed, and everything further up is above the installed version
-                return None
-            for _, later, later_raw in events[i + 1:]:  # still open: the first upper bound above closes it
-                if later is not EventKind.INTRODUCED:
-                    return _bound(introduced, later, later_raw)
-            return f"in [{introduced}, no fix)", None
-        if introduced is None or parsed is None:
+        if parsed is None:  # introduced "0"
+            introduced = raw
             continue
-        inside = version <= parsed if kind is EventKind.LAST_AFFECTED else version < parsed
-        if inside:
-            return _bound(introduced, kind, raw)
-        introduced = None
+        if parsed > version:
+            stop = i
+            break
+        if kind is EventKind.INTRODUCED:
+            introduced = raw
+        elif kind is not EventKind.LAST_AFFECTED or parsed != version:
+            introduced = None  # fixed/limit at or below the version, last_affected below it
     if introduced is None:
         return None
+    for parsed, kind, raw in events[:stop]:  # a last_affected at exactly the installed version
+        if kind is EventKind.LAST_AFFECTED and parsed == version:
+            return _bound(introduced, kind, raw)
+    for _, kind, raw in events[stop:]:  # the first upper bound above it
+        if kind is not EventKind.INTRODUCED:
+            return _bound(introduced, kind, raw)
     return f"in [{introduced}, no fix)", None
 
 
