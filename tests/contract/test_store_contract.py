@@ -18,11 +18,13 @@ from vigil.app.ports import (
     DeviceRecord,
     IncidentRecord,
     IncidentUpdate,
+    NewSuppression,
     Store,
 )
 from vigil.app.stores import open_engine, sql_store
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.incidents import incident_name
+from vigil.core.suppression import SuppressionError
 from vigil.store.errors import InvalidChange, NotFound
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -188,3 +190,24 @@ def test_incidents_are_scoped_by_their_alerts_merged_and_split(store: Store) -> 
         left, out = uow.incidents.get(ia, None), uow.incidents.get(new, None)
         assert left is not None and out is not None
         assert len(left.device_ids) == 1 and out.device_ids == (alert_b.machine_id,) and out.status == "Active"
+
+
+def test_suppression_rules_are_stored_switched_and_deleted(store: Store) -> None:
+    rule = NewSuppression("Miner", "Device", "Resolve", {"FileName": "xmrig"}, "d" * 40, "lab noise", "ana")
+    with store.begin() as uow:
+        first = uow.suppression.create(rule, NOW)
+        second = uow.suppression.create(NewSuppression("Other", "Organization", "Hide", {}, None, "x", "ben"), NOW)
+        with pytest.raises(SuppressionError):
+            uow.suppression.create(NewSuppression("Bad", "Organization", "Hide", {"Colour": "red"}, None, "x", "b"),
+                                   NOW)
+    with store.begin() as uow:
+        got = uow.suppression.listing()
+        assert [r.id for r in got] == [first, second]
+        r = got[0]
+        assert (r.alert_title, r.scope, r.action, r.conditions, r.machine_id, r.enabled, r.created_by, r.hits) == (
+            "Miner", "Device", "Resolve", {"FileName": "xmrig"}, "d" * 40, True, "ana", 0)
+        assert r.created_at == NOW
+        assert uow.suppression.set_enabled(first, False) is True and uow.suppression.set_enabled(10_000, True) is False
+        assert uow.suppression.delete(second) is True and uow.suppression.delete(second) is False
+    with store.begin() as uow:
+        assert [(r.id, r.enabled) for r in uow.suppression.listing()] == [(first, False)]

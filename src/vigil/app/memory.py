@@ -25,13 +25,16 @@ from vigil.app.ports import (
     IncidentRecord,
     IncidentUpdate,
     IssuedToken,
+    NewSuppression,
     PlanGate,
+    SuppressionRecord,
     UnitOfWork,
     UserAccess,
 )
 from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
+from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
 
 
@@ -49,6 +52,7 @@ class MemoryState:
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     alert_notes: dict[str, list[AlertNote]] = field(default_factory=dict)
     incidents: dict[int, IncidentRecord] = field(default_factory=dict)
+    suppression: dict[int, SuppressionRecord] = field(default_factory=dict)
 
 
 class _Devices:
@@ -286,6 +290,32 @@ class _Incidents:
         return new_id
 
 
+class _Suppression:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def listing(self) -> list[SuppressionRecord]:
+        return [self._s.suppression[i] for i in sorted(self._s.suppression)]
+
+    def create(self, rule: NewSuppression, now: datetime) -> int:
+        parse_conditions(rule.conditions)  # refused before it is stored, as by the SQL store
+        rule_id = max(self._s.suppression, default=0) + 1
+        self._s.suppression[rule_id] = SuppressionRecord(
+            rule_id, rule.alert_title, rule.scope, rule.action, dict(rule.conditions), rule.machine_id, True,
+            rule.comment, rule.created_by, now, 0,
+        )
+        return rule_id
+
+    def set_enabled(self, rule_id: int, enabled: bool) -> bool:
+        if rule_id not in self._s.suppression:
+            return False
+        self._s.suppression[rule_id] = replace(self._s.suppression[rule_id], enabled=enabled)
+        return True
+
+    def delete(self, rule_id: int) -> bool:
+        return self._s.suppression.pop(rule_id, None) is not None
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -296,6 +326,7 @@ class MemoryUnitOfWork:
     users: _Users
     alerts: _Alerts
     incidents: _Incidents
+    suppression: _Suppression
 
 
 class MemoryStore:
@@ -309,6 +340,6 @@ class MemoryStore:
         work = copy.deepcopy(self.state)
         yield MemoryUnitOfWork(
             _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
-            _Incidents(work),
+            _Incidents(work), _Suppression(work),
         )
         self.state = work

@@ -180,6 +180,33 @@ class IncidentUpdate:
     determination: str | None = None
 
 
+@dataclass(frozen=True)
+class SuppressionRecord:
+    id: int
+    alert_title: str
+    scope: str
+    action: str
+    conditions: dict[str, str]
+    # Set for a Device-scoped rule: the rule belongs to that device's group.
+    machine_id: str | None
+    enabled: bool
+    comment: str
+    created_by: str
+    created_at: datetime
+    hits: int
+
+
+@dataclass(frozen=True)
+class NewSuppression:
+    alert_title: str
+    scope: str
+    action: str
+    conditions: dict[str, str]
+    machine_id: str | None
+    comment: str
+    created_by: str
+
+
 class DeviceRepository(Protocol):
     def in_groups(self, group_ids: frozenset[int] | None) -> Sequence[DeviceRecord]:
         """Devices ordered by host name, only those in ``group_ids`` unless it is None."""
@@ -264,6 +291,20 @@ class IncidentRepository(Protocol):
         ...
 
 
+class SuppressionRepository(Protocol):
+    def listing(self) -> Sequence[SuppressionRecord]:
+        """Every rule, by id."""
+        ...
+
+    def create(self, rule: NewSuppression, now: datetime) -> int:
+        """Store a rule (enabled, no hits) and return its id; malformed conditions raise SuppressionError."""
+        ...
+
+    def set_enabled(self, rule_id: int, enabled: bool) -> bool: ...
+
+    def delete(self, rule_id: int) -> bool: ...
+
+
 class UserDirectory(Protocol):
     def access(self, username: str) -> UserAccess | None:
         """The named user's permissions and device groups under the current mode; None for no such user."""
@@ -287,6 +328,8 @@ class UnitOfWork(Protocol):
     def alerts(self) -> AlertRepository: ...
     @property
     def incidents(self) -> IncidentRepository: ...
+    @property
+    def suppression(self) -> SuppressionRepository: ...
 
 
 class Store(Protocol):

@@ -21,7 +21,9 @@ from vigil.app.ports import (
     IncidentRecord,
     IncidentUpdate,
     IssuedToken,
+    NewSuppression,
     PlanGate,
+    SuppressionRecord,
     UnitOfWork,
     UserAccess,
 )
@@ -29,10 +31,12 @@ from vigil.core.actions import MachineAction
 from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
 from vigil.core.rbac import Permission
+from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
 from vigil.store import incidents as incident_store
+from vigil.store import suppression as suppression_store
 from vigil.store.errors import NotConfiguredIssuer
 from vigil.store.schema import alerts, device_groups, devices
 
@@ -256,6 +260,33 @@ class SqlIncidents:
         return incident_store.split(self._c, source, list(alert_ids), now)
 
 
+class SqlSuppression:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def listing(self) -> list[SuppressionRecord]:
+        return [
+            SuppressionRecord(
+                int(r.id), r.alert_title, r.scope, r.action, dict(r.conditions or {}), r.machine_id, bool(r.enabled),
+                r.comment, r.created_by, device_store.aware(r.created_at), int(r.hits),
+            )
+            for r in suppression_store.listing(self._c)
+        ]
+
+    def create(self, rule: NewSuppression, now: datetime) -> int:
+        return suppression_store.create(
+            self._c, title=rule.alert_title, scope=SuppressionScope(rule.scope), action=SuppressionAction(rule.action),
+            conditions=rule.conditions, machine_id=rule.machine_id, comment=rule.comment, who=rule.created_by,
+            now=now,
+        )
+
+    def set_enabled(self, rule_id: int, enabled: bool) -> bool:
+        return suppression_store.set_enabled(self._c, rule_id, enabled)
+
+    def delete(self, rule_id: int) -> bool:
+        return suppression_store.delete(self._c, rule_id)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -267,6 +298,7 @@ class SqlUnitOfWork:
         self.users = SqlUsers(conn)
         self.alerts = SqlAlerts(conn)
         self.incidents = SqlIncidents(conn)
+        self.suppression = SqlSuppression(conn)
 
 
 class SqlStore:

@@ -1,4 +1,4 @@
-"""Alert suppression rules: create, list, enable or disable, delete.
+"""Alert suppression rules: create, list, enable or disable, delete, over the suppression service.
 
 A Device-scoped rule belongs to its device's group: callers scoped to other groups neither see nor change it (404),
 as with the device itself; Organization-scoped rules name no device and are visible to every caller.
@@ -6,18 +6,16 @@ as with the device itself; Organization-scoped rules name no device and are visi
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.app import suppression as app_suppression
+from vigil.app.ports import SuppressionRecord
 from vigil.core.rbac import Permission
-from vigil.core.suppression import SuppressionAction, SuppressionError, SuppressionScope
+from vigil.core.suppression import SuppressionAction, SuppressionScope
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
-from vigil.server.errors import APIError
-from vigil.server.scope import principal_of, visible_device_ids
-from vigil.store import suppression as store
 
 router = APIRouter()
 
@@ -37,69 +35,64 @@ class EnableBody(BaseModel):
     enabled: bool
 
 
-def _json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id, "alertTitle": row.alert_title, "scope": row.scope, "action": row.action,
-        "conditions": row.conditions, "machineId": row.machine_id, "enabled": row.enabled,
-        "comment": row.comment, "createdBy": row.created_by, "createdTime": iso(row.created_at), "hits": row.hits,
-    }
+class SuppressionRuleInfo(BaseModel):
+    id: int
+    alertTitle: str
+    scope: str
+    action: str
+    conditions: dict[str, str]
+    machineId: str | None
+    enabled: bool
+    comment: str
+    createdBy: str
+    createdTime: str | None
+    hits: int
 
 
-def _visible_rules(request: Request, conn: Any) -> list[Any]:
-    devices = visible_device_ids(conn, principal_of(request))
-    return [r for r in store.listing(conn) if devices is None or r.machine_id is None or r.machine_id in devices]
+class SuppressionRuleList(BaseModel):
+    value: list[SuppressionRuleInfo]
 
 
-def _visible_rule(request: Request, conn: Any, rule_id: int) -> Any:
-    row = next((r for r in _visible_rules(request, conn) if r.id == rule_id), None)
-    if row is None:
-        raise APIError(404, "not_found", f"no suppression rule {rule_id}", field="id")
-    return row
+def rule_info(r: SuppressionRecord) -> SuppressionRuleInfo:
+    return SuppressionRuleInfo(
+        id=r.id, alertTitle=r.alert_title, scope=r.scope, action=r.action, conditions=r.conditions,
+        machineId=r.machine_id, enabled=r.enabled, comment=r.comment, createdBy=r.created_by,
+        createdTime=iso(r.created_at), hits=r.hits,
+    )
 
 
-@router.get("/suppressionRules")
-def list_rules(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> dict[str, Any]:
-    with services(request).engine.connect() as conn:
-        return {"value": [_json(r) for r in _visible_rules(request, conn)]}
+@router.get("/suppressionRules", response_model=SuppressionRuleList)
+def list_rules(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> SuppressionRuleList:
+    with edge.translated():
+        found = app_suppression.list_rules(edge.store(request), edge.principal(request))
+    return SuppressionRuleList(value=[rule_info(r) for r in found])
 
 
-@router.post("/suppressionRules", status_code=201)
+@router.post("/suppressionRules", status_code=201, response_model=SuppressionRuleInfo)
 def create_rule(
-    body: RuleBody, request: Request, who: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
-) -> dict[str, Any]:
-    if body.scope is SuppressionScope.DEVICE and not body.machineId:
-        raise APIError(422, "invalid_request", "machineId: a Device-scoped rule names its device", field="machineId")
-    svc = services(request)
-    try:
-        with svc.engine.begin() as conn:
-            devices = visible_device_ids(conn, who)
-            if body.scope is SuppressionScope.DEVICE and devices is not None and body.machineId not in devices:
-                raise APIError(404, "not_found", f"no machine with id {body.machineId!r}", field="machineId")
-            rule_id = store.create(
-                conn, title=body.alertTitle, scope=body.scope, action=body.action, conditions=body.conditions,
-                machine_id=body.machineId if body.scope is SuppressionScope.DEVICE else None,
-                comment=body.comment, who=who.user.username, now=svc.clock.now(),
-            )
-            row = next(r for r in store.listing(conn) if r.id == rule_id)
-    except SuppressionError as e:
-        raise APIError(422, "invalid_request", str(e), field=e.field) from None
-    return _json(row)
+    body: RuleBody, request: Request, _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
+) -> SuppressionRuleInfo:
+    with edge.translated():
+        made = app_suppression.create_rule(
+            edge.store(request), services(request).clock, edge.principal(request), alert_title=body.alertTitle,
+            scope=body.scope.value, action=body.action.value, conditions=body.conditions, machine_id=body.machineId,
+            comment=body.comment,
+        )
+    return rule_info(made)
 
 
-@router.patch("/suppressionRules/{rule_id}")
+@router.patch("/suppressionRules/{rule_id}", response_model=SuppressionRuleInfo)
 def enable_rule(
     rule_id: int, body: EnableBody, request: Request, _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
-) -> dict[str, Any]:
-    with services(request).engine.begin() as conn:
-        _visible_rule(request, conn, rule_id)
-        store.set_enabled(conn, rule_id, body.enabled)
-        return _json(_visible_rule(request, conn, rule_id))
+) -> SuppressionRuleInfo:
+    with edge.translated():
+        return rule_info(app_suppression.set_enabled(
+            edge.store(request), services(request).clock, edge.principal(request), rule_id, body.enabled))
 
 
 @router.delete("/suppressionRules/{rule_id}", status_code=204)
 def delete_rule(
     rule_id: int, request: Request, _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)
 ) -> None:
-    with services(request).engine.begin() as conn:
-        _visible_rule(request, conn, rule_id)
-        store.delete(conn, rule_id)
+    with edge.translated():
+        app_suppression.delete_rule(edge.store(request), services(request).clock, edge.principal(request), rule_id)
