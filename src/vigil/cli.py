@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "backup": ("vigil.commands.backup", "app", True),
     "tvm": ("vigil.commands.tvm", "app", True),
     "av": ("vigil.commands.av", "app", True),
+    "hunt": ("vigil.commands.hunt", "hunt", False),
 }
 
 

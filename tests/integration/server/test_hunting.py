@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +98,28 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
     with admin(server) as c:
         audit = c.get("/api/audit", params={"action": "hunt.run"}).json()["value"]
         assert len(audit) >= len(QUERIES) * 2
+    cli = _cli(server, QUERIES[1], "--output", "json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == everything[1]
+    cli = _cli(server, QUERIES[0], "--output", "csv")
+    assert cli.returncode == 0, cli.stderr
+    rows = list(csv.reader(io.StringIO(cli.stdout)))
+    assert rows[0] == ["DeviceName", "FileName", "ProcessId", "Timestamp"] and len(rows) == 7
+    cli = _cli(server, QUERIES[1], "--output", "table")
+    assert cli.returncode == 0 and "a-web-01" in cli.stdout and "2 row(s)" in cli.stderr, cli.stderr
+    cli = _cli(server, QUERIES[0], "--as", "alice", "--output", "json")
+    assert cli.returncode == 0, cli.stderr
+    assert {r["DeviceName"] for r in json.loads(cli.stdout)["Results"]} == {"a-web-01"}
+    cli = _cli(server, "DELETE FROM DeviceProcessEvents")
+    assert cli.returncode == 2 and "only SELECT" in cli.stderr, (cli.returncode, cli.stderr)
     return [e["Results"] for e in everything]
+
+
+def _cli(server: VigilServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIGIL_DATA_DIR": str(server.data_dir)}
+    env.pop("VIGIL_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "vigil", "hunt", *args, "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 @pytest.mark.postgres
