@@ -56,7 +56,7 @@ def test_totp_enrolment_sign_in_and_recovery_codes(
     page = context.new_page()
     try:
         sign_in(page, "dana", PASSWORD)
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")
         page.get_by_role("banner").get_by_role("link", name="dana").click()
         expect(page).to_have_url(f"{base}/account")
         expect(page.locator("#mfa-state")).to_contain_text("TOTP is off")
@@ -65,7 +65,7 @@ def test_totp_enrolment_sign_in_and_recovery_codes(
         page.screenshot(path=str(tmp_path / "totp-enrol.png"))
         secret, used, codes = enrol(page)
         page.get_by_role("link", name="Continue to Vigil").click()
-        expect(page).to_have_url(f"{base}/devices")  # a fresh session after the change
+        expect(page).to_have_url(f"{base}/")  # a fresh session after the change
 
         page.get_by_role("button", name="Sign out").click()
         expect(page).to_have_url(f"{base}/login")
@@ -82,7 +82,7 @@ def test_totp_enrolment_sign_in_and_recovery_codes(
         expect(page.get_by_role("alert")).to_have_text("Wrong or already used TOTP code")
         page.get_by_label("Code from your authenticator app").fill(code_at(secret, 1))
         page.get_by_role("button", name="Verify").click()
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")
 
         page.get_by_role("button", name="Sign out").click()
         sign_in(page, "dana", PASSWORD)
@@ -127,7 +127,7 @@ def test_a_role_that_requires_totp_gets_a_grace_period_then_only_the_enrolment_p
     page = context.new_page()
     try:
         sign_in(page, "erin", PASSWORD)
-        expect(page).to_have_url(f"{base}/devices")  # no second factor asked of a role outside the policy
+        expect(page).to_have_url(f"{base}/")  # no second factor asked of a role outside the policy
         page.get_by_role("button", name="Sign out").click()
 
         # First sign-in under the policy: the grace period starts, the account page says so.
@@ -135,7 +135,7 @@ def test_a_role_that_requires_totp_gets_a_grace_period_then_only_the_enrolment_p
         expect(page).to_have_url(f"{base}/account")
         expect(page.locator("#mfa-state")).to_contain_text("Your role requires a second factor. Set it up before")
         page.get_by_role("link", name="Later").click()
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")
 
         # The grace period ends (as if eight days went by): the open session closes with it...
         _backdate_grace(server, "admin", 8)
@@ -157,14 +157,14 @@ def test_a_role_that_requires_totp_gets_a_grace_period_then_only_the_enrolment_p
         expect(page).to_have_url(f"{base}/account/totp")
         secret, _, _ = enrol(page)
         page.get_by_role("link", name="Continue to Vigil").click()
-        expect(page).to_have_url(f"{base}/devices")
-        expect(page.get_by_role("heading", name="Device inventory")).to_be_visible()
+        expect(page).to_have_url(f"{base}/")
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
         page.get_by_role("button", name="Sign out").click()
         sign_in(page, "admin", server.admin_password)
         expect(page).to_have_url(f"{base}/login/totp")
         page.get_by_label("Code from your authenticator app").fill(code_at(secret, 1))
         page.get_by_role("button", name="Verify").click()
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")
     finally:
         context.close()

@@ -19,7 +19,7 @@ def _sign_in(page: Page, server: VigilServer) -> None:
     page.get_by_label("User name").fill("admin")
     page.get_by_label("Password").fill(server.admin_password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{server.url}/devices")
+    expect(page).to_have_url(f"{server.url}/")
 
 
 def test_triage_an_alert_and_open_its_incident(
@@ -34,7 +34,7 @@ def test_triage_an_alert_and_open_its_incident(
     page = context.new_page()
     try:
         _sign_in(page, server)
-        page.get_by_role("link", name="Alerts").click()
+        page.locator("header nav").get_by_role("link", name="Alerts").click()
         queue = page.locator("#alerts")
         expect(queue.get_by_role("link", name="web-09")).to_be_visible()
         queue.get_by_role("link", name="Download Piped Into a Shell").click()

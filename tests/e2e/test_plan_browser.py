@@ -21,7 +21,7 @@ def sign_in(page: object, base: str, username: str, password: str) -> None:
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/devices")
+    expect(page).to_have_url(f"{base}/")
 
 
 def test_create_plan_sign_as_two_stakeholders_and_the_gate_opens(

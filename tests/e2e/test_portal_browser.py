@@ -56,6 +56,8 @@ def test_portal_sign_in_device_timeline_and_sign_out(
         page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(sqlite_server.admin_password)
         page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(f"{base}/")  # the dashboard, the landing page
+        page.locator("header nav").get_by_role("link", name="Devices").click()
         expect(page).to_have_url(f"{base}/devices")
         expect(page.get_by_role("heading", name="Device inventory")).to_be_visible()
 

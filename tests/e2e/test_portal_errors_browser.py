@@ -26,7 +26,7 @@ def test_error_pages_for_people_and_json_for_the_api(sqlite_server: VigilServer,
     page = context.new_page()
     try:
         _sign_in(page, "erin")
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")
         nav = page.locator("header nav")
         expect(nav.get_by_role("link", name="Devices")).to_be_visible()
         expect(nav.get_by_role("link", name="Audit log")).to_have_count(0)  # not offered: it would refuse
@@ -37,7 +37,7 @@ def test_error_pages_for_people_and_json_for_the_api(sqlite_server: VigilServer,
         expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
         expect(page.locator("#missing-permission")).to_have_text("Manage portal system settings")
         page.locator("#home-link").click()
-        expect(page).to_have_url(f"{base}/devices")
+        expect(page).to_have_url(f"{base}/")  # the dashboard: read-only users see it
 
         r = page.goto("/no-such-page")
         assert r is not None and r.status == 404 and "text/html" in r.headers["content-type"]

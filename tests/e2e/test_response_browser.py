@@ -43,7 +43,7 @@ def test_isolate_from_an_alert_and_release(
         page = context.new_page()
         try:
             _sign_in(page, server)
-            page.get_by_role("link", name="Alerts").click()
+            page.locator("header nav").get_by_role("link", name="Alerts").click()
             page.locator("#alerts").get_by_role("link", name="Download Piped Into a Shell").click()
             page.locator("dl a[href^='/devices/']").click()  # the alert's device
             expect(page.get_by_role("heading", name="Response actions")).to_be_visible()

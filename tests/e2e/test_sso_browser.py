@@ -49,7 +49,7 @@ def test_sign_in_with_the_identity_provider_lands_signed_in_with_the_mapped_role
     page = chromium.new_page()
     sign_in_at_provider(page, sqlite_server, idp, "alice")
     # Back at Vigil with a session: the SameSite=Strict cookie must survive the cross-site return.
-    page.wait_for_url(f"{sqlite_server.url}/devices")
+    page.wait_for_url(f"{sqlite_server.url}/")
     expect(page.locator("body")).to_contain_text("alice")
     page.goto(f"{sqlite_server.url}/api/auth/me")
     me = json.loads(page.locator("body").inner_text())

@@ -56,8 +56,8 @@ def test_portal_pages_report_no_csp_violation_and_their_scripts_work(
         page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(server.admin_password)
         page.get_by_role("button", name="Sign in").click()
-        expect(page).to_have_url(f"{server.url}/devices")
-        for path in ["/devices", ids["device"], "/alerts", ids["alert"], "/incidents", ids["incident"],
+        expect(page).to_have_url(f"{server.url}/")
+        for path in ["/", "/devices", ids["device"], "/alerts", ids["alert"], "/incidents", ids["incident"],
                      "/actioncenter", "/plan", "/audit", "/account", "/account/totp"]:
             response = page.goto(path)
             assert response is not None and response.status == 200, path

@@ -23,13 +23,12 @@ from vigil.server.auth import (
     SESSION_COOKIE,
     TOKEN_LIFETIME_SECONDS,
     client_ip,
-    current_principal,
     end_session,
     issue_token,
     services,
 )
 from vigil.server.errors import APIError
-from vigil.server.portal.web import landing, public_page, secure, templates
+from vigil.server.portal.web import public_page, secure, templates
 from vigil.store.users import User, get_user
 
 SECOND_FACTOR_PATH = "/login/totp"
@@ -92,13 +91,6 @@ def sign_in_message(e: APIError) -> str:
 
 
 router = APIRouter(include_in_schema=False)
-
-
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, _: None = public_page()) -> Response:
-    """The first page the signed-in user may see (a read-only or plan-only user never starts on a refusal)."""
-    who = current_principal(request)
-    return RedirectResponse(landing(who) if who else "/login", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -21,6 +21,8 @@ HERE = Path(__file__).parent
 # One folder per area (devices/, alerts/, ...) and layout/ with the base page and the component macros.
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC_DIR = HERE / "static"
+# Chart.js's browser build, installed from npm by `make install` (assets/package.json), served as /static/vendor/.
+VENDOR_DIR = HERE / "assets" / "node_modules" / "chart.js" / "dist"
 
 
 class PageForbidden(APIError):
@@ -82,6 +84,7 @@ def refused(request: Request, who: Principal, e: AppError) -> Response:
 # The header's links, each with the permission its page needs (None: any signed-in user). The first the user may
 # see is where they land after signing in, so a read-only or plan-only user never starts on a refusal.
 NAV: tuple[tuple[str, str, Permission | None], ...] = (
+    ("/", "Dashboard", Permission.VIEW_DATA_SECOPS),
     ("/devices", "Devices", Permission.VIEW_DATA_SECOPS),
     ("/incidents", "Incidents", Permission.VIEW_DATA_SECOPS),
     ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
