@@ -8,11 +8,13 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vigil.app.principal import os_user
 from vigil.config import SETTINGS_FILE, Settings, load_settings, settings_toml
 from vigil.core.clock import Clock
 from vigil.core.rbac import BasicRole
 from vigil.deploy import pki, signing
-from vigil.store import db
+from vigil.store import audit, db
+from vigil.store.audit import Change
 from vigil.store.devices import ensure_default_group
 from vigil.store.users import count_users, create_user
 
@@ -94,6 +96,9 @@ def run_setup(
                 create_user(conn, admin_username, password, BasicRole.FULL_ACCESS, now)
                 report.admin_username, report.admin_password = admin_username, password
                 created.append(f"administrator {admin_username!r}")
+            if created:  # what was made, by whom at the console: the first records of a new server's audit log
+                audit.append(conn, Change(f"cli:{os_user()}", "server.setup", "data_dir", str(data_dir),
+                                          after={"created": created}), now)
     finally:
         engine.dispose()
     return report

@@ -77,3 +77,22 @@ def test_rule_content_changes_from_the_cli_are_audited_and_a_refused_one_records
     assert switched.after == {"enabled": False, "group": "web"}
     assert next(e for e in rows if e.action == "content.set_level").after == {"level": "critical", "group": None}
     assert chain.ok
+
+
+def test_setup_records_what_it_made_and_by_whom_and_a_rerun_records_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIGIL_DATABASE_URL", "VIGIL_DATA_DIR")}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "vigil", "setup", "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    engine = db.make_engine(load_settings(data_dir).db_url)
+    try:
+        with engine.connect() as conn:
+            rows = [e for e, _ in audit.entries(conn, action="server.setup")]
+    finally:
+        engine.dispose()
+    assert len(rows) == 1 and rows[0].actor.startswith("cli:") and rows[0].actor.endswith(f"@{socket.gethostname()}")
+    assert rows[0].target_id == str(data_dir)
+    assert "administrator 'admin'" in rows[0].after["created"]
+    assert not any("password" in item for item in rows[0].after["created"])
