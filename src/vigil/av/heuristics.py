@@ -20,6 +20,8 @@ TEMP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/")  # noqa: S108 (where droppers la
 ELF_MAGIC = b"\x7fELF"
 _ENTROPY_PACKED = 7.2  # bits per byte: compiled code sits near 5.5-6.5, compressed or encrypted data near 8
 _ENTROPY_MIN_SIZE = 4096
+_PACKED_MAX_SECTIONS = 4
+_HOOK_MAX_EXPORTS = 200  # a hiding library exports a handful of hooks; sanitizers and fakeroot export thousands
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,17 @@ def _packed_elf_in_temp(ctx: Context) -> bool:
         return False
     if b"UPX!" in ctx.data[:4096] or b"UPX!" in ctx.data[-4096:]:
         return True
-    return len(ctx.data) >= _ENTROPY_MIN_SIZE and entropy(sample(ctx.data)) >= _ENTROPY_PACKED
+    # Packers leave few or no section headers; a linked library keeps dozens (and may carry compressed data).
+    if len(ctx.data) < _ENTROPY_MIN_SIZE or _section_count(ctx.data) > _PACKED_MAX_SECTIONS:
+        return False
+    return entropy(sample(ctx.data)) >= _ENTROPY_PACKED
+
+
+def _section_count(data: bytes) -> int:
+    try:
+        return int(struct.unpack_from("<H", data, 0x3C if data[4] == 2 else 0x30)[0])
+    except (struct.error, IndexError):
+        return 0
 
 
 _SCRIPT_HEAD = re.compile(rb"\A#!\s*\S*(?:/|env\s+)(?:ba|da|z|k|a)?sh\b")
@@ -173,7 +185,7 @@ def _preload_rootkit(ctx: Context) -> bool:
     if not data.startswith(ELF_MAGIC) or len(data) < 64 or struct.unpack_from("<H", data, 16)[0] != 3:  # ET_DYN
         return False
     defined, undefined = _elf_dynamic_symbols(data)
-    if not (defined & _HIDING_HOOKS) or b"dlsym" not in undefined:
+    if not (defined & _HIDING_HOOKS) or b"dlsym" not in undefined or len(defined) > _HOOK_MAX_EXPORTS:
         return False
     if _STD_LIBC.search(data):
         return False

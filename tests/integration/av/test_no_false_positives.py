@@ -22,6 +22,13 @@ def _benign_corpus(root: Path) -> int:
         src = Path(shutil.which(["ls", "cp", "tar", "gzip", "python3", "bash", "sed", "grep"][i % 8]) or "/bin/ls")
         shutil.copy(src, root / f"prog{i}")
         n += 1
+    # Shared libraries in a temp folder too: sanitizers export readdir and import dlsym, some carry compressed
+    # data (both once fooled the heuristics in the benchmark's corpus).
+    libs = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("lib*.so*"))
+    for lib in [p for p in libs if p.name.startswith(("libasan", "libtsan", "libsamba", "libfakeroot"))] + libs[:150]:
+        if lib.is_file() and not lib.is_symlink() and lib.stat().st_size < 8 << 20:
+            shutil.copy(lib, root / f"lib{n}-{lib.name}")
+            n += 1
     scripts = [
         b"#!/bin/sh\nset -e\ncurl -fsSLO https://example.org/release.tar.gz\ntar xzf release.tar.gz\n./configure\n",
         b"#!/bin/bash\nwget -q https://example.org/data.csv -O /tmp/data.csv\npython3 load.py /tmp/data.csv\n",
