@@ -30,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "tvm": ("vigil.commands.tvm", "app", True),
     "av": ("vigil.commands.av", "app", True),
     "hunt": ("vigil.commands.hunt", "hunt", False),
+    "asr": ("vigil.commands.asr", "app", True),
 }
 
 
