@@ -74,11 +74,11 @@ def test_portal_sign_in_device_timeline_and_sign_out(
 
         # Another table has no events for this device; "all" brings the processes back.
         page.get_by_label("Events").select_option("DeviceNetworkEvents")
-        expect(page).to_have_url(f"{base}/devices/{device['device_id']}?table=DeviceNetworkEvents")
+        expect(page).to_have_url(f"{base}/devices/{device['device_id']}?table=DeviceNetworkEvents&range=30d&action=")
         expect(timeline.get_by_text(COMMANDS[0], exact=True)).to_have_count(0)
         expect(timeline.locator("td.empty")).to_be_visible()
         page.get_by_label("Events").select_option("all")
-        expect(page).to_have_url(f"{base}/devices/{device['device_id']}?table=all")
+        expect(page).to_have_url(f"{base}/devices/{device['device_id']}?table=all&range=30d&action=")
         expect(timeline.get_by_text(COMMANDS[1], exact=True)).to_be_visible()
 
         page.get_by_role("button", name="Sign out").click()

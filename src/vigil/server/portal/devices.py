@@ -3,7 +3,9 @@ changes a device reported (accepted or rejected by an administrator)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,6 +15,8 @@ from vigil.app.errors import AppError
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import TABLES
 from vigil.server import app_edge as edge
+from vigil.server.api import alerts as api_alerts
+from vigil.server.api import incidents as api_incidents
 from vigil.server.api import machineidentity as api_identity
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
@@ -29,18 +33,93 @@ def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SE
     return templates.TemplateResponse(request, "devices/list.html", {"machines": machines, "user": who.user})
 
 
+# The timeline's columns per table: (header, column); "all" shows what every table has plus a one-line summary.
+_INITIATOR = [("Initiating process", "InitiatingProcessFileName"), ("Initiating PID", "InitiatingProcessId")]
+TIMELINE_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "DeviceProcessEvents": [("Process", "FileName"), ("Command line", "ProcessCommandLine"), ("User", "AccountName"),
+                            ("PID", "ProcessId"), ("Parent", "InitiatingProcessFileName"),
+                            ("Parent PID", "InitiatingProcessId"), ("SHA-256", "SHA256")],
+    "DeviceNetworkEvents": [("Remote IP", "RemoteIP"), ("Remote port", "RemotePort"), ("Remote URL", "RemoteUrl"),
+                            ("Local IP", "LocalIP"), ("Local port", "LocalPort"), ("Protocol", "Protocol"),
+                            *_INITIATOR],
+    "DeviceFileEvents": [("File", "FileName"), ("Folder", "FolderPath"), ("SHA-256", "SHA256"),
+                         ("Size", "FileSize"), *_INITIATOR],
+    "DeviceLogonEvents": [("Account", "AccountName"), ("Logon type", "LogonType"), ("Remote IP", "RemoteIP"),
+                          ("Failure", "FailureReason"), *_INITIATOR],
+    "DeviceEvents": [("File", "FileName"), ("Command line", "ProcessCommandLine"), ("Remote IP", "RemoteIP"),
+                     *_INITIATOR],
+    "DeviceInfo": [("OS", "OSDistribution"), ("Version", "OSVersion"), ("Public IP", "PublicIP"),
+                   ("Client", "ClientVersion")],
+    "DeviceSystemLogEvents": [("Process", "ProcessName"), ("PID", "ProcessId"), ("Unit", "SystemdUnit"),
+                              ("Message", "SyslogMessage")],
+}
+_SUMMARY = ("ProcessCommandLine", "FolderPath", "RemoteIP", "AccountName", "SyslogMessage", "OSDistribution")
+RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+PAGE_SIZE = 100
+
+
+def _summary(e: dict[str, Any]) -> str:
+    for k in _SUMMARY:
+        if e.get(k):
+            return f"{e[k]}" + (f":{e['RemotePort']}" if k == "RemoteIP" and e.get("RemotePort") else "")
+    return ""
+
+
 @router.get("/devices/{machine_id}", response_class=HTMLResponse)
 def device_page(
-    machine_id: str, request: Request, table: str = "DeviceProcessEvents",
-    who: Principal = page(Permission.VIEW_DATA_SECOPS),
+    machine_id: str, request: Request, table: str = "DeviceProcessEvents", range: str = "30d",
+    action: str = "", before: str = "", who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
+    """The device and its timeline: one table (or all), a time range, an ActionType, 100 rows a page, newest
+    first; "Older" pages by the last row's time (keyset), so a device with a million events pages as fast."""
     machine = api_machines.get_machine(request, machine_id)
+    if range not in RANGES:
+        raise APIError(422, "invalid_request", f"range {range!r}: use one of {', '.join(RANGES)}", field="range")
+    if table != "all" and table not in TABLES:
+        raise APIError(422, "invalid_request", f"unknown table {table!r}", field="table")
+    end = None
+    if before:
+        try:
+            end = datetime.fromisoformat(before.replace("Z", "+00:00"))
+        except ValueError:
+            raise APIError(422, "invalid_request", f"before {before!r} is not an ISO 8601 time",
+                           field="before") from None
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    now = services(request).clock.now()
+    start = now - RANGES[range]
     tables = None if table == "all" else [table]
-    events = api_machines.machine_timeline(request, machine_id, None, None, tables, 500)
+    # An ActionType filter reads further to fill its page (the store has no ActionType index yet).
+    want = PAGE_SIZE + 1
+    fetched = api_machines.machine_timeline(request, machine_id, start, end, tables, want * (20 if action else 1))
+    if end is not None:  # the cursor row itself was the last of the previous page
+        fetched = [e for e in fetched if _when(e) < end]
+    events = [e for e in fetched if not action or e.get("ActionType") == action][:want]
+    more, events = len(events) > PAGE_SIZE, events[:PAGE_SIZE]
+    for e in events:
+        e["_summary"] = _summary(e)
+    older = None
+    if more:
+        older = "?" + urlencode({"table": table, "range": range, "action": action, "before": _iso(_when(events[-1]))})
+    actions = sorted({str(e["ActionType"]) for e in fetched if e.get("ActionType")} | ({action} if action else set()))
     return templates.TemplateResponse(
         request, "devices/device.html",
-        {"m": machine, "events": events, "table": table, "tables": ["all", *TABLES], "user": who.user},
+        {"m": machine, "events": events, "table": table, "tables": ["all", *TABLES], "user": who.user,
+         "columns": TIMELINE_COLUMNS.get(table), "range": range, "ranges": list(RANGES), "action": action,
+         "actions": actions, "older": older, "paged": bool(before),
+         "first_page": "?" + urlencode({"table": table, "range": range, "action": action}),
+         "alerts": api_alerts.query_alerts(request, machine_id=machine_id, limit=20),
+         "incidents": [i for i in api_incidents.list_incidents(request) if machine_id in i.get("machineIds", [])][:20]},
     )
+
+
+def _when(e: dict[str, Any]) -> datetime:
+    t = e["Timestamp"]
+    t = t if isinstance(t, datetime) else datetime.fromisoformat(str(t).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
 
 
 @router.post("/devices/{machine_id}/offboard")
