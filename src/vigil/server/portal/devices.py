@@ -122,6 +122,63 @@ def _iso(t: datetime) -> str:
     return t.isoformat()
 
 
+TREE_DEPTH = 6
+TREE_EVENTS = 20_000
+
+
+@router.get("/devices/{machine_id}/process-tree", response_class=HTMLResponse)
+def process_tree(
+    machine_id: str, request: Request, pid: int, who: Principal = page(Permission.VIEW_DATA_SECOPS),
+) -> Response:
+    """A process with its parents and children (command lines), from the device's DeviceProcessEvents (30 days)."""
+    machine = api_machines.get_machine(request, machine_id)
+    events = api_machines.machine_timeline(request, machine_id, None, None, ["DeviceProcessEvents"], TREE_EVENTS)
+    by_pid: dict[int, dict[str, Any]] = {}
+    children: dict[int, list[int]] = {}
+    for e in reversed(events):  # oldest first: a reused PID keeps its newest process
+        if e.get("ProcessId") is None:
+            continue
+        by_pid[int(e["ProcessId"])] = e
+    for p_id, e in by_pid.items():
+        if e.get("InitiatingProcessId") is not None:
+            children.setdefault(int(e["InitiatingProcessId"]), []).append(p_id)
+    if pid not in by_pid:
+        raise APIError(404, "not_found", f"no process {pid} in this device's last 30 days of process events",
+                       field="pid")
+
+    def node(p_id: int) -> dict[str, Any]:
+        e = by_pid.get(p_id, {})
+        return {"pid": p_id, "name": e.get("FileName"), "cmd": e.get("ProcessCommandLine"),
+                "user": e.get("AccountName"), "time": e.get("Timestamp"), "known": bool(e)}
+
+    ancestors: list[dict[str, Any]] = []
+    cur = by_pid[pid]
+    seen = {pid}
+    while cur.get("InitiatingProcessId") is not None and len(ancestors) < TREE_DEPTH:
+        parent = int(cur["InitiatingProcessId"])
+        if parent in seen:
+            break
+        seen.add(parent)
+        if parent in by_pid:
+            ancestors.insert(0, node(parent))
+            cur = by_pid[parent]
+        else:  # the parent started before the sensor saw it: what its child reported of it
+            ancestors.insert(0, {"pid": parent, "name": cur.get("InitiatingProcessFileName"),
+                                 "cmd": cur.get("InitiatingProcessCommandLine"), "user": None, "time": None,
+                                 "known": False})
+            break
+
+    def subtree(p_id: int, depth: int) -> dict[str, Any]:
+        n = node(p_id)
+        kids = [k for k in children.get(p_id, []) if k != p_id] if depth < TREE_DEPTH else []
+        n["children"] = [subtree(k, depth + 1) for k in kids[:50]]
+        return n
+
+    return templates.TemplateResponse(request, "devices/process_tree.html", {
+        "m": machine, "user": who.user, "ancestors": ancestors, "focus": subtree(pid, 0), "pid": pid,
+    })
+
+
 @router.post("/devices/{machine_id}/offboard")
 def offboard_submit(
     machine_id: str, request: Request, csrf: Annotated[str, Form()], comment: Annotated[str, Form()] = "",
