@@ -18,6 +18,7 @@ from vigil.app.principal import Principal
 from vigil.core.clock import Clock
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import ColumnType
+from vigil.hunt import kql
 from vigil.hunt.sql import HuntError, Scope, check, column_type
 
 MAX_ROWS = 10_000  # Defender's advanced-hunting row limit
@@ -106,12 +107,14 @@ def run_query(
     store: Store, runner: HuntRunner, clock: Clock, principal: Principal, query: str,
     max_rows: int = MAX_ROWS, timeout_s: float = TIMEOUT_S,
 ) -> HuntResult:
-    """Check, scope and run ``query`` for ``principal``; audited as ``hunt.run`` with the query text."""
+    """Check, scope and run ``query`` (SQL, or the KQL subset) for ``principal``; audited as ``hunt.run``."""
     principal.require(Permission.VIEW_DATA_SECOPS)
     if not isinstance(query, str):
         raise InvalidInput("Query must be a string", field="Query")
+    language = "kql" if kql.looks_like_kql(query) else "sql"
     try:
-        checked = check(query, Scope(principal.device_group_ids), runner.dialect, max_rows)
+        sql = kql.to_sql(query, clock.now()) if language == "kql" else query
+        checked = check(sql, Scope(principal.device_group_ids), runner.dialect, max_rows)
     except HuntError as e:
         raise InvalidInput(str(e), field="Query") from None
     try:
@@ -128,6 +131,7 @@ def run_query(
     schema = [{"Name": n, "Type": _type_name(t, [r[n] for r in results])} for n, t in zip(names, types, strict=True)]
     with store.begin() as uow:
         uow.audit.append(AuditRecord(principal.actor, "hunt.run", "query", "advancedqueries",
-                                     after={"query": query[:4000], "rows": len(results), "truncated": truncated},
+                                     after={"query": query[:4000], "language": language, "rows": len(results),
+                                            "truncated": truncated},
                                      source_ip=principal.source_ip), clock.now())
     return HuntResult(schema, results, truncated, checked.sql)

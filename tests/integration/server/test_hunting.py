@@ -27,6 +27,11 @@ QUERIES = [
     "SELECT DeviceName FROM DeviceProcessEvents WHERE DeviceId IN (SELECT DeviceId FROM DeviceProcessEvents"
     " WHERE FileName = 'curl') ORDER BY 1",
     "SELECT DeviceName FROM DeviceProcessEvents UNION SELECT DeviceName FROM DeviceFileEvents ORDER BY 1",
+    # the KQL subset, through the same checks
+    "DeviceProcessEvents | where FileName in ('curl', 'ls') and ProcessCommandLine contains 'CUR'"
+    " | project DeviceName, FileName | order by DeviceName asc",
+    "DeviceProcessEvents | where Timestamp > ago(36500d) and not(FileName startswith 'b') | summarize n = count()"
+    " by DeviceName | order by DeviceName asc | take 5",
 ]
 
 
@@ -73,13 +78,17 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
         assert body["Results"][0] == {"DeviceName": "a-web-01", "FileName": "bash", "ProcessId": 100,
                                       "Timestamp": "2026-11-28T09:00:00.000001Z"}
         assert everything[1]["Results"] == [{"DeviceName": "a-web-01", "n": 3}, {"DeviceName": "b-db-01", "n": 3}]
+        assert everything[6]["Results"] == [{"DeviceName": "a-web-01", "FileName": "curl"},
+                                            {"DeviceName": "b-db-01", "FileName": "curl"}]
+        assert everything[7]["Results"] == [{"DeviceName": "a-web-01", "n": 2}, {"DeviceName": "b-db-01", "n": 2}]
 
         for bad, needle in [("DELETE FROM DeviceProcessEvents", "only SELECT"),
                             ("SELECT * FROM devices", "unknown table 'devices'"),
                             ("SELECT * FROM sqlite_master", "unknown table"),
                             ("SELECT Nope FROM DeviceProcessEvents", "unknown column 'Nope'"),
                             ("SELECT FileName + FROM", "syntax error"),
-                            ("SELECT load_extension('x')", "not allowed")]:
+                            ("SELECT load_extension('x')", "not allowed"),
+                            ("DeviceProcessEvents | extend x = 1", "'extend' is not supported")]:
             r = c.post("/api/advancedqueries/run", json={"Query": bad})
             assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
             assert needle in r.text, r.text
