@@ -14,7 +14,7 @@ from vigil.server.api import alerts as api_alerts
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal
 from vigil.server.errors import APIError
-from vigil.server.portal.web import check_form_csrf, page, templates
+from vigil.server.portal.web import check_form_csrf, page, paginate, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,11 +24,18 @@ def alerts_page(
     request: Request, status: str | None = None, severity: str | None = None,
     who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
-    rows = api_alerts.query_alerts(request, None, status or None, severity or None, 1000)
+    rows = api_alerts.query_alerts(request, None, status or None, severity or None, 10_000)
     names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
+    rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
+    pg, rows = paginate(request, rows, {
+        "lastActivity": lambda a: a["lastEventTime"] or "", "severity": lambda a: rank.get(a["severity"], -1),
+        "title": lambda a: a["title"].lower(), "status": lambda a: a["status"], "events": lambda a: a["eventCount"],
+    }, "lastActivity", lambda a: " ".join([a["title"], a["id"], a["category"], names.get(a["machineId"], ""),
+                                          a["machineId"], *a["mitreTechniques"], a.get("assignedTo") or ""]))
     return templates.TemplateResponse(
         request, "alerts/list.html",
-        {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user},
+        {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user, "pg": pg,
+         "q": request.query_params.get("q", "")},
     )
 
 

@@ -21,7 +21,7 @@ from vigil.server.api import machineidentity as api_identity
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
 from vigil.server.errors import APIError
-from vigil.server.portal.web import check_form_csrf, page, refused, templates
+from vigil.server.portal.web import check_form_csrf, page, paginate, refused, templates
 
 router = APIRouter(include_in_schema=False)
 DECIDE = Permission.MANAGE_PORTAL_SETTINGS  # as the API's accept and reject routes
@@ -29,8 +29,14 @@ DECIDE = Permission.MANAGE_PORTAL_SETTINGS  # as the API's accept and reject rou
 
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
-    machines = api_machines.list_machines(request)
-    return templates.TemplateResponse(request, "devices/list.html", {"machines": machines, "user": who.user})
+    pg, machines = paginate(request, api_machines.list_machines(request), {
+        "name": lambda m: m["computerDnsName"].lower(), "health": lambda m: m["healthStatus"],
+        "lastSeen": lambda m: m["lastSeen"] or "", "group": lambda m: m["rbacGroupName"] or "",
+    }, "name", lambda m: " ".join(str(m.get(k) or "") for k in (
+        "computerDnsName", "id", "lastIpAddress", "rbacGroupName", "osPlatform", "healthStatus")) + " "
+        + " ".join(m.get("machineTags") or []), default_desc=False)
+    return templates.TemplateResponse(request, "devices/list.html", {
+        "machines": machines, "pg": pg, "q": request.query_params.get("q", ""), "user": who.user})
 
 
 # The timeline's columns per table: (header, column); "all" shows what every table has plus a one-line summary.

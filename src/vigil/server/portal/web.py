@@ -4,8 +4,11 @@ check of forms, and the one refusal page."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -152,3 +155,58 @@ def error_page(request: Request, status: int, error: str, detail: str, field: st
         if k.lower() != "www-authenticate":
             resp.headers[k] = v
     return resp
+
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Paging:
+    """A list's page, sort and search, read from the query string; ``url`` builds the links (layout/macros.html)."""
+
+    params: dict[str, str]
+    page: int
+    size: int
+    sort: str
+    desc: bool
+    total: int
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.size + 1
+
+    @property
+    def last(self) -> int:
+        return min(self.page * self.size, self.total)
+
+    @property
+    def has_next(self) -> bool:
+        return self.page * self.size < self.total
+
+    def url(self, **changes: Any) -> str:
+        q = {**self.params, "page": str(self.page), "sort": self.sort, "desc": "1" if self.desc else "0"}
+        q.update({k: ("1" if v is True else "0" if v is False else str(v)) for k, v in changes.items()})
+        return "?" + urlencode({k: v for k, v in q.items() if v != ""})
+
+
+def paginate(request: Request, rows: list[dict[str, Any]], sorts: dict[str, Callable[[dict[str, Any]], Any]],
+             default: str, search: Callable[[dict[str, Any]], str], default_desc: bool = True,
+             ) -> tuple[Paging, list[dict[str, Any]]]:
+    """Search (``q``: every word, anywhere in the row's text), sort (``sort``, ``desc``) and page (``page``)."""
+    qp = request.query_params
+    sort = qp.get("sort", default)
+    if sort not in sorts:
+        raise APIError(422, "invalid_request", f"sort {sort!r}: use one of {', '.join(sorts)}", field="sort")
+    try:
+        page_no = max(1, int(qp.get("page", "1")))
+    except ValueError:
+        raise APIError(422, "invalid_request", "page must be a whole number", field="page") from None
+    desc = qp.get("desc", "1" if default_desc else "0") == "1"
+    words = qp.get("q", "").lower().split()
+    if words:
+        rows = [r for r in rows if all(w in search(r).lower() for w in words)]
+    key = sorts[sort]
+    rows = sorted(rows, key=lambda r: (key(r) is None, key(r) if key(r) is not None else ""), reverse=desc)
+    params = {k: v for k, v in qp.items() if k not in ("page", "sort", "desc")}
+    pg = Paging(params, page_no, PAGE_SIZE, sort, desc, len(rows))
+    return pg, rows[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
