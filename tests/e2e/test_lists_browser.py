@@ -49,6 +49,15 @@ def test_devices_and_alerts_page_sort_and_search(sqlite_server: VigilServer, chr
         page.get_by_role("button", name="Search").click()
         expect(alerts).to_have_count(1)
         expect(alerts.first).to_contain_text("Rule 013")
+        # Incidents: one per device (correlated by device); filter by severity, search by device name.
+        page.goto("/incidents")
+        incidents = page.locator("#incidents tbody tr")
+        expect(incidents).to_have_count(50)
+        page.get_by_label("Severity").select_option("High")
+        expect(incidents).to_have_count(1)
+        expect(incidents.first).to_contain_text("node-007.corp.example")
+        page.goto("/incidents?q=node-013")
+        expect(incidents).to_have_count(1)
         r = page.goto("/alerts?sort=nonsense")
         assert r is not None and r.status == 422
     finally:
