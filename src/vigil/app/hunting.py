@@ -7,6 +7,7 @@ read-only with a time quota; this service checks the permission, applies the quo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +20,13 @@ from vigil.core.clock import Clock
 from vigil.core.rbac import Permission
 from vigil.core.telemetry import ColumnType
 from vigil.hunt import kql
-from vigil.hunt.sql import HuntError, Scope, check, column_type
+from vigil.hunt.sql import HuntError, QueryRate, Scope, check, column_type
 
 MAX_ROWS = 10_000  # Defender's advanced-hunting row limit
 TIMEOUT_S = 30.0
+PER_MINUTE = 60  # queries per minute per user
+# The server's one rate limiter (per process); tests pass their own.
+RATE = QueryRate(PER_MINUTE, time.monotonic)
 # Defender's schema types for a column: the declared type of a telemetry column, else from the values.
 _TYPE_NAMES = {
     ColumnType.STRING: "String", ColumnType.INT: "Int32", ColumnType.LONG: "Int64", ColumnType.BOOL: "Boolean",
@@ -32,6 +36,10 @@ _TYPE_NAMES = {
 
 class QueryTimeout(Exception):
     """The runner stopped the query at its time quota."""
+
+
+class TooManyQueries(InvalidInput):
+    """The caller ran their queries-per-minute quota; the API answers 429."""
 
 
 class QueryFailed(Exception):
@@ -105,12 +113,14 @@ def _type_name(ctype: ColumnType | None, values: Sequence[Any]) -> str:
 
 def run_query(
     store: Store, runner: HuntRunner, clock: Clock, principal: Principal, query: str,
-    max_rows: int = MAX_ROWS, timeout_s: float = TIMEOUT_S,
+    max_rows: int = MAX_ROWS, timeout_s: float = TIMEOUT_S, rate: QueryRate | None = RATE,
 ) -> HuntResult:
     """Check, scope and run ``query`` (SQL, or the KQL subset) for ``principal``; audited as ``hunt.run``."""
     principal.require(Permission.VIEW_DATA_SECOPS)
     if not isinstance(query, str):
         raise InvalidInput("Query must be a string", field="Query")
+    if rate is not None and not rate.admit(principal.username or principal.actor):
+        raise TooManyQueries(f"at most {rate.per_minute} hunting queries a minute; wait a little", field="Query")
     language = "kql" if kql.looks_like_kql(query) else "sql"
     try:
         sql = kql.to_sql(query, clock.now()) if language == "kql" else query

@@ -7,7 +7,9 @@ Pure: no store, no driver. The service runs the SQL this returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sqlglot
@@ -214,3 +216,27 @@ def check(query: str, scope: Scope, dialect: str = "sqlite", max_rows: int = 10_
     tree.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     sql = tree.sql(dialect=dialect)
     return CheckedQuery(sql, dialect, tuple(dict.fromkeys(read)), limit)
+
+
+class QueryRate:
+    """Queries per minute per user: a sliding one-minute window, in memory (per server process)."""
+
+    def __init__(self, per_minute: int, now: Callable[[], float]) -> None:
+        self.per_minute, self._now = per_minute, now
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, user: str) -> bool:
+        """True, counting the query, unless ``user`` already ran ``per_minute`` queries in the last minute."""
+        t = self._now()
+        with self._lock:
+            q = self._seen.setdefault(user, deque())
+            while q and q[0] <= t - 60.0:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return False
+            q.append(t)
+            if len(self._seen) > 100_000:  # bound the memory: forget users idle for a minute
+                for k in [k for k, v in self._seen.items() if not v or v[-1] <= t - 60.0]:
+                    del self._seen[k]
+            return True

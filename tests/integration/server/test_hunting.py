@@ -101,6 +101,9 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
             names = {v for row in r.json()["Results"] for v in row.values() if isinstance(v, str) and "-0" in v}
             assert names <= {"a-web-01"}, (q, names)
         assert len(c.post("/api/advancedqueries/run", json={"Query": QUERIES[0]}).json()["Results"]) == 3
+        codes = [c.post("/api/advancedqueries/run", json={"Query": "SELECT 1 AS x"}) for _ in range(60)]
+        refused = [r for r in codes if r.status_code == 429]
+        assert refused and refused[0].json()["error"] == "too_many_requests", [r.status_code for r in codes]
     with server.client(token_of(server, "pat")) as c:
         r = c.post("/api/advancedqueries/run", json={"Query": QUERIES[0]})
         assert r.status_code == 403, r.text

@@ -14,6 +14,7 @@ from vigil.app.memory import MemoryStore
 from vigil.app.principal import Principal
 from vigil.core.clock import FixedClock
 from vigil.core.rbac import Permission
+from vigil.hunt.sql import QueryRate
 
 CLOCK = FixedClock(datetime(2026, 12, 7, tzinfo=UTC))
 
@@ -69,3 +70,17 @@ def test_a_bad_query_is_invalid_input_naming_the_query_field() -> None:
         hunting.run_query(MemoryStore(), SqliteRunner(), CLOCK, analyst(Permission.VIEW_DATA_SECOPS),
                           "DROP TABLE DeviceProcessEvents")
     assert e.value.field == "Query" and "only SELECT" in e.value.message
+
+
+def test_queries_per_minute_per_user_are_capped() -> None:
+    t = [0.0]
+    rate = QueryRate(2, lambda: t[0])
+    who = analyst(Permission.VIEW_DATA_SECOPS)
+    for _ in range(2):
+        hunting.run_query(MemoryStore(), SqliteRunner(), CLOCK, who, "SELECT 1 AS x", rate=rate)
+    with pytest.raises(hunting.TooManyQueries):
+        hunting.run_query(MemoryStore(), SqliteRunner(), CLOCK, who, "SELECT 1 AS x", rate=rate)
+    hunting.run_query(MemoryStore(), SqliteRunner(), CLOCK, Principal("user:bob", who.permissions,
+                                                                 username="bob"), "SELECT 1 AS x", rate=rate)
+    t[0] = 61.0
+    hunting.run_query(MemoryStore(), SqliteRunner(), CLOCK, who, "SELECT 1 AS x", rate=rate)
