@@ -214,7 +214,7 @@ def check(query: str, scope: Scope, dialect: str = "sqlite", max_rows: int = 10_
             raise HuntError("LIMIT must be a whole number", _where(existing))
         limit = min(limit, int(value.this))
     tree.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
-    sql = tree.sql(dialect=dialect)
+    sql = tree.sql(dialect=dialect, comments=False)  # nothing of the text survives but the checked tree
     return CheckedQuery(sql, dialect, tuple(dict.fromkeys(read)), limit)
 
 

@@ -100,3 +100,14 @@ def test_the_row_quota_caps_the_limit(db):
 def test_postgres_output_quotes_declared_names():
     sql = check("select filename from deviceprocessevents p where p.DEVICEID = 'd1'", MINE, "postgres").sql
     assert '"DeviceProcessEvents"' in sql and '"p"."DeviceId"' in sql and '"FileName"' in sql
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_comments_do_not_survive_into_the_sql_that_runs(dialect):
+    for q in ["SELECT DeviceId FROM DeviceProcessEvents -- */ UNION SELECT id FROM devices /*",
+              "SELECT DeviceId /* a /* b */ */ FROM DeviceProcessEvents"]:
+        try:
+            sql = check(q, MINE, dialect).sql
+        except HuntError:
+            continue
+        assert "/*" not in sql and "--" not in sql
