@@ -8,6 +8,7 @@ from vigil.server.api import (
     accounts,
     advancedqueries,
     alerts,
+    asr,
     audit,
     incidents,
     liveresponse,
@@ -26,7 +27,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    machineidentity, tokens, audit, plan, accounts, advancedqueries,
+    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
