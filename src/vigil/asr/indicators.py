@@ -8,12 +8,14 @@ action; otherwise the strongest action wins (BlockAndRemediate > Block > Warn > 
 from __future__ import annotations
 
 import contextlib
+import csv
 import enum
+import io
 import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 
@@ -145,3 +147,79 @@ class IndicatorSet:
             return Verdict(IndicatorAction.ALLOWED, allowed[0], matched)
         best = max(matched, key=lambda i: _STRENGTH[i.action])
         return Verdict(best.action, best, matched)
+
+
+# Defender's indicator import template, in its column order.
+CSV_COLUMNS = ("IndicatorType", "IndicatorValue", "ExpirationTime", "Action", "Severity", "Title", "Description",
+               "RecommendedActions", "RbacGroups", "Category", "MitreTechniques", "GenerateAlert")
+SEVERITIES = ("Informational", "Low", "Medium", "High")
+
+
+def to_csv(indicators: Iterable[Indicator]) -> str:
+    """Indicators as Defender's template CSV (RbacGroups: device-group ids joined by ``;``)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for i in indicators:
+        w.writerow([i.indicator_type.value, i.indicator_value,
+                    i.expiration_time.isoformat().replace("+00:00", "Z") if i.expiration_time else "",
+                    i.action.value, i.severity, i.title, i.description, i.extra.get("RecommendedActions", ""),
+                    ";".join(str(g) for g in i.rbac_group_ids), i.extra.get("Category", ""),
+                    i.extra.get("MitreTechniques", ""), "TRUE" if i.generate_alert else "FALSE"])
+    return out.getvalue()
+
+
+def from_csv(text: str) -> list[Indicator]:
+    """Indicators from Defender's template CSV; a ValueError naming the line and the field otherwise."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ("IndicatorType", "IndicatorValue", "Action", "Title") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"the CSV lacks the column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}")
+    result = []
+    for n, row in enumerate(reader, start=2):
+        try:
+            result.append(_from_row(row))
+        except ValueError as e:
+            raise ValueError(f"line {n}: {e}") from None
+    return result
+
+
+def _from_row(row: dict[str, str]) -> Indicator:
+    def get(name: str) -> str:
+        return (row.get(name) or "").strip()
+
+    try:
+        kind = IndicatorType(get("IndicatorType"))
+    except ValueError:
+        raise ValueError(f"IndicatorType {get('IndicatorType')!r} is not one of "
+                         f"{', '.join(t.value for t in IndicatorType)}") from None
+    try:
+        action = IndicatorAction(get("Action"))
+    except ValueError:
+        known = ", ".join(a.value for a in IndicatorAction)
+        raise ValueError(f"Action {get('Action')!r} is not one of {known}") from None
+    severity = get("Severity") or "Informational"
+    if severity not in SEVERITIES:
+        raise ValueError(f"Severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    if not get("Title"):
+        raise ValueError("Title is empty")
+    expiry = None
+    if get("ExpirationTime"):
+        try:
+            expiry = datetime.fromisoformat(get("ExpirationTime").replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"ExpirationTime {get('ExpirationTime')!r} is not an ISO 8601 time") from None
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+    groups_text = get("RbacGroups")
+    try:
+        groups = tuple(int(g) for g in groups_text.split(";") if g.strip())
+    except ValueError:
+        raise ValueError(f"RbacGroups {groups_text!r} must be device-group ids separated by ';'") from None
+    alert = get("GenerateAlert").lower()
+    if alert not in ("", "true", "false"):
+        raise ValueError(f"GenerateAlert {get('GenerateAlert')!r} must be TRUE or FALSE")
+    value = normalize(kind, get("IndicatorValue"))
+    extra = {k: get(k) for k in ("RecommendedActions", "Category", "MitreTechniques") if get(k)}
+    return Indicator(value, kind, action, get("Title"), get("Description"), severity, expiry, groups,
+                     alert == "true", extra=extra)

@@ -62,3 +62,20 @@ def test_bad_values_are_refused_with_a_clear_error(kind: IndicatorType, value: s
         normalize(kind, value)
     with pytest.raises(ValueError, match=message):
         IndicatorSet([ind(kind, value, A.BLOCK)])
+
+
+def test_csv_round_trip_in_defenders_template_columns() -> None:
+    from vigil.asr.indicators import CSV_COLUMNS, from_csv, to_csv
+
+    items = [ind(B.FILE_SHA256, SHA, A.BLOCK, severity="High", expiration_time=NOW, rbac_group_ids=(1, 2),
+                 generate_alert=True, description="a, quoted \"one\""),
+             ind(B.DOMAIN_NAME, "evil.example", A.ALLOWED)]
+    text = to_csv(items)
+    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert from_csv(text) == items
+    with pytest.raises(ValueError, match="line 2: Action 'Nuke'"):
+        from_csv("IndicatorType,IndicatorValue,Action,Title\nFileMd5," + "c" * 32 + ",Nuke,t\n")
+    with pytest.raises(ValueError, match="line 3: FileSha1 indicatorValue"):
+        from_csv("IndicatorType,IndicatorValue,Action,Title\nFileMd5," + "c" * 32 + ",Block,t\nFileSha1,x,Block,t\n")
+    with pytest.raises(ValueError, match="lacks the column"):
+        from_csv("Type,Value\nFileMd5,x\n")
