@@ -36,7 +36,9 @@ def test_a_stakeholder_sees_overrides_criteria_and_components_but_no_device(
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_load_state()
-        page.goto("/plan")
+        # Her only page is the plan: she lands on it, and the header links to it.
+        expect(page).to_have_url(f"{server.url}/plan")
+        expect(page.locator("header nav")).to_contain_text("Plan")
         expect(page.locator("#gate")).to_contain_text("Gated")
         expect(page.locator("#overrides")).to_contain_text("Pilot lab rebuilt after incident 7")
         expect(page.locator("#overrides")).to_contain_text("Onboarding before sign-off")

@@ -93,7 +93,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
     ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
     ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
-    ("/plan", "Plan", Permission.VIEW_DATA_SECOPS),
+    ("/plan", "Plan", Permission.VIEW_PLAN_REPORTS),
     ("/audit", "Audit log", Permission.MANAGE_PORTAL_SETTINGS),
     ("/onboarding", "Onboarding", Permission.MANAGE_SECURITY_SETTINGS),
 )
