@@ -19,10 +19,8 @@ import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,9 +30,11 @@ from vigil.av.engine import Engine
 from vigil.av.scan import ScanType, run_scan
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the tests' fixture builders: EICAR assembled at run time, archives
+from tests.unit.av.av_support import eicar, tar_gz_of, zip_of  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "yara"
 RULE_SETS = ("signature-base", "reversinglabs")
-_EICAR = "".join(("X5O!P%@AP[4\\PZX54(P^)7CC)7}$", "EICAR-STANDARD-", "ANTIVIRUS-TEST-FILE!$H+H*")).encode()
 WORDS = ["error", "warning", "info", "connection", "user", "session", "request", "response", "timeout", "kernel",
          "process", "file", "socket", "config", "value", "start", "stop", "open", "close", "read", "write"]
 
@@ -102,19 +102,9 @@ def make_corpus(root: Path, target: int, seed: int = 20) -> tuple[int, int, list
     while size < arch_budget:
         members = {f"doc{j}.txt": _text(rng, 200_000) for j in range(10)}
         if i % 2:
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                for k, v in members.items():
-                    z.writestr(k, v)
-            put(f"archives/a{i}.zip", buf.getvalue())
+            put(f"archives/a{i}.zip", zip_of(members))
         else:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w:gz") as t:
-                for k, v in members.items():
-                    info = tarfile.TarInfo(k)
-                    info.size = len(v)
-                    t.addfile(info, io.BytesIO(v))
-            put(f"archives/a{i}.tar.gz", buf.getvalue())
+            put(f"archives/a{i}.tar.gz", tar_gz_of(members))
         i += 1
     i = 0
     while size < target:
@@ -124,11 +114,8 @@ def make_corpus(root: Path, target: int, seed: int = 20) -> tuple[int, int, list
         else:
             put(f"small/{i % 200}/f{i}.cfg", _text(rng, rng.randint(200, 8000)))
         i += 1
-    put("planted/eicar.com", _EICAR)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("inside/eicar.txt", _EICAR)
-    put("planted/eicar.zip", buf.getvalue())
+    put("planted/eicar.com", eicar())
+    put("planted/eicar.zip", zip_of({"inside/eicar.txt": eicar()}))
     listed = [put(f"planted/listed{j}.bin", rng.randbytes(10_000 + j)) for j in range(5)]
     return files, size, listed
 
