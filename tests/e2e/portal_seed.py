@@ -6,10 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from playwright.sync_api import Page
+
 from tests.support import VigilServer, enroll_raw
 from vigil.config import load_settings
 from vigil.store import db
 from vigil.store.alerts import NewHit, record_hit
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def enroll(server: VigilServer, hostnames: list[str]) -> list[dict[str, str]]:

@@ -10,19 +10,13 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.portal_seed import sign_in
 from tests.integration.server.rbac_support import PASSWORD, make_user
 from tests.support import VigilServer
 from vigil.config import load_settings
 from vigil.store import db
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page: Page, username: str, password: str) -> None:
-    page.goto("/login")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:

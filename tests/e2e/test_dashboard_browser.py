@@ -39,10 +39,7 @@ def test_dashboard_charts_from_a_seeded_store(sqlite_server: VigilServer, chromi
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
-        page.goto("/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(server.admin_password)
-        page.get_by_role("button", name="Sign in").click()
+        portal_seed.sign_in(page, "admin", server.admin_password)
         expect(page).to_have_url(f"{base}/")  # the dashboard is the landing page
         expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
         expect(page.locator("#tile-alerts .n")).to_have_text("6")

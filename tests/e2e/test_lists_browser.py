@@ -19,10 +19,7 @@ def test_devices_and_alerts_page_sort_and_search(sqlite_server: VigilServer, chr
     context = chromium.new_context(base_url=base, viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        page.goto("/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(server.admin_password)
-        page.get_by_role("button", name="Sign in").click()
+        portal_seed.sign_in(page, "admin", server.admin_password)
 
         page.goto("/devices")
         rows = page.locator("#devices tbody tr")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import portal_seed
 from tests.integration.server.rbac_support import PASSWORD, admin, make_user
 from tests.integration.server.test_plan import document
 from tests.support import VigilServer
@@ -31,10 +32,7 @@ def test_a_stakeholder_sees_overrides_criteria_and_components_but_no_device(
     context = chromium.new_context(base_url=server.url, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
-        page.goto("/login")
-        page.get_by_label("User name").fill("olga")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        portal_seed.sign_in(page, "olga", PASSWORD)
         page.wait_for_load_state()
         # Her only page is the plan: she lands on it, and the header links to it.
         expect(page).to_have_url(f"{server.url}/plan")

@@ -4,19 +4,13 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
+from tests.e2e.portal_seed import sign_in
 from tests.integration.server.rbac_support import PASSWORD, admin, make_user
 from tests.support import VigilServer
 
 pytestmark = pytest.mark.browser
-
-
-def _sign_in(page: Page, name: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_error_pages_for_people_and_json_for_the_api(sqlite_server: VigilServer, chromium: Browser) -> None:
@@ -25,7 +19,7 @@ def test_error_pages_for_people_and_json_for_the_api(sqlite_server: VigilServer,
     context = chromium.new_context(base_url=base, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        _sign_in(page, "erin")
+        sign_in(page, "erin", PASSWORD)
         expect(page).to_have_url(f"{base}/")
         nav = page.locator("header nav")
         expect(nav.get_by_role("link", name="Devices")).to_be_visible()
@@ -62,7 +56,7 @@ def test_error_pages_for_people_and_json_for_the_api(sqlite_server: VigilServer,
     context = chromium.new_context(base_url=base, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        _sign_in(page, "reader")
+        sign_in(page, "reader", PASSWORD)
         expect(page).to_have_url(f"{base}/account")
         expect(page.locator("header nav").get_by_role("link")).to_have_count(0)
         r = page.goto("/devices")

@@ -38,10 +38,7 @@ def test_process_tree_of_a_three_generation_chain(sqlite_server: VigilServer, ch
     context = chromium.new_context(base_url=base, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        page.goto("/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(server.admin_password)
-        page.get_by_role("button", name="Sign in").click()
+        portal_seed.sign_in(page, "admin", server.admin_password)
         page.goto(f"/devices/{did}")
         page.locator("#timeline").get_by_role("link", name="2002", exact=True).click()
         expect(page).to_have_url(f"{base}/devices/{did}/process-tree?pid=2002")

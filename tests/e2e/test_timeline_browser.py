@@ -41,10 +41,7 @@ def test_timeline_columns_filters_and_paging(sqlite_server: VigilServer, chromiu
     context = chromium.new_context(base_url=base, viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        page.goto("/login")
-        page.get_by_label("User name").fill("admin")
-        page.get_by_label("Password").fill(server.admin_password)
-        page.get_by_role("button", name="Sign in").click()
+        portal_seed.sign_in(page, "admin", server.admin_password)
         page.goto(f"/devices/{did}")
         expect(page.locator("#device-alerts")).to_contain_text("Suspicious job on timeline host")
         expect(page.locator("#device-alerts a[href^='/incidents/']")).to_have_count(1)
