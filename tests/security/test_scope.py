@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.server.rbac_support import admin, all_routes, make_user, token_of
+from tests.integration.server.rbac_support import admin, all_routes, groups_a_and_b, make_user, token_of
 from tests.support import VigilServer, enroll_raw, post_batch, process_event
 from vigil.config import load_settings
 from vigil.core.rbac import Permission
@@ -82,13 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         b = _device(server, "b-db-01.corp.test", AccountName="b-only-account", SHA256="b" * 64)
         b2 = _device(server, "b-app-02.corp.test", AccountName="b2-only-account")
         with admin(server) as c:
-            for g in ("a", "b"):
-                r = c.put(f"/api/machinegroups/Group {g.upper()}", json={
-                    "rules": [{"property": "name", "operator": "startsWith", "value": f"{g}-"}],
-                    "userGroups": [f"ug-{g}"]})
-                assert r.status_code == 200, r.text
-            assert c.put("/api/machinegroups/Ungrouped devices (default)",
-                         json={"userGroups": ["ug-admins"]}).status_code == 200
+            groups_a_and_b(c)
             for name, perms in (("tier1", TIER1), ("scoped-all", SCOPED_ALL)):
                 r = c.put(f"/api/roles/{name}", json={"permissions": perms, "userGroups": [f"ug-{name}"]})
                 assert r.status_code == 200, r.text

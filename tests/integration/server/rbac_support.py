@@ -24,6 +24,17 @@ def make_user(server: VigilServer, name: str, *, role: str = "read-only", email:
             assert c.put(f"/api/usergroups/{g}/members/{name}").status_code == 200
 
 
+def groups_a_and_b(c: httpx.Client) -> None:
+    """Device groups "Group A" and "Group B" (host names starting "a-" / "b-") open to user groups ug-a and ug-b;
+    the default group kept to administrators (a device group open to no user group is open to all)."""
+    for g in ("a", "b"):
+        r = c.put(f"/api/machinegroups/Group {g.upper()}", json={
+            "rules": [{"property": "name", "operator": "startsWith", "value": f"{g}-"}], "userGroups": [f"ug-{g}"]})
+        assert r.status_code == 200, r.text
+    r = c.put("/api/machinegroups/Ungrouped devices (default)", json={"userGroups": ["ug-admins"]})
+    assert r.status_code == 200, r.text
+
+
 def token_of(server: VigilServer, name: str) -> str:
     with server.client() as c:
         r = c.post("/api/auth/login", json={"username": name, "password": PASSWORD})

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server.rbac_support import admin, make_user, token_of
+from tests.integration.server.rbac_support import admin, groups_a_and_b, make_user, token_of
 from tests.support import VigilServer, enroll_raw, post_batch, process_event
 from vigil.core.rbac import Permission
 
@@ -51,13 +51,7 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
                                     FolderPath=f"/usr/bin/{name}", ProcessCommandLine=name)
                       for i, name in enumerate(("bash", "curl", "ls"))]
             assert post_batch(server, dev["credential"], events).status_code == 200
-        for g in ("a", "b"):
-            r = c.put(f"/api/machinegroups/Group {g.upper()}", json={
-                "rules": [{"property": "name", "operator": "startsWith", "value": f"{g}-"}],
-                "userGroups": [f"ug-{g}"]})
-            assert r.status_code == 200, r.text
-        assert c.put("/api/machinegroups/Ungrouped devices (default)",
-                     json={"userGroups": ["ug-admins"]}).status_code == 200
+        groups_a_and_b(c)
         assert c.put("/api/roles/hunter", json={"permissions": [Permission.VIEW_DATA_SECOPS.value],
                                                 "userGroups": ["ug-hunters"]}).status_code == 200
         assert c.put("/api/roles/planner", json={"permissions": [Permission.VIEW_PLAN_REPORTS.value],

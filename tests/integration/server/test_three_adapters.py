@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server.rbac_support import PASSWORD, admin, make_user, token_of
+from tests.integration.server.rbac_support import PASSWORD, admin, groups_a_and_b, make_user, token_of
 from tests.support import VigilServer, enroll_raw
 from vigil.app.principal import os_user
 from vigil.core.rbac import Permission
@@ -92,14 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with admin(server) as c:
             a, b = _enroll(server, c, "a-web-01.corp.test"), _enroll(server, c, "b-db-01.corp.test")
             leaving = {name: _enroll(server, c, f"leaving-{name}.corp.test") for name in ADAPTERS}
-            for g in ("a", "b"):
-                r = c.put(f"/api/machinegroups/Group {g.upper()}", json={
-                    "rules": [{"property": "name", "operator": "startsWith", "value": f"{g}-"}],
-                    "userGroups": [f"ug-{g}"]})
-                assert r.status_code == 200, r.text
-            # A device group open to no user group is open to all; the default one is kept to administrators.
-            assert c.put("/api/machinegroups/Ungrouped devices (default)",
-                         json={"userGroups": ["ug-admins"]}).status_code == 200
+            groups_a_and_b(c)
             r = c.put("/api/roles/tier1", json={"permissions": TIER1, "userGroups": ["ug-tier1"]})
             assert r.status_code == 200, r.text
             assert c.post("/api/rbac/mode", json={"mode": "rbac"}).status_code == 200
