@@ -270,7 +270,9 @@ alerts = sa.Table(
     "alerts",
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("machine_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    # None for an identity alert (about an account, not a device; account_name says which).
+    sa.Column("machine_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=True, index=True),
+    sa.Column("account_name", sa.String(256), nullable=True),
     sa.Column("incident_id", sa.Integer, nullable=True),
     sa.Column("title", sa.String(512), nullable=False),
     sa.Column("description", sa.Text, nullable=False, default=""),
