@@ -440,3 +440,63 @@ def _telemetry_table(decl: t.Table) -> sa.Table:
 
 
 telemetry_tables: dict[str, sa.Table] = {name: _telemetry_table(d) for name, d in t.TABLES.items()}
+
+# Integrations (issue 25): OAuth2 client-credentials applications and their access tokens, streaming export.
+oauth_applications = sa.Table(
+    "oauth_applications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    # Defender's application permission names (Alert.Read.All, Machine.Isolate, ...).
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("secret_expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Column("last_token_at", UtcDateTime, nullable=True),
+)
+
+oauth_tokens = sa.Table(
+    "oauth_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("app_id", sa.Integer, sa.ForeignKey("oauth_applications.id"), nullable=False, index=True),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+export_destinations = sa.Table(
+    "export_destinations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    # Telemetry table names and "Alerts"; the records a destination is sent.
+    sa.Column("tables", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # Delivery state: the outbox sequence number delivered up to (the durable cursor), counters, the last error.
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    sa.Column("sent", sa.BigInteger, nullable=False, default=0),
+    sa.Column("failed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error_at", UtcDateTime, nullable=True),
+    sa.Column("last_sent_at", UtcDateTime, nullable=True),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+)
+
+# What was stored, in order, for the exporters: one row per stored batch (its rows) or per batch of new alerts
+# (their ids), written in the batch's own transaction so a record is exported if and only if it is stored.
+export_outbox = sa.Table(
+    "export_outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("records", sa.JSON, nullable=False),
+)
