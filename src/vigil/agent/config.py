@@ -20,6 +20,7 @@ DEFAULT_FILE_EXCLUDES = (
 LOGON_SOURCES = ("audit", "journald", "auth_log", "wtmp")
 PROCESS_PROVIDERS = ("auto", "ebpf", "proc_connector")
 NETWORK_PROVIDERS = ("auto", "ebpf", "audit")
+AV_MODES = ("auto", "block", "audit", "passive")  # agent/antivirus.py says what each means
 
 
 def default_state_dir() -> Path:
@@ -78,6 +79,12 @@ class AgentConfig:
     # Logon's last resort: sessions from wtmp, failed logins from btmp.
     wtmp_path: Path = Path("/var/log/wtmp")
     btmp_path: Path = Path("/var/log/btmp")
+    # Antivirus real-time protection ([antivirus] in the config file; docs/antivirus.md).
+    av_realtime: bool = True
+    av_mode: str = "auto"
+    av_marks: tuple[str, ...] = ()  # mount points to protect; empty: every local file system
+    av_open_perm: bool = False  # also scan plain opens before they return (execs always are)
+    av_budget_seconds: float = 0.25  # a waiting access is allowed unchecked after this (fail open, counted)
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     log_file: Path | None = None
     log_max_bytes: int = 10 << 20
@@ -101,6 +108,10 @@ class AgentConfig:
                              f" not {self.network_provider!r}")
         if not all(p.startswith("/") for p in (*self.file_paths, *self.file_exclude_paths)):
             raise ValueError("file_paths and file_exclude_paths must be absolute")
+        if self.av_mode not in AV_MODES:
+            raise ValueError(f"av_mode must be one of {', '.join(AV_MODES)}, not {self.av_mode!r}")
+        if not 0 < self.av_budget_seconds <= 10:
+            raise ValueError("av_budget_seconds must be between 0 and 10")
         unknown = [s for s in self.logon_sources if s not in LOGON_SOURCES]
         if unknown or not self.logon_sources or len(set(self.logon_sources)) != len(self.logon_sources):
             raise ValueError(f"logon_sources must name each of {', '.join(LOGON_SOURCES)} at most once, in the "

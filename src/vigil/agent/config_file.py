@@ -1,7 +1,7 @@
 """Agent settings from TOML: /etc/vigil/agent.toml (local), then /etc/vigil/managed.toml, which wins.
 
-Keys are AgentConfig's field names; the sections ``[file]``, ``[network]`` and ``[logon]`` prefix
-their keys (``[file] paths`` is ``file_paths``), ``[budget]`` holds BudgetLimits and
+Keys are AgentConfig's field names; the sections ``[file]``, ``[network]``, ``[logon]`` and ``[antivirus]``
+prefix their keys (``[file] paths`` is ``file_paths``, ``[antivirus] mode`` is ``av_mode``), ``[budget]`` holds BudgetLimits and
 ``[budget.rate_limits]`` maps sensor names to events per second.
 """
 
@@ -21,7 +21,7 @@ from vigil.agent.errors import AgentError
 LOCAL_CONFIG = Path("/etc/vigil/agent.toml")
 MANAGED_CONFIG = Path("/etc/vigil/managed.toml")
 
-_SECTIONS = {"file": "file_", "network": "network_", "logon": ""}
+_SECTIONS = {"file": "file_", "network": "network_", "logon": "", "antivirus": "av_"}
 _PATHS = {"state_dir", "log_file", "wtmp_path", "btmp_path", "bpf_object_path", "network_bpf_object_path"}
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
 _BUDGET_FIELDS = {f.name for f in dataclasses.fields(BudgetLimits)} - {"rate_limits"}
