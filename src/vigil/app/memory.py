@@ -20,10 +20,12 @@ from vigil.app.ports import (
     AlertQuery,
     AlertRecord,
     AlertUpdate,
+    AsrPolicyRecord,
     AuditRecord,
     DeviceRecord,
     IncidentRecord,
     IncidentUpdate,
+    IndicatorRecord,
     IssuedToken,
     NewSuppression,
     PlanGate,
@@ -31,6 +33,8 @@ from vigil.app.ports import (
     UnitOfWork,
     UserAccess,
 )
+from vigil.asr import AsrPolicy
+from vigil.asr.indicators import Indicator
 from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
@@ -53,6 +57,8 @@ class MemoryState:
     alert_notes: dict[str, list[AlertNote]] = field(default_factory=dict)
     incidents: dict[int, IncidentRecord] = field(default_factory=dict)
     suppression: dict[int, SuppressionRecord] = field(default_factory=dict)
+    indicators: dict[int, IndicatorRecord] = field(default_factory=dict)
+    asr_policies: dict[int | None, AsrPolicyRecord] = field(default_factory=dict)
 
 
 class _Devices:
@@ -316,6 +322,44 @@ class _Suppression:
         return self._s.suppression.pop(rule_id, None) is not None
 
 
+class _Asr:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def indicators(self) -> list[IndicatorRecord]:
+        return [self._s.indicators[i] for i in sorted(self._s.indicators)]
+
+    def save_indicator(self, indicator: Indicator, who: str, now: datetime) -> tuple[int, bool]:
+        same = next((r for r in self._s.indicators.values() if (r.indicator.indicator_type,
+                     r.indicator.indicator_value) == (indicator.indicator_type, indicator.indicator_value)), None)
+        if same is not None:
+            ind_id = int(same.indicator.id or 0)
+            self._s.indicators[ind_id] = replace(same, indicator=replace(indicator, id=ind_id), last_updated_by=who,
+                                                 last_update_time=now)
+            return ind_id, False
+        ind_id = max(self._s.indicators, default=0) + 1
+        self._s.indicators[ind_id] = IndicatorRecord(replace(indicator, id=ind_id), who, now, who, now)
+        return ind_id, True
+
+    def delete_indicator(self, indicator_id: int) -> bool:
+        return self._s.indicators.pop(indicator_id, None) is not None
+
+    def group_names(self) -> dict[int, str]:
+        return {gid: name for name, gid in self._s.groups.items()}
+
+    def policies(self) -> list[AsrPolicyRecord]:
+        return sorted(self._s.asr_policies.values(), key=lambda p: -1 if p.group_id is None else p.group_id)
+
+    def save_policy(self, group_id: int | None, policy: AsrPolicy, who: str, now: datetime) -> int:
+        before = self._s.asr_policies.get(group_id)
+        version = before.version + 1 if before else 1
+        self._s.asr_policies[group_id] = AsrPolicyRecord(group_id, policy, who, now, version)
+        return version
+
+    def delete_policy(self, group_id: int | None) -> bool:
+        return self._s.asr_policies.pop(group_id, None) is not None
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -327,6 +371,7 @@ class MemoryUnitOfWork:
     alerts: _Alerts
     incidents: _Incidents
     suppression: _Suppression
+    asr: _Asr
 
 
 class MemoryStore:
@@ -341,5 +386,6 @@ class MemoryStore:
         yield MemoryUnitOfWork(
             _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
             _Incidents(work), _Suppression(work),
+            _Asr(work),
         )
         self.state = work

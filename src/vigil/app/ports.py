@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from vigil.asr import AsrPolicy
+from vigil.asr.indicators import Indicator
 from vigil.core.actions import ActionType, MachineAction
 from vigil.core.plan import Ring
 from vigil.core.rbac import Permission
@@ -305,6 +307,56 @@ class SuppressionRepository(Protocol):
     def delete(self, rule_id: int) -> bool: ...
 
 
+@dataclass(frozen=True)
+class IndicatorRecord:
+    """A stored indicator (its ``id`` set) and who made and last changed it."""
+
+    indicator: Indicator
+    created_by: str
+    creation_time: datetime
+    last_updated_by: str
+    last_update_time: datetime
+
+
+@dataclass(frozen=True)
+class AsrPolicyRecord:
+    """The ASR policy of one device group (None: the tenant default) and its version."""
+
+    group_id: int | None
+    policy: AsrPolicy
+    updated_by: str
+    update_time: datetime
+    version: int
+
+
+class AsrRepository(Protocol):
+    """Indicators and ASR policies."""
+
+    def indicators(self) -> Sequence[IndicatorRecord]:
+        """Every indicator, by id."""
+        ...
+
+    def save_indicator(self, indicator: Indicator, who: str, now: datetime) -> tuple[int, bool]:
+        """Submit or update (one indicator per type and value): its id, and True when it is new."""
+        ...
+
+    def delete_indicator(self, indicator_id: int) -> bool: ...
+
+    def group_names(self) -> dict[int, str]:
+        """Every device group's name by id."""
+        ...
+
+    def policies(self) -> Sequence[AsrPolicyRecord]:
+        """The stored policies, the tenant default (group None) first."""
+        ...
+
+    def save_policy(self, group_id: int | None, policy: AsrPolicy, who: str, now: datetime) -> int:
+        """Replace the policy of ``group_id``; returns its new version."""
+        ...
+
+    def delete_policy(self, group_id: int | None) -> bool: ...
+
+
 class UserDirectory(Protocol):
     def access(self, username: str) -> UserAccess | None:
         """The named user's permissions and device groups under the current mode; None for no such user."""
@@ -330,6 +382,8 @@ class UnitOfWork(Protocol):
     def incidents(self) -> IncidentRepository: ...
     @property
     def suppression(self) -> SuppressionRepository: ...
+    @property
+    def asr(self) -> AsrRepository: ...
 
 
 class Store(Protocol):

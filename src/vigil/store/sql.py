@@ -16,10 +16,12 @@ from vigil.app.ports import (
     AlertQuery,
     AlertRecord,
     AlertUpdate,
+    AsrPolicyRecord,
     AuditRecord,
     DeviceRecord,
     IncidentRecord,
     IncidentUpdate,
+    IndicatorRecord,
     IssuedToken,
     NewSuppression,
     PlanGate,
@@ -27,6 +29,8 @@ from vigil.app.ports import (
     UnitOfWork,
     UserAccess,
 )
+from vigil.asr import AsrPolicy
+from vigil.asr.indicators import Indicator
 from vigil.core.actions import MachineAction
 from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
@@ -36,6 +40,7 @@ from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
 from vigil.store import incidents as incident_store
+from vigil.store import indicators as indicator_store
 from vigil.store import suppression as suppression_store
 from vigil.store.errors import NotConfiguredIssuer
 from vigil.store.schema import alerts, device_groups, devices
@@ -287,6 +292,34 @@ class SqlSuppression:
         return suppression_store.delete(self._c, rule_id)
 
 
+class SqlAsr:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def indicators(self) -> list[IndicatorRecord]:
+        return [IndicatorRecord(ind, r.created_by, device_store.aware(r.creation_time), r.last_updated_by,
+                                device_store.aware(r.last_update_time)) for ind, r in indicator_store.listing(self._c)]
+
+    def save_indicator(self, indicator: Indicator, who: str, now: datetime) -> tuple[int, bool]:
+        return indicator_store.save(self._c, indicator, who, now)
+
+    def delete_indicator(self, indicator_id: int) -> bool:
+        return indicator_store.delete(self._c, indicator_id)
+
+    def group_names(self) -> dict[int, str]:
+        return indicator_store.group_names(self._c)
+
+    def policies(self) -> list[AsrPolicyRecord]:
+        return [AsrPolicyRecord(g, p, m["updatedBy"], m["updateTime"], m["version"])
+                for g, p, m in indicator_store.policies(self._c)]
+
+    def save_policy(self, group_id: int | None, policy: AsrPolicy, who: str, now: datetime) -> int:
+        return indicator_store.save_policy(self._c, group_id, policy, who, now)
+
+    def delete_policy(self, group_id: int | None) -> bool:
+        return indicator_store.delete_policy(self._c, group_id)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -299,6 +332,7 @@ class SqlUnitOfWork:
         self.alerts = SqlAlerts(conn)
         self.incidents = SqlIncidents(conn)
         self.suppression = SqlSuppression(conn)
+        self.asr = SqlAsr(conn)
 
 
 class SqlStore:

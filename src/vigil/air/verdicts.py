@@ -1,0 +1,74 @@
+"""Verdicts per entity from indicators, antivirus and YARA results, Sigma hits, prevalence and location.
+
+Rules, in order: an Allowed indicator makes the entity clean whatever else says (as Defender's allow wins); a
+Block or BlockAndRemediate indicator, an antivirus detection or a YARA match makes it Malicious; otherwise each
+weaker signal (a Warn or Audit indicator, a Sigma hit, a binary rare in the fleet, an executable run from a temp
+folder, a file a persistence entry starts) is Suspicious, and two independent ones together are Malicious.
+Every verdict carries the reasons that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil.air.levels import FolderClass, classify_folder
+from vigil.air.model import Entity, EntityKind, EntityVerdict, Reason, Verdict
+
+# A binary seen on at most this share of a fleet of at least RARE_MIN_FLEET devices is rare.
+RARE_MIN_FLEET = 5
+RARE_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the sources say of one entity; the service looks them up, the engine weighs them."""
+
+    indicator_action: str | None = None  # Allowed, Audit, Warn, Block, BlockAndRemediate
+    indicator_title: str = ""
+    antivirus: tuple[str, ...] = ()  # threat names
+    yara: tuple[str, ...] = ()  # rule names
+    sigma: tuple[str, ...] = ()  # alert titles whose evidence names the entity
+    devices_seen: int = 0  # devices whose telemetry shows the same hash (files and processes)
+    fleet_size: int = 0
+    started_by_persistence: tuple[str, ...] = ()  # entries (file: line) that start it
+
+
+def _reasons(entity: Entity, s: Signals) -> list[Reason]:
+    out: list[Reason] = []
+    if s.indicator_action in ("Block", "BlockAndRemediate"):
+        out.append(Reason("Indicator", Verdict.MALICIOUS, f"{s.indicator_action} indicator '{s.indicator_title}'"))
+    elif s.indicator_action in ("Warn", "Audit"):
+        out.append(Reason("Indicator", Verdict.SUSPICIOUS, f"{s.indicator_action} indicator '{s.indicator_title}'"))
+    out += [Reason("Antivirus", Verdict.MALICIOUS, f"antivirus detection {name}") for name in s.antivirus]
+    out += [Reason("YARA", Verdict.MALICIOUS, f"YARA rule {name} matched") for name in s.yara]
+    if s.sigma:
+        out.append(Reason("Sigma", Verdict.SUSPICIOUS, "Sigma alert: " + "; ".join(sorted(set(s.sigma)))))
+    if (entity.kind in (EntityKind.FILE, EntityKind.PROCESS) and entity.sha256 and s.fleet_size >= RARE_MIN_FLEET
+            and 0 < s.devices_seen <= max(1, int(s.fleet_size * RARE_SHARE))):
+        out.append(Reason("Prevalence", Verdict.SUSPICIOUS,
+                          f"seen on {s.devices_seen} of {s.fleet_size} devices: rare in the fleet"))
+    if entity.kind in (EntityKind.FILE, EntityKind.PROCESS) and entity.path \
+            and classify_folder(entity.path) is FolderClass.TEMP:
+        out.append(Reason("Location", Verdict.SUSPICIOUS, f"runs from a temp folder ({entity.path})"))
+    if s.started_by_persistence:
+        out.append(Reason("Persistence", Verdict.SUSPICIOUS,
+                          "started by " + "; ".join(sorted(set(s.started_by_persistence)))))
+    return out
+
+
+def judge(entity: Entity, s: Signals) -> EntityVerdict:
+    """The entity's verdict and every reason behind it."""
+    if s.indicator_action == "Allowed":
+        why = Reason("Indicator", Verdict.CLEAN, f"Allowed indicator '{s.indicator_title}' (allow wins)")
+        return EntityVerdict(entity.key, Verdict.CLEAN, (why,))
+    reasons = _reasons(entity, s)
+    if any(r.weight is Verdict.MALICIOUS for r in reasons):
+        verdict = Verdict.MALICIOUS
+    elif len({r.source for r in reasons}) >= 2:
+        verdict = Verdict.MALICIOUS
+        reasons.append(Reason("Combined", Verdict.MALICIOUS, "two independent suspicious signals"))
+    elif reasons:
+        verdict = Verdict.SUSPICIOUS
+    else:
+        verdict = Verdict.CLEAN
+    return EntityVerdict(entity.key, verdict, tuple(reasons))
