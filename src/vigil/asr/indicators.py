@@ -171,16 +171,27 @@ def to_csv(indicators: Iterable[Indicator]) -> str:
 
 def from_csv(text: str) -> list[Indicator]:
     """Indicators from Defender's template CSV; a ValueError naming the line and the field otherwise."""
+    result = []
+    for item in parse_csv(text):
+        if isinstance(item, ValueError):
+            raise item
+        result.append(item)
+    return result
+
+
+def parse_csv(text: str) -> list[Indicator | ValueError]:
+    """Each line of Defender's template CSV as an indicator or the error naming its line and field, so a batch can
+    keep its good lines; a ValueError only when the header lacks a required column."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("IndicatorType", "IndicatorValue", "Action", "Title") if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"the CSV lacks the column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}")
-    result = []
-    for n, row in enumerate(reader, start=2):
+    result: list[Indicator | ValueError] = []
+    for row in reader:
         try:
             result.append(_from_row(row))
         except ValueError as e:
-            raise ValueError(f"line {n}: {e}") from None
+            result.append(ValueError(f"line {reader.line_num}: {e}"))
     return result
 
 

@@ -116,6 +116,46 @@ class AsrPolicy:
     exclusions: tuple[Exclusion, ...] = ()
     rule_exclusions: Mapping[str, tuple[Exclusion, ...]] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The policy as JSON (stored, signed to agents): modes by GUID as Defender's numbers."""
+        def excl(items: Iterable[Exclusion]) -> list[dict[str, str]]:
+            return [{"pattern": e.pattern, "kind": e.kind} for e in items]
+
+        return {"modes": {guid: int(mode) for guid, mode in sorted(self.modes.items())},
+                "exclusions": excl(self.exclusions),
+                "ruleExclusions": {guid: excl(items) for guid, items in sorted(self.rule_exclusions.items())}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AsrPolicy:
+        """The inverse of ``to_json``; a ValueError naming the field otherwise."""
+        def excl(items: object, where: str) -> tuple[Exclusion, ...]:
+            if not isinstance(items, list):
+                raise ValueError(f"{where} must be a list of {{pattern, kind}}")
+            out = []
+            for i, item in enumerate(items):
+                if not isinstance(item, Mapping) or not isinstance(item.get("pattern"), str):
+                    raise ValueError(f"{where}[{i}] must be {{\"pattern\": ..., \"kind\": \"path\"|\"process\"}}")
+                try:
+                    out.append(Exclusion(item["pattern"], str(item.get("kind", "path"))))
+                except ValueError as e:
+                    raise ValueError(f"{where}[{i}]: {e}") from None
+            return tuple(out)
+
+        modes_in = data.get("modes", {})
+        if not isinstance(modes_in, Mapping):
+            raise ValueError("modes must map rule GUIDs to a mode")
+        modes = {}
+        for guid, value in modes_in.items():
+            try:
+                modes[str(guid).lower()] = AsrMode.parse(value)
+            except ValueError as e:
+                raise ValueError(f"modes[{guid}]: {e}") from None
+        rule_ex = data.get("ruleExclusions", {})
+        if not isinstance(rule_ex, Mapping):
+            raise ValueError("ruleExclusions must map rule GUIDs to lists of exclusions")
+        return cls(modes, excl(data.get("exclusions", []), "exclusions"),
+                   {str(g).lower(): excl(v, f"ruleExclusions[{g}]") for g, v in rule_ex.items()})
+
 
 @dataclass(frozen=True)
 class AsrPolicySet:
