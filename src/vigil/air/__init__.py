@@ -1,6 +1,6 @@
 """Automated investigation and remediation (AIR): evidence, verdicts, playbooks and automation levels; pure."""
 
-from vigil.air.levels import AutomationLevel, FolderClass, classify_folder, decide
+from vigil.air.levels import LABELS, FolderClass, classify_folder, decide, parse_level
 from vigil.air.model import (
     Entity,
     EntityKind,
@@ -15,7 +15,7 @@ from vigil.air.model import (
 from vigil.air.verdicts import Signals, judge
 
 __all__ = [
-    "AutomationLevel", "Entity", "EntityKind", "EntityVerdict", "FolderClass", "InvestigationState", "Reason",
+    "LABELS", "Entity", "EntityKind", "EntityVerdict", "FolderClass", "InvestigationState", "Reason",
     "Remediation", "RemediationDecision", "RemediationKind", "Signals", "Verdict", "classify_folder", "decide",
-    "judge",
+    "judge", "parse_level",
 ]

@@ -7,40 +7,36 @@ import posixpath
 from enum import StrEnum
 
 from vigil.air.model import RemediationDecision
+from vigil.core.groups import AutomationLevel
 
-
-class AutomationLevel(StrEnum):
-    """A device group's remediation level, with Defender's names as values."""
-
-    NONE = "No automated response"
-    SEMI_ANY = "Semi - require approval for any remediation"
-    SEMI_CORE = "Semi - require approval for core folders remediation"
-    SEMI_NON_TEMP = "Semi - require approval for non-temp folders remediation"
-    FULL = "Full - remediate threats automatically"
-
-    @classmethod
-    def parse(cls, text: str) -> AutomationLevel:
-        """A level from its Defender name (either dash) or its short name (none, semi-any, semi-core,
-        semi-non-temp, full); a ValueError listing the names otherwise."""
-        wanted = " ".join(text.replace("–", "-").replace("—", "-").split()).lower()
-        for level in cls:
-            if wanted in (level.value.lower(), _SHORT[level]):
-                return level
-        names = ", ".join(f"{_SHORT[x]} ({x.value!r})" for x in cls)
-        raise ValueError(f"automation level {text!r} is not one of: {names}")
-
-    @property
-    def short(self) -> str:
-        return _SHORT[self]
-
-
-_SHORT = {
+# The level lives on the device group (``vigil.core.groups``, set through /api/machinegroups); these are its names
+# in Defender's portal and the short names the CLI takes.
+LABELS = {
+    AutomationLevel.NONE: "No automated response",
+    AutomationLevel.SEMI_ANY: "Semi - require approval for any remediation",
+    AutomationLevel.SEMI_CORE_FOLDERS: "Semi - require approval for core folders remediation",
+    AutomationLevel.SEMI_NON_TEMP_FOLDERS: "Semi - require approval for non-temp folders remediation",
+    AutomationLevel.FULL: "Full - remediate threats automatically",
+}
+SHORT = {
     AutomationLevel.NONE: "none",
     AutomationLevel.SEMI_ANY: "semi-any",
-    AutomationLevel.SEMI_CORE: "semi-core",
-    AutomationLevel.SEMI_NON_TEMP: "semi-non-temp",
+    AutomationLevel.SEMI_CORE_FOLDERS: "semi-core",
+    AutomationLevel.SEMI_NON_TEMP_FOLDERS: "semi-non-temp",
     AutomationLevel.FULL: "full",
 }
+
+
+def parse_level(text: str) -> AutomationLevel:
+    """A level from its API value (FullRemediation...), its portal name (either dash) or its short name; a
+    ValueError listing them otherwise."""
+    wanted = " ".join(text.replace("–", "-").replace("—", "-").split()).lower()
+    for level in AutomationLevel:
+        if wanted in (level.value.lower(), LABELS[level].lower(), SHORT[level]):
+            return level
+    names = ", ".join(f"{SHORT[x]} ({x.value}: {LABELS[x]!r})" for x in AutomationLevel)
+    raise ValueError(f"automation level {text!r} is not one of: {names}")
+
 
 # Defender's "core folders" and "temp folders", read for Linux as the issue names them.
 CORE_FOLDERS = ("/usr", "/bin", "/sbin", "/lib*", "/etc", "/boot")
@@ -79,6 +75,6 @@ def decide(level: AutomationLevel, target_path: str) -> RemediationDecision:
     if level is AutomationLevel.SEMI_ANY:
         return RemediationDecision.NEEDS_APPROVAL
     where = classify_folder(target_path)
-    if level is AutomationLevel.SEMI_CORE:
+    if level is AutomationLevel.SEMI_CORE_FOLDERS:
         return RemediationDecision.NEEDS_APPROVAL if where is FolderClass.CORE else RemediationDecision.RUN
     return RemediationDecision.RUN if where is FolderClass.TEMP else RemediationDecision.NEEDS_APPROVAL

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vigil.air.levels import AutomationLevel, decide
+from vigil.air.levels import decide
 from vigil.air.model import (
     Entity,
     EntityKind,
@@ -17,6 +17,7 @@ from vigil.air.model import (
     RemediationKind,
     Verdict,
 )
+from vigil.core.groups import AutomationLevel
 
 # As in Defender: an investigation reaches further devices by itself, unless that is this many or more.
 EXPANSION_APPROVAL_DEVICES = 10

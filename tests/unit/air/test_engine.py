@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 import pytest
 
 from vigil.air import (
-    AutomationLevel,
     Entity,
     EntityKind,
     InvestigationState,
@@ -18,10 +17,12 @@ from vigil.air import (
     Verdict,
     decide,
     judge,
+    parse_level,
 )
 from vigil.air.evidence import Findings, Row, Seed
 from vigil.air.playbook import STEPS, DuplicateStep, UnknownStep, gather, is_persistence_path
 from vigil.air.remediation import EXPANSION_APPROVAL_DEVICES, Outcome, decision, expansion, propose, state_of
+from vigil.core.groups import AutomationLevel
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -30,17 +31,17 @@ T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
     (AutomationLevel.FULL, "/usr/bin/evil", RemediationDecision.RUN),
     (AutomationLevel.FULL, "/tmp/x.sh", RemediationDecision.RUN),
     (AutomationLevel.SEMI_ANY, "/tmp/x.sh", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_CORE, "/usr/bin/evil", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_CORE, "/lib64/evil.so", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_CORE, "/etc/cron.d/job", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_CORE, "/opt/app/evil", RemediationDecision.RUN),
-    (AutomationLevel.SEMI_CORE, "/tmp/x.sh", RemediationDecision.RUN),
-    (AutomationLevel.SEMI_NON_TEMP, "/tmp/x.sh", RemediationDecision.RUN),
-    (AutomationLevel.SEMI_NON_TEMP, "/dev/shm/x", RemediationDecision.RUN),
-    (AutomationLevel.SEMI_NON_TEMP, "/home/ann/Downloads/x", RemediationDecision.RUN),
-    (AutomationLevel.SEMI_NON_TEMP, "/home/ann/x", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_NON_TEMP, "/tmp/../etc/passwd", RemediationDecision.NEEDS_APPROVAL),
-    (AutomationLevel.SEMI_NON_TEMP, "/tmpfoo/x", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_CORE_FOLDERS, "/usr/bin/evil", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_CORE_FOLDERS, "/lib64/evil.so", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_CORE_FOLDERS, "/etc/cron.d/job", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_CORE_FOLDERS, "/opt/app/evil", RemediationDecision.RUN),
+    (AutomationLevel.SEMI_CORE_FOLDERS, "/tmp/x.sh", RemediationDecision.RUN),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/tmp/x.sh", RemediationDecision.RUN),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/dev/shm/x", RemediationDecision.RUN),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/home/ann/Downloads/x", RemediationDecision.RUN),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/home/ann/x", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/tmp/../etc/passwd", RemediationDecision.NEEDS_APPROVAL),
+    (AutomationLevel.SEMI_NON_TEMP_FOLDERS, "/tmpfoo/x", RemediationDecision.NEEDS_APPROVAL),
     (AutomationLevel.NONE, "/tmp/x.sh", RemediationDecision.NOT_RUN),
 ])
 def test_automation_levels_decide_by_folder(level: AutomationLevel, path: str, expected: RemediationDecision) -> None:
@@ -48,10 +49,10 @@ def test_automation_levels_decide_by_folder(level: AutomationLevel, path: str, e
 
 
 def test_levels_parse_defender_names_and_short_names() -> None:
-    assert AutomationLevel.parse("Semi – require approval for core folders remediation") is AutomationLevel.SEMI_CORE
-    assert AutomationLevel.parse("full") is AutomationLevel.FULL
+    assert parse_level("Semi – require approval for core folders remediation") is AutomationLevel.SEMI_CORE_FOLDERS
+    assert parse_level("full") is AutomationLevel.FULL and parse_level("NoRemediation") is AutomationLevel.NONE
     with pytest.raises(ValueError, match="semi-non-temp"):
-        AutomationLevel.parse("mostly")
+        parse_level("mostly")
 
 
 FILE = Entity(EntityKind.FILE, "file:d:/opt/x", "d", {"path": "/opt/x", "sha256": "a" * 64})
