@@ -14,10 +14,12 @@ from vigil.app.errors import AppError
 from vigil.core.actions import ActionStatus, ActionType
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
+from vigil.server.api import alerts as api_alerts
 from vigil.server.api import machineactions as api_actions
 from vigil.server.api._json import iso
 from vigil.server.api.machines import list_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
+from vigil.server.errors import APIError
 from vigil.server.portal.web import check_form_csrf, page, refused, templates
 
 router = APIRouter(include_in_schema=False)
@@ -35,6 +37,36 @@ DEVICE_ACTIONS: dict[str, tuple[ActionType, Permission, str]] = {
                 "Collect investigation package"),
     "scan": (ActionType.RUN_ANTIVIRUS_SCAN, Permission.ALERTS_INVESTIGATION, "Run antivirus scan"),
 }
+
+
+# An alert's evidence rows' buttons: form name → (action type, button label); each needs the row's own values.
+EVIDENCE_ACTIONS: dict[str, tuple[ActionType, str]] = {
+    "kill": (ActionType.KILL_PROCESS, "Kill process"),
+    "quarantine": (ActionType.STOP_AND_QUARANTINE_FILE, "Stop and quarantine file"),
+}
+# What the alert page offers on its device as a whole (their permissions and labels are the device page's).
+ALERT_DEVICE_ACTIONS = ("isolate", "collect")
+
+
+def evidence_parameters(kind: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The action's parameters taken from one evidence row; None when the row lacks what the action needs."""
+    if kind == "kill":
+        pid, created = row.get("ProcessId"), row.get("ProcessCreationTime")
+        return {"ProcessId": pid, "ProcessCreationTime": created} if isinstance(pid, int) and created else None
+    if kind == "quarantine":
+        found = {"Sha256": row.get("SHA256"), "Path": row.get("FolderPath")}
+        return {k: v for k, v in found.items() if v} or None
+    return None
+
+
+def alert_actions(who: Principal, evidence: list[dict[str, Any]]) -> dict[str, Any]:
+    """The alert page's response buttons the caller may use: on the device, and per evidence row."""
+    remediate = Permission.REMEDIATION_SECOPS in who.permissions
+    return {
+        "device": [(k, DEVICE_ACTIONS[k][2]) for k in ALERT_DEVICE_ACTIONS if DEVICE_ACTIONS[k][1] in who.permissions],
+        "rows": [[(k, label) for k, (_, label) in EVIDENCE_ACTIONS.items()
+                  if remediate and evidence_parameters(k, row) is not None] for row in evidence],
+    }
 
 
 def _admit(request: Request, who: Principal) -> None:
@@ -79,6 +111,43 @@ def device_action(
                   "AllowList": [a for a in allow_list.replace(",", " ").split() if a]}
     try:  # the actions service checks the action's own permission before anything happens
         app_actions.start(edge.store(request), services(request).clock, edge.principal(request), machine_id,
+                          action_type, params, comment, bool(require_approval))
+    except AppError as e:
+        return refused(request, who, e)
+    return RedirectResponse("/actioncenter", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/respond")
+def alert_response(
+    alert_id: str, request: Request, csrf: Annotated[str, Form()], kind: Annotated[str, Form()],
+    evidence: Annotated[int | None, Form()] = None, comment: Annotated[str, Form()] = "",
+    isolation_type: Annotated[str, Form()] = "Full", require_approval: Annotated[str, Form()] = "",
+    who: Principal = page(Permission.VIEW_DATA_SECOPS),
+) -> Response:
+    """A response from an alert: the target comes from the stored alert (its device, its evidence row), never from
+    the form, so a forged form cannot aim an action at a process or file the alert does not show."""
+    check_form_csrf(request, csrf)
+    _admit(request, who)
+    a = api_alerts.get_alert_json(request, alert_id)
+    params: dict[str, Any] | None
+    if kind in ALERT_DEVICE_ACTIONS:
+        action_type = DEVICE_ACTIONS[kind][0]
+        params = {"IsolationType": isolation_type, "AllowList": []} if kind == "isolate" else {}
+    elif kind in EVIDENCE_ACTIONS:
+        action_type = EVIDENCE_ACTIONS[kind][0]
+        rows = a["evidence"]
+        if evidence is None or not 0 <= evidence < len(rows):
+            raise APIError(422, "invalid_request", f"evidence: the alert has {len(rows)} evidence rows",
+                           field="evidence")
+        params = evidence_parameters(kind, rows[evidence])
+        if params is None:
+            what = "a process id and start time" if kind == "kill" else "a file hash or path"
+            raise APIError(422, "invalid_request", f"evidence row {evidence} lacks {what}", field="evidence")
+    else:
+        kinds = ", ".join([*ALERT_DEVICE_ACTIONS, *EVIDENCE_ACTIONS])
+        raise APIError(422, "invalid_request", f"kind: use one of {kinds}", field="kind")
+    try:  # the actions service checks the action's own permission and the device's visibility
+        app_actions.start(edge.store(request), services(request).clock, edge.principal(request), a["machineId"],
                           action_type, params, comment, bool(require_approval))
     except AppError as e:
         return refused(request, who, e)

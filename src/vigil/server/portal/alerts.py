@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,6 +14,7 @@ from vigil.server.api import alerts as api_alerts
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal
 from vigil.server.errors import APIError
+from vigil.server.portal import actions as portal_actions
 from vigil.server.portal.web import check_form_csrf, page, paginate, templates
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +32,8 @@ def alerts_page(
         "lastActivity": lambda a: a["lastEventTime"] or "", "severity": lambda a: rank.get(a["severity"], -1),
         "title": lambda a: a["title"].lower(), "status": lambda a: a["status"], "events": lambda a: a["eventCount"],
     }, "lastActivity", lambda a: " ".join([a["title"], a["id"], a["category"], names.get(a["machineId"], ""),
-                                          a["machineId"], *a["mitreTechniques"], a.get("assignedTo") or ""]))
+                                          a["machineId"] or (a["relatedUser"] or {}).get("userName", ""),
+                                          *a["mitreTechniques"], a.get("assignedTo") or ""]))
     return templates.TemplateResponse(
         request, "alerts/list.html",
         {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user, "pg": pg,
@@ -42,12 +44,15 @@ def alerts_page(
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(alert_id: str, request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
     a = api_alerts.get_alert_json(request, alert_id)
+    if a["machineId"] is None:
+        return identity_alert_page(request, a, who)
     m = api_machines.get_machine(request, a["machineId"])
     return templates.TemplateResponse(
         request, "alerts/alert.html",
         {
             "a": a, "m": m, "user": who.user, "csrf": request.cookies.get(CSRF_COOKIE, ""),
             "can_edit": Permission.ALERTS_INVESTIGATION in who.permissions,
+            "respond": portal_actions.alert_actions(who, a["evidence"]),
             "statuses": [s.value for s in AlertStatus if s is not AlertStatus.UNKNOWN],
             "classifications": [c.value for c in Classification],
             "determinations": [d.value for d in Determination],
@@ -73,3 +78,17 @@ def alert_update(
         raise APIError(422, "invalid_request", str(e.errors()[0]["msg"])) from None
     api_alerts.change_alert(request, alert_id, body, who)
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
+def identity_alert_page(request: Request, a: dict[str, Any], who: Principal) -> Response:
+    """An alert about a Vigil account rather than a device: no device facts, no device response actions."""
+    return templates.TemplateResponse(
+        request, "alerts/identity.html",
+        {
+            "a": a, "user": who.user, "csrf": request.cookies.get(CSRF_COOKIE, ""),
+            "can_edit": Permission.ALERTS_INVESTIGATION in who.permissions,
+            "statuses": [s.value for s in AlertStatus if s is not AlertStatus.UNKNOWN],
+            "classifications": [c.value for c in Classification],
+            "determinations": [d.value for d in Determination],
+        },
+    )
