@@ -500,3 +500,69 @@ export_outbox = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False, index=True),
     sa.Column("records", sa.JSON, nullable=False),
 )
+
+# Automated investigations (vigil.air): one row each, its entities, verdicts and log as JSON since they are read
+# and written whole; its remediations one row each, since each is tracked through its machine action.
+air_investigations = sa.Table(
+    "air_investigations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("machine_id", sa.String(40), sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("triggering_alert_id", sa.String(64), nullable=True, index=True),
+    sa.Column("incident_id", sa.Integer, nullable=True),
+    sa.Column("parent_id", sa.Integer, nullable=True),
+    # Alert, Incident, Device, Api or Expansion; the actor who started it by hand, or "AIR".
+    sa.Column("triggered_by", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("status_details", sa.Text, nullable=False, default=""),
+    sa.Column("automation_level", sa.String(64), nullable=False),
+    sa.Column("start_time", UtcDateTime, nullable=False),
+    sa.Column("end_time", UtcDateTime, nullable=True),
+    sa.Column("last_update_time", UtcDateTime, nullable=False),
+    sa.Column("cancelled_by", sa.String(256), nullable=True),
+    sa.Column("entities", sa.JSON, nullable=False),
+    sa.Column("verdicts", sa.JSON, nullable=False),
+    sa.Column("log", sa.JSON, nullable=False),
+    # Devices where the same hash, address or domain is seen: {"devices": {...}, "needsApproval": bool, "state"}.
+    sa.Column("expansion", sa.JSON, nullable=False),
+)
+
+air_remediations = sa.Table(
+    "air_remediations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("investigation_id", sa.Integer, sa.ForeignKey("air_investigations.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("entity_key", sa.String(2048), nullable=False),
+    sa.Column("machine_id", sa.String(40), nullable=False),
+    sa.Column("target_path", sa.String(4096), nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("action_id", sa.String(40), nullable=True, index=True),
+    sa.Column("why", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Ask an expert: a question from an alert, incident or investigation to an expert user group, or a targeted attack
+# notification an expert raises for a device group; the case's devices bound what the expert may see.
+expert_cases = sa.Table(
+    "expert_cases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # Question or TargetedAttackNotification
+    sa.Column("source_type", sa.String(16), nullable=False),  # Alert, Incident, Investigation, DeviceGroup
+    sa.Column("source_id", sa.String(64), nullable=False),
+    sa.Column("machine_ids", sa.JSON, nullable=False),
+    sa.Column("expert_group", sa.String(128), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # Open, Answered, Closed
+    sa.Column("requested_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("answer", sa.Text, nullable=True),
+    sa.Column("answered_by", sa.String(256), nullable=True),
+    sa.Column("answered_at", UtcDateTime, nullable=True),
+    sa.Column("hunting_queries", sa.JSON, nullable=False),
+    sa.Column("recommended_actions", sa.JSON, nullable=False),
+)
