@@ -11,6 +11,7 @@ from vigil.server.api import (
     asr,
     audit,
     incidents,
+    indicators,
     liveresponse,
     machineactions,
     machinegroups,
@@ -27,7 +28,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr,
+    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, indicators,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
