@@ -178,8 +178,12 @@ class _Alerts:
         self._s = state
 
     def _seen(self, a: AlertRecord, group_ids: frozenset[int] | None) -> bool:
+        if group_ids is None:
+            return True
+        if a.machine_id is None:  # an identity alert: only for a caller who sees every device group
+            return set(self._s.groups.values()) <= group_ids
         d = self._s.devices.get(a.machine_id)
-        return group_ids is None or (d is not None and d.group_id in group_ids)
+        return d is not None and d.group_id in group_ids
 
     def query(self, q: AlertQuery, group_ids: frozenset[int] | None) -> list[AlertRecord]:
         rows = [
@@ -226,10 +230,9 @@ class _Incidents:
         self._s = state
 
     def _seen(self, incident_id: int, group_ids: frozenset[int] | None) -> bool:
+        seen = _Alerts(self._s)._seen
         return group_ids is None or any(
-            a.incident_id == incident_id and (d := self._s.devices.get(a.machine_id)) is not None
-            and d.group_id in group_ids
-            for a in self._s.alerts.values()
+            a.incident_id == incident_id and seen(a, group_ids) for a in self._s.alerts.values()
         )
 
     def listing(
@@ -254,11 +257,13 @@ class _Incidents:
         if not mine:
             self._s.incidents[incident_id] = replace(i, status=IncidentStatus.RESOLVED.value, last_update_time=now)
             return
-        hosts = [d.computer_dns_name if (d := self._s.devices.get(a.machine_id)) else a.machine_id for a in mine]
+        hosts = [d.computer_dns_name if (d := self._s.devices.get(a.machine_id)) else a.machine_id
+                 for a in mine if a.machine_id]
         ents = set().union(*(entities_of(list(a.evidence)) for a in mine))
         self._s.incidents[incident_id] = replace(
             i, name=incident_name([a.category for a in mine], hosts, [a.detection_source for a in mine]),
-            severity=max_severity(a.severity for a in mine), device_ids=tuple(sorted({a.machine_id for a in mine})),
+            severity=max_severity(a.severity for a in mine),
+            device_ids=tuple(sorted({a.machine_id for a in mine if a.machine_id})),
             entities=tuple(sorted((e.kind.value, e.value) for e in ents)),
             last_activity=max(a.last_event_time for a in mine), last_update_time=now,
         )

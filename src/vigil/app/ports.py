@@ -101,7 +101,8 @@ class AlertRecord:
     """One alert as the queue shows it (hidden, i.e. suppressed, alerts never leave the store)."""
 
     id: str
-    machine_id: str
+    # None for an identity alert, which is about the account ``account_name`` instead of a device.
+    machine_id: str | None
     incident_id: int | None
     title: str
     description: str
@@ -122,6 +123,7 @@ class AlertRecord:
     resolved_time: datetime | None
     event_count: int
     evidence: tuple[Any, ...]
+    account_name: str | None = None
 
 
 @dataclass(frozen=True)

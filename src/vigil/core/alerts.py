@@ -38,6 +38,8 @@ class DetectionSource(StrEnum):
     ANTIVIRUS = "VigilAv"
     # Vigil's own checks of what a device reports about itself (an identity change awaiting review).
     IDENTITY = "VigilIdentity"
+    # The server's sign-in throttle: alerts about a Vigil account (no device), e.g. sustained password guessing.
+    SIGN_IN = "VigilSignIn"
 
 
 # Defender's alert categories are ATT&CK tactics under their own names; Vigil adds no others.

@@ -71,14 +71,14 @@ class IncidentView:
 
 
 def find_incident(
-    incidents: Iterable[IncidentView], device_id: str, entities: frozenset[Entity], event_time: datetime
+    incidents: Iterable[IncidentView], device_id: str | None, entities: frozenset[Entity], event_time: datetime
 ) -> IncidentView | None:
     """The open incident a new alert joins: same device within DEVICE_WINDOW, or a shared entity
-    within ENTITY_WINDOW; the most recently active wins."""
+    within ENTITY_WINDOW; the most recently active wins. An identity alert (no device) joins by entity only."""
     best: IncidentView | None = None
     for inc in incidents:
         gap = abs(event_time - inc.last_activity)
-        same_device = device_id in inc.devices and gap <= DEVICE_WINDOW
+        same_device = device_id is not None and device_id in inc.devices and gap <= DEVICE_WINDOW
         shared = bool(entities & inc.entities) and gap <= ENTITY_WINDOW
         if (same_device or shared) and (best is None or inc.last_activity > best.last_activity):
             best = inc
@@ -96,8 +96,9 @@ def incident_name(categories: Iterable[str], device_names: Iterable[str], source
     devices = sorted(set(device_names))
     srcs = set(sources)
     stage = f"{cats[0]} incident" if len(cats) == 1 else "Multi-stage incident" if cats else "Incident"
-    where = f"on {devices[0]}" if len(devices) == 1 else "on multiple endpoints"
-    name = f"{stage} {where}"
+    # Identity alerts alone are on no endpoint.
+    where = f" on {devices[0]}" if len(devices) == 1 else " on multiple endpoints" if devices else ""
+    name = f"{stage}{where}"
     if len(srcs) > 1:
         name += " reported by multiple sources"
     elif len(cats) > 1:

@@ -77,7 +77,7 @@ class SuppressionRule:
     machine_id: str | None = None  # required when scope is Device
     enabled: bool = True
 
-    def applies(self, title: str, machine_id: str, evidence: Iterable[Mapping[str, Any]]) -> bool:
+    def applies(self, title: str, machine_id: str | None, evidence: Iterable[Mapping[str, Any]]) -> bool:
         """Conditions are AND-ed; each must hold on some evidence item."""
         if not self.enabled or title != self.alert_title:
             return False
@@ -106,7 +106,7 @@ def parse_conditions(raw: Mapping[str, str]) -> tuple[Condition, ...]:
 
 
 def first_applicable(
-    rules: Iterable[SuppressionRule], title: str, machine_id: str, evidence: Iterable[Mapping[str, Any]]
+    rules: Iterable[SuppressionRule], title: str, machine_id: str | None, evidence: Iterable[Mapping[str, Any]]
 ) -> SuppressionRule | None:
     items = list(evidence)
     for rule in rules:

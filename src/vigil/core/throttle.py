@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 
 from vigil.core.clock import Clock
 
+# The identity alert a guessing report raises (ATT&CK T1110, Brute Force).
+GUESSING_RULE_ID = "vigil-password-guessing"
+GUESSING_TECHNIQUE = "T1110"
+
 
 @dataclass(frozen=True)
 class BackoffPolicy:

@@ -11,13 +11,17 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from vigil.core.alerts import DetectionSource
+from vigil.core.attack import AttackTactic
 from vigil.core.mfa import MfaState, MfaStatus, new_recovery_codes
 from vigil.core.passwords import WeakPassword, context_words
-from vigil.core.throttle import GuessingReport
+from vigil.core.severity import Severity
+from vigil.core.throttle import GUESSING_RULE_ID, GUESSING_TECHNIQUE, GuessingReport
 from vigil.server import totp
 from vigil.server.errors import APIError
 from vigil.server.services import Services
 from vigil.store import audit, mfa
+from vigil.store.alerts import NewHit, record_hit
 from vigil.store.audit import Change
 from vigil.store.sessions import close_user_sessions
 from vigil.store.users import User, password_matches, set_password, verify_login
@@ -51,6 +55,20 @@ def _record_guessing(conn: sa.Connection, report: GuessingReport | None, now: da
         "failures": report.failures, "windowMinutes": int(report.window_seconds // 60),
         "sources": list(report.sources[:50]), "sourceCount": len(report.sources),
     }), now)
+    # One identity alert per account: reports within the fold window join the open alert (store.alerts).
+    minutes = int(report.window_seconds // 60)
+    record_hit(conn, NewHit(
+        machine_id=None, account_name=report.account, rule_id=GUESSING_RULE_ID,
+        title="Sustained password guessing against a Vigil account",
+        description=(f"{report.failures} failed sign-ins for account {report.account!r} within {minutes} minutes "
+                     f"from {len(report.sources)} source address(es). Sign-in is throttled per source, never "
+                     "locked; check the addresses and whether the account needs a second factor."),
+        severity=Severity.MEDIUM.value, category=AttackTactic.CREDENTIAL_ACCESS.value,
+        detection_source=DetectionSource.SIGN_IN.value, techniques=[GUESSING_TECHNIQUE], event_time=now,
+        evidence={"entityType": "User", "Timestamp": now.isoformat(), "accountName": report.account,
+                  "failedSignIns": report.failures, "windowMinutes": minutes,
+                  "ipAddresses": list(report.sources[:50]), "sourceCount": len(report.sources)},
+    ), now)
 
 
 def _refuse_if_waiting(svc: Services, account: str, ip: str | None) -> None:

@@ -19,9 +19,12 @@ from vigil.store.suppression import count_hit, rules_for_title
 
 @dataclass(frozen=True)
 class NewHit:
-    """One detection on one event, ready to become (or join) an alert."""
+    """One detection on one event, ready to become (or join) an alert.
 
-    machine_id: str
+    An identity alert has no device: ``machine_id`` is None and ``account_name`` names the account.
+    """
+
+    machine_id: str | None
     rule_id: str
     title: str
     description: str
@@ -31,13 +34,16 @@ class NewHit:
     techniques: list[str]
     event_time: datetime
     evidence: dict[str, Any]
+    account_name: str | None = None
 
 
-def _open_alert(conn: sa.Connection, machine_id: str, rule_id: str) -> OpenAlert | None:
+def _open_alert(conn: sa.Connection, hit: NewHit) -> OpenAlert | None:
+    # A device alert folds by (device, rule); an identity alert by (account, rule).
+    subject = (alerts.c.machine_id == hit.machine_id if hit.machine_id is not None
+               else sa.and_(alerts.c.machine_id.is_(None), alerts.c.account_name == hit.account_name))
     row = conn.execute(
         sa.select(alerts.c.id, alerts.c.status, alerts.c.last_event_time)
-        .where(alerts.c.machine_id == machine_id, alerts.c.rule_id == rule_id,
-               alerts.c.status != AlertStatus.RESOLVED.value)
+        .where(subject, alerts.c.rule_id == hit.rule_id, alerts.c.status != AlertStatus.RESOLVED.value)
         .order_by(alerts.c.last_event_time.desc())
         .limit(1)
     ).first()
@@ -47,11 +53,11 @@ def _open_alert(conn: sa.Connection, machine_id: str, rule_id: str) -> OpenAlert
 
 
 def record_hit(conn: sa.Connection, hit: NewHit, now: datetime) -> tuple[str, bool]:
-    """Store a hit: fold it into the open alert of its rule and device, or open a new alert.
+    """Store a hit: fold it into the open alert of its rule and device (or account), or open a new alert.
 
     Returns (alert id, created).
     """
-    existing = _open_alert(conn, hit.machine_id, hit.rule_id)
+    existing = _open_alert(conn, hit)
     if existing is not None and folds_into(existing, hit.event_time):
         row = conn.execute(
             sa.select(alerts.c.evidence, alerts.c.first_event_time, alerts.c.event_count)
@@ -73,7 +79,8 @@ def record_hit(conn: sa.Connection, hit: NewHit, now: datetime) -> tuple[str, bo
     resolved = rule is not None and rule.action is SuppressionAction.RESOLVE
     conn.execute(
         alerts.insert().values(
-            id=alert_id, machine_id=hit.machine_id, title=hit.title, description=hit.description,
+            id=alert_id, machine_id=hit.machine_id, account_name=hit.account_name, title=hit.title,
+            description=hit.description,
             severity=hit.severity, category=hit.category,
             status=(AlertStatus.RESOLVED if resolved else AlertStatus.NEW).value,
             classification=None, determination=None, investigation_state="Unknown",

@@ -54,7 +54,7 @@ def refresh(conn: sa.Connection, incident_id: int, now: datetime) -> None:
             alerts.c.severity, alerts.c.category, alerts.c.detection_source, alerts.c.machine_id,
             alerts.c.evidence, alerts.c.last_event_time, devices.c.computer_dns_name,
         )
-        .join(devices, devices.c.id == alerts.c.machine_id)
+        .outerjoin(devices, devices.c.id == alerts.c.machine_id)  # an identity alert has no device
         .where(alerts.c.incident_id == incident_id)
     ).all()
     if not rows:
@@ -68,10 +68,10 @@ def refresh(conn: sa.Connection, incident_id: int, now: datetime) -> None:
         ents |= entities_of(r.evidence)
     conn.execute(
         incidents.update().where(incidents.c.id == incident_id).values(
-            name=incident_name([r.category for r in rows], [r.computer_dns_name for r in rows],
+            name=incident_name([r.category for r in rows], [r.computer_dns_name for r in rows if r.machine_id],
                                [r.detection_source for r in rows]),
             severity=max_severity(r.severity for r in rows),
-            device_ids=sorted({r.machine_id for r in rows}),
+            device_ids=sorted({r.machine_id for r in rows if r.machine_id}),
             entities=_dump(ents),
             last_activity=max(aware(r.last_event_time) for r in rows),
             last_update_time=now,

@@ -188,14 +188,18 @@ def _alert(row: Any) -> AlertRecord:
         alert_creation_time=aware(row.alert_creation_time), first_event_time=aware(row.first_event_time),
         last_event_time=aware(row.last_event_time), last_update_time=aware(row.last_update_time),
         resolved_time=aware(row.resolved_time) if row.resolved_time else None, event_count=int(row.event_count),
-        evidence=tuple(row.evidence or ()),
+        evidence=tuple(row.evidence or ()), account_name=row.account_name,
     )
 
 
 def _in_groups(group_ids: frozenset[int] | None) -> sa.ColumnElement[bool] | None:
     if group_ids is None:
         return None
-    return alerts.c.machine_id.in_(sa.select(devices.c.id).where(devices.c.group_id.in_(sorted(group_ids))))
+    ids = sorted(group_ids)
+    on_device = alerts.c.machine_id.in_(sa.select(devices.c.id).where(devices.c.group_id.in_(ids)))
+    # An identity alert (no device) is in no device group: only a caller who sees every device group sees it.
+    tenant_wide = ~sa.exists().where(device_groups.c.id.not_in(ids))
+    return sa.or_(on_device, sa.and_(alerts.c.machine_id.is_(None), tenant_wide))
 
 
 class SqlAlerts:

@@ -19,12 +19,19 @@ from vigil.server.auth import Principal, requires, services
 router = APIRouter()
 
 
+class RelatedUser(BaseModel):
+    userName: str
+    domainName: str | None = None
+
+
 class AlertInfo(BaseModel):
     """Defender's alert entity, as far as Vigil fills it."""
 
     id: str
     incidentId: int | None
-    machineId: str
+    # None for an identity alert (about a Vigil account: relatedUser), seen only by callers who see every group.
+    machineId: str | None
+    relatedUser: RelatedUser | None = None
     title: str
     description: str
     severity: str
@@ -75,6 +82,7 @@ def alert_info(a: AlertRecord) -> AlertInfo:
         firstEventTime=iso(a.first_event_time), lastEventTime=iso(a.last_event_time),
         lastUpdateTime=iso(a.last_update_time), resolvedTime=iso(a.resolved_time), eventCount=a.event_count,
         evidence=[dict(e) for e in a.evidence],
+        relatedUser=RelatedUser(userName=a.account_name) if a.account_name else None,
     )
 
 

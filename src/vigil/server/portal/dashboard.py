@@ -83,7 +83,7 @@ def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machi
         "events": {"produced": produced, "dropped": dropped, "reasons": dict(drop_reasons.most_common())},
         "top_rules": [{"title": t, "count": n} for t, n in Counter(a["title"] for a in alerts).most_common(5)],
         "top_devices": [{"id": d, "name": names.get(d, d), "count": n}
-                        for d, n in Counter(a["machineId"] for a in alerts).most_common(5)],
+                        for d, n in Counter(a["machineId"] for a in alerts if a["machineId"]).most_common(5)],
     }
 
 
