@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "av": ("vigil.commands.av", "app", True),
     "hunt": ("vigil.commands.hunt", "hunt", False),
     "asr": ("vigil.commands.asr", "app", True),
+    "indicators": ("vigil.commands.indicators", "app", True),
 }
 
 
