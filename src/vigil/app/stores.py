@@ -27,6 +27,13 @@ def open_engine(db_url: str, migrate: bool = False) -> Any:
     return engine
 
 
+def application_store(engine: Any) -> Any:
+    """OAuth2 applications and their tokens (``vigil.app.applications.ApplicationStore``) on ``engine``."""
+    from vigil.store.oauth import SqlApplicationStore
+
+    return SqlApplicationStore(engine)
+
+
 def hunt_runner(store: Store) -> Any:
     """The hunting runner (``vigil.app.hunting.HuntRunner``) on ``store``'s database."""
     from vigil.store.hunt import SqlHuntRunner

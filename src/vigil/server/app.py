@@ -87,6 +87,7 @@ def create_app(
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)
     app.include_router(api.router)
+    app.include_router(api.applications.token_router)  # /oauth2/v2.0/token, where Defender scripts post
     portal.install(app)  # the portal's pages and its /static files
     install_metrics(app)  # GET /metrics: the scrape token, or an analyst token
     headers.install_api_docs(app, "/api/docs")

@@ -16,8 +16,10 @@ from typing import Any
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from vigil.app import applications
+from vigil.app.stores import application_store
 from vigil.core.mfa import MfaState
-from vigil.core.rbac import Access, Permission
+from vigil.core.rbac import Access, BasicRole, Permission
 from vigil.server.errors import APIError
 from vigil.server.services import Services
 from vigil.store import sessions as session_store
@@ -44,6 +46,8 @@ class Principal:
     device_group_ids: frozenset[int] | None = None
     is_admin: bool = False
     api_token_id: int | None = None
+    # Set for an OAuth2 application's access token; ``user`` is then a stand-in named "app:<name>".
+    app_id: int | None = None
 
 
 def services(request: Request) -> Services:
@@ -88,7 +92,17 @@ def end_session(svc: Services, token: str) -> None:
             session_store.close_session(conn, sid, svc.clock.now())
 
 
+def _app_principal(svc: Services, token: str) -> Principal | None:
+    found = applications.caller(application_store(svc.engine), svc.clock, token)
+    if found is None:
+        return None
+    stand_in = User(0, f"app:{found.app.name}", BasicRole.READ_ONLY)
+    return Principal(stand_in, found.permissions, False, None, False, app_id=found.app.id)
+
+
 def _principal(svc: Services, token: str, via_cookie: bool) -> Principal | None:
+    if token.startswith(applications.TOKEN_PREFIX):
+        return None if via_cookie else _app_principal(svc, token)
     now = svc.clock.now()
     scopes: frozenset[Permission] | None = None
     token_id = None
@@ -140,6 +154,8 @@ def _guard(permission: Permission | None) -> Callable[[Request], Principal]:
         if principal is None:
             raise APIError(401, "unauthenticated", "sign in or send a bearer token",
                            headers={"WWW-Authenticate": "Bearer"})
+        if permission is None and principal.app_id is not None:
+            raise APIError(403, "forbidden", "an application token cannot use a user's self-service routes")
         if permission is not None and permission not in principal.permissions:
             raise APIError(403, "forbidden", f"this needs the permission '{permission}'")
         if principal.via_cookie and request.method not in ("GET", "HEAD", "OPTIONS"):

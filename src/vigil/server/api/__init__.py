@@ -8,6 +8,7 @@ from vigil.server.api import (
     accounts,
     advancedqueries,
     alerts,
+    applications,
     asr,
     audit,
     incidents,
@@ -28,7 +29,7 @@ from vigil.server.api import (
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, indicators,
+    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
