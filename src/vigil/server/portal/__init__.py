@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from vigil.server.portal import (
+    access,
     account,
     actions,
     alerts,
@@ -26,6 +27,7 @@ from vigil.server.portal import (
     settings,
     signin,
     sso,
+    tuning,
 )
 from vigil.server.portal.web import STATIC_DIR, VENDOR_DIR
 
@@ -33,7 +35,7 @@ log = logging.getLogger("vigil.server")
 
 ROUTERS: tuple[APIRouter, ...] = (
     dashboard.router, signin.router, devices.router, alerts.router, incidents.router, actions.router, plan.router,
-    settings.router, content.router, sso.router, account.router,
+    settings.router, content.router, sso.router, account.router, tuning.router, access.router,
 )
 
 

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from vigil.app.errors import AppError
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
-from vigil.server.auth import CSRF_COOKIE, PERMISSION_ATTR, PUBLIC, Principal, current_principal
+from vigil.server.auth import CSRF_COOKIE, PERMISSION_ATTR, PUBLIC, SIGNED_IN, Principal, current_principal
 from vigil.server.errors import APIError
 
 HERE = Path(__file__).parent
@@ -49,6 +49,20 @@ def page(permission: Permission) -> Any:
         return principal
 
     setattr(check, PERMISSION_ATTR, permission)
+    return Depends(check)
+
+
+def any_page() -> Any:
+    """Any signed-in user, whatever their permissions (a page of one's own, such as API tokens)."""
+
+    def check(request: Request) -> Principal:
+        principal = current_principal(request)
+        if principal is None:
+            raise APIError(303, "login_required", "sign in first", headers={"Location": "/login"})
+        request.state.principal = principal
+        return principal
+
+    setattr(check, PERMISSION_ATTR, SIGNED_IN)
     return Depends(check)
 
 
@@ -96,6 +110,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/plan", "Plan", Permission.VIEW_PLAN_REPORTS),
     ("/audit", "Audit log", Permission.MANAGE_PORTAL_SETTINGS),
     ("/onboarding", "Onboarding", Permission.MANAGE_SECURITY_SETTINGS),
+    ("/settings", "Settings", None),
 )
 
 
