@@ -243,5 +243,7 @@ def import_at_first_start(data_dir: Path, source: Path, console: Console) -> Non
     except ContentError as e:
         console.print(f"[red]Rule content not imported:[/] {escape(str(e))}")
         return
+    _audit(data_dir, "content.import", report.pack, {**_import_facts(report, str(source)),
+                                                     "via": "vigil up --rules-from"})
     console.print(f"Rule content: imported {report.pack} {report.version} ({report.rules} rules, "
                   f"{len(report.errors)} did not load: `vigil rules list` names them)")

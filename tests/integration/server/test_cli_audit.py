@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import VigilServer, enroll_raw
 from vigil.config import load_settings
 from vigil.store import audit, db
@@ -96,3 +98,29 @@ def test_setup_records_what_it_made_and_by_whom_and_a_rerun_records_nothing(tmp_
     assert rows[0].target_id == str(data_dir)
     assert "administrator 'admin'" in rows[0].after["created"]
     assert not any("password" in item for item in rows[0].after["created"])
+
+
+def test_the_first_start_import_of_vigil_up_is_audited_like_rules_import(
+        sqlite_server: VigilServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from tests.unit.content.test_store import _release
+    from vigil.commands.rules import import_at_first_start
+
+    monkeypatch.delenv("VIGIL_DATABASE_URL", raising=False)
+    release = _release(tmp_path / "release")
+    for _ in range(2):  # the second start keeps the pack: nothing imported, nothing recorded
+        import_at_first_start(sqlite_server.data_dir, release, Console(file=StringIO()))
+    engine = db.make_engine(load_settings(sqlite_server.data_dir).db_url)
+    try:
+        with engine.connect() as conn:
+            rows = [e for e, _ in audit.entries(conn, action="content.import")]
+            chain = audit.verify(conn)
+    finally:
+        engine.dispose()
+    assert [(e.target_id, e.after["via"], e.after["from"]) for e in rows] == [
+        ("sigmahq", "vigil up --rules-from", str(release))]
+    assert rows[0].actor.startswith("cli:") and rows[0].actor.endswith(f"@{socket.gethostname()}")
+    assert chain.ok
