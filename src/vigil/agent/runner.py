@@ -70,6 +70,10 @@ class Agent:
 
     def sensor_health(self) -> dict[str, str]:
         health = {name: str(s.health()) for name, s in self.sensors.items()}
+        for s in self.sensors.values():  # a sensor's own keys beside its health (the antivirus's protection state)
+            extra = getattr(s, "health_extra", None)
+            if callable(extra):
+                health.update(extra())
         if self.budget is not None:
             health[BUDGET_HEALTH_KEY] = self.budget.describe()
         health[INCUMBENT_HEALTH_KEY] = self.incumbent.describe()

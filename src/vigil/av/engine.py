@@ -93,14 +93,32 @@ class Engine:
             return Verdict(cached.detections, cached.incomplete, cached=True), 0
         flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_NOATIME if _noatime() else 0)
         with os.fdopen(os.open(path, flags), "rb", buffering=0) as f:
-            if st.st_size <= _READ_WHOLE:
-                data = f.readall()
-                verdict = self.scan_bytes(data, path)
-                size = len(data)
-            else:
-                verdict, size = self._scan_large(f, path)
+            verdict, size = self._scan_stream(f, st, path)
         self.cache.put(key, verdict)
         return verdict, size
+
+    def scan_open(self, fd: int, path: str) -> tuple[Verdict, int]:
+        """``scan_file`` through a descriptor someone else opened (on-access scanning: the file the kernel
+        handed over, so no second open happens and no rename can swap it). ``fd`` is read from offset 0 and
+        left open; its own offset moves."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Verdict(), 0
+        key = key_of(st, self.definitions.cache_version)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Verdict(cached.detections, cached.incomplete, cached=True), 0
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+            f.seek(0)
+            verdict, size = self._scan_stream(f, st, path)
+        self.cache.put(key, verdict)
+        return verdict, size
+
+    def _scan_stream(self, f: io.RawIOBase, st: os.stat_result, path: str) -> tuple[Verdict, int]:
+        if st.st_size <= _READ_WHOLE:
+            data = f.readall() or b""
+            return self.scan_bytes(data, path), len(data)
+        return self._scan_large(f, path)
 
     def _scan_large(self, f: io.RawIOBase, path: str) -> tuple[Verdict, int]:
         """Hashes streamed, YARA over the mapped file, heuristics over the head; archives this big not unpacked."""

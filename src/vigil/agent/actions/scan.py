@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from vigil.agent.actions.base import ActionContext, ActionFailed, Outcome
-from vigil.av.bundle import BundleError, InstalledDefinitions, public_key_from_text
-from vigil.av.definitions import Definitions, builtin
+from vigil.agent.antivirus import DefinitionsRefused, detection_row, load_definitions, record_scan, sha256_of
+from vigil.av.definitions import Definitions
 from vigil.av.engine import Engine
 from vigil.av.scan import QUICK_PATHS, ScanReport, ScanType, be_polite, paths_for, run_scan
 from vigil.wire import ActionCommand
@@ -22,23 +22,10 @@ MAX_REPORTED = 100  # detections carried in the action result; every one is a De
 
 def definitions_for(ctx: ActionContext) -> Definitions:
     """The installed bundle, verified with the key this agent pinned at enrolment; else the built-in ones."""
-    installed = InstalledDefinitions(ctx.settings.state_dir / "av" / "definitions")
-    if not installed.current.exists():
-        return builtin()
-    from vigil.agent.errors import IdentityError
-    from vigil.agent.identity import load_identity
-
     try:
-        pinned = load_identity(ctx.settings.state_dir).action_public_key
-    except IdentityError as e:
-        raise ActionFailed(f"cannot verify the installed definitions: {e}") from None
-    if not pinned:
-        raise ActionFailed("cannot verify the installed definitions: this agent pinned no signing key")
-    try:
-        loaded = installed.load([public_key_from_text(pinned)])
-    except BundleError as e:
-        raise ActionFailed(f"the installed definitions are refused: {e}") from None
-    return loaded or builtin()
+        return load_definitions(ctx.settings.state_dir)
+    except DefinitionsRefused as e:
+        raise ActionFailed(str(e)) from None
 
 
 def targets(ctx: ActionContext, scan_type: ScanType) -> list[str]:
@@ -80,10 +67,12 @@ def _scan(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
     engine = Engine(definitions_for(ctx))
     report = _polite_scan(engine, scan_type, targets(ctx, scan_type), [str(ctx.settings.state_dir)])
     for d in report.detections:
-        ctx.event("AntivirusDetection", {"ActionId": cmd.action_id, "ScanType": requested, "ThreatName": d.threat.name,
-                                         "ThreatType": str(d.threat.type), "Severity": str(d.threat.severity),
-                                         "DetectionSource": "Antivirus", "Signature": d.threat.signature,
-                                         "FolderPath": d.path, "Member": d.member, "ActionTaken": "None"})
+        row = detection_row(ctx.clock, d, source="Antivirus", action_taken="None", mode=None,
+                            sha256=sha256_of(d.path), extra={"ActionId": cmd.action_id, "ScanType": requested})
+        # The action's events carry everything in AdditionalFields (the agent's own rows have no file columns).
+        ctx.event("AntivirusDetection", {**row["AdditionalFields"], "FolderPath": d.path, "SHA256": row.get("SHA256")})
+    if report.finished is not None:
+        record_scan(ctx.settings.state_dir, str(scan_type), report.finished)
     ctx.event("AntivirusScanCompleted", {"ActionId": cmd.action_id, "ScanType": requested, "Files": report.files,
                                          "Bytes": report.bytes, "Threats": len(report.detections),
                                          "Seconds": round(report.seconds, 3),

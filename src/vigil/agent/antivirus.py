@@ -1,0 +1,243 @@
+"""The antivirus on the agent: its definitions, its mode (block, audit, passive) and the real-time protection hook.
+
+Modes, for real-time protection and what follows a detection:
+
+- ``block``: an exec (and, with ``av_open_perm``, an open) of a file with a threat is denied, and the file is
+  quarantined afterwards; a file just written with a threat is quarantined.
+- ``audit``: every detection is reported (DeviceEvents ``AntivirusDetection``), nothing is denied or moved.
+- ``passive``: as audit, for a device that keeps another antivirus: Vigil never blocks and never remediates,
+  so the two products do not fight over files. ``auto`` (the default) is passive when an incumbent antivirus
+  is seen (``agent.incumbent``), else block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from vigil.agent.clock import Clock, iso
+from vigil.agent.errors import AgentError, IdentityError
+from vigil.agent.fanotify import Access, AccessKind, Decision
+from vigil.agent.identity import load_identity
+from vigil.agent.incumbent import Finding
+from vigil.agent.sensors.base import EventSink
+from vigil.av.bundle import BundleError, InstalledDefinitions, public_key_from_text
+from vigil.av.definitions import Definitions, builtin
+from vigil.av.engine import Engine
+from vigil.av.model import Detection
+from vigil.av.quarantine import QuarantineError, QuarantineStore
+
+log = logging.getLogger(__name__)
+
+LAST_SCANS_FILE = "last_scans.json"  # under <state>/av: when the last quick and full scans finished
+REPORT_AGAIN_SECONDS = 300.0  # one file's same threat is reported once per this, however often it is opened
+# Products that are antiviruses (an EDR alone does not make Vigil passive).
+ANTIVIRUS_PRODUCTS = frozenset({"ClamAV", "Microsoft Defender for Endpoint", "Sophos", "ESET",
+                                "Trend Micro Deep Security", "Trellix (McAfee) Endpoint Security",
+                                "Kaspersky Endpoint Security", "Bitdefender GravityZone", "BlackBerry Cylance"})
+
+
+class Mode(StrEnum):
+    BLOCK = "block"
+    AUDIT = "audit"
+    PASSIVE = "passive"
+
+
+MODES = ("auto", *(m.value for m in Mode))
+
+
+class DefinitionsRefused(AgentError):
+    """The installed bundle cannot be trusted; the message says why."""
+
+
+def load_definitions(state_dir: Path) -> Definitions:
+    """The installed bundle, verified with the key this agent pinned at enrolment; else the built-in ones."""
+    installed = InstalledDefinitions(state_dir / "av" / "definitions")
+    if not installed.current.exists():
+        return builtin()
+    try:
+        pinned = load_identity(state_dir).action_public_key
+    except IdentityError as e:
+        raise DefinitionsRefused(f"cannot verify the installed definitions: {e}") from None
+    if not pinned:
+        raise DefinitionsRefused("cannot verify the installed definitions: this agent pinned no signing key")
+    try:
+        loaded = installed.load([public_key_from_text(pinned)])
+    except BundleError as e:
+        raise DefinitionsRefused(f"the installed definitions are refused: {e}") from None
+    return loaded or builtin()
+
+
+def resolve_mode(configured: str, incumbents: Sequence[Finding]) -> tuple[Mode, str]:
+    """(mode, why) from the setting and the security products seen on the device."""
+    if configured != "auto":
+        return Mode(configured), f"av_mode = {configured}"
+    products = sorted({f.product for f in incumbents if f.product in ANTIVIRUS_PRODUCTS})
+    if products:
+        return Mode.PASSIVE, f"another antivirus runs here ({', '.join(products)}): passive, to coexist"
+    return Mode.BLOCK, "no other antivirus seen"
+
+
+def record_scan(state_dir: Path, scan_type: str, finished: datetime) -> None:
+    """Remember when the last quick or full scan finished (the protection state reports it)."""
+    folder = state_dir / "av"
+    folder.mkdir(parents=True, exist_ok=True)
+    scans = last_scans(state_dir)
+    scans[scan_type] = iso(finished)
+    tmp = folder / f".{LAST_SCANS_FILE}.tmp"
+    tmp.write_text(json.dumps(scans))
+    os.replace(tmp, folder / LAST_SCANS_FILE)
+
+
+def last_scans(state_dir: Path) -> dict[str, str]:
+    try:
+        raw = json.loads((state_dir / "av" / LAST_SCANS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(raw, dict) else {}
+
+
+def sha256_of_fd(fd: int, limit: int = 1 << 30) -> str | None:
+    """The file's SHA-256 read through ``fd`` with pread (its offset untouched); None past ``limit`` bytes."""
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+        if offset > limit:
+            return None
+    return h.hexdigest()
+
+
+def sha256_of(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return sha256_of_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def detection_row(clock: Clock, d: Detection, *, source: str, action_taken: str, mode: Mode | None,
+                  pid: int | None = None, sha256: str | None = None, extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """One DeviceEvents ``AntivirusDetection`` row, the fields the server's antivirus alerts are made from."""
+    fields: dict[str, Any] = {"ThreatName": d.threat.name, "ThreatType": str(d.threat.type),
+                              "Severity": str(d.threat.severity), "DetectionSource": source,
+                              "Signature": d.threat.signature, "Member": d.member, "ActionTaken": action_taken}
+    if mode is not None:
+        fields["Mode"] = str(mode)
+    row: dict[str, Any] = {"table": "DeviceEvents", "Timestamp": iso(clock.now()), "ActionType": "AntivirusDetection",
+                           "FileName": os.path.basename(d.path), "FolderPath": d.path,
+                           "AdditionalFields": fields | (extra or {})}
+    if pid is not None:
+        row["InitiatingProcessId"] = pid
+    if sha256:
+        row["SHA256"] = sha256
+    return row
+
+
+@dataclass
+class ProtectionCounters:
+    scanned: int = 0
+    cached: int = 0
+    detections: int = 0
+    blocked: int = 0
+    quarantined: int = 0
+    remediation_failures: int = 0
+
+
+class RealTimeHook:
+    """The antivirus's decision hook for the on-access gate (``agent.fanotify``)."""
+
+    name = "antivirus"
+    kinds = frozenset({AccessKind.OPEN, AccessKind.EXEC, AccessKind.CLOSE_WRITE})
+
+    def __init__(self, engine: Engine, mode: Mode, sink: EventSink, clock: Clock,
+                 quarantine: QuarantineStore | None) -> None:
+        self.engine, self.mode, self._sink, self._clock = engine, mode, sink, clock
+        self._quarantine = quarantine if mode is Mode.BLOCK else None  # audit and passive never remediate
+        self.counters = ProtectionCounters()
+        self._lock = threading.Lock()
+        self._reported: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._remediate: queue.Queue[tuple[str, Detection] | None] = queue.Queue()
+        self._remediator: threading.Thread | None = None
+        if self._quarantine is not None:
+            self._remediator = threading.Thread(target=self._remediate_loop, name="vigil-rtp-quarantine",
+                                                daemon=True)
+            self._remediator.start()
+
+    def decide(self, access: Access) -> Decision:
+        verdict, _ = self.engine.scan_open(access.fd, access.path)
+        with self._lock:
+            self.counters.scanned += 1
+            self.counters.cached += verdict.cached
+        if verdict.clean:
+            return Decision.ALLOW
+        block = self.mode is Mode.BLOCK
+        deny = block and access.waits
+        taken = ("Blocked" if deny else "Quarantined") if block else "None"
+        first = verdict.detections[0]
+        with self._lock:
+            self.counters.detections += 1
+            self.counters.blocked += deny
+            report = self._first_report(access.path, first.threat.name)
+        if report:
+            digest = sha256_of_fd(access.fd)
+            self._sink.append([detection_row(self._clock, d, source="Real-time protection", action_taken=taken,
+                                             mode=self.mode, pid=access.pid, sha256=digest,
+                                             extra={"Access": str(access.kind)})
+                               for d in verdict.detections])
+        if self._quarantine is not None:
+            self._remediate.put((access.path, first))  # after the answer: a denied exec must not wait for it
+        return Decision.DENY if deny else Decision.ALLOW
+
+    def _first_report(self, path: str, threat: str) -> bool:
+        now = time.monotonic()
+        key = (path, threat)
+        at = self._reported.get(key)
+        if at is not None and now - at < REPORT_AGAIN_SECONDS:
+            return False
+        self._reported[key] = now
+        self._reported.move_to_end(key)
+        while len(self._reported) > 10_000:
+            self._reported.popitem(last=False)
+        return True
+
+    def _remediate_loop(self) -> None:
+        assert self._quarantine is not None
+        while (item := self._remediate.get()) is not None:
+            path, detection = item
+            if not os.path.lexists(path):
+                continue  # already gone (quarantined after an earlier access, or deleted)
+            try:
+                entry = self._quarantine.add(Path(path), threat=detection.threat,
+                                             extra={"source": "Real-time protection"})
+            except (QuarantineError, OSError) as e:
+                with self._lock:
+                    self.counters.remediation_failures += 1
+                log.warning("real-time protection could not quarantine %s: %s", path, e)
+                continue
+            with self._lock:
+                self.counters.quarantined += 1
+            log.warning("real-time protection quarantined %s (%s) as %s", path, detection.threat.name, entry.id)
+
+    def close(self) -> None:
+        if self._remediator is not None:
+            self._remediate.put(None)
+            self._remediator.join(5)
+            self._remediator = None
