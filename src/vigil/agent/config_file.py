@@ -1,7 +1,8 @@
 """Agent settings from TOML: /etc/vigil/agent.toml (local), then /etc/vigil/managed.toml, which wins.
 
 Keys are AgentConfig's field names; the sections ``[file]``, ``[network]``, ``[logon]`` and ``[antivirus]``
-prefix their keys (``[file] paths`` is ``file_paths``, ``[antivirus] mode`` is ``av_mode``), ``[budget]`` holds BudgetLimits and
+prefix their keys (``[file] paths`` is ``file_paths``, ``[antivirus] mode`` is ``av_mode``), ``[budget]``
+holds BudgetLimits and
 ``[budget.rate_limits]`` maps sensor names to events per second.
 """
 
