@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from vigil.app import asr as asr_service
 from vigil.app.errors import Forbidden, InvalidInput, NotFound
 from vigil.app.ports import AuditRecord, IndicatorRecord, Store, UnitOfWork
 from vigil.app.principal import Principal
@@ -125,7 +126,7 @@ def parse(body: Mapping[str, Any]) -> tuple[Indicator, list[str] | None]:
 
 
 def _save(uow: UnitOfWork, clock: Clock, who: Principal, ind: Indicator, names: Sequence[str] | None,
-          source: str) -> tuple[Listed, bool]:
+          source: str) -> tuple[Listed, bool, frozenset[int] | None]:
     now = clock.now()
     if ind.expiration_time is not None and ind.expiration_time <= now:
         raise InvalidInput(f"expirationTime {ind.expiration_time.isoformat()} is in the past", field="expirationTime")
@@ -156,7 +157,23 @@ def _save(uow: UnitOfWork, clock: Clock, who: Principal, ind: Indicator, names: 
         who.actor, "indicator.create" if created else "indicator.update", "indicator", str(ind_id),
         before=_audit_view(before.indicator) if before else None, after=_audit_view(record.indicator),
         reason=source or None, source_ip=who.source_ip), now)
-    return _listed(record, names_by_id), created
+    reach = _reach(ind, before.indicator if before else None)
+    return _listed(record, names_by_id), created, reach
+
+
+def _reach(*inds: Indicator | None) -> frozenset[int] | None:
+    """The device groups a change to these indicators reaches; None for every group."""
+    groups: set[int] = set()
+    for ind in inds:
+        if ind is not None:
+            if not ind.rbac_group_ids:
+                return None
+            groups |= set(ind.rbac_group_ids)
+    return frozenset(groups)
+
+
+def _union(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
+    return None if a is None or b is None else a | b
 
 
 def _audit_view(ind: Indicator) -> dict[str, Any]:
@@ -171,7 +188,9 @@ def submit(store: Store, clock: Clock, who: Principal, body: Mapping[str, Any]) 
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
     ind, names = parse(body)
     with store.begin() as uow:
-        return _save(uow, clock, who, ind, names, "")
+        item, created, reach = _save(uow, clock, who, ind, names, "")
+        asr_service.deliver(uow, clock.now(), who, reach)
+        return item, created
 
 
 def import_rows(store: Store, clock: Clock, who: Principal, rows: Sequence[Any], source: str = "import"
@@ -182,6 +201,7 @@ def import_rows(store: Store, clock: Clock, who: Principal, rows: Sequence[Any],
     if len(rows) > MAX_BATCH:
         raise InvalidInput(f"a batch holds at most {MAX_BATCH} indicators, not {len(rows)}", field="Indicators")
     results = []
+    reach: frozenset[int] | None = frozenset()
     for i, row in enumerate(rows):
         if isinstance(row, ValueError):  # a CSV line that did not parse
             results.append(RowResult(i, "", error=str(row)))
@@ -196,11 +216,15 @@ def import_rows(store: Store, clock: Clock, who: Principal, rows: Sequence[Any],
                 raise InvalidInput("each indicator must be a JSON object")
             # One transaction per row: a refused row leaves the others saved.
             with store.begin() as uow:
-                listed, created = _save(uow, clock, who, ind, names, source)
+                listed, created, row_reach = _save(uow, clock, who, ind, names, source)
+            reach = _union(reach, row_reach)
             results.append(RowResult(i, value, listed, created))
         except (InvalidInput, Forbidden) as e:
             where = f"{e.field}: " if e.field and not e.message.startswith(e.field) else ""
             results.append(RowResult(i, value, error=where + e.message))
+    if reach is None or reach:  # one bundle per device for the whole batch
+        with store.begin() as uow:
+            asr_service.deliver(uow, clock.now(), who, reach)
     return results
 
 
@@ -225,6 +249,7 @@ def delete(store: Store, clock: Clock, who: Principal, indicator_id: int) -> Non
         if not _owned(who, gone.indicator):
             raise Forbidden(f"indicator {indicator_id} also covers device groups you do not have access to")
         uow.asr.delete_indicator(indicator_id)
+        asr_service.deliver(uow, now, who, _reach(gone.indicator))
         uow.audit.append(AuditRecord(who.actor, "indicator.delete", "indicator", str(indicator_id),
                                      before=_audit_view(gone.indicator), source_ip=who.source_ip), now)
 

@@ -71,13 +71,13 @@ def add(
     generate_alert: Annotated[bool, typer.Option("--generate-alert/--no-alert")] = False,
     output: OutputOption = Output.TABLE, data_dir: DataDir = None, as_user: AsUser = None,
 ) -> None:
-    """Submit an indicator, or update the one of the same type and value."""
+    """Submit an indicator, or update the one of the same type and value; the devices it reaches get it at once."""
     body: dict[str, Any] = {"indicatorValue": value, "indicatorType": type_.value, "action": action.value,
                             "title": title, "description": description, "severity": severity,
                             "expirationTime": expires, "generateAlert": generate_alert}
     if group:
         body["rbacGroupNames"] = group
-    with local_store(settings_for(data_dir)) as store, translated():
+    with local_store(settings_for(data_dir), sign_actions=True) as store, translated():
         item, created = app_indicators.submit(store, SystemClock(), acting(store, as_user), body)
     if output is Output.JSON:
         print(json.dumps(indicator_json(item), indent=2))
@@ -91,7 +91,7 @@ def add(
 def delete(indicator_id: Annotated[int, typer.Argument(help="the indicator's id (vigil indicators list)")],
            data_dir: DataDir = None, as_user: AsUser = None) -> None:
     """Delete an indicator."""
-    with local_store(settings_for(data_dir)) as store, translated():
+    with local_store(settings_for(data_dir), sign_actions=True) as store, translated():
         app_indicators.delete(store, SystemClock(), acting(store, as_user), indicator_id)
     console.print(f"deleted indicator {indicator_id}")
 
@@ -104,7 +104,7 @@ def import_(
 ) -> None:
     """Import a batch: good rows are saved, each bad row is reported (exit code 2 when any was refused)."""
     text = file.read_text(encoding="utf-8-sig")
-    with local_store(settings_for(data_dir)) as store, translated():
+    with local_store(settings_for(data_dir), sign_actions=True) as store, translated():
         who = acting(store, as_user)
         if file.suffix.lower() == ".json":
             try:

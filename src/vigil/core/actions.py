@@ -22,6 +22,8 @@ class ActionType(StrEnum):
     RESTORE_QUARANTINED_FILE = "RestoreQuarantinedFile"
     KILL_PROCESS = "KillProcess"
     LIVE_RESPONSE = "LiveResponse"
+    # Vigil's own: the device's ASR policy and indicators (vigil.asr.bundle), signed like any command.
+    APPLY_PROTECTION_POLICY = "ApplyProtectionPolicy"
 
 
 class ActionStatus(StrEnum):
