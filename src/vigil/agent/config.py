@@ -85,6 +85,13 @@ class AgentConfig:
     av_marks: tuple[str, ...] = ()  # mount points to protect; empty: every local file system
     av_open_perm: bool = False  # also scan plain opens before they return (execs always are)
     av_budget_seconds: float = 0.25  # a waiting access is allowed unchecked after this (fail open, counted)
+    # Software inventory (TVM): checked for changes this often, sent in full this often; the folders walked
+    # for Python and npm packages, the ones pruned, the folders whose executables are read for Go build info.
+    software_inventory_check_seconds: float = 60.0
+    software_inventory_seconds: float = 86_400.0
+    software_inventory_paths: tuple[str, ...] = ("/usr/local/lib", "/opt", "/srv", "/home", "/root")
+    software_inventory_exclude: tuple[str, ...] = ("/usr/lib/python3/dist-packages", "/usr/share/nodejs")
+    software_inventory_go_dirs: tuple[str, ...] = ("/usr/local/bin", "/usr/local/sbin", "/usr/bin", "/usr/sbin")
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     log_file: Path | None = None
     log_max_bytes: int = 10 << 20

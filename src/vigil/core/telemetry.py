@@ -197,7 +197,8 @@ DEVICE_EVENTS = Table(
     ),
     ("AgentStarted", "AgentStopped", "SensorHealth", "EventsDropped", "ResponseActionSucceeded",
      "ResponseActionFailed", "ResponseActionRefused", "AntivirusDetection", "AntivirusScanCompleted",
-     "TelemetryRowsRejected"),  # made by the server: rows of a batch it refused, counts in AdditionalFields
+     "TelemetryRowsRejected",  # made by the server: rows of a batch it refused, counts in AdditionalFields
+     "SoftwareInventory"),  # the installed software as package URLs (agent.sensors.software_inventory)
 )
 
 DEVICE_INFO = Table(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+from collections.abc import Callable
 
 from vigil.tvm.feeds import FeedError
 from vigil.tvm.model import Package
@@ -122,3 +124,136 @@ def read_npm_package_json(text: str, path: str) -> Package | None:
     if isinstance(doc, dict) and isinstance(doc.get("name"), str) and isinstance(doc.get("version"), str):
         return Package("npm", doc["name"], doc["version"])
     return None
+
+
+def read_apk_installed(text: str, path: str, release: str) -> list[Package]:
+    """Alpine's /lib/apk/db/installed: stanzas of `P:` name, `V:` version and `o:` origin (the source package,
+    which Alpine's secdb names); `release` is "3.19"."""
+    packages: list[Package] = []
+    fields: dict[str, str] = {}
+    start = 1
+    for n, line in enumerate([*text.splitlines(), ""], 1):
+        if not line.strip():
+            if fields:
+                if "P" not in fields or "V" not in fields:
+                    raise FeedError(path, start, "an installed package's stanza without P: (name) or V: (version)")
+                extra = {"arch": fields["A"]} if "A" in fields else {}
+                packages.append(Package(f"Alpine:v{release}", fields["P"], fields["V"], fields.get("o", fields["P"]),
+                                        fields["V"], extra))
+            fields = {}
+            continue
+        if not fields:
+            start = n
+        key, sep, value = line.partition(":")
+        if sep and len(key) == 1:
+            fields.setdefault(key, value)
+    return packages
+
+
+_GO_MAGIC = b"\xff Go buildinf:"
+_ELF_MAGIC = b"\x7fELF"
+
+
+class GoBuildInfo:
+    """What `go version -m` shows: the toolchain version and the module lines."""
+
+    def __init__(self, go_version: str, modinfo: str) -> None:
+        self.go_version = go_version
+        self.modinfo = modinfo
+
+    def packages(self) -> list[Package]:
+        """The main module (unless a development build), its dependencies (replacements applied) and the Go
+        standard library (OSV's `stdlib`, version without the "go" prefix)."""
+        out: list[Package] = []
+        for line in self.modinfo.splitlines():
+            parts = line.split("\t")
+            if parts[0] in ("mod", "dep") and len(parts) >= 3 and parts[2] != "(devel)":
+                out.append(Package("Go", parts[1], parts[2]))
+            elif parts[0] == "=>" and len(parts) >= 3 and out:
+                out[-1] = Package("Go", parts[1], parts[2])  # the dependency above is replaced by this module
+        v = self.go_version.removeprefix("go").split()[0] if self.go_version.startswith("go") else ""
+        if v and v[0].isdigit():
+            out.append(Package("Go", "stdlib", v))
+        return out
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data):
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+def go_buildinfo_section(head: bytes, read_at: Callable[[int, int], bytes]) -> bytes | None:
+    """The `.go.buildinfo` section of an ELF file (`head`: its first 64 bytes; `read_at(offset, size)` reads the
+    rest), or None when it is not an ELF file or has no such section (not a Go binary)."""
+    if len(head) < 64 or head[:4] != _ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    wide, end = head[4] == 2, "<" if head[5] == 1 else ">"
+    if wide:
+        shoff, = struct.unpack_from(end + "Q", head, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x3A)
+    else:
+        shoff, = struct.unpack_from(end + "I", head, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x2E)
+    if not shoff or not shnum or shstrndx >= shnum or shentsize < (64 if wide else 40) or shnum > 4096:
+        return None
+    table = read_at(shoff, shentsize * shnum)
+    if len(table) < shentsize * shnum:
+        return None
+
+    def section(i: int) -> tuple[int, int, int]:  # name offset, file offset, size
+        base = i * shentsize
+        if wide:
+            name, = struct.unpack_from(end + "I", table, base)
+            off, size = struct.unpack_from(end + "QQ", table, base + 0x18)
+        else:
+            name, = struct.unpack_from(end + "I", table, base)
+            off, size = struct.unpack_from(end + "II", table, base + 0x10)
+        return name, off, size
+
+    _, str_off, str_size = section(shstrndx)
+    names = read_at(str_off, min(str_size, 1 << 16))
+    for i in range(shnum):
+        name_at, off, size = section(i)
+        if names[name_at:name_at + 14] == b".go.buildinfo\x00":
+            return read_at(off, min(size, 1 << 20))
+    return None
+
+
+def read_go_buildinfo(section: bytes, path: str) -> GoBuildInfo:
+    """Go 1.18+'s inline build info (version and module lines as varint-prefixed strings after a 32-byte
+    header); older binaries point into their data instead, which is reported, not guessed."""
+    if not section.startswith(_GO_MAGIC):
+        raise FeedError(path, None, "a .go.buildinfo section without Go's build-info magic")
+    if len(section) < 32 or not section[15] & 0x2:
+        raise FeedError(path, None, "a Go binary built before Go 1.18: its build info is not read")
+    try:
+        n, pos = _uvarint(section, 32)
+        version = section[pos:pos + n].decode("utf-8", "replace")
+        n, pos = _uvarint(section, pos + n)
+        mod = section[pos:pos + n]
+    except ValueError:
+        raise FeedError(path, None, "truncated Go build info") from None
+    if len(mod) >= 33 and mod[-17:-16] == b"\n":  # the module text sits between two 16-byte sentinels
+        mod = mod[16:-16]
+    return GoBuildInfo(version, mod.decode("utf-8", "replace"))
+
+
+_DEB_KERNEL = re.compile(r"\bDebian (\d[^\s)]*)")
+
+
+def running_kernel(release: str, version: str, distro: str | None) -> Package:
+    """The running kernel (`uname -r`, `uname -v`). On Debian `uname -v` names the `linux` source package's
+    version the kernel was built from, which is what Debian's advisories fix: the running kernel can be
+    vulnerable while a fixed linux-image package waits for a reboot. `distro` is "Debian:12" or None."""
+    extra = {"kernel": "running"}
+    m = _DEB_KERNEL.search(version)
+    if distro and distro.startswith("Debian:") and m:
+        return Package(distro, "linux", release, "linux", m.group(1), extra)
+    return Package(distro or "Linux", "linux", release, None, None, extra)

@@ -36,6 +36,7 @@ def default_registry() -> SensorRegistry:
     from vigil.agent.sensors.logon import LogonSensor
     from vigil.agent.sensors.network import NetworkSensor
     from vigil.agent.sensors.process import ProcessSensor
+    from vigil.agent.sensors.software_inventory import SoftwareInventorySensor
     from vigil.agent.sensors.system_log import SystemLogSensor
 
     registry = SensorRegistry()
@@ -46,4 +47,5 @@ def default_registry() -> SensorRegistry:
     registry.register(LogonSensor.name, LogonSensor)
     registry.register(SystemLogSensor.name, SystemLogSensor)
     registry.register(DeviceInfoSensor.name, DeviceInfoSensor)
+    registry.register(SoftwareInventorySensor.name, SoftwareInventorySensor)
     return registry
