@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from typing import Annotated, Any
 
-from vigil.core.rbac import Permission
-from vigil.server.auth import Principal
-from vigil.server.portal.web import any_page, templates
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from vigil.core.rbac import BasicRole, Permission
+from vigil.server.api import accounts as api_accounts
+from vigil.server.api import rbac as api_rbac
+from vigil.server.api import tokens as api_tokens
+from vigil.server.auth import CSRF_COOKIE, Principal
+from vigil.server.errors import APIError
+from vigil.server.portal.web import any_page, check_form_csrf, page, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,3 +33,154 @@ SETTINGS: tuple[tuple[str, str, str, Permission | None], ...] = (
 def settings_hub(request: Request, who: Principal = any_page()) -> Response:
     links = [(href, label, text) for href, label, text, perm in SETTINGS if perm is None or perm in who.permissions]
     return templates.TemplateResponse(request, "access/settings.html", {"user": who.user, "links": links})
+
+
+def _csrf(request: Request) -> str:
+    return request.cookies.get(CSRF_COOKIE, "")
+
+
+def _invalid(e: ValidationError) -> APIError:
+    err = e.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else None
+    return APIError(422, "invalid_request", f"{field}: {err['msg']}" if field else str(err["msg"]), field=field)
+
+
+def _back(to: str) -> Response:
+    return RedirectResponse(to, status_code=303)
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS)) -> Response:
+    """Users, roles and user groups on one page: who may sign in, and what each group's roles let them do."""
+    overview = api_rbac.rbac_overview(request, who)
+    return templates.TemplateResponse(request, "access/users.html", {
+        "user": who.user, "users": api_rbac.users(request, who)["value"], "mode": overview["mode"],
+        "roles": overview["roles"], "user_groups": overview["userGroups"], "csrf": _csrf(request),
+        "basic_roles": [r.value for r in BasicRole], "permissions": [p.value for p in Permission],
+    })
+
+
+@router.post("/users")
+def users_add(
+    request: Request, csrf: Annotated[str, Form()], username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "", role: Annotated[str, Form()] = "read-only",
+    email: Annotated[str, Form()] = "", who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    check_form_csrf(request, csrf)
+    try:
+        body = api_rbac.NewUser(username=username.strip(), password=password, role=role,  # type: ignore[arg-type]
+                                email=email.strip() or None)
+    except ValidationError as e:
+        raise _invalid(e) from None
+    api_rbac.add_user(body, request, who)
+    return _back("/users")
+
+
+@router.post("/users/{username}/{what}")
+def users_change(
+    username: str, what: str, request: Request, csrf: Annotated[str, Form()],
+    password: Annotated[str, Form()] = "", role: Annotated[str, Form()] = "", group: Annotated[str, Form()] = "",
+    who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    """Disable or enable, change the basic role, reset the password, join or leave a user group."""
+    check_form_csrf(request, csrf)
+    try:
+        if what in ("disable", "enable"):
+            if what == "disable" and username == who.user.username:
+                raise APIError(409, "rejected", "you cannot disable your own account", field="username")
+            api_rbac.patch_user(username, api_rbac.UserPatch(disabled=what == "disable"), request, who)
+        elif what == "role":
+            api_rbac.patch_user(username, api_rbac.UserPatch(role=role), request, who)  # type: ignore[arg-type]
+        elif what == "password":
+            api_accounts.reset_password(username, api_accounts.PasswordReset(password=password), request, who)
+        elif what == "join":
+            api_rbac.add_member(group.strip(), username, request, None, who)
+        elif what == "leave":
+            api_rbac.remove_member(group, username, request, who)
+        else:
+            raise APIError(404, "not_found", f"no change {what!r}: use disable, enable, role, password, join or leave")
+    except ValidationError as e:
+        raise _invalid(e) from None
+    return _back("/users")
+
+
+@router.post("/roles")
+def roles_put(
+    request: Request, csrf: Annotated[str, Form()], name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "", permissions: Annotated[list[str] | None, Form()] = None,
+    user_groups: Annotated[str, Form()] = "", who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    check_form_csrf(request, csrf)
+    if not name.strip():
+        raise APIError(422, "invalid_request", "name: a role needs a name", field="name")
+    try:
+        body = api_rbac.RoleBody(description=description.strip(), permissions=permissions or [],
+                                 userGroups=[g.strip() for g in user_groups.split(",") if g.strip()])
+    except ValidationError as e:
+        raise _invalid(e) from None
+    api_rbac.put_role(name.strip(), body, request, who)
+    return _back("/users")
+
+
+@router.post("/roles/delete")
+def roles_delete(
+    request: Request, csrf: Annotated[str, Form()], name: Annotated[str, Form()],
+    who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    check_form_csrf(request, csrf)
+    api_rbac.delete_role(name, request, who)
+    return _back("/users")
+
+
+@router.post("/rbac/mode")
+def rbac_mode(
+    request: Request, csrf: Annotated[str, Form()], confirm: Annotated[str, Form()] = "",
+    who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS),
+) -> Response:
+    """Basic to RBAC mode; it cannot be undone, so the form asks for the word."""
+    check_form_csrf(request, csrf)
+    if confirm.strip().lower() != "rbac":
+        raise APIError(422, "invalid_request", "confirm: type RBAC to switch; it cannot be undone", field="confirm")
+    api_rbac.set_mode(api_rbac.ModeBody(mode="rbac"), request, who)
+    return _back("/users")
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(request: Request, who: Principal = any_page()) -> Response:
+    return _tokens(request, who, None)
+
+
+def _tokens(request: Request, who: Principal, made: dict[str, Any] | None) -> Response:
+    resp = templates.TemplateResponse(request, "access/tokens.html", {
+        "user": who.user, "tokens": api_tokens.my_tokens(request, who)["value"], "csrf": _csrf(request),
+        "scopes": sorted(p.value for p in who.permissions), "made": made,
+        "max_days": api_tokens.MAX_LIFETIME_DAYS,
+    })
+    resp.headers["Cache-Control"] = "no-store"  # the page that shows a new secret must not be kept
+    return resp
+
+
+@router.post("/tokens", response_class=HTMLResponse)
+def tokens_create(
+    request: Request, csrf: Annotated[str, Form()], name: Annotated[str, Form()] = "",
+    scopes: Annotated[list[str] | None, Form()] = None, expires_in_days: Annotated[str, Form()] = "30",
+    who: Principal = any_page(),
+) -> Response:
+    """The new token's secret is shown on this one response and never again (the store keeps only its hash)."""
+    check_form_csrf(request, csrf)
+    if not expires_in_days.strip().isdigit():
+        raise APIError(422, "invalid_request", "expiresInDays: a whole number of days", field="expiresInDays")
+    try:
+        body = api_tokens.TokenBody(name=name.strip(), scopes=scopes or [], expiresInDays=int(expires_in_days))
+    except ValidationError as e:
+        raise _invalid(e) from None
+    return _tokens(request, who, api_tokens.create_token(body, request, who))
+
+
+@router.post("/tokens/{token_id}/revoke")
+def tokens_revoke(
+    token_id: int, request: Request, csrf: Annotated[str, Form()], who: Principal = any_page(),
+) -> Response:
+    check_form_csrf(request, csrf)
+    api_tokens.revoke_token(token_id, request, who)
+    return _back("/tokens")
