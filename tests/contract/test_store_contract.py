@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from vigil.app.ports import (
 )
 from vigil.app.stores import open_engine, sql_store
 from vigil.core.devices import DEFAULT_GROUP_NAME
+from vigil.core.groups import GroupRuleError
 from vigil.core.incidents import incident_name
 from vigil.core.suppression import SuppressionError
 from vigil.store.errors import InvalidChange, NotFound
@@ -211,3 +213,85 @@ def test_suppression_rules_are_stored_switched_and_deleted(store: Store) -> None
         assert uow.suppression.delete(second) is True and uow.suppression.delete(second) is False
     with store.begin() as uow:
         assert [(r.id, r.enabled) for r in uow.suppression.listing()] == [(first, False)]
+
+
+def _device_id(store: Store, hostname: str) -> str:
+    with store.begin() as uow:
+        return next(d.id for d in uow.devices.in_groups(None) if d.computer_dns_name == hostname)
+
+
+def test_tags_are_set_once_and_removed_and_a_bad_tag_or_device_is_refused(store: Store) -> None:
+    _seed(store, "web-1", None, "Miner", NOW)
+    dev = _device_id(store, "web-1")
+    with store.begin() as uow:
+        first = uow.devices.set_tags(dev, ["prod", "prod"], [], NOW)
+        assert (first.before, first.after, first.group_moves) == ((), ("prod",), ())
+        assert uow.devices.set_tags(dev, ["prod"], [], NOW).after == ("prod",)
+    with store.begin() as uow:
+        d = uow.devices.get(dev)
+        assert d is not None and d.tags == ("prod",) and d.last_seen == NOW
+        assert uow.devices.set_tags(dev, [], ["prod"], NOW + timedelta(hours=1)).after == ()
+        with pytest.raises(GroupRuleError):
+            uow.devices.set_tags(dev, ["x" * 500], [], NOW)
+        with pytest.raises(NotFound):
+            uow.devices.set_tags("f" * 40, ["prod"], [], NOW)
+    with store.begin() as uow:
+        d = uow.devices.get(dev)
+        assert d is not None and d.tags == () and d.last_seen == NOW  # a tag is not a sign of life
+
+
+def _events(store: Store, dev: str, other: str) -> None:
+    rows = {
+        "DeviceProcessEvents": [{"DeviceId": dev, "Timestamp": NOW - timedelta(hours=h), "FileName": f"p{h}",
+                                 "ActionType": "ProcessCreated"} for h in (1, 3)]
+        + [{"DeviceId": other, "Timestamp": NOW, "FileName": "theirs", "ActionType": "ProcessCreated"}],
+        "DeviceNetworkEvents": [{"DeviceId": dev, "Timestamp": NOW - timedelta(hours=2), "RemoteIP": "192.0.2.1",
+                                 "ActionType": "ConnectionSuccess"}],
+    }
+    report = iter(range(1, 100))
+    rows = {t: [{**r, "DeviceName": "web", "ReportId": next(report)} for r in batch] for t, batch in rows.items()}
+    if isinstance(store, MemoryStore):
+        for table, batch in rows.items():
+            store.state.telemetry.setdefault(table, []).extend(batch)
+        return
+    from vigil.store.telemetry import insert_rows
+
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        for table, batch in rows.items():
+            insert_rows(conn, table, batch)
+
+
+def test_the_timeline_merges_tables_newest_first_for_one_device(store: Store) -> None:
+    _seed(store, "web-1", None, "Miner", NOW)
+    _seed(store, "web-2", None, "Miner", NOW)
+    dev, other = _device_id(store, "web-1"), _device_id(store, "web-2")
+    _events(store, dev, other)
+    with store.begin() as uow:
+        got = uow.telemetry.timeline(dev, None, None, None, 10)
+        assert [(e["Table"], e.get("FileName") or e.get("RemoteIP")) for e in got] == [
+            ("DeviceProcessEvents", "p1"), ("DeviceNetworkEvents", "192.0.2.1"), ("DeviceProcessEvents", "p3")]
+        assert got[0]["Timestamp"] == NOW - timedelta(hours=1) and "SHA256" not in got[0]  # nulls left out
+        assert [e["FileName"] for e in uow.telemetry.timeline(dev, None, None, ["DeviceProcessEvents"], 10)] == [
+            "p1", "p3"]
+        window = uow.telemetry.timeline(dev, NOW - timedelta(hours=2), NOW - timedelta(hours=1), None, 10)
+        assert [e["Table"] for e in window] == ["DeviceNetworkEvents"]  # start inclusive, end exclusive
+        assert len(uow.telemetry.timeline(dev, None, None, None, 1)) == 1
+        assert uow.telemetry.timeline("f" * 40, None, None, None, 10) == []
+
+
+def test_the_audit_log_reads_back_hash_chained_newest_first_and_verifies(store: Store) -> None:
+    with store.begin() as uow:
+        for i in range(3):
+            uow.audit.append(AuditRecord("ana", "device.tags" if i < 2 else "device.offboard", "device", f"d{i}",
+                                         after={"tags": [str(i)]}, source_ip="192.0.2.7"), NOW + timedelta(minutes=i))
+    with store.begin() as uow:
+        log = uow.audit.log()
+        assert [(e.entry.seq, e.entry.target_id) for e in log] == [(3, "d2"), (2, "d1"), (1, "d0")]
+        assert log[0].entry.at == NOW + timedelta(minutes=2) and log[0].entry.after == {"tags": ["2"]}
+        assert [e.entry.seq for e in uow.audit.log("device.tags", limit=1)] == [2]
+        chain = list(uow.audit.chain())
+        assert [e.entry.seq for e in chain] == [1, 2, 3]
+        assert all(b.entry.prev_hash == a.hash for a, b in itertools.pairwise(chain))
+        assert {e.hash for e in chain} == {e.hash for e in log}
+        report = uow.audit.verify()
+        assert (report.ok, report.checked) == (True, 3)

@@ -1,16 +1,22 @@
-"""Devices: the scoped device list and one device, and offboarding."""
+"""Devices: the scoped device list and one device, its tags, its timeline, and offboarding."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from vigil.app.errors import Ambiguous, NotFound
+from vigil.app.errors import Ambiguous, InvalidInput, NotFound
 from vigil.app.ports import AuditRecord, DeviceRecord, Store, UnitOfWork
 from vigil.app.principal import Principal
 from vigil.core.clock import Clock
 from vigil.core.devices import HealthStatus, health_status
+from vigil.core.groups import GroupRuleError
 from vigil.core.rbac import Permission
+from vigil.core.telemetry import TABLES
+
+TIMELINE_DAYS = 30  # Defender's timeline default when no time range is given
 
 
 @dataclass(frozen=True)
@@ -91,3 +97,43 @@ def offboard(store: Store, clock: Clock, who: Principal, device_id: str, comment
                 AuditRecord(who.actor, "device.offboard", "device", d.id, reason=comment, source_ip=who.source_ip), now
             )
     return Offboarded(d, changed, comment)
+
+
+def set_tag(store: Store, clock: Clock, who: Principal, device_id: str, value: str, add: bool) -> Device:
+    """Defender's "Add or Remove Tag": the device's group is re-evaluated at once; audited when it changed.
+
+    Returns the device as it is now; one the change moved out of the caller's device groups is NotFound.
+    """
+    who.require(Permission.ALERTS_INVESTIGATION)
+    now = clock.now()
+    with store.begin() as uow:
+        d = visible(uow, who, device_id)
+        try:
+            change = uow.devices.set_tags(d.id, [value] if add else [], [] if add else [value], now)
+        except GroupRuleError as e:
+            raise InvalidInput(str(e), field="Value") from None
+        if change.before != change.after:
+            uow.audit.append(AuditRecord(
+                who.actor, "device.tags", "device", d.id, before={"tags": list(change.before)},
+                after={"tags": list(change.after), "group_moves": [list(m) for m in change.group_moves]},
+                source_ip=who.source_ip), now)
+    return in_scope(store, clock, who, device_id)
+
+
+def timeline(
+    store: Store, clock: Clock, who: Principal, device_id: str, start: datetime | None = None,
+    end: datetime | None = None, tables: Sequence[str] | None = None, limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """The device's events newest first (the last 30 days unless a range is given); rows keep their table's
+    column names (docs/telemetry-schema.md) and name their table in ``Table``."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    for t in tables or ():
+        if t not in TABLES:
+            raise InvalidInput(f"unknown table {t!r}; use one of {', '.join(TABLES)}", field="table")
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1", field="limit")
+    if start is None and end is None:
+        start = clock.now() - timedelta(days=TIMELINE_DAYS)
+    with store.begin() as uow:
+        visible(uow, who, device_id)  # an unknown device is NotFound, not an empty timeline
+        return uow.telemetry.timeline(device_id, start, end, list(tables) if tables else None, limit)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from vigil.app.ports import (
     ActionRequest,
@@ -27,16 +28,20 @@ from vigil.app.ports import (
     IncidentUpdate,
     IndicatorRecord,
     IssuedToken,
+    LoggedAudit,
     NewSuppression,
     PlanGate,
     SuppressionRecord,
+    TagChange,
     UnitOfWork,
     UserAccess,
 )
 from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
 from vigil.core.actions import COMMAND_LIFETIME, ActionStatus, Approval, MachineAction
+from vigil.core.audit import GENESIS, AuditEntry, ChainReport, entry_hash, verify_chain
 from vigil.core.devices import DEFAULT_GROUP_NAME
+from vigil.core.groups import validate_tag
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
 from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
@@ -49,6 +54,10 @@ class MemoryState:
     groups: dict[str, int] = field(default_factory=lambda: {DEFAULT_GROUP_NAME: 1})
     devices: dict[str, DeviceRecord] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
+    # The same appends as the hash-chained log reads them back (seq, time, hash).
+    audit_log: list[LoggedAudit] = field(default_factory=list)
+    # Telemetry rows per table, each with its DeviceId and Timestamp.
+    telemetry: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     tokens: list[IssuedToken] = field(default_factory=list)
     actions: list[MachineAction] = field(default_factory=list)
     plan: PlanGate | None = None
@@ -92,6 +101,18 @@ class _Devices:
             raise NotFound(f"no device group named {name!r}")
         return self._s.groups[key]
 
+    def set_tags(self, device_id: str, add: Sequence[str], remove: Sequence[str], now: datetime) -> TagChange:
+        """The fake has no group rules and no agent tags: a tag change moves no device."""
+        d = self._s.devices.get(device_id)
+        if d is None:
+            raise NotFound(f"no device {device_id!r}")
+        gone = {validate_tag(t) for t in remove}
+        after = [t for t in d.tags if t not in gone]
+        after += [t for t in dict.fromkeys(validate_tag(t) for t in add) if t not in after]
+        if after != list(d.tags):
+            self._s.devices[device_id] = replace(d, tags=tuple(after))
+        return TagChange(d.tags, tuple(after), ())
+
 
 class _Audit:
     def __init__(self, state: MemoryState) -> None:
@@ -99,10 +120,45 @@ class _Audit:
 
     def append(self, record: AuditRecord, now: datetime) -> int:
         self._s.audit.append(record)
+        log = self._s.audit_log
+        entry = AuditEntry(
+            seq=len(log) + 1, at=now, actor=record.actor, source_ip=record.source_ip, action=record.action,
+            target_type=record.target_type, target_id=record.target_id, before=record.before, after=record.after,
+            reason=record.reason, prev_hash=log[-1].hash if log else GENESIS,
+        )
+        log.append(LoggedAudit(entry, entry_hash(entry)))
         return len(self._s.audit)
 
     def entries(self, action: str | None = None) -> Sequence[AuditRecord]:
         return [r for r in self._s.audit if action is None or r.action == action]
+
+    def log(self, action: str | None = None, limit: int | None = None) -> list[LoggedAudit]:
+        rows = [e for e in reversed(self._s.audit_log) if not action or e.entry.action == action]
+        return rows[:limit] if limit else rows
+
+    def chain(self) -> Iterator[LoggedAudit]:
+        return iter(list(self._s.audit_log))
+
+    def verify(self) -> ChainReport:
+        return verify_chain(((e.entry, e.hash) for e in self._s.audit_log), anchor=GENESIS)
+
+
+class _Telemetry:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def timeline(
+        self, device_id: str, start: datetime | None, end: datetime | None, tables: Sequence[str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        out = [
+            {**{k: v for k, v in row.items() if v is not None}, "Table": name}
+            for name, rows in self._s.telemetry.items() if not tables or name in tables
+            for row in rows
+            if row["DeviceId"] == device_id and (start is None or row["Timestamp"] >= start)
+            and (end is None or row["Timestamp"] < end)
+        ]
+        return sorted(out, key=lambda r: r["Timestamp"], reverse=True)[:limit]
 
 
 class _Tokens:
@@ -376,6 +432,7 @@ class MemoryUnitOfWork:
     alerts: _Alerts
     incidents: _Incidents
     suppression: _Suppression
+    telemetry: _Telemetry
     asr: _Asr
 
 
@@ -390,7 +447,7 @@ class MemoryStore:
         work = copy.deepcopy(self.state)
         yield MemoryUnitOfWork(
             _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
-            _Incidents(work), _Suppression(work),
+            _Incidents(work), _Suppression(work), _Telemetry(work),
             _Asr(work),
         )
         self.state = work

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
 from vigil.core.actions import ActionType, MachineAction
+from vigil.core.audit import AuditEntry, ChainReport
 from vigil.core.plan import Ring
 from vigil.core.rbac import Permission
 
@@ -53,6 +54,24 @@ class AuditRecord:
     after: Any = None
     reason: str | None = None
     source_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggedAudit:
+    """One entry of the audit log as stored: its place in the chain and its hash."""
+
+    entry: AuditEntry
+    hash: str
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """An analyst's tag change: the device's own tags before and after, and the group moves it caused."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    # (device id, from group id, to group id) for each device the group rules moved.
+    group_moves: tuple[tuple[str, int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -230,6 +249,13 @@ class DeviceRepository(Protocol):
         """The id of the named device group (the default group for None); raises store NotFound."""
         ...
 
+    def set_tags(self, device_id: str, add: Sequence[str], remove: Sequence[str], now: datetime) -> TagChange:
+        """Change the analysts' tags of a device and re-run the group rules over it.
+
+        A malformed tag raises ``vigil.core.groups.GroupRuleError``; an unknown device raises store NotFound.
+        """
+        ...
+
 
 class AuditRepository(Protocol):
     def append(self, record: AuditRecord, now: datetime) -> int:
@@ -237,6 +263,28 @@ class AuditRepository(Protocol):
         ...
 
     def entries(self, action: str | None = None) -> Sequence[AuditRecord]: ...
+
+    def log(self, action: str | None = None, limit: int | None = None) -> Sequence[LoggedAudit]:
+        """The log newest first, with sequence numbers, times and hashes."""
+        ...
+
+    def chain(self) -> Iterator[LoggedAudit]:
+        """Every entry oldest first, read in pages (for export and verification)."""
+        ...
+
+    def verify(self) -> ChainReport:
+        """Check the hash chain from the oldest entry kept (from genesis while entry 1 is kept)."""
+        ...
+
+
+class TelemetryReader(Protocol):
+    def timeline(
+        self, device_id: str, start: datetime | None, end: datetime | None, tables: Sequence[str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The device's events across ``tables`` (all when None), newest first; each row holds its table's
+        non-null columns plus ``Table``. Rows, not records: each table has its own columns."""
+        ...
 
 
 class EnrollmentTokens(Protocol):
@@ -386,6 +434,8 @@ class UnitOfWork(Protocol):
     def suppression(self) -> SuppressionRepository: ...
     @property
     def asr(self) -> AsrRepository: ...
+    @property
+    def telemetry(self) -> TelemetryReader: ...
 
 
 class Store(Protocol):

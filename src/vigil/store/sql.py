@@ -23,9 +23,11 @@ from vigil.app.ports import (
     IncidentUpdate,
     IndicatorRecord,
     IssuedToken,
+    LoggedAudit,
     NewSuppression,
     PlanGate,
     SuppressionRecord,
+    TagChange,
     UnitOfWork,
     UserAccess,
 )
@@ -33,16 +35,19 @@ from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
 from vigil.core.actions import MachineAction
 from vigil.core.alerts import AlertStatus, Classification, Determination
+from vigil.core.audit import ChainReport
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
 from vigil.core.rbac import Permission
 from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
 from vigil.store import devices as device_store
+from vigil.store import groups as group_store
 from vigil.store import incidents as incident_store
 from vigil.store import indicators as indicator_store
 from vigil.store import suppression as suppression_store
-from vigil.store.errors import NotConfiguredIssuer
+from vigil.store import telemetry as telemetry_store
+from vigil.store.errors import NotConfiguredIssuer, NotFound
 from vigil.store.schema import alerts, device_groups, devices
 
 # The server's signing path (server/actions.py) given a connection: the store records, the server signs.
@@ -97,6 +102,17 @@ class SqlDevices:
     def group_id(self, name: str | None, now: datetime) -> int:
         return device_store.group_id_by_name(self._c, name, now)
 
+    def set_tags(self, device_id: str, add: Sequence[str], remove: Sequence[str], now: datetime) -> TagChange:
+        try:
+            before, after = group_store.set_tags(self._c, device_id, list(add), list(remove))
+        except LookupError:
+            raise NotFound(f"no device {device_id!r}") from None
+        if before == after:
+            return TagChange(tuple(before), tuple(after), ())
+        # Not touch_device: an analyst's tag says nothing about when the device was last seen.
+        self._c.execute(devices.update().where(devices.c.id == device_id).values(tags=after))
+        return TagChange(tuple(before), tuple(after), tuple(device_store.reassign_devices(self._c, [device_id])))
+
 
 class SqlAudit:
     def __init__(self, conn: sa.Connection) -> None:
@@ -123,6 +139,28 @@ class SqlAudit:
             AuditRecord(e.actor, e.action, e.target_type, e.target_id, e.before, e.after, e.reason, e.source_ip)
             for e, _ in audit.entries(self._c, action=action)
         ]
+
+    def log(self, action: str | None = None, limit: int | None = None) -> list[LoggedAudit]:
+        return [LoggedAudit(e, h) for e, h in audit.entries(self._c, action=action, limit=limit, newest_first=True)]
+
+    def chain(self) -> Iterator[LoggedAudit]:
+        return (LoggedAudit(e, h) for e, h in audit.iter_all(self._c))
+
+    def verify(self) -> ChainReport:
+        return audit.verify(self._c)
+
+
+class SqlTelemetry:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def timeline(
+        self, device_id: str, start: datetime | None, end: datetime | None, tables: Sequence[str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        rows = telemetry_store.timeline(self._c, device_id, start, end, list(tables) if tables else None, limit)
+        # SQLite hands back naive times; the port's times are UTC-aware on every backend.
+        return [{k: device_store.aware(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
 
 
 class SqlTokens:
@@ -337,6 +375,7 @@ class SqlUnitOfWork:
         self.incidents = SqlIncidents(conn)
         self.suppression = SqlSuppression(conn)
         self.asr = SqlAsr(conn)
+        self.telemetry = SqlTelemetry(conn)
 
 
 class SqlStore:

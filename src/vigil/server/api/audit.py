@@ -11,40 +11,74 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
-from vigil.core.audit import AuditEntry
+from vigil.app import audit as app_audit
+from vigil.app.ports import LoggedAudit
 from vigil.core.rbac import Permission
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
-from vigil.server.auth import Principal, requires, services
-from vigil.store import audit
+from vigil.server.app_edge import translated
+from vigil.server.auth import Principal, requires
 
 router = APIRouter()
 FIELDS = ["seq", "at", "actor", "source_ip", "action", "target_type", "target_id", "before", "after", "reason",
           "prev_hash", "hash"]
 
 
-def entry_json(e: AuditEntry, digest: str) -> dict[str, Any]:
-    return {**asdict(e), "at": iso(e.at), "hash": digest}
+class AuditLogEntry(BaseModel):
+    """One audit record with its place in the hash chain."""
+
+    seq: int
+    at: str
+    actor: str
+    source_ip: str | None
+    action: str
+    target_type: str
+    target_id: str
+    before: Any
+    after: Any
+    reason: str | None
+    prev_hash: str
+    hash: str
 
 
-def recent(request: Request, action: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    with services(request).engine.connect() as conn:
-        return [entry_json(e, h) for e, h in audit.entries(conn, action=action, limit=limit, newest_first=True)]
+class AuditLog(BaseModel):
+    value: list[AuditLogEntry]
 
 
-@router.get("/audit")
+class ChainVerification(BaseModel):
+    """``ok`` with the number of entries checked, or the first broken entry and why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def entry_of(e: LoggedAudit) -> AuditLogEntry:
+    return AuditLogEntry(**{**asdict(e.entry), "at": iso(e.entry.at), "hash": e.hash})
+
+
+def recent(request: Request, action: str | None = None, limit: int = 200) -> list[AuditLogEntry]:
+    """The newest entries through the audit service (the portal's audit page reads them too)."""
+    with translated():
+        return [entry_of(e) for e in app_audit.recent(edge.store(request), edge.principal(request), action, limit)]
+
+
+@router.get("/audit", response_model=AuditLog)
 def audit_log(
     request: Request, action: str | None = None, top: int = Query(default=200, alias="$top", ge=1, le=10_000),
     _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS),
-) -> dict[str, Any]:
-    return {"value": recent(request, action, top)}
+) -> AuditLog:
+    return AuditLog(value=recent(request, action, top))
 
 
-@router.get("/audit/verify")
-def verify(request: Request, _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
-    with services(request).engine.connect() as conn:
-        report = audit.verify(conn)
-    return asdict(report)
+@router.get("/audit/verify", response_model=ChainVerification)
+def verify(request: Request, _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> ChainVerification:
+    with translated():
+        report = app_audit.verify(edge.store(request), edge.principal(request))
+    return ChainVerification(**asdict(report))
 
 
 @router.get("/audit/export")
@@ -52,12 +86,12 @@ def export(
     request: Request, format: str = Query(default="jsonl", pattern="^(jsonl|csv)$"),
     _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS),
 ) -> StreamingResponse:
-    engine = services(request).engine
+    with translated():
+        entries = app_audit.export(edge.store(request), edge.principal(request))
 
     def rows() -> Iterator[dict[str, Any]]:
-        with engine.connect() as conn:
-            for e, h in audit.iter_all(conn):
-                yield entry_json(e, h)
+        for e in entries:
+            yield entry_of(e).model_dump()
 
     def jsonl() -> Iterator[bytes]:
         for r in rows():

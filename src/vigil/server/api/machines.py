@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.app import devices as app_devices
-from vigil.core.groups import GroupRuleError
 from vigil.core.rbac import Permission
-from vigil.core.telemetry import TABLES, parse_timestamp
+from vigil.core.telemetry import parse_timestamp
 from vigil.server import app_edge as edge
+from vigil.server.antivirus import MachineAntivirus, protection_fields
 from vigil.server.api._json import iso
 from vigil.server.app_edge import translated
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
-from vigil.server.scope import change
-from vigil.store import audit
-from vigil.store import devices as device_store
-from vigil.store.groups import set_tags
-from vigil.store.telemetry import timeline
 
 router = APIRouter()
 
 
-class Machine(BaseModel):
+class Machine(MachineAntivirus):  # the antivirus fields: server/antivirus.py
     """Defender's machine entity, as far as Vigil knows it."""
 
     id: str
@@ -64,6 +59,7 @@ def machine_of(d: app_devices.Device) -> Machine:
         lastIpAddress=r.last_ip, lastExternalIpAddress=r.last_external_ip, healthStatus=d.health.value,
         machineTags=list(r.tags), rbacGroupId=r.group_id, rbacGroupName=r.group_name,
         isOffboarded=r.offboarded_at is not None, sensorHealth=r.sensors, eventCounters=r.counters,
+        **protection_fields(r.sensors),
     )
 
 
@@ -118,15 +114,10 @@ def machine_timeline(
     request: Request, machine_id: str, start: datetime | None, end: datetime | None,
     tables: list[str] | None, limit: int,
 ) -> list[dict[str, Any]]:
-    get_machine(request, machine_id)  # 404 for unknown machines, not an empty list
-    for t in tables or []:
-        if t not in TABLES:
-            raise APIError(422, "invalid_request", f"unknown table {t!r}", field="table")
-    svc = services(request)
-    if start is None and end is None:
-        start = svc.clock.now() - timedelta(days=30)  # Defender's timeline default
-    with svc.engine.connect() as conn:
-        return timeline(conn, machine_id, start, end, tables, limit)
+    """The device's timeline through the devices service (the portal's device page reads it too)."""
+    with translated():
+        return app_devices.timeline(edge.store(request), services(request).clock, edge.principal(request),
+                                    machine_id, start, end, tables, limit)
 
 
 class Timeline(BaseModel):
@@ -192,17 +183,7 @@ def machine_tags(
     machine_id: str, body: TagBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)
 ) -> Machine:
     """Defender's "Add or Remove Tag": the device's group is re-evaluated at once."""
-    svc = services(request)
-    get_machine(request, machine_id)
-    now = svc.clock.now()
-    try:
-        with svc.engine.begin() as conn:
-            add, remove = ([body.Value], []) if body.Action == "Add" else ([], [body.Value])
-            before, after = set_tags(conn, machine_id, add, remove)
-            if before != after:
-                moves = device_store.touch_device(conn, machine_id, now, tags=after)
-                audit.append(conn, change(request, "device.tags", "device", machine_id, before={"tags": before},
-                                          after={"tags": after, "group_moves": moves}), now)
-    except GroupRuleError as e:
-        raise APIError(422, "invalid_request", str(e), field="Value") from None
-    return machine_by_id(request, machine_id)
+    with translated():
+        d = app_devices.set_tag(edge.store(request), services(request).clock, edge.principal(request), machine_id,
+                                body.Value, add=body.Action == "Add")
+    return machine_of(d)

@@ -96,7 +96,7 @@ def device_page(
     tables = None if table == "all" else [table]
     # An ActionType filter reads further to fill its page (the store has no ActionType index yet).
     want = PAGE_SIZE + 1
-    fetched = api_machines.machine_timeline(request, machine_id, start, end, tables, want * (20 if action else 1))
+    fetched = _timeline(request, machine_id, start, end, tables, want * (20 if action else 1))
     if end is not None:  # the cursor row itself was the last of the previous page
         fetched = [e for e in fetched if _when(e) < end]
     events = [e for e in fetched if not action or e.get("ActionType") == action][:want]
@@ -116,6 +116,15 @@ def device_page(
          "alerts": api_alerts.query_alerts(request, machine_id=machine_id, limit=20),
          "incidents": [i for i in api_incidents.list_incidents(request) if machine_id in i.get("machineIds", [])][:20]},
     )
+
+
+def _timeline(
+    request: Request, machine_id: str, start: datetime | None, end: datetime | None, tables: list[str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    with edge.translated():
+        return app_devices.timeline(edge.store(request), services(request).clock, edge.principal(request),
+                                    machine_id, start, end, tables, limit)
 
 
 def _when(e: dict[str, Any]) -> datetime:
@@ -138,7 +147,7 @@ def process_tree(
 ) -> Response:
     """A process with its parents and children (command lines), from the device's DeviceProcessEvents (30 days)."""
     machine = api_machines.get_machine(request, machine_id)
-    events = api_machines.machine_timeline(request, machine_id, None, None, ["DeviceProcessEvents"], TREE_EVENTS)
+    events = _timeline(request, machine_id, None, None, ["DeviceProcessEvents"], TREE_EVENTS)
     by_pid: dict[int, dict[str, Any]] = {}
     children: dict[int, list[int]] = {}
     for e in reversed(events):  # oldest first: a reused PID keeps its newest process

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from vigil.app import audit as app_audit
 from vigil.app.errors import AppError
 from vigil.core.rbac import Permission
-from vigil.server.api import audit as api_audit
+from vigil.server import app_edge as edge
+from vigil.server.api._json import iso
 from vigil.server.api.onboarding import OnboardingBody, write_package
 from vigil.server.auth import CSRF_COOKIE, Principal
 from vigil.server.portal.web import check_form_csrf, page, refused, templates
@@ -47,6 +49,10 @@ def onboarding_submit(
 def audit_page(
     request: Request, action: str | None = None, who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS)
 ) -> Response:
-    rows = api_audit.recent(request, action or None, 500)
+    try:
+        found = app_audit.recent(edge.store(request), edge.principal(request), action or None, 500)
+    except AppError as e:
+        return refused(request, who, e)
     return templates.TemplateResponse(request, "settings/audit.html",
-                                      {"rows": rows, "action": action, "user": who.user})
+                                      {"rows": [e.entry for e in found], "action": action, "user": who.user,
+                                       "iso": iso})
