@@ -49,3 +49,23 @@ def test_indicators_cli(sqlite_server: VigilServer, tmp_path: Path) -> None:
         assert [i["indicatorValue"] for i in c.get("/api/indicators").json()["value"]] == ["evil.example"]
         audited = [e["actor"] for e in c.get("/api/audit", params={"action": "indicator.delete"}).json()["value"]]
         assert audited and audited[0].startswith("cli:")
+
+
+def test_asr_policy_cli_sets_one_mode_and_a_file_and_refuses_a_bad_mode(sqlite_server: VigilServer,
+                                                                         tmp_path: Path) -> None:
+    def asr(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "VIGIL_DATA_DIR": str(sqlite_server.data_dir)}
+        env.pop("VIGIL_DATABASE_URL", None)
+        return subprocess.run([sys.executable, "-m", "vigil", "asr", "policy", *args, "--data-dir",
+                               str(sqlite_server.data_dir)], capture_output=True, text=True, env=env, timeout=120,
+                              check=False)
+
+    policy = tmp_path / "p.json"
+    policy.write_text(json.dumps({"modes": {"CredentialStoreRead": "Audit"}, "exclusions": [{"pattern": "/opt/*"}]}))
+    done = asr("set", "default", str(policy), "--output", "json")
+    assert done.returncode == 0, done.stderr
+    switched = json.loads(asr("mode", "default", "ExecFromTempOrRemovable", "Warn", "--output", "json").stdout)
+    assert sorted(switched["modes"].values()) == [2, 6] and switched["version"] == 2
+    assert asr("mode", "default", "ExecFromTempOrRemovable", "Loud").returncode == 2
+    shown = json.loads(asr("show", "default", "--output", "json").stdout)
+    assert shown["exclusions"] == [{"pattern": "/opt/*", "kind": "path"}]
