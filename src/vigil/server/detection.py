@@ -18,6 +18,7 @@ from vigil.detect import RuleHit, RuleSet, load_rules
 from vigil.detect.correlation import CorrelationEngine, CorrelationHit, parse_time
 from vigil.detect.model import RuleInfo
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
+from vigil.server.antivirus import antivirus_hits
 from vigil.server.ingest import RowsByTable
 from vigil.store.alerts import NewHit
 from vigil.store.schema import device_groups, devices
@@ -179,7 +180,7 @@ class LiveDetection:
         if self.by_group and self.group_of is not None:
             ruleset = self.by_group.get(self.group_of(device_id) or "", self.ruleset)
         correlations = self._correlations_of(ruleset)
-        out: list[NewHit] = []
+        out: list[NewHit] = antivirus_hits(device_id, rows, evidence)  # the agents' antivirus detections
         fed: list[tuple[str, str, dict[str, Any]]] = []
         for table, table_rows in rows.items():
             for row in table_rows:
