@@ -21,6 +21,7 @@ from vigil.agent.config_file import LOCAL_CONFIG, MANAGED_CONFIG, load_config
 from vigil.agent.enroll import enroll as enroll_device
 from vigil.agent.errors import AgentError, ServerRejected
 from vigil.agent.health import read_health
+from vigil.agent.local_audit import record as audit_locally
 from vigil.agent.runner import run_agent
 from vigil.agent.spool import SPOOL_FILE, release_held
 from vigil.agent.transport import ProxyEnv
@@ -62,6 +63,7 @@ def enroll(
     state = state_dir or default_state_dir()
     with _user_errors():
         identity = enroll_device(package, state, proxy=ProxyEnv.of(os.environ))
+    audit_locally(state, "agent.enroll", identity.device_id, {"server": identity.server_url, "package": str(package)})
     console.print(f"Enrolled as device [bold]{identity.device_id}[/] with {identity.server_url}.")
     console.print(f"Identity saved in {state / 'identity.json'} (mode 0600). Start with: vigil agent run")
 
@@ -162,5 +164,8 @@ def resend_held(
     if dry_run:
         typer.echo(f"{len(chosen)} held batches ({events} events); none released (--dry-run)")
         return
+    if chosen:
+        audit_locally(state, "agent.resend_held", batch_id or "*",
+                      {"batches": [h.batch_id for h in chosen], "events": events})
     typer.echo(f"Released {len(chosen)} held batches ({events} events): the running agent sends them at its"
                " next pass, a stopped one when it starts.")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from vigil.agent.config import STATE_DIR_ENV, default_state_dir
+from vigil.agent.local_audit import record as audit_locally
 from vigil.av import bundle as bundles
 from vigil.av.bundle import BundleError, InstalledDefinitions
 from vigil.av.definitions import Definitions, builtin
@@ -179,6 +180,9 @@ def _scan(scan_type: ScanType, paths: list[str] | None, output: Output, bundle: 
             except (QuarantineError, OSError) as e:
                 result["errors"].append(f"{path}: not quarantined: {e}")  # type: ignore[attr-defined]
         result["quarantined"] = moved
+        if moved:
+            audit_locally(state, "av.quarantine_add", scan_type.value,
+                          {"files": [m["path"] for m in moved], "ids": [m["id"] for m in moved]})
     table = _report_table(report)
     if quarantine and report.detections:
         table += f"\n  quarantined {len(result['quarantined'])} file(s)"  # type: ignore[arg-type]
@@ -291,6 +295,7 @@ def definitions_import(bundle: Annotated[Path, typer.Argument(help="a signed bun
     except BundleError as e:
         raise CommandError(str(e)) from None
     summary = {k: v for k, v in header.items() if not k.startswith("_")} | {"installed": str(installed.current)}
+    audit_locally(state, "av.definitions_import", str(header["version"]), {"bundle": str(bundle)})
     _emit(output, summary, f"installed definitions version {header['version']} from {bundle}")
 
 
@@ -317,6 +322,8 @@ def quarantine_restore(entry_id: Annotated[str, typer.Argument(help="the quarant
         entry = _store(state_dir).restore(entry_id, to)
     except QuarantineError as e:
         raise CommandError(str(e), exit_code=3 if "nothing is quarantined" in str(e) else 2) from None
+    audit_locally(_state(state_dir), "av.quarantine_restore", entry_id,
+                  {"path": entry.path, "to": str(to or entry.path)})
     _emit(output, entry.as_dict(), f"restored {to or entry.path}")
 
 
@@ -328,4 +335,5 @@ def quarantine_remove(entry_id: Annotated[str, typer.Argument(help="the quaranti
         entry = _store(state_dir).remove(entry_id)
     except QuarantineError as e:
         raise CommandError(str(e), exit_code=3 if "nothing is quarantined" in str(e) else 2) from None
+    audit_locally(_state(state_dir), "av.quarantine_remove", entry_id, {"path": entry.path})
     _emit(output, entry.as_dict(), f"removed {entry.id} ({entry.path})")
