@@ -31,6 +31,7 @@ class SensorRegistry(Registry[SensorFactory]):
 
 def default_registry() -> SensorRegistry:
     """The sensors a Linux agent runs; imported here so a missing module fails loudly at start."""
+    from vigil.agent.sensors.antivirus import AntivirusSensor
     from vigil.agent.sensors.device_info import DeviceInfoSensor
     from vigil.agent.sensors.file import FileSensor
     from vigil.agent.sensors.logon import LogonSensor
@@ -48,4 +49,5 @@ def default_registry() -> SensorRegistry:
     registry.register(SystemLogSensor.name, SystemLogSensor)
     registry.register(DeviceInfoSensor.name, DeviceInfoSensor)
     registry.register(SoftwareInventorySensor.name, SoftwareInventorySensor)
+    registry.register(AntivirusSensor.name, AntivirusSensor)  # real-time protection
     return registry
