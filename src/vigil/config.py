@@ -7,6 +7,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -125,6 +126,9 @@ class Settings(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=list)
     # The bearer token a Prometheus scrape of /metrics sends; empty: the one `vigil setup` wrote to the pki folder.
     metrics_token: str = ""
+    # Alert severities that start an automated investigation by themselves (docs/automated-investigation.md);
+    # empty (the default) leaves AIR to analysts and the API.
+    air_alert_severities: list[Literal["Informational", "Low", "Medium", "High"]] = Field(default_factory=list)
 
     @field_validator("trusted_proxies")
     @classmethod

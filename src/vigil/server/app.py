@@ -21,6 +21,7 @@ from vigil.server import (
     headers,
     portal,
 )
+from vigil.server.air_worker import AirWorker
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
@@ -65,11 +66,13 @@ def create_app(
     )
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        retention = RetentionWorker(svc)
+        retention, investigations = RetentionWorker(svc), AirWorker(svc)
         retention.start()
+        investigations.start()
         try:
             yield
         finally:
+            investigations.stop()
             retention.stop()
 
     app = FastAPI(

@@ -13,6 +13,7 @@ from vigil.server.api import (
     audit,
     incidents,
     indicators,
+    investigations,
     liveresponse,
     machineactions,
     machinegroups,
@@ -30,6 +31,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
+    investigations,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
