@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.app import alerts as app_alerts
@@ -13,6 +13,7 @@ from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.rbac import Permission
 from vigil.core.severity import Severity
 from vigil.server import app_edge as edge
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 
@@ -129,12 +130,12 @@ def alerts_api(
     status: AlertStatus | None = None,
     severity: Severity | None = None,
     machineId: str | None = None,
-    top: int = Query(default=1000, alias="$top", ge=1, le=10_000),
+    q: odata.ODataQuery = odata.options(),
     _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> AlertList:
-    return AlertList(value=alerts_of(
-        request, machineId, status.value if status else None, severity.value if severity else None, top
-    ))
+) -> Any:
+    limit = odata.MAX_TOP if q.filtered else (q.top or 1000)
+    found = alerts_of(request, machineId, status.value if status else None, severity.value if severity else None, limit)
+    return odata.respond(q, found, AlertInfo, "/api/$metadata#Alerts")
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail)

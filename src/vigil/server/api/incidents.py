@@ -13,6 +13,7 @@ from vigil.core.alerts import Classification, Determination
 from vigil.core.incidents import IncidentStatus
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import iso
 from vigil.server.api.alerts import AlertInfo, alert_info
 from vigil.server.auth import Principal, requires, services
@@ -84,11 +85,12 @@ def list_incidents(request: Request, status: str | None = None) -> list[dict[str
 
 @router.get("/incidents", response_model=IncidentList)
 def incidents_api(
-    request: Request, status: IncidentStatus | None = None, _: Principal = requires(Permission.VIEW_DATA_SECOPS)
-) -> IncidentList:
+    request: Request, status: IncidentStatus | None = None, q: odata.ODataQuery = odata.options(),
+    _: Principal = requires(Permission.VIEW_DATA_SECOPS),
+) -> Any:
     with edge.translated():
         found = app_incidents.list_incidents(*_call(request), status.value if status else None)
-    return IncidentList(value=[incident_info(i) for i in found])
+    return odata.respond(q, [incident_info(i) for i in found], IncidentInfo, "/api/$metadata#Incidents")
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)

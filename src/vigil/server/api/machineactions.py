@@ -25,6 +25,7 @@ from vigil.core.telemetry import parse_timestamp
 from vigil.deploy.signing import SigningKeyMissing
 from vigil.server import actions as action_service
 from vigil.server import app_edge as edge
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import iso
 from vigil.server.api.machines import get_machine, list_machines
 from vigil.server.auth import Principal, requires, services
@@ -280,11 +281,12 @@ def machineactions(
     request: Request, machineId: str | None = None, type: list[str] | None = Query(default=None),
     status: list[str] | None = Query(default=None), from_: str | None = Query(default=None, alias="from"),
     to: str | None = None, pendingApproval: bool | None = None, limit: int = Query(default=1000, ge=1, le=10_000),
-    _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> MachineActionList:
+    q: odata.ODataQuery = odata.options(), _: Principal = requires(Permission.VIEW_DATA_SECOPS),
+) -> Any:
     rows = query_actions(request, machine_id=machineId, types=type, statuses=status, since=from_, until=to,
-                         pending_approval=pendingApproval, limit=limit)
-    return MachineActionList(value=[MachineActionInfo.model_validate(r) for r in rows])
+                         pending_approval=pendingApproval, limit=odata.MAX_TOP if q.filtered else limit)
+    found = [MachineActionInfo.model_validate(r) for r in rows]
+    return odata.respond(q, found, MachineActionInfo, "/api/$metadata#MachineActions")
 
 
 CSV_COLUMNS = ("id", "type", "scope", "status", "approval", "machineId", "computerDnsName", "requestor",
