@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.support import VigilServer, enroll_raw
 
 
@@ -14,7 +16,7 @@ def test_list_routes_take_odata_options_and_name_bad_tokens(sqlite_server: Vigil
             assert c.post(f"/api/machines/{d}/isolate", json={"Comment": f"iso {d}"}).status_code == 201
         assert c.post(f"/api/machines/{devices[0]}/runAntiVirusScan", json={"Comment": "scan"}).status_code == 201
 
-        def actions(**params: object) -> list[dict[str, object]]:
+        def actions(**params: Any) -> list[dict[str, Any]]:
             r = c.get("/api/machineactions", params=params)
             assert r.status_code == 200, r.text
             assert r.json()["@odata.context"] == "/api/$metadata#MachineActions"
