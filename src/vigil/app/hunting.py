@@ -30,7 +30,7 @@ RATE = QueryRate(PER_MINUTE, time.monotonic)
 # Defender's schema types for a column: the declared type of a telemetry column, else from the values.
 _TYPE_NAMES = {
     ColumnType.STRING: "String", ColumnType.INT: "Int32", ColumnType.LONG: "Int64", ColumnType.BOOL: "Boolean",
-    ColumnType.DATETIME: "DateTime", ColumnType.DYNAMIC: "Dynamic",
+    ColumnType.DATETIME: "DateTime", ColumnType.DYNAMIC: "Dynamic", ColumnType.REAL: "Double",
 }
 
 

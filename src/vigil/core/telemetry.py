@@ -21,6 +21,7 @@ class ColumnType(StrEnum):
     BOOL = "bool"
     DATETIME = "datetime"
     DYNAMIC = "dynamic"  # JSON object or array, as Defender's `dynamic`
+    REAL = "real"  # Defender's `real`; only the vulnerability tables (core/tvm_schema.py) have such columns
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,13 @@ def _checker(column: Column) -> Callable[[Any], Any]:
     if kind in (ColumnType.INT, ColumnType.LONG):
         return _int_checker(column)
     return {ColumnType.BOOL: _check_bool, ColumnType.DATETIME: _check_datetime,
-            ColumnType.DYNAMIC: _check_dynamic}[kind]
+            ColumnType.DYNAMIC: _check_dynamic, ColumnType.REAL: _check_real}[kind]
+
+
+def _check_real(v: Any) -> Any:
+    if type(v) not in (int, float) or v != v or v in (float("inf"), float("-inf")):
+        raise TypeError("not a finite number")
+    return float(v)
 
 
 class RowValidator:

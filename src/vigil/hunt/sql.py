@@ -16,7 +16,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from vigil.core.telemetry import TABLES, ColumnType, Table
+from vigil.core.telemetry import ColumnType, Table
+from vigil.core.tvm_schema import HUNTING_TABLES as TABLES
 
 DIALECTS = ("sqlite", "postgres")
 MAX_QUERY_CHARS = 30_000

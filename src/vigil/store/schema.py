@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from vigil.core import telemetry as t
+from vigil.core import tvm_schema
 
 metadata = sa.MetaData(
     naming_convention={
@@ -425,6 +426,7 @@ _SA_TYPES: dict[t.ColumnType, sa.types.TypeEngine[Any]] = {
     t.ColumnType.BOOL: sa.Boolean(),
     t.ColumnType.DATETIME: UtcDateTime,
     t.ColumnType.DYNAMIC: sa.Text(),  # JSON text: validated on ingest, queried with JSON functions
+    t.ColumnType.REAL: sa.Float(),
 }
 
 
@@ -565,4 +567,81 @@ expert_cases = sa.Table(
     sa.Column("answered_at", UtcDateTime, nullable=True),
     sa.Column("hunting_queries", sa.JSON, nullable=False),
     sa.Column("recommended_actions", sa.JSON, nullable=False),
+)
+
+
+# Vulnerability management: the state tables hunting reads (declared in core/tvm_schema.py, Defender's names),
+# and what the server keeps besides.
+def _tvm_table(decl: t.Table, key: tuple[str, ...], index: str) -> sa.Table:
+    cols = [sa.Column(c.name, _SA_TYPES[c.type], nullable=not c.required) for c in decl.columns]
+    return sa.Table(decl.name, metadata, *cols, sa.PrimaryKeyConstraint(*key),
+                    sa.Index(f"ix_{decl.name}_{index}", index))
+
+
+tvm_software_inventory = _tvm_table(tvm_schema.DEVICE_TVM_SOFTWARE_INVENTORY, ("DeviceId", "SoftwarePurl"),
+                                    "SoftwareName")
+tvm_software_vulnerabilities = _tvm_table(tvm_schema.DEVICE_TVM_SOFTWARE_VULNERABILITIES,
+                                          ("DeviceId", "SoftwarePurl", "CveId"), "CveId")
+
+# Where each device's inventory stands: the agent's series and generation the server holds (a diff applies only
+# on it), the generation whose parts are arriving, and whether it is waiting for a full inventory.
+tvm_inventory_state = sa.Table(
+    "tvm_inventory_state",
+    metadata,
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("series", sa.String(64), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("pending_generation", sa.Integer, nullable=True),
+    sa.Column("next_part", sa.Integer, nullable=False, default=1),
+    sa.Column("out_of_sync", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The feed bundle the device's weaknesses were last computed with (its manifest sequence).
+    sa.Column("feed_sequence", sa.BigInteger, nullable=True),
+)
+
+# Daily exposure score per device ("" for the organisation), so the portal can draw the trend.
+tvm_score_history = sa.Table(
+    "tvm_score_history",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("device_id", sa.String(40), primary_key=True),
+    sa.Column("exposure_score", sa.Integer, nullable=False),
+    sa.Column("weaknesses", sa.Integer, nullable=False),
+)
+
+# Remediation requests (Defender's "remediation activities") and exceptions on security recommendations.
+tvm_remediations = sa.Table(
+    "tvm_remediations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("recommendation_id", sa.String(600), nullable=False, index=True),
+    sa.Column("title", sa.String(1024), nullable=False),
+    sa.Column("remediation_type", sa.String(32), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("due_on", sa.String(10), nullable=False),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rbac_group_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("target_devices", sa.JSON, nullable=False, default=list),  # the exposed devices when requested
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=True),
+)
+
+tvm_exceptions = sa.Table(
+    "tvm_exceptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("recommendation_id", sa.String(600), nullable=False, index=True),
+    sa.Column("justification", sa.String(32), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("scope", sa.String(16), nullable=False),  # Global or DeviceGroups
+    sa.Column("rbac_group_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("cancelled_by", sa.String(255), nullable=True),
+    sa.Column("cancelled_at", UtcDateTime, nullable=True),
 )
