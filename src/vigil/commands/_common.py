@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from vigil.app import errors as app_errors
-from vigil.app.ports import Store
+from vigil.app.ports import AuditRecord, Store
 from vigil.app.principal import Principal, local_cli, os_user
 from vigil.app.stores import open_engine, sql_store
 from vigil.config import Settings, data_dir_from_env, load_settings
@@ -58,6 +58,19 @@ def settings_for(data_dir: Path | None) -> Settings:
     if not (d / "vigil.toml").exists():
         raise CommandError(f"{d} is not set up yet; run `vigil setup --data-dir {d}` first")
     return load_settings(d)
+
+
+def audit_server_change(data_dir: Path | None, action: str, target_type: str, target: str,
+                        after: dict[str, object]) -> None:
+    """Record a change a CLI verb made to the server's files (rule content, feeds) in the server's audit log as
+    ``cli:user@host``. A data directory that is no set-up server (no vigil.toml) has no audit log."""
+    from vigil.core.clock import SystemClock
+
+    if not (data_dir_from_env(data_dir) / "vigil.toml").exists():
+        return
+    record = AuditRecord(local_principal().actor, action, target_type, target, after=after)
+    with local_store(settings_for(data_dir)) as store, store.begin() as uow:
+        uow.audit.append(record, SystemClock().now())
 
 
 def whoami() -> str:

@@ -11,12 +11,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from vigil.app.ports import AuditRecord
-from vigil.commands._common import local_principal, local_store, settings_for
+from vigil.commands._common import audit_server_change
 from vigil.commands.triage import PLACEHOLDERS_HELP, cache_dir, placeholder_values
 from vigil.config import data_dir_from_env
 from vigil.content.store import DEFAULT_PACK, ContentError, ContentStore, ImportReport, content_root
-from vigil.core.clock import SystemClock
 from vigil.detect import load_rules
 from vigil.detect.testing import GoldenFileError, golden_files, run_golden
 
@@ -102,12 +100,8 @@ def _fail(e: ContentError) -> typer.Exit:
 
 def _audit(data_dir: Path | None, action: str, target: str, after: dict[str, object]) -> None:
     """Record a change of rule content in the server's audit log as the OS user and host (``cli:user@host``),
-    as the portal records its own. A content store outside a set-up server (no vigil.toml) has no audit log."""
-    if not (data_dir_from_env(data_dir) / "vigil.toml").exists():
-        return
-    record = AuditRecord(local_principal().actor, action, "rule_content", target, after=after)
-    with local_store(settings_for(data_dir)) as store, store.begin() as uow:
-        uow.audit.append(record, SystemClock().now())
+    as the portal records its own."""
+    audit_server_change(data_dir, action, "rule_content", target, after)
 
 
 def _print_import(report: ImportReport, verb: str) -> None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.commands._common import CommandError
+from vigil.commands._common import CommandError, audit_server_change
 from vigil.config import data_dir_from_env
 from vigil.content import tvm_feeds
 from vigil.content.tvm_inventory import debian_release, scan_path
@@ -214,6 +214,10 @@ def feed_import(
     if result.pinned_key:
         _say(f"tvm: pinned the feed-signing key in {tvm_feeds.tvm_dir(d) / 'feed-signing.pub'}")
     m = result.manifest
+    if result.changed:
+        audit_server_change(d, "tvm.feed_import", "tvm_feed", str(m.sequence), {
+            "bundle": str(bundle), "builtAt": m.created_at, "advisories": m.advisories,
+            "pinnedKey": result.pinned_key})
     verb = "imported" if result.changed else "already imported"
     _say(f"tvm: {verb} feed bundle version {m.sequence} (built {m.created_at}): {m.advisories:,} advisories")
     _print_ages(m, max_age_days)

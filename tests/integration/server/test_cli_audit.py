@@ -124,3 +124,23 @@ def test_the_first_start_import_of_vigil_up_is_audited_like_rules_import(
         ("sigmahq", "vigil up --rules-from", str(release))]
     assert rows[0].actor.startswith("cli:") and rows[0].actor.endswith(f"@{socket.gethostname()}")
     assert chain.ok
+
+
+def test_a_feed_bundle_imported_into_a_server_is_audited_once(sqlite_server: VigilServer, tmp_path: Path) -> None:
+    from tests.integration.tvm.test_feed_bundle import build, vigil
+    from tests.unit.tvm.corpus_support import write_corpus
+
+    write_corpus(tmp_path / "vulns")
+    bundle, pub = build(tmp_path, "feeds-1.zip", 100)
+    data = str(sqlite_server.data_dir)
+    for _ in range(2):  # the second import finds it there already: nothing changed, nothing recorded
+        r = vigil("tvm", "feed", "import", str(bundle), "--public-key", pub, "--data-dir", data, home=tmp_path)
+        assert r.returncode == 0, r.stderr
+    engine = db.make_engine(load_settings(sqlite_server.data_dir).db_url)
+    try:
+        with engine.connect() as conn:
+            rows = [e for e, _ in audit.entries(conn, action="tvm.feed_import")]
+    finally:
+        engine.dispose()
+    assert [(e.target_id, e.after["advisories"], e.after["pinnedKey"]) for e in rows] == [("100", 9, True)]
+    assert rows[0].actor.startswith("cli:") and rows[0].actor.endswith(f"@{socket.gethostname()}")
