@@ -23,6 +23,7 @@ from vigil.server.portal import (
     dashboard,
     devices,
     incidents,
+    liveresponse,
     plan,
     settings,
     signin,
@@ -36,6 +37,7 @@ log = logging.getLogger("vigil.server")
 ROUTERS: tuple[APIRouter, ...] = (
     dashboard.router, signin.router, devices.router, alerts.router, incidents.router, actions.router, plan.router,
     settings.router, content.router, sso.router, account.router, tuning.router, access.router,
+    liveresponse.router,
 )
 
 

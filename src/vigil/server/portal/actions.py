@@ -81,12 +81,13 @@ def device_actions_context(request: Request, machine_id: str) -> dict[str, Any]:
     """
     who = current_principal(request)
     if who is None:
-        return {"device_actions": [], "machine_actions": [], "csrf": ""}
+        return {"device_actions": [], "machine_actions": [], "csrf": "", "live_response": False}
     _admit(request, who)
     return {
         "device_actions": [(k, label) for k, (_, perm, label) in DEVICE_ACTIONS.items() if perm in who.permissions],
         "machine_actions": api_actions.query_actions(request, machine_id=machine_id, limit=50),
         "csrf": request.cookies.get(CSRF_COOKIE, ""),
+        "live_response": Permission.LIVE_RESPONSE_BASIC in who.permissions,
     }
 
 
