@@ -80,7 +80,7 @@ class AgentConfig:
     wtmp_path: Path = Path("/var/log/wtmp")
     btmp_path: Path = Path("/var/log/btmp")
     # Antivirus real-time protection ([antivirus] in the config file; docs/antivirus.md).
-    av_realtime: bool = True
+    av_realtime: bool = False  # opt-in until the device group's policy or the config file turns it on
     av_mode: str = "auto"
     av_marks: tuple[str, ...] = ()  # mount points to protect; empty: every local file system
     av_open_perm: bool = False  # also scan plain opens before they return (execs always are)
