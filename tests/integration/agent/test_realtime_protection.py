@@ -236,7 +236,7 @@ def test_the_open_of_a_cached_clean_file_is_not_delayed_past_the_budget(
 
 def test_the_sensor_protects_the_configured_mount_and_reports_its_state(tmpfs: Path, tmp_path: Path,
                                                                         sink: ListSink) -> None:
-    config = AgentConfig(state_dir=tmp_path / "state", av_mode="block", av_marks=(str(tmpfs),))
+    config = AgentConfig(state_dir=tmp_path / "state", av_realtime=True, av_mode="block", av_marks=(str(tmpfs),))
     sensor = AntivirusSensor(SensorContext(sink=sink, clock=SystemClock(), config=config))
     assert sensor.start().state is HealthState.ACTIVE
     try:
