@@ -645,3 +645,56 @@ tvm_exceptions = sa.Table(
     sa.Column("cancelled_by", sa.String(255), nullable=True),
     sa.Column("cancelled_at", UtcDateTime, nullable=True),
 )
+
+# Custom detection rules (issue 24): a hunting query on a schedule, raising alerts with the rule's fields.
+custom_detections = sa.Table(
+    "custom_detections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("display_name", sa.String(256), nullable=False, unique=True),
+    sa.Column("query_text", sa.Text, nullable=False),
+    sa.Column("period", sa.String(8), nullable=False),  # Defender's 1H, 3H, 12H, 24H
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("mitre_techniques", sa.JSON, nullable=False, default=list),
+    sa.Column("response_actions", sa.JSON, nullable=False, default=list),
+    # The creator's device groups (None: all); runs see no more than the creator could.
+    sa.Column("device_group_ids", sa.JSON, nullable=True),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_modified_by", sa.String(255), nullable=False),
+    sa.Column("last_modified_at", UtcDateTime, nullable=False),
+    sa.Column("last_run_at", UtcDateTime, nullable=True),
+    sa.Column("last_run_status", sa.String(16), nullable=True),
+    sa.Column("last_failure_reason", sa.Text, nullable=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+)
+
+custom_detection_runs = sa.Table(
+    "custom_detection_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("detection_id", sa.Integer, sa.ForeignKey("custom_detections.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # completed or failed
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("new_hits", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+# The dedup key of Defender's custom detections: a (DeviceId, ReportId) raises at most once per rule.
+custom_detection_hits = sa.Table(
+    "custom_detection_hits",
+    metadata,
+    sa.Column("detection_id", sa.Integer, sa.ForeignKey("custom_detections.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("device_id", sa.String(40), primary_key=True),
+    sa.Column("report_id", sa.String(64), primary_key=True),
+    sa.Column("alert_id", sa.String(40), nullable=False),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
+)
