@@ -36,12 +36,16 @@ from vigil.agent.sensors.base import EventSink
 from vigil.av.bundle import BundleError, InstalledDefinitions, public_key_from_text
 from vigil.av.definitions import Definitions, builtin
 from vigil.av.engine import Engine
+from vigil.av.exclusions import ExclusionError, ExclusionFile, Exclusions
+from vigil.av.history import ThreatHistory
 from vigil.av.model import Detection
 from vigil.av.quarantine import QuarantineError, QuarantineStore
 
 log = logging.getLogger(__name__)
 
 LAST_SCANS_FILE = "last_scans.json"  # under <state>/av: when the last quick and full scans finished
+EXCLUSIONS_FILE = "exclusions.json"  # under <state>/av: this endpoint's own exclusions (`vigil av exclusion`)
+HISTORY_FILE = "threats.jsonl"  # under <state>/av: every detection and what was done (`vigil av threat list`)
 REPORT_AGAIN_SECONDS = 300.0  # one file's same threat is reported once per this, however often it is opened
 # Products that are antiviruses (an EDR alone does not make Vigil passive).
 ANTIVIRUS_PRODUCTS = frozenset({"ClamAV", "Microsoft Defender for Endpoint", "Sophos", "ESET",
@@ -78,6 +82,48 @@ def load_definitions(state_dir: Path) -> Definitions:
     except BundleError as e:
         raise DefinitionsRefused(f"the installed definitions are refused: {e}") from None
     return loaded or builtin()
+
+
+def history(state_dir: Path) -> ThreatHistory:
+    return ThreatHistory(state_dir / "av" / HISTORY_FILE)
+
+
+def exclusion_file(state_dir: Path) -> Path:
+    return state_dir / "av" / EXCLUSIONS_FILE
+
+
+def local_exclusions(state_dir: Path) -> Exclusions:
+    return ExclusionFile.load(exclusion_file(state_dir)).exclusions()
+
+
+class ExclusionWatch:
+    """The endpoint's exclusions, read again when the file changes (checked at most every ``every`` seconds),
+    so `vigil av exclusion add` reaches a running agent; a broken file keeps the last good lists, logged."""
+
+    def __init__(self, state_dir: Path, every: float = 2.0) -> None:
+        self._file, self._every = exclusion_file(state_dir), every
+        self._checked = -every
+        self._stamp: tuple[int, int] | None = None
+        self.current = Exclusions()
+
+    def get(self) -> Exclusions:
+        now = time.monotonic()
+        if now - self._checked < self._every:
+            return self.current
+        self._checked = now
+        try:
+            st = os.stat(self._file)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            self._stamp, self.current = None, Exclusions()
+            return self.current
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.current = ExclusionFile.load(self._file).exclusions()
+            except ExclusionError as e:
+                log.error("antivirus exclusions not updated: %s", e)
+        return self.current
 
 
 def resolve_mode(configured: str, incumbents: Sequence[Finding]) -> tuple[Mode, str]:
@@ -168,8 +214,10 @@ class RealTimeHook:
     kinds = frozenset({AccessKind.OPEN, AccessKind.EXEC, AccessKind.CLOSE_WRITE})
 
     def __init__(self, engine: Engine, mode: Mode, sink: EventSink, clock: Clock,
-                 quarantine: QuarantineStore | None) -> None:
+                 quarantine: QuarantineStore | None, threats: ThreatHistory | None = None,
+                 exclusions: ExclusionWatch | None = None) -> None:
         self.engine, self.mode, self._sink, self._clock = engine, mode, sink, clock
+        self._threats, self._exclusions = threats, exclusions
         self._quarantine = quarantine if mode is Mode.BLOCK else None  # audit and passive never remediate
         self.counters = ProtectionCounters()
         self._lock = threading.Lock()
@@ -181,7 +229,24 @@ class RealTimeHook:
                                                 daemon=True)
             self._remediator.start()
 
+    def _excluded(self, access: Access) -> bool:
+        if self._exclusions is None:
+            return False
+        ex = self._exclusions.get()
+        if not ex:
+            return False
+        if ex.file(access.path):
+            return True
+        if ex.process:
+            try:
+                return ex.by_process(os.readlink(f"/proc/{access.pid}/exe"))
+            except OSError:
+                return False
+        return False
+
     def decide(self, access: Access) -> Decision:
+        if self._excluded(access):
+            return Decision.ALLOW
         verdict, _ = self.engine.scan_open(access.fd, access.path)
         with self._lock:
             self.counters.scanned += 1
@@ -202,6 +267,9 @@ class RealTimeHook:
                                              mode=self.mode, pid=access.pid, sha256=digest,
                                              extra={"Access": str(access.kind)})
                                for d in verdict.detections])
+            if self._threats is not None:
+                self._threats.record(verdict.detections, when=self._clock.now(), source="Real-time protection",
+                                     action=taken)
         if self._quarantine is not None:
             self._remediate.put((access.path, first))  # after the answer: a denied exec must not wait for it
         return Decision.DENY if deny else Decision.ALLOW

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from vigil.av.engine import Engine
+from vigil.av.exclusions import Exclusions
 from vigil.av.model import Detection
 
 
@@ -170,14 +171,18 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def run_scan(engine: Engine, scan_type: ScanType, paths: list[str], *, excluded: Iterable[str] = (),
-             workers: int | None = None, on_progress: ProgressCallback | None = None,
-             progress_interval: float = 1.0, stop: threading.Event | None = None) -> ScanReport:
-    """Scan with ``workers`` threads (default: the CPU count); ``on_progress`` is called every interval."""
+             exclusions: Exclusions | None = None, workers: int | None = None,
+             on_progress: ProgressCallback | None = None, progress_interval: float = 1.0,
+             stop: threading.Event | None = None) -> ScanReport:
+    """Scan with ``workers`` threads (default: the CPU count); ``on_progress`` is called every interval.
+    ``excluded``: paths not entered (the agent's own state); ``exclusions``: the policy's (files skipped)."""
     report = ScanReport(scan_type, paths, engine.definitions.version, datetime.now(UTC))
     progress = Progress()
     lock = threading.Lock()
     walk_errors: list[str] = []
     files = walk(paths, excluded, errors=walk_errors)
+    if exclusions:
+        files = (f for f in files if not exclusions.file(f))
 
     def next_file() -> str | None:
         with lock:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vigil import __version__
 from vigil.agent.config import STATE_DIR_ENV, default_state_dir
 from vigil.agent.local_audit import record as audit_locally
 from vigil.av import bundle as bundles
@@ -165,8 +166,21 @@ def _scan(scan_type: ScanType, paths: list[str] | None, output: Output, bundle: 
         if not os.path.lexists(p):
             raise CommandError(f"{p}: no such file or folder")
     excluded = [str(e) for e in exclude or []] + [str(state / "quarantine")]
+    from vigil.agent.antivirus import history, local_exclusions, record_scan
+    from vigil.av.exclusions import ExclusionError
+
+    try:
+        exclusions = local_exclusions(state)
+    except ExclusionError as e:
+        raise CommandError(str(e)) from None
     report = run_scan(Engine(definitions), scan_type, paths_for(scan_type, paths), excluded=excluded,
-                      workers=workers, on_progress=_progress_printer() if progress else None)
+                      exclusions=exclusions, workers=workers, on_progress=_progress_printer() if progress else None)
+    if state.is_dir() and os.access(state, os.W_OK):  # history and last scans, when this user may write them
+        history(state).record(report.detections, when=report.finished or report.started,
+                              source=f"{scan_type.value.capitalize()} scan",
+                              action="Quarantined" if quarantine else "None")
+        if report.finished is not None and scan_type is not ScanType.CUSTOM:
+            record_scan(state, str(scan_type), report.finished)
     if progress and sys.stderr.isatty():
         sys.stderr.write("\r\x1b[K")
     result = report.as_dict()
@@ -337,3 +351,112 @@ def quarantine_remove(entry_id: Annotated[str, typer.Argument(help="the quaranti
         raise CommandError(str(e), exit_code=3 if "nothing is quarantined" in str(e) else 2) from None
     audit_locally(_state(state_dir), "av.quarantine_remove", entry_id, {"path": entry.path})
     _emit(output, entry.as_dict(), f"removed {entry.id} ({entry.path})")
+
+
+# -- threats, exclusions, health ----------------------------------------------------------------------------------
+@threat_app.command("list")
+def threat_list(output: OutputOpt = Output.TABLE, state_dir: StateDir = None,
+                limit: Annotated[int, typer.Option("--limit", min=1, help="the newest N")] = 100) -> None:
+    """Threats found on this machine (scans and real-time protection), newest last, with the action taken."""
+    from vigil.agent.antivirus import history
+
+    records = history(_state(state_dir)).list()[-limit:]
+    rows = [f"{r.time[:19]}  {r.name:<36} {r.type:<9} {r.action:<11} {r.source:<21} "
+            f"{r.path + ('->' + r.member if r.member else '')}" for r in records]
+    _emit(output, [r.as_dict() for r in records], "\n".join(rows) if rows else "no threats found on this machine")
+
+
+exclusion_app = typer.Typer(help="Antivirus exclusions on this machine: add, list, remove.", no_args_is_help=True)
+app.add_typer(exclusion_app, name="exclusion")
+KindArg = Annotated[str, typer.Argument(metavar="KIND", help="path, folder, extension, file_name or process")]
+ValueArg = Annotated[str, typer.Argument(metavar="VALUE", help="an absolute path, .ext, a file name or a program")]
+
+
+def _exclusion_file(state: Path) -> Any:
+    from vigil.agent.antivirus import exclusion_file
+    from vigil.av.exclusions import ExclusionError, ExclusionFile
+
+    try:
+        return ExclusionFile.load(exclusion_file(state))
+    except ExclusionError as e:
+        raise CommandError(str(e)) from None
+
+
+@exclusion_app.command("add")
+def exclusion_add(kind: KindArg, value: ValueArg, output: OutputOpt = Output.TABLE, state_dir: StateDir = None
+                  ) -> None:
+    """Leave files alone in scans and real-time protection (a running agent picks it up within seconds)."""
+    from vigil.av.exclusions import ExclusionError
+
+    state = _state(state_dir)
+    excl = _exclusion_file(state)
+    try:
+        stored = excl.add(kind, value)
+    except ExclusionError as e:
+        raise CommandError(str(e)) from None
+    excl.save()
+    audit_locally(state, "av.exclusion_add", f"{kind}:{stored}", {"kind": kind, "value": stored})
+    _emit(output, {"kind": kind, "value": stored, "exclusions": excl.exclusions().as_lists()},
+          f"excluded {kind} {stored}")
+
+
+@exclusion_app.command("remove")
+def exclusion_remove(kind: KindArg, value: ValueArg, output: OutputOpt = Output.TABLE, state_dir: StateDir = None
+                     ) -> None:
+    """Scan what an exclusion left alone again."""
+    from vigil.av.exclusions import ExclusionError
+
+    state = _state(state_dir)
+    excl = _exclusion_file(state)
+    try:
+        stored = excl.remove(kind, value)
+    except ExclusionError as e:
+        raise CommandError(str(e), exit_code=3 if str(e).startswith("no ") else 2) from None
+    excl.save()
+    audit_locally(state, "av.exclusion_remove", f"{kind}:{stored}", {"kind": kind, "value": stored})
+    _emit(output, {"kind": kind, "value": stored, "exclusions": excl.exclusions().as_lists()},
+          f"no longer excluded: {kind} {stored}")
+
+
+@exclusion_app.command("list")
+def exclusion_list(output: OutputOpt = Output.TABLE, state_dir: StateDir = None) -> None:
+    """This machine's exclusions, by kind."""
+    lists = _exclusion_file(_state(state_dir)).exclusions().as_lists()
+    rows = [f"{kind:<10} {v}" for kind, values in lists.items() for v in values]
+    _emit(output, lists, "\n".join(rows) if rows else "no exclusions")
+
+
+@app.command("health")
+def health(output: OutputOpt = Output.TABLE, state_dir: StateDir = None, public_key: PublicKey = None,
+           data_dir: DataDir = None) -> None:
+    """The antivirus's state on this machine, in mdatp health's terms: real-time protection, passive mode,
+    definitions, last scans (from the running agent; definitions and scans also without one)."""
+    from vigil.agent.antivirus import last_scans
+    from vigil.agent.health import read_health
+
+    state = _state(state_dir)
+    agent = read_health(state)
+    running = agent.running_pid is not None
+    raw = agent.sensors.get("antivirus_state") if running else None
+    live: dict[str, Any] = json.loads(raw) if raw else {}
+    definitions = _definitions(None, public_key, state, data_dir)
+    created = definitions.created
+    report = {
+        "agent_running": running,
+        "real_time_protection_enabled": bool(live.get("realTimeProtection")),
+        "real_time_protection_status": agent.sensors.get("antivirus", "agent not running") if running
+        else "agent not running",
+        "mode": live.get("mode"),
+        "passive_mode_enabled": live.get("mode") == "passive",
+        "mode_reason": live.get("modeWhy"),
+        "engine_version": __version__,
+        "definitions_version": definitions.version,
+        "definitions_updated": created.isoformat() if created else None,
+        "definitions_age_days": round((time.time() - created.timestamp()) / 86400, 2) if created else None,
+        "last_quick_scan": last_scans(state).get("quick"),
+        "last_full_scan": last_scans(state).get("full"),
+        "quarantined_files": len(QuarantineStore(state / "quarantine").list()),
+        "real_time_counters": {**live.get("gate", {}), **live.get("protection", {})},
+    }
+    table = "\n".join(f"{k:<32} {json.dumps(v) if isinstance(v, dict) else v}" for k, v in report.items())
+    _emit(output, report, table)

@@ -115,3 +115,33 @@ def test_quarantine_from_a_scan_then_restore_and_remove(tmp_path: Path) -> None:
     assert json.loads(_vigil("threat", "quarantine", "list", "--output", "json", "--state-dir", state).stdout) == []
     gone = _vigil("threat", "quarantine", "restore", two, "--state-dir", state)
     assert gone.returncode == 3 and f"nothing is quarantined under {two}" in gone.stderr
+
+
+def test_exclusions_threat_list_and_health(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    target = tmp_path / "target"
+    (target / "skip").mkdir(parents=True)
+    (target / "eicar.com").write_bytes(eicar())
+    (target / "skip" / "eicar.com").write_bytes(eicar())
+    (target / "eicar.log").write_bytes(eicar())
+    for kind, value in (("folder", str(target / "skip")), ("extension", "LOG")):
+        added = _vigil("exclusion", "add", kind, value, "--state-dir", str(state), "--output", "json")
+        assert added.returncode == 0, added.stderr
+    assert json.loads(_vigil("exclusion", "list", "--state-dir", str(state), "--output", "json").stdout) == {
+        "path": [], "folder": [f"{target}/skip/"], "extension": [".log"], "file_name": [], "process": []}
+    bad = _vigil("exclusion", "add", "folder", "relative/dir", "--state-dir", str(state))
+    assert bad.returncode == 2 and "must be an absolute path" in bad.stderr
+    report = json.loads(_vigil("scan", "custom", str(target), "--output", "json", "--state-dir", str(state)).stdout)
+    assert [d["path"] for d in report["detections"]] == [f"{target}/eicar.com"]
+    threats = json.loads(_vigil("threat", "list", "--state-dir", str(state), "--output", "json").stdout)
+    assert [(t["name"], t["path"], t["source"], t["action"]) for t in threats] == [
+        ("Virus:DOS/EICAR_Test_File", f"{target}/eicar.com", "Custom scan", "None")]
+    removed = _vigil("exclusion", "remove", "extension", ".log", "--state-dir", str(state))
+    assert removed.returncode == 0
+    assert _vigil("exclusion", "remove", "extension", ".log", "--state-dir", str(state)).returncode == 3
+    health = json.loads(_vigil("health", "--state-dir", str(state), "--output", "json").stdout)
+    assert health["agent_running"] is False and health["real_time_protection_enabled"] is False
+    assert health["definitions_version"] == 0 and health["passive_mode_enabled"] is False
+    audit = (state / "audit.jsonl").read_text()
+    assert "av.exclusion_add" in audit and "av.exclusion_remove" in audit

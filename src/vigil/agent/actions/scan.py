@@ -9,9 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from vigil.agent.actions.base import ActionContext, ActionFailed, Outcome
-from vigil.agent.antivirus import DefinitionsRefused, detection_row, load_definitions, record_scan, sha256_of
+from vigil.agent.antivirus import (
+    DefinitionsRefused,
+    detection_row,
+    history,
+    load_definitions,
+    local_exclusions,
+    record_scan,
+    sha256_of,
+)
 from vigil.av.definitions import Definitions
 from vigil.av.engine import Engine
+from vigil.av.exclusions import ExclusionError, Exclusions
 from vigil.av.scan import QUICK_PATHS, ScanReport, ScanType, be_polite, paths_for, run_scan
 from vigil.wire import ActionCommand
 
@@ -38,7 +47,8 @@ def targets(ctx: ActionContext, scan_type: ScanType) -> list[str]:
     return [str(root) + p for p in QUICK_PATHS if os.path.lexists(str(root) + p)]
 
 
-def _polite_scan(engine: Engine, scan_type: ScanType, paths: list[str], excluded: list[str]) -> ScanReport:
+def _polite_scan(engine: Engine, scan_type: ScanType, paths: list[str], excluded: list[str],
+                 exclusions: Exclusions | None = None) -> ScanReport:
     """The scan in its own thread, niced and at idle I/O (threads inherit it; the agent's own threads keep theirs)."""
     out: dict[str, Any] = {}
 
@@ -46,7 +56,7 @@ def _polite_scan(engine: Engine, scan_type: ScanType, paths: list[str], excluded
         for problem in be_polite():
             log.info("antivirus scan: %s", problem)
         try:
-            out["report"] = run_scan(engine, scan_type, paths, excluded=excluded)
+            out["report"] = run_scan(engine, scan_type, paths, excluded=excluded, exclusions=exclusions)
         except BaseException as e:  # handed to the caller's thread
             out["error"] = e
 
@@ -65,12 +75,18 @@ def _scan(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
     if scan_type is None:
         raise ActionFailed(f"ScanType {requested!r} is not Quick or Full")
     engine = Engine(definitions_for(ctx))
-    report = _polite_scan(engine, scan_type, targets(ctx, scan_type), [str(ctx.settings.state_dir)])
+    try:
+        exclusions = local_exclusions(ctx.settings.state_dir)
+    except ExclusionError as e:
+        raise ActionFailed(f"the antivirus exclusions are unusable: {e}") from None
+    report = _polite_scan(engine, scan_type, targets(ctx, scan_type), [str(ctx.settings.state_dir)], exclusions)
     for d in report.detections:
         row = detection_row(ctx.clock, d, source="Antivirus", action_taken="None", mode=None,
                             sha256=sha256_of(d.path), extra={"ActionId": cmd.action_id, "ScanType": requested})
         # The action's events carry everything in AdditionalFields (the agent's own rows have no file columns).
         ctx.event("AntivirusDetection", {**row["AdditionalFields"], "FolderPath": d.path, "SHA256": row.get("SHA256")})
+    history(ctx.settings.state_dir).record(report.detections, when=ctx.clock.now(), source="Antivirus",
+                                           action="None")
     if report.finished is not None:
         record_scan(ctx.settings.state_dir, str(scan_type), report.finished)
     ctx.event("AntivirusScanCompleted", {"ActionId": cmd.action_id, "ScanType": requested, "Files": report.files,

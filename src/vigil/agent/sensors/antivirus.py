@@ -7,7 +7,15 @@ import logging
 
 from vigil import __version__
 from vigil.agent import incumbent
-from vigil.agent.antivirus import Mode, RealTimeHook, last_scans, load_definitions, resolve_mode
+from vigil.agent.antivirus import (
+    ExclusionWatch,
+    Mode,
+    RealTimeHook,
+    history,
+    last_scans,
+    load_definitions,
+    resolve_mode,
+)
 from vigil.agent.errors import AgentError
 from vigil.agent.fanotify import AccessGate, GateSettings, local_mounts, with_prefixes
 from vigil.agent.sensors.base import HealthState, SensorContext, SensorHealth
@@ -49,7 +57,8 @@ class AntivirusSensor:
             self._health = SensorHealth(HealthState.UNAVAILABLE, "real-time protection is off (av_realtime)")
             return self._health
         quarantine = QuarantineStore(cfg.state_dir / "quarantine")
-        self.hook = RealTimeHook(Engine(definitions), self.mode, self._ctx.sink, self._ctx.clock, quarantine)
+        self.hook = RealTimeHook(Engine(definitions), self.mode, self._ctx.sink, self._ctx.clock, quarantine,
+                                 history(cfg.state_dir), ExclusionWatch(cfg.state_dir))
         marks = tuple(cfg.av_marks) or tuple(local_mounts())
         settings = GateSettings(marks=marks, open_perm=cfg.av_open_perm, budget_seconds=cfg.av_budget_seconds,
                                 never_block=(*with_prefixes([str(cfg.state_dir)]), *cfg.own_paths()))
