@@ -22,6 +22,8 @@ from vigil.agent.errors import AgentError
 from vigil.agent.identity import Identity, load_identity
 from vigil.agent.incumbent import HEALTH_KEY as INCUMBENT_HEALTH_KEY
 from vigil.agent.incumbent import IncumbentProbe
+from vigil.agent.protection import SERVICE as PROTECTION_SERVICE
+from vigil.agent.protection import Protection
 from vigil.agent.sensors.base import HealthState, Sensor, SensorContext, SensorHealth, provider_map
 from vigil.agent.sensors.process_lookup import ProcessDirectory
 from vigil.agent.sensors.registry import SensorRegistry, default_registry
@@ -51,6 +53,7 @@ class Agent:
         clock: Clock,
         budget: Budget | None = None,
         action_settings: ActionSettings | None = None,
+        protection: Protection | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -63,6 +66,9 @@ class Agent:
         self.incumbent = IncumbentProbe()  # the antivirus/EDR already on the device, reported with the sensors
         settings = action_settings or ActionSettings(config.state_dir, identity.server_url)
         self.actions = ActionWorker(identity, transport, clock, settings, self._agent_event)
+        self.protection = protection  # ASR and network protection; the sensors' sink taps it
+        if protection is not None:
+            self.actions.ctx.services[PROTECTION_SERVICE] = protection
         self.uploader = Uploader(
             spool, transport, identity, config, clock, self.sensor_health, device_name=socket.getfqdn(),
             on_commands=self.actions.submit,
@@ -104,6 +110,7 @@ class Agent:
         self._agent_event("AgentStarted", {"ClientVersion": __version__,
                                            "Sensors": {n: str(h) for n, h in reached.items()},
                                            "Providers": providers})
+        self._start_protection()
         self.uploader.start()
         self.actions.start()
         log.info("agent %s running as device %s, reporting to %s",
@@ -121,12 +128,26 @@ class Agent:
             self.budget.stop()
         counters = self.spool.counters().model_dump()
         self._agent_event("AgentStopped", {"ClientVersion": __version__, "Counters": counters})
+        if self.protection is not None:
+            self.protection.stop()
         self.actions.stop()
         self.uploader.stop()
         self._transport.close()
         self.spool.set_meta(META_PID, "")
         self.spool.close()
         log.info("agent stopped")
+
+    def _start_protection(self) -> None:
+        if self.protection is None:
+            return
+        try:
+            what = self.protection.restore()
+        except AgentError as e:
+            log.error("could not re-apply the protection bundle at start: %s", e)
+        else:
+            if what:
+                log.info("re-applied %s at start", what)
+        self.protection.start()
 
     def _agent_event(self, action: str, details: dict[str, object]) -> None:
         self.spool.append([{
@@ -154,13 +175,14 @@ def build_agent(
     identity = load_identity(config.state_dir)
     spool = Spool(config.state_dir / SPOOL_FILE, clock, config.spool_max_events, config.spool_max_bytes)
     budget = Budget(config.budget, losses=spool)
-    ctx = SensorContext(sink=spool, clock=clock, config=config, device_group=identity.group, budget=budget,
-                        processes=ProcessDirectory())
-    sensors = (registry if registry is not None else default_registry()).build(ctx)
     env = environ or {}
-    transport = AgentTransport(identity, config.request_timeout_seconds, ProxyEnv.of(env))
     actions = ActionSettings.from_env(config.state_dir, identity.server_url, env)
-    return Agent(config, identity, spool, sensors, transport, clock, budget, actions)
+    protection = Protection(actions, clock, spool)
+    ctx = SensorContext(sink=protection.tap(spool), clock=clock, config=config, device_group=identity.group,
+                        budget=budget, processes=ProcessDirectory())
+    sensors = (registry if registry is not None else default_registry()).build(ctx)
+    transport = AgentTransport(identity, config.request_timeout_seconds, ProxyEnv.of(env))
+    return Agent(config, identity, spool, sensors, transport, clock, budget, actions, protection)
 
 
 def run_agent(

@@ -180,6 +180,14 @@ DEVICE_LOGON_EVENTS = Table(
     ("LogonSuccess", "LogonFailed", "LogonAttempted"),
 )
 
+# ASR decisions (agent.protection): Asr<Rule><Outcome> for every rule of vigil.asr's catalogue (a test keeps the two
+# lists equal). Terminated: killed after the exec, which was not denied; TerminationFailed: it could not be.
+ASR_RULE_NAMES = ("OfficePdfChildShell", "BrowserChildShell", "ExecFromTempOrRemovable", "ServerChildShell",
+                  "CredentialStoreRead", "DownloadPipedToShell", "PersistenceWrite", "KernelModuleLoad",
+                  "ProcessMemoryAccess")
+ASR_ACTION_TYPES = tuple(f"Asr{rule}{outcome}" for rule in ASR_RULE_NAMES
+                         for outcome in ("Audited", "Blocked", "Warned", "Terminated", "TerminationFailed"))
+
 DEVICE_EVENTS = Table(
     "DeviceEvents",
     "Other security events: agent health, antivirus, ASR and the like; details in AdditionalFields.",
@@ -199,7 +207,8 @@ DEVICE_EVENTS = Table(
     ("AgentStarted", "AgentStopped", "SensorHealth", "EventsDropped", "ResponseActionSucceeded",
      "ResponseActionFailed", "ResponseActionRefused", "AntivirusDetection", "AntivirusScanCompleted",
      "TelemetryRowsRejected",  # made by the server: rows of a batch it refused, counts in AdditionalFields
-     "SoftwareInventory"),  # the installed software as package URLs (agent.sensors.software_inventory)
+     "SoftwareInventory",  # the installed software as package URLs (agent.sensors.software_inventory)
+     *ASR_ACTION_TYPES, "ExploitGuardNetworkProtectionBlocked", "ExploitGuardNetworkProtectionAudited"),
 )
 
 DEVICE_INFO = Table(

@@ -13,10 +13,19 @@ class ActionRegistry(Registry[ActionHandler]):
 
 def default_registry() -> ActionRegistry:
     """Every action this agent can run; imported here so a missing module fails loudly at start."""
-    from vigil.agent.actions import isolation, kill, liveresponse, package, quarantine, restrict, scan
+    from vigil.agent.actions import (
+        isolation,
+        kill,
+        liveresponse,
+        package,
+        protection,
+        quarantine,
+        restrict,
+        scan,
+    )
 
     reg = ActionRegistry()
-    for module in (isolation, kill, quarantine, package, restrict, scan, liveresponse):
+    for module in (isolation, kill, quarantine, package, restrict, scan, liveresponse, protection):
         for name, handler in module.HANDLERS.items():
             reg.register(name, handler)
     return reg
