@@ -63,6 +63,13 @@ def start_session(machine_id: str, request: Request, who: Principal = requires(B
     return _session_json(request, s)
 
 
+def my_session(request: Request, who: Principal, machine_id: str) -> dict[str, Any] | None:
+    """The caller's open session on this device, if any (the portal's console)."""
+    with services(request).engine.connect() as conn:
+        mine = action_store.active_sessions(conn, username=who.user.username, device_id=machine_id)
+    return _session_json(request, mine[0]) if mine else None
+
+
 def _own_session(request: Request, session_id: int, who: Principal) -> action_store.LiveSession:
     svc = services(request)
     with svc.engine.connect() as conn:

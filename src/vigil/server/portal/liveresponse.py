@@ -13,26 +13,18 @@ from vigil.core.liveresponse import LIBRARY_MAX_BYTES, help_text
 from vigil.core.rbac import Permission
 from vigil.server.api import liveresponse as api_lr
 from vigil.server.api.machines import get_machine
-from vigil.server.auth import CSRF_COOKIE, Principal, services
+from vigil.server.auth import CSRF_COOKIE, Principal
 from vigil.server.errors import APIError
 from vigil.server.portal.web import check_form_csrf, page, templates
-from vigil.store import actions as action_store
 
 router = APIRouter(include_in_schema=False)
 BASIC = Permission.LIVE_RESPONSE_BASIC
 
 
-def _my_session(request: Request, who: Principal, machine_id: str) -> action_store.LiveSession | None:
-    with services(request).engine.connect() as conn:
-        mine = action_store.active_sessions(conn, username=who.user.username, device_id=machine_id)
-    return mine[0] if mine else None
-
-
 def _console(request: Request, who: Principal, machine_id: str, local: dict[str, Any] | None = None) -> Response:
     m = get_machine(request, machine_id)
-    s = _my_session(request, who, machine_id)
     return templates.TemplateResponse(request, "liveresponse/console.html", {
-        "user": who.user, "m": m, "session": api_lr.session(s.id, request, who) if s else None,
+        "user": who.user, "m": m, "session": api_lr.my_session(request, who, machine_id),
         "csrf": request.cookies.get(CSRF_COOKIE, ""), "verbs": help_text(), "local": local,
         "library": api_lr.library(request, who)["value"],
         "advanced": Permission.LIVE_RESPONSE_ADVANCED in who.permissions,
