@@ -13,7 +13,7 @@ from vigil.core.rbac import Permission
 from vigil.core.telemetry import parse_timestamp
 from vigil.server import app_edge as edge
 from vigil.server.antivirus import MachineAntivirus, protection_fields
-from vigil.server.api._json import iso
+from vigil.server.api._json import ByName, iso
 from vigil.server.app_edge import translated
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
@@ -21,7 +21,17 @@ from vigil.server.errors import APIError
 router = APIRouter()
 
 
-class Machine(MachineAntivirus):  # the antivirus fields: server/antivirus.py
+class EventCounters(ByName, BaseModel):
+    """The agent's event-loss accounting from its last heartbeat (all 0 before the first)."""
+
+    produced: int = 0
+    spooled: int = 0
+    sent: int = 0
+    acknowledged: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict, description="reason → events dropped")
+
+
+class Machine(ByName, MachineAntivirus):  # the antivirus fields: server/antivirus.py
     """Defender's machine entity, as far as Vigil knows it."""
 
     id: str
@@ -41,8 +51,8 @@ class Machine(MachineAntivirus):  # the antivirus fields: server/antivirus.py
     riskScore: str = "None"
     exposureLevel: str = "None"
     isOffboarded: bool
-    sensorHealth: dict[str, Any]
-    eventCounters: dict[str, Any]
+    sensorHealth: dict[str, str] = Field(description="sensor provider → health, from the last heartbeat")
+    eventCounters: EventCounters
 
 
 class MachineList(BaseModel):
@@ -58,7 +68,8 @@ def machine_of(d: app_devices.Device) -> Machine:
         osPlatform=r.os_platform, version=r.os_version, osBuild=r.os_build, agentVersion=r.agent_version,
         lastIpAddress=r.last_ip, lastExternalIpAddress=r.last_external_ip, healthStatus=d.health.value,
         machineTags=list(r.tags), rbacGroupId=r.group_id, rbacGroupName=r.group_name,
-        isOffboarded=r.offboarded_at is not None, sensorHealth=r.sensors, eventCounters=r.counters,
+        isOffboarded=r.offboarded_at is not None, sensorHealth={str(k): str(v) for k, v in r.sensors.items()},
+        eventCounters=EventCounters.model_validate(r.counters),
         **protection_fields(r.sensors),
     )
 
@@ -76,19 +87,19 @@ def machine_by_id(request: Request, machine_id: str) -> Machine:
     return machine_of(d)
 
 
-def list_machines(request: Request) -> list[dict[str, Any]]:
-    """The machines as plain mappings, for the modules that still index them by field name."""
-    return [m.model_dump() for m in machines_of(request)]
+def list_machines(request: Request) -> list[Machine]:
+    """The caller's machines (the portal's pages and the response-action routes); ``machines_of`` by its old name."""
+    return machines_of(request)
 
 
-def get_machine(request: Request, machine_id: str) -> dict[str, Any]:
-    """404 unless the machine is in the caller's device groups; a plain mapping, like ``list_machines``.
+def get_machine(request: Request, machine_id: str) -> Machine:
+    """404 unless the machine is in the caller's device groups.
 
     A scope check for routes guarded by their own permission: it does not also demand the view one.
     """
     with translated():
         d = app_devices.in_scope(edge.store(request), services(request).clock, edge.principal(request), machine_id)
-    return machine_of(d).model_dump()
+    return machine_of(d)
 
 
 @router.get("/machines", response_model=MachineList)

@@ -26,7 +26,7 @@ def alerts_page(
     who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
     rows = api_alerts.query_alerts(request, None, status or None, severity or None, 10_000)
-    names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
+    names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
     rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
     pg, rows = paginate(request, rows, {
         "lastActivity": lambda a: a["lastEventTime"] or "", "severity": lambda a: rank.get(a["severity"], -1),

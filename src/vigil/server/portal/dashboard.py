@@ -40,7 +40,7 @@ def _day(value: str | None) -> str | None:
         return None
 
 
-def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machines: list[dict[str, Any]],
+def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machines: list[api_machines.Machine],
             now: datetime) -> dict[str, Any]:
     """Everything the dashboard shows, as plain data (also the JSON its charts are drawn from)."""
     days = [(now.astimezone(UTC).date() - timedelta(days=DAYS - 1 - i)).isoformat() for i in range(DAYS)]
@@ -51,7 +51,7 @@ def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machi
         sev = sev if sev in per_day else "Informational"
         if d is not None and d in per_day[sev]:
             per_day[sev][d] += 1
-    names = {m["id"]: m["computerDnsName"] for m in machines}
+    names = {m.id: m.computerDnsName for m in machines}
     open_alerts = [a for a in alerts if a.get("status") != "Resolved"]
     open_incidents = [i for i in incidents if i.get("status") not in CLOSED_INCIDENTS]
     sensors: Counter[str] = Counter()
@@ -59,13 +59,12 @@ def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machi
     produced = dropped = 0
     drop_reasons: Counter[str] = Counter()
     for m in machines:
-        states = m.get("sensorHealth") or {}
+        states = m.sensorHealth
         sensors.update(str(v) for v in states.values())
         if states and all(str(v).lower() in ("running", "ok", "healthy") for v in states.values()):
             covered += 1
-        c = m.get("eventCounters") or {}
-        produced += int(c.get("produced") or 0)
-        for reason, n in (c.get("dropped") or {}).items():
+        produced += m.eventCounters.produced
+        for reason, n in m.eventCounters.dropped.items():
             drop_reasons[reason] += int(n)
             dropped += int(n)
     return {
@@ -77,7 +76,7 @@ def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machi
         "incidents": [{"id": i["incidentId"], "name": i["incidentName"], "severity": i["severity"],
                        "status": i["status"]} for i in open_incidents[:8]],
         "devices_total": len(machines),
-        "devices_by_health": dict(Counter(str(m.get("healthStatus") or "Unknown") for m in machines).most_common()),
+        "devices_by_health": dict(Counter(m.healthStatus or "Unknown" for m in machines).most_common()),
         "sensors_by_state": dict(sensors.most_common()),
         "coverage": {"covered": covered, "total": len(machines)},
         "events": {"produced": produced, "dropped": dropped, "reasons": dict(drop_reasons.most_common())},

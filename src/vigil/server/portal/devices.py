@@ -30,11 +30,11 @@ DECIDE = Permission.MANAGE_PORTAL_SETTINGS  # as the API's accept and reject rou
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
     pg, machines = paginate(request, api_machines.list_machines(request), {
-        "name": lambda m: m["computerDnsName"].lower(), "health": lambda m: m["healthStatus"],
-        "lastSeen": lambda m: m["lastSeen"] or "", "group": lambda m: m["rbacGroupName"] or "",
-    }, "name", lambda m: " ".join(str(m.get(k) or "") for k in (
-        "computerDnsName", "id", "lastIpAddress", "rbacGroupName", "osPlatform", "healthStatus")) + " "
-        + " ".join(m.get("machineTags") or []), default_desc=False)
+        "name": lambda m: m.computerDnsName.lower(), "health": lambda m: m.healthStatus,
+        "lastSeen": lambda m: m.lastSeen or "", "group": lambda m: m.rbacGroupName or "",
+    }, "name", lambda m: " ".join(str(v or "") for v in (
+        m.computerDnsName, m.id, m.lastIpAddress, m.rbacGroupName, m.osPlatform, m.healthStatus, *m.machineTags)),
+        default_desc=False)
     return templates.TemplateResponse(request, "devices/list.html", {
         "machines": machines, "pg": pg, "q": request.query_params.get("q", ""), "user": who.user})
 

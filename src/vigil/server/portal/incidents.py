@@ -27,7 +27,7 @@ router = APIRouter(include_in_schema=False)
 def incidents_page(
     request: Request, status: str = "", severity: str = "", who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
-    names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
+    names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
     rows = [i for i in api_incidents.list_incidents(request)
             if (not status or i["status"] == status) and (not severity or i["severity"] == severity)]
     rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
@@ -47,7 +47,7 @@ def incidents_page(
 def incident_page(
     incident_id: int, request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)
 ) -> Response:
-    names = {m["id"]: m["computerDnsName"] for m in api_machines.list_machines(request)}
+    names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
     inc = api_incidents.get_incident_json(request, incident_id)
     return templates.TemplateResponse(request, "incidents/incident.html", {
         "i": inc, "names": names, "user": who.user, "csrf": request.cookies.get(CSRF_COOKIE, ""),

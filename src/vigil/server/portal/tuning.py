@@ -17,7 +17,7 @@ from vigil.core.rbac import Permission
 from vigil.core.suppression import ConditionField, SuppressionAction, SuppressionScope
 from vigil.server import app_edge as edge
 from vigil.server.api import machinegroups as api_groups
-from vigil.server.api.machines import list_machines
+from vigil.server.api.machines import Machine, list_machines
 from vigil.server.api.suppression import rule_info
 from vigil.server.auth import CSRF_COOKIE, Principal, services
 from vigil.server.errors import APIError
@@ -95,13 +95,12 @@ def _conditions(props: list[str], ops: list[str], values: list[str]) -> list[dic
             for p, o, v in zip(props, ops, values, strict=False) if v.strip()]
 
 
-def _preview(request: Request, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _preview(request: Request, rules: list[dict[str, Any]]) -> list[Machine]:
     """The visible devices these conditions match (before ranks: a higher-ranked group may still claim one)."""
     conds = parse_group_conditions(rules)
     probe = GroupRule(0, 0, conds)
     return [m for m in list_machines(request)
-            if probe.matches(DeviceFacts(m["computerDnsName"], m.get("osPlatform") or "",
-                                         tuple(m.get("machineTags") or ())))]
+            if probe.matches(DeviceFacts(m.computerDnsName, m.osPlatform or "", tuple(m.machineTags)))]
 
 
 def _groups_page(request: Request, who: Principal, name: str, draft: list[dict[str, str]] | None) -> Response:

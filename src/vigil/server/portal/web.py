@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
@@ -204,9 +204,12 @@ class Paging:
         return "?" + urlencode({k: v for k, v in q.items() if v != ""})
 
 
-def paginate(request: Request, rows: list[dict[str, Any]], sorts: dict[str, Callable[[dict[str, Any]], Any]],
-             default: str, search: Callable[[dict[str, Any]], str], default_desc: bool = True,
-             ) -> tuple[Paging, list[dict[str, Any]]]:
+Row = TypeVar("Row")
+
+
+def paginate(request: Request, rows: list[Row], sorts: dict[str, Callable[[Row], Any]],
+             default: str, search: Callable[[Row], str], default_desc: bool = True,
+             ) -> tuple[Paging, list[Row]]:
     """Search (``q``: every word, anywhere in the row's text), sort (``sort``, ``desc``) and page (``page``)."""
     qp = request.query_params
     sort = qp.get("sort", default)
