@@ -96,6 +96,10 @@ def _normal(value: Any, ctype: ColumnType | None) -> Any:
     return value
 
 
+# The custom detections read results as the API shows them.
+normal = _normal
+
+
 def _type_name(ctype: ColumnType | None, values: Sequence[Any]) -> str:
     if ctype is not None:
         return _TYPE_NAMES[ctype]

@@ -39,3 +39,10 @@ def hunt_runner(store: Store) -> Any:
     from vigil.store.hunt import SqlHuntRunner
 
     return SqlHuntRunner(store.engine)  # type: ignore[attr-defined]
+
+
+def detection_repository(store: Store) -> Any:
+    """Custom detection rules (``vigil.app.detections.DetectionRepository``) on ``store``'s database."""
+    from vigil.store.detections import SqlDetections
+
+    return SqlDetections(store.engine)  # type: ignore[attr-defined]

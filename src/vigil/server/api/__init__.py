@@ -25,13 +25,14 @@ from vigil.server.api import (
     session,
     suppression,
     tokens,
+    tvm,
 )
 
 router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations,
+    investigations, tvm,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
