@@ -47,13 +47,20 @@ def is_persistence_path(path: str) -> bool:
     return bool(_PERSISTENCE.match(path))
 
 
+_INTERPRETERS = re.compile(r"^(sh|bash|dash|zsh|ksh|busybox|python[0-9.]*|perl|ruby|php[0-9.]*|node|lua[0-9.]*)$")
+
+
 def _scripts(command_line: str) -> list[str]:
-    """Absolute paths outside core folders that a command line names (a script an interpreter runs)."""
+    """The script an interpreter runs (``sh /tmp/x.sh``): its first operand, when that is an absolute path
+    outside the core folders; nothing for ``-c`` code or any other program's arguments."""
     try:
         words = shlex.split(command_line)
     except ValueError:
         words = command_line.split()
-    return [w for w in words[1:] if w.startswith("/") and classify_folder(w) is not FolderClass.CORE]
+    if not words or not _INTERPRETERS.match(words[0].rsplit("/", 1)[-1]) or "-c" in words:
+        return []
+    operand = next((w for w in words[1:] if not w.startswith("-")), "")
+    return [operand] if operand.startswith("/") and classify_folder(operand) is not FolderClass.CORE else []
 
 
 def _process(device_id: str, row: Row, parents: tuple[str, ...] = ()) -> Entity:

@@ -3,7 +3,8 @@
 Rules, in order: an Allowed indicator makes the entity clean whatever else says (as Defender's allow wins); a
 Block or BlockAndRemediate indicator, an antivirus detection or a YARA match makes it Malicious; otherwise each
 weaker signal (a Warn or Audit indicator, a Sigma hit, a binary rare in the fleet, an executable run from a temp
-folder, a file a persistence entry starts) is Suspicious, and two independent ones together are Malicious.
+folder, a file a persistence entry starts) is Suspicious, and two independent ones together are Malicious. A temp
+folder alone is only context: plenty of honest programs run from /tmp, so it never makes a verdict by itself.
 Every verdict carries the reasons that made it.
 """
 
@@ -67,7 +68,7 @@ def judge(entity: Entity, s: Signals) -> EntityVerdict:
     elif len({r.source for r in reasons}) >= 2:
         verdict = Verdict.MALICIOUS
         reasons.append(Reason("Combined", Verdict.MALICIOUS, "two independent suspicious signals"))
-    elif reasons:
+    elif reasons and {r.source for r in reasons} != {"Location"}:
         verdict = Verdict.SUSPICIOUS
     else:
         verdict = Verdict.CLEAN

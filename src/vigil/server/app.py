@@ -22,6 +22,7 @@ from vigil.server import (
     portal,
 )
 from vigil.server.air_worker import AirWorker
+from vigil.server.api import tvm as tvm_api
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
@@ -64,6 +65,7 @@ def create_app(
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )
+    tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         retention, investigations = RetentionWorker(svc), AirWorker(svc)

@@ -80,7 +80,9 @@ def test_two_suspicious_signals_make_malicious_and_say_why() -> None:
     v = judge(TEMP_FILE, Signals(sigma=("Cron job runs a script",)))
     assert v.verdict is Verdict.MALICIOUS
     assert {r.source for r in v.reasons} == {"Sigma", "Location", "Combined"}
-    assert judge(TEMP_FILE, Signals()).verdict is Verdict.SUSPICIOUS
+    # A temp folder alone is context, not a finding.
+    alone = judge(TEMP_FILE, Signals())
+    assert alone.verdict is Verdict.CLEAN and [r.source for r in alone.reasons] == ["Location"]
 
 
 def test_allowed_indicator_overrides_every_other_source() -> None:
@@ -177,6 +179,16 @@ def test_steps_registry_refuses_duplicates_and_unknown_names() -> None:
         STEPS.register("Files", Again)
     with pytest.raises(UnknownStep, match="ProcessTree"):
         gather(_source(), Seed("d", T0, T0), ["ProcessTree", "Nope"])
+
+
+def test_only_an_interpreters_script_operand_counts_as_a_script() -> None:
+    from vigil.air.playbook import _scripts
+
+    assert _scripts("/bin/sh /tmp/x.sh arg") == ["/tmp/x.sh"]
+    assert _scripts("python3 -u /home/ann/run.py") == ["/home/ann/run.py"]
+    assert _scripts("bash -c 'cat /tmp/x > /tmp/y'") == []
+    assert _scripts("cp /tmp/a /tmp/b") == []
+    assert _scripts("sh /usr/lib/helper.sh") == []
 
 
 def test_persistence_paths() -> None:
