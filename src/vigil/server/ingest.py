@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -122,6 +122,9 @@ class IngestPipeline:
         self.clock = clock
         self.detector = detector
         self.rejected_rows = RejectedRows()
+        # Called with (device_id, rows) after a new batch is committed (TVM applies software inventories there);
+        # one failing must not cost the agent its acknowledgement: the batch is stored.
+        self.after_store: list[Callable[[str, RowsByTable], object]] = []
 
     def ingest(self, device_id: str, batch_id: str, rows: RowsByTable,
                rejected: Sequence[RejectedRow] = ()) -> TelemetryAck:
@@ -147,6 +150,13 @@ class IngestPipeline:
         except DuplicateBatch:  # a concurrent resend of the same batch won the race and holds the events
             return TelemetryAck(batch_id=batch_id, accepted=0, duplicate=True, rejected=len(rejected),
                                 rejections=rejection_summary(rejected))
+        if not stored.duplicate:
+            for hook in self.after_store:
+                try:
+                    hook(device_id, rows)
+                except Exception:
+                    log.exception("post-ingest step %s failed on batch %s of device %s", getattr(hook, "__qualname__",
+                                  hook), batch_id, device_id)
         if rejected and not stored.duplicate:
             self.rejected_rows.add(rejected)
             first = rejected[0]
