@@ -34,6 +34,13 @@ def application_store(engine: Any) -> Any:
     return SqlApplicationStore(engine)
 
 
+def destination_store(engine: Any) -> Any:
+    """Streaming destinations (``vigil.app.streaming.DestinationStore``) on ``engine``."""
+    from vigil.store.export import SqlDestinationStore
+
+    return SqlDestinationStore(engine)
+
+
 def hunt_runner(store: Store) -> Any:
     """The hunting runner (``vigil.app.hunting.HuntRunner``) on ``store``'s database."""
     from vigil.store.hunt import SqlHuntRunner

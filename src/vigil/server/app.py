@@ -17,6 +17,7 @@ from vigil.server import (
     agent_actions,
     agent_api,
     api,
+    av_agent,
     errors,
     headers,
     portal,
@@ -30,6 +31,7 @@ from vigil.server.portal import web as portal_web
 from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import RetentionWorker
 from vigil.server.services import RateLimiter, Services
+from vigil.server.streaming import stream_worker
 from vigil.store import db
 
 
@@ -68,12 +70,14 @@ def create_app(
     tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        retention, investigations = RetentionWorker(svc), AirWorker(svc)
+        retention, investigations, streaming = RetentionWorker(svc), AirWorker(svc), stream_worker(svc)
         retention.start()
         investigations.start()
+        streaming.start()
         try:
             yield
         finally:
+            streaming.stop()
             investigations.stop()
             retention.stop()
 
@@ -91,6 +95,7 @@ def create_app(
     errors.install(app, errors.HtmlErrors(portal_web.wants_html, portal_web.error_page))  # pages for people
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)
+    app.include_router(av_agent.router)
     app.include_router(api.router)
     app.include_router(api.applications.token_router)  # /oauth2/v2.0/token, where Defender scripts post
     portal.install(app)  # the portal's pages and its /static files

@@ -15,6 +15,7 @@ from vigil.core.clock import Clock
 from vigil.core.telemetry import RejectedRow
 from vigil.store.alerts import NewHit, record_hit
 from vigil.store.errors import DuplicateBatch
+from vigil.store.export import any_enabled, write_outbox
 from vigil.store.identity import report_device
 from vigil.store.telemetry import batch_transaction, insert_rows, store_batch
 from vigil.wire import MAX_LISTED_REJECTIONS, TelemetryAck
@@ -143,8 +144,9 @@ class IngestPipeline:
                 stored = store_batch(conn, device_id, batch_id, rows, now)
                 report_device(conn, device_id, now, _device_facts(rows))  # name, OS, tags: held for review
                 if not stored.duplicate:
-                    for hit in hits:
-                        record_hit(conn, hit, now)
+                    opened = [aid for aid, new in (record_hit(conn, hit, now) for hit in hits) if new]
+                    if any_enabled(conn):  # streaming export: in this transaction, so stored means exported
+                        write_outbox(conn, rows, opened, now)
                     if rejected:
                         insert_rows(conn, "DeviceEvents", [rejection_event(device_id, batch_id, rows, rejected, now)])
         except DuplicateBatch:  # a concurrent resend of the same batch won the race and holds the events

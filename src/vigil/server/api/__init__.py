@@ -11,6 +11,7 @@ from vigil.server.api import (
     applications,
     asr,
     audit,
+    detectionrules,
     incidents,
     indicators,
     investigations,
@@ -23,6 +24,7 @@ from vigil.server.api import (
     plan,
     rbac,
     session,
+    streaming,
     suppression,
     tokens,
     tvm,
@@ -32,7 +34,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations, tvm,
+    investigations, tvm, detectionrules, streaming,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
