@@ -40,6 +40,7 @@ from vigil.wire import (
     HeartbeatResponse,
     TelemetryAck,
 )
+from vigil.wire.av import AV_DEFINITIONS_PATH, AV_UPDATE_PATH, AvUpdate, AvUpdateRequest
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -353,6 +354,19 @@ class AgentTransport:
         path = ACTION_RESULT_PATH.format(action_id=action_id)
         response = self._post(path, result.model_dump_json().encode(), {"Content-Type": "application/json"}, None)
         check(response, f"POST {path}")
+
+    def av_update(self, request: AvUpdateRequest) -> AvUpdate:
+        """The device group's antivirus policy and the version of the bundle the server serves it."""
+        response = self._post(AV_UPDATE_PATH, request.model_dump_json().encode(),
+                              {"Content-Type": "application/json"}, None)
+        check(response, f"POST {AV_UPDATE_PATH}")
+        return _parse(AvUpdate, response, AV_UPDATE_PATH)
+
+    def av_definitions(self) -> bytes:
+        """The signed bundle itself (the caller verifies it before use)."""
+        response = self._post(AV_DEFINITIONS_PATH, b"", {}, max(self._timeout, 300.0))
+        check(response, f"POST {AV_DEFINITIONS_PATH}")
+        return response.content
 
     def upload_artifact(self, action_id: str, file: Path) -> None:
         """Streams the file (never whole in memory) with its size as Content-Length."""
