@@ -1,0 +1,205 @@
+"""From scan findings to a device's weaknesses (one per package and CVE, with every advisory that reaches it),
+and from weaknesses to security recommendations grouped by remediation, with their effect on exposure.
+
+Pure functions over plain values; the service (`vigil.app.tvm`) reads and writes the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packageurl import PackageURL
+
+from vigil.tvm.feedstore import ScanFinding
+from vigil.tvm.model import Package
+from vigil.tvm.purls import to_purl
+from vigil.tvm.scores import CRITICALITY, exposure_score, finding_risk
+from vigil.tvm.version_schemes import InvalidVersion, UnknownEcosystem, scheme_for
+
+CRITICALITY_TAG = "criticality:"  # a device tag "criticality:high" sets its criticality (low/normal/high/very high)
+_LABEL = {"critical": "Critical", "high": "High", "important": "High", "medium": "Medium", "moderate": "Medium",
+          "low": "Low"}
+_RANK = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
+
+
+def criticality(tags: Iterable[str]) -> str:
+    for t in tags:
+        if t.lower().startswith(CRITICALITY_TAG) and t[len(CRITICALITY_TAG):].strip().lower() in CRITICALITY:
+            return t[len(CRITICALITY_TAG):].strip().lower()
+    return "normal"
+
+
+def severity_label(cvss: float | None, vendor: str | None) -> str | None:
+    if cvss is not None:
+        return "Critical" if cvss >= 9 else "High" if cvss >= 7 else "Medium" if cvss >= 4 else "Low"
+    return _LABEL.get((vendor or "").lower())
+
+
+def _newest(ecosystem: str, versions: Iterable[str]) -> str | None:
+    vs = list(dict.fromkeys(versions))
+    if not vs:
+        return None
+    try:
+        scheme = scheme_for(ecosystem)
+        return max(vs, key=scheme.parse)
+    except (InvalidVersion, UnknownEcosystem):
+        return max(vs)
+
+
+def _software_purl(finding: ScanFinding, members: Sequence[tuple[str, Package]]) -> str:
+    """The purl a weakness is filed under: the installed package's, or for a distro package reached through its
+    source package, the source package's own (arch=source)."""
+    if len(members) == 1 and members[0][1].name == finding.package:
+        return members[0][0]
+    p = members[0][1]
+    src = Package(p.ecosystem, finding.package, finding.installed, extra={"arch": "source"})
+    try:
+        return to_purl(src)
+    except ValueError:
+        return PackageURL(type="generic", name=finding.package, version=finding.installed).to_string()
+
+
+def device_weaknesses(packages: Sequence[tuple[str, Package]], findings: Sequence[ScanFinding],
+                      cvss_of: Callable[[str], float | None], device_criticality: str) -> list[dict[str, Any]]:
+    """One DeviceTvmSoftwareVulnerabilities row (device columns left to the store) per package and CVE; an
+    advisory naming no CVE is its own weakness. A CVE several advisories reach is one row listing them all; its
+    fix is the newest fixed version among them (the one that clears every advisory)."""
+    by_match: dict[tuple[str, str, str], list[tuple[str, Package]]] = {}
+    for purl, p in packages:
+        by_match.setdefault((p.ecosystem, p.match_name, p.match_version), []).append((purl, p))
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in findings:
+        members = by_match.get((f.ecosystem, f.package, f.installed))
+        if not members:
+            continue
+        purl = _software_purl(f, members)
+        cvss = cvss_of(f.advisory)
+        for cve in f.aliases or (f.advisory,):
+            w = grouped.setdefault((purl, cve), {"finding": f, "advisories": [], "fixes": {}, "cvss": None,
+                                                 "severity": None, "why": []})
+            w["advisories"].append(f.advisory)
+            if f.fixed:
+                w["fixes"][f.fixed] = f.advisory
+            if cvss is not None and (w["cvss"] is None or cvss > w["cvss"]):
+                w["cvss"] = cvss
+            label = severity_label(None, f.severity)
+            if label and (w["severity"] is None or _RANK[label] > _RANK[w["severity"]]):
+                w["severity"] = label
+            w["why"].append(f"{f.advisory}: {f.why}")
+            w["kev"] = w.get("kev", False) or f.kev
+            w["epss"] = max((e for e in (w.get("epss"), f.epss) if e is not None), default=None)
+    rows = []
+    for (purl, cve), w in sorted(grouped.items()):
+        f = w["finding"]
+        fixed = _newest(f.ecosystem, w["fixes"])
+        sev = severity_label(w["cvss"], None) or w["severity"]
+        kev, epss = bool(w["kev"]), w["epss"]
+        tags = (["ExploitedInTheWild"] if kev else []) + ([] if fixed else ["NoSecurityUpdate"])
+        why = "; ".join(w["why"])
+        if f.binaries:
+            why += f" (installed binaries: {', '.join(f.binaries)})"
+        rows.append({
+            "SoftwareVendor": vendor_name(f.ecosystem), "SoftwareName": f.package, "SoftwareVersion": f.installed,
+            "CveId": cve, "VulnerabilitySeverityLevel": sev,
+            "RecommendedSecurityUpdate": f"Upgrade {f.package} to {fixed}" if fixed else None,
+            "RecommendedSecurityUpdateId": w["fixes"].get(fixed) if fixed else None,
+            "CveTags": tags, "CveMitigationStatus": "", "SoftwarePurl": purl, "Ecosystem": f.ecosystem,
+            "AdvisoryIds": sorted(set(w["advisories"])), "FixedVersion": fixed, "MatchReason": why[:4000],
+            "CvssScore": w["cvss"], "EpssScore": epss, "IsKnownExploited": kev,
+            "RiskScore": finding_risk(w["cvss"], sev, epss, kev, fixed is not None, device_criticality),
+        })
+    return rows
+
+
+_VENDORS = {"Debian": "debian", "AlmaLinux": "almalinux", "Alpine": "alpine", "PyPI": "pypi", "npm": "npm",
+            "Go": "golang", "Linux": "linux"}
+
+
+def vendor_name(ecosystem: str) -> str:
+    family = ecosystem.split(":", 1)[0]
+    return _VENDORS.get(family, family.lower())
+
+
+def software_id(vendor: str, name: str) -> str:
+    """Defender's software id form, vendor-_-name."""
+    return f"{vendor}-_-{name}"
+
+
+def recommendation_id(vendor: str, name: str) -> str:
+    return f"va-_-{vendor}-_-{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Exception_:
+    """An exception on a recommendation, as scoring sees it: the groups it covers (None: every group)."""
+
+    recommendation_id: str
+    group_ids: frozenset[int] | None
+
+
+def excepted(rec_id: str, group_id: int, exceptions: Sequence[Exception_]) -> bool:
+    return any(e.recommendation_id == rec_id and (e.group_ids is None or group_id in e.group_ids)
+               for e in exceptions)
+
+
+def device_exposure(weaknesses: Iterable[Mapping[str, Any]], exceptions: Sequence[Exception_] = ()) -> int:
+    """A device's exposure score over its weaknesses that no exception covers."""
+    return exposure_score(w["RiskScore"] for w in weaknesses
+                          if not excepted(recommendation_id(w["SoftwareVendor"], w["SoftwareName"]), w["group_id"],
+                                          exceptions))
+
+
+def organisation_exposure(device_scores: Mapping[str, int]) -> int:
+    """The organisation's exposure: the mean of its devices' scores (devices without weaknesses count 0)."""
+    return round(sum(device_scores.values()) / len(device_scores)) if device_scores else 0
+
+
+def recommendations(weaknesses: Sequence[Mapping[str, Any]], device_scores: Mapping[str, int],
+                    exceptions: Sequence[Exception_]) -> list[dict[str, Any]]:
+    """Security recommendations with Defender's fields, one per software (vendor and package; for distro packages
+    the source package), ordered by exposure impact: what the organisation's exposure score would drop by if the
+    software were updated on every exposed device."""
+    by_rec: dict[str, list[Mapping[str, Any]]] = {}
+    for w in weaknesses:
+        by_rec.setdefault(recommendation_id(w["SoftwareVendor"], w["SoftwareName"]), []).append(w)
+    per_device: dict[str, list[Mapping[str, Any]]] = {}
+    for w in weaknesses:
+        per_device.setdefault(w["DeviceId"], []).append(w)
+    out = []
+    for rec_id, ws in by_rec.items():
+        first = ws[0]
+        devices = sorted({w["DeviceId"] for w in ws})
+        without = dict(device_scores)
+        for d in devices:
+            without[d] = device_exposure([x for x in per_device[d]
+                                          if recommendation_id(x["SoftwareVendor"], x["SoftwareName"]) != rec_id],
+                                         exceptions)
+        impact = organisation_exposure(device_scores) - organisation_exposure(without)
+        fixes = [w["FixedVersion"] for w in ws if w["FixedVersion"]]
+        cves = sorted({w["CveId"] for w in ws})
+        kev = sorted({w["CveId"] for w in ws if w["IsKnownExploited"]})
+        covered = [w for w in ws if excepted(rec_id, w["group_id"], exceptions)]
+        target = _newest(first["Ecosystem"], fixes)
+        rtype = "Update" if target else "Uninstall"
+        name = first["SoftwareName"]
+        label = (f"Update {name} to {target} or later" if target else f"Uninstall {name}: no security update yet")
+        out.append({
+            "id": rec_id, "productName": name, "recommendationName": label, "vendor": first["SoftwareVendor"],
+            "recommendedVersion": target, "recommendedProgram": None, "recommendedVendor": None,
+            "recommendationCategory": "Application", "subCategory": first["Ecosystem"],
+            "severityScore": max((w["CvssScore"] or 0.0) for w in ws), "publicVulnerability": True,
+            "activeAlert": False, "associatedThreats": [], "remediationType": rtype,
+            "status": "Exception" if len(covered) == len(ws) else "Active",
+            "configScoreImpact": 0.0, "exposureImpact": float(impact), "totalMachineCount": len(devices),
+            "exposedMachinesCount": len({w["DeviceId"] for w in ws if w not in covered}),
+            "nonProductivityImpactedAssets": 0, "relatedComponent": f"{first['Ecosystem']} {name}",
+            "weaknesses": len(cves), "knownExploitedCount": len(kev), "cveIds": cves,
+            "exposedMachineIds": devices,
+            "summary": (f"{'upgrade' if target else 'remove'} {'source package ' if ':' in first['Ecosystem'] else ''}"
+                        f"{name}{' to ≥ ' + target if target else ''} on {len(devices)} device"
+                        f"{'' if len(devices) == 1 else 's'}: fixes {len(cves)} CVE{'' if len(cves) == 1 else 's'}"
+                        f", {len(kev)} in KEV"),
+        })
+    out.sort(key=lambda r: (-r["exposureImpact"], -r["weaknesses"], r["id"]))
+    return out
