@@ -698,3 +698,17 @@ custom_detection_hits = sa.Table(
     sa.Column("alert_id", sa.String(40), nullable=False),
     sa.Column("seen_at", UtcDateTime, nullable=False),
 )
+
+# Windows event shippers (Winlogbeat, Fluent Bit) that post to the ingest route, each with its own secret (issue 25).
+event_sources = sa.Table(
+    "event_sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Column("last_seen_at", UtcDateTime, nullable=True),
+    sa.Column("events", sa.BigInteger, nullable=False, default=0),
+)
