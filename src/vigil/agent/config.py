@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,9 @@ NETWORK_PROVIDERS = ("auto", "ebpf", "audit")
 AV_MODES = ("auto", "block", "audit", "passive")  # agent/antivirus.py says what each means
 
 
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """``$VIGIL_AGENT_STATE_DIR`` or /var/lib/vigil/agent; the command line passes its environment in."""
+    return Path(env.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
 @dataclass(frozen=True)

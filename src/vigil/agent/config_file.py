@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.agent.budget import BudgetLimits
-from vigil.agent.config import AgentConfig, default_state_dir
+from vigil.agent.config import DEFAULT_STATE_DIR, AgentConfig
 from vigil.agent.errors import AgentError
 
 LOCAL_CONFIG = Path("/etc/vigil/agent.toml")
@@ -112,9 +112,11 @@ def load_config(
     local: Path | None = LOCAL_CONFIG,
     managed: Path | None = MANAGED_CONFIG,
     overrides: Mapping[str, Any] | None = None,
+    default_state: Path = DEFAULT_STATE_DIR,
 ) -> LoadedConfig:
     """Defaults, then the local file, then ``overrides`` (command-line flags), then the managed file.
 
+    ``default_state`` is the state folder when none of them names one (the CLI passes its environment's).
     A missing file is skipped; an unreadable or invalid one raises ConfigFileError."""
     merged: dict[str, Any] = {}
     sources: list[Path] = []
@@ -131,7 +133,7 @@ def load_config(
         merged.update(enforced)
         sources.append(managed)
     budget = {k.removeprefix("budget."): merged.pop(k) for k in [k for k in merged if k.startswith("budget.")]}
-    merged.setdefault("state_dir", default_state_dir())
+    merged.setdefault("state_dir", default_state)
     where = sources[-1] if sources else Path("<command line>")
     try:
         limits = BudgetLimits(**budget)

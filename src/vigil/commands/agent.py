@@ -60,7 +60,7 @@ def enroll(
     state_dir: StateDir = None,
 ) -> None:
     """Enroll this device with the server named in the onboarding package."""
-    state = state_dir or default_state_dir()
+    state = state_dir or default_state_dir(os.environ)
     with _user_errors():
         identity = enroll_device(package, state, proxy=ProxyEnv.of(os.environ))
     audit_locally(state, "agent.enroll", identity.device_id, {"server": identity.server_url, "package": str(package)})
@@ -106,7 +106,7 @@ def run(
     if no_audit:
         overrides["use_audit"] = False
     with _user_errors():
-        loaded = load_config(config_file, managed_file, overrides)
+        loaded = load_config(config_file, managed_file, overrides, default_state_dir(os.environ))
         _setup_logging(loaded.config, verbose)
         log = logging.getLogger("vigil.agent")
         log.info("settings from %s", ", ".join(map(str, loaded.sources)) or "defaults and flags")
@@ -131,7 +131,7 @@ def health(
 ) -> None:
     """Show identity, sensors, counters, spool depth and the last successful upload."""
     with _user_errors():
-        report = read_health(state_dir or default_state_dir())
+        report = read_health(state_dir or default_state_dir(os.environ))
         if field:
             value = report.get(field)
             typer.echo(json.dumps(value) if output is Output.JSON or isinstance(value, dict) else value)
@@ -152,7 +152,7 @@ def resend_held(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the held batches, release none")] = False,
 ) -> None:
     """Send held batches again (those set aside after repeated server errors), once the server is fixed."""
-    state = state_dir or default_state_dir()
+    state = state_dir or default_state_dir(os.environ)
     with _user_errors():
         chosen = release_held(state / SPOOL_FILE, batch_id, dry_run=dry_run)
     if batch_id is not None and not chosen:

@@ -58,7 +58,7 @@ DataDir = Annotated[Path | None, typer.Option(
 
 
 def _state(state_dir: Path | None) -> Path:
-    return state_dir or default_state_dir()
+    return state_dir or default_state_dir(os.environ)
 
 
 def _emit(output: Output, value: Any, table: str) -> None:

@@ -8,6 +8,7 @@ bundle). `feed import`: 0 imported (or already there), 2 refused (signature, tam
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,7 @@ def _read_text(path: Path, what: str) -> str:
 
 def _store_for(feeds: str, cache_dir: Path | None, public_key: str | None) -> FeedStore:
     path = Path(feeds)
-    cache = cache_dir or tvm_feeds.default_cache_dir()
+    cache = cache_dir or tvm_feeds.default_cache_dir(os.environ.get("XDG_CACHE_HOME"), Path.home())
     if not path.exists():
         raise CommandError(f"--feeds {path}: no such folder or file")
     try:

@@ -163,9 +163,9 @@ def open_store(path: Path) -> FeedStore:
         raise FeedsError(f"{path}: {e}") from None
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vigil" / "tvm"
+def default_cache_dir(xdg_cache_home: str | None, home: Path) -> Path:
+    """`$XDG_CACHE_HOME/vigil/tvm`, else `~/.cache/vigil/tvm`; the edge reads the variable and the home."""
+    return Path(xdg_cache_home or home / ".cache") / "vigil" / "tvm"
 
 
 def cached_store(root: Path, cache_dir: Path, progress: Progress | None = None) -> tuple[Path, BuildReport | None]:

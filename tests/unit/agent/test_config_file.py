@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from vigil.agent.config import DEFAULT_STATE_DIR, STATE_DIR_ENV, default_state_dir
 from vigil.agent.config_file import ConfigFileError, load_config
 
 
@@ -46,6 +47,17 @@ cpu_percent = 10
 def test_missing_files_mean_defaults(tmp_path: Path) -> None:
     loaded = load_config(tmp_path / "no.toml", tmp_path / "none.toml", {"state_dir": tmp_path})
     assert loaded.sources == () and loaded.config.file_paths == ("/",)
+
+
+def test_the_state_folder_default_is_given_by_the_caller_not_read_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "from-env"))
+    assert load_config(None, None).config.state_dir == DEFAULT_STATE_DIR
+    assert load_config(None, None, default_state=tmp_path / "given").config.state_dir == tmp_path / "given"
+    named = write(tmp_path / "agent.toml", f'state_dir = "{tmp_path}/named"')
+    assert load_config(named, None, default_state=tmp_path / "given").config.state_dir == tmp_path / "named"
+    assert default_state_dir({STATE_DIR_ENV: "/srv/agent"}) == Path("/srv/agent")
+    assert default_state_dir({}) == DEFAULT_STATE_DIR
 
 
 @pytest.mark.parametrize(("text", "key"), [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.tvm.corpus_support import DPKG_STATUS, GO_RECORD, write_corpus
-from vigil.content.tvm_feeds import FeedsError, build_store, cached_store, corpus_key, open_store
+from vigil.content.tvm_feeds import FeedsError, build_store, cached_store, corpus_key, default_cache_dir, open_store
 from vigil.tvm.feeds.osv import parse_osv
 from vigil.tvm.feedstore import FeedStore, StoreError, advisory_from_doc, advisory_to_doc
 from vigil.tvm.inventory import read_dpkg_status
@@ -138,3 +138,9 @@ def test_store_documents_round_trip_and_a_foreign_database_is_refused(tmp_path: 
         FeedStore(sqlite3.connect(db))
     with pytest.raises(FeedsError, match="not a Vigil feed store"):
         open_store(db)
+
+
+def test_the_cache_folder_comes_from_the_values_the_edge_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "/from/the/environment")
+    assert default_cache_dir("/var/cache/x", Path("/home/ana")) == Path("/var/cache/x/vigil/tvm")
+    assert default_cache_dir(None, Path("/home/ana")) == Path("/home/ana/.cache/vigil/tvm")
