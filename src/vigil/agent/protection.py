@@ -9,9 +9,10 @@ or ``...Audited`` (packets per address, not per process: nftables does not know 
 ``vigil_network_protection``, apart from isolation's, so neither disturbs the other.
 
 ASR: every ProcessCreated row the sensors write is evaluated against the policy. Audit records
-``Asr<Rule>Audited``. Block and Warn can only act after the exec here, so the process is killed (by pid and start
-time) and the row is ``Asr<Rule>Terminated``, never ``Blocked``: denying the exec before it happens needs the
-fanotify gate (``vigil.agent.fanotify``), which is the seam ``decide_exec`` is written for.
+``Asr<Rule>Audited``. Block and Warn act after the exec there, so the process is killed (by pid and start time) and
+the row is ``Asr<Rule>Terminated``, never ``Blocked``. Before the exec, the on-access gate (agent.protection_gate)
+denies what it can decide then (file-hash indicators, and the rules decided by path and parent), reported as
+``Asr<Rule>Blocked|Warned`` and ``FileIndicatorBlocked|Audited``; it runs only while the bundle needs it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from vigil.agent.actions.base import ActionFailed, ActionSettings
 from vigil.agent.actions.isolation import _nft, management_endpoints
 from vigil.agent.actions.kill import kill_exact
 from vigil.agent.clock import Clock, iso
+from vigil.agent.fanotify import AccessGate, GateSettings, local_mounts, with_prefixes
+from vigil.agent.protection_gate import FILE_TYPES, ProtectionHook
 from vigil.agent.sensors.base import EventSink
 from vigil.asr import AsrMode, catalogue, evaluate
 from vigil.asr.bundle import Bundle, from_json
-from vigil.asr.indicators import Indicator, IndicatorAction, IndicatorType, Observation
+from vigil.asr.indicators import Indicator, IndicatorAction, IndicatorSet, IndicatorType, Observation
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +152,18 @@ class Protection:
     """The device's protection state: the bundle in force, its nftables table, and the ASR evaluation."""
 
     def __init__(self, settings: ActionSettings, clock: Clock, sink: EventSink, *, resolver: Resolver = resolve,
-                 poll_seconds: float = 5.0) -> None:
+                 poll_seconds: float = 5.0, gate_marks: tuple[str, ...] | None = None) -> None:
         self.settings, self.clock, self.sink = settings, clock, sink
         self.resolver = resolver
         self.poll_seconds = poll_seconds
         self.bundle: Bundle | None = None
+        self.matcher: IndicatorSet | None = None
+        self.file_kinds: frozenset[IndicatorType] = frozenset()
+        # The on-access gate (mounts: every local one unless given), started only when the bundle needs it.
+        self.gate_marks = gate_marks
+        self.gate: AccessGate | None = None
+        self.gate_error = ""
+        self._hook = ProtectionHook(self)
         self._targets: dict[str, Target] = {}
         self._counters: dict[str, int] = {}
         self._resolved: dict[str, tuple[float, list[str]]] = {}
@@ -182,9 +192,29 @@ class Protection:
             os.fsync(f.fileno())
         os.replace(tmp, self._state)
         with self._lock:
+            self.matcher = bundle.indicator_set()
+            self.file_kinds = frozenset(i.indicator_type for i in bundle.indicators) & FILE_TYPES
             self.bundle = bundle
             self._resolved.clear()
-        return self.refresh(force=True)
+        self._sync_gate()
+        return {**self.refresh(force=True), "gate": self.gate is not None, "gateError": self.gate_error}
+
+    def _sync_gate(self) -> None:
+        """Start the gate when the bundle has something to deny before an exec; stop it when not."""
+        if self._hook.needed() and self.gate is None:
+            marks = self.gate_marks if self.gate_marks is not None else tuple(local_mounts())
+            gate = AccessGate(GateSettings(marks=marks, close_write=False,
+                                           never_block=with_prefixes([str(self.settings.state_dir)])), [self._hook])
+            try:
+                gate.start()
+            except OSError as e:  # no fanotify permission events here: the telemetry path still terminates
+                self.gate_error = f"fanotify permission events refused: {e}"
+                log.warning("pre-exec protection unavailable: %s", self.gate_error)
+                return
+            self.gate, self.gate_error = gate, ""
+        elif not self._hook.needed() and self.gate is not None:
+            self.gate.stop()
+            self.gate = None
 
     def restore(self) -> str | None:
         """At agent start: the last bundle, enforced again (a reboot flushed the ruleset)."""
@@ -222,8 +252,13 @@ class Protection:
             a: (t.blocked, t.indicator.id) for a, t in self._targets.items()}
         if force or changed:
             self._report_counters()  # what the old table counted, before re-creating it zeroes the counters
-            done = _nft(self.settings, ["-f", "-"], render(found))
-            if done.returncode != 0:
+            if found:
+                done = _nft(self.settings, ["-f", "-"], render(found))
+            elif _nft(self.settings, ["list", "table", "inet", TABLE]).returncode == 0:
+                done = _nft(self.settings, ["delete", "table", "inet", TABLE])  # nothing left to filter
+            else:
+                done = None  # nothing to filter and no table: nft is not touched
+            if done is not None and done.returncode != 0:
                 raise ActionFailed(f"nft refused the network protection table: {done.stderr.strip()}")
             self._targets, self._counters = by_address, {}
         return {"revision": bundle.revision, "blocked": sorted(a for a, t in by_address.items() if t.blocked),
@@ -274,6 +309,9 @@ class Protection:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.gate is not None:
+            self.gate.stop()
+            self.gate = None
         with contextlib.suppress(ActionFailed, OSError, ValueError):
             self._report_counters()
 

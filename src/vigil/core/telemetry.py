@@ -208,7 +208,8 @@ DEVICE_EVENTS = Table(
      "ResponseActionFailed", "ResponseActionRefused", "AntivirusDetection", "AntivirusScanCompleted",
      "TelemetryRowsRejected",  # made by the server: rows of a batch it refused, counts in AdditionalFields
      "SoftwareInventory",  # the installed software as package URLs (agent.sensors.software_inventory)
-     *ASR_ACTION_TYPES, "ExploitGuardNetworkProtectionBlocked", "ExploitGuardNetworkProtectionAudited"),
+     *ASR_ACTION_TYPES, "ExploitGuardNetworkProtectionBlocked", "ExploitGuardNetworkProtectionAudited",
+     "FileIndicatorBlocked", "FileIndicatorAudited"),  # file-hash indicators on the exec gate
 )
 
 DEVICE_INFO = Table(

@@ -4,7 +4,9 @@ network namespace: Block terminates (reported as Terminated), Audit records only
 nothing, and the IP indicator blocks the connect.
 
 The agent watches every process on the machine, so the policy fences itself in: everything outside /dev/shm is
-excluded, and the test's executable lives in its own /dev/shm folder."""
+excluded, and the test's executable lives in its own /dev/shm folder. The on-access gate is pointed at a tmpfs of
+its own, so the exec in /dev/shm goes through and this test exercises the after-the-fact path (the pre-exec denial
+is tests/integration/agent/test_protection_gate.py's)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,17 @@ def napper() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def gate_mount(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "gate"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 def _fence() -> list[dict[str, str]]:
     return [{"pattern": f"/{d}/*"} for d in sorted(os.listdir("/")) if d != "dev"] + [{"pattern": "/dev/[!s]*"}]
 
@@ -54,7 +67,7 @@ def _events(srv: VigilServer, action: str, pid: int) -> list[dict[str, Any]]:
 
 
 def test_policy_and_indicator_enforced_by_the_agent(sqlite_server: VigilServer, tmp_path: Path,
-                                                    napper: Path) -> None:
+                                                    napper: Path, gate_mount: Path) -> None:
     require_netns()
     srv = sqlite_server
     state = tmp_path / "agent"
@@ -64,6 +77,7 @@ def test_policy_and_indicator_enforced_by_the_agent(sqlite_server: VigilServer, 
                             environ={ISOLATION_NETNS_ENV: lab.ep})
         assert agent.protection is not None
         agent.protection.poll_seconds = 0.5
+        agent.protection.gate_marks = (str(gate_mount),)
         health = agent.start()
         try:
             if health["process"].state == "unavailable":
