@@ -27,7 +27,7 @@ from vigil.server.auth import Principal, requires, services
 from vigil.server.services import Services
 
 router = APIRouter()
-_SERVICES: weakref.WeakKeyDictionary[Services, TvmService] = weakref.WeakKeyDictionary()
+_SERVICES: dict[int, TvmService] = {}  # by id(Services), dropped with it (Services is not hashable)
 
 VIEW = Permission.VIEW_DATA_TVM
 
@@ -35,14 +35,15 @@ VIEW = Permission.VIEW_DATA_TVM
 def attach(svc: Services) -> TvmService:
     """The server's TVM service; its inventory step runs after every stored batch."""
     tvm = TvmService(sql_store(svc.engine), svc.settings.data_dir, svc.clock)
-    _SERVICES[svc] = tvm
+    _SERVICES[id(svc)] = tvm
+    weakref.finalize(svc, _SERVICES.pop, id(svc), None)
     svc.ingest.after_store.append(tvm.on_batch)
     return tvm
 
 
 def service(request: Request) -> TvmService:
     svc = services(request)
-    return _SERVICES.get(svc) or attach(svc)
+    return _SERVICES.get(id(svc)) or attach(svc)
 
 
 def _list(items: list[dict[str, Any]], top: int | None = None) -> dict[str, Any]:
