@@ -21,6 +21,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "onboarding-package": ("vigil.commands.server", "onboarding_package", False),
     "offboard": ("vigil.commands.server", "offboard", False),
     "devices": ("vigil.commands.devices", "app", True),
+    "users": ("vigil.commands.users", "app", True),
     "audit": ("vigil.commands.audit", "app", True),
     "docs": ("vigil.commands.server", "docs_app", True),
     "agent": ("vigil.commands.agent", "app", True),

@@ -35,6 +35,7 @@ from vigil.app.ports import (
     TagChange,
     UnitOfWork,
     UserAccess,
+    UserSummary,
 )
 from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
@@ -62,6 +63,9 @@ class MemoryState:
     actions: list[MachineAction] = field(default_factory=list)
     plan: PlanGate | None = None
     users: dict[str, UserAccess] = field(default_factory=dict)
+    # Accounts as the user verbs manage them, and their passwords in clear (a fake: nothing here is hashed).
+    accounts: dict[str, UserSummary] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     alert_notes: dict[str, list[AlertNote]] = field(default_factory=dict)
     incidents: dict[int, IncidentRecord] = field(default_factory=dict)
@@ -226,7 +230,31 @@ class _Users:
         self._s = state
 
     def access(self, username: str) -> UserAccess | None:
-        return self._s.users.get(username)
+        found = self._s.accounts.get(username)
+        return None if found is not None and found.disabled else self._s.users.get(username)
+
+    def list_all(self) -> list[UserSummary]:
+        return [self._s.accounts[k] for k in sorted(self._s.accounts)]
+
+    def create(self, username: str, password: str, role: str, email: str | None, now: datetime
+               ) -> UserSummary | None:
+        if username in self._s.accounts:
+            return None
+        self._s.accounts[username] = UserSummary(username, role, email, "local", False)
+        self._s.passwords[username] = password
+        return self._s.accounts[username]
+
+    def set_disabled(self, username: str, disabled: bool, now: datetime) -> UserSummary | None:
+        if username not in self._s.accounts:
+            return None
+        self._s.accounts[username] = replace(self._s.accounts[username], disabled=disabled)
+        return self._s.accounts[username]
+
+    def set_password(self, username: str, password: str, now: datetime) -> UserSummary | None:
+        if username not in self._s.accounts:
+            return None
+        self._s.passwords[username] = password
+        return self._s.accounts[username]
 
 
 class _Alerts:

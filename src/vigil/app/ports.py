@@ -407,9 +407,38 @@ class AsrRepository(Protocol):
     def delete_policy(self, group_id: int | None) -> bool: ...
 
 
+@dataclass(frozen=True)
+class UserSummary:
+    """A Vigil account as an administrator lists it."""
+
+    username: str
+    role: str
+    email: str | None
+    source: str
+    disabled: bool
+    user_groups: tuple[str, ...] = ()
+
+
 class UserDirectory(Protocol):
     def access(self, username: str) -> UserAccess | None:
         """The named user's permissions and device groups under the current mode; None for no such user."""
+        ...
+
+    def list_all(self) -> list[UserSummary]:
+        """Every account, disabled ones too, by name."""
+        ...
+
+    def create(self, username: str, password: str, role: str, email: str | None, now: datetime
+               ) -> UserSummary | None:
+        """A new local account; None when the name is taken."""
+        ...
+
+    def set_disabled(self, username: str, disabled: bool, now: datetime) -> UserSummary | None:
+        """Disable (signing the user out everywhere) or enable an account; None for no such user."""
+        ...
+
+    def set_password(self, username: str, password: str, now: datetime) -> UserSummary | None:
+        """A new password for a local account, every session of it signed out; None for no such user."""
         ...
 
 

@@ -30,6 +30,7 @@ from vigil.app.ports import (
     TagChange,
     UnitOfWork,
     UserAccess,
+    UserSummary,
 )
 from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
@@ -37,7 +38,7 @@ from vigil.core.actions import MachineAction
 from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.audit import ChainReport
 from vigil.core.plan import Ring, plan_from_dict, signoff_status
-from vigil.core.rbac import Permission
+from vigil.core.rbac import BasicRole, Permission
 from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
@@ -49,6 +50,7 @@ from vigil.store import suppression as suppression_store
 from vigil.store import telemetry as telemetry_store
 from vigil.store.errors import NotConfiguredIssuer, NotFound
 from vigil.store.schema import alerts, device_groups, devices
+from vigil.store.sessions import close_user_sessions
 
 # The server's signing path (server/actions.py) given a connection: the store records, the server signs.
 ActionIssuerFn = Callable[[sa.Connection, ActionRequest, AuditRecord, datetime], MachineAction]
@@ -213,6 +215,42 @@ class SqlUsers:
         a = rbac.access_for(self._c, user)
         is_admin = a.device_group_ids is None and a.permissions == frozenset(Permission)
         return UserAccess(user.username, a.permissions, a.device_group_ids, is_admin)
+
+    def _summary(self, user: users.User, disabled: bool) -> UserSummary:
+        return UserSummary(user.username, user.role.value, user.email, user.source, disabled,
+                           tuple(rbac.user_group_names(self._c, user.id)))
+
+    def _find(self, username: str) -> tuple[users.User, bool] | None:
+        # get_user_by_name hides disabled accounts; an administrator must still reach them to enable them.
+        return next(((u, off) for u, off in users.list_users(self._c) if u.username == username), None)
+
+    def list_all(self) -> list[UserSummary]:
+        return [self._summary(u, off) for u, off in users.list_users(self._c)]
+
+    def create(self, username: str, password: str, role: str, email: str | None, now: datetime
+               ) -> UserSummary | None:
+        try:
+            made = users.create_user(self._c, username, password, BasicRole(role), now, email=email)
+        except users.UserExists:
+            return None
+        return self._summary(made, False)
+
+    def set_disabled(self, username: str, disabled: bool, now: datetime) -> UserSummary | None:
+        found = self._find(username)
+        if found is None:
+            return None
+        users.update_user(self._c, found[0].id, disabled=disabled)
+        if disabled:
+            close_user_sessions(self._c, found[0].id, now)
+        return self._summary(found[0], disabled)
+
+    def set_password(self, username: str, password: str, now: datetime) -> UserSummary | None:
+        found = self._find(username)
+        if found is None:
+            return None
+        users.set_password(self._c, found[0].id, password, now)
+        close_user_sessions(self._c, found[0].id, now)
+        return self._summary(*found)
 
 
 def _alert(row: Any) -> AlertRecord:

@@ -31,7 +31,7 @@ def test_users_roles_and_groups_in_the_portal(sqlite_server: VigilServer) -> Non
         assert c.post("/users", data={"csrf": csrf, "username": "bea", "password": PASSWORD}).status_code == 409
         assert c.post("/users/bea/join", data={"csrf": csrf, "group": "tier-1"}).status_code == 303
         assert c.post("/users/bea/password", data={"csrf": csrf, "password": NEW_PASSWORD}).status_code == 303
-        assert c.post("/users/admin/disable", data={"csrf": csrf}).status_code == 409  # not oneself
+        assert c.post("/users/admin/disable", data={"csrf": csrf}).status_code == 422  # not oneself
         assert c.post("/roles", data={"csrf": csrf, "name": "Tier 1", "description": "triage",
                                       "permissions": ["View data – Security operations", "Alerts investigation"],
                                       "user_groups": "tier-1"}).status_code == 303
@@ -52,6 +52,11 @@ def test_users_roles_and_groups_in_the_portal(sqlite_server: VigilServer) -> Non
         assert {"user.create", "user.update", "user_group.add_member", "role.put", "role.delete"} <= actions
     with server.client() as c:
         assert c.post("/api/auth/login", json={"username": "bea", "password": NEW_PASSWORD}).status_code == 401
+    with _portal(server, "admin", server.admin_password) as c:
+        assert 'data-user="bea"' in c.get("/users").text  # a disabled account is still listed, to enable it
+        assert c.post("/users/bea/enable", data={"csrf": c.cookies["vigil_csrf"]}).status_code == 303
+    with server.client() as c:
+        assert c.post("/api/auth/login", json={"username": "bea", "password": NEW_PASSWORD}).status_code == 200
 
 
 def test_an_api_token_from_the_portal_shows_its_secret_once(sqlite_server: VigilServer) -> None:

@@ -8,13 +8,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from vigil.app import users as app_users
+from vigil.app.errors import AppError
 from vigil.core.rbac import BasicRole, Permission
+from vigil.server import app_edge as edge
 from vigil.server.api import accounts as api_accounts
 from vigil.server.api import rbac as api_rbac
 from vigil.server.api import tokens as api_tokens
-from vigil.server.auth import CSRF_COOKIE, Principal
+from vigil.server.auth import CSRF_COOKIE, Principal, services
 from vigil.server.errors import APIError
-from vigil.server.portal.web import any_page, check_form_csrf, page, templates
+from vigil.server.portal.web import any_page, check_form_csrf, page, refused, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,9 +89,9 @@ def users_change(
     check_form_csrf(request, csrf)
     try:
         if what in ("disable", "enable"):
-            if what == "disable" and username == who.user.username:
-                raise APIError(409, "rejected", "you cannot disable your own account", field="username")
-            api_rbac.patch_user(username, api_rbac.UserPatch(disabled=what == "disable"), request, who)
+            # The service, not PATCH /api/users, which cannot find a disabled account to enable it again.
+            app_users.set_disabled(edge.store(request), services(request).clock, edge.principal(request), username,
+                                   what == "disable")
         elif what == "role":
             api_rbac.patch_user(username, api_rbac.UserPatch(role=role), request, who)  # type: ignore[arg-type]
         elif what == "password":
@@ -101,6 +104,8 @@ def users_change(
             raise APIError(404, "not_found", f"no change {what!r}: use disable, enable, role, password, join or leave")
     except ValidationError as e:
         raise _invalid(e) from None
+    except AppError as e:
+        return refused(request, who, e)
     return _back("/users")
 
 
