@@ -29,6 +29,9 @@ from vigil.store.schema import (
     indicators,
     machine_actions,
     telemetry_tables,
+    user_group_members,
+    user_groups,
+    users,
 )
 
 _INV = sa.select(air_investigations, devices.c.computer_dns_name, devices.c.group_id).join(
@@ -197,6 +200,16 @@ class SqlAir:
             answer=r.answer, answered_by=r.answered_by, answered_at=_maybe(r.answered_at),
             hunting_queries=tuple(r.hunting_queries or ()), recommended_actions=tuple(r.recommended_actions or ()),
         ) for r in self._c.execute(q)]
+
+    def user_groups_of(self, username: str, now: datetime) -> set[str]:
+        m = user_group_members.c
+        q = sa.select(user_groups.c.name).join(user_group_members, m.user_group_id == user_groups.c.id).join(
+            users, users.c.id == m.user_id).where(users.c.username == username, sa.or_(
+                m.expires_at.is_(None), m.expires_at > now))
+        return {str(r[0]) for r in self._c.execute(q)}
+
+    def user_group_exists(self, name: str) -> bool:
+        return self._c.execute(sa.select(user_groups.c.id).where(user_groups.c.name == name)).first() is not None
 
     def answer_case(self, case_id: int, answer: str, by: str, queries: Sequence[str], actions: Sequence[str],
                     now: datetime) -> None:

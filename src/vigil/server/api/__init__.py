@@ -12,6 +12,7 @@ from vigil.server.api import (
     asr,
     audit,
     detectionrules,
+    experts,
     incidents,
     indicators,
     investigations,
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations, tvm, detectionrules, streaming,
+    investigations, tvm, detectionrules, streaming, experts,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
