@@ -34,6 +34,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "hunt": ("vigil.commands.hunt", "hunt", False),
     "asr": ("vigil.commands.asr", "app", True),
     "indicators": ("vigil.commands.indicators", "app", True),
+    "investigations": ("vigil.commands.investigations", "app", True),
 }
 
 
