@@ -238,3 +238,32 @@ def deliver(uow: UnitOfWork, now: datetime, who: Principal, group_ids: frozenset
                           AuditRecord(who.actor, "", "", "", source_ip=who.source_ip), now)
         sent += 1
     return sent
+
+
+def group_names(store: Store, who: Principal) -> list[str]:
+    """The device groups the caller may set a policy for, by name."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    with store.begin() as uow:
+        return sorted(name for gid, name in uow.asr.group_names().items() if who.sees_group(gid))
+
+
+def report(store: Store, runner: HuntRunner, clock: Clock, who: Principal, days: int) -> dict[str, dict[str, int]]:
+    """ASR events of the last ``days`` days on the caller's devices: {rule name: {day: count}} (through hunting: its
+    scope, quota and audit)."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"days must be from 1 to {MAX_DAYS}", field="days")
+    stamp = (clock.now() - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+    query = (f"SELECT ActionType, Timestamp FROM DeviceEvents WHERE Timestamp >= '{stamp}' "
+             "AND ActionType LIKE 'Asr%'")
+    out: dict[str, dict[str, int]] = {}
+    names = sorted((r.name for r in catalogue()), key=len, reverse=True)
+    for row in hunting.run_query(store, runner, clock, who, query).results:
+        action = str(row.get("ActionType") or "")[3:]
+        name = next((n for n in names if action.startswith(n)), None)
+        if name is None:
+            continue
+        day = str(row.get("Timestamp") or "")[:10]
+        out.setdefault(name, {}).setdefault(day, 0)
+        out[name][day] += 1
+    return out

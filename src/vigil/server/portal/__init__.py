@@ -19,6 +19,7 @@ from vigil.server.portal import (
     account,
     actions,
     alerts,
+    asr,
     content,
     dashboard,
     devices,
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     dashboard.router, signin.router, devices.router, alerts.router, incidents.router, actions.router, plan.router,
     settings.router, content.router, sso.router, account.router, tuning.router, access.router,
     liveresponse.router,
+    asr.router,
 )
 
 

@@ -107,6 +107,8 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
     ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
     ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
+    ("/asr", "ASR", Permission.VIEW_DATA_SECOPS),
+    ("/indicators", "Indicators", Permission.VIEW_DATA_SECOPS),
     ("/plan", "Plan", Permission.VIEW_PLAN_REPORTS),
     ("/audit", "Audit log", Permission.MANAGE_PORTAL_SETTINGS),
     ("/onboarding", "Onboarding", Permission.MANAGE_SECURITY_SETTINGS),
