@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "tvm": ("vigil.commands.tvm", "app", True),
     "av": ("vigil.commands.av", "app", True),
     "hunt": ("vigil.commands.hunt", "hunt", False),
+    "detections": ("vigil.commands.detections", "app", True),
     "asr": ("vigil.commands.asr", "app", True),
     "indicators": ("vigil.commands.indicators", "app", True),
     "investigations": ("vigil.commands.investigations", "app", True),

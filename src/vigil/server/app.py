@@ -23,6 +23,7 @@ from vigil.server import (
     portal,
 )
 from vigil.server.air_worker import AirWorker
+from vigil.server.detection_scheduler import DetectionScheduler
 from vigil.server.api import tvm as tvm_api
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
 from vigil.server.ingest import IngestPipeline
@@ -74,9 +75,12 @@ def create_app(
         retention.start()
         investigations.start()
         streaming.start()
+        scheduled = DetectionScheduler(svc)
+        scheduled.start()
         try:
             yield
         finally:
+            scheduled.stop()
             streaming.stop()
             investigations.stop()
             retention.stop()

@@ -123,3 +123,35 @@ def test_alert_to_investigation_under_each_level(sqlite_server: VigilServer) -> 
         assert audit
     with srv.client() as anonymous:
         assert anonymous.get("/api/investigations").status_code == 401
+
+
+def test_expansion_to_ten_devices_waits_for_approval(sqlite_server: VigilServer) -> None:
+    srv = sqlite_server
+    origin = dict(enroll_raw(srv, srv.onboarding_package()["token"], "origin").json())
+    assert post_batch(srv, origin["credential"], _events(origin["device_id"], 100)).status_code == 200
+    others = []
+    for i in range(10):
+        dev = dict(enroll_raw(srv, srv.onboarding_package()["token"], f"peer-{i}").json())
+        seen = process_event(dev["device_id"], 1, FileName="helper", FolderPath="/opt/helper/helper",
+                             SHA256=DROPPER_SHA, ProcessCommandLine="/opt/helper/helper")
+        assert post_batch(srv, dev["credential"], [seen]).status_code == 200
+        others.append(dev["device_id"])
+    with srv.client(srv.admin_token()) as c:
+        alert = wait_for(lambda: next(iter(c.get("/api/alerts", params={"machineId": origin["device_id"]})
+                                           .json()["value"]), None), 30, "the origin's alert")
+        r = c.post(f"/api/alerts/{alert['id']}/startInvestigation", json={})
+        assert r.status_code == 201, r.text
+        inv = r.json()
+        assert inv["expansion"]["state"] == "PendingApproval" and inv["expansion"]["needsApproval"]
+        assert sorted(inv["expansion"]["devices"]) == sorted(others)
+        assert f"sha256:{DROPPER_SHA}" in inv["expansion"]["devices"][others[0]]
+        assert c.get("/api/investigations", params={"machineId": others[0]}).json()["value"] == []
+        r = c.post(f"/api/investigations/{inv['id']}/approveExpansion", json={"Comment": "go"})
+        assert r.status_code == 200, r.text
+        assert r.json()["expansion"]["state"] == "Approved"
+        children = [i for i in c.get("/api/investigations").json()["value"]
+                    if i["parentInvestigationId"] == inv["id"]]
+        assert sorted(i["machineId"] for i in children) == sorted(others)
+        assert {i["triggeredBy"] for i in children} == {"Expansion"}
+        again = c.post(f"/api/investigations/{inv['id']}/approveExpansion", json={})
+        assert again.status_code == 422
