@@ -33,18 +33,22 @@ from vigil.agent.fanotify import Access, AccessKind, Decision
 from vigil.agent.identity import load_identity
 from vigil.agent.incumbent import Finding
 from vigil.agent.sensors.base import EventSink
+from vigil.agent.transport import AgentTransport
 from vigil.av.bundle import BundleError, InstalledDefinitions, public_key_from_text
 from vigil.av.definitions import Definitions, builtin
 from vigil.av.engine import Engine
-from vigil.av.exclusions import ExclusionError, ExclusionFile, Exclusions
+from vigil.av.exclusions import ExclusionError, ExclusionFile, Exclusions, merge
 from vigil.av.history import ThreatHistory
 from vigil.av.model import Detection
+from vigil.av.policy import AvPolicy, parse_policy
 from vigil.av.quarantine import QuarantineError, QuarantineStore
+from vigil.wire.av import AvUpdateRequest
 
 log = logging.getLogger(__name__)
 
 LAST_SCANS_FILE = "last_scans.json"  # under <state>/av: when the last quick and full scans finished
 EXCLUSIONS_FILE = "exclusions.json"  # under <state>/av: this endpoint's own exclusions (`vigil av exclusion`)
+POLICY_FILE = "policy.json"  # under <state>/av: the device group's effective policy, as the server last sent it
 HISTORY_FILE = "threats.jsonl"  # under <state>/av: every detection and what was done (`vigil av threat list`)
 REPORT_AGAIN_SECONDS = 300.0  # one file's same threat is reported once per this, however often it is opened
 # Products that are antiviruses (an EDR alone does not make Vigil passive).
@@ -93,17 +97,27 @@ def exclusion_file(state_dir: Path) -> Path:
 
 
 def local_exclusions(state_dir: Path) -> Exclusions:
-    return ExclusionFile.load(exclusion_file(state_dir)).exclusions()
+    """What scans and real-time protection leave alone here: the endpoint's own exclusions and its group's."""
+    return merge(ExclusionFile.load(exclusion_file(state_dir)).exclusions(), served_policy(state_dir).exclusions)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 class ExclusionWatch:
-    """The endpoint's exclusions, read again when the file changes (checked at most every ``every`` seconds),
-    so `vigil av exclusion add` reaches a running agent; a broken file keeps the last good lists, logged."""
+    """``local_exclusions``, read again when either file changes (checked at most every ``every`` seconds), so
+    `vigil av exclusion add` and a new group policy reach a running agent; a broken file keeps the last good lists."""
 
     def __init__(self, state_dir: Path, every: float = 2.0) -> None:
-        self._file, self._every = exclusion_file(state_dir), every
+        self._state, self._every = state_dir, every
+        self._files = (exclusion_file(state_dir), state_dir / "av" / POLICY_FILE)
         self._checked = -every
-        self._stamp: tuple[int, int] | None = None
+        self._stamps: tuple[tuple[int, int] | None, ...] | None = None
         self.current = Exclusions()
 
     def get(self) -> Exclusions:
@@ -111,16 +125,11 @@ class ExclusionWatch:
         if now - self._checked < self._every:
             return self.current
         self._checked = now
-        try:
-            st = os.stat(self._file)
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            self._stamp, self.current = None, Exclusions()
-            return self.current
-        if stamp != self._stamp:
-            self._stamp = stamp
+        stamps = tuple(_stamp(f) for f in self._files)
+        if stamps != self._stamps:
+            self._stamps = stamps
             try:
-                self.current = ExclusionFile.load(self._file).exclusions()
+                self.current = local_exclusions(self._state)
             except ExclusionError as e:
                 log.error("antivirus exclusions not updated: %s", e)
         return self.current
@@ -309,3 +318,59 @@ class RealTimeHook:
             self._remediate.put(None)
             self._remediator.join(5)
             self._remediator = None
+
+
+# -- what the server says: the group's policy and its bundle ----------------------------------------------------
+
+
+def served_policy(state_dir: Path) -> AvPolicy:
+    """The policy the server last sent (empty before the first update); a damaged file counts as none, logged."""
+    try:
+        raw = json.loads((state_dir / "av" / POLICY_FILE).read_text())
+        return parse_policy(raw, "policy")
+    except FileNotFoundError:
+        return AvPolicy()
+    except (OSError, ValueError) as e:
+        log.error("antivirus policy from the server unusable, ignored: %s", e)
+        return AvPolicy()
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    policy: dict[str, Any]
+    served_version: int | None
+    installed_version: int
+    installed_now: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def update_from_server(state_dir: Path, transport: AgentTransport) -> UpdateResult:
+    """Fetch the group's policy (kept in <state>/av/policy.json) and, when the server serves a newer bundle,
+    download, verify and install it. Raises DefinitionsRefused for a bundle that does not verify or is older."""
+    identity = load_identity(state_dir)
+    if not identity.action_public_key:
+        raise DefinitionsRefused("this agent pinned no signing key: it cannot verify definitions")
+    trusted = [public_key_from_text(identity.action_public_key)]
+    installed = InstalledDefinitions(state_dir / "av" / "definitions")
+    try:
+        header = installed.installed_header(trusted)
+    except BundleError as e:
+        log.warning("installed definitions refused, replacing them: %s", e)
+        header = None
+    current = int(str(header["version"])) if header else 0
+    answer = transport.av_update(AvUpdateRequest(definitions_version=current))
+    folder = state_dir / "av"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{POLICY_FILE}.tmp"
+    tmp.write_text(json.dumps(answer.policy))
+    os.replace(tmp, folder / POLICY_FILE)
+    installed_now = False
+    if answer.definitions_version is not None and answer.definitions_version > current:
+        try:
+            new = installed.install(transport.av_definitions(), trusted, "the server's bundle")
+        except BundleError as e:
+            raise DefinitionsRefused(str(e)) from None
+        current, installed_now = int(str(new["version"])), True
+    return UpdateResult(answer.policy, answer.definitions_version, current, installed_now)

@@ -99,6 +99,9 @@ def parse_hash_list(text: str, origin: str, store: HashStore, default_name: str 
 
 
 def _threat_name(name: str) -> str:
-    """Defender-style: a bare name ``Mirai`` becomes ``Trojan:Linux/Mirai``; ``Category:Platform/Name`` is kept."""
-    return name if ":" in name and "/" in name else f"Trojan:Linux/{name}"
+    """Defender-style: a bare name ``Mirai`` becomes ``Trojan:Linux/Mirai``, ``Linux/Mirai`` ``Trojan:Linux/Mirai``;
+    ``Category:Platform/Name`` is kept."""
+    if ":" in name and "/" in name:
+        return name
+    return f"Trojan:{name}" if "/" in name else f"Trojan:Linux/{name}"
 

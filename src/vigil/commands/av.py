@@ -460,3 +460,154 @@ def health(output: OutputOpt = Output.TABLE, state_dir: StateDir = None, public_
     }
     table = "\n".join(f"{k:<32} {json.dumps(v) if isinstance(v, dict) else v}" for k, v in report.items())
     _emit(output, report, table)
+
+
+@definitions_app.command("update")
+def definitions_update(output: OutputOpt = Output.TABLE, state_dir: StateDir = None) -> None:
+    """Fetch this device group's policy and, when the server serves a newer signed bundle, install it (a running
+    agent also does this every 15 minutes)."""
+    from vigil.agent.antivirus import DefinitionsRefused, update_from_server
+    from vigil.agent.errors import AgentError
+    from vigil.agent.identity import load_identity
+    from vigil.agent.transport import AgentTransport, ProxyEnv
+
+    state = _state(state_dir)
+    try:
+        transport = AgentTransport(load_identity(state), 60.0, ProxyEnv.of(os.environ))
+    except AgentError as e:
+        raise CommandError(f"{e} (definitions update needs an enrolled agent; use definitions import offline)"
+                           ) from None
+    try:
+        result = update_from_server(state, transport)
+    except DefinitionsRefused as e:
+        raise CommandError(str(e)) from None
+    except AgentError as e:
+        raise CommandError(f"the server could not be asked: {e}") from None
+    finally:
+        transport.close()
+    if result.installed_now:
+        audit_locally(state, "av.definitions_update", str(result.installed_version), {"source": "server"})
+    table = (f"installed definitions version {result.installed_version} from the server" if result.installed_now
+             else f"definitions version {result.installed_version} is current (server: {result.served_version})")
+    _emit(output, result.as_dict(), table)
+
+
+# -- the server's side: policy per device group, published bundles ------------------------------------------------
+policy_app = typer.Typer(help="Antivirus policy per device group, on the server (--data-dir).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+GroupOpt = Annotated[str | None, typer.Option("--group", help="a device group's name (default: the global policy)")]
+
+
+def _policy_file(data_dir: Path | None) -> Any:
+    from vigil.av.policy import PolicyFile
+    from vigil.config import data_dir_from_env
+
+    return PolicyFile(data_dir_from_env(data_dir))
+
+
+@policy_app.command("show")
+def policy_show(output: OutputOpt = Output.TABLE, data_dir: DataDir = None, group: GroupOpt = None) -> None:
+    """The global policy and each group's; with --group, what that group's devices get (merged)."""
+    from vigil.av.policy import PolicyError
+
+    pf = _policy_file(data_dir)
+    try:
+        global_, groups = pf.read()
+        value: Any = (pf.for_group(group).as_dict() if group else
+                      {"global": global_.as_dict(), "groups": {n: p.as_dict() for n, p in groups.items()}})
+    except PolicyError as e:
+        raise CommandError(str(e)) from None
+    _emit(output, value, json.dumps(value, indent=2))
+
+
+def _switch(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("on", "off"):
+        raise CommandError(f"--{name}: expected on or off, got {value!r}")
+    return value == "on"
+
+
+@policy_app.command("set")
+def policy_set(
+    data_dir: DataDir = None, group: GroupOpt = None, output: OutputOpt = Output.TABLE,
+    realtime: Annotated[str | None, typer.Option("--realtime", help="on or off")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="auto, block, audit or passive")] = None,
+    open_perm: Annotated[str | None, typer.Option("--open-perm", help="on or off: scan plain opens too")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="KIND:VALUE to add, e.g. folder:/srv/data, extension:.iso (repeatable)")] = None,
+    scan: Annotated[list[str] | None, typer.Option(
+        "--scan", help="TYPE@HH:MM[@mon,tue,...] a scheduled scan, e.g. quick@02:30 (repeatable; replaces)")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="start from an empty policy for this level")] = False,
+) -> None:
+    """Change the global policy or a group's; settings not given stay as they are."""
+    from vigil.av.policy import AvPolicy, PolicyError, parse_policy
+
+    pf = _policy_file(data_dir)
+    try:
+        global_, groups = pf.read()
+        current = AvPolicy() if clear else (groups.get(group, AvPolicy()) if group else global_)
+        raw = current.as_dict()
+        for key, val in (("realtime", _switch(realtime, "realtime")), ("mode", mode),
+                         ("open_perm", _switch(open_perm, "open-perm"))):
+            if val is not None:
+                raw[key] = val
+        for item in exclude or []:
+            kind, sep, value = item.partition(":")
+            if not sep:
+                raise CommandError(f"--exclude {item!r}: expected KIND:VALUE")
+            raw.setdefault("exclusions", {}).setdefault(kind, []).append(value)
+        if scan:
+            raw["scans"] = []
+            for item in scan:
+                parts = item.split("@")
+                if len(parts) not in (2, 3):
+                    raise CommandError(f"--scan {item!r}: expected TYPE@HH:MM or TYPE@HH:MM@mon,tue")
+                entry: dict[str, Any] = {"type": parts[0], "at": parts[1]}
+                if len(parts) == 3:
+                    entry["days"] = parts[2].split(",")
+                raw["scans"].append(entry)
+        new = parse_policy(raw, f"groups[{group!r}]" if group else "global")
+    except PolicyError as e:
+        raise CommandError(str(e)) from None
+    if group:
+        groups[group] = new
+    else:
+        global_ = new
+    pf.write(global_, groups)
+    from vigil.commands._common import audit_server_change
+
+    audit_server_change(data_dir, "av.policy_set", "av_policy", group or "global", new.as_dict())
+    _emit(output, new.as_dict(), f"antivirus policy of {group or 'every device (global)'}: "
+          + json.dumps(new.as_dict()))
+
+
+@bundle_app.command("publish")
+def bundle_publish(bundle: Annotated[Path, typer.Argument(help="a signed bundle (.vab)")],
+                   data_dir: DataDir = None, group: GroupOpt = None, output: OutputOpt = Output.TABLE) -> None:
+    """Serve a bundle to agents (every device, or one group's), after verifying it with the server's key."""
+    from vigil.av.policy import BundleShelf
+    from vigil.commands._common import audit_server_change, settings_for
+    from vigil.deploy.signing import public_key as server_public_key
+
+    settings = settings_for(data_dir)
+    key = server_public_key(settings)
+    if not key:
+        raise CommandError(f"{settings.data_dir} has no action-signing key: agents could not verify a bundle")
+    data = _read(bundle)
+    try:
+        header = bundles.read_header(data, [bundles.public_key_from_text(key)], str(bundle))
+    except BundleError as e:
+        raise CommandError(f"{e} (agents verify bundles with the server's action-signing key)") from None
+    shelf = BundleShelf(settings.data_dir)
+    served = shelf.for_group(group)
+    if served is not None and served == shelf.path(group):
+        old = bundles.read_header(served.read_bytes(), [bundles.public_key_from_text(key)], str(served))
+        if int(str(old["version"])) >= int(str(header["version"])):
+            raise CommandError(f"{bundle}: version {header['version']} is not newer than the published "
+                               f"{old['version']}; refused")
+    target = shelf.publish(data, group)
+    audit_server_change(data_dir, "av.bundle_publish", "av_bundle", group or "default",
+                        {"version": header["version"], "file": str(target)})
+    _emit(output, {"version": header["version"], "group": group, "file": str(target)},
+          f"serving definitions version {header['version']} to {group or 'every device'}")
