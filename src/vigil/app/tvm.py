@@ -92,6 +92,13 @@ class TvmService:
 
         return cvss_of
 
+    def _epss(self, feed: _Feed) -> Any:
+        def epss_of(cve: str) -> float | None:
+            with self._lock:
+                return feed.store.epss(cve)
+
+        return epss_of
+
     # -- inventory ----------------------------------------------------------------------------------------------
 
     def on_batch(self, device_id: str, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
@@ -136,7 +143,8 @@ class TvmService:
         problems: list[str] = []
         with self._lock:
             findings = feed.store.scan([p for _, p in packages], problems)
-        rows = posture.device_weaknesses(packages, findings, self._cvss(feed), posture.criticality(tags))
+        rows = posture.device_weaknesses(packages, findings, self._cvss(feed), posture.criticality(tags),
+                                         feed.store.in_kev, self._epss(feed))
         with self.store.begin() as uow:
             db.replace_weaknesses(uow.conn, device_id, rows, feed.sequence, self.clock.now())  # type: ignore[attr-defined]
         return len(rows)

@@ -61,10 +61,13 @@ def _software_purl(finding: ScanFinding, members: Sequence[tuple[str, Package]])
 
 
 def device_weaknesses(packages: Sequence[tuple[str, Package]], findings: Sequence[ScanFinding],
-                      cvss_of: Callable[[str], float | None], device_criticality: str) -> list[dict[str, Any]]:
+                      cvss_of: Callable[[str], float | None], device_criticality: str,
+                      kev_of: Callable[[str], bool] | None = None,
+                      epss_of: Callable[[str], float | None] | None = None) -> list[dict[str, Any]]:
     """One DeviceTvmSoftwareVulnerabilities row (device columns left to the store) per package and CVE; an
     advisory naming no CVE is its own weakness. A CVE several advisories reach is one row listing them all; its
-    fix is the newest fixed version among them (the one that clears every advisory)."""
+    fix is the newest fixed version among them (the one that clears every advisory). KEV and EPSS are the CVE's
+    own (``kev_of``, ``epss_of``), not its advisory's, which may name other CVEs."""
     by_match: dict[tuple[str, str, str], list[tuple[str, Package]]] = {}
     for purl, p in packages:
         by_match.setdefault((p.ecosystem, p.match_name, p.match_version), []).append((purl, p))
@@ -87,8 +90,10 @@ def device_weaknesses(packages: Sequence[tuple[str, Package]], findings: Sequenc
             if label and (w["severity"] is None or _RANK[label] > _RANK[w["severity"]]):
                 w["severity"] = label
             w["why"].append(f"{f.advisory}: {f.why}")
-            w["kev"] = w.get("kev", False) or f.kev
-            w["epss"] = max((e for e in (w.get("epss"), f.epss) if e is not None), default=None)
+            own = cve.startswith("CVE-") and kev_of is not None
+            w["kev"] = w.get("kev", False) or (kev_of(cve) if own and kev_of else f.kev)
+            e = epss_of(cve) if own and epss_of else f.epss
+            w["epss"] = max((x for x in (w.get("epss"), e) if x is not None), default=None)
     rows = []
     for (purl, cve), w in sorted(grouped.items()):
         f = w["finding"]
