@@ -92,7 +92,8 @@ def protection_fields(sensors: Mapping[str, str] | None) -> dict[str, Any]:
     if not isinstance(state, dict):
         state = {}
     mode = state.get("mode")
-    scans = state.get("lastScans") if isinstance(state.get("lastScans"), dict) else {}
+    last = state.get("lastScans")
+    scans: dict[str, Any] = last if isinstance(last, dict) else {}
     rtp = state.get("realTimeProtection")
     return {
         "avMode": {"block": "Active", "audit": "Audit", "passive": "Passive"}.get(str(mode)) if mode else None,
