@@ -410,13 +410,14 @@ class TvmService:
         elif principal.device_group_ids is not None and not set(groups) <= principal.device_group_ids:
             raise InvalidInput(f"rbacGroupIds {groups} include groups you cannot see", field="rbacGroupIds")
         now = self.clock.now()
-        values = {"recommendation_id": rec_id, "justification": justification, "comment": comment[:4000],
-                  "scope": scope, "rbac_group_ids": groups, "expires_at": now + timedelta(days=expires_in_days),
+        expires = now + timedelta(days=expires_in_days)
+        values: dict[str, Any] = {"recommendation_id": rec_id, "justification": justification,
+                  "comment": comment[:4000], "scope": scope, "rbac_group_ids": groups, "expires_at": expires,
                   "status": "Active", "created_by": principal.username or principal.actor, "created_at": now}
         with self.store.begin() as uow:
             eid = db.add_exception(uow.conn, values)  # type: ignore[attr-defined]
             uow.audit.append(AuditRecord(principal.actor, "tvm.exception.create", "tvm_exception", str(eid),
-                                         after={**values, "expires_at": _iso(values["expires_at"]),
+                                         after={**values, "expires_at": _iso(expires),
                                                 "created_at": _iso(now)}, reason=comment or None,
                                          source_ip=principal.source_ip), now)
         return self.exception(principal, eid)
@@ -500,9 +501,10 @@ def _software(inv: Sequence[Mapping[str, Any]], ws: Sequence[Mapping[str, Any]])
         g["versions"].add(r["SourcePackageVersion"] or r["SoftwareVersion"])
         g["packages"].add(r["SoftwareName"])
     for w in ws:
-        g = groups.get(posture.software_id(w["SoftwareVendor"], w["SoftwareName"]))
-        if g is None:
+        found = groups.get(posture.software_id(w["SoftwareVendor"], w["SoftwareName"]))
+        if found is None:
             continue
+        g = found
         g["cves"].add(w["CveId"])
         g["exposed"].add(w["DeviceId"])
         g["kev"] = g["kev"] or bool(w["IsKnownExploited"])
@@ -520,7 +522,7 @@ def _vulnerabilities(ws: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     by: dict[str, list[Mapping[str, Any]]] = {}
     for w in ws:
         by.setdefault(w["CveId"], []).append(w)
-    out = []
+    out: list[dict[str, Any]] = []
     rank = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
     for cve, group in by.items():
         sev = max((w["VulnerabilitySeverityLevel"] for w in group if w["VulnerabilitySeverityLevel"]),
