@@ -41,6 +41,13 @@ def destination_store(engine: Any) -> Any:
     return SqlDestinationStore(engine)
 
 
+def source_store(engine: Any) -> Any:
+    """Windows event sources (``vigil.app.shippers.SourceStore``) on ``engine``."""
+    from vigil.store.sources import SqlSourceStore
+
+    return SqlSourceStore(engine)
+
+
 def hunt_runner(store: Store) -> Any:
     """The hunting runner (``vigil.app.hunting.HuntRunner``) on ``store``'s database."""
     from vigil.store.hunt import SqlHuntRunner

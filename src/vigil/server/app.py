@@ -21,6 +21,7 @@ from vigil.server import (
     errors,
     headers,
     portal,
+    shippers,
 )
 from vigil.server.air_worker import AirWorker
 from vigil.server.detection_scheduler import DetectionScheduler
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(av_agent.router)
     app.include_router(api.router)
     app.include_router(api.applications.token_router)  # /oauth2/v2.0/token, where Defender scripts post
+    app.include_router(shippers.router)  # /ingest/v1/windows: Winlogbeat, Fluent Bit, EVTX uploads
     portal.install(app)  # the portal's pages and its /static files
     install_metrics(app)  # GET /metrics: the scrape token, or an analyst token
     headers.install_api_docs(app, "/api/docs")

@@ -197,6 +197,23 @@ class LiveDetection:
                 out.append(self._correlation_hit(device_id, table, row, c))
         return out
 
+    def windows_hits(self, device_id: str, events: list[tuple[dict[str, Any], datetime]]) -> list[NewHit]:
+        """What flat Windows events (shipped by Winlogbeat or Fluent Bit) raise: the Windows rules match them as
+        ``vigil triage`` matches EVTX records; the evidence is the event as the rules saw it."""
+        ruleset = self.ruleset
+        if self.by_group and self.group_of is not None:
+            ruleset = self.by_group.get(self.group_of(device_id) or "", self.ruleset)
+        out = []
+        for flat, at in events:
+            for h in ruleset.match_windows(flat):
+                out.append(NewHit(
+                    machine_id=device_id, rule_id=h.rule_id, title=h.title, description=h.description,
+                    severity=h.severity.value, category=category(h.tactics),
+                    detection_source=DetectionSource.SIGMA.value, techniques=list(h.techniques),
+                    event_time=at, evidence={"Table": "WindowsEvent", **{k: _jsonable(v) for k, v in flat.items()}},
+                ))
+        return out
+
     def _correlation_hit(self, device_id: str, table: str, row: dict[str, Any], c: CorrelationHit) -> NewHit:
         info: RuleInfo = c.correlation.info
         ev = evidence(table, row)

@@ -128,14 +128,15 @@ class IngestPipeline:
         self.after_store: list[Callable[[str, RowsByTable], object]] = []
 
     def ingest(self, device_id: str, batch_id: str, rows: RowsByTable,
-               rejected: Sequence[RejectedRow] = ()) -> TelemetryAck:
+               rejected: Sequence[RejectedRow] = (), hits: Sequence[NewHit] | None = None) -> TelemetryAck:
         """Store the batch's valid ``rows``; ``rejected`` (its invalid rows) is reported in the ack, counted
-        and recorded as one DeviceEvents row, the first time the batch is stored."""
+        and recorded as one DeviceEvents row, the first time the batch is stored. ``hits``, when given, are
+        what the batch raised, matched by the caller (shipped Windows events are matched as Windows events)."""
         now = self.clock.now()
-        hits: list[NewHit] = []
-        if self.detector is not None:
+        found: list[NewHit] = list(hits or ())
+        if self.detector is not None and hits is None:
             try:  # matched before the transaction, so the database is not held while rules run
-                hits = self.detector.hits(device_id, rows)
+                found = self.detector.hits(device_id, rows)
             except Exception:  # a detection bug must not cost the telemetry: store the batch without it
                 log.exception("detection failed on batch %s of device %s; stored without detection",
                               batch_id, device_id)
@@ -144,7 +145,7 @@ class IngestPipeline:
                 stored = store_batch(conn, device_id, batch_id, rows, now)
                 report_device(conn, device_id, now, _device_facts(rows))  # name, OS, tags: held for review
                 if not stored.duplicate:
-                    opened = [aid for aid, new in (record_hit(conn, hit, now) for hit in hits) if new]
+                    opened = [aid for aid, new in (record_hit(conn, hit, now) for hit in found) if new]
                     if any_enabled(conn):  # streaming export: in this transaction, so stored means exported
                         write_outbox(conn, rows, opened, now)
                     if rejected:

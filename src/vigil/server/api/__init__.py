@@ -11,6 +11,7 @@ from vigil.server.api import (
     applications,
     asr,
     audit,
+    eventsources,
     detectionrules,
     experts,
     incidents,
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations, tvm, detectionrules, streaming, experts,
+    investigations, tvm, detectionrules, streaming, experts, eventsources,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
