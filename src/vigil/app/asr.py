@@ -207,8 +207,15 @@ def set_policy(store: Store, clock: Clock, who: Principal, group: str | None, ne
 def set_mode(store: Store, clock: Clock, who: Principal, group: str | None, rule_ref: str, mode: AsrMode
              ) -> PolicyView:
     """Switch one rule of ``group``'s policy, keeping the rest (the portal's mode switch)."""
-    entry = rule(who, rule_ref)
-    current = policy(store, clock, who, group).policy
+    who.require(Permission.MANAGE_SECURITY_SETTINGS)
+    try:
+        entry = find(rule_ref)
+    except UnknownAsrRule as e:
+        raise NotFound(str(e)) from None
+    with store.begin() as uow:
+        gid = _group(uow, who, group, clock.now())
+        found = next((p for p in uow.asr.policies() if p.group_id == gid), None)
+    current = found.policy if found else AsrPolicy()
     return set_policy(store, clock, who, group, replace(current, modes={**current.modes, entry.guid: mode}))
 
 

@@ -87,3 +87,11 @@ def test_permissions_and_scope(store: MemoryStore) -> None:
         asr.set_policy(store, CLOCK, who(frozenset({2})), DEFAULT_GROUP_NAME, asr.parse_policy({}))
     assert asr.set_policy(store, CLOCK, who(frozenset({2})), "Pilot", asr.parse_policy({})).devices_updated == 1
     assert store.state.actions[0].device_id == B
+
+
+def test_switching_one_mode_needs_only_the_settings_permission(store: MemoryStore) -> None:
+    manager = Principal("max", frozenset({Permission.MANAGE_SECURITY_SETTINGS}), None, username="max")
+    assert asr.set_mode(store, CLOCK, manager, "Pilot", "ExecFromTempOrRemovable", AsrMode.AUDIT).policy.modes == {
+        TMP: AsrMode.AUDIT}
+    with pytest.raises(NotFound):
+        asr.set_mode(store, CLOCK, manager, "Pilot", "NoSuchRule", AsrMode.AUDIT)
