@@ -74,7 +74,8 @@ def test_suppression_hides_or_resolves_only_new_matching_alerts(sqlite_server: V
         _raise(server, dev, 2, SHADOW, "2026-11-28T11:00:00Z")
         alerts = _alerts(c)
         assert [a["id"] for a in alerts] == [before[0]["id"]]
-        assert c.get("/api/suppressionRules").json()["value"][0]["hits"] == 1
+        rules = c.get("/api/suppressionRules").json()
+        assert rules["@odata.context"] == "/api/$metadata#SuppressionRules" and rules["value"][0]["hits"] == 1
         # Disabled, the rule stops applying.
         assert c.patch(f"/api/suppressionRules/{rule['id']}", json={"enabled": False}).json()["enabled"] is False
         _raise(server, dev, 3, SHADOW, "2026-11-28T14:00:00Z")
@@ -95,7 +96,9 @@ def test_alerts_correlate_into_incidents_and_can_be_merged_and_split(server: Vig
     _raise(server, a, 2, SHADOW, "2026-11-28T09:30:00Z")  # same device, within the window
     _raise(server, b, 1, SHADOW, "2026-11-28T09:40:00Z")  # other device, nothing shared
     with server.client(server.admin_token()) as c:
-        incidents = c.get("/api/incidents").json()["value"]
+        listed = c.get("/api/incidents").json()
+        assert listed["@odata.context"] == "/api/$metadata#Incidents"
+        incidents = listed["value"]
         assert len(incidents) == 2
         by_device = {tuple(i["machineIds"]): i for i in incidents}
         web = c.get(f"/api/incidents/{by_device[(a['device_id'],)]['incidentId']}").json()

@@ -14,18 +14,18 @@ from vigil.core.rbac import Permission
 from vigil.core.severity import Severity
 from vigil.server import app_edge as edge
 from vigil.server.api import _odata as odata
-from vigil.server.api._json import iso
+from vigil.server.api._json import ByName, iso
 from vigil.server.auth import Principal, requires, services
 
 router = APIRouter()
 
 
-class RelatedUser(BaseModel):
+class RelatedUser(ByName, BaseModel):
     userName: str
     domainName: str | None = None
 
 
-class AlertInfo(BaseModel):
+class AlertInfo(ByName, BaseModel):
     """Defender's alert entity, as far as Vigil fills it."""
 
     id: str
@@ -55,7 +55,7 @@ class AlertInfo(BaseModel):
     evidence: list[dict[str, Any]]
 
 
-class AlertComment(BaseModel):
+class AlertComment(ByName, BaseModel):
     comment: str
     createdBy: str
     createdTime: str | None
@@ -108,9 +108,9 @@ def alerts_of(
 def query_alerts(
     request: Request, machine_id: str | None = None, status: str | None = None, severity: str | None = None,
     limit: int = 1000, incident_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """The alerts as plain mappings, for the modules (portal, incidents) that still index them by field name."""
-    return [a.model_dump() for a in alerts_of(request, machine_id, status, severity, limit, incident_id)]
+) -> list[AlertInfo]:
+    """The caller's alerts (the portal's queue, device page and dashboard); ``alerts_of`` by its old name."""
+    return alerts_of(request, machine_id, status, severity, limit, incident_id)
 
 
 def alert_by_id(request: Request, alert_id: str) -> AlertDetail:
@@ -119,9 +119,9 @@ def alert_by_id(request: Request, alert_id: str) -> AlertDetail:
     return alert_detail(a)
 
 
-def get_alert_json(request: Request, alert_id: str) -> dict[str, Any]:
-    """One alert with its comments as a plain mapping (the portal's alert page)."""
-    return alert_by_id(request, alert_id).model_dump()
+def get_alert_json(request: Request, alert_id: str) -> AlertDetail:
+    """One alert with its comments (the portal's alert page); ``alert_by_id`` by its old name."""
+    return alert_by_id(request, alert_id)
 
 
 @router.get("/alerts", response_model=AlertList)
@@ -168,9 +168,9 @@ def _update(request: Request, alert_id: str, body: AlertPatch) -> AlertDetail:
     return alert_detail(a)
 
 
-def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Principal) -> dict[str, Any]:
+def change_alert(request: Request, alert_id: str, body: AlertPatch, who: Principal) -> AlertDetail:
     """The portal's update form goes through here; ``who`` is the guarded caller (read again by the service)."""
-    return _update(request, alert_id, body).model_dump()
+    return _update(request, alert_id, body)
 
 
 @router.patch("/alerts/{alert_id}", response_model=AlertDetail)

@@ -14,19 +14,19 @@ from vigil.core.incidents import IncidentStatus
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
 from vigil.server.api import _odata as odata
-from vigil.server.api._json import iso
+from vigil.server.api._json import ByName, iso
 from vigil.server.api.alerts import AlertInfo, alert_info
 from vigil.server.auth import Principal, requires, services
 
 router = APIRouter()
 
 
-class IncidentEntity(BaseModel):
+class IncidentEntity(ByName, BaseModel):
     kind: str
     value: str
 
 
-class IncidentInfo(BaseModel):
+class IncidentInfo(ByName, BaseModel):
     """Defender's incident entity; devices and entities are those the caller may see."""
 
     incidentId: int
@@ -49,6 +49,8 @@ class IncidentDetail(IncidentInfo):
 
 
 class IncidentList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    odata_context: str = Field(default="/api/$metadata#Incidents", alias="@odata.context")
     value: list[IncidentInfo]
 
 
@@ -71,16 +73,16 @@ def _call(request: Request) -> tuple[Any, Any, Any]:
     return edge.store(request), services(request).clock, edge.principal(request)
 
 
-def get_incident_json(request: Request, incident_id: int) -> dict[str, Any]:
-    """One incident with its alerts as a plain mapping (the portal's incident page)."""
+def get_incident_json(request: Request, incident_id: int) -> IncidentDetail:
+    """One incident with its alerts (the portal's incident page)."""
     with edge.translated():
-        return incident_detail(app_incidents.get_incident(*_call(request), incident_id)).model_dump()
+        return incident_detail(app_incidents.get_incident(*_call(request), incident_id))
 
 
-def list_incidents(request: Request, status: str | None = None) -> list[dict[str, Any]]:
-    """The caller's incidents as plain mappings (the portal's list and dashboard)."""
+def list_incidents(request: Request, status: str | None = None) -> list[IncidentInfo]:
+    """The caller's incidents (the portal's list, device page and dashboard)."""
     with edge.translated():
-        return [incident_info(i).model_dump() for i in app_incidents.list_incidents(*_call(request), status)]
+        return [incident_info(i) for i in app_incidents.list_incidents(*_call(request), status)]
 
 
 @router.get("/incidents", response_model=IncidentList)

@@ -50,6 +50,8 @@ class SuppressionRuleInfo(BaseModel):
 
 
 class SuppressionRuleList(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    odata_context: str = Field(default="/api/$metadata#SuppressionRules", alias="@odata.context")
     value: list[SuppressionRuleInfo]
 
 

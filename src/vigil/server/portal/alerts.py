@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,11 +29,11 @@ def alerts_page(
     names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
     rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
     pg, rows = paginate(request, rows, {
-        "lastActivity": lambda a: a["lastEventTime"] or "", "severity": lambda a: rank.get(a["severity"], -1),
-        "title": lambda a: a["title"].lower(), "status": lambda a: a["status"], "events": lambda a: a["eventCount"],
-    }, "lastActivity", lambda a: " ".join([a["title"], a["id"], a["category"], names.get(a["machineId"], ""),
-                                          a["machineId"] or (a["relatedUser"] or {}).get("userName", ""),
-                                          *a["mitreTechniques"], a.get("assignedTo") or ""]))
+        "lastActivity": lambda a: a.lastEventTime or "", "severity": lambda a: rank.get(a.severity, -1),
+        "title": lambda a: a.title.lower(), "status": lambda a: a.status, "events": lambda a: a.eventCount,
+    }, "lastActivity", lambda a: " ".join([a.title, a.id, a.category, names.get(a.machineId or "", ""),
+                                          a.machineId or (a.relatedUser.userName if a.relatedUser else ""),
+                                          *a.mitreTechniques, a.assignedTo or ""]))
     return templates.TemplateResponse(
         request, "alerts/list.html",
         {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user, "pg": pg,
@@ -44,15 +44,15 @@ def alerts_page(
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(alert_id: str, request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
     a = api_alerts.get_alert_json(request, alert_id)
-    if a["machineId"] is None:
+    if a.machineId is None:
         return identity_alert_page(request, a, who)
-    m = api_machines.get_machine(request, a["machineId"])
+    m = api_machines.get_machine(request, a.machineId)
     return templates.TemplateResponse(
         request, "alerts/alert.html",
         {
             "a": a, "m": m, "user": who.user, "csrf": request.cookies.get(CSRF_COOKIE, ""),
             "can_edit": Permission.ALERTS_INVESTIGATION in who.permissions,
-            "respond": portal_actions.alert_actions(who, a["evidence"]),
+            "respond": portal_actions.alert_actions(who, a.evidence),
             "statuses": [s.value for s in AlertStatus if s is not AlertStatus.UNKNOWN],
             "classifications": [c.value for c in Classification],
             "determinations": [d.value for d in Determination],
@@ -80,7 +80,7 @@ def alert_update(
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
-def identity_alert_page(request: Request, a: dict[str, Any], who: Principal) -> Response:
+def identity_alert_page(request: Request, a: api_alerts.AlertDetail, who: Principal) -> Response:
     """An alert about a Vigil account rather than a device: no device facts, no device response actions."""
     return templates.TemplateResponse(
         request, "alerts/identity.html",

@@ -40,20 +40,20 @@ def _day(value: str | None) -> str | None:
         return None
 
 
-def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machines: list[api_machines.Machine],
-            now: datetime) -> dict[str, Any]:
+def figures(alerts: list[api_alerts.AlertInfo], incidents: list[api_incidents.IncidentInfo],
+            machines: list[api_machines.Machine], now: datetime) -> dict[str, Any]:
     """Everything the dashboard shows, as plain data (also the JSON its charts are drawn from)."""
     days = [(now.astimezone(UTC).date() - timedelta(days=DAYS - 1 - i)).isoformat() for i in range(DAYS)]
     per_day = {s: dict.fromkeys(days, 0) for s in SEVERITIES}
     for a in alerts:
-        d = _day(a.get("alertCreationTime"))
-        sev = str(a.get("severity"))
+        d = _day(a.alertCreationTime)
+        sev = a.severity
         sev = sev if sev in per_day else "Informational"
         if d is not None and d in per_day[sev]:
             per_day[sev][d] += 1
     names = {m.id: m.computerDnsName for m in machines}
-    open_alerts = [a for a in alerts if a.get("status") != "Resolved"]
-    open_incidents = [i for i in incidents if i.get("status") not in CLOSED_INCIDENTS]
+    open_alerts = [a for a in alerts if a.status != "Resolved"]
+    open_incidents = [i for i in incidents if i.status not in CLOSED_INCIDENTS]
     sensors: Counter[str] = Counter()
     covered = 0
     produced = dropped = 0
@@ -71,18 +71,18 @@ def figures(alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], machi
         "days": days,
         "alerts_by_day": {s: list(per_day[s].values()) for s in SEVERITIES},
         "alerts_total": len(alerts), "alerts_open": len(open_alerts),
-        "open_by_severity": {s: sum(1 for a in open_alerts if a.get("severity") == s) for s in SEVERITIES},
+        "open_by_severity": {s: sum(1 for a in open_alerts if a.severity == s) for s in SEVERITIES},
         "incidents_open": len(open_incidents),
-        "incidents": [{"id": i["incidentId"], "name": i["incidentName"], "severity": i["severity"],
-                       "status": i["status"]} for i in open_incidents[:8]],
+        "incidents": [{"id": i.incidentId, "name": i.incidentName, "severity": i.severity, "status": i.status}
+                      for i in open_incidents[:8]],
         "devices_total": len(machines),
         "devices_by_health": dict(Counter(m.healthStatus or "Unknown" for m in machines).most_common()),
         "sensors_by_state": dict(sensors.most_common()),
         "coverage": {"covered": covered, "total": len(machines)},
         "events": {"produced": produced, "dropped": dropped, "reasons": dict(drop_reasons.most_common())},
-        "top_rules": [{"title": t, "count": n} for t, n in Counter(a["title"] for a in alerts).most_common(5)],
+        "top_rules": [{"title": t, "count": n} for t, n in Counter(a.title for a in alerts).most_common(5)],
         "top_devices": [{"id": d, "name": names.get(d, d), "count": n}
-                        for d, n in Counter(a["machineId"] for a in alerts if a["machineId"]).most_common(5)],
+                        for d, n in Counter(a.machineId for a in alerts if a.machineId).most_common(5)],
     }
 
 

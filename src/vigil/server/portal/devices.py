@@ -114,7 +114,7 @@ def device_page(
          "actions": actions, "older": older, "paged": bool(before),
          "first_page": "?" + urlencode({"table": table, "range": range, "action": action}),
          "alerts": api_alerts.query_alerts(request, machine_id=machine_id, limit=20),
-         "incidents": [i for i in api_incidents.list_incidents(request) if machine_id in i.get("machineIds", [])][:20]},
+         "incidents": [i for i in api_incidents.list_incidents(request) if machine_id in i.machineIds][:20]},
     )
 
 

@@ -29,13 +29,13 @@ def incidents_page(
 ) -> Response:
     names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
     rows = [i for i in api_incidents.list_incidents(request)
-            if (not status or i["status"] == status) and (not severity or i["severity"] == severity)]
+            if (not status or i.status == status) and (not severity or i.severity == severity)]
     rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
     pg, rows = paginate(request, rows, {
-        "lastActivity": lambda i: i.get("lastActivityTime") or "", "severity": lambda i: rank.get(i["severity"], -1),
-        "name": lambda i: i["incidentName"].lower(), "status": lambda i: i["status"],
-    }, "lastActivity", lambda i: " ".join([i["incidentName"], str(i["incidentId"]), i.get("assignedTo") or "",
-                                          *(names.get(d, d) for d in i.get("machineIds", []))]))
+        "lastActivity": lambda i: i.lastActivityTime or "", "severity": lambda i: rank.get(i.severity, -1),
+        "name": lambda i: i.incidentName.lower(), "status": lambda i: i.status,
+    }, "lastActivity", lambda i: " ".join([i.incidentName, str(i.incidentId), i.assignedTo or "",
+                                          *(names.get(d, d) for d in i.machineIds)]))
     return templates.TemplateResponse(
         request, "incidents/list.html",
         {"incidents": rows, "names": names, "user": who.user, "pg": pg, "status": status, "severity": severity,
