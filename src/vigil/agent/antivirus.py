@@ -253,6 +253,11 @@ class RealTimeHook:
                 return False
         return False
 
+    def allows_quickly(self, fd: int) -> bool:
+        """True when the file's clean verdict is cached (unchanged since scanned with these definitions)."""
+        verdict = self.engine.cached(fd)
+        return verdict is not None and verdict.clean
+
     def decide(self, access: Access) -> Decision:
         if self._excluded(access):
             return Decision.ALLOW

@@ -4,6 +4,10 @@ The seam for every on-access check (the antivirus today; file-hash indicators an
 
 - a hook is any object with ``name``, ``kinds`` (the ``AccessKind`` values it wants) and
   ``decide(access) -> Decision``; ``Decision.ALLOW`` means "no objection", so hooks compose: one DENY denies;
+- a hook may also have ``allows_quickly(fd) -> bool``, run on the reader thread before anything else (before the
+  path is read): True when it knows from memory (a verdict cache, an ``fstat``; never more I/O) that the file
+  is harmless. When every interested hook says so, the opener is answered without a thread hand-off; False
+  sends the access on to ``decide``;
 - ``decide`` runs on a worker thread with the opener waiting (for permission kinds); ``access.fd`` is the file
   the kernel opened for us, readable with ``os.pread`` or after ``os.dup``, valid until ``decide`` returns; the
   hook must not close it. A hook reports what it found itself (its own sink); the gate only answers the kernel;
@@ -210,10 +214,12 @@ class AccessGate:
 
     # -- the reader -----------------------------------------------------------------------------------------
     def _read_loop(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
         while not self._stop.is_set():
             try:
                 # A timeout, so that stop() is noticed: closing an fd does not wake a blocked read.
-                if not select.select([self._fd], [], [], 0.2)[0]:
+                if not poller.poll(200):
                     continue
                 buf = os.read(self._fd, 256 * METADATA.size)
             except (OSError, ValueError) as e:
@@ -236,7 +242,7 @@ class AccessGate:
             kind = (AccessKind.EXEC if mask & FAN_OPEN_EXEC_PERM else AccessKind.OPEN if mask & FAN_OPEN_PERM
                     else AccessKind.CLOSE_WRITE)
             waits = bool(mask & _PERMISSION)
-            if pid == self._own_pid or not self._wants(kind):
+            if pid == self._own_pid or not self._wants(kind) or (waits and self._known_clean(kind, fd)):
                 self._quick(fd, waits)
                 continue
             try:
@@ -258,6 +264,22 @@ class AccessGate:
                 with self._lock:
                     self._pending[fd] = job
             self._jobs.put(job)
+
+    def _known_clean(self, kind: AccessKind, fd: int) -> bool:
+        """True when every interested hook vouches for the file from memory (``allows_quickly``), on the reader
+        thread, before its path is even read; then the opener is answered without a thread hand-off."""
+        for hook in self.hooks:
+            if kind not in hook.kinds:
+                continue
+            quick = getattr(hook, "allows_quickly", None)
+            try:
+                if quick is None or not quick(fd):
+                    return False
+            except Exception:  # a quick path's bug: let the full decision run
+                self.counters.hook_errors += 1
+                log.exception("on-access hook %s failed its quick check", hook.name)
+                return False
+        return True
 
     def _quick(self, fd: int, waits: bool) -> None:
         if waits:

@@ -114,6 +114,14 @@ class Engine:
         self.cache.put(key, verdict)
         return verdict, size
 
+    def cached(self, fd: int) -> Verdict | None:
+        """The cached verdict of the open file ``fd`` if it is unchanged since it was scanned, else None (cheap:
+        one fstat and a lookup; on-access scanning answers from it without handing the file to a scan thread)."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Verdict()
+        return self.cache.get(key_of(st, self.definitions.cache_version))
+
     def _scan_stream(self, f: io.RawIOBase, st: os.stat_result, path: str) -> tuple[Verdict, int]:
         if st.st_size <= _READ_WHOLE:
             data = f.readall() or b""
