@@ -1,5 +1,5 @@
-"""/api/indicators on a real server: submit, update, list with paging, import with per-row errors, delete;
-a read-only user may list but not submit; every change is in the audit log."""
+"""/api/indicators on a real server: submit, update, list with OData paging and filter, import with per-row
+errors, delete; a read-only user may list but not submit; every change is in the audit log."""
 
 from __future__ import annotations
 
@@ -37,12 +37,13 @@ def test_indicators_api_round_trip(sqlite_server: VigilServer) -> None:
         assert [r["isFailed"] for r in rows] == [False, True, False]
         assert rows[1]["indicator"] == "evil.example" and rows[1]["failureReason"].startswith("action")
 
-        page = c.get("/api/indicators", params={"$top": 2})
-        body = page.json()
-        assert [i["indicatorType"] for i in body["value"]] == ["FileSha256", "IpAddress"]
-        assert "%24skip=2" in body["@odata.nextLink"] or "$skip=2" in body["@odata.nextLink"]
-        rest = c.get("/api/indicators", params={"$top": 2, "$skip": 2}).json()
-        assert [i["indicatorType"] for i in rest["value"]] == ["Url"] and "@odata.nextLink" not in rest
+        page = c.get("/api/indicators", params={"$top": 2, "$orderby": "id"}).json()
+        assert [i["indicatorType"] for i in page["value"]] == ["FileSha256", "IpAddress"]
+        rest = c.get("/api/indicators", params={"$top": 2, "$skip": 2, "$orderby": "id"}).json()
+        assert [i["indicatorType"] for i in rest["value"]] == ["Url"]
+        urls = c.get("/api/indicators", params={"$filter": "indicatorType eq 'Url'"}).json()["value"]
+        assert [i["indicatorValue"] for i in urls] == ["https://evil.example/x"]
+        assert c.get("/api/indicators", params={"$filter": "colour eq 'red'"}).status_code == 400
 
         assert c.get(f"/api/indicators/{made['id']}").json()["title"] == "dropper (cleared)"
         assert c.delete(f"/api/indicators/{made['id']}").status_code == 204

@@ -1,16 +1,17 @@
-"""Indicators with Defender's paths and fields: GET/POST /api/indicators, GET/DELETE /api/indicators/{id},
-POST /api/indicators/import (per-row results)."""
+"""Indicators with Defender's paths and fields: GET (OData options) and POST /api/indicators, GET/DELETE
+/api/indicators/{id}, POST /api/indicators/import (per-row results)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.app import indicators as app_indicators
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 
@@ -46,7 +47,6 @@ class IndicatorList(BaseModel):
 
     odata_context: str = Field(default="/api/$metadata#Indicators", alias="@odata.context")
     value: list[IndicatorInfo]
-    odata_next_link: str | None = Field(default=None, alias="@odata.nextLink")
 
 
 class ImportBody(BaseModel):
@@ -78,18 +78,13 @@ def indicator_info(item: app_indicators.Listed) -> IndicatorInfo:
     )
 
 
-@router.get("/indicators", response_model=IndicatorList, response_model_by_alias=True,
-            response_model_exclude_none=True)
-def list_indicators(
-    request: Request, top: int = Query(default=1000, alias="$top", ge=1, le=10_000),
-    skip: int = Query(default=0, alias="$skip", ge=0), _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> IndicatorList:
+@router.get("/indicators", response_model=IndicatorList)
+def list_indicators(request: Request, q: odata.ODataQuery = odata.options(),
+                    _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> Any:
+    """The indicators the caller sees, with OData's $filter, $orderby, $skip, $top and $select."""
     with edge.translated():
         found = app_indicators.list_indicators(edge.store(request), edge.principal(request))
-    page = found[skip:skip + top]
-    more = skip + top < len(found)
-    link = str(request.url.include_query_params(**{"$skip": skip + top, "$top": top})) if more else None
-    return IndicatorList(value=[indicator_info(i) for i in page], odata_next_link=link)
+    return odata.respond(q, [indicator_info(i) for i in found], IndicatorInfo, "/api/$metadata#Indicators")
 
 
 @router.get("/indicators/{indicator_id}", response_model=IndicatorInfo)
