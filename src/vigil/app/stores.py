@@ -60,3 +60,10 @@ def detection_repository(store: Store) -> Any:
     from vigil.store.detections import SqlDetections
 
     return SqlDetections(store.engine)  # type: ignore[attr-defined]
+
+
+def history_reader(store: Store) -> Any:
+    """Stored telemetry read back in order (``vigil.app.backtest.HistoryReader``) on ``store``'s database."""
+    from vigil.store.history import SqlHistory
+
+    return SqlHistory(store.engine)  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from vigil.server.portal import (
     signin,
     sso,
     tuning,
+    tvm,
 )
 from vigil.server.portal.web import STATIC_DIR, VENDOR_DIR
 
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     settings.router, content.router, sso.router, account.router, tuning.router, access.router,
     liveresponse.router,
     asr.router,
+    tvm.router,
 )
 
 

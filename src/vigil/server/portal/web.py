@@ -108,6 +108,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
     ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
     ("/asr", "ASR", Permission.VIEW_DATA_SECOPS),
+    ("/tvm", "Vulnerabilities", Permission.VIEW_DATA_TVM),
     ("/indicators", "Indicators", Permission.VIEW_DATA_SECOPS),
     ("/plan", "Plan", Permission.VIEW_PLAN_REPORTS),
     ("/audit", "Audit log", Permission.MANAGE_PORTAL_SETTINGS),
