@@ -173,7 +173,7 @@ def run_clamscan(db: Path, corpus: Path, empty: Path) -> tuple[float, float, str
 
 
 _RSS_PROBE = """
-import resource, sys
+import sys
 from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from vigil.av import bundle
@@ -181,7 +181,9 @@ from vigil.av.engine import Engine
 key = load_pem_public_key(Path(sys.argv[2]).read_bytes())
 engine = Engine(bundle.read_bundle(Path(sys.argv[1]).read_bytes(), [key]))
 assert not engine.scan_file(sys.argv[3])[0].clean
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, the peak of this process's own memory: ru_maxrss would report the benchmark's peak, since Linux copies
+# the parent's high-water mark into a child at fork and exec does not reset it.
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
