@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
@@ -19,6 +19,8 @@ from vigil.core.audit import AuditEntry, ChainReport
 from vigil.core.plan import Ring
 from vigil.core.rbac import Permission
 
+if TYPE_CHECKING:
+    from vigil.app.hunting import HuntRunner
 
 @dataclass(frozen=True)
 class DeviceRecord:
@@ -471,3 +473,10 @@ class Store(Protocol):
     def begin(self) -> AbstractContextManager[UnitOfWork]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         ...
+
+
+class HuntableStore(Store, Protocol):
+    """A store that can also run checked read-only queries over its telemetry (advanced hunting, ASR what-if,
+    custom detections). The SQL store is one; the in-memory fake is not: its tests pass a runner themselves."""
+
+    def hunt_runner(self) -> HuntRunner: ...

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vigil.app.ports import Store
+from vigil.app.ports import HuntableStore, Store
 
 if TYPE_CHECKING:
+    from vigil.app.hunting import HuntRunner
     from vigil.store.sql import ActionIssuerFn
 
 
-def sql_store(engine: Any, issue_action: ActionIssuerFn | None = None) -> Store:
+def sql_store(engine: Any, issue_action: ActionIssuerFn | None = None) -> HuntableStore:
     """The store on ``engine`` (an SQLAlchemy engine); ``issue_action`` is the server's signing path."""
     from vigil.store.sql import SqlStore
 
@@ -48,11 +49,9 @@ def source_store(engine: Any) -> Any:
     return SqlSourceStore(engine)
 
 
-def hunt_runner(store: Store) -> Any:
-    """The hunting runner (``vigil.app.hunting.HuntRunner``) on ``store``'s database."""
-    from vigil.store.hunt import SqlHuntRunner
-
-    return SqlHuntRunner(store.engine)  # type: ignore[attr-defined]
+def hunt_runner(store: HuntableStore) -> HuntRunner:
+    """The hunting runner on ``store``'s database (``store.hunt_runner()``, kept for its callers)."""
+    return store.hunt_runner()
 
 
 def detection_repository(store: Store) -> Any:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from vigil.app import errors as app_errors
-from vigil.app.ports import AuditRecord, Store
+from vigil.app.ports import AuditRecord, HuntableStore, Store
 from vigil.app.principal import Principal, local_cli, os_user
 from vigil.app.stores import open_engine, sql_store
 from vigil.config import Settings, data_dir_from_env, load_settings
@@ -96,7 +96,7 @@ AsUser = Annotated[str | None, typer.Option(
 
 
 @contextmanager
-def local_store(settings: Settings, migrate: bool = False, sign_actions: bool = False) -> Iterator[Store]:
+def local_store(settings: Settings, migrate: bool = False, sign_actions: bool = False) -> Iterator[HuntableStore]:
     """The store of a local data directory, for the length of one command.
 
     ``sign_actions`` wires in the server's signing key, for commands that record response actions.

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from fastapi import Request
 
 from vigil.app import errors as app_errors
-from vigil.app.ports import Store
+from vigil.app.ports import HuntableStore
 from vigil.app.principal import Principal
 from vigil.app.stores import sql_store
 from vigil.server import actions as action_service
@@ -50,7 +50,7 @@ def principal(request: Request) -> Principal:
     )
 
 
-def store(request: Request) -> Store:
+def store(request: Request) -> HuntableStore:
     """The store with the server's signing path, so response actions are signed as they are recorded."""
     svc = services(request)
     return sql_store(svc.engine, action_service.signing_issuer(svc.settings))

@@ -49,6 +49,7 @@ from vigil.store import indicators as indicator_store
 from vigil.store import suppression as suppression_store
 from vigil.store import telemetry as telemetry_store
 from vigil.store.errors import NotConfiguredIssuer, NotFound
+from vigil.store.hunt import SqlHuntRunner
 from vigil.store.schema import alerts, device_groups, devices
 from vigil.store.sessions import close_user_sessions
 
@@ -421,6 +422,10 @@ class SqlStore:
 
     def __init__(self, engine: sa.Engine, issue_action: ActionIssuerFn | None = None) -> None:
         self.engine, self._issue = engine, issue_action
+
+    def hunt_runner(self) -> SqlHuntRunner:
+        """Checked read-only queries on this store's database, each in its own read-only transaction."""
+        return SqlHuntRunner(self.engine)
 
     @contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
