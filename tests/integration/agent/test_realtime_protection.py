@@ -251,3 +251,28 @@ def test_the_sensor_protects_the_configured_mount_and_reports_its_state(tmpfs: P
                                         config=AgentConfig(state_dir=tmp_path / "s2", av_realtime=False)))
     assert off.start().state is HealthState.UNAVAILABLE
     assert off.protection_state()["realTimeProtection"] is False
+
+
+def test_exclusions_reach_real_time_protection_while_it_runs(tmpfs: Path, tmp_path: Path, sink: ListSink) -> None:
+    from vigil.agent.antivirus import ExclusionWatch, exclusion_file
+    from vigil.av.exclusions import ExclusionFile
+
+    (tmpfs / "build").mkdir()
+    bad = tmpfs / "build" / "dropper"
+    digest = _program(bad, b"vigil-test-malware")
+    state = tmp_path / "state"
+    hook = RealTimeHook(Engine(_definitions(digest)), Mode.BLOCK, sink, SystemClock(), None,
+                        exclusions=ExclusionWatch(state, every=0.0))
+    gate = AccessGate(GateSettings(marks=(str(tmpfs),), budget_seconds=2.0), [hook])
+    with _Gate(gate, hook):
+        with pytest.raises(PermissionError):
+            subprocess.run([str(bad)], check=False)
+        excl = ExclusionFile.load(exclusion_file(state))
+        excl.add("folder", str(tmpfs / "build"))
+        excl.save()
+        assert subprocess.run([str(bad)], check=False).returncode == 0
+        excl.remove("folder", str(tmpfs / "build"))
+        excl.add("process", "python3")  # a program's own opens are left alone, others' are not
+        excl.save()
+        with pytest.raises(PermissionError):
+            subprocess.run([str(bad)], check=False)
