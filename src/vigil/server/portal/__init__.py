@@ -19,11 +19,13 @@ from vigil.server.portal import (
     account,
     actions,
     alerts,
+    antivirus,
     asr,
     content,
     dashboard,
     devices,
     incidents,
+    investigations,
     liveresponse,
     plan,
     settings,
@@ -42,6 +44,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     liveresponse.router,
     asr.router,
     tvm.router,
+    antivirus.router,
+    investigations.router,
 )
 
 
