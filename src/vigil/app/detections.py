@@ -84,7 +84,8 @@ class DetectionRepository(Protocol):
 
 def _checked(fields: RuleFields, scope: frozenset[int] | None, dialect: str, now: datetime) -> str:
     try:
-        return check(query_sql(fields.query_text, fields.period, now), Scope(scope), dialect, MAX_ROWS).sql
+        return check(query_sql(fields.query_text, fields.period, now, dialect), Scope(scope), dialect,
+                     MAX_ROWS).sql
     except HuntError as e:
         raise InvalidInput(str(e), field="queryCondition.queryText") from None
 

@@ -127,7 +127,7 @@ def run_query(
         raise TooManyQueries(f"at most {rate.per_minute} hunting queries a minute; wait a little", field="Query")
     language = "kql" if kql.looks_like_kql(query) else "sql"
     try:
-        sql = kql.to_sql(query, clock.now()) if language == "kql" else query
+        sql = kql.to_sql(query, clock.now(), runner.dialect) if language == "kql" else query
         checked = check(sql, Scope(principal.device_group_ids), runner.dialect, max_rows)
     except HuntError as e:
         raise InvalidInput(str(e), field="Query") from None

@@ -98,9 +98,10 @@ def due(period: str, last_run_at: datetime | None, now: datetime) -> bool:
     return last_run_at is None or now - last_run_at >= PERIOD[period]
 
 
-def query_sql(query_text: str, period: str, now: datetime) -> str:
+def query_sql(query_text: str, period: str, now: datetime, dialect: str = "sqlite") -> str:
     """The rule's query as SQL limited to its lookback (then checked and scoped like any hunting query)."""
-    sql = kql.to_sql(query_text, now) if kql.looks_like_kql(query_text) else query_text.rstrip().rstrip(";")
+    sql = (kql.to_sql(query_text, now, dialect) if kql.looks_like_kql(query_text)
+           else query_text.rstrip().rstrip(";"))
     since = (now - LOOKBACK[period]).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00"
     return f"SELECT * FROM ({sql}) AS detection WHERE detection.Timestamp >= '{since}'"
 

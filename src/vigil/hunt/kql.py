@@ -1,8 +1,10 @@
 """A KQL subset translated to SQL, which then passes the same checks as any hunting SQL (``vigil.hunt.sql``).
 
-Supported: ``Table | where ... | project a, b | summarize [n =] count() [by a, b] | order by a [asc|desc] |
-take N | limit N``; in ``where``: ==, !=, <, <=, >, >=, has, contains, startswith, endswith (case-insensitive,
-as KQL's), in (...), and, or, not(...), ago(1d|2h|30m|10s). ``has`` is matched as ``contains`` (no term index).
+Supported: ``Table | where ... | project a, b | extend c = expr | summarize [n =] count()|dcount(c)|min(c)|
+max(c), ... [by a, bin(Timestamp, 1h)] | top N by a [asc|desc] | order by a [asc|desc] | take N | limit N``; in
+``where``: ==, !=, <, <=, >, >=, has, contains, startswith, endswith (case-insensitive, as KQL's), in (...),
+between (a .. b), and, or, not(...), ago(1d|2h|30m|10s), now(); in ``extend``: + - * /, strcat, tolower,
+toupper, strlen, bin. ``has`` is matched as ``contains`` (no term index).
 Anything else is refused with an error naming the construct and its position.
 """
 
@@ -15,7 +17,8 @@ from datetime import datetime, timedelta
 from vigil.hunt.sql import HuntError
 
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<span>\d+(?:\.\d+)?(?:d|h|m|s|ms)\b)
-    |(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|<=|>=|=~|!~|[<>=|(),])|(?P<word>[A-Za-z_][A-Za-z0-9_]*|!\w+))""", re.X)
+    |(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|<=|>=|=~|!~|\.\.|[<>=|(),+*/-])
+    |(?P<word>[A-Za-z_][A-Za-z0-9_]*|!\w+))""", re.X)
 _SPANS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1), "s": timedelta(seconds=1),
           "ms": timedelta(milliseconds=1)}
 _STRING_OPS = {"has": "%{}%", "contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}
@@ -78,9 +81,73 @@ class _Query:
             f"({inner}) AS k{self.n}", [], None, None, None, None)
 
 
+def _quote(alias: str) -> str:
+    return f'"{alias}"'
+
+
 class _Parser:
-    def __init__(self, q: str, now: datetime) -> None:
+    def __init__(self, q: str, now: datetime, dialect: str = "sqlite") -> None:
         self.toks, self.i, self.now, self.end = _tokens(q), 0, now, len(q) + 1
+        self.dialect = dialect
+
+    def span_seconds(self) -> int:
+        t = self.take()
+        if t.kind != "span":
+            raise HuntError(f"expected a timespan like 1h or 1d, not {t.text!r}", f"position {t.pos}")
+        num, unit = re.fullmatch(r"([\d.]+)(\w+)", t.text).groups()  # type: ignore[union-attr]
+        seconds = int((_SPANS[unit] * float(num)).total_seconds())
+        if seconds < 1:
+            raise HuntError("bin() takes a timespan of at least 1s", f"position {t.pos}")
+        return seconds
+
+    def bin(self) -> tuple[str, str]:
+        """``bin(Column, span)`` after its name: (SQL, the column it bins); whole seconds since the epoch."""
+        self.take("(")
+        col = self.ident()
+        self.take(",")
+        n = self.span_seconds()
+        self.take(")")
+        if self.dialect == "postgres":
+            return f"TO_TIMESTAMP(FLOOR(EXTRACT(EPOCH FROM {col}) / {n}) * {n})", col
+        return f"DATETIME((UNIXEPOCH({col}) / {n}) * {n}, 'unixepoch')", col
+
+    _FUNCTIONS = {"tolower": "LOWER", "toupper": "UPPER", "strlen": "LENGTH"}
+
+    def term(self) -> str:
+        t = self.peek()
+        nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+        if t is not None and t.text == "(":
+            self.take()
+            inner = self.expr()
+            self.take(")")
+            return f"({inner})"
+        if t is not None and t.kind == "word" and nxt is not None and nxt.text == "(":
+            name = t.text.lower()
+            if name == "bin":
+                self.take()
+                return self.bin()[0]
+            if name in self._FUNCTIONS or name == "strcat":
+                self.take()
+                self.take("(")
+                args = [self.expr()]
+                while self.take().text == ",":
+                    args.append(self.expr())
+                self.i -= 1
+                self.take(")")
+                if name == "strcat":
+                    return "(" + " || ".join(args) + ")"
+                return f"{self._FUNCTIONS[name]}({', '.join(args)})"
+            if name not in ("ago", "now"):
+                raise HuntError(f"the function {t.text!r} is not supported here (supported: bin, strcat, tolower,"
+                                " toupper, strlen, ago, now)", f"position {t.pos}")
+        return self.value()
+
+    def expr(self) -> str:
+        out = self.term()
+        while (t := self.peek()) is not None and t.text in ("+", "-", "*", "/"):
+            self.take()
+            out = f"{out} {t.text} {self.term()}"
+        return out
 
     def peek(self) -> _Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -95,6 +162,10 @@ class _Parser:
         return t
 
     def ident(self) -> str:
+        """A column reference, quoted: PostgreSQL would fold an unquoted ``extend`` name to lower case."""
+        return _quote(self.name())
+
+    def name(self) -> str:
         t = self.take()
         if t.kind != "word":
             raise HuntError(f"expected a column name, found {t.text!r}", f"position {t.pos}")
@@ -120,7 +191,7 @@ class _Parser:
         if t.kind == "word" and t.text.lower() in ("true", "false"):
             return t.text.upper()
         if t.kind == "word":
-            return t.text
+            return _quote(t.text)
         raise HuntError(f"expected a value, found {t.text!r}", f"position {t.pos}")
 
     def condition(self) -> str:
@@ -161,6 +232,13 @@ class _Parser:
                 raise HuntError(f"{o} takes a string, not {v.text!r}", f"position {v.pos}")
             body = _sql_string(v.text)[1:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return f"LOWER({col}) LIKE LOWER('{_STRING_OPS[o].format(body)}') ESCAPE '\\'"
+        if o == "between":
+            self.take("(")
+            low = self.value()
+            self.take("..")
+            high = self.value()
+            self.take(")")
+            return f"{col} BETWEEN {low} AND {high}"
         if o == "in":
             self.take("(")
             vals = [self.value()]
@@ -187,10 +265,65 @@ def looks_like_kql(query: str) -> bool:
     return bool(_KQL_START.match(query))
 
 
-def to_sql(query: str, now: datetime) -> str:
-    """The SQL for the KQL ``query``; ``now`` is what ago() and now() count from (UTC)."""
-    p = _Parser(query, now)
-    q = _Query(p.ident())
+_AGGREGATES = ("count", "dcount", "min", "max")
+
+
+def _summarize(p: _Parser) -> tuple[list[str], list[str]]:
+    """``summarize`` after its name: (SELECT items, GROUP BY keys)."""
+    items: list[str] = []
+    while True:
+        alias = None
+        t = p.peek()
+        if t is not None and t.kind == "word" and p.i + 1 < len(p.toks) and p.toks[p.i + 1].text == "=":
+            alias = p.name()
+            p.take("=")
+        fn = p.take()
+        name = fn.text.lower()
+        if fn.kind != "word" or name not in _AGGREGATES:
+            raise HuntError(f"the aggregation {fn.text!r} is not supported (supported: count(), dcount(), min(),"
+                            " max())", f"position {fn.pos}")
+        p.take("(")
+        if name == "count":
+            p.take(")")
+            items.append(f"COUNT(*) AS {_quote(alias or 'count_')}")
+        else:
+            col = p.ident()
+            p.take(")")
+            sql = f"COUNT(DISTINCT {col})" if name == "dcount" else f"{name.upper()}({col})"
+            items.append(f"{sql} AS {_quote(alias or f'{name}_{col[1:-1]}')}")
+        t = p.peek()
+        if t is None or t.text != ",":
+            break
+        p.take()
+    keys: list[str] = []
+    t = p.peek()
+    if t is not None and t.text.lower() == "by":
+        p.take()
+        while True:
+            alias = None
+            t = p.peek()
+            if t is not None and t.kind == "word" and p.i + 1 < len(p.toks) and p.toks[p.i + 1].text == "=":
+                alias = p.name()
+                p.take("=")
+            col = p.ident()
+            if (t := p.peek()) is not None and t.text == "(":
+                if col.lower() != '"bin"':
+                    raise HuntError(f"only bin() may group in summarize ... by, not {col!r}", f"position {t.pos}")
+                sql, binned = p.bin()
+                keys.append(f"{sql} AS {_quote(alias or binned[1:-1])}")
+            else:
+                keys.append(f"{col} AS {_quote(alias)}" if alias else col)
+            t = p.peek()
+            if t is None or t.text != ",":
+                break
+            p.take()
+    return keys, items
+
+
+def to_sql(query: str, now: datetime, dialect: str = "sqlite") -> str:
+    """The SQL for the KQL ``query`` in ``dialect`` (bin() differs); ``now`` is what ago() and now() count from."""
+    p = _Parser(query, now, dialect)
+    q = _Query(p.name())
     while p.peek() is not None:
         p.take("|")
         op = p.take()
@@ -206,21 +339,36 @@ def to_sql(query: str, now: datetime) -> str:
         elif name == "summarize":
             if q.select or q.group or q.limit is not None or q.order:
                 q.wrap()
-            alias = "count_"
-            t = p.peek()
-            if t is not None and t.kind == "word" and p.i + 1 < len(p.toks) and p.toks[p.i + 1].text == "=":
-                alias = p.ident()
+            keys, items = _summarize(p)
+            q.select = ", ".join([*keys, *items])
+            # Grouped by the keys' expressions (an alias is not visible to GROUP BY everywhere).
+            q.group = ", ".join(re.sub(r' AS "[^"]*"$', "", k) for k in keys) or None
+        elif name == "extend":
+            if q.select or q.group or q.limit is not None:
+                q.wrap()
+            added = []
+            while True:
+                alias = p.name()
                 p.take("=")
-            p.take("count")
-            p.take("(")
-            p.take(")")
-            by: list[str] = []
-            t = p.peek()
-            if t is not None and t.text.lower() == "by":
+                added.append(f"{p.expr()} AS {_quote(alias)}")
+                t = p.peek()
+                if t is None or t.text != ",":
+                    break
                 p.take()
-                by = p.names()
-            q.select = ", ".join([*by, f"COUNT(*) AS {alias}"])
-            q.group = ", ".join(by) or None
+            q.select = ", ".join(["*", *added])
+        elif name == "top":
+            n = p.take()
+            if n.kind != "num" or not n.text.isdigit():
+                raise HuntError(f"top takes a whole number, not {n.text!r}", f"position {n.pos}")
+            p.take("by")
+            if q.limit is not None or q.order:
+                q.wrap()
+            col = p.ident()
+            d = "DESC"
+            t = p.peek()
+            if t is not None and t.text.lower() in ("asc", "desc"):
+                d = p.take().text.upper()
+            q.order, q.limit = f"{col} {d}", int(n.text)
         elif name in ("order", "sort"):
             p.take("by")
             if q.limit is not None:
@@ -244,6 +392,6 @@ def to_sql(query: str, now: datetime) -> str:
                 raise HuntError(f"{name} takes a whole number, not {n.text!r}", f"position {n.pos}")
             q.limit = int(n.text) if q.limit is None else min(q.limit, int(n.text))
         else:
-            raise HuntError(f"the KQL operator {op.text!r} is not supported (supported: where, project, summarize"
-                            " count() by, order by, sort by, take, limit)", f"position {op.pos}")
+            raise HuntError(f"the KQL operator {op.text!r} is not supported (supported: where, project, extend,"
+                            " summarize, top, order by, sort by, take, limit)", f"position {op.pos}")
     return q.sql()

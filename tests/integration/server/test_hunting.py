@@ -32,6 +32,12 @@ QUERIES = [
     " | project DeviceName, FileName | order by DeviceName asc",
     "DeviceProcessEvents | where Timestamp > ago(36500d) and not(FileName startswith 'b') | summarize n = count()"
     " by DeviceName | order by DeviceName asc | take 5",
+    # between, extend, top, dcount/min/max and bin, whose SQL differs per dialect: the same answers on both
+    "DeviceProcessEvents | where ProcessId between (100 .. 101) | extend L = strlen(FileName), P = ProcessId * 2"
+    " | project DeviceName, FileName, L, P | order by P asc",
+    "DeviceProcessEvents | top 2 by ProcessId desc | project DeviceName, ProcessId",
+    "DeviceProcessEvents | summarize events = count(), dcount(FileName), min(ProcessId), max(ProcessId)"
+    " by DeviceName, bin(Timestamp, 1h) | order by DeviceName asc",
 ]
 
 
@@ -75,6 +81,10 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
         assert everything[6]["Results"] == [{"DeviceName": "a-web-01", "FileName": "curl"},
                                             {"DeviceName": "b-db-01", "FileName": "curl"}]
         assert everything[7]["Results"] == [{"DeviceName": "a-web-01", "n": 2}, {"DeviceName": "b-db-01", "n": 2}]
+        assert everything[8]["Results"][0] == {"DeviceName": "a-web-01", "FileName": "bash", "L": 4, "P": 200}
+        assert everything[10]["Results"] == [
+            {"DeviceName": d, "Timestamp": "2026-11-28T09:00:00Z", "events": 3, "dcount_FileName": 3,
+             "min_ProcessId": 100, "max_ProcessId": 102} for d in ("a-web-01", "b-db-01")]
 
         for bad, needle in [("DELETE FROM DeviceProcessEvents", "only SELECT"),
                             ("SELECT * FROM devices", "unknown table 'devices'"),
@@ -82,7 +92,8 @@ def _seed_and_hunt(server: VigilServer) -> list[Any]:
                             ("SELECT Nope FROM DeviceProcessEvents", "unknown column 'Nope'"),
                             ("SELECT FileName + FROM", "syntax error"),
                             ("SELECT load_extension('x')", "not allowed"),
-                            ("DeviceProcessEvents | extend x = 1", "'extend' is not supported")]:
+                            ("DeviceProcessEvents | join kind=inner (DeviceFileEvents) on DeviceId",
+                             "'join' is not supported")]:
             r = c.post("/api/advancedqueries/run", json={"Query": bad})
             assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
             assert needle in r.text, r.text

@@ -52,6 +52,21 @@ T = "DeviceProcessEvents"
     (f"{T} | summarize n = count() by DeviceName | order by DeviceName asc", [("db", 2), ("web", 2)]),
     (f"{T} | summarize count()", [(4,)]),
     (f"{T} | order by ProcessId desc | take 2 | project ProcessId", [(4,), (3,)]),
+    (f"{T} | where ProcessId between (2 .. 3) | project ProcessId | order by ProcessId asc", [(2,), (3,)]),
+    (f"{T} | where Timestamp between (ago(1h) .. now()) | project ProcessId | order by ProcessId asc",
+     [(3,), (4,)]),
+    (f"{T} | extend L = strlen(FileName), P = ProcessId * 10 | project FileName, L, P | order by P asc | take 2",
+     [("curl", 4, 10), ("bash", 4, 20)]),
+    (f"{T} | extend who = strcat(DeviceName, '/', tolower(FileName)) | where who == 'db/ls' | project ProcessId",
+     [(4,)]),
+    (f"{T} | top 2 by ProcessId | project ProcessId", [(4,), (3,)]),
+    (f"{T} | top 1 by ProcessId asc | project FileName", [("curl",)]),
+    (f"{T} | summarize n = count(), dcount(FileName), min(ProcessId), max(ProcessId) by DeviceName"
+     " | order by DeviceName asc", [("db", 2, 2, 3, 4), ("web", 2, 2, 1, 2)]),
+    (f"{T} | where Timestamp > ago(1d) | summarize count() by bin(Timestamp, 1h) | order by Timestamp asc",
+     [("2026-12-07 11:00:00", 3)]),
+    (f"{T} | summarize dcount(DeviceName) by FileName | where dcount_DeviceName > 1 | project FileName",
+     [("curl",)]),
     (f"{T} | sort by ProcessId asc | limit 1 | project ProcessId", [(1,)]),
     (f"{T} | project ProcessId, FileName | where FileName == 'bash' | project ProcessId", [(2,)]),
 ])
@@ -64,7 +79,9 @@ def test_kql_is_scoped_like_sql(db):
 
 
 @pytest.mark.parametrize(("kql", "needle", "where"), [
-    (f"{T} | extend x = 1", "'extend' is not supported", "position 23"),
+    (f"{T} | join kind=inner (DeviceFileEvents) on DeviceId", "'join' is not supported", "position 23"),
+    (f"{T} | summarize make_set(FileName)", "aggregation 'make_set'", "position 33"),
+    (f"{T} | extend x = sha256(FileName)", "function 'sha256'", "position 34"),
     (f"{T} | where FileName matches regex 'x'", "operator 'matches'", "position 38"),
     (f"{T} | take many", "whole number", "position 28"),
     (f"{T} | where Timestamp > ago(seven)", "timespan", "position 45"),
