@@ -24,6 +24,7 @@ from vigil.server.portal import (
     content,
     dashboard,
     devices,
+    hunting,
     incidents,
     investigations,
     liveresponse,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tvm.router,
     antivirus.router,
     investigations.router,
+    hunting.router,
 )
 
 

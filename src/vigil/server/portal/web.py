@@ -105,6 +105,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/devices", "Devices", Permission.VIEW_DATA_SECOPS),
     ("/incidents", "Incidents", Permission.VIEW_DATA_SECOPS),
     ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
+    ("/hunting", "Hunting", Permission.VIEW_DATA_SECOPS),
     ("/investigations", "Investigations", Permission.VIEW_DATA_SECOPS),
     ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
     ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
