@@ -129,6 +129,11 @@ class Settings(BaseModel):
     # Alert severities that start an automated investigation by themselves (docs/automated-investigation.md);
     # empty (the default) leaves AIR to analysts and the API.
     air_alert_severities: list[Literal["Informational", "Low", "Medium", "High"]] = Field(default_factory=list)
+    # Ask an expert: where a new case, an answer or a targeted attack notification is announced (empty: nowhere).
+    expert_webhook_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    mail_from: str = "vigil@localhost"
 
     @field_validator("trusted_proxies")
     @classmethod

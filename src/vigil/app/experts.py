@@ -7,7 +7,7 @@ no device groups of its own): the case, not the expert's role, opens its devices
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,24 @@ from vigil.core.rbac import Permission
 SOURCES = ("Alert", "Incident", "Investigation")
 MAX_SLA_HOURS = 24 * 14
 MAX_TEXT = 10_000
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What to announce once the change is committed: by webhook (the JSON below) and by e-mail to ``recipients``."""
+
+    event: str  # expert.ask, expert.answer, expert.notify
+    case_id: int
+    subject: str
+    text: str
+    recipients: tuple[str, ...]
+
+
+Notify = Callable[[Notification], None]
+
+
+def _nobody(_: Notification) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,7 @@ def _source_devices(uow: UnitOfWork, repo: AirRepository, who: Principal, kind: 
 
 
 def ask(store: Store, clock: Clock, who: Principal, source_type: str, source_id: str, question: str,
-        expert_group: str, sla_hours: int = 24) -> Case:
+        expert_group: str, sla_hours: int = 24, notify: Notify = _nobody) -> Case:
     """Open a case for ``expert_group`` with ``question``; the expert is due to answer within ``sla_hours``."""
     who.require(Permission.ALERTS_INVESTIGATION)
     if source_type not in SOURCES:
@@ -83,7 +101,11 @@ def ask(store: Store, clock: Clock, who: Principal, source_type: str, source_id:
         uow.audit.append(AuditRecord(who.actor, "expert.ask", "expert_case", str(case_id), after={
             "sourceType": source_type, "sourceId": source_id, "expertGroup": expert_group, "slaHours": sla_hours},
             source_ip=who.source_ip), now)
-        return _case(uow, repo, repo.cases(case_id)[0], now, evidence=False)
+        out = _case(uow, repo, repo.cases(case_id)[0], now, evidence=False)
+        to = tuple(repo.emails_of_group(expert_group, now))
+    notify(Notification("expert.ask", case_id, f"[Vigil] Case {case_id} for {expert_group}: {source_type} {source_id}",
+                        f"{who.actor} asks, due {out.record.due_at.isoformat()}:\n\n{text}", to))
+    return out
 
 
 def _is_expert(repo: AirRepository, who: Principal, case: ExpertCaseRecord, now: datetime) -> bool:
@@ -130,7 +152,8 @@ def case(store: Store, clock: Clock, who: Principal, case_id: int) -> Case:
 
 
 def answer(store: Store, clock: Clock, who: Principal, case_id: int, text: str,
-           hunting_queries: Sequence[str] = (), recommended_actions: Sequence[str] = ()) -> Case:
+           hunting_queries: Sequence[str] = (), recommended_actions: Sequence[str] = (), notify: Notify = _nobody
+           ) -> Case:
     """The expert's answer, with hunting queries and recommended actions; only the expert group answers."""
     now = clock.now()
     reply = _text(text, "answer")
@@ -148,11 +171,15 @@ def answer(store: Store, clock: Clock, who: Principal, case_id: int, text: str,
         repo.answer_case(case_id, reply, who.actor, queries, steps, now)
         uow.audit.append(AuditRecord(who.actor, "expert.answer", "expert_case", str(case_id), after={
             "huntingQueries": len(queries), "recommendedActions": len(steps)}, source_ip=who.source_ip), now)
-        return _case(uow, repo, repo.cases(case_id)[0], now, evidence=True)
+        out = _case(uow, repo, repo.cases(case_id)[0], now, evidence=True)
+        asker = repo.email_of(found[0].requested_by.split(" (", 1)[0])
+    notify(Notification("expert.answer", case_id, f"[Vigil] Case {case_id} answered by {who.actor}", reply,
+                        (asker,) if asker else ()))
+    return out
 
 
 def targeted_attack_notification(store: Store, clock: Clock, who: Principal, expert_group: str,
-                                 machine_group_id: int, title: str, details: str) -> Case:
+                                 machine_group_id: int, title: str, details: str, notify: Notify = _nobody) -> Case:
     """An expert tells a device group's analysts of a targeted attack; recorded as an answered case."""
     now = clock.now()
     heading, body = _text(title, "title", 512), _text(details, "details")
@@ -166,4 +193,6 @@ def targeted_attack_notification(store: Store, clock: Clock, who: Principal, exp
         repo.answer_case(case_id, body, who.actor, (), (), now)
         uow.audit.append(AuditRecord(who.actor, "expert.notify", "expert_case", str(case_id), after={
             "machineGroupId": machine_group_id, "title": heading}, source_ip=who.source_ip), now)
-        return _case(uow, repo, repo.cases(case_id)[0], now, evidence=False)
+        out = _case(uow, repo, repo.cases(case_id)[0], now, evidence=False)
+    notify(Notification("expert.notify", case_id, f"[Vigil] Targeted attack notification: {heading}", body, ()))
+    return out

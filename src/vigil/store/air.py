@@ -208,6 +208,17 @@ class SqlAir:
                 m.expires_at.is_(None), m.expires_at > now))
         return {str(r[0]) for r in self._c.execute(q)}
 
+    def emails_of_group(self, name: str, now: datetime) -> list[str]:
+        m = user_group_members.c
+        q = sa.select(users.c.email).join(user_group_members, m.user_id == users.c.id).join(
+            user_groups, user_groups.c.id == m.user_group_id).where(
+            user_groups.c.name == name, users.c.email.is_not(None), sa.or_(m.expires_at.is_(None), m.expires_at > now))
+        return sorted({str(r[0]) for r in self._c.execute(q) if r[0]})
+
+    def email_of(self, username: str) -> str | None:
+        value = self._c.execute(sa.select(users.c.email).where(users.c.username == username)).scalar_one_or_none()
+        return str(value) if value else None
+
     def user_group_exists(self, name: str) -> bool:
         return self._c.execute(sa.select(user_groups.c.id).where(user_groups.c.name == name)).first() is not None
 

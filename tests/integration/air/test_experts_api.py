@@ -3,6 +3,10 @@ expert account (read-only, no device groups) sees the case's device and its evid
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from tests.integration.air.mail_support import sinks
 from tests.integration.server.rbac_support import admin, enroll_with_alert, groups_a_and_b, make_user, token_of
 from tests.support import VigilServer
 from vigil.core.rbac import Permission
@@ -12,7 +16,26 @@ EXPERT = [Permission.VIEW_DATA_SECOPS.value]
 
 
 def test_escalation_round_trip_with_a_scoped_expert(sqlite_server: VigilServer) -> None:
-    srv = sqlite_server
+    with sinks() as (smtp, hook):
+        _round_trip(sqlite_server, smtp.server_address[1], hook.server_address[1])
+        mails: list[dict[str, Any]] = smtp.received  # type: ignore[attr-defined]
+        hooks: list[dict[str, Any]] = hook.received  # type: ignore[attr-defined]
+    assert [h["event"] for h in hooks] == ["expert.ask", "expert.answer", "expert.notify"]
+    assert "Is this test marker benign?" in hooks[0]["text"]
+    # The question to the expert group's members, the answer to the analyst who asked.
+    assert [m["to"] for m in mails] == [["mssp@mssp.example"], ["tina@corp.example"]]
+    assert "Benign: the detection test marker." in mails[1]["data"]
+
+
+def _round_trip(srv: VigilServer, smtp_port: int, hook_port: int) -> None:
+    srv.stop()
+    toml = srv.data_dir / "vigil.toml"
+    text = re.sub(r'^expert_webhook_url = ""$', f'expert_webhook_url = "http://127.0.0.1:{hook_port}/hook"',
+                  toml.read_text(), flags=re.M)
+    text = re.sub(r'^smtp_host = ""$', 'smtp_host = "127.0.0.1"', text, flags=re.M)
+    text = re.sub(r"^smtp_port = 25$", f"smtp_port = {smtp_port}", text, flags=re.M)
+    toml.write_text(text)
+    srv.start()
     a = enroll_with_alert(srv, "a-web-01.corp.test")
     b = enroll_with_alert(srv, "b-db-01.corp.test")
     with admin(srv) as c:
@@ -22,8 +45,8 @@ def test_escalation_round_trip_with_a_scoped_expert(sqlite_server: VigilServer) 
         assert c.put("/api/roles/cdoc", json={"permissions": EXPERT, "userGroups": ["CDOC Tier 3"]}
                      ).status_code == 200
         assert c.post("/api/rbac/mode", json={"mode": "rbac"}).status_code == 200
-    make_user(srv, "tina", groups=("ug-a", "ug-tier1"))
-    make_user(srv, "mssp", groups=("CDOC Tier 3",))
+    make_user(srv, "tina", groups=("ug-a", "ug-tier1"), email="tina@corp.example")
+    make_user(srv, "mssp", groups=("CDOC Tier 3",), email="mssp@mssp.example")
     tina, mssp = srv.client(token_of(srv, "tina")), srv.client(token_of(srv, "mssp"))
     with tina, mssp:
         alert = tina.get("/api/alerts", params={"machineId": a["device_id"]}).json()["value"][0]

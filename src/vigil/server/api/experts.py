@@ -13,6 +13,7 @@ from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.api.alerts import AlertInfo, alert_info
 from vigil.server.auth import Principal, requires, services
+from vigil.server.notify import ExpertNotifier
 
 router = APIRouter()
 
@@ -90,7 +91,8 @@ def case_detail(c: app_experts.Case) -> CaseDetail:
 def ask(body: AskBody, request: Request, _: Principal = requires(Permission.ALERTS_INVESTIGATION)) -> CaseInfo:
     with edge.translated():
         c = app_experts.ask(edge.store(request), services(request).clock, edge.principal(request), body.sourceType,
-                            body.sourceId, body.question, body.expertGroup, body.slaHours)
+                            body.sourceId, body.question, body.expertGroup, body.slaHours,
+                            notify=ExpertNotifier(services(request).settings))
     return case_info(c)
 
 
@@ -114,7 +116,8 @@ def answer(case_id: int, body: AnswerBody, request: Request,
     """The expert group's answer (membership is checked by the service: a read-only MSSP account may answer)."""
     with edge.translated():
         c = app_experts.answer(edge.store(request), services(request).clock, edge.principal(request), case_id,
-                               body.answer, body.huntingQueries, body.recommendedActions)
+                               body.answer, body.huntingQueries, body.recommendedActions,
+                               notify=ExpertNotifier(services(request).settings))
     return case_detail(c)
 
 
@@ -124,5 +127,5 @@ def notify(body: NotificationBody, request: Request,
     with edge.translated():
         c = app_experts.targeted_attack_notification(
             edge.store(request), services(request).clock, edge.principal(request), body.expertGroup,
-            body.machineGroupId, body.title, body.details)
+            body.machineGroupId, body.title, body.details, notify=ExpertNotifier(services(request).settings))
     return case_info(c)
