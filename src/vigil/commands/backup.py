@@ -20,7 +20,6 @@ from vigil.config import data_dir_from_env
 from vigil.core.clock import SystemClock
 from vigil.deploy.backup import create_backup, restore_backup, verify_backup, whoami
 from vigil.deploy.backup_archive import BackupError, Manifest
-from vigil.store.backup import StoreBackupError
 
 PASSPHRASE_ENV = "VIGIL_BACKUP_PASSPHRASE"
 app = typer.Typer(help="Back up and restore the server: store, CA and keys, settings.", no_args_is_help=True)
@@ -62,7 +61,7 @@ def _passphrase(path: Path | None, *, confirm: bool) -> bytes:
 def _backup_errors() -> Iterator[None]:
     try:
         yield
-    except (BackupError, StoreBackupError) as e:
+    except BackupError as e:
         raise CommandError(str(e)) from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError as AlembicCommandError
@@ -56,6 +58,10 @@ class RestoreReport:
     counts: dict[str, int]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 def whoami() -> str:
     """The OS user and host for audit records of command-line changes."""
     try:
@@ -94,6 +100,20 @@ def _staging(near: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _store_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """The store's backup errors become BackupError here, so the CLI maps one error type, not the store's."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except store_backup.StoreBackupError as e:
+            raise BackupError(str(e)) from e
+
+    return wrapped
+
+
+@_store_errors
 def create_backup(
     settings: Settings, output: Path, passphrase: bytes, *, clock: Clock, progress: Progress, actor: str,
 ) -> BackupReport:
@@ -197,6 +217,7 @@ def _unpack(reader: ArchiveReader, dest: Path, progress: Progress) -> tuple[stor
     return copy, data
 
 
+@_store_errors
 def verify_backup(archive: Path, passphrase: bytes, *, progress: Progress) -> Verified:
     """Check every checksum, the manifest's MAC, that everything decrypts and that the store copy opens."""
     reader = _open(archive, passphrase, progress)
@@ -241,6 +262,7 @@ def _known_revision(revision: str | None) -> None:
         engine.dispose()
 
 
+@_store_errors
 def restore_backup(
     archive: Path, passphrase: bytes, data_dir: Path, *, database_url: str | None, force: bool, clock: Clock,
     progress: Progress, actor: str, env: dict[str, str] | None = None,

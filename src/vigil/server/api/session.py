@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from vigil.core.mfa import MfaState
+from vigil.server import app_edge as edge
 from vigil.server.accounts import password_sign_in, record_sign_in, second_factor, sign_in_status
 from vigil.server.auth import (
     TOKEN_LIFETIME_SECONDS,
@@ -73,6 +73,6 @@ def me(request: Request, who: Principal = signed_in()) -> dict[str, Any]:
 @router.get("/health")
 def health(request: Request, _: None = public()) -> dict[str, Any]:
     svc = services(request)
-    with svc.engine.connect() as conn:
-        conn.execute(sa.text("SELECT 1"))
+    with edge.store(request).begin():  # a transaction opens only if the database answers
+        pass
     return {"status": "ok", "version": svc.version}

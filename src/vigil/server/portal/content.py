@@ -11,13 +11,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from vigil.app.ports import AuditRecord
 from vigil.content.store import ContentError, ContentStore, content_root
 from vigil.core.rbac import Permission
+from vigil.server import app_edge as edge
 from vigil.server.auth import CSRF_COOKIE, Principal, client_ip
 from vigil.server.detection import LiveDetection, load_ruleset
 from vigil.server.portal.web import check_form_csrf, page, templates
-from vigil.store import audit
-from vigil.store.audit import Change
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("vigil.detect")
@@ -89,10 +89,9 @@ def content_level(
 
 
 def _audit(request: Request, who: Principal, action: str, target: str, after: dict[str, object]) -> None:
-    svc = request.app.state.services
-    with svc.engine.begin() as conn:
-        audit.append(conn, Change(who.user.username, action, "rule_content", target, after=after,
-                                  source_ip=client_ip(request)), svc.clock.now())
+    with edge.store(request).begin() as uow:
+        uow.audit.append(AuditRecord(who.user.username, action, "rule_content", target, after=after,
+                                     source_ip=client_ip(request)), request.app.state.services.clock.now())
 
 
 def _rebuild(request: Request) -> None:
