@@ -24,9 +24,9 @@ from vigil.server import (
     shippers,
 )
 from vigil.server.air_worker import AirWorker
-from vigil.server.detection_scheduler import DetectionScheduler
 from vigil.server.api import tvm as tvm_api
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
+from vigil.server.detection_scheduler import DetectionScheduler
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal import web as portal_web

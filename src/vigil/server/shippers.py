@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import hashlib
 import json
@@ -43,10 +44,8 @@ def _source_guard() -> Callable[[Request], shippers.Source]:
         scheme, _, value = header.partition(" ")
         secret = value.strip()
         if scheme.lower() == "apikey":  # Winlogbeat: base64("id:key"); the key is the secret
-            try:
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
                 secret = base64.b64decode(secret, validate=True).decode().partition(":")[2] or secret
-            except (binascii.Error, UnicodeDecodeError):
-                pass
         elif scheme.lower() != "bearer":
             raise APIError(401, "unauthenticated", "send the source's secret as a bearer token",
                            headers={"WWW-Authenticate": "Bearer"})

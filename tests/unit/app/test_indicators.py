@@ -98,7 +98,7 @@ def test_csv_export_imports_back_and_bad_lines_are_numbered(store: MemoryStore) 
     other = MemoryStore(MemoryState(groups={DEFAULT_GROUP_NAME: 1, "Lab": 2}))
     bad = text + "FileSha1,xyz,,Block,High,t,,,,,,FALSE\n"
     results = indicators.import_csv(other, CLOCK, who(), bad)
-    assert [r.error for r in results][0] == "" and results[1].error.startswith("line 3: ")
+    assert next(r.error for r in results) == "" and results[1].error.startswith("line 3: ")
     got = indicators.list_indicators(other, who())[0].record.indicator
     want = indicators.list_indicators(store, who())[0].record.indicator
     assert (got.indicator_value, got.rbac_group_ids, got.expiration_time) == (

@@ -7,7 +7,7 @@ from vigil.core.telemetry import ASR_RULE_NAMES, DEVICE_EVENTS
 
 
 def test_the_schema_knows_every_rule_and_outcome() -> None:
-    assert ASR_RULE_NAMES == tuple(r.name for r in catalogue())
+    assert tuple(r.name for r in catalogue()) == ASR_RULE_NAMES
     for r in catalogue():
         for mode in (AsrMode.AUDIT, AsrMode.BLOCK, AsrMode.WARN):
             assert r.action_type(mode) in DEVICE_EVENTS.action_types

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -87,7 +89,5 @@ def test_errors_name_the_bad_token(kw: dict[str, str], option: str, names: str) 
 
 @given(st.text(max_size=60))
 def test_any_filter_text_parses_or_fails_with_odata_error(text: str) -> None:
-    try:
+    with contextlib.suppress(ODataError):
         apply(ODataQuery(filter=text), ITEMS, Item)
-    except ODataError:
-        pass
