@@ -115,6 +115,17 @@ def list_detections(repo: DetectionRepository, who: Principal) -> list[Detection
 
 def get_detection(repo: DetectionRepository, who: Principal, detection_id: int) -> Detection:
     who.require(Permission.VIEW_DATA_SECOPS)
+    return _found(repo, detection_id)
+
+
+def detection_to_change(repo: DetectionRepository, who: Principal, detection_id: int) -> Detection:
+    """The rule as stored, for a caller about to change it (a PATCH merges onto it)."""
+    who.require(Permission.MANAGE_SECURITY_SETTINGS)
+    return _found(repo, detection_id)
+
+
+def _found(repo: DetectionRepository, detection_id: int) -> Detection:
+    # No permission of its own: the changing verbs check Manage security settings, which does not imply View data.
     d = repo.get(detection_id)
     if d is None:
         raise NotFound(f"no custom detection rule with id {detection_id}", field="id")
@@ -131,14 +142,14 @@ def create_detection(store: Store, repo: DetectionRepository, runner: HuntRunner
         raise InvalidInput(f"a custom detection rule named {fields.display_name!r} exists", field="displayName")
     new_id = repo.create(fields, who.device_group_ids, who.username or who.actor, now)
     _audit(store, who, "detection.create", new_id, now, after=_facts(fields))
-    return get_detection(repo, who, new_id)
+    return _found(repo, new_id)
 
 
 def update_detection(store: Store, repo: DetectionRepository, runner: HuntRunner, clock: Clock, who: Principal,
                      detection_id: int, fields: RuleFields) -> Detection:
     """Change a rule; it then sees no more than both its maker and this editor may see."""
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
-    old = get_detection(repo, who, detection_id)
+    old = _found(repo, detection_id)
     now = clock.now()
     groups = _narrow(old.device_group_ids, who.device_group_ids)
     _checked(fields, groups, runner.dialect, now)
@@ -147,12 +158,12 @@ def update_detection(store: Store, repo: DetectionRepository, runner: HuntRunner
         raise InvalidInput(f"a custom detection rule named {fields.display_name!r} exists", field="displayName")
     repo.update(detection_id, fields, groups, who.username or who.actor, now)
     _audit(store, who, "detection.update", detection_id, now, before=_facts(old.fields), after=_facts(fields))
-    return get_detection(repo, who, detection_id)
+    return _found(repo, detection_id)
 
 
 def delete_detection(store: Store, repo: DetectionRepository, clock: Clock, who: Principal, detection_id: int) -> None:
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
-    old = get_detection(repo, who, detection_id)
+    old = _found(repo, detection_id)
     repo.delete(detection_id)
     _audit(store, who, "detection.delete", detection_id, clock.now(), before=_facts(old.fields))
 
@@ -190,7 +201,7 @@ def run_detection(repo: DetectionRepository, runner: HuntRunner, clock: Clock, d
 def run_now(repo: DetectionRepository, runner: HuntRunner, clock: Clock, who: Principal,
             detection_id: int) -> RunSummary:
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
-    return run_detection(repo, runner, clock, get_detection(repo, who, detection_id))
+    return run_detection(repo, runner, clock, _found(repo, detection_id))
 
 
 def run_due(repo: DetectionRepository, runner: HuntRunner, clock: Clock) -> list[RunSummary]:

@@ -166,7 +166,7 @@ def update_rule(rule_id: str, body: RulePatch, request: Request,
     store = edge.store(request)
     repo, who = detection_repository(store), edge.principal(request)
     with edge.translated():
-        old = rule_info(app_detections.get_detection(repo, who, _id(rule_id)))
+        old = rule_info(app_detections.detection_to_change(repo, who, _id(rule_id)))
         merged = RuleBody(**{**old.model_dump(include=set(RuleBody.model_fields)),
                              **body.model_dump(exclude_unset=True)})
         d = app_detections.update_detection(store, repo, hunt_runner(store), services(request).clock, who,
