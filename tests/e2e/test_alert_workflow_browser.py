@@ -41,11 +41,13 @@ def test_triage_an_alert_and_open_its_incident(
         expect(page.get_by_role("heading", name="Download Piped Into a Shell")).to_be_visible()
         expect(page.locator("#evidence").get_by_text(CURL_SH, exact=True)).to_be_visible()
 
-        page.get_by_label("Status").select_option("InProgress")
-        page.get_by_label("Classification").select_option("TruePositive")
-        page.get_by_label("Assign to me").check()
-        page.get_by_label("Comment").fill("Contained: host pulled from the load balancer")
-        page.get_by_role("button", name="Save").click()
+        # The triage form, not the response dialogs (each has its own comment field).
+        manage = page.locator("form.manage")
+        manage.get_by_label("Status").select_option("InProgress")
+        manage.get_by_label("Classification").select_option("TruePositive")
+        manage.get_by_label("Assign to me").check()
+        manage.get_by_label("Comment").fill("Contained: host pulled from the load balancer")
+        manage.get_by_role("button", name="Save").click()
         history = page.locator("#comments")
         expect(history.get_by_text("Contained: host pulled from the load balancer")).to_be_visible()
         expect(history.get_by_text("status: New → InProgress")).to_be_visible()
