@@ -36,6 +36,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "asr": ("vigil.commands.asr", "app", True),
     "indicators": ("vigil.commands.indicators", "app", True),
     "investigations": ("vigil.commands.investigations", "app", True),
+    "integrations": ("vigil.commands.integrations", "app", True),
 }
 
 
