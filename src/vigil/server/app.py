@@ -23,17 +23,18 @@ from vigil.server import (
     portal,
     shippers,
 )
-from vigil.server.air_worker import AirWorker
+from vigil.server.air_worker import air_worker
 from vigil.server.api import tvm as tvm_api
 from vigil.server.detection import LiveDetection, device_group_lookup, load_ruleset
-from vigil.server.detection_scheduler import DetectionScheduler
+from vigil.server.detection_scheduler import detection_scheduler
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal import web as portal_web
 from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
-from vigil.server.retention import RetentionWorker
+from vigil.server.retention import retention_worker
 from vigil.server.services import RateLimiter, Services
 from vigil.server.streaming import stream_worker
+from vigil.server.workers import Worker
 from vigil.store import db
 
 
@@ -72,19 +73,14 @@ def create_app(
     tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        retention, investigations, streaming = RetentionWorker(svc), AirWorker(svc), stream_worker(svc)
-        retention.start()
-        investigations.start()
-        streaming.start()
-        scheduled = DetectionScheduler(svc)
-        scheduled.start()
+        workers: list[Worker] = [retention_worker(svc), air_worker(svc), stream_worker(svc), detection_scheduler(svc)]
+        for w in workers:
+            w.start()
         try:
             yield
         finally:
-            scheduled.stop()
-            streaming.stop()
-            investigations.stop()
-            retention.stop()
+            for w in reversed(workers):
+                w.stop()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from vigil.app import detections
 from vigil.app.stores import detection_repository, hunt_runner, sql_store
 from vigil.server.services import Services
+from vigil.server.workers import PeriodicWorker
 
 log = logging.getLogger("vigil.detections")
 
@@ -24,23 +24,6 @@ def run_due_once(svc: Services) -> list[detections.RunSummary]:
     return runs
 
 
-class DetectionScheduler:
-    def __init__(self, svc: Services, interval: float = 60.0) -> None:
-        self.svc, self.interval = svc, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vigil-detections", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                run_due_once(self.svc)
-            except Exception:
-                # A broken rule is recorded by its run; this is the scheduler itself failing: loud, not fatal.
-                log.exception("custom detection scheduler failed")
+def detection_scheduler(svc: Services, interval: float = 60.0) -> PeriodicWorker:
+    # Waits a round first: rules are due by their period, not at start-up.
+    return PeriodicWorker("detections", interval, lambda: run_due_once(svc), log, wait_first=True)

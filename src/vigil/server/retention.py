@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from vigil.server.services import Services
+from vigil.server.workers import PeriodicWorker
 from vigil.store import audit
 from vigil.store.telemetry import purge_older_than
 
@@ -27,24 +27,5 @@ def purge_once(svc: Services) -> int:
     return n
 
 
-class RetentionWorker:
-    def __init__(self, svc: Services, interval: float = 3600.0) -> None:
-        self.svc, self.interval = svc, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vigil-retention", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                purge_once(self.svc)
-            except Exception:
-                # Keep enforcing on the next round; a failed purge must be loud but not fatal.
-                log.exception("retention purge failed")
-            self._stop.wait(self.interval)
+def retention_worker(svc: Services, interval: float = 3600.0) -> PeriodicWorker:
+    return PeriodicWorker("retention", interval, lambda: purge_once(svc), log)
