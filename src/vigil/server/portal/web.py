@@ -123,6 +123,10 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
 def allowed_links(who: Principal | None) -> list[tuple[str, str]]:
     if who is None:
         return []
+    # A user who holds no permission gets no links at all (not even Settings, whose pages would all refuse them):
+    # they land on their own account page.
+    if not who.permissions:
+        return []
     return [(href, label) for href, label, perm in NAV if perm is None or perm in who.permissions]
 
 
