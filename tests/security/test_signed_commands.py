@@ -122,12 +122,17 @@ def test_every_remediation_route_needs_the_remediation_permission(tmp_path: Path
               for path, r in _api_routes(app.routes)}
     for path in REMEDIATION_ROUTES:
         assert Permission.REMEDIATION_SECOPS in guards[path], path
-    # Every route that creates a machine action is in the list above or is a non-remediation one.
-    creating = {p for p in guards if p.startswith("/api/machines/{machine_id}/") and p.split("/")[-1][0].isalpha()
+    # Every route that creates a machine action is in the list above or is a non-remediation one (reads such as a
+    # device's software or vulnerabilities create nothing).
+    posts = {path for path, r in _api_routes(app.routes) if "POST" in r.methods}
+    creating = {p for p in posts if p.startswith("/api/machines/{machine_id}/") and p.split("/")[-1][0].isalpha()
                 and p.split("/")[-1] not in ("timeline", "tags", "offboard", "sessions", "identityChanges")
                 and "/identityChanges/" not in p}
+    # startInvestigation needs Alerts investigation; its remediations wait for the remediation permission or the
+    # device group's automation level.
     assert creating - REMEDIATION_ROUTES == {"/api/machines/{machine_id}/collectInvestigationPackage",
-                                             "/api/machines/{machine_id}/runAntiVirusScan"}
+                                             "/api/machines/{machine_id}/runAntiVirusScan",
+                                             "/api/machines/{machine_id}/startInvestigation"}
 
 
 def test_a_read_only_user_cannot_start_remediation_anywhere(sqlite_server: VigilServer) -> None:
