@@ -165,6 +165,9 @@ def _sent_share(fuzz: Fuzz, before: int, name: str) -> None:
     assert fuzz.sent - before >= BUDGET[name], f"{name}: sent {fuzz.sent - before} bodies, budget {BUDGET[name]}"
 
 
+# Its 4,000 bodies now cross more ingest work (TVM inventory, the export outbox); on a loaded 2-core machine that
+# nears the suite's 300 s timeout, so this one test gets more room rather than fewer bodies.
+@pytest.mark.timeout(600)
 def test_rows_each_answered_4xx_or_stored_with_their_rejects_named(fuzz: Fuzz) -> None:
     before = fuzz.sent
 
