@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from vigil.app.memory import MemoryStore
 from vigil.app.ports import Store
-from vigil.app.stores import open_engine, sql_store
 from vigil.asr import AsrMode, AsrPolicy, Exclusion
 from vigil.asr.indicators import Indicator, IndicatorAction, IndicatorType
 from vigil.core.devices import DEFAULT_GROUP_NAME
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    url = f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_database")
-    engine = open_engine(url, migrate=True)
-    try:
-        yield sql_store(engine)
-    finally:
-        engine.dispose()
 
 
 def test_indicators_are_saved_replaced_by_type_and_value_and_deleted(store: Store) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,6 @@ from vigil.app.ports import (
     NewSuppression,
     Store,
 )
-from vigil.app.stores import open_engine, sql_store
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import GroupRuleError
 from vigil.core.incidents import incident_name
@@ -30,19 +27,6 @@ from vigil.core.suppression import SuppressionError
 from vigil.store.errors import InvalidChange, NotFound
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    url = f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_database")
-    engine = open_engine(url, migrate=True)
-    try:
-        yield sql_store(engine)
-    finally:
-        engine.dispose()
 
 
 def test_the_default_group_exists_and_an_unknown_one_raises(store: Store) -> None:
