@@ -70,7 +70,7 @@ def create_app(
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )
-    tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
+    tvm = tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         workers: list[Worker] = [retention_worker(svc), air_worker(svc), stream_worker(svc), detection_scheduler(svc)]
@@ -93,6 +93,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = svc
+    app.state.tvm = tvm
     errors.install(app, errors.HtmlErrors(portal_web.wants_html, portal_web.error_page))  # pages for people
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)

@@ -13,7 +13,6 @@ requests need "Remediation handling", exceptions "Exception handling"; every cha
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -23,27 +22,24 @@ from vigil.app.stores import sql_store
 from vigil.app.tvm import TvmService
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
-from vigil.server.auth import Principal, requires, services
+from vigil.server.auth import Principal, requires
 from vigil.server.services import Services
 
 router = APIRouter()
-_SERVICES: dict[int, TvmService] = {}  # by id(Services), dropped with it (Services is not hashable)
 
 VIEW = Permission.VIEW_DATA_TVM
 
 
 def attach(svc: Services) -> TvmService:
-    """The server's TVM service; its inventory step runs after every stored batch."""
+    """The server's TVM service; its inventory step runs after every stored batch. create_app keeps it on app.state."""
     tvm = TvmService(sql_store(svc.engine), svc.settings.data_dir, svc.clock)
-    _SERVICES[id(svc)] = tvm
-    weakref.finalize(svc, _SERVICES.pop, id(svc), None)
     svc.ingest.after_store.append(tvm.on_batch)
     return tvm
 
 
 def service(request: Request) -> TvmService:
-    svc = services(request)
-    return _SERVICES.get(id(svc)) or attach(svc)
+    tvm: TvmService = request.app.state.tvm
+    return tvm
 
 
 def _list(items: list[dict[str, Any]], top: int | None = None) -> dict[str, Any]:
