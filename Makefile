@@ -44,7 +44,7 @@ imports: install
 	$(BIN)/lint-imports
 
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=40
 
 ## Every gate: lint, types, layer contracts, then all tests.
 test: system-deps install lint typecheck imports docs-check pytest
