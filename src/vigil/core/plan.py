@@ -60,7 +60,8 @@ COMPONENTS: dict[Component, ComponentInfo] = {c.component: c for c in (
                   needs=(("EDR",),), needs_why="it reads the EDR sensor's software inventory"),
     ComponentInfo(Component.NGP, "Next-generation protection (antivirus)", 3,
                   "it blocks malware once EDR shows what runs where, and starts passive next to the incumbent "
-                  "antivirus", needs=(("EDR",),), needs_why="it reports through the EDR sensor"),
+                  "antivirus", needs=(("EDR",),), needs_why="it reports through the EDR sensor",
+                  built=True),  # vigil.av and the agent's antivirus sensor; docs/antivirus.md
     ComponentInfo(Component.ASR, "Attack surface reduction", 4,
                   "its rules block behaviours, so they are tuned in audit mode against what EDR and NGP have "
                   "already shown", needs=(("NGP",),), needs_why="its rules are enforced by the antivirus engine"),

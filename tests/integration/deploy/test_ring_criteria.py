@@ -136,7 +136,7 @@ def test_a_component_moves_to_the_next_ring_only_when_the_previous_ring_meets_it
     from vigil.core.plan import COMPONENTS, Component
     from vigil.store import audit, plans
 
-    # As NGP will be once built: this is about the gating, not about which components exist.
+    # NGP built or not: this is about the gating, not about which components exist.
     monkeypatch.setitem(COMPONENTS, Component.NGP, dataclasses.replace(COMPONENTS[Component.NGP], built=True))
     d = complete()
     d["rings"][0]["target_devices"] = 1
