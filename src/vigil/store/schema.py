@@ -712,3 +712,16 @@ event_sources = sa.Table(
     sa.Column("last_seen_at", UtcDateTime, nullable=True),
     sa.Column("events", sa.BigInteger, nullable=False, default=0),
 )
+
+# Antivirus policy per device group; group_id NULL is the tenant default (one row, kept so by the service) (issue 20).
+av_policies = sa.Table(
+    "av_policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("device_groups.id", ondelete="CASCADE"), nullable=True,
+              unique=True),
+    sa.Column("policy", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
