@@ -30,6 +30,7 @@ def test_tvm_pages_and_forms(sqlite_server: VigilServer, tmp_path: Path) -> None
         assert "web-01" in item and "CVE-2099-0001" in item
         weak = c.get("/tvm/weaknesses").text
         assert "CVE-2099-1000" in weak and "demo-lib" in weak
+        assert f'href="/tvm/devices/{dev["device_id"]}"' in c.get(f"/devices/{dev['device_id']}").text
         device = c.get(f"/tvm/devices/{dev['device_id']}").text
         assert "3.0.15-1~deb12u1" in device and "demo-lib" in device and "installed binaries: libssl3" in device
         csrf = c.cookies["vigil_csrf"]
