@@ -5,7 +5,10 @@ The readers of each format are the engine's (`vigil.tvm.inventory`)."""
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import struct
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 
 from vigil.tvm.feeds import FeedError
 from vigil.tvm.inventory import (
+    RPM_QUERY_FORMAT,
     go_buildinfo_section,
     read_apk_installed,
     read_dist_metadata,
@@ -20,6 +24,9 @@ from vigil.tvm.inventory import (
     read_go_buildinfo,
     read_npm_package_json,
     read_package_lock,
+    read_rpm_header,
+    read_rpm_query,
+    rpm_ecosystem,
     running_kernel,
 )
 from vigil.tvm.model import Package
@@ -113,6 +120,7 @@ class HostSources:
 
     dpkg_status: Path = Path("/var/lib/dpkg/status")
     apk_installed: Path = Path("/lib/apk/db/installed")
+    rpm_dir: Path = Path("/var/lib/rpm")  # rpmdb.sqlite is read directly; an older database through `rpm -qa`
     os_release: Path = Path("/etc/os-release")
     alpine_release: Path = Path("/etc/alpine-release")
     # Walked for Python distributions (site-packages, virtualenvs), package-lock.json and node_modules.
@@ -187,6 +195,17 @@ def collect_host(src: HostSources, pace: Callable[[], None] | None = None) -> Ho
                 out.packages += read_apk_installed(text, str(src.apk_installed), alpine)
             except FeedError as e:
                 out.errors.append(str(e))
+    if src.rpm_dir.is_dir():
+        ecosystem = rpm_ecosystem(release.get("ID", ""), release.get("VERSION_ID", ""))
+        found = read_rpm_database(src.rpm_dir, ecosystem or "")
+        if found.packages or found.errors:
+            watch(src.rpm_dir / "rpmdb.sqlite" if (src.rpm_dir / "rpmdb.sqlite").is_file() else src.rpm_dir)
+        if found.packages and not ecosystem:
+            out.errors.append(f"{src.rpm_dir}: rpm packages not reported: {src.os_release} names no AlmaLinux or "
+                              "Rocky Linux release")
+        else:
+            out.packages += found.packages
+        out.errors += [str(e) for e in found.errors]
     excluded = tuple(e.rstrip("/") for e in src.exclude)
 
     def skip(path: str) -> bool:
@@ -244,3 +263,51 @@ def _go_binaries(folder: Path, max_bytes: int, out: HostInventory, pace: Callabl
             out.errors.append(str(e))
         except (OSError, struct.error) as e:
             out.errors.append(f"{entry.path}: cannot read: {getattr(e, 'strerror', None) or e}")
+
+
+def read_rpm_database(rpm_dir: Path, ecosystem: str, rpm_binary: str | None = None) -> PathInventory:
+    """Installed RPMs: the header blobs of `<rpm_dir>/rpmdb.sqlite` (rpm 4.16+, EL9 and later), read-only and
+    without rpm; else, when `<rpm_dir>/Packages` (Berkeley DB, EL8) or `Packages.db` (ndb) is there, what
+    `rpm -qa --dbpath <rpm_dir>` prints, if an rpm binary is installed. A folder with neither gives nothing."""
+    out = PathInventory()
+    db = rpm_dir / "rpmdb.sqlite"
+    if db.is_file():
+        try:
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            out.errors.append(FeedError(str(db), None, f"cannot read the rpm database: {e}"))
+            return out
+        for hnum, blob in rows:
+            try:
+                pkg = read_rpm_header(bytes(blob), f"{db}#{hnum}", ecosystem)
+            except FeedError as e:
+                out.errors.append(e)
+                continue
+            if pkg is not None:
+                out.packages.append(pkg)
+        return out
+    if not ((rpm_dir / "Packages").is_file() or (rpm_dir / "Packages.db").is_file()):
+        return out
+    binary = rpm_binary or shutil.which("rpm")
+    if binary is None:
+        out.errors.append(FeedError(str(rpm_dir), None, "an rpm database other than SQLite and no rpm binary to "
+                                    "read it"))
+        return out
+    try:
+        done = subprocess.run([binary, "-qa", "--dbpath", str(rpm_dir), "--qf", RPM_QUERY_FORMAT],
+                              capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        out.errors.append(FeedError(binary, None, f"rpm -qa failed: {e}"))
+        return out
+    if done.returncode != 0:
+        out.errors.append(FeedError(binary, None, f"rpm -qa exited {done.returncode}: {done.stderr.strip()[:200]}"))
+        return out
+    try:
+        out.packages += read_rpm_query(done.stdout, f"{binary} -qa", ecosystem)
+    except FeedError as e:
+        out.errors.append(e)
+    return out

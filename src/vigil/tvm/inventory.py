@@ -150,6 +150,81 @@ def read_apk_installed(text: str, path: str, release: str) -> list[Package]:
     return packages
 
 
+# RPM header tags and types (rpm's rpmtag.h); a header is an index of (tag, type, offset, count) over a data store.
+_RPM_NAME, _RPM_VERSION, _RPM_RELEASE, _RPM_EPOCH, _RPM_ARCH, _RPM_SOURCERPM = 1000, 1001, 1002, 1003, 1022, 1044
+_RPM_INT32, _RPM_STRING = 4, 6
+_RPM_HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+RPM_QUERY_FORMAT = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\n"  # rpm -qa --qf
+
+
+def rpm_ecosystem(os_id: str, version_id: str) -> str | None:
+    """The OSV ecosystem of an RPM distribution from os-release's ID and VERSION_ID ("AlmaLinux:9"), or None for
+    one whose advisories Vigil does not read."""
+    family = {"almalinux": "AlmaLinux", "rocky": "Rocky Linux"}.get(os_id)
+    major = version_id.split(".", 1)[0]
+    return f"{family}:{major}" if family and major.isdigit() else None
+
+
+def _rpm_package(ecosystem: str, name: str, epoch: int | None, version: str, release: str, arch: str,
+                 source_rpm: str) -> Package | None:
+    if name == "gpg-pubkey" or not arch or arch == "(none)":  # imported signing keys are headers too, not software
+        return None
+    # AlmaLinux's advisories name binary packages at epoch:version-release, the epoch only when it is not 0.
+    evr = f"{epoch}:{version}-{release}" if epoch else f"{version}-{release}"
+    extra = {"arch": arch}
+    if source_rpm and source_rpm != "(none)":
+        extra["sourcerpm"] = source_rpm
+    return Package(ecosystem, name, evr, None, None, extra)
+
+
+def read_rpm_header(blob: bytes, path: str, ecosystem: str) -> Package | None:
+    """One package from an RPM header blob as rpm's SQLite database (`rpmdb.sqlite`, table Packages) stores it:
+    index length and data length (big-endian), the index entries, the data. None for a signing-key header."""
+    data = blob[8:] if blob[:4] == _RPM_HEADER_MAGIC else blob
+    if len(data) < 8:
+        raise FeedError(path, None, "an RPM header shorter than its own length fields")
+    il, dl = struct.unpack_from(">II", data, 0)
+    store_at = 8 + 16 * il
+    if il > 100_000 or store_at + dl > len(data):
+        raise FeedError(path, None, f"an RPM header whose {il} index entries and {dl} data bytes overrun its "
+                                    f"{len(data)} bytes")
+    store = data[store_at:store_at + dl]
+    strings: dict[int, str] = {}
+    epoch: int | None = None
+    for i in range(il):
+        tag, kind, offset, count = struct.unpack_from(">IIiI", data, 8 + 16 * i)
+        if tag not in (_RPM_NAME, _RPM_VERSION, _RPM_RELEASE, _RPM_EPOCH, _RPM_ARCH, _RPM_SOURCERPM):
+            continue
+        if offset < 0 or offset >= dl:
+            raise FeedError(path, None, f"RPM header tag {tag}: offset {offset} outside the {dl}-byte data")
+        if tag == _RPM_EPOCH and kind == _RPM_INT32 and count >= 1 and offset + 4 <= dl:
+            epoch, = struct.unpack_from(">i", store, offset)
+        elif kind == _RPM_STRING:
+            end = store.find(b"\0", offset)
+            strings[tag] = store[offset:end if end >= 0 else dl].decode("utf-8", "replace")
+    missing = [n for t, n in ((_RPM_NAME, "NAME"), (_RPM_VERSION, "VERSION"), (_RPM_RELEASE, "RELEASE"))
+               if t not in strings]
+    if missing:
+        raise FeedError(path, None, f"an RPM header without {', '.join(missing)}")
+    return _rpm_package(ecosystem, strings[_RPM_NAME], epoch, strings[_RPM_VERSION], strings[_RPM_RELEASE],
+                        strings.get(_RPM_ARCH, ""), strings.get(_RPM_SOURCERPM, ""))
+
+
+def read_rpm_query(text: str, path: str, ecosystem: str) -> list[Package]:
+    """The output of `rpm -qa --qf RPM_QUERY_FORMAT` (for databases other than SQLite: Berkeley DB, ndb)."""
+    packages: list[Package] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 6 or not parts[1].isdigit():
+            raise FeedError(path, n, f"not a name/epoch/version/release/arch/source line: {line[:80]!r}")
+        pkg = _rpm_package(ecosystem, parts[0], int(parts[1]), parts[2], parts[3], parts[4], parts[5])
+        if pkg is not None:
+            packages.append(pkg)
+    return packages
+
+
 _GO_MAGIC = b"\xff Go buildinf:"
 _ELF_MAGIC = b"\x7fELF"
 

@@ -16,7 +16,7 @@ from vigil.tvm.model import Package
 
 # OSV ecosystem (without the release) -> (purl type, namespace, distro qualifier prefix)
 _DISTROS = {"Debian": ("deb", "debian", "debian"), "AlmaLinux": ("rpm", "almalinux", "almalinux"),
-            "Alpine": ("apk", "alpine", "alpine")}
+            "Alpine": ("apk", "alpine", "alpine"), "Rocky Linux": ("rpm", "rocky", "rocky")}
 _LANGS = {"PyPI": "pypi", "npm": "npm", "Go": "golang"}
 _BY_TYPE = {v: k for k, v in _LANGS.items()}
 KERNEL_NAME = "linux"  # the running kernel, a generic purl whose `upstream` names the distro's source package

@@ -120,7 +120,8 @@ def write_host(root: Path) -> HostSources:
     (root / "bin").mkdir()
     (root / "bin/tool").write_bytes(go_binary("go1.21.5", MODINFO))
     (root / "bin/script").write_text("#!/bin/sh\n")
-    return HostSources(dpkg_status=root / "status", apk_installed=root / "none", os_release=root / "etc/os-release",
+    return HostSources(dpkg_status=root / "status", apk_installed=root / "none", rpm_dir=root / "none",
+                       os_release=root / "etc/os-release",
                        roots=(root / "opt", root / "srv", root / "usr/lib"),
                        exclude=(str(root / "usr/lib/python3/dist-packages"),), go_dirs=(root / "bin",),
                        kernel=("6.1.0-18-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"))
