@@ -22,11 +22,17 @@ from rich.table import Table
 from vigil.commands._common import CommandError, audit_server_change
 from vigil.config import data_dir_from_env
 from vigil.content import tvm_feeds
-from vigil.content.tvm_inventory import debian_release, scan_path
+from vigil.content.tvm_inventory import debian_release, read_go_binaries, read_rpm_database, scan_path
 from vigil.tvm import bundle as bundles
 from vigil.tvm.feeds import FeedError
 from vigil.tvm.feedstore import FeedStore, ScanFinding
-from vigil.tvm.inventory import read_dpkg_status, read_package_lock, read_requirements
+from vigil.tvm.inventory import (
+    read_apk_installed,
+    read_dpkg_status,
+    read_package_lock,
+    read_requirements,
+    rpm_ecosystem,
+)
 from vigil.tvm.model import Package
 
 app = typer.Typer(help="Threat and vulnerability management: scan inventories, build and import feeds.",
@@ -92,10 +98,63 @@ def _store_for(feeds: str, cache_dir: Path | None, public_key: str | None) -> Fe
         raise CommandError(f"--feeds {path}: {e}") from None
 
 
-def _inventory(dpkg_status: Path | None, requirements: list[Path], lockfile: list[Path], paths: list[Path],
-               debian: str | None) -> list[Package]:
-    packages: list[Package] = []
+def _host_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
     try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: v.strip().strip('"') for k, _, v in (ln.partition("=") for ln in lines) if v}
+
+
+def _rpm_packages(rpmdb: Path, ecosystem: str | None) -> list[Package]:
+    if ecosystem is None:
+        host = _host_release()
+        ecosystem = rpm_ecosystem(host.get("ID", ""), host.get("VERSION_ID", ""))
+        if ecosystem is None:
+            raise CommandError("--rpmdb: this host is not AlmaLinux or Rocky Linux; pass --rpm-ecosystem "
+                               "(e.g. AlmaLinux:9)")
+    family, _, release = ecosystem.partition(":")
+    if family not in ("AlmaLinux", "Rocky Linux") or not release.isdigit():
+        raise CommandError(f"--rpm-ecosystem {ecosystem!r}: expected AlmaLinux:<major> or 'Rocky Linux:<major>'")
+    folder = rpmdb.parent if rpmdb.name == "rpmdb.sqlite" else rpmdb
+    if not folder.is_dir():
+        raise CommandError(f"--rpmdb {rpmdb}: no such folder (give /var/lib/rpm or its rpmdb.sqlite)")
+    found = read_rpm_database(folder, ecosystem)
+    if found.errors and not found.packages:
+        raise CommandError(f"--rpmdb {rpmdb}: {found.errors[0]}")
+    for problem in found.errors:
+        _say(f"tvm: inventory error: {problem}")
+    if not found.packages:
+        raise CommandError(f"--rpmdb {rpmdb}: no rpmdb.sqlite, Packages or Packages.db in it")
+    return found.packages
+
+
+def _inventory(dpkg_status: Path | None, requirements: list[Path], lockfile: list[Path], paths: list[Path],
+               debian: str | None, rpmdb: Path | None = None, rpm_eco: str | None = None,
+               apk_installed: Path | None = None, alpine: str | None = None,
+               go_binaries: tuple[Path, ...] = ()) -> list[Package]:
+    packages: list[Package] = []
+    if rpmdb is not None:
+        packages += _rpm_packages(rpmdb, rpm_eco)
+    for g in go_binaries:
+        if not g.exists():
+            raise CommandError(f"--go-binary {g}: no such file or folder")
+        got = read_go_binaries(g)
+        for message in got.errors:
+            _say(f"tvm: inventory error: {message}")
+        if not got.packages and g.is_file():
+            raise CommandError(f"--go-binary {g}: not a Go 1.18+ binary (no build info)")
+        packages += got.packages
+    try:
+        if apk_installed is not None:
+            if alpine is None:
+                try:
+                    alpine = Path("/etc/alpine-release").read_text().strip()
+                except OSError:
+                    raise CommandError("--apk-installed: this host is not Alpine; pass --alpine-release "
+                                       "(e.g. 3.19)") from None
+            packages += read_apk_installed(_read_text(apk_installed, "--apk-installed"), str(apk_installed),
+                                           ".".join(alpine.split(".")[:2]))
         if dpkg_status is not None:
             release = debian or debian_release()
             if not release:
@@ -144,13 +203,27 @@ def scan(
     output: Annotated[Literal["table", "json"], typer.Option("--output", "-o", help="table or json")] = "table",
     debian_release_: Annotated[str | None, typer.Option("--debian-release", help="The Debian release the dpkg "
                                                         "status file is from (default: this host's)")] = None,
+    rpmdb: Annotated[Path | None, typer.Option("--rpmdb", help="An rpm database folder (/var/lib/rpm) or its "
+                                               "rpmdb.sqlite; older databases are read through rpm -qa")] = None,
+    rpm_ecosystem_: Annotated[str | None, typer.Option("--rpm-ecosystem", help="The distribution the rpm database "
+                                                       "is from, as OSV names it (AlmaLinux:9; default: this "
+                                                       "host's)")] = None,
+    apk_installed: Annotated[Path | None, typer.Option("--apk-installed", help="Alpine's package database "
+                                                       "(/lib/apk/db/installed)")] = None,
+    alpine_release: Annotated[str | None, typer.Option("--alpine-release", help="The Alpine release it is from "
+                                                       "(default: this host's)")] = None,
+    go_binary: Annotated[list[Path] | None, typer.Option("--go-binary", help="A Go executable, or a folder of "
+                                                         "them, whose build info is read (repeatable)")] = None,
     cache_dir: CacheDir = None,
     public_key: PublicKey = None,
 ) -> None:
     """Scan an inventory against offline feeds. Exit 0: no finding, 1: findings, 2: bad input."""
-    if dpkg_status is None and not requirements and not lockfile and not path:
-        raise CommandError("nothing to scan: give --dpkg-status, --requirements, --lockfile or --path")
-    packages = _inventory(dpkg_status, requirements or [], lockfile or [], path or [], debian_release_)
+    if (dpkg_status is None and not requirements and not lockfile and not path and rpmdb is None
+            and apk_installed is None and not go_binary):
+        raise CommandError("nothing to scan: give --dpkg-status, --rpmdb, --apk-installed, --requirements, "
+                           "--lockfile, --go-binary or --path")
+    packages = _inventory(dpkg_status, requirements or [], lockfile or [], path or [], debian_release_, rpmdb,
+                          rpm_ecosystem_, apk_installed, alpine_release, tuple(go_binary or ()))
     store = _store_for(feeds, cache_dir, public_key)
     problems: list[str] = []
     findings = store.scan(packages, problems)

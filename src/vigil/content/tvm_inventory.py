@@ -248,21 +248,29 @@ def _go_binaries(folder: Path, max_bytes: int, out: HostInventory, pace: Callabl
         try:
             if not entry.is_file(follow_symlinks=False) or entry.stat().st_size > max_bytes:
                 continue
-            with open(entry.path, "rb") as f:
-                head = f.read(64)
+        except OSError as e:
+            out.errors.append(f"{entry.path}: cannot read: {e.strerror or e}")
+            continue
+        _go_file(Path(entry.path), out)
 
-                def read_at(offset: int, size: int, f: Any = f) -> bytes:
-                    f.seek(offset)
-                    data: bytes = f.read(size)
-                    return data
 
-                section = go_buildinfo_section(head, read_at)
-            if section is not None:
-                out.packages += read_go_buildinfo(section, entry.path).packages()
-        except FeedError as e:
-            out.errors.append(str(e))
-        except (OSError, struct.error) as e:
-            out.errors.append(f"{entry.path}: cannot read: {getattr(e, 'strerror', None) or e}")
+def _go_file(path: Path, out: HostInventory) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+
+            def read_at(offset: int, size: int, f: Any = f) -> bytes:
+                f.seek(offset)
+                data: bytes = f.read(size)
+                return data
+
+            section = go_buildinfo_section(head, read_at)
+        if section is not None:
+            out.packages += read_go_buildinfo(section, str(path)).packages()
+    except FeedError as e:
+        out.errors.append(str(e))
+    except (OSError, struct.error) as e:
+        out.errors.append(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}")
 
 
 def read_rpm_database(rpm_dir: Path, ecosystem: str, rpm_binary: str | None = None) -> PathInventory:
@@ -310,4 +318,15 @@ def read_rpm_database(rpm_dir: Path, ecosystem: str, rpm_binary: str | None = No
         out.packages += read_rpm_query(done.stdout, f"{binary} -qa", ecosystem)
     except FeedError as e:
         out.errors.append(e)
+    return out
+
+
+def read_go_binaries(path: Path) -> HostInventory:
+    """Go build info of one executable, or of every executable in a folder (not recursive); files that are not
+    Go binaries give nothing, unreadable ones are reported."""
+    out = HostInventory()
+    if path.is_dir():
+        _go_binaries(path, 1 << 30, out, None)
+    else:
+        _go_file(path, out)
     return out

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.tvm.corpus_support import DPKG_STATUS, PACKAGE_LOCK, REQUIREMENTS, write_corpus
+from tests.unit.tvm.elf_fixture import go_binary
+from tests.unit.tvm.rpm_fixture import package, write_rpmdb
 
 KEYS = {"package", "ecosystem", "installed", "advisory", "aliases", "fixed", "severity", "kev", "epss"}
 
@@ -68,6 +70,28 @@ def test_path_walk_and_table_output(inputs: dict[str, Path]) -> None:
     assert r.returncode == 1, r.stderr
     assert "PYSEC-2099-1" in r.stdout and "GHSA-npm1-0000-0000" in r.stdout and "CVE-2099-4000" in r.stdout
     assert "2 packages" in r.stderr and "2 findings" in r.stderr
+
+
+def test_rpm_database_go_binaries_and_apk(inputs: dict[str, Path], tmp_path: Path) -> None:
+    write_rpmdb(tmp_path / "rpm", [package("bash", "5.1.8", "6.el9"), package("zlib", "1.2.11", "40.el9")])
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/tool").write_bytes(go_binary("go1.21.5", "mod\texample.com/mod\tv1.3.0\th1:x=\n"))
+    (tmp_path / "bin/notes.txt").write_text("not a binary\n")
+    (tmp_path / "installed").write_text("P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\n")
+    r = vigil("tvm", "scan", "--feeds", str(inputs["corpus"]), "--rpmdb", str(tmp_path / "rpm/rpmdb.sqlite"),
+              "--rpm-ecosystem", "AlmaLinux:9", "--go-binary", str(tmp_path / "bin"), "--apk-installed",
+              str(tmp_path / "installed"), "--alpine-release", "3.19.1", "-o", "json", cache=inputs["cache"])
+    assert r.returncode == 1, r.stderr
+    got = {(f["package"], f["ecosystem"], f["installed"], f["advisory"], f["fixed"]) for f in json.loads(r.stdout)}
+    assert got == {("bash", "AlmaLinux:9", "5.1.8-6.el9", "ALSA-2099:0001", "5.1.8-9.el9"),
+                   ("example.com/mod", "Go", "v1.3.0", "GO-2099-0001", "1.4.1")}
+    assert "5 packages" in r.stderr  # 2 rpms, the module and Go's stdlib, musl
+    refused = vigil("tvm", "scan", "--feeds", str(inputs["corpus"]), "--rpmdb", str(tmp_path / "rpm"),
+                    "--rpm-ecosystem", "Fedora:40", cache=inputs["cache"])
+    assert refused.returncode == 2 and "--rpm-ecosystem 'Fedora:40'" in refused.stderr
+    not_go = vigil("tvm", "scan", "--feeds", str(inputs["corpus"]), "--go-binary", str(tmp_path / "bin/notes.txt"),
+                   cache=inputs["cache"])
+    assert not_go.returncode == 2 and "not a Go 1.18+ binary" in not_go.stderr
 
 
 def test_no_finding_exits_zero_with_an_empty_json_list(inputs: dict[str, Path], tmp_path: Path) -> None:
