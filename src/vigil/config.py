@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_DATA_DIR = Path("/var/lib/vigil")
 SETTINGS_FILE = "vigil.toml"
+# `make up` keeps its data in the checkout's ./var: a CLI run from the checkout finds it without flags.
+LOCAL_DATA_DIR = Path("var")
 
 
 class SettingsError(ValueError):
@@ -211,10 +213,17 @@ _ENV = {
 }
 
 
-def data_dir_from_env(explicit: Path | None = None) -> Path:
+def data_dir_from_env(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The data directory, by precedence: the flag, ``$VIGIL_DATA_DIR``, ``./var`` when it holds a set-up server
+    (what `make up` made), then /var/lib/vigil."""
     if explicit is not None:
         return explicit
-    return Path(os.environ.get("VIGIL_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    if os.environ.get("VIGIL_DATA_DIR"):
+        return Path(os.environ["VIGIL_DATA_DIR"])
+    local = (cwd or Path.cwd()) / LOCAL_DATA_DIR
+    if (local / SETTINGS_FILE).is_file():
+        return local.resolve()
+    return DEFAULT_DATA_DIR
 
 
 def load_settings(data_dir: Path, env: dict[str, str] | None = None) -> Settings:

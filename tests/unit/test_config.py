@@ -65,3 +65,29 @@ def test_the_scrape_token_is_the_setting_else_the_file(tmp_path: Path) -> None:
     settings.metrics_token_file.write_text("t" * 40 + "\n")
     assert settings.scrape_token() == "t" * 40
     assert load_settings(tmp_path, env={"VIGIL_METRICS_TOKEN": "e" * 32}).scrape_token() == "e" * 32
+
+
+def test_the_data_dir_is_the_flag_then_the_environment_then_make_ups_var_then_var_lib(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.config import DEFAULT_DATA_DIR, data_dir_from_env
+
+    monkeypatch.delenv("VIGIL_DATA_DIR", raising=False)
+    assert data_dir_from_env(None, cwd=tmp_path) == DEFAULT_DATA_DIR
+    (tmp_path / "var").mkdir()
+    assert data_dir_from_env(None, cwd=tmp_path) == DEFAULT_DATA_DIR  # an empty ./var is no server
+    (tmp_path / "var" / "vigil.toml").write_text("")
+    assert data_dir_from_env(None, cwd=tmp_path) == (tmp_path / "var").resolve()
+    monkeypatch.setenv("VIGIL_DATA_DIR", str(tmp_path / "env"))
+    assert data_dir_from_env(None, cwd=tmp_path) == tmp_path / "env"
+    assert data_dir_from_env(tmp_path / "flag", cwd=tmp_path) == tmp_path / "flag"
+
+
+def test_the_agent_state_dir_is_the_environment_then_make_ups_var_agent_then_var_lib(tmp_path: Path) -> None:
+    from vigil.agent.config import DEFAULT_STATE_DIR, STATE_DIR_ENV, default_state_dir
+
+    assert default_state_dir({}, cwd=tmp_path) == DEFAULT_STATE_DIR
+    (tmp_path / "var" / "agent").mkdir(parents=True)
+    assert default_state_dir({}, cwd=tmp_path) == DEFAULT_STATE_DIR  # not enrolled there
+    (tmp_path / "var" / "agent" / "identity.json").write_text("{}")
+    assert default_state_dir({}, cwd=tmp_path) == (tmp_path / "var" / "agent").resolve()
+    assert default_state_dir({STATE_DIR_ENV: "/srv/agent"}, cwd=tmp_path) == Path("/srv/agent")

@@ -11,6 +11,7 @@ from vigil.wire import MAX_BATCH_EVENTS
 
 DEFAULT_STATE_DIR = Path("/var/lib/vigil/agent")
 STATE_DIR_ENV = "VIGIL_AGENT_STATE_DIR"
+LOCAL_STATE_DIR = Path("var/agent")  # `vigil up --data-dir ./var` enrolls its local agent here
 # Pseudo and volatile filesystems, package caches and journals: high volume, little signal.
 DEFAULT_FILE_EXCLUDES = (
     "/proc/", "/sys/", "/dev/", "/run/", "/var/log/journal/", "/var/cache/", "/var/lib/apt/lists/",
@@ -23,9 +24,15 @@ NETWORK_PROVIDERS = ("auto", "ebpf", "audit")
 AV_MODES = ("auto", "block", "audit", "passive")  # agent/antivirus.py says what each means
 
 
-def default_state_dir(env: Mapping[str, str]) -> Path:
-    """``$VIGIL_AGENT_STATE_DIR`` or /var/lib/vigil/agent; the command line passes its environment in."""
-    return Path(env.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+def default_state_dir(env: Mapping[str, str], cwd: Path | None = None) -> Path:
+    """``$VIGIL_AGENT_STATE_DIR``, then ``./var/agent`` when an agent enrolled there (the one `make up` runs),
+    then /var/lib/vigil/agent; the command line passes its environment in."""
+    if env.get(STATE_DIR_ENV):
+        return Path(env[STATE_DIR_ENV])
+    local = (cwd or Path.cwd()) / LOCAL_STATE_DIR
+    if (local / "identity.json").is_file():
+        return local.resolve()
+    return DEFAULT_STATE_DIR
 
 
 @dataclass(frozen=True)

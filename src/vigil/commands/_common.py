@@ -15,9 +15,9 @@ from vigil.app.principal import Principal, local_cli, os_user
 from vigil.app.stores import open_engine, sql_store
 from vigil.config import Settings, data_dir_from_env, load_settings
 
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Vigil's data directory (default $VIGIL_DATA_DIR or /var/lib/vigil)")
-]
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir",
+    help="Vigil's data directory (default $VIGIL_DATA_DIR, else ./var if `make up` set it up, else /var/lib/vigil)")]
 
 
 class CommandError(Exception):

@@ -31,7 +31,8 @@ console = Console(stderr=True)
 
 StateDir = Annotated[
     Path | None,
-    typer.Option("--state-dir", help=f"Agent state directory (default ${STATE_DIR_ENV} or /var/lib/vigil/agent)"),
+    typer.Option("--state-dir", help=f"Agent state directory (default ${STATE_DIR_ENV}, else ./var/agent if "
+                 "`make up` enrolled one there, else /var/lib/vigil/agent)"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -193,6 +194,29 @@ def _start_local_agent(settings: Settings, stop: threading.Event, procs: list[su
         console.print("Local agent started.")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _next_steps(settings: Settings) -> list[str]:
+    """The commands a newcomer runs next, spelled out in full: `vigil` may not be on PATH after `make up`."""
+    launcher = Path(sys.executable).parent / "vigil"
+    vigil = str(launcher) if launcher.exists() else "vigil"
+    d, agent = settings.data_dir, settings.data_dir / "agent"
+    return [
+        f"{vigil} devices list --data-dir {d}",
+        f"{vigil} agent health --state-dir {agent}",
+        f"{vigil} users add alice --role read-only --data-dir {d}",
+        f"{vigil} plan status --data-dir {d}",
+    ]
+
+
+def _print_next_steps(settings: Settings) -> None:
+    console.print("[bold]Next[/] (in another terminal; from the checkout the CLI finds ./var by itself):")
+    for line in _next_steps(settings):
+        console.print(f"  {line}", soft_wrap=True, highlight=False)
+
+
 def up(
     data_dir: DataDir = None,
     rules_from: Annotated[Path | None, typer.Option("--rules-from", help="A Sigma release (folder or zip) to import "
@@ -215,16 +239,25 @@ def up(
             json.dump({"username": report.admin_username, "password": report.admin_password}, f)
     stop = threading.Event()
     procs: list[subprocess.Popen[bytes]] = []
+    # uvicorn shuts down on SIGTERM, then re-raises it against the handler found before it started: the default
+    # one would kill this process before the `finally` below stops the agent (left running, reparented to PID 1).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     starter = threading.Thread(target=_start_local_agent, args=(settings, stop, procs), daemon=True)
-    starter.start()
-    console.print(f"\n[bold]Portal:[/] {settings.url}/   (trust the CA certificate {settings.ca_cert})")
-    if creds.exists():
-        saved = json.loads(creds.read_text())
-        console.print(f"[bold]Sign in:[/] {saved['username']} / {saved['password']}   (kept in {creds})")
     try:
+        starter.start()
+        console.print(f"\n[bold]Portal:[/] {settings.url}/   (trust the CA certificate {settings.ca_cert})",
+                      soft_wrap=True)
+        if creds.exists():
+            saved = json.loads(creds.read_text())
+            console.print(f"[bold]Sign in:[/] {saved['username']} / {saved['password']}   (kept in {creds})",
+                          soft_wrap=True)
+        _print_next_steps(settings)
         uvicorn.Server(_uvicorn_config(settings)).run()
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the agent's stop short
         stop.set()
+        if starter.is_alive():
+            starter.join(timeout=30)  # an enrolment under way appends its agent, or sees `stop` and starts none
         for p in procs:
             p.terminate()
             try:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.integration.server.rbac_support import admin
 from tests.support import VigilServer
@@ -71,3 +72,15 @@ def test_user_verbs(sqlite_server: VigilServer) -> None:
     assert sorted(e["action"] for e in entries) == ["user.create", "user.password_reset", "user.update",
                                                     "user.update"]
     assert all(e["actor"].startswith("cli:") for e in entries)
+
+
+def test_run_from_a_checkout_after_make_up_the_cli_finds_var_by_itself(sqlite_server: VigilServer,
+                                                                        tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "var").symlink_to(sqlite_server.data_dir)  # where `make up` keeps its data
+    env = {k: v for k, v in os.environ.items() if k not in ("VIGIL_DATA_DIR", "VIGIL_DATABASE_URL")}
+    listed = subprocess.run([sys.executable, "-m", "vigil", "users", "list", "--output", "json"], cwd=checkout,
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "admin" in [u["username"] for u in json.loads(listed.stdout)]
