@@ -40,7 +40,7 @@ from vigil.av.engine import Engine
 from vigil.av.exclusions import ExclusionError, ExclusionFile, Exclusions, merge
 from vigil.av.history import ThreatHistory
 from vigil.av.model import Detection
-from vigil.av.policy import AvPolicy, parse_policy
+from vigil.av.policy import AvPolicy, PolicyError, parse_policy
 from vigil.av.quarantine import QuarantineError, QuarantineStore
 from vigil.wire.av import AvUpdateRequest
 
@@ -340,6 +340,18 @@ def served_policy(state_dir: Path) -> AvPolicy:
         return AvPolicy()
 
 
+def store_served_policy(state_dir: Path, raw: Any) -> AvPolicy:
+    """Keep the group's effective policy the server sent (the update route or the signed protection bundle);
+    a policy this agent cannot read is refused whole (PolicyError), the last good one stays."""
+    policy = parse_policy(raw, "policy")
+    folder = state_dir / "av"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{POLICY_FILE}.tmp"
+    tmp.write_text(json.dumps(policy.as_dict()))
+    os.replace(tmp, folder / POLICY_FILE)
+    return policy
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     policy: dict[str, Any]
@@ -366,11 +378,10 @@ def update_from_server(state_dir: Path, transport: AgentTransport) -> UpdateResu
         header = None
     current = int(str(header["version"])) if header else 0
     answer = transport.av_update(AvUpdateRequest(definitions_version=current))
-    folder = state_dir / "av"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{POLICY_FILE}.tmp"
-    tmp.write_text(json.dumps(answer.policy))
-    os.replace(tmp, folder / POLICY_FILE)
+    try:
+        store_served_policy(state_dir, answer.policy)
+    except PolicyError as e:
+        log.error("antivirus policy from the server refused, the last one kept: %s", e)
     installed_now = False
     if answer.definitions_version is not None and answer.definitions_version > current:
         try:

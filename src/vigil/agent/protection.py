@@ -184,6 +184,15 @@ class Protection:
             bundle = from_json(data)
         except ValueError as e:
             raise ActionFailed(f"the protection bundle is malformed: {e}") from None
+        if isinstance(data.get("Antivirus"), Mapping):
+            # The group's antivirus policy rides in the same signed command; the antivirus sensor reads it.
+            from vigil.agent.antivirus import store_served_policy
+            from vigil.av.policy import PolicyError
+
+            try:
+                store_served_policy(self.settings.state_dir, data["Antivirus"])
+            except PolicyError as e:
+                raise ActionFailed(f"the protection bundle's antivirus policy is refused: {e}") from None
         tmp = self._state.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

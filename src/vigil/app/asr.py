@@ -227,11 +227,18 @@ def bundle_for(uow: UnitOfWork, group_id: int, now: datetime) -> dict[str, Any]:
     stamp = max([r.last_update_time for r in uow.asr.indicators()], default=None)
     revision = (f"default:{default.version if default else 0},group:{group.version if group else 0},"
                 f"indicators:{len(indicators)}@{stamp.isoformat() if stamp else '-'}")
-    return bundle.to_json(group_id, default.policy if default else AsrPolicy(), group.policy if group else None,
+    av = {p.group_id: p.version for p in uow.av.policies()}
+    revision += f",av:{av.get(None, 0)}.{av.get(group_id, 0)}"
+    data = bundle.to_json(group_id, default.policy if default else AsrPolicy(), group.policy if group else None,
                           indicators, revision)
+    from vigil.app import antivirus  # its policy rides in the same signed bundle; antivirus imports this module
+
+    data["Antivirus"] = antivirus.effective_for(uow, group_id).as_dict()
+    return data
 
 
-def deliver(uow: UnitOfWork, now: datetime, who: Principal, group_ids: frozenset[int] | None) -> int:
+def deliver(uow: UnitOfWork, now: datetime, who: Principal, group_ids: frozenset[int] | None,
+            reason: str = "ASR policy or indicators changed") -> int:
     """Sign an ApplyProtectionPolicy command for each active device of ``group_ids`` (None: every device); the
     number of devices."""
     sent = 0
@@ -241,7 +248,7 @@ def deliver(uow: UnitOfWork, now: datetime, who: Principal, group_ids: frozenset
             continue
         params = bundles.setdefault(d.group_id, bundle_for(uow, d.group_id, now))
         uow.actions.issue(ActionRequest(d.id, ActionType.APPLY_PROTECTION_POLICY, params,
-                                        "ASR policy or indicators changed"),
+                                        reason),
                           AuditRecord(who.actor, "", "", "", source_ip=who.source_ip), now)
         sent += 1
     return sent

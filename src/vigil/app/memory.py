@@ -23,6 +23,7 @@ from vigil.app.ports import (
     AlertUpdate,
     AsrPolicyRecord,
     AuditRecord,
+    AvPolicyRecord,
     DeviceRecord,
     IncidentRecord,
     IncidentUpdate,
@@ -72,6 +73,7 @@ class MemoryState:
     suppression: dict[int, SuppressionRecord] = field(default_factory=dict)
     indicators: dict[int, IndicatorRecord] = field(default_factory=dict)
     asr_policies: dict[int | None, AsrPolicyRecord] = field(default_factory=dict)
+    av_policies: dict[int | None, AvPolicyRecord] = field(default_factory=dict)
 
 
 class _Devices:
@@ -449,6 +451,20 @@ class _Asr:
         return self._s.asr_policies.pop(group_id, None) is not None
 
 
+class _Av:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def policies(self) -> list[AvPolicyRecord]:
+        return sorted(self._s.av_policies.values(), key=lambda p: -1 if p.group_id is None else p.group_id)
+
+    def save_policy(self, group_id: int | None, policy: dict[str, Any], who: str, now: datetime) -> int:
+        before = self._s.av_policies.get(group_id)
+        version = before.version + 1 if before else 1
+        self._s.av_policies[group_id] = AvPolicyRecord(group_id, dict(policy), who, now, version)
+        return version
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -462,6 +478,7 @@ class MemoryUnitOfWork:
     suppression: _Suppression
     telemetry: _Telemetry
     asr: _Asr
+    av: _Av
 
 
 class MemoryStore:
@@ -476,6 +493,6 @@ class MemoryStore:
         yield MemoryUnitOfWork(
             _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
             _Incidents(work), _Suppression(work), _Telemetry(work),
-            _Asr(work),
+            _Asr(work), _Av(work),
         )
         self.state = work

@@ -410,6 +410,29 @@ class AsrRepository(Protocol):
 
 
 @dataclass(frozen=True)
+class AvPolicyRecord:
+    """The antivirus policy of one device group (None: the tenant default) as stored: vigil.av.policy's JSON."""
+
+    group_id: int | None
+    policy: dict[str, Any]
+    updated_by: str
+    update_time: datetime
+    version: int
+
+
+class AvPolicyRepository(Protocol):
+    """Antivirus policies per device group (issue 20)."""
+
+    def policies(self) -> Sequence[AvPolicyRecord]:
+        """The stored policies, the tenant default (group None) first."""
+        ...
+
+    def save_policy(self, group_id: int | None, policy: dict[str, Any], who: str, now: datetime) -> int:
+        """Replace the policy of ``group_id``; returns its new version."""
+        ...
+
+
+@dataclass(frozen=True)
 class UserSummary:
     """A Vigil account as an administrator lists it."""
 
@@ -465,6 +488,8 @@ class UnitOfWork(Protocol):
     def suppression(self) -> SuppressionRepository: ...
     @property
     def asr(self) -> AsrRepository: ...
+    @property
+    def av(self) -> AvPolicyRepository: ...
     @property
     def telemetry(self) -> TelemetryReader: ...
 

@@ -3,10 +3,15 @@
 A policy sets any of: real-time protection on/off (``realtime``), the mode (``auto``, ``block``, ``audit``,
 ``passive``), plain opens scanned too (``open_perm``), exclusions (by kind, as in ``exclusions``) and scheduled
 scans (``scans``: ``{"type": "quick"|"full", "at": "HH:MM", "days": ["mon", ...]}``, the device's local time,
-every day when ``days`` is absent). The server keeps a global policy and one per device group
-(``<data dir>/av/policy.json``); a device gets ``effective(global, group)``: each setting the group sets
-wins over the global one, exclusions are the union of both (and of the endpoint's own), scheduled scans are
-the group's when it names any, else the global ones. The agent's own settings apply where neither sets one.
+every day when ``days`` is absent), what to do per threat type (``threat_actions``: ``{"malware"|"pua"|"test"|
+"heuristic": "quarantine"|"remove"|"audit"|"allow"}``, quarantine when unset), PUA protection (``pua_mode``:
+``off`` ignores PUA, ``audit`` only reports it, ``block`` treats it by ``threat_actions``; block when unset) and
+threats allowed by name (``allowed_threats``: neither reported nor touched). The server keeps a global policy
+and one per device group (the store's ``av_policies``); a device gets ``effective(global, group)``: each setting
+the group sets wins over the global one (per threat type for ``threat_actions``), exclusions and allowed
+threats are the union of both (exclusions: and of the endpoint's own), scheduled scans are the group's when it
+names any, else the global ones. The agent's own settings apply where neither sets one. ``reaction`` says what
+one threat gets; block mode carries it out, audit and passive only report.
 
 Bundles: ``<data dir>/av/bundles/default.vab`` for every device, or the group's own
 (``group-<hex of the name>.vab``) when one is published for it.
@@ -14,7 +19,6 @@ Bundles: ``<data dir>/av/bundles/default.vab`` for every device, or the group's 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -28,7 +32,10 @@ SCAN_TYPES = ("quick", "full")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MODES = ("auto", "block", "audit", "passive")
 _AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_KEYS = ("realtime", "mode", "open_perm", "exclusions", "scans")
+THREAT_TYPES = ("malware", "pua", "test", "heuristic")
+ACTIONS = ("quarantine", "remove", "audit", "allow")
+PUA_MODES = ("off", "audit", "block")
+_KEYS = ("realtime", "mode", "open_perm", "exclusions", "scans", "threat_actions", "pua_mode", "allowed_threats")
 
 
 class PolicyError(ValueError):
@@ -56,6 +63,12 @@ class AvPolicy:
     open_perm: bool | None = None
     exclusions: Exclusions = field(default_factory=Exclusions)
     scans: tuple[ScheduledScan, ...] = ()
+    threat_actions: tuple[tuple[str, str], ...] = ()  # (threat type, action), sorted
+    pua_mode: str | None = None
+    allowed_threats: tuple[str, ...] = ()
+
+    def action_for(self, threat_type: str) -> str | None:
+        return dict(self.threat_actions).get(threat_type)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in ("realtime", "mode", "open_perm")
@@ -64,6 +77,12 @@ class AvPolicy:
             out["exclusions"] = {k: v for k, v in self.exclusions.as_lists().items() if v}
         if self.scans:
             out["scans"] = [s.as_dict() for s in self.scans]
+        if self.threat_actions:
+            out["threat_actions"] = dict(self.threat_actions)
+        if self.pua_mode is not None:
+            out["pua_mode"] = self.pua_mode
+        if self.allowed_threats:
+            out["allowed_threats"] = list(self.allowed_threats)
         return out
 
 
@@ -99,7 +118,36 @@ def parse_policy(raw: Any, where: str) -> AvPolicy:
         if not isinstance(days, list) or not days or any(d not in DAYS for d in days):
             raise PolicyError(f"{at}.days: expected some of {', '.join(DAYS)}")
         scans.append(ScheduledScan(s["type"], s["at"], tuple(d for d in DAYS if d in days)))
-    return AvPolicy(raw.get("realtime"), mode, raw.get("open_perm"), exclusions, tuple(scans))
+    actions = raw.get("threat_actions") or {}
+    if not isinstance(actions, Mapping):
+        raise PolicyError(f"{where}.threat_actions: expected an object of threat type → action")
+    for kind, action in actions.items():
+        if kind not in THREAT_TYPES:
+            raise PolicyError(f"{where}.threat_actions.{kind}: unknown threat type (known: {', '.join(THREAT_TYPES)})")
+        if action not in ACTIONS:
+            raise PolicyError(f"{where}.threat_actions.{kind}: {action!r} is not one of {', '.join(ACTIONS)}")
+    pua = raw.get("pua_mode")
+    if pua is not None and pua not in PUA_MODES:
+        raise PolicyError(f"{where}.pua_mode: {pua!r} is not one of {', '.join(PUA_MODES)}")
+    allowed = raw.get("allowed_threats") or []
+    if not isinstance(allowed, list) or not all(isinstance(n, str) and n.strip() for n in allowed):
+        raise PolicyError(f"{where}.allowed_threats: expected a list of threat names, e.g. [\"PUA:Linux/Miner\"]")
+    return AvPolicy(raw.get("realtime"), mode, raw.get("open_perm"), exclusions, tuple(scans),
+                    tuple(sorted(actions.items())), pua, tuple(sorted({n.strip() for n in allowed})))
+
+
+def reaction(policy: AvPolicy, threat_name: str, threat_type: str) -> str:
+    """What ``policy`` does with one threat: ``allow`` (ignored), ``audit`` (reported), ``quarantine`` or
+    ``remove``. Allowed names come first, then PUA protection for PUA, then the threat type's action."""
+    if threat_name in policy.allowed_threats:
+        return "allow"
+    if threat_type == "pua":
+        pua = policy.pua_mode or "block"
+        if pua == "off":
+            return "allow"
+        if pua == "audit":
+            return "audit"
+    return policy.action_for(threat_type) or "quarantine"
 
 
 def effective(global_: AvPolicy, group: AvPolicy | None) -> AvPolicy:
@@ -111,37 +159,10 @@ def effective(global_: AvPolicy, group: AvPolicy | None) -> AvPolicy:
         open_perm=group.open_perm if group.open_perm is not None else global_.open_perm,
         exclusions=merge(global_.exclusions, group.exclusions),
         scans=group.scans or global_.scans,
+        threat_actions=tuple(sorted((dict(global_.threat_actions) | dict(group.threat_actions)).items())),
+        pua_mode=group.pua_mode if group.pua_mode is not None else global_.pua_mode,
+        allowed_threats=tuple(sorted(set(global_.allowed_threats) | set(group.allowed_threats))),
     )
-
-
-class PolicyFile:
-    """``<data dir>/av/policy.json``: {"global": {...}, "groups": {"name": {...}}}."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.file = data_dir / "av" / "policy.json"
-
-    def read(self) -> tuple[AvPolicy, dict[str, AvPolicy]]:
-        try:
-            raw = json.loads(self.file.read_text())
-        except FileNotFoundError:
-            return AvPolicy(), {}
-        except (OSError, ValueError) as e:
-            raise PolicyError(f"{self.file}: unreadable: {e}") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("groups", {}), dict):
-            raise PolicyError(f"{self.file}: expected {{\"global\": {{...}}, \"groups\": {{...}}}}")
-        groups = {name: parse_policy(p, f"groups[{name!r}]") for name, p in raw.get("groups", {}).items()}
-        return parse_policy(raw.get("global", {}), "global"), groups
-
-    def for_group(self, group: str | None) -> AvPolicy:
-        global_, groups = self.read()
-        return effective(global_, groups.get(group) if group else None)
-
-    def write(self, global_: AvPolicy, groups: Mapping[str, AvPolicy]) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_name(".policy.json.tmp")
-        tmp.write_text(json.dumps({"global": global_.as_dict(),
-                                   "groups": {n: p.as_dict() for n, p in sorted(groups.items())}}, indent=2))
-        os.replace(tmp, self.file)
 
 
 class BundleShelf:

@@ -498,25 +498,20 @@ app.add_typer(policy_app, name="policy")
 GroupOpt = Annotated[str | None, typer.Option("--group", help="a device group's name (default: the global policy)")]
 
 
-def _policy_file(data_dir: Path | None) -> Any:
-    from vigil.av.policy import PolicyFile
-    from vigil.config import data_dir_from_env
-
-    return PolicyFile(data_dir_from_env(data_dir))
-
-
 @policy_app.command("show")
 def policy_show(output: OutputOpt = Output.TABLE, data_dir: DataDir = None, group: GroupOpt = None) -> None:
     """The global policy and each group's; with --group, what that group's devices get (merged)."""
-    from vigil.av.policy import PolicyError
+    from vigil.app import antivirus as av_service
+    from vigil.commands._common import local_principal, local_store, settings_for, translated
+    from vigil.core.clock import SystemClock
 
-    pf = _policy_file(data_dir)
-    try:
-        global_, groups = pf.read()
-        value: Any = (pf.for_group(group).as_dict() if group else
-                      {"global": global_.as_dict(), "groups": {n: p.as_dict() for n, p in groups.items()}})
-    except PolicyError as e:
-        raise CommandError(str(e)) from None
+    with local_store(settings_for(data_dir)) as store, translated():
+        if group:
+            value: Any = av_service.policy(store, SystemClock(), local_principal(), group).effective.as_dict()
+        else:
+            views = av_service.policies(store, SystemClock(), local_principal())
+            value = {"global": views[0].policy.as_dict(),
+                     "groups": {v.group_name: v.policy.as_dict() for v in views[1:] if v.record is not None}}
     _emit(output, value, json.dumps(value, indent=2))
 
 
@@ -538,18 +533,26 @@ def policy_set(
         "--exclude", help="KIND:VALUE to add, e.g. folder:/srv/data, extension:.iso (repeatable)")] = None,
     scan: Annotated[list[str] | None, typer.Option(
         "--scan", help="TYPE@HH:MM[@mon,tue,...] a scheduled scan, e.g. quick@02:30 (repeatable; replaces)")] = None,
+    action: Annotated[list[str] | None, typer.Option(
+        "--action", help="TYPE:ACTION per threat type (malware, pua, test, heuristic: quarantine, remove, audit, "
+        "allow), e.g. malware:remove (repeatable)")] = None,
+    pua: Annotated[str | None, typer.Option("--pua", help="PUA protection: off, audit or block")] = None,
+    allow_threat: Annotated[list[str] | None, typer.Option(
+        "--allow-threat", help="a threat name to allow, e.g. PUA:Linux/Miner (repeatable; adds)")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="start from an empty policy for this level")] = False,
 ) -> None:
-    """Change the global policy or a group's; settings not given stay as they are."""
-    from vigil.av.policy import AvPolicy, PolicyError, parse_policy
+    """Change the global policy or a group's (in the server's store, audited, sent signed to its devices);
+    settings not given stay as they are."""
+    from vigil.app import antivirus as av_service
+    from vigil.commands._common import local_principal, local_store, settings_for, translated
+    from vigil.core.clock import SystemClock
 
-    pf = _policy_file(data_dir)
-    try:
-        global_, groups = pf.read()
-        current = AvPolicy() if clear else (groups.get(group, AvPolicy()) if group else global_)
-        raw = current.as_dict()
+    with local_store(settings_for(data_dir), sign_actions=True) as store, translated():
+        scope = group or av_service.DEFAULT_SCOPE
+        current = {} if clear else av_service.policy(store, SystemClock(), local_principal(), scope).policy.as_dict()
+        raw = dict(current)
         for key, val in (("realtime", _switch(realtime, "realtime")), ("mode", mode),
-                         ("open_perm", _switch(open_perm, "open-perm"))):
+                         ("open_perm", _switch(open_perm, "open-perm")), ("pua_mode", pua)):
             if val is not None:
                 raw[key] = val
         for item in exclude or []:
@@ -557,6 +560,13 @@ def policy_set(
             if not sep:
                 raise CommandError(f"--exclude {item!r}: expected KIND:VALUE")
             raw.setdefault("exclusions", {}).setdefault(kind, []).append(value)
+        for item in action or []:
+            kind, sep, value = item.partition(":")
+            if not sep:
+                raise CommandError(f"--action {item!r}: expected TYPE:ACTION, e.g. malware:remove")
+            raw["threat_actions"] = {**raw.get("threat_actions", {}), kind: value}
+        if allow_threat:
+            raw["allowed_threats"] = [*raw.get("allowed_threats", []), *allow_threat]
         if scan:
             raw["scans"] = []
             for item in scan:
@@ -567,19 +577,11 @@ def policy_set(
                 if len(parts) == 3:
                     entry["days"] = parts[2].split(",")
                 raw["scans"].append(entry)
-        new = parse_policy(raw, f"groups[{group!r}]" if group else "global")
-    except PolicyError as e:
-        raise CommandError(str(e)) from None
-    if group:
-        groups[group] = new
-    else:
-        global_ = new
-    pf.write(global_, groups)
-    from vigil.commands._common import audit_server_change
-
-    audit_server_change(data_dir, "av.policy_set", "av_policy", group or "global", new.as_dict())
-    _emit(output, new.as_dict(), f"antivirus policy of {group or 'every device (global)'}: "
-          + json.dumps(new.as_dict()))
+        view = av_service.set_policy(store, SystemClock(), local_principal(), scope, raw)
+    new = view.policy.as_dict()
+    _emit(output, new, f"antivirus policy of {group or 'every device (global)'} (version "
+          f"{view.record.version if view.record else 0}, sent to {view.devices_updated} device(s)): "
+          + json.dumps(new))
 
 
 @bundle_app.command("publish")

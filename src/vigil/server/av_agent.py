@@ -8,9 +8,12 @@ import threading
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from vigil.app import antivirus as av_service
+from vigil.app.errors import InvalidInput
 from vigil.av.bundle import BundleError, public_key_from_text, read_header
-from vigil.av.policy import BundleShelf, PolicyError, PolicyFile
+from vigil.av.policy import BundleShelf
 from vigil.deploy.signing import public_key
+from vigil.server import app_edge as edge
 from vigil.server.auth import authenticated_device, services
 from vigil.server.detection import device_group_lookup
 from vigil.server.errors import APIError
@@ -59,8 +62,8 @@ def _bundle_version(request: Request, group: str | None) -> int | None:
 def av_update(body: AvUpdateRequest, request: Request, device_id: str = authenticated_device) -> AvUpdate:
     group = _group_of(request, device_id)
     try:
-        policy = PolicyFile(services(request).settings.data_dir).for_group(group)
-    except PolicyError as e:
+        policy = av_service.effective_by_name(edge.store(request), group)
+    except InvalidInput as e:  # a stored policy this server cannot read (written by a newer one?)
         log.error("antivirus policy unusable, none served: %s", e)
         raise APIError(503, "policy_unavailable", "the server's antivirus policy is unusable; try later") from None
     return AvUpdate(policy=policy.as_dict(), definitions_version=_bundle_version(request, group))

@@ -18,6 +18,7 @@ from vigil.app.ports import (
     AlertUpdate,
     AsrPolicyRecord,
     AuditRecord,
+    AvPolicyRecord,
     DeviceRecord,
     IncidentRecord,
     IncidentUpdate,
@@ -42,6 +43,7 @@ from vigil.core.rbac import BasicRole, Permission
 from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
 from vigil.store import audit, plans, rbac, users
+from vigil.store import av as av_store
 from vigil.store import devices as device_store
 from vigil.store import groups as group_store
 from vigil.store import incidents as incident_store
@@ -401,6 +403,17 @@ class SqlAsr:
         return indicator_store.delete_policy(self._c, group_id)
 
 
+class SqlAv:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def policies(self) -> list[AvPolicyRecord]:
+        return av_store.policies(self._c)
+
+    def save_policy(self, group_id: int | None, policy: dict[str, Any], who: str, now: datetime) -> int:
+        return av_store.save_policy(self._c, group_id, policy, who, now)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -414,6 +427,7 @@ class SqlUnitOfWork:
         self.incidents = SqlIncidents(conn)
         self.suppression = SqlSuppression(conn)
         self.asr = SqlAsr(conn)
+        self.av = SqlAv(conn)
         self.telemetry = SqlTelemetry(conn)
 
 
