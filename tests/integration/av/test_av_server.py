@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tests.integration.agent.conftest import ListSink
 from tests.integration.agent.test_runner import write_package
-from tests.support import VigilServer
+from tests.integration.server.rbac_support import admin, make_user, token_of
+from tests.support import VigilServer, enroll_raw
 from vigil.agent.antivirus import local_exclusions, served_policy
 from vigil.agent.clock import SystemClock
 from vigil.agent.config import AgentConfig
@@ -88,3 +89,25 @@ def test_the_server_serves_its_groups_policy_and_newer_bundles_to_enrolled_agent
 
     audit = _ok("policy", "show", "--data-dir", data)
     assert audit["global"]["mode"] == "audit"  # type: ignore[index]
+
+    # The API: the same stored policy, per group; a change goes to the devices signed, in the protection bundle.
+    dev = dict(enroll_raw(sqlite_server, sqlite_server.onboarding_package()["token"], "av-policy-host").json())
+    with admin(sqlite_server) as c:
+        listed = c.get("/api/antivirus/policies").json()["value"]
+        assert listed[0]["rbacGroupName"] == "default" and listed[0]["policy"]["mode"] == "audit"
+        r = c.put("/api/antivirus/policies/default/mode", json={"mode": "passive"})
+        assert r.status_code == 200, r.text
+        assert (r.json()["version"], r.json()["policy"]["mode"], r.json()["policy"]["realtime"]) == (2, "passive", True)
+        assert r.json()["devicesUpdated"] == 2
+        bad = c.put("/api/antivirus/policies/default", json={"threat_actions": {"malware": "explode"}})
+        assert bad.status_code == 422 and bad.json()["field"] == "threat_actions", bad.text
+        assert c.put("/api/antivirus/policies/No such group", json={}).status_code == 404
+        assert "av.policy.update" in [e["action"] for e in c.get("/api/audit", params={"$top": 20}).json()["value"]]
+    with sqlite_server.client(dev["credential"]) as c:
+        commands = c.post("/agent/v1/actions/poll", params={"wait": 0}).json()["commands"]
+    assert [cmd["command"]["type"] for cmd in commands] == ["ApplyProtectionPolicy"] and commands[0]["signature"]
+    assert commands[0]["command"]["parameters"]["Antivirus"]["mode"] == "passive"
+    make_user(sqlite_server, "av-reader", role="read-only")
+    with sqlite_server.client(token_of(sqlite_server, "av-reader")) as ro:
+        assert ro.get("/api/antivirus/policies/default").json()["effective"]["mode"] == "passive"
+        assert ro.put("/api/antivirus/policies/default/mode", json={"mode": "block"}).status_code == 403

@@ -8,6 +8,7 @@ from vigil.server.api import (
     accounts,
     advancedqueries,
     alerts,
+    antivirus,
     applications,
     asr,
     audit,
@@ -36,7 +37,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 _MODULES = (
     session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
     machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations, tvm, detectionrules, streaming, experts, eventsources,
+    investigations, tvm, detectionrules, streaming, experts, eventsources, antivirus,
 )
 for _module in _MODULES:
     router.include_router(_module.router)
