@@ -224,8 +224,7 @@ class SqlUsers:
                            tuple(rbac.user_group_names(self._c, user.id)))
 
     def _find(self, username: str) -> tuple[users.User, bool] | None:
-        # get_user_by_name hides disabled accounts; an administrator must still reach them to enable them.
-        return next(((u, off) for u, off in users.list_users(self._c) if u.username == username), None)
+        return users.find_user(self._c, username)
 
     def list_all(self) -> list[UserSummary]:
         return [self._summary(u, off) for u, off in users.list_users(self._c)]

@@ -120,6 +120,13 @@ def get_user_by_name(conn: sa.Connection, username: str) -> User | None:
     return None if row is None or row.disabled else _user(row)
 
 
+def find_user(conn: sa.Connection, username: str) -> tuple[User, bool] | None:
+    """The user by name with whether it is disabled: get_user_by_name hides disabled accounts (sign-in must not
+    see them), but an administrator must still reach one to enable it, reset it or change its groups."""
+    row = conn.execute(sa.select(users).where(users.c.username == username)).first()
+    return None if row is None else (_user(row), bool(row.disabled))
+
+
 def list_users(conn: sa.Connection) -> list[tuple[User, bool]]:
     """Every user with whether it is disabled."""
     return [(_user(r), bool(r.disabled)) for r in conn.execute(sa.select(users).order_by(users.c.username))]

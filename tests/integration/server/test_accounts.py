@@ -237,3 +237,19 @@ def test_the_second_factor_steps_cannot_be_skipped_or_forged(sqlite_server: Vigi
 
 def code_from(secret: str, steps_ahead: int = 1) -> str:
     return pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30 * steps_ahead))
+
+
+def test_a_disabled_account_is_enabled_again_over_the_api(sqlite_server: VigilServer) -> None:
+    """The lookup hid disabled accounts, so PATCH {"disabled": false} answered 404: disabling was one-way."""
+    server = sqlite_server
+    make_user(server, "erin")
+    with admin(server) as c:
+        assert c.patch("/api/users/erin", json={"disabled": True}).status_code == 200
+        with server.client() as anon:
+            assert login(anon, "erin", PASSWORD).status_code == 401
+        assert c.put("/api/users/erin/password", json={"password": "brass lanterns at low tide"}).status_code == 200
+        r = c.patch("/api/users/erin", json={"disabled": False})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"username": "erin", "disabled": False}
+        assert c.patch("/api/users/nobody", json={"disabled": False}).status_code == 404
+    assert token_of_password(server, "erin", "brass lanterns at low tide")

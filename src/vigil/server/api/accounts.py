@@ -11,7 +11,7 @@ from vigil.core.rbac import Permission
 from vigil.server import accounts, totp
 from vigil.server.auth import Principal, client_ip, requires, services, signed_in
 from vigil.server.errors import APIError
-from vigil.store.users import User, get_user, get_user_by_name
+from vigil.store.users import User, find_user, get_user
 
 router = APIRouter()
 ADMIN = Permission.MANAGE_PORTAL_SETTINGS
@@ -96,10 +96,10 @@ def disable_own_totp(body: PasswordBody, request: Request, who: Principal = sign
 
 def _target(request: Request, username: str) -> User:
     with services(request).engine.connect() as conn:
-        user = get_user_by_name(conn, username)
-    if user is None:
+        found = find_user(conn, username)  # a disabled account too: reset before it is enabled again
+    if found is None:
         raise APIError(404, "not_found", f"no user named {username!r}", field="username")
-    return user
+    return found[0]
 
 
 class PasswordReset(BaseModel):

@@ -14,7 +14,7 @@ from vigil.server.errors import APIError
 from vigil.server.scope import change
 from vigil.store import audit, rbac
 from vigil.store.sessions import close_user_sessions
-from vigil.store.users import UserExists, create_user, get_user_by_name, list_users, update_user
+from vigil.store.users import UserExists, create_user, find_user, list_users, update_user
 
 router = APIRouter()
 ADMIN = Permission.MANAGE_PORTAL_SETTINGS
@@ -103,10 +103,10 @@ def delete_role(name: str, request: Request, _: Principal = requires(ADMIN)) -> 
 
 
 def _user_id(conn: Any, username: str) -> int:
-    user = get_user_by_name(conn, username)
-    if user is None:
+    found = find_user(conn, username)  # disabled accounts too: PATCH {"disabled": false} enables one
+    if found is None:
         raise APIError(404, "not_found", f"no user named {username!r}", field="username")
-    return user.id
+    return found[0].id
 
 
 def _group_exists(conn: Any, group: str) -> bool:
@@ -205,7 +205,8 @@ def patch_user(username: str, body: UserPatch, request: Request, _: Principal = 
     now = svc.clock.now()
     with svc.engine.begin() as conn:
         uid = _user_id(conn, username)
-        before = get_user_by_name(conn, username)
+        found = find_user(conn, username)
+        before = found[0] if found else None
         update_user(conn, uid, role=body.role, email=body.email, disabled=body.disabled)
         # A disabled account, or one whose role changed, is signed out everywhere at once.
         if body.disabled or (body.role is not None and before is not None and body.role is not before.role):
