@@ -22,8 +22,10 @@ from rich.table import Table
 from vigil.commands._common import CommandError, audit_server_change
 from vigil.config import data_dir_from_env
 from vigil.content import tvm_feeds
+from vigil.content.tvm_config import RootView
 from vigil.content.tvm_inventory import debian_release, read_go_binaries, read_rpm_database, scan_path
 from vigil.tvm import bundle as bundles
+from vigil.tvm import configuration as config_checks
 from vigil.tvm.feeds import FeedError
 from vigil.tvm.feedstore import FeedStore, ScanFinding
 from vigil.tvm.inventory import (
@@ -239,6 +241,32 @@ def scan(
          f"{len(findings):,} findings ({len({f.advisory for f in findings}):,} advisories)")
     if findings:
         raise typer.Exit(1)
+
+
+@app.command("configuration")
+def configuration(
+    root: Annotated[Path, typer.Option("--root", help="The root folder of the system to assess (default /); /proc "
+                                       "is the live one unless the root has its own")] = Path("/"),
+    output: Annotated[Literal["table", "json"], typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """Secure configuration assessment: the CIS-style Linux checks, their evidence and fixes, and the secure score."""
+    if not root.is_dir():
+        raise CommandError(f"--root {root}: not a folder")
+    results = config_checks.assess(RootView(root))
+    score = config_checks.secure_score(results)
+    if output == "json":
+        sys.stdout.write(json.dumps({"secureScore": score, "assessments": [a.to_json() for a in results]},
+                                    indent=2) + "\n")
+    else:
+        out = Console(highlight=False, soft_wrap=False, width=200)
+        t = Table("ConfigurationId", "state", "impact", "name", "evidence", box=None, pad_edge=False)
+        for a in results:
+            state = "n/a" if a.result.compliant is None else "pass" if a.result.compliant else "FAIL"
+            t.add_row(a.check.id, state, str(a.check.impact), escape(a.check.name), escape(a.result.evidence))
+        out.print(t)
+    failing = [a for a in results if a.result.compliant is False]
+    _say(f"tvm: secure score {score:g} / 100: {len(failing)} of "
+         f"{sum(a.result.compliant is not None for a in results)} applicable checks not compliant")
 
 
 @feed_app.command("build")
