@@ -40,7 +40,7 @@ from vigil.av.engine import Engine
 from vigil.av.exclusions import ExclusionError, ExclusionFile, Exclusions, merge
 from vigil.av.history import ThreatHistory
 from vigil.av.model import Detection
-from vigil.av.policy import AvPolicy, PolicyError, parse_policy
+from vigil.av.policy import AvPolicy, PolicyError, parse_policy, reaction
 from vigil.av.quarantine import QuarantineError, QuarantineStore
 from vigil.wire.av import AvUpdateRequest
 
@@ -213,7 +213,13 @@ class ProtectionCounters:
     detections: int = 0
     blocked: int = 0
     quarantined: int = 0
+    removed: int = 0
     remediation_failures: int = 0
+
+
+# Which of a file's detections decides what happens to it, and what is reported as done.
+_STRENGTH = {"allow": 0, "audit": 1, "quarantine": 2, "remove": 3}
+_TAKEN = {"quarantine": "Quarantined", "remove": "Removed", "audit": "None"}
 
 
 class RealTimeHook:
@@ -224,14 +230,15 @@ class RealTimeHook:
 
     def __init__(self, engine: Engine, mode: Mode, sink: EventSink, clock: Clock,
                  quarantine: QuarantineStore | None, threats: ThreatHistory | None = None,
-                 exclusions: ExclusionWatch | None = None) -> None:
+                 exclusions: ExclusionWatch | None = None, policy: AvPolicy | None = None) -> None:
         self.engine, self.mode, self._sink, self._clock = engine, mode, sink, clock
         self._threats, self._exclusions = threats, exclusions
+        self._policy = policy or AvPolicy()  # threat-type actions, PUA mode, allowed threats
         self._quarantine = quarantine if mode is Mode.BLOCK else None  # audit and passive never remediate
         self.counters = ProtectionCounters()
         self._lock = threading.Lock()
         self._reported: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._remediate: queue.Queue[tuple[str, Detection] | None] = queue.Queue()
+        self._remediate: queue.Queue[tuple[str, Detection, str] | None] = queue.Queue()
         self._remediator: threading.Thread | None = None
         if self._quarantine is not None:
             self._remediator = threading.Thread(target=self._remediate_loop, name="vigil-rtp-quarantine",
@@ -267,10 +274,15 @@ class RealTimeHook:
             self.counters.cached += verdict.cached
         if verdict.clean:
             return Decision.ALLOW
-        block = self.mode is Mode.BLOCK
+        reactions = {d: reaction(self._policy, d.threat.name, str(d.threat.type)) for d in verdict.detections}
+        found = tuple(d for d in verdict.detections if reactions[d] != "allow")  # allowed threats: not reported
+        if not found:
+            return Decision.ALLOW
+        act = max((reactions[d] for d in found), key=_STRENGTH.__getitem__)
+        first = next(d for d in found if reactions[d] == act)
+        block = self.mode is Mode.BLOCK and act != "audit"
         deny = block and access.waits
-        taken = ("Blocked" if deny else "Quarantined") if block else "None"
-        first = verdict.detections[0]
+        taken = ("Blocked" if deny else _TAKEN[act]) if block else "None"
         with self._lock:
             self.counters.detections += 1
             self.counters.blocked += deny
@@ -279,13 +291,12 @@ class RealTimeHook:
             digest = sha256_of_fd(access.fd)
             self._sink.append([detection_row(self._clock, d, source="Real-time protection", action_taken=taken,
                                              mode=self.mode, pid=access.pid, sha256=digest,
-                                             extra={"Access": str(access.kind)})
-                               for d in verdict.detections])
+                                             extra={"Access": str(access.kind), "PolicyAction": reactions[d]})
+                               for d in found])
             if self._threats is not None:
-                self._threats.record(verdict.detections, when=self._clock.now(), source="Real-time protection",
-                                     action=taken)
-        if self._quarantine is not None:
-            self._remediate.put((access.path, first))  # after the answer: a denied exec must not wait for it
+                self._threats.record(found, when=self._clock.now(), source="Real-time protection", action=taken)
+        if self._quarantine is not None and block:
+            self._remediate.put((access.path, first, act))  # after the answer: a denied exec must not wait for it
         return Decision.DENY if deny else Decision.ALLOW
 
     def _first_report(self, path: str, threat: str) -> bool:
@@ -303,9 +314,21 @@ class RealTimeHook:
     def _remediate_loop(self) -> None:
         assert self._quarantine is not None
         while (item := self._remediate.get()) is not None:
-            path, detection = item
+            path, detection, act = item
             if not os.path.lexists(path):
                 continue  # already gone (quarantined after an earlier access, or deleted)
+            if act == "remove":  # the policy says delete, not keep: nothing to restore
+                try:
+                    os.unlink(path)
+                except OSError as e:
+                    with self._lock:
+                        self.counters.remediation_failures += 1
+                    log.warning("real-time protection could not remove %s: %s", path, e)
+                    continue
+                with self._lock:
+                    self.counters.removed += 1
+                log.warning("real-time protection removed %s (%s)", path, detection.threat.name)
+                continue
             try:
                 entry = self._quarantine.add(Path(path), threat=detection.threat,
                                              extra={"source": "Real-time protection"})

@@ -25,6 +25,7 @@ from vigil.agent.sensors.base import HealthState, SensorContext
 from vigil.av.definitions import Definitions
 from vigil.av.engine import Engine
 from vigil.av.hashes import HashStore
+from vigil.av.policy import AvPolicy, parse_policy
 from vigil.av.quarantine import QuarantineStore
 
 pytestmark = pytest.mark.root
@@ -88,8 +89,9 @@ class _Gate:
 
 
 def _av(tmpfs: Path, tmp_path: Path, sink: ListSink, mode: Mode, definitions: Definitions,
-        open_perm: bool = False, budget: float = 2.0) -> _Gate:
-    hook = RealTimeHook(Engine(definitions), mode, sink, SystemClock(), QuarantineStore(tmp_path / "quarantine"))
+        open_perm: bool = False, budget: float = 2.0, policy: AvPolicy | None = None) -> _Gate:
+    hook = RealTimeHook(Engine(definitions), mode, sink, SystemClock(), QuarantineStore(tmp_path / "quarantine"),
+                        policy=policy)
     gate = AccessGate(GateSettings(marks=(str(tmpfs),), open_perm=open_perm, budget_seconds=budget), [hook])
     return _Gate(gate, hook)
 
@@ -119,6 +121,31 @@ def test_block_mode_denies_the_exec_of_a_known_malicious_program_and_quarantines
     assert fields["DetectionSource"] == "Real-time protection"
     [entry] = QuarantineStore(tmp_path / "quarantine").list()
     assert (entry.path, entry.sha256) == (str(bad), digest)
+
+
+def test_the_policys_threat_actions_remove_audit_and_allow(tmpfs: Path, tmp_path: Path, sink: ListSink) -> None:
+    bad = tmpfs / "dropper"
+    digest = _program(bad, b"vigil-test-malware")
+    policy = parse_policy({"threat_actions": {"malware": "remove", "test": "audit"}}, "policy")
+    with _av(tmpfs, tmp_path, sink, Mode.BLOCK, _definitions(digest), policy=policy) as gate:
+        with pytest.raises(PermissionError):
+            subprocess.run([str(bad)], check=False)
+        _write_in_child(tmpfs / "eicar.com", eicar())
+        assert _wait(lambda: not bad.exists() and len(_detections(sink)) == 2)
+        assert gate.counters.denied == 1
+    assert (tmpfs / "eicar.com").read_bytes() == eicar()  # a test file under "audit": reported, left alone
+    assert not QuarantineStore(tmp_path / "quarantine").list()  # removed, not kept
+    taken = {r["FolderPath"]: (r["AdditionalFields"]["ActionTaken"],  # type: ignore[index]
+                               r["AdditionalFields"]["PolicyAction"]) for r in _detections(sink)}  # type: ignore[index]
+    assert taken == {str(bad): ("Blocked", "remove"), str(tmpfs / "eicar.com"): ("None", "audit")}
+
+    # An allowed threat runs and is not reported.
+    digest = _program(bad, b"vigil-test-malware-2")
+    allowed = parse_policy({"allowed_threats": [MALWARE]}, "policy")
+    with _av(tmpfs, tmp_path, sink, Mode.BLOCK, _definitions(digest), policy=allowed) as gate:
+        assert subprocess.run([str(bad)], check=False).returncode == 0
+        assert gate.counters.denied == 0
+    assert bad.exists() and len(_detections(sink)) == 2
 
 
 def test_passive_mode_reports_but_never_blocks_or_removes(tmpfs: Path, tmp_path: Path, sink: ListSink) -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from vigil.agent.transport import AgentTransport
 from vigil.av.bundle import InstalledDefinitions
 from vigil.av.engine import Engine
 from vigil.av.exclusions import ExclusionError
+from vigil.av.policy import AvPolicy
 from vigil.av.quarantine import QuarantineStore
 from vigil.av.scan import ScanType, be_polite, paths_for, run_scan
 
@@ -55,6 +56,7 @@ class _Wanted:
     mode_setting: str
     open_perm: bool
     definitions: tuple[int, int] | None  # the installed bundle's (mtime_ns, size): a new one rebuilds the engine
+    policy: AvPolicy = field(default_factory=AvPolicy)  # the group's: threat actions, PUA mode, allowed threats
 
 
 class AntivirusSensor:
@@ -148,7 +150,7 @@ class AntivirusSensor:
             stamp = None
         return _Wanted(cfg.av_realtime if policy.realtime is None else policy.realtime,
                        policy.mode or cfg.av_mode,
-                       cfg.av_open_perm if policy.open_perm is None else policy.open_perm, stamp)
+                       cfg.av_open_perm if policy.open_perm is None else policy.open_perm, stamp, policy)
 
     def apply(self) -> None:
         """(Re)build the engine and the gate when the wanted settings or the installed definitions changed."""
@@ -180,7 +182,7 @@ class AntivirusSensor:
             return SensorHealth(HealthState.UNAVAILABLE, "real-time protection is off (policy or av_realtime)")
         quarantine = QuarantineStore(self._state / "quarantine")
         hook = RealTimeHook(Engine(definitions), self.mode, self._ctx.sink, self._ctx.clock, quarantine,
-                            history(self._state), ExclusionWatch(self._state))
+                            history(self._state), ExclusionWatch(self._state), wanted.policy)
         marks = tuple(cfg.av_marks) or tuple(local_mounts())
         settings = GateSettings(marks=marks, open_perm=wanted.open_perm, budget_seconds=cfg.av_budget_seconds,
                                 never_block=(*with_prefixes([str(self._state)]), *cfg.own_paths()))
