@@ -45,6 +45,7 @@ from vigil.core.audit import GENESIS, AuditEntry, ChainReport, entry_hash, verif
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import validate_tag
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
+from vigil.core.names import match_name
 from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
 
@@ -102,7 +103,7 @@ class _Devices:
         return True
 
     def group_id(self, name: str | None, now: datetime) -> int:
-        key = name or DEFAULT_GROUP_NAME
+        key = match_name(name or DEFAULT_GROUP_NAME, self._s.groups) or ""  # "Ring - Pilot" is "Ring – Pilot"
         if key not in self._s.groups:
             raise NotFound(f"no device group named {name!r}")
         return self._s.groups[key]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from vigil.core.names import fold
+
 
 class Permission(StrEnum):
     VIEW_DATA_SECOPS = "View data – Security operations"
@@ -20,6 +22,32 @@ class Permission(StrEnum):
     LIVE_RESPONSE_ADVANCED = "Live response capabilities – Advanced"
     # Vigil's own: the deployment plan, its export and ring progress, with device counts but no device data.
     VIEW_PLAN_REPORTS = "View deployment plan and reports"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Permission | None:
+        """ASCII spellings are accepted wherever the name is: "View data - Security operations" (a hyphen for
+        the en-dash, any case) or the short alias "view-data-secops"."""
+        if not isinstance(value, str):
+            return None
+        key = fold(value)
+        return next((p for p in cls if fold(p.value) == key or PERMISSION_ALIASES.get(p) == key), None)
+
+
+# The short ASCII alias of each permission, for the command line and API tokens' scopes.
+PERMISSION_ALIASES: dict[Permission, str] = {
+    Permission.VIEW_DATA_SECOPS: "view-data-secops",
+    Permission.VIEW_DATA_TVM: "view-data-tvm",
+    Permission.ALERTS_INVESTIGATION: "alerts-investigation",
+    Permission.REMEDIATION_SECOPS: "remediation-secops",
+    Permission.TVM_EXCEPTION_HANDLING: "remediation-tvm-exceptions",
+    Permission.TVM_REMEDIATION_HANDLING: "remediation-tvm-remediation",
+    Permission.TVM_APPLICATION_HANDLING: "remediation-tvm-applications",
+    Permission.MANAGE_PORTAL_SETTINGS: "manage-portal-settings",
+    Permission.MANAGE_SECURITY_SETTINGS: "manage-security-settings",
+    Permission.LIVE_RESPONSE_BASIC: "live-response-basic",
+    Permission.LIVE_RESPONSE_ADVANCED: "live-response-advanced",
+    Permission.VIEW_PLAN_REPORTS: "view-plan-reports",
+}
 
 
 class BasicRole(StrEnum):

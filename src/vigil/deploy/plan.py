@@ -32,7 +32,7 @@ from vigil.core.rbac import ADMIN_ROLE_NAME, PermissionsMode, parse_permissions
 from vigil.core.sensor_health import MAX_LOSS, event_loss, incumbent, sensor_problems
 from vigil.store import audit, groups, plans, rbac
 from vigil.store.audit import Change
-from vigil.store.devices import aware
+from vigil.store.devices import aware, stored_group_name
 from vigil.store.schema import alerts, device_groups, devices
 from vigil.store.tenant import get_setting, set_setting
 from vigil.store.users import User
@@ -307,6 +307,7 @@ def ring_criteria(conn: sa.Connection, st: PlanState, now: datetime, ring: Ring 
     """The exit criteria of a ring (the current one by default), checked against what its devices report."""
     ring = ring or st.ring
     name = st.plan.ring_group(ring)
+    name = None if name is None else stored_group_name(conn, name)
     gid = conn.execute(sa.select(device_groups.c.id).where(device_groups.c.name == name)).scalar()
     rows = [] if gid is None else list(conn.execute(
         sa.select(devices).where(devices.c.group_id == gid, devices.c.offboarded_at.is_(None))
@@ -418,6 +419,7 @@ def incumbent_devices(conn: sa.Connection, plan: Plan) -> dict[str, list[dict[st
     out: dict[str, list[dict[str, str]]] = {}
     for ring in Ring:
         name = plan.ring_group(ring)
+        name = None if name is None else stored_group_name(conn, name)
         rows = conn.execute(
             sa.select(devices.c.id, devices.c.computer_dns_name, devices.c.sensors)
             .join(device_groups, device_groups.c.id == devices.c.group_id)

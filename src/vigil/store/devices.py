@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import DeviceFacts, GroupRule, assign_group, parse_conditions
+from vigil.core.names import match_name
 from vigil.store import errors
 from vigil.store.schema import device_groups, devices, enrollment_tokens
 from vigil.store.secrets import digest, new_secret, same
@@ -52,10 +53,19 @@ def ensure_default_group(conn: sa.Connection, now: datetime) -> int:
     return int(res.inserted_primary_key[0])  # type: ignore[index]
 
 
+def stored_group_name(conn: sa.Connection, name: str) -> str:
+    """The device group's name as stored for a typed one: "Ring - Pilot" finds "Ring – Pilot" (unchanged when no
+    group matches, so the caller's "not found" names what was typed)."""
+    if conn.execute(sa.select(device_groups.c.id).where(device_groups.c.name == name)).first() is not None:
+        return name
+    return match_name(name, conn.execute(sa.select(device_groups.c.name)).scalars()) or name
+
+
 def group_id_by_name(conn: sa.Connection, name: str | None, now: datetime) -> int:
     if name is None or name == DEFAULT_GROUP_NAME:
         return ensure_default_group(conn, now)
-    row = conn.execute(sa.select(device_groups.c.id).where(device_groups.c.name == name)).first()
+    row = conn.execute(sa.select(device_groups.c.id)
+                       .where(device_groups.c.name == stored_group_name(conn, name))).first()
     if row is None:
         raise NotFound(f"no device group named {name!r}")
     return int(row.id)

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from vigil.core.groups import AutomationLevel, Condition, parse_conditions, validate_tag
-from vigil.store.devices import ensure_default_group, reassign_devices
+from vigil.core.names import match_name
+from vigil.store.devices import ensure_default_group, reassign_devices, stored_group_name
 from vigil.store.rbac import RbacError, device_group_user_groups, set_device_group_access
 from vigil.store.schema import device_groups, devices, enrollment_tokens
 
@@ -55,7 +56,9 @@ def list_groups(conn: sa.Connection) -> list[DeviceGroup]:
 
 
 def get_group(conn: sa.Connection, name: str) -> DeviceGroup | None:
-    return next((g for g in list_groups(conn) if g.name == name), None)
+    groups = list_groups(conn)
+    found = match_name(name, [g.name for g in groups])
+    return next((g for g in groups if g.name == found), None)
 
 
 def put_group(
@@ -67,6 +70,7 @@ def put_group(
     if not name.strip():
         raise RbacError("a device group needs a name", "name")
     ensure_default_group(conn, now)
+    name = stored_group_name(conn, name)  # "Ring - Pilot" changes "Ring – Pilot", never makes a second one
     row = conn.execute(sa.select(device_groups).where(device_groups.c.name == name)).first()
     values: dict[str, Any] = {}
     if description is not None:
@@ -97,7 +101,8 @@ def put_group(
 
 
 def delete_group(conn: sa.Connection, name: str) -> list[tuple[str, int, int]]:
-    row = conn.execute(sa.select(device_groups).where(device_groups.c.name == name)).first()
+    row = conn.execute(sa.select(device_groups)
+                       .where(device_groups.c.name == stored_group_name(conn, name))).first()
     if row is None:
         raise RbacError(f"no device group named {name!r}", "name")
     if row.is_default:
