@@ -48,5 +48,19 @@ def test_antivirus_page_shows_threats_and_protection_state(sqlite_server: VigilS
         expect(page.locator("main")).to_contain_text("on for 1 of 2 devices")
         row.get_by_role("link", name="'Dropper' malware was prevented").click()
         expect(page.locator("h1")).to_contain_text("'Dropper' malware was prevented")
+
+        # The policy form: the default policy goes passive with PUA audited; the change is stored and shown.
+        page.goto("/antivirus")
+        default = page.locator("#av-policies tr[data-group='default']")
+        default.get_by_label("Mode of default").select_option("passive")
+        default.get_by_label("PUA protection of default").select_option("audit")
+        default.get_by_label("Action on malware in default").select_option("remove")
+        default.get_by_label("Allowed threats of default").fill("PUA:Linux/Known")
+        default.get_by_role("button", name="Save").click()
+        default = page.locator("#av-policies tr[data-group='default']")
+        expect(default.get_by_label("Mode of default")).to_have_value("passive")
+        expect(default).to_contain_text('"pua_mode": "audit"')
+        expect(default.locator("td").nth(1)).to_have_text("1")
+        expect(default.get_by_label("Allowed threats of default")).to_have_value("PUA:Linux/Known")
     finally:
         context.close()
