@@ -208,8 +208,8 @@ class TvmService:
 
     def software(self, principal: Principal) -> list[dict[str, Any]]:
         with self._read(principal) as uow:
-            inv = db.scoped_inventory(uow.conn, principal.device_group_ids)
-        return _software(inv, self._weaknesses(principal))
+            summary = db.software_summary(uow.conn, principal.device_group_ids)
+        return _software_summary(summary)
 
     def software_item(self, principal: Principal, software_id: str) -> dict[str, Any]:
         for s in self.software(principal):
@@ -244,19 +244,21 @@ class TvmService:
             raise NotFound(f"no vulnerability {cve!r} on the devices you can see")
         return _vulnerabilities(ws)[0]
 
-    def device_scores(self, principal: Principal) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        """Each visible device's exposure score (devices without weaknesses: 0), and the weaknesses."""
-        ws = self._weaknesses(principal)
-        with self.store.begin() as uow:
-            devs = db.scoped_devices(uow.conn, principal.device_group_ids)  # type: ignore[attr-defined]
-            exc = self._scoring_exceptions(uow.conn)  # type: ignore[attr-defined]
-        per: dict[str, list[dict[str, Any]]] = {d["id"]: [] for d in devs}
-        for w in ws:
-            per.setdefault(w["DeviceId"], []).append(w)
-        return {d: posture.device_exposure(v, exc) for d, v in per.items()}, ws
+    def _scoring(self, principal: Principal) -> tuple[posture.Scoring, dict[str, int]]:
+        """Scores and recommendations folded from the visible weaknesses as the store streams them."""
+        with self._read(principal) as uow:
+            devs = db.scoped_devices(uow.conn, principal.device_group_ids)
+            scoring = posture.Scoring(self._scoring_exceptions(uow.conn))
+            for row in db.weakness_facts(uow.conn, principal.device_group_ids):
+                scoring.add(*row)
+        return scoring, scoring.scores(d["id"] for d in devs)
+
+    def device_scores(self, principal: Principal) -> dict[str, int]:
+        """Each visible device's exposure score (devices without weaknesses: 0)."""
+        return self._scoring(principal)[1]
 
     def exposure_score(self, principal: Principal) -> dict[str, Any]:
-        scores, _ = self.device_scores(principal)
+        scores = self.device_scores(principal)
         score = posture.organisation_exposure(scores)
         self._keep_history(scores, score)
         from vigil.tvm.scores import exposure_band
@@ -265,7 +267,7 @@ class TvmService:
                 "band": str(exposure_band(score)), "devices": len(scores)}
 
     def exposure_by_groups(self, principal: Principal) -> list[dict[str, Any]]:
-        scores, _ = self.device_scores(principal)
+        scores = self.device_scores(principal)
         with self.store.begin() as uow:
             devs = db.scoped_devices(uow.conn, principal.device_group_ids)  # type: ignore[attr-defined]
             names = dict(uow.conn.exec_driver_sql("SELECT id, name FROM device_groups").all())  # type: ignore[attr-defined]
@@ -280,7 +282,7 @@ class TvmService:
         """The organisation's daily exposure score over the last ``days`` days, over the caller's devices."""
         if not isinstance(days, int) or not 1 <= days <= 365:
             raise InvalidInput("days must be a whole number from 1 to 365", field="days")
-        scores, _ = self.device_scores(principal)
+        scores = self.device_scores(principal)
         self._keep_history(scores, posture.organisation_exposure(scores))
         since = (self.clock.now() - timedelta(days=days - 1)).strftime("%Y-%m-%d")
         with self.store.begin() as uow:
@@ -298,10 +300,8 @@ class TvmService:
             db.record_scores(uow.conn, day, [(d, s, counts.get(d, 0)) for d, s in scores.items()])  # type: ignore[attr-defined]
 
     def recommendations(self, principal: Principal) -> list[dict[str, Any]]:
-        scores, ws = self.device_scores(principal)
-        with self.store.begin() as uow:
-            exc = self._scoring_exceptions(uow.conn)  # type: ignore[attr-defined]
-        return posture.recommendations(ws, scores, exc)
+        scoring, scores = self._scoring(principal)
+        return scoring.recommendations(scores)
 
     def recommendation(self, principal: Principal, rec_id: str) -> dict[str, Any]:
         for r in self.recommendations(principal):
@@ -513,6 +513,29 @@ def _software(inv: Sequence[Mapping[str, Any]], ws: Sequence[Mapping[str, Any]])
             "installedMachines": len(g["devices"]), "impactScore": 0.0, "isNormalized": False,
             "category": g["ecosystem"], "versions": sorted(g["versions"]), "packages": sorted(g["packages"])}
            for g in groups.values()]
+    out.sort(key=lambda s: (-s["weaknesses"], -s["exposedMachines"], s["id"]))
+    return out
+
+
+def _software_summary(summary: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[dict[str, Any]]:
+    """Defender's Software entities from the store's GROUP BY rows (the same as `_software` over every row)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for vendor, name, ecosystem, n in summary["software"]:
+        sid = posture.software_id(vendor, name)
+        g = groups.setdefault(sid, {"id": sid, "name": name, "vendor": vendor, "weaknesses": 0,
+                                    "publicExploit": False, "activeAlert": False, "exposedMachines": 0,
+                                    "installedMachines": 0, "impactScore": 0.0, "isNormalized": False,
+                                    "category": ecosystem, "versions": set(), "packages": set()})
+        g["installedMachines"] += n
+    for vendor, name, version in summary["versions"]:
+        groups[posture.software_id(vendor, name)]["versions"].add(version)
+    for vendor, name, package in summary["packages"]:
+        groups[posture.software_id(vendor, name)]["packages"].add(package)
+    for vendor, name, cves, exposed, kev in summary["weak"]:
+        found = groups.get(posture.software_id(vendor, name))
+        if found is not None:
+            found.update(weaknesses=cves, exposedMachines=exposed, publicExploit=bool(kev))
+    out = [{**g, "versions": sorted(g["versions"]), "packages": sorted(g["packages"])} for g in groups.values()]
     out.sort(key=lambda s: (-s["weaknesses"], -s["exposedMachines"], s["id"]))
     return out
 

@@ -214,6 +214,42 @@ def scoped_weaknesses(conn: sa.Connection, group_ids: frozenset[int] | None,
     return out
 
 
+def weakness_facts(conn: sa.Connection, group_ids: frozenset[int] | None) -> Iterable[tuple[Any, ...]]:
+    """What scoring needs of each visible weakness, streamed as tuples (a server-side cursor on PostgreSQL): the
+    scores and recommendations of 1,000 devices are folded row by row, never held as dicts. Per row: DeviceId,
+    group_id, SoftwareVendor, SoftwareName, CveId, RiskScore, FixedVersion, CvssScore, IsKnownExploited,
+    Ecosystem."""
+    v = tvm_software_vulnerabilities
+    stmt = _scoped(sa.select(v.c.DeviceId, devices.c.group_id, v.c.SoftwareVendor, v.c.SoftwareName, v.c.CveId,
+                             v.c.RiskScore, v.c.FixedVersion, v.c.CvssScore, v.c.IsKnownExploited, v.c.Ecosystem)
+                   .select_from(v), v.c.DeviceId, group_ids)
+    for r in conn.execution_options(stream_results=True, yield_per=5000).execute(stmt):
+        yield tuple(r)
+
+
+def software_summary(conn: sa.Connection, group_ids: frozenset[int] | None) -> dict[str, list[tuple[Any, ...]]]:
+    """The software inventory grouped in SQL (distro packages by their source package): per software its devices,
+    versions and binary package names; and per weakness-bearing software its CVEs, exposed devices and KEV. Rows:
+    `software` (vendor, name, ecosystem, devices), `versions` (vendor, name, version), `packages` (vendor, name,
+    package), `weak` (vendor, name, CVEs, exposed devices, any KEV)."""
+    inv, v = tvm_software_inventory, tvm_software_vulnerabilities
+    name = sa.func.coalesce(inv.c.SourcePackageName, inv.c.SoftwareName)
+    version = sa.func.coalesce(inv.c.SourcePackageVersion, inv.c.SoftwareVersion)
+
+    def grouped(*cols: Any, extra: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        stmt = _scoped(sa.select(inv.c.SoftwareVendor, name, *cols, *extra).select_from(inv), inv.c.DeviceId,
+                       group_ids).group_by(inv.c.SoftwareVendor, name, *cols)
+        return [tuple(r) for r in conn.execute(stmt)]
+
+    weak = _scoped(sa.select(v.c.SoftwareVendor, v.c.SoftwareName, sa.func.count(sa.distinct(v.c.CveId)),
+                             sa.func.count(sa.distinct(v.c.DeviceId)),
+                             sa.func.max(sa.case((v.c.IsKnownExploited, 1), else_=0))).select_from(v),
+                   v.c.DeviceId, group_ids).group_by(v.c.SoftwareVendor, v.c.SoftwareName)
+    return {"software": grouped(extra=(sa.func.min(inv.c.Ecosystem), sa.func.count(sa.distinct(inv.c.DeviceId)))),
+            "versions": grouped(version), "packages": grouped(inv.c.SoftwareName),
+            "weak": [tuple(r) for r in conn.execute(weak)]}
+
+
 def device_group(conn: sa.Connection, device_id: str) -> int | None:
     row = conn.execute(sa.select(devices.c.group_id).where(devices.c.id == device_id,
                                                            devices.c.offboarded_at.is_(None))).first()

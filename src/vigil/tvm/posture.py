@@ -208,3 +208,122 @@ def recommendations(weaknesses: Sequence[Mapping[str, Any]], device_scores: Mapp
         })
     out.sort(key=lambda r: (-r["exposureImpact"], -r["weaknesses"], r["id"]))
     return out
+
+
+class _Rec:
+    __slots__ = ("covered", "cves", "cvss", "devices", "ecosystem", "fixes", "kev", "name", "nonzero", "rows",
+                 "uncovered", "vendor", "zeros")
+
+    def __init__(self, vendor: str, name: str, ecosystem: str) -> None:
+        self.vendor, self.name, self.ecosystem = vendor, name, ecosystem
+        self.devices: set[str] = set()
+        self.uncovered: set[str] = set()
+        self.cves: set[str] = set()
+        self.kev: set[str] = set()
+        self.fixes: dict[str, None] = {}
+        self.cvss = 0.0
+        self.rows = self.covered = 0
+        self.nonzero: dict[str, float] = {}  # device -> product of this software's non-zero factors there
+        self.zeros: dict[str, int] = {}  # device -> how many of its factors are 0 (a risk of 100)
+
+
+class Scoring:
+    """Device exposure scores and recommendations folded from weakness rows one at a time (the service streams
+    them from the store), holding per software only its sets and, per exposed device, one product: memory grows
+    with (device, vulnerable software) pairs, not with weaknesses. The same results as `device_exposure` and
+    `recommendations` over the rows as dicts (a device's score without one software is its product divided by that
+    software's part, zeros counted apart)."""
+
+    def __init__(self, exceptions: Sequence[Exception_] = ()) -> None:
+        self.exceptions = exceptions
+        self._excepted: dict[tuple[str, int], bool] = {}
+        self._nonzero: dict[str, float] = {}
+        self._zeros: dict[str, int] = {}
+        self._recs: dict[str, _Rec] = {}
+
+    def add(self, device_id: str, group_id: int, vendor: str, name: str, cve: str, risk: float,
+            fixed: str | None, cvss: float | None, kev: bool, ecosystem: str) -> None:
+        rid = recommendation_id(vendor, name)
+        rec = self._recs.get(rid)
+        if rec is None:
+            rec = self._recs[rid] = _Rec(vendor, name, ecosystem)
+        key = (rid, group_id)
+        covered = self._excepted.get(key)
+        if covered is None:
+            covered = self._excepted[key] = excepted(rid, group_id, self.exceptions)
+        rec.rows += 1
+        rec.devices.add(device_id)
+        rec.cves.add(cve)
+        if kev:
+            rec.kev.add(cve)
+        if fixed:
+            rec.fixes[fixed] = None
+        rec.cvss = max(rec.cvss, cvss or 0.0)
+        self._nonzero.setdefault(device_id, 1.0)
+        self._zeros.setdefault(device_id, 0)
+        if covered:
+            rec.covered += 1
+            return
+        rec.uncovered.add(device_id)
+        factor = (1 - min(max(risk, 0.0), 100.0) / 100) ** 0.5
+        if factor == 0.0:
+            self._zeros[device_id] += 1
+            rec.zeros[device_id] = rec.zeros.get(device_id, 0) + 1
+        else:
+            self._nonzero[device_id] *= factor
+            rec.nonzero[device_id] = rec.nonzero.get(device_id, 1.0) * factor
+
+    @staticmethod
+    def _score(nonzero: float, zeros: int) -> int:
+        return round(100 * (1 - (0.0 if zeros else nonzero)))
+
+    def scores(self, device_ids: Iterable[str] = ()) -> dict[str, int]:
+        """Each device's exposure score; `device_ids` without weaknesses score 0."""
+        out = dict.fromkeys(device_ids, 0)
+        for d, p in self._nonzero.items():
+            out[d] = self._score(p, self._zeros[d])
+        return out
+
+    def recommendations(self, device_scores: Mapping[str, int]) -> list[dict[str, Any]]:
+        total, n = sum(device_scores.values()), len(device_scores)
+        org = round(total / n) if n else 0
+        out = []
+        for rec_id, r in self._recs.items():
+            drop = 0
+            for d in r.devices:
+                zeros = self._zeros[d] - r.zeros.get(d, 0)
+                part = r.nonzero.get(d, 1.0)
+                without = self._score(self._nonzero[d] / part if part else 1.0, zeros)
+                drop += device_scores.get(d, 0) - without
+            impact = org - (round((total - drop) / n) if n else 0)
+            cves, kev = sorted(r.cves), sorted(r.kev)
+            devices = sorted(r.devices)
+            target = _newest(r.ecosystem, r.fixes)
+            out.append(_recommendation(rec_id, r.name, r.vendor, r.ecosystem, target, r.cvss, impact, cves, kev,
+                                       devices, len(r.uncovered), r.covered == r.rows))
+        out.sort(key=lambda x: (-x["exposureImpact"], -x["weaknesses"], x["id"]))
+        return out
+
+
+def _recommendation(rec_id: str, name: str, vendor: str, ecosystem: str, target: str | None, cvss: float,
+                    impact: int, cves: list[str], kev: list[str], devices: list[str], exposed: int,
+                    all_covered: bool) -> dict[str, Any]:
+    rtype = "Update" if target else "Uninstall"
+    label = f"Update {name} to {target} or later" if target else f"Uninstall {name}: no security update yet"
+    return {
+        "id": rec_id, "productName": name, "recommendationName": label, "vendor": vendor,
+        "recommendedVersion": target, "recommendedProgram": None, "recommendedVendor": None,
+        "recommendationCategory": "Application", "subCategory": ecosystem,
+        "severityScore": cvss, "publicVulnerability": True,
+        "activeAlert": False, "associatedThreats": [], "remediationType": rtype,
+        "status": "Exception" if all_covered else "Active",
+        "configScoreImpact": 0.0, "exposureImpact": float(impact), "totalMachineCount": len(devices),
+        "exposedMachinesCount": exposed,
+        "nonProductivityImpactedAssets": 0, "relatedComponent": f"{ecosystem} {name}",
+        "weaknesses": len(cves), "knownExploitedCount": len(kev), "cveIds": cves,
+        "exposedMachineIds": devices,
+        "summary": (f"{'upgrade' if target else 'remove'} {'source package ' if ':' in ecosystem else ''}"
+                    f"{name}{' to ≥ ' + target if target else ''} on {len(devices)} device"
+                    f"{'' if len(devices) == 1 else 's'}: fixes {len(cves)} CVE{'' if len(cves) == 1 else 's'}"
+                    f", {len(kev)} in KEV"),
+    }
