@@ -254,6 +254,26 @@ def deliver(uow: UnitOfWork, now: datetime, who: Principal, group_ids: frozenset
     return sent
 
 
+def deliver_to_new_devices(uow: UnitOfWork, now: datetime, device_ids: list[str]) -> int:
+    """Sign the current bundle for devices that enrolled (or moved group) after the last policy or indicator
+    change: that change was delivered only to the devices that existed then. Nothing when no policy or indicator
+    is stored (the agent's built-in state is already "all Off, no indicators")."""
+    if not device_ids or (not uow.asr.policies() and not uow.asr.indicators()):
+        return 0
+    sent = 0
+    bundles: dict[int, dict[str, Any]] = {}
+    for device_id in device_ids:
+        d = uow.devices.get(device_id)
+        if d is None or d.offboarded_at is not None:
+            continue
+        params = bundles.setdefault(d.group_id, bundle_for(uow, d.group_id, now))
+        uow.actions.issue(ActionRequest(d.id, ActionType.APPLY_PROTECTION_POLICY, params,
+                                        "the device's current ASR policy and indicators"),
+                          AuditRecord("system:protection", "", "", ""), now)
+        sent += 1
+    return sent
+
+
 def group_names(store: Store, who: Principal) -> list[str]:
     """The device groups the caller may set a policy for, by name."""
     who.require(Permission.VIEW_DATA_SECOPS)

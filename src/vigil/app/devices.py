@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from vigil.app import asr as asr_service
 from vigil.app.errors import Ambiguous, InvalidInput, NotFound
 from vigil.app.ports import AuditRecord, DeviceRecord, Store, UnitOfWork
 from vigil.app.principal import Principal
@@ -117,6 +118,8 @@ def set_tag(store: Store, clock: Clock, who: Principal, device_id: str, value: s
                 who.actor, "device.tags", "device", d.id, before={"tags": list(change.before)},
                 after={"tags": list(change.after), "group_moves": [list(m) for m in change.group_moves]},
                 source_ip=who.source_ip), now)
+        # Its new group's protection bundle: policy pushes reached only the devices in the group at the time.
+        asr_service.deliver_to_new_devices(uow, now, [m[0] for m in change.group_moves])
     return in_scope(store, clock, who, device_id)
 
 

@@ -10,7 +10,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from vigil.app import asr as asr_service
 from vigil.core.telemetry import validate_batch
+from vigil.server import app_edge as edge
 from vigil.server.agent_actions import pending_commands
 from vigil.server.auth import authenticated_device, client_ip, public, services
 from vigil.server.errors import APIError
@@ -55,7 +57,22 @@ def enroll(body: EnrollRequest, request: Request, _: None = public()) -> EnrollR
             )
     except device_store.EnrollmentRefused as e:
         raise APIError(401, "enrollment_refused", e.reason, field="token") from None
+    queue_current_protection(request, [device_id])
     return EnrollResponse(device_id=device_id, credential=credential)
+
+
+def queue_current_protection(request: Request, device_ids: list[str]) -> None:
+    """Queue the protection bundle in force for devices that just enrolled or changed group: ASR policy and
+    indicator changes are pushed to the devices of the groups they reach at the time, so a device enrolling or
+    moving later would otherwise run with none (or its old group's) until the next change."""
+    if not device_ids:
+        return
+    svc = services(request)
+    try:
+        with edge.store(request).begin() as uow:
+            asr_service.deliver_to_new_devices(uow, svc.clock.now(), device_ids)
+    except Exception as e:  # the enrolment or group change stands either way; a lost bundle must not undo it
+        log.error("protection bundle for devices %s not queued: %s", device_ids[:5], _one_line(e))
 
 
 async def _read_body(request: Request) -> bytes:

@@ -1,5 +1,6 @@
 """ASR policies over the API on a real server: a policy change reaches the enrolled device as a signed command
-carrying its bundle; modes switch one rule at a time; read-only users are refused."""
+carrying its bundle, and a device enrolling later gets the current one; modes switch one rule at a time; read-only
+users are refused."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def test_policy_api_and_delivery(sqlite_server: VigilServer) -> None:
     assert all(cmd["signature"] for cmd in commands)
     latest = bundle.from_json(commands[-1]["command"]["parameters"])  # type: ignore[index]
     assert latest.policies.mode(TMP, latest.group_id) is AsrMode.BLOCK
+
+    # A device enrolling after the change gets the bundle in force at once, not only at the next change.
+    late = dict(enroll_raw(srv, srv.onboarding_package()["token"], "asr-late-host").json())
+    first = _commands(srv, late["credential"])
+    assert [cmd["command"]["type"] for cmd in first] == ["ApplyProtectionPolicy"]
+    current = bundle.from_json(first[0]["command"]["parameters"])  # type: ignore[arg-type]
+    assert current.policies.mode(TMP, current.group_id) is AsrMode.BLOCK
 
     make_user(srv, "reader", role="read-only")
     with srv.client(token_of(srv, "reader")) as ro:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.core.groups import AutomationLevel, GroupRuleError
 from vigil.core.rbac import Permission
+from vigil.server.agent_api import queue_current_protection
 from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
 from vigil.server.scope import change, visible_group_ids
@@ -59,6 +60,7 @@ def put_group(
         raise APIError(422, "invalid_request", str(e), field=e.where) from None
     except RbacError as e:
         raise APIError(409, "rejected", str(e), field=e.field) from None
+    queue_current_protection(request, [m[0] for m in moves])
     return after.as_json()
 
 
@@ -77,6 +79,7 @@ def delete_group(
     except RbacError as e:
         status = 404 if before is None else 409
         raise APIError(status, "rejected", str(e), field=e.field) from None
+    queue_current_protection(request, [m[0] for m in moves])
     return {"deleted": name}
 
 
@@ -98,4 +101,5 @@ def rank_groups(
                                       after={"order": body.order, "moves": moves}), now)
     except RbacError as e:
         raise APIError(409, "rejected", str(e), field=e.field) from None
+    queue_current_protection(request, [m[0] for m in moves])
     return {"order": body.order}
