@@ -193,7 +193,9 @@ def detection_row(clock: Clock, d: Detection, *, source: str, action_taken: str,
     """One DeviceEvents ``AntivirusDetection`` row, the fields the server's antivirus alerts are made from."""
     fields: dict[str, Any] = {"ThreatName": d.threat.name, "ThreatType": str(d.threat.type),
                               "Severity": str(d.threat.severity), "DetectionSource": source,
-                              "Signature": d.threat.signature, "Member": d.member, "ActionTaken": action_taken}
+                              "Signature": d.threat.signature, "Member": d.member, "ActionTaken": action_taken,
+                              # hash, yara, heuristic or builtin: an investigation weighs a YARA match by name.
+                              "SignatureSource": str(d.threat.source)}
     if mode is not None:
         fields["Mode"] = str(mode)
     row: dict[str, Any] = {"table": "DeviceEvents", "Timestamp": iso(clock.now()), "ActionType": "AntivirusDetection",
