@@ -269,6 +269,12 @@ class Syslog:
             raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as e:
             raise ExportFailed(f"connect {self.host}:{self.port}: {e}") from None
+        # With no listener on a loopback port inside the ephemeral range, the kernel can pick that very port as
+        # our source and open a connection to ourselves (TCP simultaneous open): the batch would be "read back"
+        # by us and counted as delivered. Treat it as the refusal it is.
+        if raw.getsockname() == raw.getpeername():
+            raw.close()
+            raise ExportFailed(f"connect {self.host}:{self.port}: connection refused (connected to itself)")
         try:
             sock: socket.socket = raw
             if self.tls is not None:

@@ -6,6 +6,7 @@ and come back on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -70,6 +71,11 @@ class SyslogReceiver:
 
     def stop(self) -> None:
         if self._sock is not None:
+            # close() alone leaves the listener alive while the accept thread is blocked in accept(): the kernel
+            # holds the socket for that call, which then takes one more connection after the "stop". shutdown()
+            # ends the accept and the listening.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
             self._sock = None
         with self._lock:
