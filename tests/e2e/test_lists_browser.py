@@ -1,4 +1,5 @@
-"""Lists that scale, in Chromium: the device and alert lists page (50 rows), sort and search on the server."""
+"""Lists that scale, in Chromium: the device, alert, incident, action and audit lists page (50 rows), sort and
+search on the server; the header's search box finds devices, alerts, incidents and users."""
 
 from __future__ import annotations
 
@@ -57,5 +58,44 @@ def test_devices_and_alerts_page_sort_and_search(sqlite_server: VigilServer, chr
         expect(incidents).to_have_count(1)
         r = page.goto("/alerts?sort=nonsense")
         assert r is not None and r.status == 422
+
+        # The action center and the audit log page too (55 scans queued: none has an agent to run it).
+        with server.client(server.admin_token()) as c:
+            for d in devs[:55]:
+                assert c.post(f"/api/machines/{d['device_id']}/runAntiVirusScan",
+                              json={"Comment": f"scan {d['device_id'][:6]}"}).status_code == 201
+        page.goto("/actioncenter")
+        actions = page.locator("#actions tbody tr")
+        expect(actions).to_have_count(50)
+        expect(page.locator("#pager")).to_contain_text("Rows 1–50 of 55")
+        page.locator("#pager").get_by_role("link", name="Next →").click()
+        expect(actions).to_have_count(5)
+        page.goto("/actioncenter?q=node-042")
+        expect(actions).to_have_count(1)
+        page.goto("/audit")
+        entries = page.locator("#audit tbody tr")
+        expect(entries).to_have_count(50)
+        expect(page.locator("#pager")).to_contain_text("Rows 1–50 of")
+        page.get_by_label("Action").fill("machineaction.create")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("#pager")).to_contain_text("of 55")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400  # the table no longer runs off
+
+        # The header's search box: several kinds of hit list, one lands on its page, a hash opens hunting.
+        box = page.get_by_label("Find a device, alert, incident or user")
+        box.fill("node-042")
+        box.press("Enter")
+        hits = page.locator("#search-hits tbody tr")
+        expect(hits.filter(has_text="Device")).to_have_count(1)
+        expect(hits.filter(has_text="Alert")).to_have_count(1)
+        hits.filter(has_text="Device").get_by_role("link").click()
+        expect(page).to_have_url(f"{base}/devices/{devs[42]['device_id']}")
+        page.get_by_label("Find a device, alert, incident or user").fill("admin")
+        page.get_by_label("Find a device, alert, incident or user").press("Enter")
+        expect(page).to_have_url(f"{base}/users")
+        page.goto("/search?q=" + "ab" * 32)
+        expect(page.locator("#search-hunts")).to_contain_text("SHA-256")
+        page.goto("/search?q=no-such-thing-anywhere")
+        expect(page.locator("main")).to_contain_text("No device, alert, incident or user matches")
     finally:
         context.close()

@@ -29,6 +29,7 @@ from vigil.server.portal import (
     investigations,
     liveresponse,
     plan,
+    search,
     settings,
     signin,
     sso,
@@ -48,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     antivirus.router,
     investigations.router,
     hunting.router,
+    search.router,
 )
 
 

@@ -89,7 +89,7 @@ def users_change(
     check_form_csrf(request, csrf)
     try:
         if what in ("disable", "enable"):
-            # The service, not PATCH /api/users, which cannot find a disabled account to enable it again.
+            # The service: the same verb as `vigil users disable|enable`, with its "not yourself" check.
             app_users.set_disabled(edge.store(request), services(request).clock, edge.principal(request), username,
                                    what == "disable")
         elif what == "role":

@@ -20,7 +20,7 @@ from vigil.server.api._json import iso
 from vigil.server.api.machines import list_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
 from vigil.server.errors import APIError
-from vigil.server.portal.web import check_form_csrf, page, refused, templates
+from vigil.server.portal.web import check_form_csrf, page, paginate, refused, templates
 
 router = APIRouter(include_in_schema=False)
 OPEN = (ActionStatus.PENDING, ActionStatus.IN_PROGRESS)
@@ -169,9 +169,16 @@ def action_center(
     else:
         statuses = [s.value for s in OPEN]
     rows = api_actions.query_actions(request, machine_id=device or None, types=types, statuses=statuses, since=since)
+    pg, rows = paginate(request, rows, {
+        "created": lambda a: a["creationDateTimeUtc"] or "", "type": lambda a: a["type"],
+        "status": lambda a: a["status"], "requestor": lambda a: a["requestor"],
+        "device": lambda a: (a["computerDnsName"] or a["machineId"] or "").lower(),
+    }, "created", lambda a: " ".join(str(a.get(k) or "") for k in (
+        "id", "type", "scope", "computerDnsName", "machineId", "status", "requestor", "requestorComment")))
     machines = list_machines(request)
     return templates.TemplateResponse(request, "actions/center.html", {
-        "user": who.user, "rows": rows, "tab": tab, "period": period, "type": type, "device": device,
+        "user": who.user, "rows": rows, "pg": pg, "q": request.query_params.get("q", ""),
+        "tab": tab, "period": period, "type": type, "device": device,
         "status": status, "periods": list(PERIODS), "types": [t.value for t in ActionType],
         "statuses": [s.value for s in ActionStatus], "machines": machines,
         "csrf": request.cookies.get(CSRF_COOKIE, ""),

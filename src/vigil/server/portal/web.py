@@ -143,7 +143,17 @@ def _nav(request: Request) -> list[tuple[str, str]]:
         return []
 
 
+def _may_search(request: Request) -> bool:
+    """The header's search box, for those who may see what it finds (devices, alerts, incidents)."""
+    try:
+        who = getattr(request.state, "principal", None) or current_principal(request)
+    except Exception:
+        return False
+    return who is not None and Permission.VIEW_DATA_SECOPS in who.permissions
+
+
 templates.env.globals["nav_links"] = _nav
+templates.env.globals["may_search"] = _may_search
 
 _ERROR_TITLES = {400: "Bad request", 401: "Sign in first", 403: "Not allowed", 404: "Page not found",
                  405: "Not allowed here", 409: "Conflict", 422: "Not valid", 429: "Too many requests",
