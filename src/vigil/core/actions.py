@@ -24,6 +24,13 @@ class ActionType(StrEnum):
     LIVE_RESPONSE = "LiveResponse"
     # Vigil's own: the device's ASR policy and indicators (vigil.asr.bundle), signed like any command.
     APPLY_PROTECTION_POLICY = "ApplyProtectionPolicy"
+    # Vigil's remediations beyond Defender's device actions (automated investigations propose them), each undoable.
+    REMOVE_PERSISTENCE_ENTRY = "RemovePersistenceEntry"
+    RESTORE_PERSISTENCE_ENTRY = "RestorePersistenceEntry"
+    DISABLE_LOCAL_USER = "DisableLocalUser"
+    ENABLE_LOCAL_USER = "EnableLocalUser"
+    STOP_AND_DISABLE_SERVICE = "StopAndDisableService"
+    START_AND_ENABLE_SERVICE = "StartAndEnableService"
 
 
 class ActionStatus(StrEnum):
@@ -61,7 +68,13 @@ UNDO: dict[ActionType, ActionType] = {
     ActionType.ISOLATE: ActionType.UNISOLATE,
     ActionType.RESTRICT_CODE_EXECUTION: ActionType.UNRESTRICT_CODE_EXECUTION,
     ActionType.STOP_AND_QUARANTINE_FILE: ActionType.RESTORE_QUARANTINED_FILE,
+    ActionType.REMOVE_PERSISTENCE_ENTRY: ActionType.RESTORE_PERSISTENCE_ENTRY,
+    ActionType.DISABLE_LOCAL_USER: ActionType.ENABLE_LOCAL_USER,
+    ActionType.STOP_AND_DISABLE_SERVICE: ActionType.START_AND_ENABLE_SERVICE,
 }
+# These undo actions name the action they reverse; the agent keeps what that action changed under its id.
+_UNDO_BY_ID = frozenset({ActionType.RESTORE_PERSISTENCE_ENTRY, ActionType.ENABLE_LOCAL_USER,
+                         ActionType.START_AND_ENABLE_SERVICE})
 
 
 class ActionRuleError(ValueError):
@@ -105,6 +118,8 @@ def undo_of(action_type: ActionType, action_id: str, status: ActionStatus) -> tu
     params: dict[str, Any] = {}
     if action_type is ActionType.STOP_AND_QUARANTINE_FILE:
         params["QuarantineId"] = action_id
+    elif UNDO[action_type] in _UNDO_BY_ID:
+        params["UndoOf"] = action_id
     return UNDO[action_type], params
 
 
@@ -220,6 +235,59 @@ def _validate_restore(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"QuarantineId": qid}
 
 
+def _validate_undo_of(p: Mapping[str, Any]) -> dict[str, Any]:
+    ref = p.get("UndoOf")
+    if not isinstance(ref, str) or not re.fullmatch(r"[0-9a-f-]{8,40}", ref):
+        raise ActionRuleError("UndoOf must be the id of the action this one undoes", "UndoOf")
+    return {"UndoOf": ref}
+
+
+def _one_line(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or "\n" in value or "\x00" in value or len(value) > 4096:
+        raise ActionRuleError(f"{field} must be one non-empty line of at most 4096 characters", field)
+    return value
+
+
+def _validate_remove_persistence(p: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"Path": _absolute(p.get("Path"), "Path")}
+    lines, match = p.get("Lines"), p.get("Match")
+    if lines is not None and match is not None:
+        raise ActionRuleError("give Lines or Match, not both", "Lines")
+    if lines is not None:
+        if not isinstance(lines, list) or not lines or len(lines) > 64:
+            raise ActionRuleError("Lines must be a list of 1 to 64 lines", "Lines")
+        out["Lines"] = [_one_line(v, f"Lines[{i}]") for i, v in enumerate(lines)]
+    if match is not None:
+        out["Match"] = _one_line(match, "Match")
+    return out
+
+
+# shadow-utils' default NAME_REGEX, with the trailing $ of machine accounts.
+_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+
+
+def _validate_disable_user(p: Mapping[str, Any]) -> dict[str, Any]:
+    name = p.get("AccountName")
+    if not isinstance(name, str) or not _ACCOUNT.match(name):
+        raise ActionRuleError("AccountName must be a local account name (lower case, at most 32 characters)",
+                              "AccountName")
+    if name == "root":
+        raise ActionRuleError("the root account is never disabled: it would lock the device's administrators out",
+                              "AccountName")
+    return {"AccountName": name}
+
+
+_UNIT = re.compile(r"^[A-Za-z0-9:_.\\@-]{1,200}\.(service|timer|socket|path)$")
+
+
+def _validate_stop_service(p: Mapping[str, Any]) -> dict[str, Any]:
+    unit = p.get("Unit")
+    if not isinstance(unit, str) or not _UNIT.match(unit) or unit.startswith("."):
+        raise ActionRuleError("Unit must be a systemd unit name such as evil.service (.service, .timer, .socket or "
+                              ".path)", "Unit")
+    return {"Unit": unit}
+
+
 def _none(_: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
@@ -234,6 +302,12 @@ _VALIDATORS = {
     ActionType.STOP_AND_QUARANTINE_FILE: _validate_quarantine,
     ActionType.RESTORE_QUARANTINED_FILE: _validate_restore,
     ActionType.KILL_PROCESS: _validate_kill,
+    ActionType.REMOVE_PERSISTENCE_ENTRY: _validate_remove_persistence,
+    ActionType.RESTORE_PERSISTENCE_ENTRY: _validate_undo_of,
+    ActionType.DISABLE_LOCAL_USER: _validate_disable_user,
+    ActionType.ENABLE_LOCAL_USER: _validate_undo_of,
+    ActionType.STOP_AND_DISABLE_SERVICE: _validate_stop_service,
+    ActionType.START_AND_ENABLE_SERVICE: _validate_undo_of,
 }
 
 

@@ -21,7 +21,8 @@ from vigil.wire import ActionCommand
 
 # Test-only: apply isolation rules inside this network namespace instead of the agent's own.
 ISOLATION_NETNS_ENV = "VIGIL_AGENT_TEST_ISOLATION_NETNS"
-# Test-only: look for persistence entries under this root instead of "/".
+# Test-only: look for persistence entries, local accounts (/etc/passwd, /etc/shadow) and systemd units under this
+# root instead of "/".
 PERSISTENCE_ROOT_ENV = "VIGIL_AGENT_TEST_PERSISTENCE_ROOT"
 
 

@@ -1,4 +1,5 @@
-"""Where Linux keeps things that start by themselves: cron, systemd units, shell profiles, ld.so.preload."""
+"""Where Linux keeps things that start by themselves: cron, systemd units, shell profiles, authorized_keys,
+ld.so.preload."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 LINE_FILES = (
     "etc/crontab", "etc/cron.d/*", "var/spool/cron/crontabs/*", "var/spool/cron/*",
     "etc/profile", "etc/profile.d/*", "etc/bash.bashrc", "etc/environment", "etc/rc.local", "etc/ld.so.preload",
-    "root/.bashrc", "root/.profile", "root/.bash_profile", "home/*/.bashrc", "home/*/.profile",
-    "home/*/.bash_profile",
+    "root/.bashrc", "root/.profile", "root/.bash_profile", "root/.zshrc", "home/*/.bashrc", "home/*/.profile",
+    "home/*/.bash_profile", "home/*/.zshrc",
+    # A key line is an entry of its own (a command="..." option may start a file).
+    "root/.ssh/authorized_keys", "root/.ssh/authorized_keys2", "home/*/.ssh/authorized_keys",
+    "home/*/.ssh/authorized_keys2",
 )
 # Whole-file entries: a unit that runs the file is moved away as a whole.
 UNIT_FILES = ("etc/systemd/system/*.service", "etc/systemd/system/*.timer", "lib/systemd/system/*.service",
@@ -37,6 +41,11 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace") if path.stat().st_size <= 1 << 20 else ""
     except OSError:
         return ""
+
+
+def is_entry_file(root: Path, path: Path) -> bool:
+    """Whether ``path`` is one of the persistence files under ``root`` (line files and units alike)."""
+    return path in _files(root, LINE_FILES + UNIT_FILES)
 
 
 def entries(root: Path) -> list[Entry]:

@@ -17,15 +17,19 @@ def default_registry() -> ActionRegistry:
         isolation,
         kill,
         liveresponse,
+        local_user,
         package,
+        persistence_entry,
         protection,
         quarantine,
         restrict,
         scan,
+        service,
     )
 
     reg = ActionRegistry()
-    for module in (isolation, kill, quarantine, package, restrict, scan, liveresponse, protection):
+    for module in (isolation, kill, quarantine, package, restrict, scan, liveresponse, protection,
+                   persistence_entry, local_user, service):
         for name, handler in module.HANDLERS.items():
             reg.register(name, handler)
     return reg
