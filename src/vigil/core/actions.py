@@ -191,6 +191,12 @@ def _validate_quarantine(p: Mapping[str, Any]) -> dict[str, Any]:
         out["Path"] = _absolute(p["Path"], "Path")
     if not out:
         raise ActionRuleError("give the file's Sha256, its Path, or both", "Sha256")
+    keep = p.get("KeepPersistence")
+    if keep is not None:
+        # Persistence files the quarantine leaves alone: an investigation removes them by their own action.
+        if not isinstance(keep, list) or len(keep) > 64:
+            raise ActionRuleError("KeepPersistence must be a list of at most 64 absolute paths", "KeepPersistence")
+        out["KeepPersistence"] = [_absolute(v, f"KeepPersistence[{i}]") for i, v in enumerate(keep)]
     return out
 
 
@@ -249,10 +255,14 @@ def _one_line(value: Any, field: str) -> str:
 
 
 def _validate_remove_persistence(p: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"Path": _absolute(p.get("Path"), "Path")}
     lines, match = p.get("Lines"), p.get("Match")
+    if p.get("Path") is None and match is None:
+        raise ActionRuleError("give the entry's Path, or a Match to look for in every persistence file", "Path")
+    out: dict[str, Any] = {} if p.get("Path") is None else {"Path": _absolute(p.get("Path"), "Path")}
     if lines is not None and match is not None:
         raise ActionRuleError("give Lines or Match, not both", "Lines")
+    if lines is not None and "Path" not in out:
+        raise ActionRuleError("Lines need the Path of their file", "Path")
     if lines is not None:
         if not isinstance(lines, list) or not lines or len(lines) > 64:
             raise ActionRuleError("Lines must be a list of 1 to 64 lines", "Lines")

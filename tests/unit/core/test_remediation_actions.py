@@ -9,6 +9,9 @@ from vigil.core.actions import ActionRuleError, ActionStatus, ActionType, undo_o
 
 @pytest.mark.parametrize(("kind", "params", "field"), [
     (ActionType.REMOVE_PERSISTENCE_ENTRY, {"Path": "etc/cron.d/x"}, "Path"),
+    (ActionType.REMOVE_PERSISTENCE_ENTRY, {}, "Path"),
+    (ActionType.REMOVE_PERSISTENCE_ENTRY, {"Lines": ["a"]}, "Path"),
+    (ActionType.STOP_AND_QUARANTINE_FILE, {"Path": "/tmp/x", "KeepPersistence": ["rel"]}, "KeepPersistence[0]"),
     (ActionType.REMOVE_PERSISTENCE_ENTRY, {"Path": "/etc/crontab", "Lines": ["a"], "Match": "b"}, "Lines"),
     (ActionType.REMOVE_PERSISTENCE_ENTRY, {"Path": "/etc/crontab", "Lines": ["a\nb"]}, "Lines[0]"),
     (ActionType.REMOVE_PERSISTENCE_ENTRY, {"Path": "/etc/crontab", "Match": ""}, "Match"),

@@ -19,8 +19,26 @@ def _is_comment(line: str) -> bool:
     return not line.strip() or line.lstrip().startswith("#")
 
 
+def _remove_everywhere(ctx: ActionContext, cmd: ActionCommand, match: str) -> Outcome:
+    """Lines that contain ``match`` in every line file (the cron entry that runs a command, wherever it is)."""
+    found: dict[str, list[str]] = {}
+    for e in persistence.entries(ctx.settings.persistence_root):
+        if e.line is not None and match in e.line:
+            found.setdefault(e.path, []).append(e.line)
+    if not found:
+        raise ActionFailed(f"no persistence entry contains {match!r}; nothing was removed")
+    removed = [{"path": p, "lines": ls} for p, ls in found.items()]
+    UndoRecords(ctx.settings).put(cmd.action_id, KIND, {"files": removed})
+    for item in removed:
+        persistence.remove_lines(Path(str(item["path"])), list(item["lines"]))
+    n = sum(len(ls) for ls in found.values())
+    return Outcome(f"removed {n} line{'' if n == 1 else 's'} from {', '.join(found)}", {"files": removed})
+
+
 def _remove(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
     root = ctx.settings.persistence_root
+    if not cmd.parameters.get("Path"):
+        return _remove_everywhere(ctx, cmd, str(cmd.parameters["Match"]))
     path = Path(os.path.normpath(str(cmd.parameters["Path"])))
     if not persistence.is_entry_file(root, path):
         raise ActionFailed(f"{path} is not a persistence file under {root} (cron, systemd unit, shell profile, "
@@ -55,6 +73,12 @@ def _restore(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
     records = UndoRecords(ctx.settings)
     ref = str(cmd.parameters["UndoOf"])
     rec = records.get(ref, KIND)
+    if "files" in rec:
+        for item in rec["files"]:
+            persistence.restore_lines(Path(item["path"]), item["lines"])
+        records.drop(ref)
+        return Outcome(f"lines put back in {', '.join(i['path'] for i in rec['files'])}",
+                       {"paths": [i["path"] for i in rec["files"]]})
     path = Path(rec["path"])
     if rec.get("file"):
         if path.exists():

@@ -57,8 +57,9 @@ def _by_hash(sha256: str) -> Path:
     raise ActionFailed(f"no running process has an executable with SHA-256 {sha256}; give the file's Path")
 
 
-def quarantine(settings: ActionSettings, quarantine_id: str, path: Path | None, sha256: str | None
-               ) -> dict[str, Any]:
+def quarantine(settings: ActionSettings, quarantine_id: str, path: Path | None, sha256: str | None,
+               kept: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``kept``: persistence files left alone (an investigation removes them by an action of their own)."""
     target = path if path is not None else _by_hash(sha256 or "")
     try:
         st = target.lstat()
@@ -77,7 +78,7 @@ def quarantine(settings: ActionSettings, quarantine_id: str, path: Path | None, 
     if still := running(target):
         raise ActionFailed(f"processes {still} still run {target}; it was not moved")
     vault = _vault(settings)
-    found = persistence.referencing(settings.persistence_root, str(target))
+    found = [e for e in persistence.referencing(settings.persistence_root, str(target)) if e.path not in kept]
     removed: list[dict[str, Any]] = []
     for i, unit in enumerate(e for e in found if e.line is None):
         keep = vault / f"{quarantine_id}.unit{i}"
@@ -117,7 +118,8 @@ def restore(settings: ActionSettings, quarantine_id: str) -> dict[str, Any]:
 
 def _stop_and_quarantine(ctx: ActionContext, cmd: ActionCommand) -> Outcome:
     path = cmd.parameters.get("Path")
-    meta = quarantine(ctx.settings, cmd.action_id, Path(path) if path else None, cmd.parameters.get("Sha256"))
+    meta = quarantine(ctx.settings, cmd.action_id, Path(path) if path else None, cmd.parameters.get("Sha256"),
+                      frozenset(cmd.parameters.get("KeepPersistence") or ()))
     n = len(meta["persistence"])
     return Outcome(f"{meta['path']} quarantined (SHA-256 {meta['sha256']}); killed {len(meta['killed'])} process(es),"
                    f" removed {n} persistence entr{'y' if n == 1 else 'ies'}",

