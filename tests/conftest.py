@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from tests.support import VigilServer
 PG_URL = os.environ.get("VIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # CI sets this so that an unreachable PostgreSQL fails the run instead of skipping its tests.
 PG_REQUIRED = os.environ.get("VIGIL_REQUIRE_POSTGRES") == "1"
+NATS_URL = os.environ.get("VIGIL_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_REQUIRED = os.environ.get("VIGIL_REQUIRE_NATS") == "1"
 
 
 def _pg_admin_conn() -> psycopg.Connection:
@@ -33,6 +36,22 @@ def postgres_available() -> str | None:
         if PG_REQUIRED:
             pytest.fail(reason + " (VIGIL_REQUIRE_POSTGRES=1)")
         return reason
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS (JetStream) server the bus tests use; skipped when it does not answer, failed in CI."""
+    host, _, port = NATS_URL.removeprefix("nats://").partition(":")
+    try:
+        with socket.create_connection((host, int(port or 4222)), timeout=3) as s:
+            if not s.recv(4096).startswith(b"INFO"):
+                raise OSError("not a NATS server")
+    except OSError as e:
+        reason = f"NATS not reachable at {NATS_URL}: {e}"
+        if NATS_REQUIRED:
+            pytest.fail(reason + " (VIGIL_REQUIRE_NATS=1)")
+        pytest.skip(reason)
+    return NATS_URL
 
 
 @pytest.fixture
