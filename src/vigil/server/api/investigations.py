@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.app import air as app_air
@@ -16,6 +16,7 @@ from vigil.app.air_ports import InvestigationRecord, RemediationRecord
 from vigil.app.errors import InvalidInput, NotFound
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, requires, services
 
@@ -133,13 +134,16 @@ def investigations_of(request: Request, state: str | None = None, machine_id: st
 @router.get("/investigations", response_model=InvestigationList)
 def list_investigations(
     request: Request, state: str | None = None, machineId: str | None = None, alertId: str | None = None,
-    top: int = Query(default=1000, alias="$top", ge=1, le=10_000),
+    q: odata.ODataQuery = odata.options(),
     _: Principal = requires(Permission.VIEW_DATA_SECOPS),
-) -> InvestigationList:
+) -> Any:
+    """The caller's investigations, newest first, with OData's $filter, $orderby, $skip, $top and $select."""
+    # $filter, $orderby and $skip apply to the whole list, so only a bare $top may limit what is read.
+    limit = odata.MAX_TOP if q.filtered else (q.top or 1000)
     with edge.translated():
         found = app_air.listing(edge.store(request), services(request).clock, edge.principal(request),
-                                state=state, machine_id=machineId, alert_id=alertId, limit=top)
-    return InvestigationList(value=[info(r) for r in found])
+                                state=state, machine_id=machineId, alert_id=alertId, limit=limit)
+    return odata.respond(q, [info(r) for r in found], InvestigationInfo, "/api/$metadata#Investigations")
 
 
 @router.get("/investigations/{investigation_id}", response_model=InvestigationDetail)

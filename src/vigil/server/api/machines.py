@@ -13,6 +13,7 @@ from vigil.core.rbac import Permission
 from vigil.core.telemetry import parse_timestamp
 from vigil.server import app_edge as edge
 from vigil.server.antivirus import MachineAntivirus, protection_fields
+from vigil.server.api import _odata as odata
 from vigil.server.api._json import ByName, iso
 from vigil.server.app_edge import translated
 from vigil.server.auth import Principal, requires, services
@@ -103,8 +104,10 @@ def get_machine(request: Request, machine_id: str) -> Machine:
 
 
 @router.get("/machines", response_model=MachineList)
-def machines(request: Request, _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> MachineList:
-    return MachineList(value=machines_of(request))
+def machines(request: Request, q: odata.ODataQuery = odata.options(),
+             _: Principal = requires(Permission.VIEW_DATA_SECOPS)) -> Any:
+    """The caller's machines, with OData's $filter, $orderby, $skip, $top and $select."""
+    return odata.respond(q, machines_of(request), Machine, "/api/$metadata#Machines")
 
 
 @router.get("/machines/{machine_id}", response_model=Machine)
