@@ -3,7 +3,8 @@ their schedule over the telemetry, within the device groups of the user who made
 
 A run is a hunting query (``vigil.app.hunting``'s checks and runner) limited to the rule's lookback; each new
 (DeviceId, ReportId) of its results raises (or joins) an alert with the rule's fields. A rule that fails
-``MAX_FAILURES`` runs in a row is switched off, and an alert tells the administrators: never silently.
+``MAX_FAILURES`` runs in a row is switched off, and an alert tells the administrators: never silently. The rule's
+automatic actions then run on the devices of the new hits (``vigil.app.detection_actions``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from vigil.app import detection_actions
+from vigil.app.detection_actions import ActionOutcome
 from vigil.app.errors import InvalidInput, NotFound
 from vigil.app.hunting import MAX_ROWS, TIMEOUT_S, HuntRunner, QueryFailed, QueryTimeout, normal
 from vigil.app.ports import AuditRecord, Store
@@ -53,6 +56,7 @@ class RunSummary:
     duration_ms: float
     error: str | None = None
     disabled: bool = False
+    actions: tuple[ActionOutcome, ...] = ()
 
 
 class DetectionRepository(Protocol):
@@ -73,8 +77,8 @@ class DetectionRepository(Protocol):
         """Store the run and the rule's last-run facts; ``run.disabled`` switches the rule off."""
         ...
 
-    def store_hits(self, detection: Detection, hits: Sequence[Hit], now: datetime) -> int:
-        """Raise an alert for each hit not seen before for this rule; returns how many were new."""
+    def store_hits(self, detection: Detection, hits: Sequence[Hit], now: datetime) -> list[tuple[Hit, str]]:
+        """Raise an alert for each hit not seen before for this rule; returns the new hits with their alert ids."""
         ...
 
     def failure_alert(self, detection: Detection, reason: str, now: datetime) -> None: ...
@@ -105,7 +109,7 @@ def _audit(store: Store, who: Principal, action: str, target: int, now: datetime
 def _facts(f: RuleFields) -> dict[str, Any]:
     return {"displayName": f.display_name, "queryText": f.query_text[:4000], "period": f.period,
             "isEnabled": f.enabled, "title": f.title, "severity": f.severity, "category": f.category,
-            "mitreTechniques": list(f.techniques)}
+            "mitreTechniques": list(f.techniques), "responseActions": list(f.response_actions)}
 
 
 def list_detections(repo: DetectionRepository, who: Principal) -> list[Detection]:
@@ -136,6 +140,7 @@ def create_detection(store: Store, repo: DetectionRepository, runner: HuntRunner
                      fields: RuleFields) -> Detection:
     """A new rule seeing the creator's device groups; its query is checked now, not at its first run."""
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
+    detection_actions.require(who, fields.response_actions)
     now = clock.now()
     _checked(fields, who.device_group_ids, runner.dialect, now)
     if repo.by_name(fields.display_name) is not None:
@@ -149,6 +154,7 @@ def update_detection(store: Store, repo: DetectionRepository, runner: HuntRunner
                      detection_id: int, fields: RuleFields) -> Detection:
     """Change a rule; it then sees no more than both its maker and this editor may see."""
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
+    detection_actions.require(who, fields.response_actions)
     old = _found(repo, detection_id)
     now = clock.now()
     groups = _narrow(old.device_group_ids, who.device_group_ids)
@@ -168,11 +174,13 @@ def delete_detection(store: Store, repo: DetectionRepository, clock: Clock, who:
     _audit(store, who, "detection.delete", detection_id, clock.now(), before=_facts(old.fields))
 
 
-def run_detection(repo: DetectionRepository, runner: HuntRunner, clock: Clock, d: Detection) -> RunSummary:
-    """One run now: the query over the lookback, new hits raised as alerts, the run recorded."""
+def run_detection(repo: DetectionRepository, runner: HuntRunner, clock: Clock, d: Detection,
+                  store: Store | None = None) -> RunSummary:
+    """One run now: the query over the lookback, new hits raised as alerts, the rule's automatic actions run on
+    them through ``store`` (the server's, with its signing path), the run recorded."""
     now = clock.now()
     started = time.perf_counter()
-    rows, new, error = 0, 0, None
+    rows, new, error = 0, [], None
     try:
         sql = _checked(d.fields, d.device_group_ids, runner.dialect, now)
         names, raw = runner.run(sql, TIMEOUT_S)
@@ -188,10 +196,18 @@ def run_detection(repo: DetectionRepository, runner: HuntRunner, clock: Clock, d
         error = f"the query ran longer than its {TIMEOUT_S:g} s quota"
     except QueryFailed as e:
         error = f"the database refused the query: {e}"
+    done: list[ActionOutcome] = []
+    if new and d.fields.response_actions:
+        if store is None:
+            per_device = {h.device_id: alert for h, alert in reversed(new)}
+            done = [ActionOutcome(a, dev, alert, error="this run has no response-action path (store)")
+                    for a in d.fields.response_actions for dev, alert in per_device.items()]
+        else:
+            done = detection_actions.run(store, clock, d, d.fields.response_actions, d.fields.title, new)
     failures = 0 if error is None else d.consecutive_failures + 1
-    run = RunSummary(d.id, "completed" if error is None else "failed", rows, new,
+    run = RunSummary(d.id, "completed" if error is None else "failed", rows, len(new),
                      round((time.perf_counter() - started) * 1000, 3), error,
-                     disabled=error is not None and failures >= MAX_FAILURES)
+                     disabled=error is not None and failures >= MAX_FAILURES, actions=tuple(done))
     repo.record_run(d.id, run, now, failures)
     if run.disabled:
         repo.failure_alert(d, error or "", now)
@@ -199,13 +215,14 @@ def run_detection(repo: DetectionRepository, runner: HuntRunner, clock: Clock, d
 
 
 def run_now(repo: DetectionRepository, runner: HuntRunner, clock: Clock, who: Principal,
-            detection_id: int) -> RunSummary:
+            detection_id: int, store: Store | None = None) -> RunSummary:
     who.require(Permission.MANAGE_SECURITY_SETTINGS)
-    return run_detection(repo, runner, clock, _found(repo, detection_id))
+    return run_detection(repo, runner, clock, _found(repo, detection_id), store)
 
 
-def run_due(repo: DetectionRepository, runner: HuntRunner, clock: Clock) -> list[RunSummary]:
+def run_due(repo: DetectionRepository, runner: HuntRunner, clock: Clock,
+            store: Store | None = None) -> list[RunSummary]:
     """Every enabled rule whose period has passed since its last run (the server's scheduler calls this)."""
     now = clock.now()
-    return [run_detection(repo, runner, clock, d) for d in repo.listing()
+    return [run_detection(repo, runner, clock, d, store) for d in repo.listing()
             if d.fields.enabled and due(d.fields.period, d.last_run_at, now)]

@@ -39,6 +39,9 @@ Severity = Annotated[str | None, typer.Option("--severity", help="Informational,
 Category = Annotated[str | None, typer.Option("--category", help="the alerts' category (an ATT&CK tactic)")]
 Technique = Annotated[list[str] | None, typer.Option("--technique", help="an ATT&CK technique id (repeatable)")]
 Description = Annotated[str | None, typer.Option("--description")]
+Action = Annotated[list[str] | None, typer.Option(
+    "--action", help="an automatic action (repeatable): isolateDevice, collectInvestigationPackage, "
+    "runAntivirusScan, restrictAppExecution, stopAndQuarantineFile, initiateInvestigation")]
 
 
 def _as_json(d: Detection) -> dict[str, Any]:
@@ -47,7 +50,8 @@ def _as_json(d: Detection) -> dict[str, Any]:
             "queryCondition": {"queryText": f.query_text}, "schedule": {"period": f.period},
             "detectionAction": {"alertTemplate": {"title": f.title, "description": f.description,
                                                   "severity": f.severity, "category": f.category,
-                                                  "mitreTechniques": list(f.techniques)}},
+                                                  "mitreTechniques": list(f.techniques)},
+                                "responseActions": list(f.response_actions)},
             "detectorId": d.rule_id, "createdBy": d.created_by, "lastModifiedBy": d.last_modified_by,
             "lastRunDetails": {"lastRunDateTime": d.last_run_at.isoformat() if d.last_run_at else None,
                                "status": d.last_run_status, "failureReason": d.last_failure_reason}}
@@ -106,7 +110,7 @@ def create(
     severity: Annotated[str, typer.Option("--severity", help="Informational, Low, Medium or High")],
     query: Query = None, query_file: QueryFile = None, period: Annotated[str, typer.Option(
         "--period", help="1H, 3H, 12H or 24H")] = "24H",
-    category: Category = None, technique: Technique = None, description: Description = None,
+    category: Category = None, technique: Technique = None, description: Description = None, action: Action = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="create it switched off")] = False,
     output: OutputOpt = Output.TABLE, data_dir: DataDir = None, as_user: AsUser = None,
 ) -> None:
@@ -116,7 +120,7 @@ def create(
         raise CommandError("give the query with --query or --query-file")
     fields = _checked(display_name=name, query_text=text, period=period, enabled=not disabled, title=title,
                       description=description or "", severity=severity, category=category or "",
-                      techniques=technique or [])
+                      techniques=technique or [], response_actions=action or [])
     with local_store(settings_for(data_dir)) as store, translated():
         d = svc.create_detection(store, detection_repository(store), hunt_runner(store), SystemClock(),
                                  acting(store, as_user), fields)
@@ -127,7 +131,7 @@ def create(
 def update(
     rule_id: RuleId, name: Annotated[str | None, typer.Option("--name")] = None, query: Query = None,
     query_file: QueryFile = None, period: Period = None, title: Title = None, severity: Severity = None,
-    category: Category = None, technique: Technique = None, description: Description = None,
+    category: Category = None, technique: Technique = None, description: Description = None, action: Action = None,
     enable: Annotated[bool | None, typer.Option("--enable/--disable", help="switch the rule on or off")] = None,
     output: OutputOpt = Output.TABLE, data_dir: DataDir = None, as_user: AsUser = None,
 ) -> None:
@@ -139,7 +143,7 @@ def update(
         merged = {**asdict(old), **{k: v for k, v in {
             "display_name": name, "query_text": text, "period": period, "title": title, "severity": severity,
             "category": category, "description": description, "enabled": enable,
-            "techniques": technique}.items() if v is not None}}
+            "techniques": technique, "response_actions": action}.items() if v is not None}}
         fields = _checked(**merged)
         d = svc.update_detection(store, repo, hunt_runner(store), SystemClock(), who, rule_id, replace(fields))
     _print([d], output)
@@ -157,14 +161,18 @@ def delete(rule_id: RuleId, data_dir: DataDir = None, as_user: AsUser = None) ->
 def run(rule_id: RuleId, output: OutputOpt = Output.TABLE, data_dir: DataDir = None,
         as_user: AsUser = None) -> None:
     """Run a rule now (outside its schedule); the run is recorded like a scheduled one."""
-    with local_store(settings_for(data_dir)) as store, translated():
+    with local_store(settings_for(data_dir), sign_actions=True) as store, translated():
         r = svc.run_now(detection_repository(store), hunt_runner(store), SystemClock(), acting(store, as_user),
-                        rule_id)
+                        rule_id, store)
     if output is Output.JSON:
         typer.echo(json.dumps({"status": r.status, "rows": r.rows, "newHits": r.new_hits,
-                               "durationMs": r.duration_ms, "error": r.error, "disabled": r.disabled}))
+                               "durationMs": r.duration_ms, "error": r.error, "disabled": r.disabled,
+                               "actions": [a.as_json() for a in r.actions]}))
     else:
         typer.echo(f"rule {rule_id}: {r.status}, {r.rows} rows, {r.new_hits} new hits in {r.duration_ms:.0f} ms"
                    + (f": {r.error}" if r.error else "") + (" (switched off)" if r.disabled else ""))
+        for a in r.actions:
+            typer.echo(f"  {a.action} on {a.device_id}: " + (f"refused: {a.error}" if a.error else
+                                                               f"action {a.machine_action_id}"))
     if r.status == "failed":
         raise typer.Exit(1)

@@ -27,15 +27,18 @@ SEVERITIES = ("Informational", "Low", "Medium", "High")
 # Consecutive failed runs after which a rule is switched off (and the admins told by an alert).
 MAX_FAILURES = 3
 _TECHNIQUE = re.compile(r"T\d{4}(\.\d{3})?")
-# Automatic actions a rule may name, and why each is not run yet: none is refused silently.
-RESPONSE_ACTIONS = {
-    "isolateDevice": "not run automatically yet; isolate from the alert",
-    "collectInvestigationPackage": "not run automatically yet; collect from the alert",
-    "runAntivirusScan": "not run automatically yet; scan from the device page",
-    "initiateInvestigation": "not run automatically yet",
-    "addIndicator": "not run automatically yet; add it under Indicators",
+# Automatic actions a rule may name: each runs through the response-action service on the devices (or files) of
+# a run's new hits. Those Vigil cannot run automatically are refused with the reason, never dropped silently.
+RESPONSE_ACTIONS = ("isolateDevice", "collectInvestigationPackage", "runAntivirusScan", "restrictAppExecution",
+                    "stopAndQuarantineFile", "initiateInvestigation")
+UNAVAILABLE_ACTIONS = {
+    "addIndicator": "not run automatically: an indicator needs a reviewed value and scope; add it under Indicators",
+    "blockFile": "not run automatically: use addIndicator's page (Indicators) to block a file hash",
+    "markUserAsCompromised": "Vigil has no identity provider to mark users in",
+    "disableUser": "Vigil has no identity provider to disable users in",
+    "forceUserPasswordReset": "Vigil has no identity provider to reset passwords in",
 }
-
+_GRAPH_ACTION = re.compile(r"#?microsoft\.graph\.security\.(\w+)ResponseAction")
 
 class DetectionError(ValueError):
     """A rule field Vigil refuses; ``field`` names it (Defender's JSON path)."""
@@ -58,6 +61,14 @@ class RuleFields:
     severity: str
     category: str
     techniques: tuple[str, ...]
+    response_actions: tuple[str, ...] = ()
+
+
+def action_name(value: str) -> str:
+    """A response action's name from Vigil's short form or Graph's ``@odata.type``
+    (``#microsoft.graph.security.isolateDeviceResponseAction`` is ``isolateDevice``)."""
+    m = _GRAPH_ACTION.fullmatch(value.strip())
+    return m.group(1) if m else value.strip()
 
 
 def check_fields(display_name: str, query_text: str, period: str, enabled: bool, title: str, description: str,
@@ -86,12 +97,18 @@ def check_fields(display_name: str, query_text: str, period: str, enabled: bool,
             raise DetectionError(f"detectionAction.alertTemplate.mitreTechniques[{i}]",
                                  f"{t!r} is not an ATT&CK technique id such as T1059 or T1059.004")
         out.append(t)
+    actions = []
     for i, a in enumerate(response_actions):
-        why = RESPONSE_ACTIONS.get(a)
-        raise DetectionError(f"detectionAction.responseActions[{i}]",
-                             f"{a}: {why}" if why else f"unknown action {a!r}; known: {', '.join(RESPONSE_ACTIONS)}")
+        name = action_name(a)
+        if name in UNAVAILABLE_ACTIONS:
+            raise DetectionError(f"detectionAction.responseActions[{i}]", f"{name}: {UNAVAILABLE_ACTIONS[name]}")
+        if name not in RESPONSE_ACTIONS:
+            raise DetectionError(f"detectionAction.responseActions[{i}]",
+                                 f"unknown action {a!r}; known: {', '.join(RESPONSE_ACTIONS)}")
+        actions.append(name)
     return RuleFields(display_name.strip(), query_text.strip(), p, enabled, title.strip(), description.strip(), sev,
-                      category.strip() or "Suspicious activity", tuple(dict.fromkeys(out)))
+                      category.strip() or "Suspicious activity", tuple(dict.fromkeys(out)),
+                      tuple(dict.fromkeys(actions)))
 
 
 def due(period: str, last_run_at: datetime | None, now: datetime) -> bool:

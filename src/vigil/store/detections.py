@@ -24,7 +24,8 @@ def _detection(r: Any) -> Detection:
     return Detection(
         id=int(r.id),
         fields=RuleFields(r.display_name, r.query_text, r.period, bool(r.enabled), r.title, r.description,
-                          r.severity, r.category, tuple(r.mitre_techniques or ())),
+                          r.severity, r.category, tuple(r.mitre_techniques or ()),
+                          tuple(r.response_actions or ())),
         device_group_ids=None if r.device_group_ids is None else frozenset(int(g) for g in r.device_group_ids),
         created_by=r.created_by, created_at=aware(r.created_at), last_modified_by=r.last_modified_by,
         last_modified_at=aware(r.last_modified_at), last_run_at=aware(r.last_run_at) if r.last_run_at else None,
@@ -36,7 +37,7 @@ def _detection(r: Any) -> Detection:
 def _values(f: RuleFields, groups: frozenset[int] | None) -> dict[str, Any]:
     return {"display_name": f.display_name, "query_text": f.query_text, "period": f.period, "enabled": f.enabled,
             "title": f.title, "description": f.description, "severity": f.severity, "category": f.category,
-            "mitre_techniques": list(f.techniques), "response_actions": [],
+            "mitre_techniques": list(f.techniques), "response_actions": list(f.response_actions),
             "device_group_ids": None if groups is None else sorted(groups)}
 
 
@@ -100,8 +101,8 @@ class SqlDetections:
                 values["enabled"] = False
             conn.execute(custom_detections.update().where(custom_detections.c.id == detection_id).values(**values))
 
-    def store_hits(self, detection: Detection, hits: Sequence[Hit], now: datetime) -> int:
-        f, new = detection.fields, 0
+    def store_hits(self, detection: Detection, hits: Sequence[Hit], now: datetime) -> list[tuple[Hit, str]]:
+        f, new = detection.fields, []
         with self.engine.begin() as conn:
             known = set(conn.execute(sa.select(devices.c.id).where(
                 devices.c.id.in_(sorted({h.device_id for h in hits})))).scalars())
@@ -123,7 +124,7 @@ class SqlDetections:
                 conn.execute(custom_detection_hits.insert().values(
                     detection_id=detection.id, device_id=h.device_id, report_id=h.report_id, alert_id=alert_id,
                     seen_at=now))
-                new += 1
+                new.append((h, alert_id))
         return new
 
     def failure_alert(self, detection: Detection, reason: str, now: datetime) -> None:

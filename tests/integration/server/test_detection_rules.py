@@ -46,8 +46,9 @@ def test_rules_are_made_changed_run_and_deleted_with_rbac_and_audit(server: Vigi
         bad = c.post(PATH, json={**RULE, "queryCondition": {"queryText": "DROP TABLE devices"}})
         assert bad.status_code == 422 and bad.json()["field"] == "queryCondition.queryText"
         bad = c.post(PATH, json={**RULE, "detectionAction": {**RULE["detectionAction"],
-                                                             "responseActions": ["isolateDevice"]}})
-        assert bad.status_code == 422 and "not run automatically yet" in bad.json()["detail"]
+                                                             "responseActions": ["addIndicator"]}})
+        assert bad.status_code == 422 and "not run automatically" in bad.json()["detail"]
+        assert bad.json()["field"] == "detectionAction.responseActions[0]"
         made = c.post(PATH, json=RULE)
         assert made.status_code == 201, made.text
         rule = made.json()

@@ -144,3 +144,33 @@ def test_a_rule_failing_its_runs_is_switched_off_with_an_alert_for_the_admins(en
     fixed = replace(off.fields, enabled=True, query_text=QUERY)
     back = svc.update_detection(store, repo, runner, clock, ADMIN, d.id, fixed)
     assert back.fields.enabled and back.consecutive_failures == 0
+
+
+def test_automatic_actions_need_their_permissions_and_a_refused_one_is_recorded(engine: sa.Engine) -> None:
+    store, repo, runner = sql_store(engine), SqlDetections(engine), SqlHuntRunner(engine)
+    clock = FixedClock(T0)
+    # Manage security settings alone may not make a rule isolate devices: isolating by hand needs remediation.
+    settings_only = Principal("sec", frozenset({Permission.MANAGE_SECURITY_SETTINGS, Permission.VIEW_DATA_SECOPS}),
+                              None, username="sec")
+    with pytest.raises(Forbidden) as no:
+        svc.create_detection(store, repo, runner, clock, settings_only, _fields(
+            response_actions=["isolateDevice"]))  # type: ignore[arg-type]
+    assert no.value.permission is Permission.REMEDIATION_SECOPS
+    with pytest.raises(ValueError, match=r"responseActions\[0\]: addIndicator: not run automatically"):
+        _fields(response_actions=["addIndicator"])
+    graph = _fields(response_actions=["#microsoft.graph.security.isolateDeviceResponseAction"])
+    assert graph.response_actions == ("isolateDevice",)  # type: ignore[attr-defined]
+
+    d = svc.create_detection(store, repo, runner, clock, ADMIN, graph)  # type: ignore[arg-type]
+    assert repo.get(d.id).fields.response_actions == ("isolateDevice",)  # type: ignore[union-attr]
+    _events(engine, T0 - timedelta(hours=1), 1)
+    _events(engine, T0 - timedelta(hours=1), 1, device="dev-b")
+    # This store has no signing key: each device's isolation is refused, said per device and audited.
+    [run] = svc.run_due(repo, runner, clock, store)
+    assert run.new_hits == 4
+    assert [(a.action, a.device_id, a.machine_action_id) for a in run.actions] == [
+        ("isolateDevice", "dev-a", None), ("isolateDevice", "dev-b", None)]
+    assert all(a.error for a in run.actions)
+    with store.begin() as uow:
+        [failed] = uow.audit.entries("detection.action_failed")
+    assert failed.actor == f"detection:{d.id}" and len(failed.after["failed"]) == 2

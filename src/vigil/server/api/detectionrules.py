@@ -44,7 +44,9 @@ class AlertTemplate(BaseModel):
 class DetectionAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alertTemplate: AlertTemplate
-    responseActions: list[str] = Field(default_factory=list, max_length=10)
+    # Vigil's short names (isolateDevice) or Graph's objects ({"@odata.type": "#microsoft.graph.security.
+    # isolateDeviceResponseAction", ...}); they are answered as the short names.
+    responseActions: list[str | dict[str, Any]] = Field(default_factory=list, max_length=10)
 
 
 class RuleBody(BaseModel):
@@ -94,6 +96,14 @@ class RuleList(BaseModel):
     value: list[RuleInfo]
 
 
+class ActionInfo(BaseModel):
+    action: str
+    deviceId: str
+    alertId: str
+    id: str | None  # the machine action's id (the investigation's for initiateInvestigation)
+    error: str | None
+
+
 class RunInfo(BaseModel):
     status: str
     rows: int
@@ -101,6 +111,7 @@ class RunInfo(BaseModel):
     durationMs: float
     error: str | None
     disabled: bool
+    actions: list[ActionInfo] = []
 
 
 def rule_info(d: Detection) -> RuleInfo:
@@ -110,7 +121,7 @@ def rule_info(d: Detection) -> RuleInfo:
         queryCondition=QueryCondition(queryText=f.query_text), schedule=Schedule(period=f.period),
         detectionAction=DetectionAction(alertTemplate=AlertTemplate(
             title=f.title, description=f.description, severity=f.severity, category=f.category,
-            mitreTechniques=list(f.techniques))),
+            mitreTechniques=list(f.techniques)), responseActions=list(f.response_actions)),
         detectorId=d.rule_id, createdBy=d.created_by, createdDateTime=iso(d.created_at),
         lastModifiedBy=d.last_modified_by, lastModifiedDateTime=iso(d.last_modified_at),
         lastRunDetails=LastRunDetails(lastRunDateTime=iso(d.last_run_at) if d.last_run_at else None,
@@ -118,12 +129,23 @@ def rule_info(d: Detection) -> RuleInfo:
     )
 
 
+def _action_names(actions: list[str | dict[str, Any]]) -> list[str]:
+    out = []
+    for i, a in enumerate(actions):
+        name = a.get("@odata.type") if isinstance(a, dict) else a
+        if not isinstance(name, str):
+            raise APIError(422, "invalid_request", "a response action is a name or an object with @odata.type",
+                           field=f"detectionAction.responseActions[{i}]")
+        out.append(name)
+    return out
+
+
 def _fields(body: RuleBody) -> RuleFields:
     t = body.detectionAction.alertTemplate
     try:
         return check_fields(body.displayName, body.queryCondition.queryText, body.schedule.period, body.isEnabled,
                             t.title, t.description, t.severity, t.category, t.mitreTechniques,
-                            body.detectionAction.responseActions)
+                            _action_names(body.detectionAction.responseActions))
     except DetectionError as e:
         raise APIError(422, "invalid_request", e.problem, field=e.field) from None
 
@@ -191,9 +213,10 @@ def run_rule(rule_id: str, request: Request,
     store = edge.store(request)
     with edge.translated():
         run = app_detections.run_now(detection_repository(store), hunt_runner(store), services(request).clock,
-                                     edge.principal(request), _id(rule_id))
+                                     edge.principal(request), _id(rule_id), store)
     return RunInfo(status=run.status, rows=run.rows, newHits=run.new_hits, durationMs=run.duration_ms,
-                   error=run.error, disabled=run.disabled)
+                   error=run.error, disabled=run.disabled,
+                   actions=[ActionInfo(**a.as_json()) for a in run.actions])
 
 
 @router.get(PATH + "/{rule_id}/runs")
