@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-
-import sqlalchemy as sa
+from typing import Any
 
 from vigil.app import detections
 from vigil.app.stores import detection_repository, hunt_runner, sql_store
@@ -21,8 +20,9 @@ def run_due_once(svc: Services) -> list[detections.RunSummary]:
     return run_due_on(svc.engine, svc.settings, svc.clock)
 
 
-def run_due_on(engine: sa.Engine, settings: Settings, clock: Clock) -> list[detections.RunSummary]:
-    """One round of the scheduler on ``engine`` at ``clock``'s time (tests pass a fixed clock)."""
+def run_due_on(engine: Any, settings: Settings, clock: Clock) -> list[detections.RunSummary]:
+    """One round of the scheduler on ``engine`` (the server's SQLAlchemy engine) at ``clock``'s time (tests pass
+    a fixed clock)."""
     # The store with the server's signing path: the rules' automatic actions are signed as they are recorded.
     store = sql_store(engine, action_service.signing_issuer(settings))
     runs = detections.run_due(detection_repository(store), hunt_runner(store), clock, store)
