@@ -22,6 +22,8 @@ from vigil.core.rbac import Permission
 from vigil.store.errors import NotFound as StoreNotFound
 
 MAX_BATCH = 500  # Defender's limit per import request
+# Defender's legacy action names: Alert is Audit with an alert, AlertAndBlock is Block with an alert.
+LEGACY_ACTIONS = {"Alert": IndicatorAction.AUDIT, "AlertAndBlock": IndicatorAction.BLOCK}
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,12 @@ def parse(body: Mapping[str, Any]) -> tuple[Indicator, list[str] | None]:
         raise InvalidInput(f"indicatorType {kind_text!r} is not one of {', '.join(IndicatorType)}",
                            field="indicatorType") from None
     action_text = text("action", required=True)
+    legacy = LEGACY_ACTIONS.get(action_text)  # Defender's older names: an action with generateAlert set
     try:
-        action = IndicatorAction(action_text)
+        action = legacy or IndicatorAction(action_text)
     except ValueError:
-        raise InvalidInput(f"action {action_text!r} is not one of {', '.join(IndicatorAction)}",
-                           field="action") from None
+        raise InvalidInput(f"action {action_text!r} is not one of {', '.join(IndicatorAction)}"
+                           f" (or the legacy {', '.join(LEGACY_ACTIONS)})", field="action") from None
     try:
         value = normalize(kind, text("indicatorValue", required=True))
     except ValueError as e:
@@ -112,7 +115,7 @@ def parse(body: Mapping[str, Any]) -> tuple[Indicator, list[str] | None]:
         except ValueError:
             raise InvalidInput(f"expirationTime {raw!r} is not an ISO 8601 time", field="expirationTime") from None
         expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
-    alert = body.get("generateAlert", False)
+    alert = body.get("generateAlert", legacy is not None)
     if not isinstance(alert, bool):
         raise InvalidInput("generateAlert must be true or false", field="generateAlert")
     names = body.get("rbacGroupNames")

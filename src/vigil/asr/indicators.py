@@ -204,11 +204,13 @@ def _from_row(row: dict[str, str]) -> Indicator:
     except ValueError:
         raise ValueError(f"IndicatorType {get('IndicatorType')!r} is not one of "
                          f"{', '.join(t.value for t in IndicatorType)}") from None
+    legacy = {"Alert": IndicatorAction.AUDIT, "AlertAndBlock": IndicatorAction.BLOCK}.get(get("Action"))
     try:
-        action = IndicatorAction(get("Action"))
+        action = legacy or IndicatorAction(get("Action"))
     except ValueError:
         known = ", ".join(a.value for a in IndicatorAction)
-        raise ValueError(f"Action {get('Action')!r} is not one of {known}") from None
+        raise ValueError(f"Action {get('Action')!r} is not one of {known} (or the legacy Alert, AlertAndBlock)"
+                         ) from None
     severity = get("Severity") or "Informational"
     if severity not in SEVERITIES:
         raise ValueError(f"Severity {severity!r} is not one of {', '.join(SEVERITIES)}")
@@ -227,7 +229,7 @@ def _from_row(row: dict[str, str]) -> Indicator:
         groups = tuple(int(g) for g in groups_text.split(";") if g.strip())
     except ValueError:
         raise ValueError(f"RbacGroups {groups_text!r} must be device-group ids separated by ';'") from None
-    alert = get("GenerateAlert").lower()
+    alert = get("GenerateAlert").lower() or ("true" if legacy else "")
     if alert not in ("", "true", "false"):
         raise ValueError(f"GenerateAlert {get('GenerateAlert')!r} must be TRUE or FALSE")
     value = normalize(kind, get("IndicatorValue"))

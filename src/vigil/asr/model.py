@@ -70,6 +70,7 @@ class AsrRule:
     table: str  # the telemetry table whose rows the predicate reads
     predicate: Callable[[Row], bool]
     limits: str = ""
+    tactic: str = ""  # the ATT&CK tactic, as Defender names it on alerts (vigil.core.attack.AttackTactic)
 
     def matches(self, table: str, row: Row) -> bool:
         return table == self.table and bool(self.predicate(row))

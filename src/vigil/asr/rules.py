@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Callable, Iterable
 
 from vigil.asr.model import AsrRule, Row
+from vigil.core.attack import AttackTactic
 from vigil.core.registry import DuplicateName, Registry, UnknownName
 
 
@@ -88,13 +89,15 @@ Predicate = Callable[[Row], bool]
 
 
 def rule(
-    guid: str, name: str, title: str, technique: str, table: str, limits: str = ""
+    guid: str, name: str, title: str, technique: str, table: str, limits: str = "",
+    tactic: AttackTactic = AttackTactic.EXECUTION,
 ) -> Callable[[Predicate], Predicate]:
     """Register the decorated predicate as a rule; its docstring is the description."""
 
     def wrap(predicate: Predicate) -> Predicate:
         entry = AsrRule(guid=guid, name=name, title=title, description=" ".join((predicate.__doc__ or "").split()),
-                        technique=technique, table=table, predicate=predicate, limits=limits)
+                        technique=technique, table=table, predicate=predicate, limits=limits,
+                        tactic=tactic.value)
         RULES.register(guid, entry)
         return predicate
 
@@ -114,7 +117,8 @@ def office_child_shell(row: Row) -> bool:
 @rule("d7014555-292e-4033-8b00-bce5654e588b", "BrowserChildShell",
       "Block browsers from creating shells or interpreters", "T1189", PROCESS,
       limits="xdg-open and other launchers a browser starts are not shells by name; a shell they start in turn has"
-             " them, not the browser, as parent.")
+             " them, not the browser, as parent.",
+      tactic=AttackTactic.INITIAL_ACCESS)
 def browser_child_shell(row: Row) -> bool:
     """A new shell or script interpreter whose parent is a web browser (Firefox, Chrome, Chromium, Brave, Edge...)."""
     return _created(row) and _parent(row) in BROWSERS and is_shell_or_interpreter(_child(row))
@@ -151,7 +155,8 @@ def exec_from_temp(row: Row) -> bool:
 
 @rule("674da5a4-c8d5-47c0-829a-3fb57477bd30", "ServerChildShell",
       "Block web-server and database processes from creating shells", "T1505.003", PROCESS,
-      limits="Servers that run CGI scripts through a shell by design need a per-rule process exclusion.")
+      limits="Servers that run CGI scripts through a shell by design need a per-rule process exclusion.",
+      tactic=AttackTactic.PERSISTENCE)
 def server_child_shell(row: Row) -> bool:
     """A new shell or script interpreter whose parent is a web server or application server (nginx, Apache, PHP-FPM,
     uWSGI, gunicorn...) or a database server (MySQL, MariaDB, PostgreSQL, MongoDB, Redis...)."""
@@ -173,7 +178,8 @@ _CREDENTIAL_OWNERS = frozenset({"passwd", "chpasswd", "chage", "unix_chkpwd", "u
       "Block reads of /etc/shadow, SSH host keys and browser credential stores by unexpected processes",
       "T1003.008", PROCESS,
       limits="Seen from the reading process's command line: a program that opens the file without naming it on its"
-             " command line is not matched until the agent's fanotify open-permission path exists (not built).")
+             " command line is not matched until the agent's fanotify open-permission path exists (not built).",
+      tactic=AttackTactic.CREDENTIAL_ACCESS)
 def credential_store_read(row: Row) -> bool:
     """A new process whose command line names /etc/shadow, /etc/gshadow, an SSH host private key, Firefox's
     logins.json or key4.db, a Chromium-family "Login Data" file or the GNOME keyrings, and which is not a program
@@ -222,7 +228,8 @@ _PERSISTENCE_WRITERS = PACKAGE_MANAGERS | CONFIG_MANAGERS | EDITORS
 @rule("c0886895-0a46-4267-9663-3c2b4546d444", "PersistenceWrite",
       "Block writes to persistence locations by unusual processes", "T1053.003", FILE,
       limits="Text editors are allowed (a user editing their own profile), so `vim -c` scripted edits pass; a write"
-             " through a package manager's maintainer script counts as the package manager's.")
+             " through a package manager's maintainer script counts as the package manager's.",
+      tactic=AttackTactic.PERSISTENCE)
 def persistence_write(row: Row) -> bool:
     """A file created, modified or renamed into cron (/etc/cron.*, /etc/crontab, /var/spool/cron), systemd units
     (system and user), /etc/ld.so.preload, an authorized_keys file, or a shell profile (/etc/profile(.d),
@@ -246,7 +253,8 @@ _MODULE_PARENTS = PACKAGE_MANAGERS | frozenset({"systemd-modules-load", "systemd
 @rule("944a5369-1659-4897-a610-3b6edb9ba692", "KernelModuleLoad",
       "Block kernel module loads outside package management", "T1547.006", PROCESS,
       limits="A program calling init_module/finit_module itself (not through insmod or modprobe) is not seen until"
-             " module-load telemetry exists; the kernel's own modprobe requests (no parent, or kthreadd) pass.")
+             " module-load telemetry exists; the kernel's own modprobe requests (no parent, or kthreadd) pass.",
+      tactic=AttackTactic.PERSISTENCE)
 def kernel_module_load(row: Row) -> bool:
     """insmod, or modprobe without -r/--remove, started by anything but a package manager, DKMS, initramfs tools,
     systemd-modules-load, udev or the kernel itself."""
@@ -269,7 +277,8 @@ _SSHD_ATTACH = re.compile(r"(\s-p\s*|--pid[= ]|attach\s+)(\$\(\s*(pidof|pgrep)\s
       "Block ptrace of sshd and reads of other processes' memory by non-debuggers", "T1055.008", PROCESS,
       limits="Read from command lines: ptrace(2) or process_vm_readv(2) called from inside a program is not seen (no"
              " syscall telemetry); attaching to sshd by a numeric PID is matched only when the PID is written"
-             " through pidof/pgrep.")
+             " through pidof/pgrep.",
+      tactic=AttackTactic.DEFENSE_EVASION)
 def process_memory_access(row: Row) -> bool:
     """Any process (debuggers included) attaching to sshd by `-p $(pidof sshd)` / `--pid`; or a process that is not a
     debugger (gdb, lldb, strace, ltrace, perf, valgrind, rr, gcore) naming /proc/<pid>/mem on its command line, or a

@@ -36,6 +36,10 @@ class DetectionSource(StrEnum):
     SIGMA = "Sigma"
     CUSTOM_DETECTION = "CustomDetection"
     ANTIVIRUS = "VigilAv"
+    # The agent's attack surface reduction rules (a Block, Warn or termination on the device).
+    ASR = "VigilAsr"
+    # Indicators of compromise (Defender's name for its custom threat-intelligence source).
+    INDICATOR = "CustomerTI"
     # Vigil's own checks of what a device reports about itself (an identity change awaiting review).
     IDENTITY = "VigilIdentity"
     # The server's sign-in throttle: alerts about a Vigil account (no device), e.g. sustained password guessing.

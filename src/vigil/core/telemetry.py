@@ -181,12 +181,14 @@ DEVICE_LOGON_EVENTS = Table(
 )
 
 # ASR decisions (agent.protection): Asr<Rule><Outcome> for every rule of vigil.asr's catalogue (a test keeps the two
-# lists equal). Terminated: killed after the exec, which was not denied; TerminationFailed: it could not be.
+# lists equal). Terminated: killed after the exec, which was not denied; TerminationFailed: it could not be;
+# WarnOverridden: a Warn override granted on the device (`vigil agent asr-override`), audited by the server.
 ASR_RULE_NAMES = ("OfficePdfChildShell", "BrowserChildShell", "ExecFromTempOrRemovable", "ServerChildShell",
                   "CredentialStoreRead", "DownloadPipedToShell", "PersistenceWrite", "KernelModuleLoad",
                   "ProcessMemoryAccess")
 ASR_ACTION_TYPES = tuple(f"Asr{rule}{outcome}" for rule in ASR_RULE_NAMES
-                         for outcome in ("Audited", "Blocked", "Warned", "Terminated", "TerminationFailed"))
+                         for outcome in ("Audited", "Blocked", "Warned", "Terminated", "TerminationFailed",
+                                         "WarnOverridden"))
 
 DEVICE_EVENTS = Table(
     "DeviceEvents",

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 import vigil
+from vigil.app.stores import sql_store
 from vigil.config import Settings
 from vigil.content.store import ContentError, ContentStore, content_root
 from vigil.core.clock import Clock, SystemClock
@@ -30,6 +31,7 @@ from vigil.server.detection_scheduler import detection_scheduler
 from vigil.server.ingest import IngestPipeline
 from vigil.server.metrics import install as install_metrics
 from vigil.server.portal import web as portal_web
+from vigil.server.protection_alerts import ProtectionAlerts
 from vigil.server.proxies import ProxyHeadersMiddleware, TrustedProxies
 from vigil.server.retention import retention_worker
 from vigil.server.services import RateLimiter, Services
@@ -59,8 +61,9 @@ def create_app(
     placeholders = Path(settings.rule_placeholders) if settings.rule_placeholders else None
     content = ContentStore(content_root(settings.data_dir))
     rulesets = {g: load_ruleset(settings.rule_paths, placeholders, content, g) for g in _content_groups(content)}
+    protection = ProtectionAlerts(sql_store(engine), clock)  # ASR blocks and indicator matches become alerts
     detection = LiveDetection(load_ruleset(settings.rule_paths, placeholders, content), rulesets,
-                              device_group_lookup(engine))
+                              device_group_lookup(engine), protection)
     svc = Services(
         settings=settings,
         engine=engine,
@@ -70,6 +73,7 @@ def create_app(
         enroll_limiter=RateLimiter(settings.enroll_rate_per_minute),
         version=vigil.__version__,
     )
+    svc.ingest.after_store.append(protection.after_store)  # Warn overrides reported by devices, audited
     tvm = tvm_api.attach(svc)  # each stored batch's software inventory rows are applied, weaknesses recomputed
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +98,7 @@ def create_app(
     )
     app.state.services = svc
     app.state.tvm = tvm
+    app.state.protection_alerts = protection  # the indicator routes drop its cache on a change
     errors.install(app, errors.HtmlErrors(portal_web.wants_html, portal_web.error_page))  # pages for people
     app.include_router(agent_api.router)
     app.include_router(agent_actions.router)

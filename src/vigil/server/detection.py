@@ -20,6 +20,7 @@ from vigil.detect.model import RuleInfo
 from vigil.detect.placeholders import PlaceholderFileError, load_placeholders
 from vigil.server.antivirus import antivirus_hits
 from vigil.server.ingest import RowsByTable
+from vigil.server.protection_alerts import ProtectionAlerts
 from vigil.store.alerts import NewHit
 from vigil.store.schema import device_groups, devices
 
@@ -149,9 +150,12 @@ class LiveDetection:
     correlation rules run over the hits (docs/detection.md, Correlation rules)."""
 
     def __init__(self, ruleset: RuleSet, by_group: Mapping[str, RuleSet] | None = None,
-                 group_of: Callable[[str], str | None] | None = None) -> None:
+                 group_of: Callable[[str], str | None] | None = None,
+                 protection: ProtectionAlerts | None = None) -> None:
         """`by_group`: the rule sets of device groups whose content settings differ from the store-wide ones
-        (`ruleset`), chosen per batch by the device's group (`group_of`)."""
+        (`ruleset`), chosen per batch by the device's group (`group_of`). `protection`: ASR decisions and indicator
+        matches as alerts (server/protection_alerts.py)."""
+        self.protection = protection
         self.ruleset = ruleset
         self.by_group = dict(by_group or {})
         self.group_of = group_of
@@ -181,6 +185,8 @@ class LiveDetection:
             ruleset = self.by_group.get(self.group_of(device_id) or "", self.ruleset)
         correlations = self._correlations_of(ruleset)
         out: list[NewHit] = antivirus_hits(device_id, rows, evidence)  # the agents' antivirus detections
+        if self.protection is not None:  # ASR blocks and indicator matches
+            out += [NewHit(**vars(h)) for h in self.protection.hits(device_id, rows, evidence)]
         fed: list[tuple[str, str, dict[str, Any]]] = []
         for table, table_rows in rows.items():
             for row in table_rows:

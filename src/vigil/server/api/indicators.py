@@ -95,6 +95,13 @@ def get_indicator(indicator_id: int, request: Request, _: Principal = requires(P
                                                            indicator_id))
 
 
+def _changed(request: Request) -> None:
+    """Ingest matches telemetry against the new indicators from the next batch on, not after its cache's TTL."""
+    cache = getattr(request.app.state, "protection_alerts", None)
+    if cache is not None:
+        cache.invalidate()
+
+
 @router.post("/indicators", response_model=IndicatorInfo)
 def submit_indicator(
     request: Request, response: Response,
@@ -106,6 +113,7 @@ def submit_indicator(
         item, created = app_indicators.submit(edge.store(request), services(request).clock, edge.principal(request),
                                               body)
     response.status_code = 201 if created else 200
+    _changed(request)
     return indicator_info(item)
 
 
@@ -115,6 +123,7 @@ def import_indicators(body: ImportBody, request: Request,
     with edge.translated():
         results = app_indicators.import_rows(edge.store(request), services(request).clock, edge.principal(request),
                                              body.Indicators)
+    _changed(request)
     return ImportResult(value=[
         ImportRowInfo(id=str(r.record.record.indicator.id) if r.record else None, indicator=r.value,
                       isFailed=r.record is None, failureReason=r.error or None) for r in results])
@@ -125,3 +134,4 @@ def delete_indicator(indicator_id: int, request: Request,
                      _: Principal = requires(Permission.MANAGE_SECURITY_SETTINGS)) -> None:
     with edge.translated():
         app_indicators.delete(edge.store(request), services(request).clock, edge.principal(request), indicator_id)
+    _changed(request)
