@@ -13,11 +13,19 @@ NEW_PASSWORD = "another long passphrase 42"
 def test_users_roles_and_groups_in_the_portal(sqlite_server: VigilServer) -> None:
     server = sqlite_server
     make_user(server, "ro")
+    make_user(server, "other", email="other@example.org")
     with _portal(server, "ro", PASSWORD) as c:
+        # A read-only user gets a read-only page of their own access, not a refusal, and no other account.
         r = c.get("/users", headers={"Accept": "text/html"})
-        assert r.status_code == 403 and "Manage portal system settings" in r.text
+        assert r.status_code == 200 and 'id="read-only"' in r.text and "Manage portal system settings" in r.text
+        own = r.text.split('id="own-permissions">')[1].split("</ul>")[0]
+        assert "View data – Security operations" in own and "Alerts investigation" not in own
+        assert "All device groups" in r.text and "read-only" in r.text
+        assert "other" not in r.text.split("<main")[1] and "<form" not in r.text.split("<main")[1]
+        assert 'href="/users"' in c.get("/settings").text
         assert c.post("/users", data={"csrf": c.cookies["vigil_csrf"], "username": "x", "password": PASSWORD}
                       ).status_code == 403
+        assert c.post("/users/other/disable", data={"csrf": c.cookies["vigil_csrf"]}).status_code == 403
     with _portal(server, "admin", server.admin_password) as c:
         csrf = c.cookies["vigil_csrf"]
         assert 'data-user="ro"' in c.get("/users").text

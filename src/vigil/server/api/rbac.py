@@ -13,6 +13,7 @@ from vigil.server.auth import Principal, requires, services
 from vigil.server.errors import APIError
 from vigil.server.scope import change
 from vigil.store import audit, rbac
+from vigil.store.groups import list_groups
 from vigil.store.sessions import close_user_sessions
 from vigil.store.users import UserExists, create_user, find_user, list_users, update_user
 
@@ -36,6 +37,25 @@ def rbac_overview(request: Request, _: Principal = requires(ADMIN)) -> dict[str,
                        "permissions": sorted(p.value for p in r.permissions), "userGroups": list(r.user_groups)}
                       for r in roles],
             "userGroups": [{"name": n, "members": len(rbac.members(conn, n))} for _, n in rbac.list_user_groups(conn)],
+        }
+
+
+def own_access(request: Request, who: Principal) -> dict[str, Any]:
+    """What the caller may do, for the portal's read-only users page: their basic role, user groups, the roles
+    those groups hold (with permissions) and the device groups they see. Nothing of other accounts: listing
+    users stays Manage portal system settings."""
+    with services(request).engine.connect() as conn:
+        mine = set(rbac.user_group_names(conn, who.user.id))
+        groups = {int(g.id): g.name for g in list_groups(conn)}
+        return {
+            "mode": rbac.get_mode(conn).value, "role": who.user.role.value, "userGroups": sorted(mine),
+            "permissions": sorted(p.value for p in who.permissions),
+            "roles": [{"name": r.name, "description": r.description,
+                       "permissions": sorted(p.value for p in r.permissions),
+                       "userGroups": [g for g in r.user_groups if g in mine]}
+                      for r in rbac.list_roles(conn) if mine & set(r.user_groups)],
+            "deviceGroups": None if who.device_group_ids is None
+            else sorted(groups[g] for g in who.device_group_ids if g in groups),
         }
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from vigil.app import tokens as app_tokens
 from vigil.app import users as app_users
 from vigil.app.errors import AppError
 from vigil.core.rbac import BasicRole, Permission
@@ -25,7 +26,8 @@ router = APIRouter(include_in_schema=False)
 SETTINGS: tuple[tuple[str, str, str, Permission | None], ...] = (
     ("/suppression", "Suppression rules", "Hide or resolve known-good alerts", Permission.VIEW_DATA_SECOPS),
     ("/machinegroups", "Device groups", "Matching rules, preview, ranks and access", Permission.VIEW_DATA_SECOPS),
-    ("/users", "Users, roles and user groups", "Accounts and what they may do", Permission.MANAGE_PORTAL_SETTINGS),
+    # Open to everyone: a user without Manage portal system settings sees their own access there, read-only.
+    ("/users", "Users, roles and user groups", "Accounts and what they may do", None),
     ("/tokens", "API tokens", "Your own tokens for scripts", None),
     ("/onboarding", "Onboarding", "Packages that enroll devices", Permission.MANAGE_SECURITY_SETTINGS),
     ("/audit", "Audit log", "Every change, hash-chained", Permission.MANAGE_PORTAL_SETTINGS),
@@ -53,8 +55,15 @@ def _back(to: str) -> Response:
 
 
 @router.get("/users", response_class=HTMLResponse)
-def users_page(request: Request, who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS)) -> Response:
-    """Users, roles and user groups on one page: who may sign in, and what each group's roles let them do."""
+def users_page(request: Request, who: Principal = any_page()) -> Response:
+    """Users, roles and user groups on one page: who may sign in, and what each group's roles let them do.
+
+    Without the permission to manage them, the caller's own access, read-only, rather than a refusal."""
+    if Permission.MANAGE_PORTAL_SETTINGS not in who.permissions:
+        return templates.TemplateResponse(request, "access/own_access.html", {
+            "user": who.user, "access": api_rbac.own_access(request, who),
+            "needs": Permission.MANAGE_PORTAL_SETTINGS.value,
+        })
     overview = api_rbac.rbac_overview(request, who)
     return templates.TemplateResponse(request, "access/users.html", {
         "user": who.user, "users": api_rbac.users(request, who)["value"], "mode": overview["mode"],
@@ -157,9 +166,10 @@ def tokens_page(request: Request, who: Principal = any_page()) -> Response:
 
 def _tokens(request: Request, who: Principal, made: dict[str, Any] | None) -> Response:
     resp = templates.TemplateResponse(request, "access/tokens.html", {
-        "user": who.user, "tokens": api_tokens.my_tokens(request, who)["value"], "csrf": _csrf(request),
-        "scopes": sorted(p.value for p in who.permissions), "made": made,
-        "max_days": api_tokens.MAX_LIFETIME_DAYS,
+        "user": who.user, "csrf": _csrf(request), "made": made, "max_days": app_tokens.MAX_LIFETIME_DAYS,
+        "tokens": [api_tokens.token_info(t).model_dump()
+                   for t in app_tokens.mine(edge.store(request), edge.principal(request))],
+        "scopes": sorted(p.value for p in who.permissions),
     })
     resp.headers["Cache-Control"] = "no-store"  # the page that shows a new secret must not be kept
     return resp
@@ -179,7 +189,12 @@ def tokens_create(
         body = api_tokens.TokenBody(name=name.strip(), scopes=scopes or [], expiresInDays=int(expires_in_days))
     except ValidationError as e:
         raise _invalid(e) from None
-    return _tokens(request, who, api_tokens.create_token(body, request, who))
+    try:
+        token, secret = app_tokens.create(edge.store(request), services(request).clock, edge.principal(request),
+                                          name=body.name, scopes=body.scopes, days=body.expiresInDays)
+    except AppError as e:
+        return refused(request, who, e)
+    return _tokens(request, who, {**api_tokens.token_info(token).model_dump(), "token": secret})
 
 
 @router.post("/tokens/{token_id}/revoke")
@@ -187,5 +202,8 @@ def tokens_revoke(
     token_id: int, request: Request, csrf: Annotated[str, Form()], who: Principal = any_page(),
 ) -> Response:
     check_form_csrf(request, csrf)
-    api_tokens.revoke_token(token_id, request, who)
+    try:
+        app_tokens.revoke(edge.store(request), services(request).clock, edge.principal(request), token_id)
+    except AppError as e:
+        return refused(request, who, e)
     return _back("/tokens")
