@@ -12,10 +12,10 @@ from vigil.air.model import (
     RemediationKind,
     Verdict,
 )
-from vigil.air.verdicts import Signals, judge
+from vigil.air.verdicts import Signals, judge, judge_related
 
 __all__ = [
     "LABELS", "Entity", "EntityKind", "EntityVerdict", "FolderClass", "InvestigationState", "Reason",
     "Remediation", "RemediationDecision", "RemediationKind", "Signals", "Verdict", "classify_folder", "decide",
-    "judge", "parse_level",
+    "judge", "judge_related", "parse_level",
 ]

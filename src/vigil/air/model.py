@@ -119,3 +119,5 @@ class Remediation:
     target_path: str
     parameters: dict[str, Any]
     why: str
+    # Waits for an analyst whatever the level lets run (the proposal cannot be narrower than it is).
+    always_approve: bool = False

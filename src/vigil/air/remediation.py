@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from vigil.air.levels import decide
 from vigil.air.model import (
@@ -23,40 +25,74 @@ from vigil.core.groups import AutomationLevel
 EXPANSION_APPROVAL_DEVICES = 10
 
 
+# Persistence files that hold only what was put in them (removed whole); any other line file is shared by other
+# entries (crontab, a profile, authorized_keys), so removing it whole waits for an analyst.
+_DROP_IN = re.compile(r"^/etc/(cron\.d|cron\.(hourly|daily|weekly|monthly)|profile\.d)/[^/]+$|^/etc/ld\.so\.preload$")
+_UNIT = re.compile(r"/systemd/(system|user)/([^/]+\.(service|timer))$")
+
+
+def _persistence(e: Entity, quarantined: set[str], why: str) -> Remediation | None:
+    """The remediation of one non-clean persistence entry, or None when the quarantine of a file its command names
+    removes it already (the agent's quarantine takes out the entries that name the file)."""
+    if not e.path:  # seen as the scheduler that started a process: the entry is the command it ran
+        command = str(e.facts.get("commandLine") or "")
+        if any(q in command for q in quarantined) or e.facts.get("mechanism") != "cron":
+            return None
+        words = command.split(" -c ", 1)
+        match = words[1].strip().strip("'\"") if len(words) == 2 else command
+        return Remediation(RemediationKind.REMOVE_PERSISTENCE, e.key, e.device_id, "/etc/cron.d", {"Match": match},
+                           why) if match else None
+    unit = _UNIT.search(e.path)
+    if unit:
+        return Remediation(RemediationKind.STOP_SERVICE, e.key, e.device_id, e.path, {"Unit": unit.group(2)}, why)
+    return Remediation(RemediationKind.REMOVE_PERSISTENCE, e.key, e.device_id, e.path, {"Path": e.path}, why,
+                       always_approve=not _DROP_IN.match(e.path))
+
+
 def propose(entities: Sequence[Entity], verdicts: Mapping[str, EntityVerdict]) -> list[Remediation]:
     """Quarantine malicious and suspicious files (which also kills what runs them and removes the persistence
     that starts them, on the agent); kill malicious processes whose executable is not quarantined; remove
-    malicious persistence entries; stop malicious systemd units; disable malicious local users."""
+    non-clean persistence entries the quarantine does not (a unit is stopped and disabled instead); disable
+    non-clean local accounts. Each persistence file removed on its own is one the quarantine is told to keep, so
+    nothing is removed twice."""
     out: list[Remediation] = []
     bad = {k for k, v in verdicts.items() if v.verdict is not Verdict.CLEAN}
-    quarantined: set[str] = set()
+    quarantined = {e.path for e in entities if e.kind is EntityKind.FILE and e.key in bad and e.path}
+    later: list[Remediation] = []
+    for e in entities:
+        if e.key not in bad:
+            continue
+        v = verdicts[e.key].verdict
+        if e.kind is EntityKind.PROCESS and v is Verdict.MALICIOUS and e.path not in quarantined \
+                and e.facts.get("pid"):
+            later.append(Remediation(RemediationKind.KILL_PROCESS, e.key, e.device_id, e.path,
+                                     {"ProcessId": int(e.facts["pid"]), "ProcessCreationTime": e.facts.get("created")},
+                                     "malicious process"))
+        elif e.kind is EntityKind.PERSISTENCE:
+            r = _persistence(e, quarantined, f"{v} persistence entry")
+            if r is not None:
+                later.append(r)
+        elif e.kind is EntityKind.USER and e.facts.get("account"):
+            later.append(Remediation(RemediationKind.DISABLE_USER, e.key, e.device_id, "/etc/shadow",
+                                     {"AccountName": e.facts["account"]}, f"{v} account"))
+    kept = sorted({r.target_path for r in later if r.kind in (RemediationKind.REMOVE_PERSISTENCE,
+                                                                RemediationKind.STOP_SERVICE) and "Match" not in
+                   r.parameters})
     for e in entities:
         if e.kind is EntityKind.FILE and e.key in bad and e.path:
-            params = {"Path": e.path, **({"Sha256": e.sha256} if e.sha256 else {})}
+            params: dict[str, Any] = {"Path": e.path, **({"Sha256": e.sha256} if e.sha256 else {})}
+            if kept:
+                params["KeepPersistence"] = kept
             out.append(Remediation(RemediationKind.QUARANTINE_FILE, e.key, e.device_id, e.path, params,
                                    f"{verdicts[e.key].verdict} file"))
-            quarantined.add(e.path)
-    for e in entities:
-        if e.key not in bad or verdicts[e.key].verdict is not Verdict.MALICIOUS:
-            continue
-        if e.kind is EntityKind.PROCESS and e.path not in quarantined and e.facts.get("pid"):
-            out.append(Remediation(RemediationKind.KILL_PROCESS, e.key, e.device_id, e.path,
-                                   {"ProcessId": int(e.facts["pid"]), "ProcessCreationTime": e.facts.get("created")},
-                                   "malicious process"))
-        elif e.kind is EntityKind.PERSISTENCE and e.path:
-            kind = RemediationKind.STOP_SERVICE if e.facts.get("mechanism") == "systemd" \
-                else RemediationKind.REMOVE_PERSISTENCE
-            out.append(Remediation(kind, e.key, e.device_id, e.path, {"Path": e.path}, "malicious persistence entry"))
-        elif e.kind is EntityKind.USER:
-            out.append(Remediation(RemediationKind.DISABLE_USER, e.key, e.device_id, "/etc/passwd",
-                                   {"AccountName": e.facts.get("account")}, "malicious account"))
-    return out
+    return out + later
 
 
 def decision(level: AutomationLevel, r: Remediation, verdict: Verdict) -> RemediationDecision:
-    """The level's decision; a Suspicious entity's remediation always waits for an analyst, as in Defender."""
+    """The level's decision; a Suspicious entity's remediation always waits for an analyst, as in Defender, and so
+    does one the proposal marks (a shared persistence file removed whole)."""
     d = decide(level, r.target_path)
-    if verdict is Verdict.SUSPICIOUS and d is RemediationDecision.RUN:
+    if (verdict is Verdict.SUSPICIOUS or r.always_approve) and d is RemediationDecision.RUN:
         return RemediationDecision.NEEDS_APPROVAL
     return d
 

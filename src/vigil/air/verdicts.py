@@ -5,11 +5,13 @@ Block or BlockAndRemediate indicator, an antivirus detection or a YARA match mak
 weaker signal (a Warn or Audit indicator, a Sigma hit, a binary rare in the fleet, an executable run from a temp
 folder, a file a persistence entry starts) is Suspicious, and two independent ones together are Malicious. A temp
 folder alone is only context: plenty of honest programs run from /tmp, so it never makes a verdict by itself.
-Every verdict carries the reasons that made it.
+Every verdict carries the reasons that made it. Persistence entries and accounts are judged after, by what they
+touch (``judge_related``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from vigil.air.levels import FolderClass, classify_folder
@@ -73,3 +75,41 @@ def judge(entity: Entity, s: Signals) -> EntityVerdict:
     else:
         verdict = Verdict.CLEAN
     return EntityVerdict(entity.key, verdict, tuple(reasons))
+
+
+_RANK = {Verdict.CLEAN: 0, Verdict.SUSPICIOUS: 1, Verdict.MALICIOUS: 2}
+
+
+def judge_related(entities: Iterable[Entity], verdicts: Mapping[str, EntityVerdict]) -> dict[str, EntityVerdict]:
+    """The verdicts with persistence entries and accounts judged by what they touch: an entry that starts a
+    non-clean process, or that a non-clean program wrote, takes that verdict; an account that signed in from a
+    non-clean address is Suspicious at most (disabling an account always waits for an analyst)."""
+    listed = list(entities)
+    by_key = {e.key: e for e in listed}
+    by_path: dict[str, Verdict] = {}
+    for e in listed:
+        v = verdicts[e.key].verdict
+        if e.kind in (EntityKind.FILE, EntityKind.PROCESS) and e.path and _RANK[v] > _RANK[by_path.get(e.path,
+                                                                                                        Verdict.CLEAN)]:
+            by_path[e.path] = v
+    out = dict(verdicts)
+    for e in listed:
+        reasons: list[Reason] = []
+        if e.kind is EntityKind.PERSISTENCE:
+            starts = str(e.facts.get("starts") or "")
+            if starts in verdicts and verdicts[starts].verdict is not Verdict.CLEAN:
+                v, what = verdicts[starts].verdict, by_key[starts].path or starts
+                reasons.append(Reason("Persistence", v, f"starts {what}, which is {v}"))
+            writer = str(e.facts.get("writer") or "")
+            if by_path.get(writer, Verdict.CLEAN) is not Verdict.CLEAN:
+                reasons.append(Reason("Persistence", by_path[writer], f"written by {writer}, which is "
+                                                                       f"{by_path[writer]}"))
+        elif e.kind is EntityKind.USER:
+            ip = str(e.facts.get("lastRemoteIP") or "")
+            peer = verdicts.get(f"ip:{ip}")
+            if peer is not None and peer.verdict is not Verdict.CLEAN:
+                reasons.append(Reason("Logon", Verdict.SUSPICIOUS, f"signed in from {ip}, which is {peer.verdict}"))
+        if reasons and verdicts[e.key].verdict is Verdict.CLEAN:
+            worst = max((r.weight for r in reasons), key=_RANK.__getitem__)
+            out[e.key] = EntityVerdict(e.key, worst, verdicts[e.key].reasons + tuple(reasons))
+    return out

@@ -14,7 +14,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from vigil.air import Entity, EntityKind, EntityVerdict, InvestigationState, Reason, Signals, Verdict, judge
+from vigil.air import (
+    Entity,
+    EntityKind,
+    EntityVerdict,
+    InvestigationState,
+    Reason,
+    Signals,
+    Verdict,
+    judge,
+    judge_related,
+)
 from vigil.air.evidence import Seed
 from vigil.air.levels import LABELS
 from vigil.air.model import RemediationDecision, RemediationKind
@@ -49,10 +59,13 @@ ALERT_WINDOW = timedelta(minutes=30)
 DEVICE_WINDOW = timedelta(hours=24)
 TRIGGERS = ("Alert", "Incident", "Device", "Api", "Expansion")
 
-# The agent's action for each remediation; the others are recorded as Unsupported until the agent has them.
+# The agent's action for each remediation (one missing here would be recorded as Unsupported, never issued).
 ACTION_OF: dict[RemediationKind, ActionType] = {
     RemediationKind.QUARANTINE_FILE: ActionType.STOP_AND_QUARANTINE_FILE,
     RemediationKind.KILL_PROCESS: ActionType.KILL_PROCESS,
+    RemediationKind.REMOVE_PERSISTENCE: ActionType.REMOVE_PERSISTENCE_ENTRY,
+    RemediationKind.DISABLE_USER: ActionType.DISABLE_LOCAL_USER,
+    RemediationKind.STOP_SERVICE: ActionType.STOP_AND_DISABLE_SERVICE,
 }
 
 
@@ -113,7 +126,7 @@ def _judge(repo: AirRepository, alerts: Sequence[AlertRecord], device: DeviceRec
             started_by_persistence=tuple(persisted) if e.kind is EntityKind.FILE else (),
         )
         out[e.key] = judge(e, signals)
-    return out
+    return judge_related(entities, out)
 
 
 def _log(now: datetime, text: str) -> dict[str, str]:
@@ -227,8 +240,8 @@ def _refresh(uow: UnitOfWork, repo: AirRepository, inv_id: int, now: datetime) -
     state = state_of([_verdict_of(v) for v in rec.verdicts], outcomes)
     if state.value == rec.state and rec.log:
         return rec
-    details = {InvestigationState.TERMINATED_BY_SYSTEM: "threats found; no remediation ran (automation level "
-               "or remediations the agent cannot run yet): see the recommended actions"}.get(state, "")
+    details = {InvestigationState.TERMINATED_BY_SYSTEM: "threats found; no remediation ran (No automated "
+               "response, or none could be issued): see the recommended actions"}.get(state, "")
     log = rec.log + ((_log(now, f"state: {state.label}"),) if state.value != rec.state else ())
     new = replace(rec, state=state.value, status_details=details, log=log,
                   end_time=now if state.finished else None)
