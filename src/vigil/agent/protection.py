@@ -10,9 +10,11 @@ or ``...Audited`` (packets per address, not per process: nftables does not know 
 
 ASR: every ProcessCreated row the sensors write is evaluated against the policy. Audit records
 ``Asr<Rule>Audited``. Block and Warn act after the exec there, so the process is killed (by pid and start time) and
-the row is ``Asr<Rule>Terminated``, never ``Blocked``. Before the exec, the on-access gate (agent.protection_gate)
-denies what it can decide then (file-hash indicators, and the rules decided by path and parent), reported as
-``Asr<Rule>Blocked|Warned`` and ``FileIndicatorBlocked|Audited``; it runs only while the bundle needs it.
+the row is ``Asr<Rule>Terminated``, never ``Blocked``. A Warn match covered by an override (agent.asr_overrides)
+is let through and recorded as ``Asr<Rule>Audited`` naming the override. Before the exec, the on-access gate
+(agent.protection_gate) denies what it can decide then (file-hash indicators, and the rules decided by path and
+parent), reported as ``Asr<Rule>Blocked|Warned`` and ``FileIndicatorBlocked|Audited``; it runs only while the
+bundle needs it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from vigil.agent.actions.base import ActionFailed, ActionSettings
 from vigil.agent.actions.isolation import _nft, management_endpoints
 from vigil.agent.actions.kill import kill_exact
+from vigil.agent.asr_overrides import Override, OverrideError, Overrides
 from vigil.agent.clock import Clock, iso
 from vigil.agent.fanotify import AccessGate, GateSettings, local_mounts, with_prefixes
 from vigil.agent.protection_gate import FILE_TYPES, ProtectionHook
@@ -163,6 +166,8 @@ class Protection:
         self.gate_marks = gate_marks
         self.gate: AccessGate | None = None
         self.gate_error = ""
+        self.overrides = Overrides(settings.state_dir)
+        self._override_lock = threading.Lock()
         self._hook = ProtectionHook(self)
         self._targets: dict[str, Target] = {}
         self._counters: dict[str, int] = {}
@@ -298,9 +303,36 @@ class Protection:
             self.sink.append(rows)
 
     def poll_once(self) -> None:
-        """One round of the poll thread: report the counters, and follow expiry and DNS changes."""
+        """One round of the poll thread: report the counters and new Warn overrides, and follow expiry and DNS
+        changes."""
         self._report_counters()
+        self.report_overrides()
         self.refresh()
+
+    # --- Warn overrides (agent.asr_overrides) ----------------------------------------------------------------
+
+    def override_for(self, rule_id: str, row: Mapping[str, Any]) -> Override | None:
+        """The override that lets this Warn match through, if one does; a broken file overrides nothing."""
+        try:
+            found = self.overrides.covering(rule_id, row, self.clock.now())
+        except OverrideError as e:
+            log.error("Warn overrides ignored: %s", e)
+            return None
+        if found is not None:
+            self.report_overrides()
+        return found
+
+    def report_overrides(self) -> None:
+        """Each override granted since the last report, once, as Asr<Rule>WarnOverridden."""
+        with self._override_lock:
+            try:
+                new = self.overrides.unreported()
+            except OverrideError as e:
+                log.error("Warn overrides not reported: %s", e)
+                return
+            if new:
+                self.sink.append([o.event(iso(self.clock.now())) for o in new])
+                self.overrides.mark_reported(new)
 
     def start(self) -> None:
         def loop() -> None:
@@ -340,7 +372,10 @@ class Protection:
             for d in evaluate(catalogue(), bundle.policies, bundle.group_id, table, row):
                 outcome = "Audited"
                 detail = ""
-                if d.mode in (AsrMode.BLOCK, AsrMode.WARN):
+                override = self.override_for(d.rule.guid, row) if d.mode is AsrMode.WARN else None
+                if override is not None:
+                    detail = f"let through by Warn override {override.id} (until {override.expires})"
+                elif d.mode in (AsrMode.BLOCK, AsrMode.WARN):
                     outcome, detail = self._terminate(row)
                 out.append({
                     "table": "DeviceEvents", "Timestamp": iso(self.clock.now()),

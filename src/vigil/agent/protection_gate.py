@@ -102,6 +102,8 @@ class ProtectionHook:
         row = {"ActionType": "ProcessCreated", "FileName": base["FileName"], "FolderPath": access.path,
                "InitiatingProcessFileName": base["InitiatingProcessFileName"], "InitiatingProcessFolderPath": parent}
         for d in evaluate(self._rules, bundle.policies, bundle.group_id, "DeviceProcessEvents", row):
+            if d.mode is AsrMode.WARN and p.override_for(d.rule.guid, row) is not None:
+                continue  # let through; the telemetry path records it as Audited, naming the override
             if d.mode in (AsrMode.BLOCK, AsrMode.WARN):  # Audit is recorded by the telemetry path, once
                 p.sink.append([{**base, "Timestamp": iso(p.clock.now()), "ActionType": d.action_type,
                                 "AdditionalFields": {"RuleId": d.rule.guid, "RuleName": d.rule.name,

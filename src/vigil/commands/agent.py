@@ -170,3 +170,62 @@ def resend_held(
                       {"batches": [h.batch_id for h in chosen], "events": events})
     typer.echo(f"Released {len(chosen)} held batches ({events} events): the running agent sends them at its"
                " next pass, a stopped one when it starts.")
+
+
+@app.command("asr-override")
+def asr_override(
+    rule: Annotated[str | None, typer.Argument(help="The ASR rule (GUID or name) whose Warn decision to override")]
+    = None,
+    path: Annotated[str, typer.Option("--path", help="Only this program or file (a glob, as exclusions take)")] = "",
+    process: Annotated[str, typer.Option("--process", help="Only when this process acts (path or file name)")] = "",
+    hours: Annotated[float, typer.Option("--hours", help="How long the override lasts")] = 24.0,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the local and the server's audit)")] = "",
+    list_: Annotated[bool, typer.Option("--list", help="List the overrides in force, grant none")] = False,
+    revoke_id: Annotated[str | None, typer.Option("--revoke", help="Remove the override with this id")] = None,
+    state_dir: StateDir = None,
+    output: Annotated[Output, typer.Option(help="table or json")] = Output.TABLE,
+) -> None:
+    """Let an ASR rule in Warn mode through on this device (for 24 hours by default): the running agent lets the
+    covered matches run, and reports the override to the server, which audits it (asr.warn.override)."""
+    from datetime import UTC, datetime
+
+    from vigil.agent.asr_overrides import OverrideError, grant, listed, revoke
+    from vigil.asr import UnknownAsrRule, find
+
+    state = state_dir or default_state_dir(os.environ)
+    now = datetime.now(UTC)
+    try:
+        if list_:
+            items = [o for o in listed(state) if o.active(now)]
+            if output is Output.JSON:
+                typer.echo(json.dumps([vars(o) for o in items], indent=2))
+            for o in items if output is Output.TABLE else ():
+                typer.echo(f"{o.id}  {o.rule_name}  path={o.path or '*'} process={o.process or '*'}  until"
+                           f" {o.expires}  by {o.granted_by}" + (f"  ({o.reason})" if o.reason else ""))
+            return
+        if revoke_id is not None:
+            gone = revoke(state, revoke_id)
+            audit_locally(state, "agent.asr_override.revoke", gone.rule_id, {"id": gone.id})
+            typer.echo(f"Revoked override {gone.id} of {gone.rule_name}.")
+            return
+        if rule is None:
+            raise OverrideError("name the rule to override (a GUID or a name such as ExecFromTempOrRemovable)")
+        made = grant(state, find(rule), now, _granted_by(), hours=hours, path=path, process=process,
+                     reason=reason)
+    except (OverrideError, UnknownAsrRule) as e:
+        console.print(f"[red]vigil agent: error:[/] {e}")
+        raise typer.Exit(2) from None
+    audit_locally(state, "agent.asr_override", made.rule_id, vars(made))
+    if output is Output.JSON:
+        typer.echo(json.dumps(vars(made), indent=2))
+        return
+    typer.echo(f"Override {made.id}: {made.rule_name} in Warn mode lets "
+               f"{made.path or 'every match'} through until {made.expires}.")
+
+
+def _granted_by() -> str:
+    """``cli:user@host``, the user behind sudo when there is one."""
+    import socket
+
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"

@@ -6,9 +6,11 @@ nothing; and the gate runs only while the bundle needs it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,5 +127,55 @@ def test_pre_exec_asr_block_warn_exclusion_and_off(tmpfs: Path, tmp_path: Path, 
         before = len(sink.snapshot())
         _apply(p, policy=AsrPolicy({RULE.guid: AsrMode.OFF}))
         assert p.gate is None and _runs(prog) and len(sink.snapshot()) == before
+    finally:
+        p.stop()
+
+
+def _override(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).parent / "vigil"), "agent", "asr-override", *args,
+                           "--state-dir", str(state)], capture_output=True, text=True, check=False)
+
+
+def test_warn_denies_until_an_override_is_granted_and_block_is_never_overridden(
+        tmpfs: Path, tmp_path: Path, sink: ListSink) -> None:
+    prog, other = tmpfs / "installer", tmpfs / "other"
+    _program(prog, b"vigil-h6-warn")
+    _program(other, b"vigil-h6-other")
+    p, clock = _protection(tmpfs, tmp_path, sink)
+    state = p.settings.state_dir
+    try:
+        _apply(p, policy=AsrPolicy({RULE.guid: AsrMode.WARN}))
+        assert not _runs(prog)
+        done = _override(state, RULE.name, "--path", str(prog), "--reason", "vendor installer")
+        assert done.returncode == 0, done.stderr
+        assert _runs(prog) and not _runs(other)  # only the program the override names
+        [row] = [r for r in sink.snapshot() if r["ActionType"] == f"Asr{RULE.name}WarnOverridden"]
+        fields = row["AdditionalFields"]
+        assert (fields["RuleId"], fields["Path"], fields["Reason"]) == (RULE.guid, str(prog), "vendor installer")
+        assert fields["GrantedBy"].startswith("cli:")
+        assert _runs(prog)
+        assert len([r for r in sink.snapshot() if r["ActionType"].endswith("WarnOverridden")]) == 1  # once
+
+        # The telemetry path lets the covered exec live and records it, naming the override.
+        p.observe([{"table": "DeviceProcessEvents", "ActionType": "ProcessCreated", "FileName": prog.name,
+                    "FolderPath": str(prog), "ProcessId": 999_999, "InitiatingProcessFileName": "bash"}])
+        [seen] = [r for r in sink.snapshot() if r["ActionType"] == f"Asr{RULE.name}Audited"]
+        assert fields["OverrideId"] in seen["AdditionalFields"]["Detail"]
+
+        _apply(p, policy=AsrPolicy({RULE.guid: AsrMode.BLOCK}))
+        assert not _runs(prog)  # an override is for Warn only
+        _apply(p, policy=AsrPolicy({RULE.guid: AsrMode.WARN}))
+        assert _runs(prog)
+        clock.at += timedelta(hours=25)
+        assert not _runs(prog)  # 24 hours by default
+        listed = _override(state, "--list", "--output", "json")  # on the real clock, still in force
+        assert listed.returncode == 0 and [o["id"] for o in json.loads(listed.stdout)] == [fields["OverrideId"]]
+        assert _override(state, "--revoke", fields["OverrideId"]).returncode == 0
+        clock.at -= timedelta(hours=25)
+        assert not _runs(prog)  # revoked
+
+        bad = _override(state, "NoSuchRule")
+        assert bad.returncode == 2 and "no ASR rule 'NoSuchRule'" in bad.stderr
+        assert _override(state, RULE.name, "--hours", "0").returncode == 2
     finally:
         p.stop()
