@@ -23,8 +23,8 @@ class AppError(Exception):
 
 
 class Forbidden(AppError):
-    def __init__(self, message: str, permission: Permission | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, permission: Permission | None = None, field: str | None = None) -> None:
+        super().__init__(message, field)
         self.permission = permission
 
 

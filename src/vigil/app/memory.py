@@ -21,6 +21,7 @@ from vigil.app.ports import (
     AlertQuery,
     AlertRecord,
     AlertUpdate,
+    ApiTokenRecord,
     AsrPolicyRecord,
     AuditRecord,
     AvPolicyRecord,
@@ -46,6 +47,7 @@ from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import validate_tag
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
 from vigil.core.names import match_name
+from vigil.core.rbac import Permission
 from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
 
@@ -75,6 +77,9 @@ class MemoryState:
     indicators: dict[int, IndicatorRecord] = field(default_factory=dict)
     asr_policies: dict[int | None, AsrPolicyRecord] = field(default_factory=dict)
     av_policies: dict[int | None, AvPolicyRecord] = field(default_factory=dict)
+    api_tokens: dict[int, ApiTokenRecord] = field(default_factory=dict)
+    # The fake keeps secrets in clear: nothing here is hashed.
+    api_token_secrets: dict[str, int] = field(default_factory=dict)
 
 
 class _Devices:
@@ -466,6 +471,31 @@ class _Av:
         return version
 
 
+class _ApiTokens:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    def listing(self, owner: str | None = None) -> list[ApiTokenRecord]:
+        return [t for _, t in sorted(self._s.api_tokens.items()) if owner is None or t.owner == owner]
+
+    def create(self, owner: str, name: str, scopes: frozenset[Permission], expires_at: datetime, now: datetime
+               ) -> tuple[ApiTokenRecord, str] | None:
+        if owner not in self._s.accounts and owner not in self._s.users:
+            return None
+        token_id = max(self._s.api_tokens, default=0) + 1
+        self._s.api_tokens[token_id] = ApiTokenRecord(token_id, name, owner, scopes, now, expires_at, False)
+        secret = f"vgt_memory{token_id}"
+        self._s.api_token_secrets[secret] = token_id
+        return self._s.api_tokens[token_id], secret
+
+    def revoke(self, token_id: int, now: datetime, owner: str | None = None) -> bool:
+        t = self._s.api_tokens.get(token_id)
+        if t is None or t.revoked or (owner is not None and t.owner != owner):
+            return False
+        self._s.api_tokens[token_id] = replace(t, revoked=True)
+        return True
+
+
 @dataclass
 class MemoryUnitOfWork:
     devices: _Devices
@@ -480,6 +510,7 @@ class MemoryUnitOfWork:
     telemetry: _Telemetry
     asr: _Asr
     av: _Av
+    api_tokens: _ApiTokens
 
 
 class MemoryStore:
@@ -494,6 +525,6 @@ class MemoryStore:
         yield MemoryUnitOfWork(
             _Devices(work), _Audit(work), _Tokens(work), _Plan(work), _Actions(work), _Users(work), _Alerts(work),
             _Incidents(work), _Suppression(work), _Telemetry(work),
-            _Asr(work), _Av(work),
+            _Asr(work), _Av(work), _ApiTokens(work),
         )
         self.state = work

@@ -420,6 +420,34 @@ class AvPolicyRecord:
     version: int
 
 
+@dataclass(frozen=True)
+class ApiTokenRecord:
+    """A user's API token as its owner (or an administrator) lists it; the secret is never stored."""
+
+    id: int
+    name: str
+    owner: str
+    scopes: frozenset[Permission]
+    created_at: datetime
+    expires_at: datetime
+    revoked: bool
+
+
+class ApiTokenRepository(Protocol):
+    def listing(self, owner: str | None = None) -> Sequence[ApiTokenRecord]:
+        """Tokens in creation order, only ``owner``'s when given."""
+        ...
+
+    def create(self, owner: str, name: str, scopes: frozenset[Permission], expires_at: datetime, now: datetime
+               ) -> tuple[ApiTokenRecord, str] | None:
+        """The new token and its secret (shown once); None when ``owner`` is no user."""
+        ...
+
+    def revoke(self, token_id: int, now: datetime, owner: str | None = None) -> bool:
+        """Revoke a live token (only ``owner``'s when given); False when there is none."""
+        ...
+
+
 class AvPolicyRepository(Protocol):
     """Antivirus policies per device group (issue 20)."""
 
@@ -490,6 +518,8 @@ class UnitOfWork(Protocol):
     def asr(self) -> AsrRepository: ...
     @property
     def av(self) -> AvPolicyRepository: ...
+    @property
+    def api_tokens(self) -> ApiTokenRepository: ...
     @property
     def telemetry(self) -> TelemetryReader: ...
 

@@ -22,6 +22,8 @@ class Principal:
     source_ip: str | None = None
     # The user behind the actor (an API token's owner); the name a gate override or created_by records.
     username: str = ""
+    # The API token the caller presents, if any: a token may not mint other tokens.
+    api_token_id: int | None = None
 
     def require(self, permission: Permission) -> None:
         """Refuse unless the caller holds ``permission``: the check every service operation starts with."""

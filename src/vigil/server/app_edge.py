@@ -46,7 +46,8 @@ def principal(request: Request) -> Principal:
     who = principal_of(request)
     actor = who.user.username + (f" (API token {who.api_token_id})" if who.api_token_id else "")
     return Principal(
-        actor, who.permissions, who.device_group_ids, who.is_admin, client_ip(request), username=who.user.username
+        actor, who.permissions, who.device_group_ids, who.is_admin, client_ip(request), username=who.user.username,
+        api_token_id=who.api_token_id,
     )
 
 

@@ -16,6 +16,7 @@ from vigil.app.ports import (
     AlertQuery,
     AlertRecord,
     AlertUpdate,
+    ApiTokenRecord,
     AsrPolicyRecord,
     AuditRecord,
     AvPolicyRecord,
@@ -42,7 +43,7 @@ from vigil.core.plan import Ring, plan_from_dict, signoff_status
 from vigil.core.rbac import BasicRole, Permission
 from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
-from vigil.store import audit, plans, rbac, users
+from vigil.store import audit, plans, rbac, sessions, users
 from vigil.store import av as av_store
 from vigil.store import devices as device_store
 from vigil.store import groups as group_store
@@ -53,6 +54,7 @@ from vigil.store import telemetry as telemetry_store
 from vigil.store.errors import NotConfiguredIssuer, NotFound
 from vigil.store.hunt import SqlHuntRunner
 from vigil.store.schema import alerts, device_groups, devices
+from vigil.store.schema import users as users_table
 from vigil.store.sessions import close_user_sessions
 
 # The server's signing path (server/actions.py) given a connection: the store records, the server signs.
@@ -413,6 +415,43 @@ class SqlAv:
         return av_store.save_policy(self._c, group_id, policy, who, now)
 
 
+class SqlApiTokens:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def _owners(self) -> dict[int, str]:
+        return {int(r.id): r.username for r in self._c.execute(sa.select(users_table.c.id, users_table.c.username))}
+
+    def _user_id(self, name: str) -> int | None:
+        return self._c.execute(sa.select(users_table.c.id).where(users_table.c.username == name)).scalar()
+
+    @staticmethod
+    def _record(t: sessions.ApiToken, owner: str) -> ApiTokenRecord:
+        return ApiTokenRecord(t.id, t.name, owner, t.scopes, t.created_at, t.expires_at, t.revoked)
+
+    def listing(self, owner: str | None = None) -> list[ApiTokenRecord]:
+        uid = None if owner is None else self._user_id(owner)
+        if owner is not None and uid is None:
+            return []
+        names = self._owners()
+        return [self._record(t, names.get(t.user_id, "")) for t in sessions.list_api_tokens(self._c, uid)]
+
+    def create(self, owner: str, name: str, scopes: frozenset[Permission], expires_at: datetime, now: datetime
+               ) -> tuple[ApiTokenRecord, str] | None:
+        uid = self._user_id(owner)
+        if uid is None:
+            return None
+        token, secret = sessions.create_api_token(self._c, user_id=uid, name=name, scopes=scopes,
+                                                  expires_at=expires_at, now=now)
+        return self._record(token, owner), secret
+
+    def revoke(self, token_id: int, now: datetime, owner: str | None = None) -> bool:
+        uid = None if owner is None else self._user_id(owner)
+        if owner is not None and uid is None:
+            return False
+        return sessions.revoke_api_token(self._c, token_id, now, uid)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: sa.Connection, issue: ActionIssuerFn | None) -> None:
         self.conn = conn
@@ -427,6 +466,7 @@ class SqlUnitOfWork:
         self.suppression = SqlSuppression(conn)
         self.asr = SqlAsr(conn)
         self.av = SqlAv(conn)
+        self.api_tokens = SqlApiTokens(conn)
         self.telemetry = SqlTelemetry(conn)
 
 
