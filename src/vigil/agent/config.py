@@ -100,6 +100,10 @@ class AgentConfig:
     software_inventory_paths: tuple[str, ...] = ("/usr/local/lib", "/opt", "/srv", "/home", "/root")
     software_inventory_exclude: tuple[str, ...] = ("/usr/lib/python3/dist-packages", "/usr/share/nodejs")
     software_inventory_go_dirs: tuple[str, ...] = ("/usr/local/bin", "/usr/local/sbin", "/usr/bin", "/usr/sbin")
+    # Secure configuration assessment (TVM): the checks run this often (sent when a result changed, and in full
+    # every software_inventory_seconds), on this root folder (a fixture tree in tests).
+    secure_configuration_seconds: float = 3_600.0
+    secure_configuration_root: str = "/"
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     log_file: Path | None = None
     log_max_bytes: int = 10 << 20

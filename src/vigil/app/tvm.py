@@ -24,6 +24,7 @@ from typing import Any
 from vigil.app.errors import InvalidInput, NotFound
 from vigil.app.ports import AuditRecord, Store
 from vigil.app.principal import Principal
+from vigil.app.tvm_configuration import SecureConfigurationReads
 from vigil.content import tvm_feeds
 from vigil.core.clock import Clock
 from vigil.core.rbac import Permission
@@ -54,6 +55,7 @@ class TvmService:
         self._lock = threading.Lock()
         self._feed: _Feed | None = None
         self._feed_stamp: tuple[int, int] | None = None
+        self.configuration = SecureConfigurationReads(store, clock)  # the agents' secure configuration checks
 
     # -- feeds -------------------------------------------------------------------------------------------------
 
@@ -300,8 +302,9 @@ class TvmService:
             db.record_scores(uow.conn, day, [(d, s, counts.get(d, 0)) for d, s in scores.items()])  # type: ignore[attr-defined]
 
     def recommendations(self, principal: Principal) -> list[dict[str, Any]]:
+        """Software recommendations (by exposure impact), then configuration changes (by secure-score impact)."""
         scoring, scores = self._scoring(principal)
-        return scoring.recommendations(scores)
+        return scoring.recommendations(scores) + self.configuration.recommendations(principal)
 
     def recommendation(self, principal: Principal, rec_id: str) -> dict[str, Any]:
         for r in self.recommendations(principal):
@@ -347,7 +350,7 @@ class TvmService:
             rows = db.remediations(uow.conn)  # type: ignore[attr-defined]
         visible = [r for r in rows if principal.device_group_ids is None or not r["rbac_group_ids"]
                    or set(r["rbac_group_ids"]) <= principal.device_group_ids]
-        return [self._remediation_view(r, ws) for r in visible]
+        return [self._remediation_view(r, ws, principal) for r in visible]
 
     def remediation(self, principal: Principal, rid: int) -> dict[str, Any]:
         for r in self.remediations(principal):
@@ -355,11 +358,15 @@ class TvmService:
                 return r
         raise NotFound(f"no remediation request {rid}")
 
-    def _remediation_view(self, r: Mapping[str, Any], ws: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def _remediation_view(self, r: Mapping[str, Any], ws: Sequence[Mapping[str, Any]],
+                          principal: Principal) -> dict[str, Any]:
         """Progress is measured from the inventory: a target device is done once the recommendation's weaknesses
-        are gone from it (its agent reported the fixed version, or the package removed)."""
-        still = {w["DeviceId"] for w in ws
-                 if posture.recommendation_id(w["SoftwareVendor"], w["SoftwareName"]) == r["recommendation_id"]}
+        are gone from it (its agent reported the fixed version, or the package removed); for a configuration
+        change, once the device's agent reports the check compliant."""
+        config = r["recommendation_id"].startswith("sca-_-")
+        still = (self.configuration.failing_devices(principal, r["recommendation_id"]) if config else
+                 {w["DeviceId"] for w in ws
+                  if posture.recommendation_id(w["SoftwareVendor"], w["SoftwareName"]) == r["recommendation_id"]})
         targets = list(r["target_devices"])
         done = [d for d in targets if d not in still]
         status = r["status"]
@@ -367,7 +374,8 @@ class TvmService:
             status = "Completed"
         return {"id": r["id"], "title": r["title"], "createdAt": _iso(r["created_at"]), "createdBy": r["created_by"],
                 "dueOn": r["due_on"], "priority": r["priority"], "status": status, "type": r["remediation_type"],
-                "category": "Software", "relatedComponent": r["recommendation_id"], "requesterNotes": r["notes"],
+                "category": "SecurityConfiguration" if config else "Software",
+                "relatedComponent": r["recommendation_id"], "requesterNotes": r["notes"],
                 "recommendationId": r["recommendation_id"], "targetDevices": len(targets),
                 "completedDevices": len(done), "remainingDeviceIds": sorted(set(targets) - set(done)),
                 "progress": round(100 * len(done) / len(targets)) if targets else 100}

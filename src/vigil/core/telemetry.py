@@ -210,6 +210,7 @@ DEVICE_EVENTS = Table(
      "ResponseActionFailed", "ResponseActionRefused", "AntivirusDetection", "AntivirusScanCompleted",
      "TelemetryRowsRejected",  # made by the server: rows of a batch it refused, counts in AdditionalFields
      "SoftwareInventory",  # the installed software as package URLs (agent.sensors.software_inventory)
+     "SecureConfigurationAssessment",  # the TVM configuration checks' results (agent.sensors.secure_configuration)
      *ASR_ACTION_TYPES, "ExploitGuardNetworkProtectionBlocked", "ExploitGuardNetworkProtectionAudited",
      "FileIndicatorBlocked", "FileIndicatorAudited"),  # file-hash indicators on the exec gate
 )

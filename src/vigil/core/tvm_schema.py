@@ -1,8 +1,8 @@
 """The vulnerability-management tables advanced hunting reads, with Defender's names and columns.
 
 Unlike the telemetry tables these hold the current state, kept by the server: a device's installed software
-(from the agent's SoftwareInventory rows) and the weaknesses found in it. The columns after Defender's own are
-Vigil's, and say why a weakness matched.
+(from the agent's SoftwareInventory rows), the weaknesses found in it, and its secure configuration assessment
+(from its SecureConfigurationAssessment rows). The columns after Defender's own are Vigil's.
 """
 
 from __future__ import annotations
@@ -75,7 +75,30 @@ DEVICE_TVM_SOFTWARE_VULNERABILITIES = Table(
     ),
 )
 
+DEVICE_TVM_SECURE_CONFIGURATION_ASSESSMENT = Table(
+    "DeviceTvmSecureConfigurationAssessment",
+    "The secure configuration checks each device's agent last ran: one row per device and ConfigurationId.",
+    (
+        Column("DeviceId", S, "Vigil device id.", required=True, indexed=True, max_length=40),
+        Column("DeviceName", S, "Fully qualified host name of the device.", max_length=255),
+        Column("OSPlatform", S, "Linux, Windows, macOS.", max_length=32),
+        Column("Timestamp", T, "When the agent ran the check."),
+        Column("ConfigurationId", S, "The check's stable id (scid-vgl-NNNN).", required=True, max_length=64),
+        Column("ConfigurationCategory", S, "Accounts, Network, OS, Security controls, Application.", max_length=64),
+        Column("ConfigurationSubcategory", S, "What the check is about: SSH, sysctl, Firewall, Mount options, ...",
+               max_length=64),
+        Column("ConfigurationImpact", R, "The check's weight in the secure score, 1-10."),
+        Column("IsCompliant", B, "The setting is as the check wants it."),
+        Column("IsApplicable", B, "The check applies to the device (its subject, e.g. sshd, is present)."),
+        Column("Context", D, "What the check read on the device: the evidence (JSON array of text)."),
+        Column("IsExpectedUserImpact", B, "Applying the fix may change what users or services can do."),
+        Column("ConfigurationName", S, "The check's name.", max_length=256),
+        Column("RemediationOptions", S, "How to fix it."),
+    ),
+)
+
 TVM_TABLES: Mapping[str, Table] = {t.name: t for t in (DEVICE_TVM_SOFTWARE_INVENTORY,
-                                                          DEVICE_TVM_SOFTWARE_VULNERABILITIES)}
+                                                          DEVICE_TVM_SOFTWARE_VULNERABILITIES,
+                                                          DEVICE_TVM_SECURE_CONFIGURATION_ASSESSMENT)}
 # What advanced hunting reads: the telemetry and the state tables, every one scoped by its DeviceId.
 HUNTING_TABLES: Mapping[str, Table] = {**TABLES, **TVM_TABLES}

@@ -582,6 +582,8 @@ tvm_software_inventory = _tvm_table(tvm_schema.DEVICE_TVM_SOFTWARE_INVENTORY, ("
                                     "SoftwareName")
 tvm_software_vulnerabilities = _tvm_table(tvm_schema.DEVICE_TVM_SOFTWARE_VULNERABILITIES,
                                           ("DeviceId", "SoftwarePurl", "CveId"), "CveId")
+tvm_secure_configuration = _tvm_table(tvm_schema.DEVICE_TVM_SECURE_CONFIGURATION_ASSESSMENT,
+                                      ("DeviceId", "ConfigurationId"), "ConfigurationId")
 
 # Where each device's inventory stands: the agent's series and generation the server holds (a diff applies only
 # on it), the generation whose parts are arriving, and whether it is waiting for a full inventory.

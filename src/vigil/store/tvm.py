@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,9 +18,11 @@ from vigil.store.schema import (
     tvm_inventory_state,
     tvm_remediations,
     tvm_score_history,
+    tvm_secure_configuration,
     tvm_software_inventory,
     tvm_software_vulnerabilities,
 )
+from vigil.tvm.configuration_report import ConfigurationRow
 from vigil.tvm.model import Package
 from vigil.tvm.purls import PurlError, from_purl
 
@@ -294,3 +296,41 @@ def exceptions(conn: sa.Connection) -> list[dict[str, Any]]:
 
 def update_exception(conn: sa.Connection, eid: int, values: dict[str, Any]) -> None:
     conn.execute(tvm_exceptions.update().where(tvm_exceptions.c.id == eid).values(**values))
+
+
+def replace_configuration(conn: sa.Connection, device_id: str, rows: Sequence[ConfigurationRow],
+                          assessed_at: datetime) -> bool:
+    """The device's secure configuration assessment becomes ``rows``, unless the one stored is newer (a row
+    re-delivered late). Returns whether it was replaced."""
+    t = tvm_secure_configuration
+    stored = conn.execute(sa.select(sa.func.max(t.c.Timestamp)).where(t.c.DeviceId == device_id)).scalar()
+    if stored is not None and _utc(stored) > _utc(assessed_at):
+        return False
+    conn.execute(t.delete().where(t.c.DeviceId == device_id))
+    facts = _device_facts(conn, device_id)
+    conn.execute(t.insert(), [{
+        "DeviceId": device_id, "DeviceName": facts["DeviceName"], "OSPlatform": facts["OSPlatform"],
+        "Timestamp": assessed_at, "ConfigurationId": r.configuration_id, "ConfigurationCategory": r.category,
+        "ConfigurationSubcategory": r.subcategory, "ConfigurationImpact": r.impact, "IsCompliant": r.compliant,
+        "IsApplicable": r.applicable, "Context": json.dumps([r.evidence]), "IsExpectedUserImpact": r.user_impact,
+        "ConfigurationName": r.name, "RemediationOptions": r.remediation} for r in rows])
+    return True
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def scoped_configuration(conn: sa.Connection, group_ids: frozenset[int] | None,
+                         device_id: str | None = None) -> list[dict[str, Any]]:
+    """The stored assessments of the visible devices (with each device's group and OS version), by device and id."""
+    t = tvm_secure_configuration
+    stmt = _scoped(sa.select(t, devices.c.group_id, devices.c.os_version).select_from(t), t.c.DeviceId, group_ids)
+    if device_id is not None:
+        stmt = stmt.where(t.c.DeviceId == device_id)
+    out = []
+    for r in conn.execute(stmt.order_by(t.c.DeviceId, t.c.ConfigurationId)):
+        d = dict(r._mapping)
+        d["Context"] = json.loads(d["Context"] or "[]")
+        out.append(d)
+    return out

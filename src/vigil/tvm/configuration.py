@@ -48,6 +48,11 @@ class Check:
     fix: str
     run: Callable[[HostView], Result]
 
+    @property
+    def expected_user_impact(self) -> bool:
+        """Applying the fix may stop something users or services do (password logins, forwarding, exec in /tmp)."""
+        return self.id in _USER_IMPACT
+
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
@@ -60,7 +65,7 @@ class Assessment:
                 "ConfigurationCategory": self.check.category, "ConfigurationSubcategory": self.check.subcategory,
                 "ConfigurationImpact": self.check.impact, "IsApplicable": self.result.compliant is not None,
                 "IsCompliant": bool(self.result.compliant), "Evidence": self.result.evidence,
-                "RemediationOptions": self.check.fix}
+                "IsExpectedUserImpact": self.check.expected_user_impact, "RemediationOptions": self.check.fix}
 
 
 def secure_score(assessments: Iterable[Assessment]) -> float:
@@ -281,6 +286,8 @@ def _shadow(host: HostView) -> Result:
         return Result(None, "/etc/shadow absent")
     return Result(not mode & 0o007, f"/etc/shadow mode {mode & 0o7777:o} (no access for others)")
 
+
+_USER_IMPACT = frozenset({"scid-vgl-1002", "scid-vgl-2001", "scid-vgl-4001", "scid-vgl-5001", "scid-vgl-5002"})
 
 CHECKS: tuple[Check, ...] = (
     Check("scid-vgl-1001", "Disable root login over SSH", "Accounts", "SSH", 8,

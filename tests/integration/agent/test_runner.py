@@ -68,8 +68,8 @@ def test_enroll_run_and_report(sqlite_server: VigilServer, tmp_path: Path) -> No
     # rate limit (counted, as it should be); any other drop in this quiet run is a bug.
     assert set(report.counters["dropped"]) <= {"aggregated", "rate_limit.file", "file_path_unresolved"}
     assert report.sensors.keys() == {"process", "file", "network", "logon", "system_log", "device_info",
-                                    "software_inventory", "resource_budget", "incumbent_security", "antivirus",
-                                    "antivirus_state"}
+                                    "software_inventory", "secure_configuration", "resource_budget",
+                                    "incumbent_security", "antivirus", "antivirus_state"}
 
 
 def test_used_token_is_refused_with_the_servers_reason(sqlite_server: VigilServer, tmp_path: Path) -> None:

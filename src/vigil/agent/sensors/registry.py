@@ -37,6 +37,7 @@ def default_registry() -> SensorRegistry:
     from vigil.agent.sensors.logon import LogonSensor
     from vigil.agent.sensors.network import NetworkSensor
     from vigil.agent.sensors.process import ProcessSensor
+    from vigil.agent.sensors.secure_configuration import SecureConfigurationSensor
     from vigil.agent.sensors.software_inventory import SoftwareInventorySensor
     from vigil.agent.sensors.system_log import SystemLogSensor
 
@@ -49,5 +50,6 @@ def default_registry() -> SensorRegistry:
     registry.register(SystemLogSensor.name, SystemLogSensor)
     registry.register(DeviceInfoSensor.name, DeviceInfoSensor)
     registry.register(SoftwareInventorySensor.name, SoftwareInventorySensor)
+    registry.register(SecureConfigurationSensor.name, SecureConfigurationSensor)
     registry.register(AntivirusSensor.name, AntivirusSensor)  # real-time protection
     return registry

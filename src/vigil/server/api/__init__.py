@@ -34,10 +34,11 @@ from vigil.server.api import (
 )
 
 router = APIRouter(prefix="/api", tags=["api"])
+# tvm before machines: its /machines/SecureConfigurationsAssessmentByMachine is not a machine id.
 _MODULES = (
-    session, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups, rbac,
-    machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
-    investigations, tvm, detectionrules, streaming, experts, eventsources, antivirus,
+    session, tvm, machines, machineactions, liveresponse, alerts, incidents, suppression, onboarding, machinegroups,
+    rbac, machineidentity, tokens, audit, plan, accounts, advancedqueries, asr, applications, indicators,
+    investigations, detectionrules, streaming, experts, eventsources, antivirus,
 )
 for _module in _MODULES:
     router.include_router(_module.router)

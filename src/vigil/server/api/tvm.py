@@ -5,7 +5,9 @@ GET /api/Software, /api/Software/{id}, /api/Software/{id}/machineReferences; GET
 GET /api/recommendations, /api/recommendations/{id}; GET /api/exposureScore, /api/exposureScore/ByMachineGroups,
 /api/exposureScore/history; remediation requests: GET/POST /api/remediationTasks, GET /api/remediationTasks/{id}
 (and /export, CSV); exceptions: POST /api/recommendations/{id}/exceptions, GET /api/exceptions,
-POST /api/exceptions/{id}/cancel; GET /api/tvm/feeds (the imported bundle and each feed's age).
+POST /api/exceptions/{id}/cancel; GET /api/tvm/feeds (the imported bundle and each feed's age); secure
+configuration: GET /api/configurationScore, /api/machines/SecureConfigurationsAssessmentByMachine (Defender's
+export, every visible device), /api/machines/{id}/secureConfigurations (Vigil's: one device, with its score).
 
 Reads need "View data (threat and vulnerability management)" and see only the caller's device groups; remediation
 requests need "Remediation handling", exceptions "Exception handling"; every change is audited.
@@ -34,6 +36,7 @@ def attach(svc: Services) -> TvmService:
     """The server's TVM service; its inventory step runs after every stored batch. create_app keeps it on app.state."""
     tvm = TvmService(sql_store(svc.engine), svc.settings.data_dir, svc.clock)
     svc.ingest.after_store.append(tvm.on_batch)
+    svc.ingest.after_store.append(tvm.configuration.on_batch)
     return tvm
 
 
@@ -193,6 +196,30 @@ def cancel_exception(exception_id: int, request: Request, body: dict[str, Any] =
                      _: Principal = requires(Permission.TVM_EXCEPTION_HANDLING)) -> dict[str, Any]:
     with edge.translated():
         return service(request).cancel_exception(edge.principal(request), exception_id, body.get("comment") or "")
+
+
+@router.get("/configurationScore")
+def configuration_score(request: Request, _: Principal = requires(VIEW)) -> dict[str, Any]:
+    with edge.translated():
+        return service(request).configuration.configuration_score(edge.principal(request))
+
+
+# Before /machines/{id} (the TVM router is included ahead of the machines one).
+@router.get("/machines/SecureConfigurationsAssessmentByMachine")
+def configuration_assessments(request: Request, top: int | None = Query(None, alias="$top", ge=1, le=200_000),
+                              _: Principal = requires(VIEW)) -> dict[str, Any]:
+    with edge.translated():
+        return _list(service(request).configuration.assessments(edge.principal(request)), top)
+
+
+@router.get("/machines/{machine_id}/secureConfigurations")
+def machine_configurations(machine_id: str, request: Request, _: Principal = requires(VIEW)) -> dict[str, Any]:
+    with edge.translated():
+        reads = service(request).configuration
+        caller = edge.principal(request)
+        rows = reads.assessments(caller, machine_id)
+        score = reads.device_score(caller, machine_id)
+    return {"secureScore": score, "value": rows}
 
 
 @router.get("/tvm/feeds")

@@ -36,13 +36,14 @@ def dashboard(request: Request, who: Principal = page(VIEW)) -> Response:
         software = [s for s in tvm.software(caller) if s["weaknesses"]][:10]
         vulns = tvm.vulnerabilities(caller)
         feeds = tvm.feed_status(caller)
+        config_score = tvm.configuration.configuration_score(caller)
     except AppError as e:
         return refused(request, who, e)
     kev = [v for v in vulns if v["publicExploit"]]
     island = json.dumps({"history": history}).replace("</", "<\\/")
     return templates.TemplateResponse(request, "tvm/dashboard.html", _ctx(
         request, who, score=score, recs=recs, software=software, kev=kev, weaknesses=len(vulns), feeds=feeds,
-        island=island))
+        config_score=config_score, island=island))
 
 
 @router.get("/tvm/software", response_class=HTMLResponse)
@@ -142,8 +143,11 @@ def device_page(device_id: str, request: Request, who: Principal = page(VIEW)) -
     try:
         software = tvm.machine_software(caller, device_id)
         weaknesses = tvm.machine_vulnerabilities(caller, device_id)
+        configuration = tvm.configuration.assessments(caller, device_id)
+        secure_score = tvm.configuration.device_score(caller, device_id)
     except AppError as e:
         return refused(request, who, e)
-    name = weaknesses[0]["DeviceName"] if weaknesses else device_id
+    name = next((r["DeviceName"] for r in [*weaknesses, *configuration] if r["DeviceName"]), device_id)
     return templates.TemplateResponse(request, "tvm/device.html", _ctx(
-        request, who, device_id=device_id, name=name, software=software, weaknesses=weaknesses))
+        request, who, device_id=device_id, name=name, software=software, weaknesses=weaknesses,
+        configuration=configuration, secure_score=secure_score))

@@ -48,7 +48,7 @@ def test_duplicate_names_raise() -> None:
 
 def test_default_registry_names() -> None:
     assert default_registry().names() == ("process", "file", "network", "logon", "system_log", "device_info",
-                                          "software_inventory", "antivirus")
+                                          "software_inventory", "secure_configuration", "antivirus")
 
 
 def test_disabled_sensors_are_not_built_and_unknown_ones_raise(tmp_path: Path) -> None:
