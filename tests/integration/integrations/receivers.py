@@ -125,11 +125,33 @@ class SyslogReceiver:
                 self._conns.discard(conn)
 
 
-class HttpReceiver:
-    """A webhook endpoint taking ``{"records": [...]}``; ``fail_with`` makes it answer that status instead."""
+def _webhook(body: bytes) -> tuple[list[tuple[str, Any]], bytes]:
+    return [(r["recordId"], r) for r in json.loads(body)["records"]], b""
 
-    def __init__(self, port: int | None = None) -> None:
+
+def _hec(body: bytes) -> tuple[list[tuple[str, Any]], bytes]:
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return [(e["event"]["recordId"], e) for e in events], b'{"text":"Success","code":0}'
+
+
+def _bulk(body: bytes) -> tuple[list[tuple[str, Any]], bytes]:
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    pairs = [(action["create"]["_id"], doc) for action, doc in zip(lines[::2], lines[1::2], strict=True)]
+    items = [{"create": {"_id": i, "status": 201}} for i, _ in pairs]
+    return pairs, json.dumps({"took": 1, "errors": False, "items": items}).encode()
+
+
+# What the receiver parses: Defender's streaming envelope, Splunk HEC's event lines, Elasticsearch's _bulk.
+SHAPES = {"webhook": _webhook, "splunk_hec": _hec, "elasticsearch": _bulk}
+
+
+class HttpReceiver:
+    """A webhook endpoint taking ``{"records": [...]}`` (or ``shape``: HEC lines, a _bulk body); ``fail_with``
+    makes it answer that status instead."""
+
+    def __init__(self, port: int | None = None, shape: str = "webhook") -> None:
         self.port = port or free_port()
+        self.parse = SHAPES[shape]
         self.records = Records()
         self.requests = 0
         self.fail_with: int | None = None
@@ -155,11 +177,13 @@ class HttpReceiver:
                     self.send_response(receiver.fail_with)
                     self.end_headers()
                     return
-                for r in json.loads(body)["records"]:
-                    receiver.records.add(r["recordId"], r)
+                pairs, answer = receiver.parse(body)
+                for record_id, r in pairs:
+                    receiver.records.add(record_id, r)
                 self.send_response(200)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
