@@ -3,7 +3,9 @@
 Prints what issue 19 asks for: packages per device, advisories loaded, match time per device, the signed bundle's
 import time, the baseline (the same inventory looked up in the same store, same run, without version logic:
 the indexed lookup of each package's candidate advisories only) and the ratio of the two; plus the store build
-and bundle times, findings per device and peak memory.
+and bundle times, findings per device and peak memory. Then the server memory phase (bench/tvm_memory.py):
+--memory-devices devices (1,000) with these inventories in a real store, and the peak RSS of a fresh process
+making the TVM reads over them (`server_memory_mib`, target 300).
 
 Each device's inventory: this machine's own dpkg status (real Debian 12 packages, matched on source packages)
 topped up to --packages with packages the feeds name (PyPI, Go, AlmaLinux, npm), each at a version drawn from
@@ -19,6 +21,7 @@ import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +34,9 @@ from vigil.tvm.feedstore import FeedStore
 from vigil.tvm.inventory import read_dpkg_status
 from vigil.tvm.model import Package
 from vigil.wire import public_key_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tvm_memory  # the memory phase, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,6 +83,10 @@ def main() -> int:
     parser.add_argument("--packages", type=int, default=2000, help="packages per device")
     parser.add_argument("--devices", type=int, default=20, help="devices matched")
     parser.add_argument("--dpkg-status", type=Path, default=Path("/var/lib/dpkg/status"))
+    parser.add_argument("--memory-devices", type=int, default=1000,
+                        help="devices in the server memory phase (0: skip it)")
+    parser.add_argument("--memory-vulnerabilities", action="store_true",
+                        help="the memory phase also reads /api/vulnerabilities (every weakness row as a dict)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     vulns = args.data / "vulns"
@@ -120,6 +130,19 @@ def main() -> int:
             base_ms.append((time.perf_counter() - t0) * 1000)
             base_cpu.append((time.process_time() - c0) * 1000)
         size = (Path(tmp) / "feeds.zip").stat().st_size
+        memory: dict[str, object] = {}
+        if args.memory_devices > 0:
+            store.conn.close()
+            server_db = Path(tmp) / "server.sqlite"
+            memory = tvm_memory.populate(server_db, data_dir, devices, args.memory_devices)
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "tvm_memory.py"),
+                                    str(server_db), str(data_dir),
+                                    *(["--vulnerabilities"] if args.memory_vulnerabilities else [])],
+                                   capture_output=True, text=True, check=False)
+            if child.returncode != 0:
+                print(child.stderr, file=sys.stderr)
+                return 1
+            memory.update(json.loads(child.stdout))
 
     match = statistics.median(match_ms)
     lookup = statistics.median(base_ms)
@@ -142,7 +165,8 @@ def main() -> int:
         "bundle_build_s": round(bundle_build_s, 2),
         "bundle_mib": round(size / 2**20, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "targets": {"match_ms_per_device": 300, "bundle_import_s": 30},
+        **memory,
+        "targets": {"match_ms_per_device": 300, "bundle_import_s": 30, "server_memory_mib": 300},
     }
     if args.json:
         print(json.dumps(result))

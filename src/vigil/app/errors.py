@@ -6,6 +6,7 @@ AppError
 ├── Ambiguous        a reference matches several objects
 ├── InvalidInput     a value is wrong; ``field`` names it
 ├── GateClosed       a plan gate (sign-off, rings) refuses the change
+├── Refused          the deployment plan refuses the step (out of its order, criteria unmet, not built; says why)
 └── NotConfigured    the server lacks something the operation needs (a signing key, ...)
 """
 
@@ -41,6 +42,10 @@ class InvalidInput(AppError):
 
 
 class GateClosed(AppError):
+    pass
+
+
+class Refused(AppError):
     pass
 
 

@@ -33,6 +33,7 @@ from vigil.app.ports import (
     LoggedAudit,
     NewSuppression,
     PlanGate,
+    RolloutPlan,
     SuppressionRecord,
     TagChange,
     UnitOfWork,
@@ -47,6 +48,7 @@ from vigil.core.devices import DEFAULT_GROUP_NAME
 from vigil.core.groups import validate_tag
 from vigil.core.incidents import IncidentStatus, entities_of, incident_name, max_severity
 from vigil.core.names import match_name
+from vigil.core.plan import Ring
 from vigil.core.rbac import Permission
 from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
@@ -66,6 +68,10 @@ class MemoryState:
     tokens: list[IssuedToken] = field(default_factory=list)
     actions: list[MachineAction] = field(default_factory=list)
     plan: PlanGate | None = None
+    # The plan as enabling components sees it, the exit criteria each ring fails, each step's outcome.
+    rollout: RolloutPlan | None = None
+    unmet: dict[Ring, tuple[str, ...]] = field(default_factory=dict)
+    rollout_results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     users: dict[str, UserAccess] = field(default_factory=dict)
     # Accounts as the user verbs manage them, and their passwords in clear (a fake: nothing here is hashed).
     accounts: dict[str, UserSummary] = field(default_factory=dict)
@@ -198,6 +204,20 @@ class _Plan:
 
     def gate(self) -> PlanGate | None:
         return self._s.plan
+
+    def rollout(self) -> RolloutPlan | None:
+        return self._s.rollout
+
+    def unmet_criteria(self, ring: Ring, now: datetime) -> tuple[str, ...]:
+        return self._s.unmet.get(ring, ())
+
+    def save_rollout(self, ring: Ring, component: str, state: str, result: dict[str, Any], now: datetime) -> None:
+        if self._s.rollout is None:
+            raise NotFound("there is no plan")
+        stored = {r: dict(v) for r, v in self._s.rollout.stored.items()}
+        stored.setdefault(ring.value, {})[component] = state
+        self._s.rollout = replace(self._s.rollout, stored=stored)
+        self._s.rollout_results.setdefault(ring.value, {})[component] = result
 
 
 class _Actions:

@@ -16,7 +16,7 @@ from vigil.asr import AsrPolicy
 from vigil.asr.indicators import Indicator
 from vigil.core.actions import ActionType, MachineAction
 from vigil.core.audit import AuditEntry, ChainReport
-from vigil.core.plan import Ring
+from vigil.core.plan import Plan, Ring
 from vigil.core.rbac import Permission
 
 if TYPE_CHECKING:
@@ -93,6 +93,18 @@ class PlanGate:
     signed_off: bool
     missing: tuple[str, ...]
     ring_groups: dict[Ring, str]
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """What enabling a ring's next component needs of the current plan (``vigil.app.rollout``)."""
+
+    version: int
+    plan: Plan
+    signed_off: bool
+    ring: Ring  # the deployment's current ring
+    stored: dict[str, dict[str, str]]  # ring -> component -> off|audit|on|failed, as saved
+    ring_groups: dict[Ring, str]  # each ring's device group, named as the store has it
 
 
 @dataclass(frozen=True)
@@ -298,6 +310,18 @@ class EnrollmentTokens(Protocol):
 class PlanRepository(Protocol):
     def gate(self) -> PlanGate | None:
         """The current plan's sign-off state; None when there is no plan (an evaluation install)."""
+        ...
+
+    def rollout(self) -> RolloutPlan | None:
+        """The current plan with each ring's component states; None when there is no plan."""
+        ...
+
+    def unmet_criteria(self, ring: Ring, now: datetime) -> tuple[str, ...]:
+        """The exit criteria ``ring`` does not meet, each as "name (value, target …)"; empty when all are met."""
+        ...
+
+    def save_rollout(self, ring: Ring, component: str, state: str, result: dict[str, Any], now: datetime) -> None:
+        """Record ``ring``'s new state of ``component`` and the outcome of its last step (per device group)."""
         ...
 
 

@@ -35,6 +35,7 @@ CLI_EXIT_CODES: dict[type[app_errors.AppError], int] = {
     app_errors.NotFound: 3,
     app_errors.Forbidden: 4,
     app_errors.GateClosed: 5,
+    app_errors.Refused: 5,
     app_errors.NotConfigured: 6,
 }
 

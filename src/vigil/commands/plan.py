@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +16,8 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 
-from vigil.commands._common import CommandError, DataDir
+from vigil.app import rollout
+from vigil.commands._common import CommandError, DataDir, local_principal, local_store, translated
 from vigil.commands._common import settings_for as _settings
 from vigil.commands._common import whoami as _whoami
 from vigil.config import Settings, data_dir_from_env
@@ -370,18 +373,32 @@ def apply_plan_file(settings: Settings, pf: plan_file.PlanFile) -> None:
                   f"(`vigil plan sign`).")
 
 
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
 @app.command("enable-next")
 def enable_next(
     data_dir: DataDir = None,
     ring: Annotated[Ring | None, typer.Option(help="the ring (default: the current one)")] = None,
     override_reason: Annotated[str | None, typer.Option(
         help="pass the previous ring's unmet exit criteria (audited)")] = None,
+    output: Annotated[Output, typer.Option("--output", help="table or json (on stdout)")] = Output.TABLE,
 ) -> None:
-    """Step the ring's next component in the adoption order (Audit/passive first, then on)."""
-    try:
-        with _db(data_dir, write=True) as conn:
-            step = deployment.enable_next_component(conn, _actor(), SystemClock().now(), ring=ring,
-                                                    override_reason=override_reason)
-    except deployment.PlanError as e:
-        raise CommandError(str(e)) from None
-    out.print(f"{step.component.value} in the {step.ring.value} ring: {step.before.value} → {step.after.value}.")
+    """Step the ring's next component in the adoption order (Audit/passive first, then on) and push its policy
+    to the ring's device groups, signed; exit 1 when a group's push failed (the ring's state is then failed)."""
+    with local_store(_settings(data_dir), migrate=True, sign_actions=True) as store, translated():
+        done = rollout.enable_next(store, SystemClock(), local_principal(), ring, override_reason)
+    if output is Output.JSON:
+        typer.echo(json.dumps(done.as_json(), indent=2, ensure_ascii=False))
+    else:
+        step = done.step
+        out.print(f"{step.component.value} in the {step.ring.value} ring: {step.before.value} → {done.state.value}.",
+                  highlight=False)
+        for g in done.groups:
+            out.print(f"  {g.group}: {g.outcome} — {g.detail}"
+                      + (f" ({g.devices_updated} device(s) sent the signed policy)" if g.outcome == "applied" else ""),
+                      highlight=False)
+    if done.state.value == "failed":
+        raise typer.Exit(1)

@@ -57,14 +57,16 @@ COMPONENTS: dict[Component, ComponentInfo] = {c.component: c for c in (
                   "on the devices", built=True),
     ComponentInfo(Component.TVM, "Threat and vulnerability management", 2,
                   "it uses the same sensor's inventory to show what to fix before anything starts blocking",
-                  needs=(("EDR",),), needs_why="it reads the EDR sensor's software inventory"),
+                  needs=(("EDR",),), needs_why="it reads the EDR sensor's software inventory",
+                  built=True),  # vigil.tvm: inventory, advisories, exposure scores; docs/vulnerability-management.md
     ComponentInfo(Component.NGP, "Next-generation protection (antivirus)", 3,
                   "it blocks malware once EDR shows what runs where, and starts passive next to the incumbent "
                   "antivirus", needs=(("EDR",),), needs_why="it reports through the EDR sensor",
                   built=True),  # vigil.av and the agent's antivirus sensor; docs/antivirus.md
     ComponentInfo(Component.ASR, "Attack surface reduction", 4,
                   "its rules block behaviours, so they are tuned in audit mode against what EDR and NGP have "
-                  "already shown", needs=(("NGP",),), needs_why="its rules are enforced by the antivirus engine"),
+                  "already shown", needs=(("NGP",),), needs_why="its rules are enforced by the antivirus engine",
+                  built=True),  # vigil.asr: rules, policies per group, indicators; docs/asr-and-indicators.md
     ComponentInfo(Component.AIR, "Automated investigation and remediation", 5,
                   "it acts on devices on its own, so it comes last, once detections are tuned",
                   needs=(("NGP", "indicators"),),

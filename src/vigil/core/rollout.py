@@ -6,8 +6,8 @@ in the plan's adoption order. A step is refused, with the reason, when the compo
 yet, when an earlier ring has not reached that stage of the component, or when NGP would leave passive mode
 on a ring whose plan still lists an incumbent antivirus.
 
-What this module does not do yet: push the component's policy to the ring's device groups and read back
-the state devices apply (the policy path is in vigil.server.actions; the components are being built).
+Pushing the component's policy to the ring's device groups is ``vigil.app.rollout``'s; this module only says
+which step comes next.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from vigil.store.users import User
 
 RING_KEY = "deployment.ring"
 RING_COMPONENTS_KEY = "deployment.ring_components"  # ring -> component -> off|audit|on|failed
+RING_RESULTS_KEY = "deployment.ring_component_results"  # ring -> component -> its last step's outcome per group
 DETECTION_TEST_RULE_ID = "3ff0d242-5e81-4c5b-b8a1-f1e07cab5b2b"
 DETECTION_TEST_COMMAND = "echo vigil-detection-test"
 REPORTING_WINDOW = timedelta(hours=24)
@@ -115,6 +116,8 @@ class PlanState:
     components: tuple[str, ...]  # the components on (or in audit/passive mode) in the current ring
     overrides: tuple[Override, ...] = ()
     ring_components: dict[str, dict[str, str]] = field(default_factory=dict)  # every ring's component states
+    # The last enable step of each ring's components: {"state", "at", "actor", "groups": [{group, outcome, ...}]}
+    ring_results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def phase(self) -> str:
@@ -163,6 +166,7 @@ def state(conn: sa.Connection) -> PlanState | None:
         stored.version, stored.document, stored.digest, plan, tuple(validate(plan)), status, tuple(sigs),
         ring, on, overrides(conn),
         {r.value: {c.value: v.value for c, v in row.items()} for r, row in table.items()},
+        get_setting(conn, RING_RESULTS_KEY, {}),
     )
 
 
@@ -372,46 +376,6 @@ def promote(conn: sa.Connection, actor: str, now: datetime, override_reason: str
                               before={"ring": st.ring.value}, after={"ring": nxt.value, "plan_version": st.version},
                               reason=override_reason.strip() if unmet and override_reason else None, source_ip=ip), now)
     return nxt
-
-
-def enable_next_component(conn: sa.Connection, actor: str, now: datetime, ip: str | None = None,
-                          ring: Ring | None = None, override_reason: str | None = None) -> rollout.Step:
-    """Step the next component of the adoption order for ``ring`` (the current ring by default).
-
-    Refused, with the reason, for a component not built yet, one an earlier ring has not reached, NGP leaving
-    passive mode while the plan lists an incumbent antivirus, or any ring but Evaluate before sign-off.
-    Beyond the first ring, the previous ring's exit criteria must be met (or an audited override given).
-    This records the ring's component state and audits it; pushing the component's policy to the ring's
-    device groups is not built yet (see docs/prepare.md, "Not yet").
-    """
-    st = state(conn)
-    if st is None:
-        raise PlanError("there is no plan; the adoption order comes from it")
-    ring = ring or st.ring
-    if ring is not Ring.EVALUATE and not st.gate_open:
-        raise GateClosed("the plan lacks sign-offs; rings beyond Evaluate need every SO stakeholder's signature")
-    stored = get_setting(conn, RING_COMPONENTS_KEY, {})
-    try:
-        step = rollout.next_step(st.plan, stored, ring, incumbent_in_use=st.plan.incumbent_av_in_use)
-    except rollout.RolloutRefused as e:
-        raise PlanError(str(e), field=e.field) from None
-    order = list(Ring)
-    unmet: list[Criterion] = []
-    if ring is not order[0]:
-        earlier = order[order.index(ring) - 1]
-        unmet = [c for c in ring_criteria(conn, st, now, earlier) if not c.met]
-        reason = (override_reason or "").strip()
-        if unmet and not reason:
-            raise PlanError(f"{step.component.value} waits for the {earlier.value} ring's exit criteria: "
-                            + "; ".join(f"{c.name} ({c.value}, target {c.target})" for c in unmet),
-                            field="override_reason")
-    set_setting(conn, RING_COMPONENTS_KEY, rollout.apply_step(stored, step), now)
-    audit.append(conn, Change(actor, "plan.component_enable_override" if unmet else "plan.component_enable",
-                              "component", step.component.value,
-                              before={"ring": ring.value, "state": step.before.value},
-                              after={"ring": ring.value, "state": step.after.value, "plan_version": st.version},
-                              reason=(override_reason or "").strip() or None if unmet else None, source_ip=ip), now)
-    return step
 
 
 def incumbent_devices(conn: sa.Connection, plan: Plan) -> dict[str, list[dict[str, str]]]:

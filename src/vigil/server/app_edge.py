@@ -22,6 +22,7 @@ HTTP_ERRORS: dict[type[app_errors.AppError], tuple[int, str]] = {
     app_errors.NotFound: (404, "not_found"),
     app_errors.Ambiguous: (409, "ambiguous"),
     app_errors.GateClosed: (409, "signoff_required"),
+    app_errors.Refused: (409, "plan_rejected"),
     app_errors.InvalidInput: (422, "invalid_request"),
     app_errors.NotConfigured: (503, "not_configured"),
 }

@@ -28,6 +28,7 @@ from vigil.app.ports import (
     LoggedAudit,
     NewSuppression,
     PlanGate,
+    RolloutPlan,
     SuppressionRecord,
     TagChange,
     UnitOfWork,
@@ -56,6 +57,7 @@ from vigil.store.hunt import SqlHuntRunner
 from vigil.store.schema import alerts, device_groups, devices
 from vigil.store.schema import users as users_table
 from vigil.store.sessions import close_user_sessions
+from vigil.store.tenant import get_setting, set_setting
 
 # The server's signing path (server/actions.py) given a connection: the store records, the server signs.
 ActionIssuerFn = Callable[[sa.Connection, ActionRequest, AuditRecord, datetime], MachineAction]
@@ -197,6 +199,37 @@ class SqlPlan:
         status = signoff_status(plan, stored.version, stored.digest, sigs)
         rings = {ring: group for ring in Ring if (group := plan.ring_group(ring)) is not None}
         return PlanGate(stored.version, not status.missing, status.missing, rings)
+
+    # The plan's state and criteria are read by vigil.deploy.plan (it imports this package): imported late.
+    def rollout(self) -> RolloutPlan | None:
+        from vigil.deploy import plan as deployment
+
+        st = deployment.state(self._c)
+        if st is None:
+            return None
+        groups = {ring: device_store.stored_group_name(self._c, name) for ring in Ring
+                  if (name := st.plan.ring_group(ring)) is not None}
+        stored = get_setting(self._c, deployment.RING_COMPONENTS_KEY, {})
+        return RolloutPlan(st.version, st.plan, st.gate_open, st.ring, stored if isinstance(stored, dict) else {},
+                           groups)
+
+    def unmet_criteria(self, ring: Ring, now: datetime) -> tuple[str, ...]:
+        from vigil.deploy import plan as deployment
+
+        st = deployment.state(self._c)
+        if st is None:
+            return ()
+        return tuple(f"{c.name} ({c.value}, target {c.target})"
+                     for c in deployment.ring_criteria(self._c, st, now, ring) if not c.met)
+
+    def save_rollout(self, ring: Ring, component: str, state: str, result: dict[str, Any], now: datetime) -> None:
+        from vigil.deploy import plan as deployment
+
+        for key, value in ((deployment.RING_COMPONENTS_KEY, state), (deployment.RING_RESULTS_KEY, result)):
+            stored = get_setting(self._c, key, {})
+            table = {r: dict(v) for r, v in stored.items()} if isinstance(stored, dict) else {}
+            table.setdefault(ring.value, {})[component] = value
+            set_setting(self._c, key, table, now)
 
 
 class SqlActions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,22 @@ def test_prepare_without_a_server_then_setup_applies_the_signed_plan(offline: Pa
             assert actions >= {"plan.import", "plan.apply"}
     finally:
         engine.dispose()
+
+    # Onboard: the CLI enables the Evaluate ring's components in the plan's order, through the same service.
+    data = ("--data-dir", str(server_dir))
+    step = json.loads(vigil("plan", "enable-next", *data, "--ring", "Evaluate", "--output", "json"))
+    assert (step["component"], step["state"], step["groups"][0]["outcome"]) == ("TVM", "on", "nothing to push")
+    step = json.loads(vigil("plan", "enable-next", *data, "--ring", "Evaluate", "--output", "json"))
+    assert (step["component"], step["before"], step["state"]) == ("NGP", "off", "audit")
+    assert step["groups"] == [{"group": "Ring – Evaluate", "outcome": "applied", "detail": "antivirus mode passive",
+                               "devicesUpdated": 0}]
+    out = vigil("plan", "enable-next", *data, "--ring", "Evaluate")
+    assert "NGP in the Evaluate ring: audit → on." in out and "Ring – Evaluate: applied — antivirus mode block" in out
+    r = runner.invoke(app, ["plan", "enable-next", *data, "--ring", "Full"])
+    assert getattr(r.exception, "exit_code", None) == 5, r.output  # main() exits with it: a plan refusal
+    assert "TVM must reach on in the Pilot ring first" in str(r.exception)
+    shown = json.loads(vigil("av", "policy", "show", *data, "--output", "json"))
+    assert shown["groups"] == {"Ring – Evaluate": {"mode": "block"}} and "mode" not in shown["global"]
 
 
 def test_a_hand_edit_voids_signatures_and_a_forged_one_is_refused(offline: Path, tmp_path: Path) -> None:

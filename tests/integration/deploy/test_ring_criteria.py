@@ -130,30 +130,42 @@ def test_the_migration_view_lists_devices_still_running_the_incumbent_per_ring(c
 
 
 def test_a_component_moves_to_the_next_ring_only_when_the_previous_ring_meets_its_criteria(
-        conn: sa.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dataclasses
-
-    from vigil.core.plan import COMPONENTS, Component
+        db_url: str, tmp_path: Path) -> None:
+    from vigil.app import rollout
+    from vigil.app.errors import Refused
+    from vigil.app.principal import local_cli
+    from vigil.app.stores import sql_store
+    from vigil.core.clock import FixedClock
     from vigil.store import audit, plans
 
-    # NGP built or not: this is about the gating, not about which components exist.
-    monkeypatch.setitem(COMPONENTS, Component.NGP, dataclasses.replace(COMPONENTS[Component.NGP], built=True))
-    d = complete()
-    d["rings"][0]["target_devices"] = 1
-    d["adoption"] = [a for a in d["adoption"] if a["component"] in ("EDR", "NGP", "MTE")]
-    st, _ = deployment.save(conn, yaml.safe_dump(d, sort_keys=False, allow_unicode=True), "test", NOW)
-    for email in st.signoffs.required:
-        plans.record_signoff(conn, st.version, st.digest, email, email, NOW)
-    seed(conn, "eval-1", "Ring – Evaluate", seen=timedelta(days=3))  # not reporting: criteria unmet
-    step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.EVALUATE)
-    assert (step.component.value, step.after.value) == ("NGP", "audit")
-    waits = "NGP waits for the Evaluate ring's exit criteria: Devices reporting"
-    with pytest.raises(deployment.PlanError, match=waits):
-        deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT)
-    step = deployment.enable_next_component(conn, "test", NOW, ring=Ring.PILOT, override_reason="lab checked by hand")
-    assert step.after.value == "audit"
-    st2 = deployment.state(conn)
-    assert st2 is not None
-    assert st2.ring_components["Pilot"]["NGP"] == "audit" and st2.ring_components["Full"]["NGP"] == "off"
-    assert [(o.action, o.reason) for o in st2.overrides] == [("plan.component_enable_override", "lab checked by hand")]
-    assert audit.entries(conn, action="plan.component_enable")[0][0].after["ring"] == "Evaluate"
+    engine = db.make_engine(db_url or f"sqlite:///{tmp_path / 'rollout.db'}")
+    db.upgrade(engine)
+    try:
+        d = complete()
+        d["rings"][0]["target_devices"] = 1
+        d["adoption"] = [a for a in d["adoption"] if a["component"] in ("EDR", "NGP", "MTE")]
+        with engine.begin() as c:
+            ensure_default_group(c, NOW)
+            st, _ = deployment.save(c, yaml.safe_dump(d, sort_keys=False, allow_unicode=True), "test", NOW)
+            deployment.apply(c, "test", NOW)
+            for email in st.signoffs.required:
+                plans.record_signoff(c, st.version, st.digest, email, email, NOW)
+            # The ring is empty, so its criteria are unmet (and no device needs the signer this store lacks).
+        store, clock, who = sql_store(engine), FixedClock(NOW), local_cli("test@host")
+        step = rollout.enable_next(store, clock, who, Ring.EVALUATE)
+        assert (step.step.component.value, step.state.value, step.groups[0].devices_updated) == ("NGP", "audit", 0)
+        waits = r"NGP waits for the Evaluate ring's exit criteria: Target devices \(0 enrolled, 0 healthy, target 1 "
+        with pytest.raises(Refused, match=waits):
+            rollout.enable_next(store, clock, who, Ring.PILOT)
+        step = rollout.enable_next(store, clock, who, Ring.PILOT, override_reason="lab checked by hand")
+        assert step.state.value == "audit" and step.overridden
+        with engine.connect() as c:
+            st2 = deployment.state(c)
+            assert st2 is not None
+            assert st2.ring_components["Pilot"]["NGP"] == "audit" and st2.ring_components["Full"]["NGP"] == "off"
+            assert st2.ring_results["Pilot"]["NGP"]["groups"][0]["group"] == "Ring – Pilot"
+            assert [(o.action, o.reason) for o in st2.overrides] == [
+                ("plan.component_enable_override", "lab checked by hand")]
+            assert audit.entries(c, action="plan.component_enable")[0][0].after["ring"] == "Evaluate"
+    finally:
+        engine.dispose()

@@ -117,11 +117,11 @@ def test_apply_is_idempotent_and_rings_need_criteria_or_an_override(sqlite_serve
         assert c.get("/api/audit", params={"action": "ring.promote_override"}).json()["value"][0]["reason"]
         assert ("ring.promote_override", "Lab ring validated by hand") in {
             (o["action"], o["reason"]) for o in c.get("/api/plan").json()["overrides"]}
-        # Each ring has its own component state; TVM comes next but is not built, so it cannot be enabled.
+        # Each ring has its own component state; TVM comes next, and a ring follows the one before it.
         st = c.get("/api/plan").json()
         assert st["ringComponents"]["Pilot"]["EDR"] == "on" and st["ringComponents"]["Pilot"]["TVM"] == "off"
         assert st["componentsEnabled"] == ["EDR"]
         r = c.post("/api/plan/components/next", json={"ring": "Pilot"})
-        assert r.status_code == 409 and "TVM (Threat and vulnerability management) is next" in r.json()["detail"]
-        assert "not built in Vigil yet" in r.json()["detail"]
+        assert r.status_code == 409 and r.json()["error"] == "plan_rejected"
+        assert r.json()["detail"] == "TVM must reach on in the Evaluate ring first" and r.json()["field"] == "ring"
         assert c.post("/api/plan/components/next", json={"ring": "Nowhere"}).status_code == 422

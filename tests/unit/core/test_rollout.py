@@ -17,7 +17,8 @@ def plan_without(*removed: str) -> Plan:
     return plan_from_dict(d)
 
 
-def test_edr_is_on_everywhere_and_an_unbuilt_component_cannot_be_enabled() -> None:
+def test_edr_is_on_everywhere_and_an_unbuilt_component_cannot_be_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(COMPONENTS, Component.TVM, dataclasses.replace(COMPONENTS[Component.TVM], built=False))
     plan = plan_without()
     table = states(plan, {})
     assert all(row[Component.EDR] is ComponentState.ON for row in table.values())
@@ -26,16 +27,13 @@ def test_edr_is_on_everywhere_and_an_unbuilt_component_cannot_be_enabled() -> No
         next_step(plan, {}, Ring.EVALUATE)
 
 
-def test_a_plan_of_built_components_only_is_done_at_once() -> None:
+def test_a_plan_of_edr_only_is_done_at_once() -> None:
     plan = plan_without("TVM", "NGP", "ASR", "AIR")
     with pytest.raises(RolloutRefused, match="every component of the plan is on in the Evaluate ring"):
         next_step(plan, {}, Ring.EVALUATE)
 
 
-def test_audit_first_then_on_ring_by_ring_and_ngp_stays_passive_next_to_an_incumbent(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # As NGP will be once built: the rules below are about the states, not about which components exist.
-    monkeypatch.setitem(COMPONENTS, Component.NGP, dataclasses.replace(COMPONENTS[Component.NGP], built=True))
+def test_audit_first_then_on_ring_by_ring_and_ngp_stays_passive_next_to_an_incumbent() -> None:
     plan = plan_without("TVM", "ASR", "AIR")
     stored: dict[str, dict[str, str]] = {}
     with pytest.raises(RolloutRefused, match="NGP must reach audit in the Evaluate ring first"):
@@ -54,6 +52,24 @@ def test_audit_first_then_on_ring_by_ring_and_ngp_stays_passive_next_to_an_incum
         next_step(plan, stored, Ring.EVALUATE, incumbent_in_use=True)
     on = next_step(plan, stored, Ring.EVALUATE)
     assert on.after is ComponentState.ON
+
+
+def test_every_ranked_component_of_the_template_is_built() -> None:
+    # TVM (inventory, exposure scores), NGP (the antivirus), ASR (rules, indicators), AIR: each can be enabled.
+    assert [c for c, i in COMPONENTS.items() if i.recommended_rank is not None and not i.built] == []
+    plan = plan_without()
+    stored: dict[str, dict[str, str]] = {}
+    seen = []
+    while True:
+        try:
+            step = next_step(plan, stored, Ring.EVALUATE)
+        except RolloutRefused as e:
+            assert "every component of the plan is on" in str(e)
+            break
+        seen.append((step.component.value, step.after.value))
+        stored = apply_step(stored, step)
+    assert seen == [("TVM", "on"), ("NGP", "audit"), ("NGP", "on"), ("ASR", "audit"), ("ASR", "on"),
+                    ("AIR", "audit"), ("AIR", "on")]
 
 
 def test_the_plan_records_the_incumbent_and_its_removal() -> None:

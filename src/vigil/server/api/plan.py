@@ -10,11 +10,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
+from vigil.app import rollout
 from vigil.core.plan import PlanFormatError, Ring
 from vigil.core.rbac import Permission
 from vigil.deploy import plan as deployment
 from vigil.deploy import plan_file
 from vigil.deploy.plan_export import plan_html, plan_markdown
+from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.auth import Principal, client_ip, requires, services, signed_in
 from vigil.server.errors import APIError
@@ -60,6 +62,7 @@ def state_json(request: Request) -> dict[str, Any]:
         "ringCriteria": [{**asdict(c), "failing": list(c.failing) if devices_visible else []} for c in criteria],
         "deviceDataHidden": not devices_visible,
         "ringComponents": st.ring_components,
+        "ringComponentResults": st.ring_results,  # each ring's last enable step per component, per device group
         # The migration view: devices still running the incumbent antivirus/EDR, per ring (counts for stakeholders).
         "incumbentDevices": {r: (v if devices_visible else []) for r, v in migration.items()},
         "incumbentDeviceCounts": {r: len(v) for r, v in migration.items()},
@@ -210,21 +213,21 @@ class NextComponentBody(BaseModel):
     override_reason: str | None = Field(default=None, max_length=1000)  # past the previous ring's criteria
 
 
+def enable_next(request: Request, ring: Ring | None, override_reason: str | None) -> dict[str, Any]:
+    """Through vigil.app.rollout: the gates, the component's policy pushed to the ring's device groups, audited."""
+    with edge.translated():
+        done = rollout.enable_next(edge.store(request), services(request).clock, edge.principal(request), ring,
+                                   override_reason)
+    st = state_json(request)
+    return {**done.as_json(), "ringComponents": st.get("ringComponents", {}),
+            "componentsEnabled": st.get("componentsEnabled", [])}
+
+
 @router.post("/plan/components/next")
 def next_component(request: Request, body: NextComponentBody | None = None,
-                   who: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
-    """Step the ring's next component (Audit/passive first, then on); refused for a component not built yet."""
-    if body is not None and body.override_reason and not who.is_admin:
-        raise APIError(403, "forbidden", "only an administrator may override exit criteria", field="override_reason")
-    svc = services(request)
-    try:
-        with svc.engine.begin() as conn:
-            step = deployment.enable_next_component(conn, who.user.username, svc.clock.now(), client_ip(request),
-                                                    ring=body.ring if body else None,
-                                                    override_reason=body.override_reason if body else None)
-            st = deployment.state(conn)
-    except deployment.PlanError as e:
-        raise _error(e) from None
-    assert st is not None
-    return {"ring": step.ring.value, "component": step.component.value, "state": step.after.value,
-            "ringComponents": st.ring_components, "componentsEnabled": list(st.components)}
+                   _: Principal = requires(Permission.MANAGE_PORTAL_SETTINGS)) -> dict[str, Any]:
+    """Step the ring's next component (Audit/passive first, then on) and push its policy to the ring's device
+    groups; each group's outcome is in ``groups`` (``failed`` with the error). Refused for a component not built
+    yet, out of the adoption order, or past the previous ring's unmet criteria without an administrator's reason.
+    """
+    return enable_next(request, body.ring if body else None, body.override_reason if body else None)
