@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from vigil.app.errors import InvalidInput, NotFound
+from vigil.app.paging import Page, PageRequest
 from vigil.app.ports import AlertNote, AlertQuery, AlertRecord, AlertUpdate, AuditRecord, Store
 from vigil.app.principal import Principal
 from vigil.core.alerts import AlertStatus, Classification, Determination
@@ -44,6 +45,23 @@ def list_alerts(
     q = AlertQuery(machine_id, status, severity, incident_id, clock.now() - QUEUE_WINDOW, limit)
     with store.begin() as uow:
         return list(uow.alerts.query(q, who.device_group_ids))
+
+
+ALERT_SORTS = ("lastActivity", "severity", "title", "status", "events", "created")
+
+
+def page_alerts(
+    store: Store, clock: Clock, who: Principal, req: PageRequest, *, machine_id: str | None = None,
+    status: str | None = None, severity: str | None = None,
+) -> Page[AlertRecord]:
+    """One page of the caller's queue (the last 30 days), paged, sorted and searched by the store."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    _one_of(status, AlertStatus, "status")
+    _one_of(severity, Severity, "severity")
+    req = req.checked(ALERT_SORTS)
+    q = AlertQuery(machine_id, status, severity, None, clock.now() - QUEUE_WINDOW)
+    with store.begin() as uow:
+        return uow.alerts.page(q, who.device_group_ids, req)
 
 
 def get_alert(store: Store, clock: Clock, who: Principal, alert_id: str) -> Alert:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from vigil.app.paging import Page, PageRequest
 from vigil.app.ports import LoggedAudit, Store
 from vigil.app.principal import Principal
 from vigil.core.audit import ChainReport
@@ -18,6 +19,17 @@ def recent(store: Store, who: Principal, action: str | None = None, limit: int =
     who.require(READ)
     with store.begin() as uow:
         return list(uow.audit.log(action or None, limit))
+
+
+AUDIT_SORTS = ("seq", "actor", "action")
+
+
+def page_log(store: Store, who: Principal, req: PageRequest, action: str | None = None) -> Page[LoggedAudit]:
+    """One page of the log, paged, sorted and searched by the store (every entry kept, not the newest few)."""
+    who.require(READ)
+    req = req.checked(AUDIT_SORTS)
+    with store.begin() as uow:
+        return uow.audit.page(action or None, req)
 
 
 def verify(store: Store, who: Principal) -> ChainReport:

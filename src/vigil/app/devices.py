@@ -9,6 +9,7 @@ from typing import Any
 
 from vigil.app import asr as asr_service
 from vigil.app.errors import Ambiguous, InvalidInput, NotFound
+from vigil.app.paging import Page, PageRequest
 from vigil.app.ports import AuditRecord, DeviceRecord, Store, UnitOfWork
 from vigil.app.principal import Principal
 from vigil.core.clock import Clock
@@ -52,6 +53,19 @@ def list_devices(store: Store, clock: Clock, who: Principal) -> list[Device]:
     now = clock.now()
     with store.begin() as uow:
         return [_device(d, now) for d in uow.devices.in_groups(who.device_group_ids)]
+
+
+DEVICE_SORTS = ("name", "lastSeen", "group", "firstSeen")
+
+
+def page_devices(store: Store, clock: Clock, who: Principal, req: PageRequest) -> Page[Device]:
+    """One page of the caller's devices, paged, sorted and searched by the store."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    req = req.checked(DEVICE_SORTS)
+    now = clock.now()
+    with store.begin() as uow:
+        found = uow.devices.page(who.device_group_ids, req)
+    return Page(tuple(_device(d, now) for d in found.rows), found.total)
 
 
 def get_device(store: Store, clock: Clock, who: Principal, device_id: str) -> Device:

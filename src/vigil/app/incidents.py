@@ -12,12 +12,14 @@ from datetime import datetime
 
 from vigil.app.alerts import QUEUE_WINDOW
 from vigil.app.errors import InvalidInput, NotFound
+from vigil.app.paging import Page, PageRequest
 from vigil.app.ports import AlertQuery, AlertRecord, AuditRecord, IncidentRecord, IncidentUpdate, Store, UnitOfWork
 from vigil.app.principal import Principal
 from vigil.core.alerts import Classification, Determination
 from vigil.core.clock import Clock
 from vigil.core.incidents import IncidentStatus, entities_of
 from vigil.core.rbac import Permission
+from vigil.core.severity import Severity
 from vigil.store.errors import InvalidChange
 
 _FIELDS = ("status", "assigned_to", "classification", "determination")
@@ -62,6 +64,26 @@ def list_incidents(store: Store, clock: Clock, who: Principal, status: str | Non
     now = clock.now()
     with store.begin() as uow:
         return [_view(uow, who, r, now, False) for r in uow.incidents.listing(status, who.device_group_ids)]
+
+
+INCIDENT_SORTS = ("lastActivity", "severity", "name", "status", "created")
+
+
+def page_incidents(
+    store: Store, clock: Clock, who: Principal, req: PageRequest, status: str | None = None,
+    severity: str | None = None,
+) -> Page[Incident]:
+    """One page of the caller's incidents, paged, sorted and searched by the store; only that page is viewed."""
+    who.require(Permission.VIEW_DATA_SECOPS)
+    if status is not None and status not in {s.value for s in IncidentStatus}:
+        raise InvalidInput(f"status: use one of {', '.join(s.value for s in IncidentStatus)}", field="status")
+    if severity is not None and severity not in {s.value for s in Severity}:
+        raise InvalidInput(f"severity: use one of {', '.join(s.value for s in Severity)}", field="severity")
+    req = req.checked(INCIDENT_SORTS)
+    now = clock.now()
+    with store.begin() as uow:
+        found = uow.incidents.page(status, severity, who.device_group_ids, req)
+        return Page(tuple(_view(uow, who, r, now, False) for r in found.rows), found.total)
 
 
 def get_incident(store: Store, clock: Clock, who: Principal, incident_id: int) -> Incident:

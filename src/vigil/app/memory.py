@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from vigil.app.paging import Page, PageRequest, in_memory
 from vigil.app.ports import (
     ActionRequest,
     AlertNote,
@@ -52,6 +53,8 @@ from vigil.core.plan import Ring
 from vigil.core.rbac import Permission
 from vigil.core.suppression import parse_conditions
 from vigil.store.errors import InvalidChange, NotFound
+
+SEVERITY_RANK = {"Informational": 0, "Low": 1, "Medium": 2, "High": 3}
 
 
 @dataclass
@@ -98,6 +101,13 @@ class _Devices:
 
     def get(self, device_id: str) -> DeviceRecord | None:
         return self._s.devices.get(device_id)
+
+    def page(self, group_ids: frozenset[int] | None, req: PageRequest) -> Page[DeviceRecord]:
+        return in_memory(self.in_groups(group_ids), req, {
+            "name": lambda d: d.computer_dns_name.lower(), "lastSeen": lambda d: d.last_seen,
+            "group": lambda d: d.group_name.lower(), "firstSeen": lambda d: d.first_seen,
+        }, lambda d: (d.computer_dns_name, d.id, d.last_ip, d.last_external_ip, d.group_name, d.os_platform, *d.tags),
+            lambda d: d.id)
 
     def find(self, ref: str) -> list[DeviceRecord]:
         return [
@@ -156,6 +166,15 @@ class _Audit:
 
     def chain(self) -> Iterator[LoggedAudit]:
         return iter(list(self._s.audit_log))
+
+    def page(self, action: str | None, req: PageRequest) -> Page[LoggedAudit]:
+        def e(r: LoggedAudit) -> AuditEntry:
+            return r.entry
+
+        return in_memory(self.log(action), req, {
+            "seq": lambda r: e(r).seq, "actor": lambda r: e(r).actor.lower(), "action": lambda r: e(r).action,
+        }, lambda r: (e(r).actor, e(r).source_ip, e(r).action, e(r).target_type, e(r).target_id, e(r).reason),
+            lambda r: e(r).seq)
 
     def verify(self) -> ChainReport:
         return verify_chain(((e.entry, e.hash) for e in self._s.audit_log), anchor=GENESIS)
@@ -309,6 +328,15 @@ class _Alerts:
         ]
         return sorted(rows, key=lambda a: a.alert_creation_time, reverse=True)[: q.limit]
 
+    def page(self, q: AlertQuery, group_ids: frozenset[int] | None, req: PageRequest) -> Page[AlertRecord]:
+        names = {d.id: d.computer_dns_name for d in self._s.devices.values()}
+        return in_memory(self.query(replace(q, limit=len(self._s.alerts)), group_ids), req, {
+            "lastActivity": lambda a: a.last_event_time, "severity": lambda a: SEVERITY_RANK.get(a.severity, -1),
+            "title": lambda a: a.title.lower(), "status": lambda a: a.status, "events": lambda a: a.event_count,
+            "created": lambda a: a.alert_creation_time,
+        }, lambda a: (a.title, a.id, a.category, a.account_name, a.assigned_to, *a.mitre_techniques, a.machine_id,
+                      names.get(a.machine_id or "")), lambda a: a.id)
+
     def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None:
         a = self._s.alerts.get(alert_id)
         return a if a is not None and self._seen(a, group_ids) else None
@@ -354,6 +382,17 @@ class _Incidents:
                 if i.status != IncidentStatus.REDIRECTED.value and (status is None or i.status == status)
                 and self._seen(i.id, group_ids)]
         return sorted(rows, key=lambda i: i.last_activity, reverse=True)[:limit]
+
+    def page(self, status: str | None, severity: str | None, group_ids: frozenset[int] | None,
+             req: PageRequest) -> Page[IncidentRecord]:
+        names = {d.id: d.computer_dns_name for d in self._s.devices.values()}
+        rows = [i for i in self.listing(status, group_ids, len(self._s.incidents))
+                if severity is None or i.severity == severity]
+        return in_memory(rows, req, {
+            "lastActivity": lambda i: i.last_activity, "severity": lambda i: SEVERITY_RANK.get(i.severity, -1),
+            "name": lambda i: i.name.lower(), "status": lambda i: i.status, "created": lambda i: i.created_time,
+        }, lambda i: (i.name, i.id, i.assigned_to, *i.device_ids, *(names.get(d) for d in i.device_ids)),
+            lambda i: i.id)
 
     def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None:
         i = self._s.incidents.get(incident_id)

@@ -21,6 +21,7 @@ from vigil.core.rbac import Permission
 
 if TYPE_CHECKING:
     from vigil.app.hunting import HuntRunner
+    from vigil.app.paging import Page, PageRequest
 
 @dataclass(frozen=True)
 class DeviceRecord:
@@ -251,6 +252,11 @@ class DeviceRepository(Protocol):
 
     def get(self, device_id: str) -> DeviceRecord | None: ...
 
+    def page(self, group_ids: frozenset[int] | None, req: PageRequest) -> Page[DeviceRecord]:
+        """One page of the devices in ``group_ids`` (all when None): sorts name, lastSeen, group, firstSeen; the
+        words searched in name, id, addresses, group, OS platform and tags."""
+        ...
+
     def find(self, ref: str) -> Sequence[DeviceRecord]:
         """Devices whose id or host name is ``ref`` (an id prefix of 8+ characters also matches)."""
         ...
@@ -280,6 +286,11 @@ class AuditRepository(Protocol):
 
     def log(self, action: str | None = None, limit: int | None = None) -> Sequence[LoggedAudit]:
         """The log newest first, with sequence numbers, times and hashes."""
+        ...
+
+    def page(self, action: str | None, req: PageRequest) -> Page[LoggedAudit]:
+        """One page of the log (sorts seq, actor, action); words searched in actor, address, action, target and
+        reason."""
         ...
 
     def chain(self) -> Iterator[LoggedAudit]:
@@ -336,6 +347,11 @@ class AlertRepository(Protocol):
         """Alerts newest first, only on devices in ``group_ids`` unless it is None."""
         ...
 
+    def page(self, q: AlertQuery, group_ids: frozenset[int] | None, req: PageRequest) -> Page[AlertRecord]:
+        """One page of ``q``'s alerts (its limit unused): sorts lastActivity, severity, title, status, events,
+        created; words searched in title, id, category, account, assignee, techniques, device id and name."""
+        ...
+
     def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None: ...
 
     def notes(self, alert_id: str) -> Sequence[AlertNote]:
@@ -354,6 +370,12 @@ class IncidentRepository(Protocol):
         self, status: str | None, group_ids: frozenset[int] | None, limit: int = 1000
     ) -> Sequence[IncidentRecord]:
         """Incidents newest activity first, Redirected (merged) ones left out."""
+        ...
+
+    def page(self, status: str | None, severity: str | None, group_ids: frozenset[int] | None,
+             req: PageRequest) -> Page[IncidentRecord]:
+        """One page of the incidents (Redirected left out): sorts lastActivity, severity, name, status, created;
+        words searched in name, id, assignee and the ids and names of its devices."""
         ...
 
     def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None: ...

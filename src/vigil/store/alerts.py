@@ -161,6 +161,16 @@ def list_alerts(
     scope: sa.ColumnElement[bool] | None = None,
 ) -> list[sa.Row[Any]]:
     """``scope`` limits the result to the caller's device groups (see vigil.server.scope)."""
+    q = alert_query(machine_id=machine_id, status=status, severity=severity, since=since, incident_id=incident_id,
+                    scope=scope)
+    return list(conn.execute(q.order_by(alerts.c.alert_creation_time.desc()).limit(limit)))
+
+
+def alert_query(
+    *, machine_id: str | None = None, status: str | None = None, severity: str | None = None,
+    since: datetime | None = None, incident_id: int | None = None, scope: sa.ColumnElement[bool] | None = None,
+) -> sa.Select[Any]:
+    """The alerts the queue shows (suppressed ones hidden), filtered; unordered, for a caller to order and page."""
     q = sa.select(alerts).where(alerts.c.hidden.is_(False))
     if scope is not None:
         q = q.where(scope)
@@ -174,7 +184,7 @@ def list_alerts(
         q = q.where(alerts.c.severity == severity)
     if since:
         q = q.where(alerts.c.alert_creation_time >= since)
-    return list(conn.execute(q.order_by(alerts.c.alert_creation_time.desc()).limit(limit)))
+    return q
 
 
 def get_alert(conn: sa.Connection, alert_id: str, scope: sa.ColumnElement[bool] | None = None) -> sa.Row[Any] | None:

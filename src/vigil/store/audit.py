@@ -68,6 +68,11 @@ def _entry(row: Any) -> AuditEntry:
     )
 
 
+def entry_of(row: Any) -> AuditEntry:
+    """An audit_log row as the entry it records."""
+    return _entry(row)
+
+
 def entries(
     conn: sa.Connection, *, since: datetime | None = None, action: str | None = None, limit: int | None = None,
     newest_first: bool = False,

@@ -153,6 +153,11 @@ def _visible(scope: sa.ColumnElement[bool] | None) -> sa.ColumnElement[bool]:
     return sa.exists().where(alerts.c.incident_id == incidents.c.id, scope)
 
 
+def visible(scope: sa.ColumnElement[bool] | None) -> sa.ColumnElement[bool]:
+    """Incidents with at least one alert that ``scope`` lets through (all when it is None)."""
+    return _visible(scope)
+
+
 def get(conn: sa.Connection, incident_id: int, scope: sa.ColumnElement[bool] | None = None) -> sa.Row[Any] | None:
     return conn.execute(sa.select(incidents).where(incidents.c.id == incident_id, _visible(scope))).first()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 import yaml
 
+from vigil.app.paging import Page, PageRequest
 from vigil.app.ports import (
     ActionRequest,
     AlertNote,
@@ -44,7 +46,7 @@ from vigil.core.plan import Ring, plan_from_dict, signoff_status
 from vigil.core.rbac import BasicRole, Permission
 from vigil.core.suppression import SuppressionAction, SuppressionScope
 from vigil.store import alerts as alert_store
-from vigil.store import audit, plans, rbac, sessions, users
+from vigil.store import audit, paging, plans, rbac, sessions, users
 from vigil.store import av as av_store
 from vigil.store import devices as device_store
 from vigil.store import groups as group_store
@@ -54,7 +56,7 @@ from vigil.store import suppression as suppression_store
 from vigil.store import telemetry as telemetry_store
 from vigil.store.errors import NotConfiguredIssuer, NotFound
 from vigil.store.hunt import SqlHuntRunner
-from vigil.store.schema import alerts, device_groups, devices
+from vigil.store.schema import alerts, audit_log, device_groups, devices, incidents
 from vigil.store.schema import users as users_table
 from vigil.store.sessions import close_user_sessions
 from vigil.store.tenant import get_setting, set_setting
@@ -100,6 +102,11 @@ class SqlDevices:
     def get(self, device_id: str) -> DeviceRecord | None:
         row = self._c.execute(_WITH_GROUP.where(devices.c.id == device_id)).first()
         return _device(row) if row else None
+
+    def page(self, group_ids: frozenset[int] | None, req: PageRequest) -> Page[DeviceRecord]:
+        q = _WITH_GROUP if group_ids is None else _WITH_GROUP.where(devices.c.group_id.in_(sorted(group_ids)))
+        rows, total = paging.page_rows(self._c, q, req, paging.DEVICE_SORTS, paging.DEVICE_FIELDS, devices.c.id)
+        return Page(tuple(_device(r) for r in rows), total)
 
     def find(self, ref: str) -> list[DeviceRecord]:
         ids = [r.id for r in device_store.find_devices(self._c, ref)]
@@ -151,6 +158,11 @@ class SqlAudit:
 
     def log(self, action: str | None = None, limit: int | None = None) -> list[LoggedAudit]:
         return [LoggedAudit(e, h) for e, h in audit.entries(self._c, action=action, limit=limit, newest_first=True)]
+
+    def page(self, action: str | None, req: PageRequest) -> Page[LoggedAudit]:
+        q = sa.select(audit_log) if not action else sa.select(audit_log).where(audit_log.c.action == action)
+        rows, total = paging.page_rows(self._c, q, req, paging.AUDIT_SORTS, paging.AUDIT_FIELDS, audit_log.c.seq)
+        return Page(tuple(LoggedAudit(audit.entry_of(r), r.hash) for r in rows), total)
 
     def chain(self) -> Iterator[LoggedAudit]:
         return (LoggedAudit(e, h) for e, h in audit.iter_all(self._c))
@@ -326,6 +338,12 @@ class SqlAlerts:
         )
         return [_alert(r) for r in rows]
 
+    def page(self, q: AlertQuery, group_ids: frozenset[int] | None, req: PageRequest) -> Page[AlertRecord]:
+        rows, total = paging.page_rows(self._c, alert_store.alert_query(
+            machine_id=q.machine_id, status=q.status, severity=q.severity, since=q.since, incident_id=q.incident_id,
+            scope=_in_groups(group_ids)), req, paging.ALERT_SORTS, paging.ALERT_FIELDS, alerts.c.id)
+        return Page(tuple(_alert(r) for r in rows), total)
+
     def get(self, alert_id: str, group_ids: frozenset[int] | None) -> AlertRecord | None:
         row = alert_store.get_alert(self._c, alert_id, _in_groups(group_ids))
         return _alert(row) if row is not None else None
@@ -366,6 +384,14 @@ class SqlIncidents:
     ) -> list[IncidentRecord]:
         rows = incident_store.listing(self._c, status=status, limit=limit, scope=_in_groups(group_ids))
         return [_incident(r) for r in rows]
+
+    def page(self, status: str | None, severity: str | None, group_ids: frozenset[int] | None,
+             req: PageRequest) -> Page[IncidentRecord]:
+        q = paging.incident_query(status, severity).where(incident_store.visible(_in_groups(group_ids)))
+        q = paging.incident_search(q, req.words)
+        rows, total = paging.page_rows(self._c, q, replace(req, words=()), paging.INCIDENT_SORTS, (),
+                                       incidents.c.id)
+        return Page(tuple(_incident(r) for r in rows), total)
 
     def get(self, incident_id: int, group_ids: frozenset[int] | None) -> IncidentRecord | None:
         row = incident_store.get(self._c, incident_id, _in_groups(group_ids))

@@ -8,14 +8,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from vigil.app import alerts as app_alerts
 from vigil.core.alerts import AlertStatus, Classification, Determination
 from vigil.core.rbac import Permission
+from vigil.server import app_edge as edge
 from vigil.server.api import alerts as api_alerts
 from vigil.server.api import machines as api_machines
-from vigil.server.auth import CSRF_COOKIE, Principal
+from vigil.server.auth import CSRF_COOKIE, Principal, services
 from vigil.server.errors import APIError
 from vigil.server.portal import actions as portal_actions
-from vigil.server.portal.web import check_form_csrf, page, paginate, templates
+from vigil.server.portal.web import check_form_csrf, page, page_request, paging_of, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,15 +27,13 @@ def alerts_page(
     request: Request, status: str | None = None, severity: str | None = None,
     who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
-    rows = api_alerts.query_alerts(request, None, status or None, severity or None, 10_000)
+    """The queue, 50 a page: the store pages, sorts and searches (title, id, category, device, account, ...)."""
+    req = page_request(request, "lastActivity")
+    with edge.translated():
+        found = app_alerts.page_alerts(edge.store(request), services(request).clock, edge.principal(request), req,
+                                       status=status or None, severity=severity or None)
     names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
-    rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
-    pg, rows = paginate(request, rows, {
-        "lastActivity": lambda a: a.lastEventTime or "", "severity": lambda a: rank.get(a.severity, -1),
-        "title": lambda a: a.title.lower(), "status": lambda a: a.status, "events": lambda a: a.eventCount,
-    }, "lastActivity", lambda a: " ".join([a.title, a.id, a.category, names.get(a.machineId or "", ""),
-                                          a.machineId or (a.relatedUser.userName if a.relatedUser else ""),
-                                          *a.mitreTechniques, a.assignedTo or ""]))
+    pg, rows = paging_of(request, req, found.total), [api_alerts.alert_info(a) for a in found.rows]
     return templates.TemplateResponse(
         request, "alerts/list.html",
         {"alerts": rows, "names": names, "status": status, "severity": severity, "user": who.user, "pg": pg,

@@ -21,7 +21,7 @@ from vigil.server.api import machineidentity as api_identity
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, current_principal, services
 from vigil.server.errors import APIError
-from vigil.server.portal.web import check_form_csrf, page, paginate, refused, templates
+from vigil.server.portal.web import check_form_csrf, page, page_request, paging_of, refused, templates
 
 router = APIRouter(include_in_schema=False)
 DECIDE = Permission.MANAGE_PORTAL_SETTINGS  # as the API's accept and reject routes
@@ -29,12 +29,11 @@ DECIDE = Permission.MANAGE_PORTAL_SETTINGS  # as the API's accept and reject rou
 
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(request: Request, who: Principal = page(Permission.VIEW_DATA_SECOPS)) -> Response:
-    pg, machines = paginate(request, api_machines.list_machines(request), {
-        "name": lambda m: m.computerDnsName.lower(), "health": lambda m: m.healthStatus,
-        "lastSeen": lambda m: m.lastSeen or "", "group": lambda m: m.rbacGroupName or "",
-    }, "name", lambda m: " ".join(str(v or "") for v in (
-        m.computerDnsName, m.id, m.lastIpAddress, m.rbacGroupName, m.osPlatform, m.healthStatus, *m.machineTags)),
-        default_desc=False)
+    """The inventory, 50 a page: the store pages, sorts and searches (name, id, addresses, group, OS, tags)."""
+    req = page_request(request, "name", default_desc=False)
+    with edge.translated():
+        found = app_devices.page_devices(edge.store(request), services(request).clock, edge.principal(request), req)
+    pg, machines = paging_of(request, req, found.total), [api_machines.machine_of(d) for d in found.rows]
     return templates.TemplateResponse(request, "devices/list.html", {
         "machines": machines, "pg": pg, "q": request.query_params.get("q", ""), "user": who.user})
 

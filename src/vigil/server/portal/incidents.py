@@ -18,7 +18,7 @@ from vigil.server.api import incidents as api_incidents
 from vigil.server.api import machines as api_machines
 from vigil.server.auth import CSRF_COOKIE, Principal, services
 from vigil.server.errors import APIError
-from vigil.server.portal.web import check_form_csrf, page, paginate, refused, templates
+from vigil.server.portal.web import check_form_csrf, page, page_request, paging_of, refused, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,15 +27,15 @@ router = APIRouter(include_in_schema=False)
 def incidents_page(
     request: Request, status: str = "", severity: str = "", who: Principal = page(Permission.VIEW_DATA_SECOPS),
 ) -> Response:
+    """Incidents, 50 a page: the store pages, sorts and searches (name, id, assignee, device names)."""
+    req = page_request(request, "lastActivity")
+    try:
+        found = app_incidents.page_incidents(edge.store(request), services(request).clock, edge.principal(request),
+                                             req, status or None, severity or None)
+    except AppError as e:
+        return refused(request, who, e)
     names = {m.id: m.computerDnsName for m in api_machines.list_machines(request)}
-    rows = [i for i in api_incidents.list_incidents(request)
-            if (not status or i.status == status) and (not severity or i.severity == severity)]
-    rank = {"High": 3, "Medium": 2, "Low": 1, "Informational": 0}
-    pg, rows = paginate(request, rows, {
-        "lastActivity": lambda i: i.lastActivityTime or "", "severity": lambda i: rank.get(i.severity, -1),
-        "name": lambda i: i.incidentName.lower(), "status": lambda i: i.status,
-    }, "lastActivity", lambda i: " ".join([i.incidentName, str(i.incidentId), i.assignedTo or "",
-                                          *(names.get(d, d) for d in i.machineIds)]))
+    pg, rows = paging_of(request, req, found.total), [api_incidents.incident_info(i) for i in found.rows]
     return templates.TemplateResponse(
         request, "incidents/list.html",
         {"incidents": rows, "names": names, "user": who.user, "pg": pg, "status": status, "severity": severity,

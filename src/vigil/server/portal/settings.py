@@ -14,11 +14,9 @@ from vigil.server import app_edge as edge
 from vigil.server.api._json import iso
 from vigil.server.api.onboarding import OnboardingBody, write_package
 from vigil.server.auth import CSRF_COOKIE, Principal
-from vigil.server.portal.web import check_form_csrf, page, paginate, refused, templates
+from vigil.server.portal.web import check_form_csrf, page, page_request, paging_of, refused, templates
 
 router = APIRouter(include_in_schema=False)
-# The newest entries the audit page pages through (older ones: the export or `vigil audit`).
-AUDIT_PAGES_HELD = 5_000
 
 
 @router.get("/onboarding", response_class=HTMLResponse)
@@ -51,14 +49,13 @@ def onboarding_submit(
 def audit_page(
     request: Request, action: str | None = None, who: Principal = page(Permission.MANAGE_PORTAL_SETTINGS)
 ) -> Response:
+    """The whole log, 50 a page: the store pages, sorts and searches (who, from, action, target, reason)."""
+    req = page_request(request, "seq")
     try:
-        found = app_audit.recent(edge.store(request), edge.principal(request), action or None, AUDIT_PAGES_HELD)
+        found = app_audit.page_log(edge.store(request), edge.principal(request), req, action or None)
     except AppError as e:
         return refused(request, who, e)
-    pg, rows = paginate(request, [e.entry for e in found], {
-        "seq": lambda r: r.seq, "actor": lambda r: r.actor, "action": lambda r: r.action,
-    }, "seq", lambda r: " ".join(str(v or "") for v in (r.actor, r.source_ip, r.action, r.target_type, r.target_id,
-                                                        r.reason)))
+    pg, rows = paging_of(request, req, found.total), [e.entry for e in found.rows]
     return templates.TemplateResponse(request, "settings/audit.html", {
         "rows": rows, "pg": pg, "q": request.query_params.get("q", ""), "action": action or "", "user": who.user,
         "iso": iso})

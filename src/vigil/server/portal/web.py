@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from vigil.app.errors import AppError
+from vigil.app.paging import PageRequest, words_of
 from vigil.core.rbac import Permission
 from vigil.server import app_edge as edge
 from vigil.server.auth import CSRF_COOKIE, PERMISSION_ATTR, PUBLIC, SIGNED_IN, Principal, current_principal
@@ -107,6 +108,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("/alerts", "Alerts", Permission.VIEW_DATA_SECOPS),
     ("/hunting", "Hunting", Permission.VIEW_DATA_SECOPS),
     ("/investigations", "Investigations", Permission.VIEW_DATA_SECOPS),
+    ("/experts", "Experts", Permission.VIEW_DATA_SECOPS),
     ("/actioncenter", "Action center", Permission.VIEW_DATA_SECOPS),
     ("/content", "Rule content", Permission.VIEW_DATA_SECOPS),
     ("/asr", "ASR", Permission.VIEW_DATA_SECOPS),
@@ -222,6 +224,26 @@ class Paging:
         q = {**self.params, "page": str(self.page), "sort": self.sort, "desc": "1" if self.desc else "0"}
         q.update({k: ("1" if v is True else "0" if v is False else str(v)) for k, v in changes.items()})
         return "?" + urlencode({k: v for k, v in q.items() if v != ""})
+
+
+def page_request(request: Request, default: str, default_desc: bool = True) -> PageRequest:
+    """The list's page, sort and search words from the query string, for a list the store pages; the service
+    checks the sort key against its list's (a 422 naming ``sort``)."""
+    qp = request.query_params
+    try:
+        page_no = int(qp.get("page", "1"))
+    except ValueError:
+        raise APIError(422, "invalid_request", "page must be a whole number", field="page") from None
+    if page_no < 1:
+        raise APIError(422, "invalid_request", "page: a whole number from 1", field="page")
+    return PageRequest(sort=qp.get("sort", default), desc=qp.get("desc", "1" if default_desc else "0") == "1",
+                       page=page_no, size=PAGE_SIZE, words=words_of(qp.get("q", "")))
+
+
+def paging_of(request: Request, req: PageRequest, total: int) -> Paging:
+    """The pager and sort links of a page the store returned (layout/macros.html)."""
+    params = {k: v for k, v in request.query_params.items() if k not in ("page", "sort", "desc")}
+    return Paging(params, req.page, req.size, req.sort, req.desc, total)
 
 
 Row = TypeVar("Row")
