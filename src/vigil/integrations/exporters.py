@@ -11,6 +11,7 @@ acknowledgement at all, so it is best effort and says so; the file exporter fsyn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -326,3 +327,103 @@ class JsonFile:
 
     def close(self) -> None:
         pass
+
+
+@EXPORTERS.add("nats")
+class NatsJetStream:
+    """Each record a JetStream message on ``subject``, ``Nats-Msg-Id`` the record id, each one's PubAck awaited.
+
+    JetStream drops a resent id inside the stream's duplicate window (2 minutes by default), so a batch sent again
+    after a lost acknowledgement is stored once. With ``stream`` set, a limits stream of that name over the subject
+    is created when missing (never changed when present); without it, a stream over the subject must exist.
+    """
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("token", "password")
+    guaranteed: ClassVar[bool] = True
+    _window = 512  # publishes in flight at once
+
+    @staticmethod
+    def check(settings: Mapping[str, Any]) -> None:
+        url = _text(settings, "url")
+        for part in url.split(","):
+            parsed = urlparse(part.strip())
+            if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
+                raise BadSettings("url", f"not a nats:// or tls:// URL: {part.strip()!r}")
+        subject = _text(settings, "subject", "vigil.streaming")
+        if any(c in subject for c in " *>\t") or subject.startswith(".") or subject.endswith("."):
+            raise BadSettings("subject", f"a literal subject (no spaces or wildcards), not {subject!r}")
+        if "stream" in settings:
+            name = _text(settings, "stream")
+            if any(c in name for c in " .*>\t/\\"):
+                raise BadSettings("stream", f"a stream name (no spaces, dots or wildcards), not {name!r}")
+        for name in ("token", "user", "password"):
+            if name in settings:
+                _text(settings, name)
+        _number(settings, "timeout", 10, 0.1, 300)
+
+    def __init__(self, settings: Mapping[str, Any], ctx: Context) -> None:
+        import asyncio
+
+        self.ctx, self.url = ctx, str(settings["url"])
+        self.subject = str(settings.get("subject", "vigil.streaming"))
+        self.stream = settings.get("stream")
+        self.timeout = _number(settings, "timeout", 10, 0.1, 300)
+        self.auth = {k: settings[k] for k in ("token", "user", "password") if settings.get(k)}
+        self.loop = asyncio.new_event_loop()  # the destination's thread runs it, one batch at a time
+        self.nc: Any = None
+        self.js: Any = None
+
+    async def _connect(self) -> None:
+        import nats
+        from nats.js.api import StreamConfig
+        from nats.js.errors import NotFoundError
+
+        nc = await nats.connect(servers=[u.strip() for u in self.url.split(",")], connect_timeout=self.timeout,
+                                allow_reconnect=False, max_reconnect_attempts=0, **self.auth)
+        js = nc.jetstream(timeout=self.timeout)
+        if self.stream:
+            try:
+                await js.stream_info(self.stream)
+            except NotFoundError:
+                await js.add_stream(StreamConfig(name=self.stream, subjects=[self.subject]))
+        self.nc, self.js = nc, js
+
+    async def _send(self, records: Sequence[Record]) -> None:
+        import asyncio
+
+        if self.nc is None or self.nc.is_closed or not self.nc.is_connected:
+            await self._drop()
+            await self._connect()
+        for i in range(0, len(records), self._window):
+            chunk = records[i:i + self._window]
+            bodies = [json.dumps(r.streaming(self.ctx.tenant_id), separators=(",", ":")).encode() for r in chunk]
+            await asyncio.gather(*(self.js.publish(self.subject, body, timeout=self.timeout,
+                                                   headers={"Nats-Msg-Id": r.record_id})
+                                   for r, body in zip(chunk, bodies, strict=True)))
+
+    async def _drop(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.nc = self.js = None
+
+    def send(self, records: Sequence[Record]) -> None:
+        import nats.errors
+        import nats.js.errors
+
+        try:
+            self.loop.run_until_complete(_bounded(self._send(records), self.timeout * 4 + 5))
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as e:
+            self.loop.run_until_complete(self._drop())
+            what = getattr(e, "description", None) or str(e) or type(e).__name__
+            raise ExportFailed(f"NATS {self.url} subject {self.subject}: {what}") from None
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self._drop())
+        self.loop.close()
+
+
+async def _bounded(coro: Any, timeout: float) -> None:
+    import asyncio
+
+    await asyncio.wait_for(coro, timeout=timeout)
