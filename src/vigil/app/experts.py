@@ -8,7 +8,7 @@ no device groups of its own): the case, not the expert's role, opens its devices
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,8 @@ class Case:
     # The evidence the expert sees: the case's alerts (with their events) and investigations, on its devices only.
     alerts: tuple[AlertRecord, ...] = ()
     investigations: tuple[dict[str, Any], ...] = ()
+    # Whether the caller is of the case's expert group (and so may answer it while it is open).
+    expert: bool = False
 
 
 def _text(value: str | None, field: str, limit: int = MAX_TEXT) -> str:
@@ -148,7 +150,7 @@ def case(store: Store, clock: Clock, who: Principal, case_id: int) -> Case:
         found = repo.cases(case_id)
         if not found or not _visible(repo, uow, who, found[0], now):
             raise NotFound(f"no expert case with id {case_id}", field="id")
-        return _case(uow, repo, found[0], now, evidence=True)
+        return replace(_case(uow, repo, found[0], now, evidence=True), expert=_is_expert(repo, who, found[0], now))
 
 
 def answer(store: Store, clock: Clock, who: Principal, case_id: int, text: str,

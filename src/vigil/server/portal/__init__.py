@@ -24,6 +24,7 @@ from vigil.server.portal import (
     content,
     dashboard,
     devices,
+    experts,
     hunting,
     incidents,
     investigations,
@@ -48,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tvm.router,
     antivirus.router,
     investigations.router,
+    experts.router,
     hunting.router,
     search.router,
 )
