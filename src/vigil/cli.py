@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str, bool]] = {
     "setup": ("vigil.commands.server", "setup", False),
     "server": ("vigil.commands.server", "server", False),
     "up": ("vigil.commands.server", "up", False),
+    "worker": ("vigil.commands.worker", "worker", False),
     "onboarding-package": ("vigil.commands.server", "onboarding_package", False),
     "offboard": ("vigil.commands.server", "offboard", False),
     "devices": ("vigil.commands.devices", "app", True),

@@ -136,6 +136,23 @@ class Settings(BaseModel):
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
     mail_from: str = "vigil@localhost"
+    # Scale-out (docs/scale-out.md): NATS JetStream URL(s), comma-separated. Empty (the default): each batch is
+    # stored inside its request, as in one process. Set: the agent API publishes batches and `vigil worker` stores.
+    bus_url: str = ""
+    bus_stream: str = Field(default="VIGIL_TELEMETRY", pattern=r"^[A-Z][A-Z0-9_]{0,31}$")
+    # Batches published and not yet stored past which the agent API answers 429 + Retry-After (agents spool).
+    bus_max_backlog: int = Field(default=200_000, ge=1)
+    # How long a worker holds a batch before JetStream gives it to another worker (a crashed one never acks).
+    bus_ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("bus_url")
+    @classmethod
+    def _nats_urls(cls, v: str) -> str:
+        for url in (u.strip() for u in v.split(",") if u.strip()):
+            parts = urlsplit(url)
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a NATS URL (nats://host:4222 or tls://host:4222)")
+        return v
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -210,6 +227,8 @@ _ENV = {
     "VIGIL_LISTEN_PORT": "listen_port",
     "VIGIL_PUBLIC_URL": "public_url",
     "VIGIL_METRICS_TOKEN": "metrics_token",
+    "VIGIL_BUS_URL": "bus_url",
+    "VIGIL_BUS_STREAM": "bus_stream",
 }
 
 

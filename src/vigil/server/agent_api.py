@@ -11,11 +11,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from vigil.app import asr as asr_service
-from vigil.core.telemetry import validate_batch
+from vigil.bus import BusFull, BusUnavailable, PayloadTooLarge
+from vigil.core.telemetry import ValidatedBatch, validate_batch
 from vigil.server import app_edge as edge
 from vigil.server.agent_actions import pending_commands
 from vigil.server.auth import authenticated_device, client_ip, public, services
 from vigil.server.errors import APIError
+from vigil.server.ingest import rejection_summary
+from vigil.server.telemetry_bus import BatchEnvelope, BusLink
 from vigil.store import devices as device_store
 from vigil.wire import (
     ENROLL_PATH,
@@ -152,8 +155,9 @@ async def telemetry(request: Request, device_id: str = authenticated_device) -> 
     """
     svc = services(request)
     batch_id, events = _parse_batch(await _read_body(request))
+    received = svc.clock.now()
     try:
-        checked = validate_batch(events, device_id, svc.clock.now())
+        checked = validate_batch(events, device_id, received)
     except Exception as e:  # a validator bug: the same body would fail again, so not a 5xx to be resent forever
         log.error("batch %s of device %s could not be validated: %s", batch_id, device_id, _one_line(e))
         log.debug("validation failure of batch %s", batch_id, exc_info=True)
@@ -165,6 +169,10 @@ async def telemetry(request: Request, device_id: str = authenticated_device) -> 
         log.warning("batch %s of device %s refused: all %d rows invalid (first: %s: %s)",
                     batch_id, device_id, len(checked.rejected), first.where, first.reason)
         raise APIError(422, "invalid_batch", f"{first.where}: {first.reason}", field=first.where)
+    if svc.bus is not None:
+        published = await _publish(svc.bus, BatchEnvelope(device_id, batch_id, received, events), checked)
+        if published is not None:
+            return published
     try:
         # Storing is blocking I/O; keep it off the event loop.
         return await run_in_threadpool(svc.ingest.ingest, device_id, batch_id, checked.rows, checked.rejected)
@@ -172,6 +180,33 @@ async def telemetry(request: Request, device_id: str = authenticated_device) -> 
         log.error("batch %s of device %s could not be stored: %s", batch_id, device_id, _one_line(e))
         log.debug("storage failure of batch %s", batch_id, exc_info=True)
         raise APIError(503, "ingest_failed", "the server could not store this batch; send it again later") from None
+
+
+async def _publish(link: BusLink, envelope: BatchEnvelope, checked: ValidatedBatch) -> TelemetryAck | None:
+    """Hand the batch to the bus; the agent is answered only once JetStream holds it (then it deletes the batch).
+
+    None when the batch is over the bus's payload limit: the caller stores it in the request, as without a bus.
+    """
+    try:
+        bus = await link.bus()
+        published = await bus.publish(envelope.encode(), envelope.msg_id)
+    except BusFull as e:  # the workers are behind: the agent keeps the batch in its spool and comes back
+        log.warning("batch %s of device %s refused: %s", envelope.batch_id, envelope.device_id, e)
+        raise APIError(429, "ingest_busy", "the server is behind on storing telemetry; send this batch again later",
+                       headers={"Retry-After": _BUSY_RETRY}) from None
+    except BusUnavailable as e:
+        log.error("batch %s of device %s not published: %s", envelope.batch_id, envelope.device_id, e)
+        raise APIError(503, "ingest_failed", "the server could not store this batch; send it again later",
+                       headers={"Retry-After": _DOWN_RETRY}) from None
+    except PayloadTooLarge as e:
+        log.info("batch %s of device %s stored in the request: %s", envelope.batch_id, envelope.device_id, e)
+        return None
+    rows = sum(map(len, checked.rows.values()))
+    return TelemetryAck(batch_id=envelope.batch_id, accepted=rows, duplicate=published.duplicate,
+                        rejected=len(checked.rejected), rejections=rejection_summary(checked.rejected))
+
+
+_BUSY_RETRY, _DOWN_RETRY = "5", "10"  # seconds; the agent's uploader honours Retry-After
 
 
 @router.post(HEARTBEAT_PATH, response_model=HeartbeatResponse)

@@ -17,6 +17,7 @@ from vigil.core.passwords import PasswordPolicy
 from vigil.core.throttle import BackoffPolicy, SignInThrottle
 from vigil.server.ingest import IngestPipeline
 from vigil.server.password_strength import password_policy
+from vigil.server.telemetry_bus import BusLink
 
 
 class RateLimiter:
@@ -60,8 +61,11 @@ class Services:
     sign_in_throttle: SignInThrottle = field(init=False)
     password_policy: PasswordPolicy = field(init=False)
     mfa_policy: MfaPolicy = field(init=False)
+    # Set when settings.bus_url is: the agent API publishes batches to it instead of storing them itself.
+    bus: BusLink | None = field(init=False)
 
     def __post_init__(self) -> None:
+        self.bus = BusLink(self.settings) if self.settings.bus_url else None
         sec = self.settings.security
         self.sign_in_throttle = SignInThrottle(BackoffPolicy(
             free_failures=sec.sign_in_free_failures, max_seconds=float(sec.sign_in_max_backoff_seconds),
