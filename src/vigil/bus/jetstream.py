@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ class JetStreamBus:
 
     @classmethod
     async def connect(cls, url: str, stream: StreamSpec, publish_timeout: float = 5.0,
-                      connect_timeout: float = 5.0) -> JetStreamBus:
+                      connect_timeout: float = 3.0) -> JetStreamBus:
         """Connect to ``url`` (nats://host:port, several comma-separated) and create or update the stream."""
         async def disconnected() -> None:
             log.warning("NATS connection lost; reconnecting (publishes answer 503 until then)")
@@ -83,14 +84,14 @@ class JetStreamBus:
         async def error(e: Exception) -> None:
             log.warning("NATS: %s", e)
 
-        try:
-            nc = await nats.connect(
+        try:  # reconnects forever once connected; the first connect (which the same option makes endless) is bounded
+            nc = await asyncio.wait_for(nats.connect(
                 servers=[u.strip() for u in url.split(",") if u.strip()], connect_timeout=connect_timeout,
                 allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
-            )
+            ), timeout=connect_timeout)
         except (nats.errors.Error, OSError, TimeoutError) as e:
-            raise BusUnavailable(f"cannot connect to NATS at {url}: {e}") from None
+            raise BusUnavailable(f"cannot connect to NATS at {url}: {type(e).__name__} {e}".rstrip()) from None
         js = nc.jetstream(timeout=publish_timeout)
         config = StreamConfig(
             name=stream.name, subjects=[stream.subject], retention=RetentionPolicy.WORK_QUEUE,
