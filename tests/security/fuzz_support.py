@@ -26,7 +26,10 @@ def fuzz_settings(max_examples: int) -> settings:
         database=None,
         deadline=None,
         phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+        # filter_too_much: schemathesis' negative mode discards many drafts on a schema with many enum members
+        # (the action result route), which is its way of making them invalid, not a weak test.
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                               HealthCheck.filter_too_much],
         print_blob=False,
     )
 
